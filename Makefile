@@ -1,0 +1,43 @@
+# Two commands set everything up: `make demo` and `make test` (see README).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+DAGSTER := $(BIN)/dagster
+MODULE := ml_platform.definitions
+
+.PHONY: install demo dev test instance clean
+
+# Re-installs when the project's dependencies change.
+$(BIN)/.installed: pyproject.toml setup.cfg
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+# A project-local Dagster instance (SQLite), created and migrated once, before anything runs
+# concurrently: two runs racing to create a fresh schema both fail.
+instance: install
+	mkdir -p "$(DAGSTER_HOME)"
+	test -f "$(DAGSTER_HOME)/dagster.yaml" || printf 'telemetry:\n  enabled: false\n' > "$(DAGSTER_HOME)/dagster.yaml"
+	$(DAGSTER) instance migrate > /dev/null
+
+demo: instance
+	$(BIN)/ml-platform seed-demo
+	$(DAGSTER) asset materialize -m $(MODULE) --select raw_data \
+		--partition-range "$$($(BIN)/ml-platform demo-range)"
+	$(DAGSTER) asset materialize -m $(MODULE) --select 'training_data*' \
+		--partition "$$($(BIN)/ml-platform demo-range --last)"
+	@echo
+	$(BIN)/ml-platform production
+
+dev: instance
+	$(DAGSTER) dev -m $(MODULE) -h 127.0.0.1 -p 3000
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf data .dagster_home

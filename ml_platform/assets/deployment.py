@@ -1,0 +1,114 @@
+"""deployed_model: the gated model written to the model store and promoted to production."""
+
+
+import hashlib
+import json
+
+import dagster as dg
+
+from ml_platform import constants
+from ml_platform.ml import TrainedModel
+from ml_platform.partitions import daily_partitions
+from ml_platform.resources.model_store import ModelStore
+from ml_platform.settings import load_settings
+
+_settings = load_settings()
+
+
+def code_version() -> str:
+    """The installed ml_platform version, recorded with every model."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ml_platform")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def model_identity(trained_model: TrainedModel) -> str:
+    """What a model is built from: same data, params, code and library versions, same identity."""
+    import sklearn
+
+    recipe = {
+        "data_fingerprint": trained_model.data_fingerprint,
+        "params": trained_model.params,
+        "target": trained_model.target,
+        "feature_columns": trained_model.feature_columns,
+        "code_version": code_version(),
+        "scikit_learn": sklearn.__version__,
+    }
+    return "sha256:" + hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    io_manager_key="model_io_manager",
+    group_name=constants.DEPLOYMENT_GROUP,
+    kinds={"scikitlearn"},
+    owners=[constants.ML_OWNER],
+)
+def deployed_model(
+    context: dg.AssetExecutionContext,
+    model_store: ModelStore,
+    trained_model: TrainedModel,
+    model_metrics: dict,
+) -> dg.Output[dict]:
+    """The model version in the store that serves production, with its sha256 and provenance."""
+    name = _settings.model_name
+    metadata = {
+        "metrics": {k: model_metrics[k] for k in ("accuracy", "precision", "recall", "f1", "test_rows")},
+        "confusion_matrix": model_metrics["confusion_matrix"],
+        "labels": model_metrics["labels"],
+        "params": trained_model.params,
+        "target": trained_model.target,
+        "feature_columns": trained_model.feature_columns,
+        "classes": trained_model.classes,
+        "training_rows": trained_model.training_rows,
+        "data_fingerprint": trained_model.data_fingerprint,
+        "data_as_of": trained_model.data_as_of,
+        "code_version": code_version(),
+        "dagster_run_id": context.run.run_id,
+    }
+    identity = model_identity(trained_model)
+    version = model_store.save_version(name, trained_model.pipeline, metadata, identity=identity)
+    context.log.info(f"stored {name} {version.version} at {version.location}")
+
+    current = model_store.production(name)
+    current_as_of = current.metadata.get("data_as_of") if current else None
+    if current is not None and current.version == version.version:
+        promoted, replaced, note = False, None, "already in production"
+    elif current_as_of and trained_model.data_as_of and current_as_of > trained_model.data_as_of:
+        # A backfill of an old day must never move production backwards.
+        promoted, replaced = False, None
+        note = f"kept {current.version}: it was trained on newer data ({current_as_of})"
+    else:
+        model_store.promote(
+            name, version.version, reason=f"accuracy gate passed for data as of {trained_model.data_as_of}"
+        )
+        promoted, replaced = True, current.version if current else None
+        note = f"promoted to production, replacing {replaced}" if replaced else "promoted to production"
+    context.log.info(f"{name} {version.version}: {note}")
+
+    production = model_store.production(name)
+    record = {
+        "model_name": name,
+        "version": version.version,
+        "location": version.location,
+        "sha256": version.sha256,
+        "promoted": promoted,
+        "replaced": replaced,
+        "production_version": production.version if production else None,
+    }
+    return dg.Output(
+        record,
+        metadata={
+            "Version": version.version,
+            "Location": dg.MetadataValue.path(version.location),
+            "sha256": version.sha256,
+            "Promoted": promoted,
+            "Replaced": replaced or "-",
+            "Production version": record["production_version"] or "-",
+            "Outcome": note,
+            "Accuracy": float(model_metrics["accuracy"]),
+        },
+    )

@@ -1,0 +1,80 @@
+"""raw_data: one day's landing file per partition."""
+
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+from ml_platform import constants
+from ml_platform.metadata import column_schema, frame_table, rows_table
+from ml_platform.partitions import daily_partitions
+from ml_platform.resources.landing_zone import LandingFile, LandingZone
+
+
+def _day_metadata(frame: pd.DataFrame, landing_file: LandingFile) -> dict[str, object]:
+    nulls = frame.isna().sum()
+    return {
+        "dagster/row_count": len(frame),
+        "Columns": len(frame.columns),
+        "dagster/column_schema": column_schema(frame),
+        "Null counts": rows_table(
+            [{"Column": str(c), "Nulls": int(n)} for c, n in nulls.items()],
+            [("Column", "string"), ("Nulls", "int")],
+        ),
+        "Preview": frame_table(frame.head(constants.PREVIEW_ROWS)),
+        "Source file": dg.MetadataValue.path(landing_file.location),
+        "Fingerprint": landing_file.fingerprint,
+        "Source size (bytes)": landing_file.size,
+        "Source modified": dt.datetime.fromtimestamp(landing_file.modified, dt.timezone.utc).isoformat(),
+    }
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    # One run can load a whole range of days (`--partition-range`), instead of a run per day.
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name=constants.INGEST_GROUP,
+    kinds={"pandas"},
+    owners=[constants.DATA_OWNER],
+)
+def raw_data(context: dg.AssetExecutionContext, landing_zone: LandingZone):
+    """One day's batch of labelled rows, read from the landing zone."""
+    days = list(context.partition_keys)
+    frames: dict[str, pd.DataFrame] = {}
+    files: dict[str, LandingFile] = {}
+    for number, day in enumerate(days, start=1):
+        frame, landing_file = landing_zone.read(day)
+        frames[day], files[day] = frame, landing_file
+        context.log.info(
+            f"[{number}/{len(days)}] read {landing_file.location}: {len(frame)} rows,"
+            f" {len(frame.columns)} columns"
+        )
+
+    if len(days) == 1:
+        day = days[0]
+        return dg.Output(frames[day], metadata=_day_metadata(frames[day], files[day]))
+
+    # A range run records one materialization per day with this summary.
+    summary = [
+        {
+            "Day": day,
+            "Rows": len(frames[day]),
+            "Columns": len(frames[day].columns),
+            "Fingerprint": files[day].fingerprint,
+            "Source file": files[day].location,
+        }
+        for day in days
+    ]
+    return dg.Output(
+        frames,
+        metadata={
+            "Days": len(days),
+            "Total rows": sum(len(f) for f in frames.values()),
+            "Files": rows_table(
+                summary,
+                [("Day", "string"), ("Rows", "int"), ("Columns", "int"), ("Fingerprint", "string"),
+                 ("Source file", "string")],
+            ),
+        },
+    )

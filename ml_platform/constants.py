@@ -1,0 +1,48 @@
+"""Names and defaults shared across the platform. No magic numbers elsewhere."""
+
+# Asset groups, as shown in the Dagster UI.
+INGEST_GROUP = "ingestion"
+TRAINING_GROUP = "training"
+EVALUATION_GROUP = "evaluation"
+DEPLOYMENT_GROUP = "deployment"
+
+# Owners shown in the UI; a team, as Dagster's owner strings allow.
+DATA_OWNER = "team:data-platform"
+ML_OWNER = "team:ml-platform"
+
+# Platform settings defaults (overridable by environment, see settings.py).
+DEFAULT_LANDING_DIR = "data/landing"
+DEFAULT_MODEL_STORE_DIR = "data/model_store"
+DEFAULT_ASSET_STORAGE_DIR = "data/assets"
+DEFAULT_MODEL_NAME = "demo_classifier"
+DEFAULT_TARGET_COLUMN = "target"
+DEFAULT_WINDOW_DAYS = 7
+DEFAULT_PARTITIONS_START = "2025-01-01"
+DEFAULT_TIMEZONE = "UTC"
+
+# Data quality.
+DEFAULT_MAX_NULL_RATIO = 0.1
+MIN_TARGET_CLASSES = 2
+# A text column whose values are this share numbers is a numeric column with garbage in it.
+NUMERIC_LIKE_SHARE = 0.9
+PREVIEW_ROWS = 5
+
+# Splitting and training.
+DEFAULT_TEST_SIZE = 0.25
+DEFAULT_RANDOM_STATE = 42
+DEFAULT_N_ESTIMATORS = 100
+DEFAULT_MAX_DEPTH = 10
+DEFAULT_N_JOBS = 1
+TOP_FEATURE_IMPORTANCES = 20
+
+# Deployment gate.
+DEFAULT_MIN_ACCURACY = 0.8
+
+# Landing-file formats, in the order they are looked for.
+LANDING_EXTENSIONS = (".parquet", ".csv")
+
+# Model store layout.
+MODEL_FILENAME = "model.joblib"
+METADATA_FILENAME = "metadata.json"
+PRODUCTION_POINTER = "production.json"
+HISTORY_FILENAME = "history.jsonl"

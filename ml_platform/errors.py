@@ -1,0 +1,45 @@
+"""Typed errors: each names the file, column or key that is wrong."""
+
+
+class MlPlatformError(Exception):
+    """Base class of every error ml_platform raises on purpose."""
+
+
+class ConfigError(MlPlatformError, ValueError):
+    """A setting or config value is invalid."""
+
+
+class LandingFileError(MlPlatformError):
+    """A landing file cannot be used."""
+
+
+class LandingFileMissingError(LandingFileError, FileNotFoundError):
+    """No landing file exists for a partition."""
+
+
+class EmptyLandingFileError(LandingFileError):
+    """A landing file has no bytes or no rows."""
+
+
+class CorruptLandingFileError(LandingFileError):
+    """A landing file cannot be parsed."""
+
+
+class DataValidationError(MlPlatformError, ValueError):
+    """Data does not meet the platform's data contract."""
+
+
+class ModelStoreError(MlPlatformError):
+    """The model store is missing something or holds something wrong."""
+
+
+class NoProductionModelError(ModelStoreError, LookupError):
+    """No model has been promoted to production yet."""
+
+
+class ModelVersionNotFoundError(ModelStoreError, LookupError):
+    """The requested model version does not exist (or is incomplete)."""
+
+
+class ModelIntegrityError(ModelStoreError):
+    """A stored artifact does not match the sha256 recorded when it was written."""

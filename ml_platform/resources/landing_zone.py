@@ -1,0 +1,114 @@
+"""The landing zone: where one file per day arrives (``YYYY-MM-DD.parquet`` or ``.csv``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+from pydantic import Field
+
+from ml_platform import constants
+from ml_platform.errors import (
+    CorruptLandingFileError,
+    EmptyLandingFileError,
+    LandingFileError,
+    LandingFileMissingError,
+)
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """One day's file: where it is, and what identifies its content."""
+
+    day: str
+    location: str
+    size: int
+    modified: float
+    sha256: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever the content changes: the content hash once read, else size + mtime."""
+        if self.sha256:
+            return f"sha256:{self.sha256}"
+        return f"size:{self.size}-mtime:{self.modified:.6f}"
+
+
+def _check_day(day: str) -> str:
+    # Partition keys become file names: only a real date may reach the filesystem.
+    try:
+        return dt.date.fromisoformat(day).isoformat()
+    except (TypeError, ValueError):
+        raise LandingFileError(f"{day!r} is not a YYYY-MM-DD day") from None
+
+
+def parse_landing_bytes(data: bytes, location: str) -> pd.DataFrame:
+    """Parse one landing file's bytes by its extension; raise a typed error that names the file."""
+    if not data:
+        raise EmptyLandingFileError(f"landing file {location} is empty (0 bytes)")
+    try:
+        if location.endswith(".parquet"):
+            frame = pd.read_parquet(io.BytesIO(data))
+        else:
+            frame = pd.read_csv(io.BytesIO(data))
+    except (pa.ArrowException, OSError, ValueError, pd.errors.ParserError) as exc:
+        # pandas raises EmptyDataError (a ValueError) for a CSV with no header either.
+        if isinstance(exc, pd.errors.EmptyDataError):
+            raise EmptyLandingFileError(f"landing file {location} has no header and no rows") from exc
+        raise CorruptLandingFileError(f"landing file {location} cannot be read: {exc}") from exc
+    return frame
+
+
+class LandingZone(dg.ConfigurableResource, ABC):
+    """Where daily batch files land. Implementations: local folder (S3 comes later)."""
+
+    @abstractmethod
+    def find(self, day: str) -> LandingFile:
+        """The file for a day (cheap: no read); LandingFileMissingError if there is none."""
+
+    @abstractmethod
+    def read_bytes(self, landing_file: LandingFile) -> bytes:
+        """The file's content."""
+
+    def read(self, day: str) -> tuple[pd.DataFrame, LandingFile]:
+        """Read and parse one day's file; the returned LandingFile carries the content's sha256."""
+        landing_file = self.find(day)
+        data = self.read_bytes(landing_file)
+        landing_file = replace(landing_file, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+        return parse_landing_bytes(data, landing_file.location), landing_file
+
+
+class LocalLandingZone(LandingZone):
+    """A local folder of ``YYYY-MM-DD.parquet`` / ``.csv`` files."""
+
+    root: str = Field(description="Folder that holds one file per day.")
+
+    def _candidates(self, day: str) -> list[str]:
+        day = _check_day(day)
+        return [os.path.join(self.root, day + ext) for ext in constants.LANDING_EXTENSIONS]
+
+    def find(self, day: str) -> LandingFile:
+        present = [path for path in self._candidates(day) if os.path.isfile(path)]
+        if not present:
+            raise LandingFileMissingError(
+                f"no landing file for {day}: expected {day}.parquet or {day}.csv in {self.root}"
+            )
+        if len(present) > 1:
+            raise LandingFileError(
+                f"two landing files for {day} in {self.root} ({', '.join(map(os.path.basename, present))}):"
+                " keep one"
+            )
+        path = present[0]
+        stat = os.stat(path)
+        return LandingFile(day=day, location=path, size=stat.st_size, modified=stat.st_mtime)
+
+    def read_bytes(self, landing_file: LandingFile) -> bytes:
+        with open(landing_file.location, "rb") as handle:
+            return handle.read()

@@ -1,0 +1,247 @@
+"""The model store: versioned model artifacts plus an atomically switched ``production`` pointer.
+
+Layout under the store root (the same keys on every backend)::
+
+    <model_name>/<version>/model.joblib     the fitted scikit-learn Pipeline (joblib)
+    <model_name>/<version>/metadata.json    metrics, params, data fingerprint, sha256, created_at
+    <model_name>/production.json            the pointer: which version serves, since when, why
+    <model_name>/history/<time>-<version>.json   one record per pointer move
+
+A version is complete only once its ``metadata.json`` exists; it is written after the artifact, and
+the pointer is moved after both. Every write is atomic, so a crash leaves either the old state or
+the new one. Loading verifies the artifact's sha256 against the metadata.
+
+Only load artifacts from a store you trust: joblib files are pickles and run code when loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import joblib
+from pydantic import Field
+
+from ml_platform import constants
+from ml_platform.storage import atomic_write_bytes
+from ml_platform.errors import (
+    ModelIntegrityError,
+    ModelStoreError,
+    ModelVersionNotFoundError,
+    NoProductionModelError,
+)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A complete version in the store and its recorded metadata."""
+
+    model_name: str
+    version: str
+    location: str
+    metadata: dict[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        return self.metadata["sha256"]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _check_segment(value: str, what: str) -> str:
+    # Names become path segments: nothing may climb out of the store root.
+    if not value or value in (".", "..") or "/" in value or "\\" in value or value.startswith("."):
+        raise ModelStoreError(f"invalid {what} {value!r}")
+    return value
+
+
+class ModelStore(dg.ConfigurableResource, ABC):
+    """Versioned model artifacts with a production pointer. Backends implement five primitives."""
+
+    # -- primitives every backend implements -------------------------------------------------
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write a whole object atomically: readers see the old content or the new, never half."""
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """Read a whole object; FileNotFoundError if it does not exist."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether an object exists."""
+
+    @abstractmethod
+    def list_children(self, prefix: str) -> list[str]:
+        """Names directly under a prefix (folders and objects), sorted."""
+
+    @abstractmethod
+    def uri(self, key: str) -> str:
+        """Where a key lives, for people (a path or URL)."""
+
+    # -- the contract ---------------------------------------------------------------------------
+    def save_version(
+        self, model_name: str, model: Any, metadata: dict[str, Any], identity: str | None = None
+    ) -> ModelVersion:
+        """Store a model as a new version and return it.
+
+        ``identity`` names what the model was built from (data, params, code). A complete version
+        with the same identity is returned instead of writing a duplicate: re-running a pipeline
+        on unchanged input is idempotent. (Comparing artifact bytes would not do: two fits of the
+        same forest predict the same but do not pickle to the same bytes.)
+
+        The artifact is written first and ``metadata.json`` last, so a crash in between leaves an
+        incomplete version that every reader ignores.
+        """
+        _check_segment(model_name, "model name")
+        if identity is not None:
+            for existing in self.list_versions(model_name):
+                if existing.metadata.get("identity") == identity:
+                    return existing
+
+        buffer = io.BytesIO()
+        joblib.dump(model, buffer)
+        artifact = buffer.getvalue()
+        sha256 = hashlib.sha256(artifact).hexdigest()
+
+        created_at = _utcnow()
+        version = f"v{created_at:%Y%m%dT%H%M%S%f}Z-{sha256[:8]}"
+        record = {
+            **metadata,
+            "model_name": model_name,
+            "version": version,
+            "identity": identity,
+            "sha256": sha256,
+            "size_bytes": len(artifact),
+            "created_at": created_at.isoformat(),
+        }
+        self.write_bytes(f"{model_name}/{version}/{constants.MODEL_FILENAME}", artifact)
+        self.write_bytes(
+            f"{model_name}/{version}/{constants.METADATA_FILENAME}",
+            json.dumps(record, indent=2, sort_keys=True, default=str).encode(),
+        )
+        return ModelVersion(model_name, version, self.uri(f"{model_name}/{version}"), record)
+
+    def get_version(self, model_name: str, version: str) -> ModelVersion:
+        """A complete version; ModelVersionNotFoundError if absent or incomplete."""
+        _check_segment(model_name, "model name")
+        _check_segment(version, "version")
+        key = f"{model_name}/{version}/{constants.METADATA_FILENAME}"
+        try:
+            record = json.loads(self.read_bytes(key))
+        except FileNotFoundError:
+            raise ModelVersionNotFoundError(
+                f"model {model_name!r} has no complete version {version!r} in {self.uri(model_name)}"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise ModelStoreError(f"{self.uri(key)} is not valid JSON: {exc}") from exc
+        return ModelVersion(model_name, version, self.uri(f"{model_name}/{version}"), record)
+
+    def list_versions(self, model_name: str) -> list[ModelVersion]:
+        """Complete versions, oldest first (version names sort by creation time)."""
+        _check_segment(model_name, "model name")
+        versions = []
+        for name in self.list_children(model_name):
+            if not name.startswith("v"):
+                continue
+            try:
+                versions.append(self.get_version(model_name, name))
+            except ModelVersionNotFoundError:
+                continue  # an interrupted write: ignored until cleaned up
+        return versions
+
+    def production(self, model_name: str) -> ModelVersion | None:
+        """The version the production pointer names, or None before the first promotion."""
+        _check_segment(model_name, "model name")
+        try:
+            pointer = json.loads(self.read_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}"))
+        except FileNotFoundError:
+            return None
+        return self.get_version(model_name, pointer["version"])
+
+    def pointer(self, model_name: str) -> dict[str, Any] | None:
+        """The raw production pointer record (version, promoted_at, previous, reason)."""
+        try:
+            return json.loads(self.read_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}"))
+        except FileNotFoundError:
+            return None
+
+    def promote(self, model_name: str, version: str, reason: str) -> dict[str, Any]:
+        """Point production at a complete version (one atomic write); record it in the history."""
+        target = self.get_version(model_name, version)  # refuses incomplete versions
+        current = self.pointer(model_name)
+        now = _utcnow()
+        record = {
+            "version": target.version,
+            "sha256": target.sha256,
+            "promoted_at": now.isoformat(),
+            "previous": current["version"] if current else None,
+            "reason": reason,
+        }
+        encoded = json.dumps(record, indent=2, sort_keys=True).encode()
+        self.write_bytes(f"{model_name}/history/{now:%Y%m%dT%H%M%S%f}Z-{version}.json", encoded)
+        self.write_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}", encoded)
+        return record
+
+    def load(self, model_name: str, version: str | None = None) -> tuple[Any, ModelVersion]:
+        """Load a version (default: production) after verifying its sha256."""
+        if version is None:
+            model_version = self.production(model_name)
+            if model_version is None:
+                raise NoProductionModelError(
+                    f"model {model_name!r} has no production version in {self.uri(model_name)}"
+                )
+        else:
+            model_version = self.get_version(model_name, version)
+        key = f"{model_name}/{model_version.version}/{constants.MODEL_FILENAME}"
+        try:
+            artifact = self.read_bytes(key)
+        except FileNotFoundError:
+            raise ModelVersionNotFoundError(f"{self.uri(key)} is missing") from None
+        actual = hashlib.sha256(artifact).hexdigest()
+        if actual != model_version.sha256:
+            raise ModelIntegrityError(
+                f"{self.uri(key)} has sha256 {actual}, but {model_version.sha256} was recorded"
+                " when it was written: refusing to load a changed artifact"
+            )
+        return joblib.load(io.BytesIO(artifact)), model_version
+
+
+class LocalModelStore(ModelStore):
+    """A model store in a local folder (the default)."""
+
+    root: str = Field(description="Folder that holds the store.")
+
+    def _path(self, key: str) -> str:
+        parts = key.split("/")
+        for part in parts:
+            _check_segment(part, "store key segment")
+        return os.path.join(self.root, *parts)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        atomic_write_bytes(self._path(key), data)
+
+    def read_bytes(self, key: str) -> bytes:
+        with open(self._path(key), "rb") as handle:
+            return handle.read()
+
+    def exists(self, key: str) -> bool:
+        return os.path.exists(self._path(key))
+
+    def list_children(self, prefix: str) -> list[str]:
+        path = self._path(prefix)
+        if not os.path.isdir(path):
+            return []
+        return sorted(name for name in os.listdir(path) if not name.startswith("."))
+
+    def uri(self, key: str) -> str:
+        return self._path(key)

@@ -1,0 +1,104 @@
+"""Platform settings from the environment, with defaults for the embedded local mode.
+
+Settings shape the definitions (paths, model name, the training window), so they are read when the
+code location loads. Secrets never live here: resources take them through ``dg.EnvVar``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ml_platform import constants
+from ml_platform.errors import ConfigError
+
+ENVIRONMENTS = ("local", "prod")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the platform reads from the environment (see README, "Configuration")."""
+
+    env: str
+    landing_dir: str
+    model_store_dir: str
+    asset_storage_dir: str
+    model_name: str
+    target_column: str
+    feature_columns: tuple[str, ...] | None
+    window_days: int
+    partitions_start: str
+    timezone: str
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _path(environ: Mapping[str, str], name: str, default: str) -> str:
+    # Relative paths are taken from the directory the command runs in (the project root).
+    return os.path.abspath(environ.get(name, "").strip() or default)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate settings; raise ConfigError naming the variable that is wrong."""
+    environ = os.environ if environ is None else environ
+
+    env = environ.get("ML_PLATFORM_ENV", "").strip() or "local"
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"ML_PLATFORM_ENV={env!r} is not one of {', '.join(ENVIRONMENTS)}")
+
+    model_name = environ.get("ML_PLATFORM_MODEL_NAME", "").strip() or constants.DEFAULT_MODEL_NAME
+    if not _MODEL_NAME.match(model_name):
+        raise ConfigError(
+            f"ML_PLATFORM_MODEL_NAME={model_name!r} must be letters, digits, '_', '-' or '.',"
+            " starting with a letter or digit"
+        )
+
+    raw_features = environ.get("ML_PLATFORM_FEATURE_COLUMNS", "").strip()
+    features = tuple(c.strip() for c in raw_features.split(",") if c.strip()) or None
+
+    start = environ.get("ML_PLATFORM_PARTITIONS_START", "").strip() or constants.DEFAULT_PARTITIONS_START
+    try:
+        dt.date.fromisoformat(start)
+    except ValueError:
+        raise ConfigError(f"ML_PLATFORM_PARTITIONS_START={start!r} is not a YYYY-MM-DD date") from None
+
+    timezone = environ.get("ML_PLATFORM_TIMEZONE", "").strip() or constants.DEFAULT_TIMEZONE
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"ML_PLATFORM_TIMEZONE={timezone!r} is not an IANA time zone") from None
+
+    target = environ.get("ML_PLATFORM_TARGET_COLUMN", "").strip() or constants.DEFAULT_TARGET_COLUMN
+    if features and target in features:
+        raise ConfigError(f"ML_PLATFORM_FEATURE_COLUMNS lists the target column {target!r}")
+
+    return Settings(
+        env=env,
+        landing_dir=_path(environ, "ML_PLATFORM_LANDING_DIR", constants.DEFAULT_LANDING_DIR),
+        model_store_dir=_path(environ, "ML_PLATFORM_MODEL_STORE_DIR", constants.DEFAULT_MODEL_STORE_DIR),
+        asset_storage_dir=_path(
+            environ, "ML_PLATFORM_ASSET_STORAGE_DIR", constants.DEFAULT_ASSET_STORAGE_DIR
+        ),
+        model_name=model_name,
+        target_column=target,
+        feature_columns=features,
+        window_days=_int(environ, "ML_PLATFORM_WINDOW_DAYS", constants.DEFAULT_WINDOW_DAYS, 1),
+        partitions_start=start,
+        timezone=timezone,
+    )
