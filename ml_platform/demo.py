@@ -59,12 +59,13 @@ def seed_landing(
     Returns the paths written or kept, oldest day first.
     """
     day_list = demo_days(end_day, days)
+    # Every day is a slice of one data set, so all days follow the same distribution.
     if synthetic_rows:
-        frames = [synthetic_frame(synthetic_rows, seed + i, target) for i in range(days)]
+        whole = synthetic_frame(synthetic_rows * days, seed, target)
     else:
         whole = breast_cancer_frame(target).sample(frac=1.0, random_state=seed).reset_index(drop=True)
-        bounds = np.linspace(0, len(whole), days + 1).round().astype(int)
-        frames = [whole.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds[:-1], bounds[1:])]
+    bounds = np.linspace(0, len(whole), days + 1).round().astype(int)
+    frames = [whole.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds[:-1], bounds[1:])]
     paths = []
     os.makedirs(landing_dir, exist_ok=True)
     for day, frame in zip(day_list, frames):

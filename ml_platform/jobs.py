@@ -2,11 +2,8 @@
 
 import dagster as dg
 
-from ml_platform.partitions import daily_partitions
-
 training_pipeline_job = dg.define_asset_job(
     name="training_pipeline",
     selection=dg.AssetSelection.all(),
-    partitions_def=daily_partitions,
     description="Ingest one day, retrain on the window ending that day, evaluate, gate and deploy.",
 )

@@ -1,0 +1,157 @@
+"""Shared fixtures: temp folders, a temp Dagster instance, seeded landing data, resources."""
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from ml_platform.assets.deployment import deployed_model
+from ml_platform.assets.evaluation import model_metrics
+from ml_platform.assets.ingest import raw_data
+from ml_platform.assets.training import splits, trained_model, training_data
+from ml_platform.checks.data_quality import raw_data_quality
+from ml_platform.checks.model_quality import accuracy_above_threshold
+from ml_platform.demo import breast_cancer_frame, demo_days, seed_landing
+from ml_platform.io_managers import JoblibIOManager, ParquetIOManager
+from ml_platform.resources import LocalLandingZone, LocalModelStore
+
+# Fixed days inside the partitions definition, so results do not depend on today's date.
+END_DAY = "2026-01-07"
+WINDOW = 7
+DAYS = demo_days(END_DAY, WINDOW)
+MODEL_NAME = "demo_classifier"
+TARGET = "target"
+
+ALL_DEFS = [
+    raw_data,
+    training_data,
+    splits,
+    trained_model,
+    model_metrics,
+    deployed_model,
+    raw_data_quality,
+    accuracy_above_threshold,
+]
+CHAIN = "key:training_data+"
+
+
+@dataclass
+class Platform:
+    """One isolated platform: folders, resources and a Dagster instance."""
+
+    root: Path
+    landing: Path
+    store_dir: Path
+    assets_dir: Path
+    instance: dg.DagsterInstance
+
+    @property
+    def store(self) -> LocalModelStore:
+        return LocalModelStore(root=str(self.store_dir))
+
+    @property
+    def resources(self) -> dict:
+        return {
+            "landing_zone": LocalLandingZone(root=str(self.landing)),
+            "model_store": self.store,
+            "io_manager": ParquetIOManager(base_dir=str(self.assets_dir)),
+            "model_io_manager": JoblibIOManager(base_dir=str(self.assets_dir)),
+        }
+
+    def write_day(self, day: str, frame: pd.DataFrame, fmt: str = "parquet") -> Path:
+        path = self.landing / f"{day}.{fmt}"
+        self.landing.mkdir(parents=True, exist_ok=True)
+        if fmt == "parquet":
+            frame.to_parquet(path, index=False)
+        else:
+            frame.to_csv(path, index=False)
+        return path
+
+    def seed(self, end_day: str = END_DAY, days: int = WINDOW, **kwargs) -> list[str]:
+        return seed_landing(str(self.landing), end_day=end_day, days=days, target=TARGET, **kwargs)
+
+    def materialize(
+        self, selection: str, partition_key: str, run_config: dict | None = None
+    ) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            ALL_DEFS,
+            selection=selection,
+            partition_key=partition_key,
+            instance=self.instance,
+            resources=self.resources,
+            run_config=run_config or {},
+            raise_on_error=False,
+        )
+
+    def ingest(self, days: list[str] = DAYS) -> list[dg.ExecuteInProcessResult]:
+        return [self.materialize("key:raw_data", day) for day in days]
+
+    def train(self, day: str = END_DAY, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+        return self.materialize(CHAIN, day, run_config)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def platform(tmp_path: Path, instance: dg.DagsterInstance) -> Platform:
+    return Platform(
+        root=tmp_path,
+        landing=tmp_path / "landing",
+        store_dir=tmp_path / "model_store",
+        assets_dir=tmp_path / "assets",
+        instance=instance,
+    )
+
+
+@pytest.fixture
+def seeded(platform: Platform) -> Platform:
+    platform.seed()
+    return platform
+
+
+@pytest.fixture(scope="session")
+def demo_frame() -> pd.DataFrame:
+    return breast_cancer_frame(TARGET)
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    """check name -> passed, for every check evaluated in a run."""
+    return {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    }
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {
+        e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+    }
+
+
+def step_errors(result: dg.ExecuteInProcessResult) -> str:
+    """All step failure messages of a run, joined (for asserting on error text)."""
+    texts = []
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            error = event.step_failure_data.error
+            while error is not None:
+                texts.append(error.message)
+                error = error.cause
+    return "\n".join(texts)
+
+
+def yesterday() -> str:
+    return (dt.date.today() - dt.timedelta(days=1)).isoformat()
+
+
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")

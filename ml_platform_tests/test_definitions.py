@@ -1,0 +1,56 @@
+"""`defs` loads, and what the UI shows for each asset is filled in."""
+
+import dagster as dg
+
+from ml_platform import constants
+from ml_platform.definitions import defs
+
+ASSETS = {"raw_data", "training_data", "train_split", "test_split", "trained_model", "model_metrics",
+          "deployed_model"}
+CHECKS = {
+    ("raw_data", "not_empty"),
+    ("raw_data", "target_column_present"),
+    ("raw_data", "null_ratio_below_threshold"),
+    ("raw_data", "feature_columns_valid"),
+    ("raw_data", "at_least_two_classes"),
+    ("model_metrics", "accuracy_above_threshold"),
+}
+
+
+def test_defs_load_with_every_asset_and_check():
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == ASSETS
+    assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == CHECKS
+
+
+def test_every_asset_has_description_group_owner_and_kind():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        name = key.to_user_string()
+        assert node.description and "\n" not in node.description.strip(), name
+        assert node.group_name in {
+            constants.INGEST_GROUP, constants.TRAINING_GROUP, constants.EVALUATION_GROUP,
+            constants.DEPLOYMENT_GROUP,
+        }, name
+        assert node.owners, name
+        assert node.kinds & {"pandas", "scikitlearn"}, name
+        assert node.partitions_def is not None, name
+
+
+def test_gating_checks_are_blocking():
+    graph = defs.resolve_asset_graph()
+    for key in graph.asset_check_keys:
+        assert graph.get_check_spec(key).blocking, key
+
+
+def test_training_pipeline_job_resolves_over_every_asset():
+    job = defs.resolve_job_def("training_pipeline")
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == ASSETS
+    assert job.partitions_def is not None
+    assert job.executor_def.name == dg.in_process_executor.name
+
+
+def test_raw_data_can_be_backfilled_as_one_run():
+    raw = defs.resolve_assets_def("raw_data")
+    assert raw.backfill_policy == dg.BackfillPolicy.single_run()

@@ -1,0 +1,130 @@
+"""`dagster dev` on 127.0.0.1: the asset graph the UI shows, and a run launched through its API.
+
+The browser-driven version of this test (headless Chromium) belongs to the UI issue; this one
+talks to the same GraphQL endpoint the UI uses.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from dagster_graphql import DagsterGraphQLClient
+
+from ml_platform_tests.conftest import DAYS, END_DAY, MODEL_NAME
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.cli
+
+ASSET_NODES = """
+{ assetNodes { assetKey { path } groupName description kinds
+    owners { ... on TeamAssetOwner { team } ... on UserAssetOwner { email } }
+    assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }
+"""
+RUN_STATUS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def dagster_dev(tmp_path: Path):
+    """`dagster dev` (webserver + daemon) on a free port of 127.0.0.1, stopped by process group."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "ML_PLATFORM_LANDING_DIR": str(tmp_path / "landing"),
+        "ML_PLATFORM_MODEL_STORE_DIR": str(tmp_path / "model_store"),
+        "ML_PLATFORM_ASSET_STORAGE_DIR": str(tmp_path / "assets"),
+    }
+    subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, check=True,
+                   capture_output=True, timeout=120)
+    subprocess.run([str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY], env=env,
+                   check=True, capture_output=True, timeout=120)
+    port = _free_port()
+    log = open(tmp_path / "dagster_dev.log", "w")
+    proc = subprocess.Popen(
+        [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()
+            try:
+                if requests.get(f"{url}/server_info", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "dagster dev did not answer within 120 s"
+            time.sleep(0.5)
+        yield url, port, tmp_path
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables or {}},
+                             timeout=60)
+    response.raise_for_status()
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def _wait_for_run(url: str, run_id: str, timeout: float = 240) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = _graphql(url, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            return status
+        time.sleep(1)
+    raise AssertionError(f"run {run_id} did not finish in {timeout} s")
+
+
+def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
+    url, port, tmp_path = dagster_dev
+    # Bound to loopback only.
+    listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
+    assert f"127.0.0.1:{port}" in listening and f"0.0.0.0:{port}" not in listening
+
+    nodes = {"/".join(n["assetKey"]["path"]): n for n in _graphql(url, ASSET_NODES)["assetNodes"]}
+    assert set(nodes) == {"raw_data", "training_data", "train_split", "test_split", "trained_model",
+                          "model_metrics", "deployed_model"}
+    for name, node in nodes.items():
+        assert node["groupName"] and node["description"] and node["kinds"] and node["owners"], name
+    raw_checks = {c["name"]: c["blocking"] for c in nodes["raw_data"]["assetChecksOrError"]["checks"]}
+    assert len(raw_checks) == 5 and all(raw_checks.values())
+    gate = nodes["model_metrics"]["assetChecksOrError"]["checks"]
+    assert gate == [{"name": "accuracy_above_threshold", "blocking": True}]
+
+    # Launch runs the way the UI's Materialize button does: the job, one partition per run.
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    for day in DAYS[:-1]:
+        run_id = client.submit_job_execution(
+            "training_pipeline", tags={"dagster/partition": day}, asset_selection=["raw_data"]
+        )
+        assert _wait_for_run(url, run_id) == "SUCCESS", day
+    run_id = client.submit_job_execution("training_pipeline", tags={"dagster/partition": END_DAY})
+    assert _wait_for_run(url, run_id) == "SUCCESS"
+    assert (tmp_path / "model_store" / MODEL_NAME / "production.json").is_file()
