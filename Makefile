@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 DAGSTER := $(BIN)/dagster
 MODULE := ml_platform.definitions
+# Run events at INFO in the terminal (Dagster's console default is DEBUG).
+QUIET := --config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
 .PHONY: install demo dev test instance clean
 
@@ -25,10 +27,10 @@ instance: install
 	$(DAGSTER) instance migrate > /dev/null
 
 demo: instance
-	$(BIN)/ml-platform seed-demo
-	$(DAGSTER) asset materialize -m $(MODULE) --select raw_data \
+	$(BIN)/ml-platform seed-demo $(if $(SYNTHETIC_ROWS),--synthetic-rows $(SYNTHETIC_ROWS))
+	$(DAGSTER) asset materialize -m $(MODULE) $(QUIET) --select raw_data \
 		--partition-range "$$($(BIN)/ml-platform demo-range)"
-	$(DAGSTER) asset materialize -m $(MODULE) --select 'training_data*' \
+	$(DAGSTER) asset materialize -m $(MODULE) $(QUIET) --select 'key:training_data+' \
 		--partition "$$($(BIN)/ml-platform demo-range --last)"
 	@echo
 	$(BIN)/ml-platform production

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ml_platform.errors import DataValidationError
+
+PROGRESS_STEPS = 10
 
 
 @dataclass
@@ -104,6 +107,31 @@ def build_pipeline(
         n_estimators=n_estimators, max_depth=max_depth, random_state=random_state, n_jobs=n_jobs
     )
     return Pipeline([("preprocess", preprocess), ("model", estimator)])
+
+
+def fit_with_progress(
+    pipeline: Pipeline,
+    x: pd.DataFrame,
+    y: pd.Series,
+    report: Callable[[int, int], None],
+    steps: int = PROGRESS_STEPS,
+) -> Pipeline:
+    """Fit the pipeline, growing the forest in steps so that long fits report progress.
+
+    With ``warm_start`` the forest skips the random draws of the trees it already has, so the
+    trees are exactly those of a single ``fit`` (the plain-scikit-learn test checks this).
+    """
+    preprocess, forest = pipeline.named_steps["preprocess"], pipeline.named_steps["model"]
+    transformed = preprocess.fit_transform(x, y)
+    total = forest.n_estimators
+    sizes = sorted({max(1, round(total * i / steps)) for i in range(1, steps + 1)})
+    forest.set_params(warm_start=True)
+    for size in sizes:
+        forest.set_params(n_estimators=size)
+        forest.fit(transformed, y)
+        report(size, total)
+    forest.set_params(warm_start=False)
+    return pipeline
 
 
 def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:

@@ -71,7 +71,10 @@ def deployed_model(
     }
     identity = model_identity(trained_model)
     version = model_store.save_version(name, trained_model.pipeline, metadata, identity=identity)
-    context.log.info(f"stored {name} {version.version} at {version.location}")
+    if version.metadata.get("dagster_run_id") == context.run.run_id:
+        context.log.info(f"stored {name} {version.version} at {version.location}")
+    else:
+        context.log.info(f"{name} {version.version} already holds this model (same data, params, code)")
 
     current = model_store.production(name)
     current_as_of = current.metadata.get("data_as_of") if current else None

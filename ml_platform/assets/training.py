@@ -15,6 +15,7 @@ from ml_platform.ml import (
     TrainedModel,
     build_pipeline,
     feature_importances,
+    fit_with_progress,
     features_and_target,
     frame_fingerprint,
     split,
@@ -176,7 +177,11 @@ def trained_model(
         f" on {len(x_train)} rows x {x_train.shape[1]} columns"
     )
     started = time.perf_counter()
-    pipeline.fit(x_train, y_train)
+
+    def report(done: int, total: int) -> None:
+        context.log.info(f"trees {done}/{total} ({time.perf_counter() - started:.1f} s)")
+
+    fit_with_progress(pipeline, x_train, y_train, report)
     fit_seconds = time.perf_counter() - started
     context.log.info(f"fitted in {fit_seconds:.2f} s")
 
