@@ -34,6 +34,9 @@ class Settings:
     window_days: int
     partitions_start: str
     timezone: str
+    storage_retries: int
+    retry_delay_s: float
+    max_runtime_s: int
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -45,6 +48,19 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int) -> i
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
     if value < minimum:
+        raise ConfigError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _float(environ: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not value >= minimum:
         raise ConfigError(f"{name}={value} must be >= {minimum}")
     return value
 
@@ -74,7 +90,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     start = environ.get("ML_PLATFORM_PARTITIONS_START", "").strip() or constants.DEFAULT_PARTITIONS_START
     try:
-        dt.date.fromisoformat(start)
+        dt.datetime.strptime(start, "%Y-%m-%d")
     except ValueError:
         raise ConfigError(f"ML_PLATFORM_PARTITIONS_START={start!r} is not a YYYY-MM-DD date") from None
 
@@ -101,4 +117,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         window_days=_int(environ, "ML_PLATFORM_WINDOW_DAYS", constants.DEFAULT_WINDOW_DAYS, 1),
         partitions_start=start,
         timezone=timezone,
+        storage_retries=_int(environ, "ML_PLATFORM_STORAGE_RETRIES", constants.STORAGE_RETRIES, 0),
+        retry_delay_s=_float(environ, "ML_PLATFORM_RETRY_DELAY_S", constants.STORAGE_RETRY_DELAY_S, 0.0),
+        max_runtime_s=_int(environ, "ML_PLATFORM_MAX_RUNTIME_S", constants.DEFAULT_MAX_RUNTIME_S, 1),
     )

@@ -7,6 +7,10 @@ import tempfile
 from collections.abc import Callable
 from typing import BinaryIO
 
+# mkstemp creates files readable by their owner only; stored files get the usual umask-based mode.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     """Write a file so that readers see the old content or the new, never a partial file.
@@ -18,6 +22,7 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()

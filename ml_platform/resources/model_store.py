@@ -30,13 +30,13 @@ import joblib
 from pydantic import Field
 
 from ml_platform import constants
-from ml_platform.storage import atomic_write_bytes
 from ml_platform.errors import (
     ModelIntegrityError,
     ModelStoreError,
     ModelVersionNotFoundError,
     NoProductionModelError,
 )
+from ml_platform.storage import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -124,11 +124,10 @@ class ModelStore(dg.ConfigurableResource, ABC):
             "size_bytes": len(artifact),
             "created_at": created_at.isoformat(),
         }
+        # Serialized before anything is written, so unserializable metadata leaves no orphan.
+        encoded = json.dumps(record, indent=2, sort_keys=True, default=str).encode()
         self.write_bytes(f"{model_name}/{version}/{constants.MODEL_FILENAME}", artifact)
-        self.write_bytes(
-            f"{model_name}/{version}/{constants.METADATA_FILENAME}",
-            json.dumps(record, indent=2, sort_keys=True, default=str).encode(),
-        )
+        self.write_bytes(f"{model_name}/{version}/{constants.METADATA_FILENAME}", encoded)
         return ModelVersion(model_name, version, self.uri(f"{model_name}/{version}"), record)
 
     def get_version(self, model_name: str, version: str) -> ModelVersion:
@@ -170,6 +169,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
 
     def pointer(self, model_name: str) -> dict[str, Any] | None:
         """The raw production pointer record (version, promoted_at, previous, reason)."""
+        _check_segment(model_name, "model name")
         try:
             return json.loads(self.read_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}"))
         except FileNotFoundError:
