@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 DAGSTER := $(BIN)/dagster
 MODULE := ml_platform.definitions
+# Runs at once under `dagster dev` (backfills: one run per partition); default one per core.
+MAX_CONCURRENT_RUNS ?= $(shell nproc 2>/dev/null || echo 2)
 # Run events at INFO in the terminal (Dagster's console default is DEBUG).
 QUIET := --config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
@@ -23,7 +25,8 @@ install: $(BIN)/.installed
 # concurrently: two runs racing to create a fresh schema both fail.
 instance: install
 	mkdir -p "$(DAGSTER_HOME)"
-	test -f "$(DAGSTER_HOME)/dagster.yaml" || printf 'telemetry:\n  enabled: false\n' > "$(DAGSTER_HOME)/dagster.yaml"
+	test -f "$(DAGSTER_HOME)/dagster.yaml" || sed "s/@MAX_CONCURRENT_RUNS@/$(MAX_CONCURRENT_RUNS)/" \
+		deploy/dagster.local.yaml > "$(DAGSTER_HOME)/dagster.yaml"
 	$(DAGSTER) instance migrate > /dev/null
 
 demo: instance

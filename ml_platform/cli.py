@@ -72,8 +72,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     for v in versions:
         mark = "* " if production and production["version"] == v.version else "  "
         m = v.metadata.get("metrics", {})
-        print(f"{mark}{v.version:<40} {m.get('accuracy', float('nan')):>9.4f} {m.get('f1', float('nan')):>7.4f}"
-              f"  {v.metadata.get('data_as_of', '-')}")
+        accuracy, f1 = m.get("accuracy", float("nan")), m.get("f1", float("nan"))
+        print(f"{mark}{v.version:<40} {accuracy:>9.4f} {f1:>7.4f}  {v.metadata.get('data_as_of', '-')}")
     print("(* = production)")
     return 0
 
@@ -114,9 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     seed = sub.add_parser("seed-demo", help="write demo landing files, one parquet per day")
-    seed.add_argument("--days", type=int, default=constants.DEFAULT_WINDOW_DAYS, help="number of days (default %(default)s)")
+    seed.add_argument(
+        "--days", type=int, default=constants.DEFAULT_WINDOW_DAYS, help="number of days (default %(default)s)"
+    )
     seed.add_argument("--end-day", help="last day, YYYY-MM-DD (default: the newest partition, yesterday)")
-    seed.add_argument("--synthetic-rows", type=int, help="rows per day of synthetic data instead of the breast cancer set")
+    seed.add_argument(
+        "--synthetic-rows", type=int, help="rows per day of synthetic data instead of the breast cancer set"
+    )
     seed.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     seed.add_argument("--landing-dir", help="folder to write to (default: ML_PLATFORM_LANDING_DIR)")
     seed.set_defaults(func=cmd_seed_demo)

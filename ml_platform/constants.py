@@ -46,3 +46,17 @@ MODEL_FILENAME = "model.joblib"
 METADATA_FILENAME = "metadata.json"
 PRODUCTION_POINTER = "production.json"
 HISTORY_FILENAME = "history.jsonl"
+
+# Automation.
+DAILY_SCHEDULE_CRON = "0 2 * * *"  # 02:00 in ML_PLATFORM_TIMEZONE, for the day that just ended
+LANDING_SENSOR_INTERVAL_S = 60
+TRIGGER_TAG = "ml_platform/trigger"
+FINGERPRINT_TAG = "ml_platform/fingerprint"
+LANDING_INGEST_TRIGGER = "landing-ingest"
+LANDING_RETRAIN_TRIGGER = "landing-retrain"
+
+# Retries of steps that touch storage: 3 retries, 2 s then 4 s then 8 s (± jitter).
+STORAGE_RETRIES = 3
+STORAGE_RETRY_DELAY_S = 2.0
+# Longest a run may take before run monitoring fails it (`dagster/max_runtime`).
+DEFAULT_MAX_RUNTIME_S = 3600

@@ -1,5 +1,7 @@
 """The whole platform in one screen: assets, checks, jobs, resources per environment."""
 
+import os
+
 import dagster as dg
 
 from ml_platform.assets.deployment import deployed_model
@@ -11,6 +13,9 @@ from ml_platform.checks.model_quality import accuracy_above_threshold
 from ml_platform.io_managers import JoblibIOManager, ParquetIOManager
 from ml_platform.jobs import training_pipeline_job
 from ml_platform.resources import LocalLandingZone, LocalModelStore
+from ml_platform.resources.notifier import notifier_from_env
+from ml_platform.schedules import daily_training
+from ml_platform.sensors import landing_zone_sensor, notify_on_deploy, notify_on_run_failure
 from ml_platform.settings import Settings, load_settings
 
 
@@ -22,6 +27,7 @@ def resources_for(settings: Settings) -> dict[str, object]:
             "model_store": LocalModelStore(root=settings.model_store_dir),
             "io_manager": ParquetIOManager(base_dir=settings.asset_storage_dir),
             "model_io_manager": JoblibIOManager(base_dir=settings.asset_storage_dir),
+            "notifier": notifier_from_env(os.environ),
         },
     }
     if settings.env not in by_env:
@@ -35,6 +41,8 @@ defs = dg.Definitions(
     assets=[raw_data, training_data, splits, trained_model, model_metrics, deployed_model],
     asset_checks=[raw_data_quality, accuracy_above_threshold],
     jobs=[training_pipeline_job],
+    schedules=[daily_training],
+    sensors=[landing_zone_sensor, notify_on_run_failure, notify_on_deploy],
     resources=resources_for(load_settings()),
     # The chain is linear: run steps in one process instead of paying a process start per step.
     executor=dg.in_process_executor,

@@ -32,3 +32,13 @@ def training_window(window_days: int) -> dg.TimeWindowPartitionMapping:
     return dg.TimeWindowPartitionMapping(
         start_offset=-(window_days - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
     )
+
+
+def storage_retry_policy() -> dg.RetryPolicy:
+    """Retries for steps that touch storage or the network: exponential backoff with jitter."""
+    return dg.RetryPolicy(
+        max_retries=_settings.storage_retries,
+        delay=_settings.retry_delay_s,
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
+    )

@@ -128,11 +128,11 @@ def target_classes(frame: pd.DataFrame, target: str) -> RuleResult:
     if target not in frame.columns:
         return RuleResult("at_least_two_classes", False, f"target column {target!r} is missing")
     classes = int(frame[target].nunique(dropna=True))
+    enough = classes >= constants.MIN_TARGET_CLASSES
     return RuleResult(
         "at_least_two_classes",
-        classes >= constants.MIN_TARGET_CLASSES,
-        f"{classes} target classes"
-        + ("" if classes >= constants.MIN_TARGET_CLASSES else f"; need at least {constants.MIN_TARGET_CLASSES}"),
+        enough,
+        f"{classes} target classes" + ("" if enough else f"; need at least {constants.MIN_TARGET_CLASSES}"),
         {"Target classes": classes},
     )
 

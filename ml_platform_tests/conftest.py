@@ -6,9 +6,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import dagster as dg
-import pandas as pd
-import pytest
+# Set before ml_platform is imported (settings shape the definitions): retries back off from
+# 0.2 s instead of 2 s so that the retry tests do not sleep for nothing.
+os.environ.setdefault("ML_PLATFORM_RETRY_DELAY_S", "0.2")
+
+import dagster as dg  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from ml_platform.assets.deployment import deployed_model
 from ml_platform.assets.evaluation import model_metrics
@@ -76,8 +80,11 @@ class Platform:
         return seed_landing(str(self.landing), end_day=end_day, days=days, target=TARGET, **kwargs)
 
     def materialize(
-        self, selection: str, partition_key: str, run_config: dict | None = None
+        self, selection, partition_key: str, run_config: dict | None = None, tags: dict | None = None
     ) -> dg.ExecuteInProcessResult:
+        """Run like a launched run would: `selection` is a selection string or asset keys."""
+        if isinstance(selection, list):
+            selection = dg.AssetSelection.assets(*selection)
         return dg.materialize(
             ALL_DEFS,
             selection=selection,
@@ -85,6 +92,7 @@ class Platform:
             instance=self.instance,
             resources=self.resources,
             run_config=run_config or {},
+            tags=tags,
             raise_on_error=False,
         )
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_platform_tests.conftest import DAYS, END_DAY, MODEL_NAME
+from ml_platform.demo import demo_days
+from ml_platform_tests.conftest import END_DAY, MODEL_NAME
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,22 +47,26 @@ def materialize(env: dict[str, str], *args: str, expect: int = 0) -> subprocess.
     )
 
 
-def test_cli_materializes_a_partition_range_then_the_chain(cli_env, tmp_path):
-    run([str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY], cli_env)
-    materialize(cli_env, "--select", "raw_data", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}")
+def test_cli_backfills_30_days_in_one_run_then_trains_once(cli_env, tmp_path):
+    days = demo_days(END_DAY, 30)
+    run([str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY, "--days", "30",
+         "--synthetic-rows", "200"], cli_env)
+    materialize(cli_env, "--select", "raw_data", "--partition-range", f"{days[0]}...{days[-1]}")
     materialize(cli_env, "--select", "key:training_data+", "--partition", END_DAY)
 
     pointer = json.loads((tmp_path / "model_store" / MODEL_NAME / "production.json").read_text())
     assert (tmp_path / "model_store" / MODEL_NAME / pointer["version"] / "model.joblib").is_file()
-    for day in DAYS:
+    for day in days:
         assert (tmp_path / "assets" / "raw_data" / f"{day}.parquet").is_file()
 
-    # The runs and their materializations are in the instance the CLI used.
+    # The runs and their materializations are in the instance the CLI used: one run for the
+    # 30 days, one for training; the model was trained on the 7-day window ending END_DAY.
     with dg.DagsterInstance.from_config(cli_env["DAGSTER_HOME"]) as instance:
         runs = instance.get_runs()
         assert len(runs) == 2 and all(r.is_success for r in runs)
         raw = instance.fetch_materializations(dg.AssetKey("raw_data"), limit=100).records
-        assert {r.partition_key for r in raw} == set(DAYS)
+        assert {r.partition_key for r in raw} == set(days)
+        assert len({r.run_id for r in raw}) == 1
         deployed = instance.fetch_materializations(dg.AssetKey("deployed_model"), limit=10).records
         assert [r.partition_key for r in deployed] == [END_DAY]
         check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
@@ -72,7 +77,8 @@ def test_cli_materializes_a_partition_range_then_the_chain(cli_env, tmp_path):
     shown = run([str(BIN / "ml-platform"), "production", "--json"], cli_env)
     info = json.loads(shown.stdout)
     assert info["version"] == pointer["version"] and info["sha256_verified"] is True
-    assert info["metrics"]["accuracy"] >= 0.9
+    assert info["metrics"]["accuracy"] >= 0.8
+    assert info["metrics"]["test_rows"] == round(7 * 200 * 0.25)
     listed = run([str(BIN / "ml-platform"), "models"], cli_env)
     assert f"* {pointer['version']}" in listed.stdout
 

@@ -1,6 +1,5 @@
 """deployed_model: the gated model written to the model store and promoted to production."""
 
-
 import hashlib
 import json
 
@@ -8,7 +7,7 @@ import dagster as dg
 
 from ml_platform import constants
 from ml_platform.ml import TrainedModel
-from ml_platform.partitions import daily_partitions
+from ml_platform.partitions import daily_partitions, storage_retry_policy
 from ml_platform.resources.model_store import ModelStore
 from ml_platform.settings import load_settings
 
@@ -46,6 +45,8 @@ def model_identity(trained_model: TrainedModel) -> str:
     group_name=constants.DEPLOYMENT_GROUP,
     kinds={"scikitlearn"},
     owners=[constants.ML_OWNER],
+    # Re-running is safe: the same model is found by its identity instead of stored twice.
+    retry_policy=storage_retry_policy(),
 )
 def deployed_model(
     context: dg.AssetExecutionContext,

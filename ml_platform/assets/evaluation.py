@@ -1,6 +1,5 @@
 """model_metrics: how the trained model does on the held-out split."""
 
-
 from typing import Any
 
 import dagster as dg

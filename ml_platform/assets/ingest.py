@@ -1,14 +1,16 @@
 """raw_data: one day's landing file per partition."""
 
-
 import datetime as dt
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import dagster as dg
 import pandas as pd
 
 from ml_platform import constants
+from ml_platform.errors import LandingFileError
 from ml_platform.metadata import column_schema, frame_table, rows_table
-from ml_platform.partitions import daily_partitions
+from ml_platform.partitions import daily_partitions, storage_retry_policy
 from ml_platform.resources.landing_zone import LandingFile, LandingZone
 
 
@@ -37,19 +39,35 @@ def _day_metadata(frame: pd.DataFrame, landing_file: LandingFile) -> dict[str, o
     group_name=constants.INGEST_GROUP,
     kinds={"pandas"},
     owners=[constants.DATA_OWNER],
+    retry_policy=storage_retry_policy(),
 )
 def raw_data(context: dg.AssetExecutionContext, landing_zone: LandingZone):
     """One day's batch of labelled rows, read from the landing zone."""
     days = list(context.partition_keys)
     frames: dict[str, pd.DataFrame] = {}
     files: dict[str, LandingFile] = {}
-    for number, day in enumerate(days, start=1):
-        frame, landing_file = landing_zone.read(day)
-        frames[day], files[day] = frame, landing_file
-        context.log.info(
-            f"[{number}/{len(days)}] read {landing_file.location}: {len(frame)} rows,"
-            f" {len(frame.columns)} columns"
-        )
+
+    def read(day: str) -> tuple[pd.DataFrame, LandingFile]:
+        try:
+            return landing_zone.read(day)
+        except LandingFileError as exc:
+            # Bad input does not get better by retrying: fail now, naming the file.
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+    # A range of days (a single-run backfill) is read in parallel: parquet decoding and file
+    # reads release the GIL.
+    workers = max(1, min(len(days), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(read, day): day for day in days}
+        for number, future in enumerate(as_completed(futures), start=1):
+            day = futures[future]
+            frame, landing_file = future.result()
+            frames[day], files[day] = frame, landing_file
+            context.log.info(
+                f"[{number}/{len(days)}] read {landing_file.location}: {len(frame)} rows,"
+                f" {len(frame.columns)} columns"
+            )
+    frames = {day: frames[day] for day in days}
 
     if len(days) == 1:
         day = days[0]

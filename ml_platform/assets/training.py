@@ -1,6 +1,5 @@
 """training_data, the train/test splits and trained_model."""
 
-
 import time
 
 import dagster as dg
@@ -15,8 +14,8 @@ from ml_platform.ml import (
     TrainedModel,
     build_pipeline,
     feature_importances,
-    fit_with_progress,
     features_and_target,
+    fit_with_progress,
     frame_fingerprint,
     split,
 )

@@ -1,6 +1,5 @@
 """Blocking data-quality checks on each raw_data partition (the rules live in quality.py)."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg

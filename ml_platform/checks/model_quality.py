@@ -1,6 +1,5 @@
 """The deployment gate: a blocking check on model_metrics."""
 
-
 import dagster as dg
 from pydantic import Field
 

@@ -49,6 +49,17 @@ def _check_day(day: str) -> str:
         raise LandingFileError(f"{day!r} is not a YYYY-MM-DD day") from None
 
 
+def landing_day(name: str) -> str | None:
+    """The day a landing file name stands for, or None if the name is not a landing file."""
+    for ext in constants.LANDING_EXTENSIONS:
+        if name.endswith(ext):
+            try:
+                return dt.date.fromisoformat(name[: -len(ext)]).isoformat()
+            except ValueError:
+                return None
+    return None
+
+
 def parse_landing_bytes(data: bytes, location: str) -> pd.DataFrame:
     """Parse one landing file's bytes by its extension; raise a typed error that names the file."""
     if not data:
@@ -76,6 +87,13 @@ class LandingZone(dg.ConfigurableResource, ABC):
     @abstractmethod
     def read_bytes(self, landing_file: LandingFile) -> bytes:
         """The file's content."""
+
+    @abstractmethod
+    def list_files(self) -> list[LandingFile]:
+        """Every day's file (cheap: names and stat, no reads), oldest day first.
+
+        Names that are not ``YYYY-MM-DD.parquet`` / ``.csv`` (temp files, notes) are ignored.
+        """
 
     def read(self, day: str) -> tuple[pd.DataFrame, LandingFile]:
         """Read and parse one day's file; the returned LandingFile carries the content's sha256."""
@@ -112,3 +130,18 @@ class LocalLandingZone(LandingZone):
     def read_bytes(self, landing_file: LandingFile) -> bytes:
         with open(landing_file.location, "rb") as handle:
             return handle.read()
+
+    def list_files(self) -> list[LandingFile]:
+        if not os.path.isdir(self.root):
+            return []
+        files = []
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                day = landing_day(entry.name)
+                if day is None or not entry.is_file():
+                    continue
+                stat = entry.stat()
+                files.append(
+                    LandingFile(day=day, location=entry.path, size=stat.st_size, modified=stat.st_mtime)
+                )
+        return sorted(files, key=lambda f: (f.day, f.location))

@@ -1,0 +1,157 @@
+"""Sensors: new or corrected landing files start runs; failures and deploys send notifications."""
+
+import hashlib
+import json
+
+import dagster as dg
+
+from ml_platform import constants
+from ml_platform.jobs import RETRAIN_ASSETS, training_pipeline_job
+from ml_platform.partitions import daily_partitions
+from ml_platform.resources.landing_zone import LandingZone
+from ml_platform.resources.notifier import Notifier
+
+_IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def _load_cursor(raw: str | None) -> dict:
+    cursor = json.loads(raw) if raw else {}
+    return {"files": cursor.get("files", {}), "retrain": cursor.get("retrain")}
+
+
+@dg.sensor(
+    job=training_pipeline_job,
+    name="landing_zone_sensor",
+    minimum_interval_seconds=constants.LANDING_SENSOR_INTERVAL_S,
+    description="Ingests each new or changed landing file, then retrains on the newest day once.",
+    default_status=dg.DefaultSensorStatus.STOPPED,
+)
+def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZone):
+    """One tick: list the landing zone (names and stat only) and compare with the cursor.
+
+    - Each day whose file is new or whose fingerprint (size + mtime) changed gets an ingest run of
+      `raw_data` for that day; run_key = day + fingerprint, so a file never triggers twice and a
+      corrected file triggers again.
+    - Once no ingest run is in flight, one retraining run (`training_data` and downstream) for
+      the newest day with data, so a late correction of an old day reaches production too.
+    """
+    cursor = _load_cursor(context.cursor)
+    seen: dict[str, str] = cursor["files"]
+    last_partition = daily_partitions.get_last_partition_key()
+    first_partition = daily_partitions.get_first_partition_key()
+
+    files = [
+        f for f in landing_zone.list_files()
+        # A file for today (or later) waits until its day has ended and its partition exists.
+        if first_partition and last_partition and first_partition <= f.day <= last_partition
+    ]
+    requests = []
+    for landing_file in files:
+        if seen.get(landing_file.day) == landing_file.fingerprint:
+            continue
+        requests.append(
+            dg.RunRequest(
+                run_key=f"ingest:{landing_file.day}:{landing_file.fingerprint}",
+                partition_key=landing_file.day,
+                asset_selection=[dg.AssetKey("raw_data")],
+                tags={
+                    constants.TRIGGER_TAG: constants.LANDING_INGEST_TRIGGER,
+                    constants.FINGERPRINT_TAG: landing_file.fingerprint,
+                },
+            )
+        )
+        seen[landing_file.day] = landing_file.fingerprint
+    present = {f.day for f in files}
+    seen = {day: fp for day, fp in seen.items() if day in present}
+
+    retrain = cursor["retrain"]
+    if requests and files:
+        retrain = max(present)  # ingest first; retrain on a later tick
+    elif retrain:
+        in_flight = context.instance.get_runs_count(
+            dg.RunsFilter(
+                statuses=_IN_FLIGHT, tags={constants.TRIGGER_TAG: constants.LANDING_INGEST_TRIGGER}
+            )
+        )
+        if in_flight:
+            context.log.info(f"waiting for {in_flight} ingest run(s) before retraining on {retrain}")
+        else:
+            state = json.dumps(sorted(seen.items()))
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"retrain:{retrain}:{hashlib.sha256(state.encode()).hexdigest()[:16]}",
+                    partition_key=retrain,
+                    asset_selection=RETRAIN_ASSETS,
+                    tags={constants.TRIGGER_TAG: constants.LANDING_RETRAIN_TRIGGER},
+                )
+            )
+            retrain = None
+    new_cursor = json.dumps({"files": seen, "retrain": retrain}, sort_keys=True)
+    if not requests:
+        return dg.SensorResult(skip_reason="no new or changed landing files", cursor=new_cursor)
+    return dg.SensorResult(run_requests=requests, cursor=new_cursor)
+
+
+def _failure_summary(context: dg.RunFailureSensorContext) -> tuple[list[str], str]:
+    steps, errors = [], []
+    for event in context.get_step_failure_events():
+        steps.append(event.step_key or "?")
+        error = event.step_failure_data.error if event.step_failure_data else None
+        # The innermost cause is the user's error; the outer ones are Dagster's wrappers.
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is not None:
+            errors.append(f"{event.step_key}: {error.message.strip()}")
+    if not errors and context.failure_event.message:
+        errors.append(context.failure_event.message)
+    return steps, "\n".join(errors)
+
+
+@dg.run_failure_sensor(
+    name="notify_on_run_failure",
+    description="Sends run id, job, failing step and error to the configured notification channels.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    monitor_all_code_locations=False,
+)
+def notify_on_run_failure(context: dg.RunFailureSensorContext, notifier: Notifier):
+    """Every failed run of this code location is announced."""
+    run = context.dagster_run
+    steps, error = _failure_summary(context)
+    fields = {
+        "Run id": run.run_id,
+        "Job": run.job_name,
+        "Partition": run.tags.get("dagster/partition", "-"),
+        "Failing step": ", ".join(steps) or "-",
+        "Error": error or "-",
+    }
+    channels = notifier.send(f"ml_platform run failed: {run.job_name}", [], fields)
+    sent_to = ", ".join(channels) or "no channel (none configured)"
+    context.log.info(f"failure of run {run.run_id} sent to {sent_to}")
+
+
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("deployed_model"),
+    name="notify_on_deploy",
+    description="Announces each deployed_model materialization: promoted or kept, version, accuracy.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def notify_on_deploy(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry, notifier: Notifier):
+    """A new model version was stored (and promoted, unless production is newer)."""
+    materialization = asset_event.asset_materialization
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    fields = {
+        "Run id": asset_event.run_id,
+        "Partition": materialization.partition or "-",
+        "Version": str(metadata.get("Version", "-")),
+        "Promoted": str(metadata.get("Promoted", "-")),
+        "Accuracy": f"{metadata['Accuracy']:.4f}" if "Accuracy" in metadata else "-",
+        "Location": str(metadata.get("Location", "-")),
+        "Outcome": str(metadata.get("Outcome", "-")),
+    }
+    channels = notifier.send("ml_platform model deployed", [], fields)
+    context.log.info(f"deploy of {fields['Version']} sent to {', '.join(channels) or 'no channel'}")
