@@ -54,3 +54,21 @@ def test_training_pipeline_job_resolves_over_every_asset():
 def test_raw_data_can_be_backfilled_as_one_run():
     raw = defs.resolve_assets_def("raw_data")
     assert raw.backfill_policy == dg.BackfillPolicy.single_run()
+
+
+def test_schedule_and_sensors_are_present():
+    assert [s.name for s in defs.schedules] == ["daily_training"]
+    assert {s.name for s in defs.sensors} == {
+        "landing_zone_sensor", "notify_on_run_failure", "notify_on_deploy"
+    }
+    for sensor in defs.sensors:
+        assert defs.resolve_sensor_def(sensor.name).description
+
+
+def test_storage_steps_retry_with_backoff_and_jitter():
+    for name in ("raw_data", "deployed_model"):
+        policy = defs.resolve_assets_def(name).op.retry_policy
+        assert policy.max_retries >= 1, name
+        assert policy.backoff == dg.Backoff.EXPONENTIAL and policy.jitter == dg.Jitter.PLUS_MINUS, name
+    job = defs.resolve_job_def("training_pipeline")
+    assert int(job.tags["dagster/max_runtime"]) > 0

@@ -28,6 +28,11 @@ ASSET_NODES = """
     owners { ... on TeamAssetOwner { team } ... on UserAssetOwner { email } }
     assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }
 """
+AUTOMATION = """
+{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { ... on RepositoryLocation {
+    repositories { schedules { name cronSchedule scheduleState { status } }
+                   sensors { name sensorState { status } } } } } } } } }
+"""
 RUN_STATUS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
 
 
@@ -86,7 +91,7 @@ def dagster_dev(tmp_path: Path):
 def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
     response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables or {}},
                              timeout=60)
-    response.raise_for_status()
+    assert response.ok, response.text
     body = response.json()
     assert "errors" not in body, body
     return body["data"]
@@ -118,13 +123,24 @@ def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
     gate = nodes["model_metrics"]["assetChecksOrError"]["checks"]
     assert gate == [{"name": "accuracy_above_threshold", "blocking": True}]
 
-    # Launch runs the way the UI's Materialize button does: the job, one partition per run.
+    # The schedule and sensors appear, with the states they start in.
+    (location,) = _graphql(url, AUTOMATION)["workspaceOrError"]["locationEntries"]
+    (repository,) = location["locationOrLoadError"]["repositories"]
+    assert [(s["name"], s["cronSchedule"]) for s in repository["schedules"]] == [("daily_training", "0 2 * * *")]
+    sensors = {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]}
+    assert sensors == {"landing_zone_sensor": "STOPPED", "notify_on_run_failure": "RUNNING",
+                       "notify_on_deploy": "RUNNING"}
+
+    # Launch runs as the UI does: the earlier days as one single-run backfill of raw_data,
+    # then the whole pipeline for the newest day.
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-    for day in DAYS[:-1]:
-        run_id = client.submit_job_execution(
-            "training_pipeline", tags={"dagster/partition": day}, asset_selection=["raw_data"]
-        )
-        assert _wait_for_run(url, run_id) == "SUCCESS", day
+    run_id = client.submit_job_execution(
+        "training_pipeline",
+        tags={"dagster/asset_partition_range_start": DAYS[0],
+              "dagster/asset_partition_range_end": DAYS[-2]},
+        asset_selection=["raw_data"],
+    )
+    assert _wait_for_run(url, run_id) == "SUCCESS"
     run_id = client.submit_job_execution("training_pipeline", tags={"dagster/partition": END_DAY})
     assert _wait_for_run(url, run_id) == "SUCCESS"
     assert (tmp_path / "model_store" / MODEL_NAME / "production.json").is_file()
