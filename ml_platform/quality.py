@@ -41,6 +41,8 @@ def column_kind(series: pd.Series) -> tuple[str, str | None]:
         return "invalid", f"has unsupported type {dtype}"
     if len(values) and not values.map(lambda v: isinstance(v, str)).all():
         kinds = sorted({type(v).__name__ for v in values})
+        if len(kinds) == 1:
+            return "invalid", f"holds {kinds[0]} values, not numbers or text"
         return "invalid", f"mixes Python types ({', '.join(kinds)})"
     if len(values):
         numeric = pd.to_numeric(values, errors="coerce")
@@ -132,7 +134,8 @@ def target_classes(frame: pd.DataFrame, target: str) -> RuleResult:
     return RuleResult(
         "at_least_two_classes",
         enough,
-        f"{classes} target classes" + ("" if enough else f"; need at least {constants.MIN_TARGET_CLASSES}"),
+        f"{classes} target class{'' if classes == 1 else 'es'}"
+        + ("" if enough else f"; need at least {constants.MIN_TARGET_CLASSES}"),
         {"Target classes": classes},
     )
 

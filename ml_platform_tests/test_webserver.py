@@ -126,7 +126,8 @@ def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
     # The schedule and sensors appear, with the states they start in.
     (location,) = _graphql(url, AUTOMATION)["workspaceOrError"]["locationEntries"]
     (repository,) = location["locationOrLoadError"]["repositories"]
-    assert [(s["name"], s["cronSchedule"]) for s in repository["schedules"]] == [("daily_training", "0 2 * * *")]
+    schedules = [(s["name"], s["cronSchedule"]) for s in repository["schedules"]]
+    assert schedules == [("daily_training", "0 2 * * *")]
     sensors = {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]}
     assert sensors == {"landing_zone_sensor": "STOPPED", "notify_on_run_failure": "RUNNING",
                        "notify_on_deploy": "RUNNING"}

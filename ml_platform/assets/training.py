@@ -7,6 +7,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from ml_platform import constants, quality
+from ml_platform.checks.data_quality import DataQualityConfig, check_verdicts
 from ml_platform.errors import DataValidationError
 from ml_platform.io_managers import PARTITIONS_AS_DICT
 from ml_platform.metadata import rows_table
@@ -23,17 +24,6 @@ from ml_platform.partitions import daily_partitions, training_window
 from ml_platform.settings import load_settings
 
 _settings = load_settings()
-
-
-class TrainingDataConfig(dg.Config):
-    """How days are admitted into the training set."""
-
-    max_null_ratio: float = Field(
-        default=constants.DEFAULT_MAX_NULL_RATIO,
-        ge=0.0,
-        le=1.0,
-        description="Days whose data breaks the contract at this null ratio are left out.",
-    )
 
 
 class SplitConfig(dg.Config):
@@ -88,21 +78,28 @@ class TrainingConfig(dg.Config):
     owners=[constants.ML_OWNER],
 )
 def training_data(
-    context: dg.AssetExecutionContext, config: TrainingDataConfig, raw_data: dict[str, pd.DataFrame]
+    context: dg.AssetExecutionContext, raw_data: dict[str, pd.DataFrame]
 ) -> dg.Output[pd.DataFrame]:
-    """The last N days of raw_data (N = ML_PLATFORM_WINDOW_DAYS) that meet the data contract."""
+    """The last N days of raw_data (N = ML_PLATFORM_WINDOW_DAYS) that passed their data checks."""
     used, excluded = [], []
-    for day in sorted(raw_data):
-        failures = [
-            r
+    days = sorted(raw_data)
+    # The checks' own results decide (with the thresholds they ran with); a day without a
+    # completed check result on its current data is checked here with the default contract.
+    verdicts = check_verdicts(context.instance, days)
+    default_ratio = DataQualityConfig().max_null_ratio
+    for day in days:
+        results = {
+            r.name: r
             for r in quality.evaluate(
-                raw_data[day], _settings.target_column, _settings.feature_columns, config.max_null_ratio
+                raw_data[day], _settings.target_column, _settings.feature_columns, default_ratio
             )
-            if not r.passed
-        ]
-        if failures:
-            # A day that failed its raw_data checks in an earlier run must not reach training.
-            reason = "; ".join(r.message for r in failures)
+        }
+        failed_checks = verdicts.get(day)
+        if failed_checks is None:
+            failed_checks = [name for name, r in results.items() if not r.passed]
+        if failed_checks:
+            # A day whose checks failed (in an earlier run) must not reach training.
+            reason = "failed " + "; ".join(f"{name} ({results[name].message})" for name in failed_checks)
             context.log.warning(f"leaving out raw_data {day}: {reason}")
             excluded.append({"Day": day, "Reason": reason})
         else:

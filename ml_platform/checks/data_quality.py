@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from pydantic import Field
 
 from ml_platform import constants, quality
@@ -73,3 +74,35 @@ def raw_data_quality(
             description=message,
             metadata={**metadata, "Result": message},
         )
+
+
+_DONE = (
+    AssetCheckExecutionRecordStatus.SUCCEEDED,
+    AssetCheckExecutionRecordStatus.FAILED,
+)
+
+
+def check_verdicts(instance: dg.DagsterInstance, days: list[str]) -> dict[str, list[str] | None]:
+    """For each day: the names of its failed raw_data checks ([] = all passed), or None when the
+    checks have not completed on the day's current materialization.
+
+    Checks of a single-run range record no per-day result (Dagster 1.13 leaves them planned), so
+    such days come back as None and training_data applies the data contract itself. The status
+    enum is not exported by ``dagster``; it is imported from its module (pinned to 1.13.27).
+    """
+    keys = [dg.AssetCheckKey(dg.AssetKey("raw_data"), name) for name in quality.RULE_NAMES]
+    infos = instance.event_log_storage.get_asset_check_partition_info(keys, partition_keys=days)
+    by_day: dict[str, dict[str, object]] = {day: {} for day in days}
+    for info in infos:
+        if info.partition_key in by_day and info.is_current and info.latest_execution_status in _DONE:
+            by_day[info.partition_key][info.check_key.name] = info.latest_execution_status
+    verdicts: dict[str, list[str] | None] = {}
+    for day, statuses in by_day.items():
+        if len(statuses) < len(keys):
+            verdicts[day] = None
+        else:
+            verdicts[day] = [
+                name for name in quality.RULE_NAMES
+                if statuses[name] == AssetCheckExecutionRecordStatus.FAILED
+            ]
+    return verdicts

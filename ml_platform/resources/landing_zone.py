@@ -44,7 +44,7 @@ class LandingFile:
 def _check_day(day: str) -> str:
     # Partition keys become file names: only a real date may reach the filesystem.
     try:
-        return dt.date.fromisoformat(day).isoformat()
+        return dt.datetime.strptime(day, "%Y-%m-%d").date().isoformat()
     except (TypeError, ValueError):
         raise LandingFileError(f"{day!r} is not a YYYY-MM-DD day") from None
 
@@ -113,6 +113,7 @@ class LocalLandingZone(LandingZone):
         return [os.path.join(self.root, day + ext) for ext in constants.LANDING_EXTENSIONS]
 
     def find(self, day: str) -> LandingFile:
+        day = _check_day(day)
         present = [path for path in self._candidates(day) if os.path.isfile(path)]
         if not present:
             raise LandingFileMissingError(
