@@ -97,16 +97,29 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: Landi
     return dg.SensorResult(run_requests=requests, cursor=new_cursor)
 
 
+# Errors Dagster wraps around the user's error (a step that ran out of retries).
+_DAGSTER_WRAPPERS = ("RetryRequestedFromPolicy", "RetryRequested")
+
+
 def _failure_summary(context: dg.RunFailureSensorContext) -> tuple[list[str], str]:
     steps, errors = [], []
     for event in context.get_step_failure_events():
         steps.append(event.step_key or "?")
-        error = event.step_failure_data.error if event.step_failure_data else None
-        # The innermost cause is the user's error; the outer ones are Dagster's wrappers.
-        while error is not None and error.cause is not None:
-            error = error.cause
-        if error is not None:
-            errors.append(f"{event.step_key}: {error.message.strip()}")
+        data = event.step_failure_data
+        if data and data.user_failure_data and data.user_failure_data.description:
+            # A dg.Failure raised on purpose says what went wrong, naming the file or key.
+            message = data.user_failure_data.description
+        else:
+            # Skip Dagster's wrappers down to the user's error, but no further: its own
+            # causes (pyarrow, sockets) say less than it does.
+            error = data.error if data else None
+            while error is not None and error.cause is not None and (
+                error.cls_name.startswith("Dagster") or error.cls_name in _DAGSTER_WRAPPERS
+            ):
+                error = error.cause
+            message = error.message.strip() if error else ""
+        if message:
+            errors.append(f"{event.step_key}: {message}")
     if not errors and context.failure_event.message:
         errors.append(context.failure_event.message)
     return steps, "\n".join(errors)
@@ -134,24 +147,37 @@ def notify_on_run_failure(context: dg.RunFailureSensorContext, notifier: Notifie
     context.log.info(f"failure of run {run.run_id} sent to {sent_to}")
 
 
-@dg.asset_sensor(
-    asset_key=dg.AssetKey("deployed_model"),
+@dg.sensor(
     name="notify_on_deploy",
     description="Announces each deployed_model materialization: promoted or kept, version, accuracy.",
     default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
 )
-def notify_on_deploy(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry, notifier: Notifier):
-    """A new model version was stored (and promoted, unless production is newer)."""
-    materialization = asset_event.asset_materialization
-    metadata = {k: v.value for k, v in materialization.metadata.items()}
-    fields = {
-        "Run id": asset_event.run_id,
-        "Partition": materialization.partition or "-",
-        "Version": str(metadata.get("Version", "-")),
-        "Promoted": str(metadata.get("Promoted", "-")),
-        "Accuracy": f"{metadata['Accuracy']:.4f}" if "Accuracy" in metadata else "-",
-        "Location": str(metadata.get("Location", "-")),
-        "Outcome": str(metadata.get("Outcome", "-")),
-    }
-    channels = notifier.send("ml_platform model deployed", [], fields)
-    context.log.info(f"deploy of {fields['Version']} sent to {', '.join(channels) or 'no channel'}")
+def notify_on_deploy(context: dg.SensorEvaluationContext, notifier: Notifier):
+    """One message per deployed_model materialization since the last tick, oldest first."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("deployed_model"), after_storage_id=int(context.cursor or 0)
+        ),
+        limit=100,
+        ascending=True,
+    ).records
+    if not records:
+        return dg.SkipReason("no new deployed_model materialization")
+    for record in records:
+        materialization = record.asset_materialization
+        metadata = {k: v.value for k, v in materialization.metadata.items()}
+        fields = {
+            "Run id": record.run_id,
+            "Partition": materialization.partition or "-",
+            "Version": str(metadata.get("Version", "-")),
+            "Promoted": str(metadata.get("Promoted", "-")),
+            "Accuracy": f"{metadata['Accuracy']:.4f}" if "Accuracy" in metadata else "-",
+            "Location": str(metadata.get("Location", "-")),
+            "Outcome": str(metadata.get("Outcome", "-")),
+        }
+        channels = notifier.send("ml_platform model deployed", [], fields)
+        # Advance past each sent message: a failed send retries only what was not sent.
+        context.update_cursor(str(record.storage_id))
+        context.log.info(f"deploy of {fields['Version']} sent to {', '.join(channels) or 'no channel'}")
+    return None

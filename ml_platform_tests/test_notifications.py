@@ -1,0 +1,420 @@
+"""Notifications reach real servers: a Slack-compatible webhook (HTTP on 127.0.0.1) and e-mail
+(an aiosmtpd SMTP server on 127.0.0.1). The sensors are evaluated against real runs: a run that
+really failed, and a model that was really deployed."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dagster as dg
+import pytest
+from aiosmtpd.controller import Controller
+
+from ml_platform.resources.notifier import NotificationError, Notifier, notifier_from_env
+from ml_platform.sensors import notify_on_deploy, notify_on_run_failure
+from ml_platform_tests.conftest import DAYS, END_DAY, MODEL_NAME, Platform, step_errors
+
+MISSING_DAY = "2026-01-01"  # `platform` has no landing files at all
+RECIPIENT = "ops@example.com"
+SENDER = "ml-platform@localhost"
+
+
+# -- real servers on 127.0.0.1 -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class WebhookServer:
+    url: str
+    bodies: list[dict] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookServer]:
+    """A real HTTP server that records the JSON body of every POST and answers 200 ok (500 for a
+    path ending in /fail, like a webhook whose token was revoked)."""
+    received: list[dict] = []
+    paths: list[str] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+            length = int(self.headers.get("Content-Length", "0"))
+            body = json.loads(self.rfile.read(length).decode("utf-8"))
+            with lock:
+                received.append(body)
+                paths.append(self.path)
+            status, reply = (500, b"no") if self.path.endswith("/fail") else (200, b"ok")
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, format, *args) -> None:  # noqa: A002 - keep test output quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="webhook-server", daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    try:
+        yield WebhookServer(url=f"http://{host}:{port}/hooks/ml-platform", bodies=received, paths=paths)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int
+    messages: list[EmailMessage]
+    envelopes: list[tuple[str, list[str]]]
+
+
+class _RecordingHandler:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd hook name)
+        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        self.messages.append(message)
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that records every message it accepts."""
+    handler = _RecordingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield SmtpServer(
+            host="127.0.0.1", port=controller.port, messages=handler.messages, envelopes=handler.envelopes
+        )
+    finally:
+        controller.stop()
+
+
+def notifier_for(webhook: WebhookServer, smtp: SmtpServer) -> Notifier:
+    return Notifier(
+        webhook_url=webhook.url,
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+        smtp_recipients=RECIPIENT,
+        timeout_s=5.0,
+    )
+
+
+def body_text(message: EmailMessage) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+# -- evaluating the sensors against real runs ----------------------------------------------------
+
+
+def run_failure_event(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterEvent:
+    """The run's RUN_FAILURE event, read back from the instance's event log."""
+    records = instance.get_records_for_run(run_id=run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    assert len(records) == 1, f"expected one RUN_FAILURE event for run {run_id}, found {len(records)}"
+    return records[0].event_log_entry.dagster_event
+
+
+def evaluate_failure_sensor(instance: dg.DagsterInstance, run_id: str, notifier: Notifier) -> dg.DagsterRun:
+    """Evaluate notify_on_run_failure for a failed run, as the sensor daemon would; return the run."""
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    with dg.build_run_status_sensor_context(
+        sensor_name="notify_on_run_failure",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=run_failure_event(instance, run_id),
+        resources={"notifier": notifier},
+    ).for_run_failure() as context:
+        notify_on_run_failure(context)
+    return run
+
+
+# -- Notifier ------------------------------------------------------------------------------------
+
+
+def test_send_delivers_to_webhook_and_email(webhook: WebhookServer, smtp: SmtpServer):
+    notifier = notifier_for(webhook, smtp)
+    fields = {"Run id": "run-123", "Job": "training_pipeline", "Failing step": "raw_data"}
+
+    channels = notifier.send("ml_platform run failed: training_pipeline", ["first line"], fields)
+
+    assert channels == ["webhook", "email"]
+    assert len(webhook.bodies) == 1
+    assert webhook.paths == ["/hooks/ml-platform"]
+    body = webhook.bodies[0]
+    assert "ml_platform run failed: training_pipeline" in body["text"]
+    assert "first line" in body["text"]
+    for key, value in fields.items():
+        assert f"{key}: {value}" in body["text"]
+    assert body["subject"] == "ml_platform run failed: training_pipeline"
+    assert body["fields"] == fields
+
+    assert len(smtp.messages) == 1
+    message = smtp.messages[0]
+    assert message["Subject"] == "ml_platform run failed: training_pipeline"
+    assert message["From"] == SENDER
+    assert message["To"] == RECIPIENT
+    assert smtp.envelopes == [(SENDER, [RECIPIENT])]
+    text = body_text(message)
+    assert "ml_platform run failed: training_pipeline" in text
+    assert "first line" in text
+    for key, value in fields.items():
+        assert f"{key}: {value}" in text
+    assert "*" not in text  # Slack bold markers are stripped from the e-mail
+
+
+def test_send_with_several_recipients(webhook: WebhookServer, smtp: SmtpServer):
+    notifier = Notifier(
+        smtp_host=smtp.host, smtp_port=smtp.port, smtp_recipients="ops@example.com,ml@example.com"
+    )
+
+    assert notifier.send("hello", [], {"Version": "v1"}) == ["email"]
+
+    assert webhook.bodies == []
+    assert len(smtp.messages) == 1
+    assert smtp.envelopes[0][1] == ["ops@example.com", "ml@example.com"]
+    assert "Version: v1" in body_text(smtp.messages[0])
+
+
+def test_unreachable_webhook_raises_naming_webhook_and_still_sends_email(smtp: SmtpServer):
+    closed = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+    notifier = Notifier(
+        webhook_url=closed, smtp_host=smtp.host, smtp_port=smtp.port, smtp_recipients=RECIPIENT, timeout_s=5.0
+    )
+
+    with pytest.raises(NotificationError, match="webhook") as raised:
+        notifier.send("subject", [], {"Run id": "r1"})
+
+    assert "email" not in str(raised.value)  # only the channel that failed is named
+    # Every channel is tried: the e-mail went out although the webhook failed first.
+    assert len(smtp.messages) == 1
+    assert smtp.messages[0]["Subject"] == "subject"
+
+
+def test_webhook_answering_an_http_error_raises_naming_webhook(webhook: WebhookServer):
+    notifier = Notifier(webhook_url=webhook.url + "/fail", timeout_s=5.0)
+
+    with pytest.raises(NotificationError, match="webhook: HTTP Error 500"):
+        notifier.send("subject", [], {"Run id": "r1"})
+
+    assert len(webhook.bodies) == 1  # it was delivered, and refused
+
+
+def test_unreachable_smtp_raises_naming_email(webhook: WebhookServer):
+    port = free_port()
+    notifier = Notifier(
+        webhook_url=webhook.url,
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_recipients=RECIPIENT,
+        timeout_s=5.0,
+    )
+
+    with pytest.raises(NotificationError, match=f"email via 127.0.0.1:{port}"):
+        notifier.send("subject", [], {"Run id": "r1"})
+
+    assert len(webhook.bodies) == 1
+
+
+def test_without_channels_send_delivers_nothing_and_succeeds(webhook: WebhookServer, smtp: SmtpServer):
+    notifier = Notifier()
+
+    assert notifier.channels == []
+    assert notifier.send("subject", [], {"Run id": "r1"}) == []
+    assert webhook.bodies == [] and smtp.messages == []
+
+
+def test_notifier_from_env_delivers(monkeypatch, webhook: WebhookServer, smtp: SmtpServer):
+    environ = {
+        "ML_PLATFORM_WEBHOOK_URL": webhook.url,
+        "ML_PLATFORM_SMTP_HOST": smtp.host,
+        "ML_PLATFORM_SMTP_PORT": str(smtp.port),
+        "ML_PLATFORM_SMTP_RECIPIENTS": RECIPIENT,
+        "ML_PLATFORM_SMTP_SENDER": "platform@example.com",
+    }
+    # The resource holds dg.EnvVar references; Dagster resolves them from the process environment
+    # when it builds the resource.
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    for name in ("ML_PLATFORM_SMTP_USER", "ML_PLATFORM_SMTP_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+
+    resource = notifier_from_env(environ)
+
+    with dg.build_resources({"notifier": resource}) as resources:
+        notifier = resources.notifier
+        assert notifier.webhook_url == webhook.url
+        assert notifier.smtp_port == smtp.port
+        assert notifier.send("from the environment", [], {"Run id": "env-run"}) == ["webhook", "email"]
+
+    assert len(webhook.bodies) == 1
+    assert "from the environment" in webhook.bodies[0]["text"]
+    assert "Run id: env-run" in webhook.bodies[0]["text"]
+    assert len(smtp.messages) == 1
+    assert smtp.messages[0]["From"] == "platform@example.com"
+    assert smtp.messages[0]["To"] == RECIPIENT
+    assert "Run id: env-run" in body_text(smtp.messages[0])
+
+
+def test_notifier_from_env_without_variables_has_no_channels():
+    resource = notifier_from_env({})
+
+    with dg.build_resources({"notifier": resource}) as resources:
+        assert resources.notifier.channels == []
+
+
+# -- the run-failure sensor, end to end ----------------------------------------------------------
+
+
+def test_run_failure_sensor_sends_run_job_step_and_error(
+    platform: Platform, instance: dg.DagsterInstance, webhook: WebhookServer, smtp: SmtpServer
+):
+    result = platform.materialize("key:raw_data", MISSING_DAY)  # no landing file: fails for real
+    assert not result.success
+    assert f"no landing file for {MISSING_DAY}" in step_errors(result)
+
+    run = evaluate_failure_sensor(instance, result.run_id, notifier_for(webhook, smtp))
+
+    assert len(webhook.bodies) == 1
+    text = webhook.bodies[0]["text"]
+    fields = webhook.bodies[0]["fields"]
+    assert fields["Run id"] == result.run_id
+    assert fields["Job"] == run.job_name
+    assert fields["Partition"] == MISSING_DAY
+    assert fields["Failing step"] == "raw_data"
+    assert f"no landing file for {MISSING_DAY}" in fields["Error"]
+    for expected in (result.run_id, run.job_name, "raw_data", f"no landing file for {MISSING_DAY}"):
+        assert expected in text
+
+    assert len(smtp.messages) == 1
+    message = smtp.messages[0]
+    assert message["Subject"] == f"ml_platform run failed: {run.job_name}"
+    mail = body_text(message)
+    for expected in (result.run_id, run.job_name, "raw_data", f"no landing file for {MISSING_DAY}"):
+        assert expected in mail
+
+
+def test_run_failure_sensor_raises_when_the_webhook_is_down(
+    platform: Platform, instance: dg.DagsterInstance, smtp: SmtpServer
+):
+    """A notification that cannot be delivered fails the sensor tick visibly (not silently)."""
+    result = platform.materialize("key:raw_data", MISSING_DAY)
+    assert not result.success
+    notifier = Notifier(
+        webhook_url=f"http://127.0.0.1:{free_port()}/hook",
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+        smtp_recipients=RECIPIENT,
+        timeout_s=5.0,
+    )
+
+    with pytest.raises(NotificationError, match="webhook"):
+        evaluate_failure_sensor(instance, result.run_id, notifier)
+
+    assert len(smtp.messages) == 1
+    assert result.run_id in body_text(smtp.messages[0])
+
+
+def test_run_failure_notification_names_the_corrupt_landing_file(
+    seeded: Platform, instance: dg.DagsterInstance, webhook: WebhookServer, smtp: SmtpServer
+):
+    day = DAYS[-1]
+    path = seeded.landing / f"{day}.parquet"
+    path.write_bytes(b"this is not a parquet file")
+    result = seeded.materialize("key:raw_data", day)
+    assert not result.success
+    assert f"landing file {path} cannot be read" in step_errors(result)  # the run's own error names it
+
+    evaluate_failure_sensor(instance, result.run_id, notifier_for(webhook, smtp))
+
+    assert len(webhook.bodies) == 1
+    assert webhook.bodies[0]["fields"]["Failing step"] == "raw_data"
+    assert f"landing file {path} cannot be read" in webhook.bodies[0]["fields"]["Error"]
+    assert f"landing file {path} cannot be read" in body_text(smtp.messages[0])
+
+
+# -- the deploy sensor ---------------------------------------------------------------------------
+
+
+def test_deploy_sensor_announces_promoted_version(seeded: Platform, webhook: WebhookServer, smtp: SmtpServer):
+    assert all(r.success for r in seeded.ingest())
+    train = seeded.train()
+    assert train.success
+    production = seeded.store.production(MODEL_NAME)
+    assert production is not None
+
+    with dg.build_sensor_context(
+        instance=seeded.instance,
+        sensor_name="notify_on_deploy",
+        resources={"notifier": notifier_for(webhook, smtp)},
+    ) as context:
+        result = notify_on_deploy.evaluate_tick(context)
+
+    assert len(webhook.bodies) == 1
+    fields = webhook.bodies[0]["fields"]
+    text = webhook.bodies[0]["text"]
+    assert fields["Version"] == production.version
+    assert fields["Promoted"] == "True"
+    assert fields["Run id"] == train.run_id
+    assert fields["Partition"] == train.dagster_run.tags["dagster/partition"]
+    assert f"Version: {production.version}" in text
+    assert "Promoted: True" in text
+    assert len(smtp.messages) == 1
+    assert smtp.messages[0]["Subject"] == "ml_platform model deployed"
+    assert f"Version: {production.version}" in body_text(smtp.messages[0])
+
+    # The cursor moves past the announced materialization: the next tick announces nothing.
+    assert result.cursor is not None
+    with dg.build_sensor_context(
+        instance=seeded.instance,
+        sensor_name="notify_on_deploy",
+        cursor=result.cursor,
+        resources={"notifier": notifier_for(webhook, smtp)},
+    ) as again:
+        assert notify_on_deploy.evaluate_tick(again).cursor == result.cursor
+    assert len(webhook.bodies) == 1
+    assert len(smtp.messages) == 1
+
+
+def test_deploy_sensor_announces_each_deploy_since_the_last_tick(
+    seeded: Platform, webhook: WebhookServer, smtp: SmtpServer
+):
+    assert all(r.success for r in seeded.ingest())
+    first, second = seeded.train(DAYS[-2]), seeded.train(END_DAY)  # e.g. a two-day backfill
+    assert first.success and second.success
+
+    with dg.build_sensor_context(
+        instance=seeded.instance,
+        sensor_name="notify_on_deploy",
+        resources={"notifier": notifier_for(webhook, smtp)},
+    ) as context:
+        notify_on_deploy.evaluate_tick(context)
+
+    assert [b["fields"]["Run id"] for b in webhook.bodies] == [first.run_id, second.run_id]
+    assert len(smtp.messages) == 2
