@@ -23,6 +23,7 @@ from ml_platform.checks.model_quality import accuracy_above_threshold
 from ml_platform.demo import breast_cancer_frame, demo_days, seed_landing
 from ml_platform.io_managers import JoblibIOManager, ParquetIOManager
 from ml_platform.resources import LocalLandingZone, LocalModelStore
+from ml_platform_tests.servers import smtp, webhook  # noqa: F401 (fixtures, used by name)
 
 # Fixed days inside the partitions definition, so results do not depend on today's date.
 END_DAY = "2026-01-07"

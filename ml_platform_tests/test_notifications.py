@@ -4,23 +4,15 @@ really failed, and a model that was really deployed."""
 
 from __future__ import annotations
 
-import email
-import email.policy
-import json
-import socket
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
-from aiosmtpd.controller import Controller
 
 from ml_platform.resources.notifier import NotificationError, Notifier, notifier_from_env
 from ml_platform.sensors import notify_on_deploy, notify_on_run_failure
 from ml_platform_tests.conftest import DAYS, END_DAY, MODEL_NAME, Platform, step_errors
+from ml_platform_tests.servers import SmtpServer, WebhookServer, free_port
 
 MISSING_DAY = "2026-01-01"  # `platform` has no landing files at all
 RECIPIENT = "ops@example.com"
@@ -28,91 +20,6 @@ SENDER = "ml-platform@localhost"
 
 
 # -- real servers on 127.0.0.1 -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class WebhookServer:
-    url: str
-    bodies: list[dict] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
-
-
-@pytest.fixture
-def webhook() -> Iterator[WebhookServer]:
-    """A real HTTP server that records the JSON body of every POST and answers 200 ok (500 for a
-    path ending in /fail, like a webhook whose token was revoked)."""
-    received: list[dict] = []
-    paths: list[str] = []
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server naming)
-            length = int(self.headers.get("Content-Length", "0"))
-            body = json.loads(self.rfile.read(length).decode("utf-8"))
-            with lock:
-                received.append(body)
-                paths.append(self.path)
-            status, reply = (500, b"no") if self.path.endswith("/fail") else (200, b"ok")
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, format, *args) -> None:  # noqa: A002 - keep test output quiet
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="webhook-server", daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    try:
-        yield WebhookServer(url=f"http://{host}:{port}/hooks/ml-platform", bodies=received, paths=paths)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-@dataclass
-class SmtpServer:
-    host: str
-    port: int
-    messages: list[EmailMessage]
-    envelopes: list[tuple[str, list[str]]]
-
-
-class _RecordingHandler:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.envelopes: list[tuple[str, list[str]]] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd hook name)
-        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
-        self.messages.append(message)
-        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-        return "250 Message accepted for delivery"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    """A real SMTP server (aiosmtpd) on 127.0.0.1 that records every message it accepts."""
-    handler = _RecordingHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield SmtpServer(
-            host="127.0.0.1", port=controller.port, messages=handler.messages, envelopes=handler.envelopes
-        )
-    finally:
-        controller.stop()
 
 
 def notifier_for(webhook: WebhookServer, smtp: SmtpServer) -> Notifier:

@@ -13,15 +13,8 @@ import pytest
 from ml_platform.resources import LandingFile, LocalLandingZone
 from ml_platform.settings import load_settings
 from ml_platform_tests.conftest import ALL_DEFS, DAYS, Platform, materialized, step_errors
-from ml_platform_tests.test_notifications import (  # noqa: F401 (fixtures used by name)
-    SmtpServer,
-    WebhookServer,
-    body_text,
-    evaluate_failure_sensor,
-    notifier_for,
-    smtp,
-    webhook,
-)
+from ml_platform_tests.servers import SmtpServer, WebhookServer
+from ml_platform_tests.test_notifications import body_text, evaluate_failure_sensor, notifier_for
 
 DAY = DAYS[-1]
 TRANSIENT = "transient storage error"
