@@ -10,6 +10,7 @@ from ml_platform.jobs import RETRAIN_ASSETS, training_pipeline_job
 from ml_platform.partitions import daily_partitions
 from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.notifier import Notifier
+from ml_platform.settings import load_settings
 
 _IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -27,7 +28,7 @@ def _load_cursor(raw: str | None) -> dict:
 @dg.sensor(
     job=training_pipeline_job,
     name="landing_zone_sensor",
-    minimum_interval_seconds=constants.LANDING_SENSOR_INTERVAL_S,
+    minimum_interval_seconds=load_settings().sensor_interval_s,
     description="Ingests each new or changed landing file, then retrains on the newest day once.",
     default_status=dg.DefaultSensorStatus.STOPPED,
 )

@@ -37,6 +37,7 @@ class Settings:
     storage_retries: int
     retry_delay_s: float
     max_runtime_s: int
+    sensor_interval_s: int
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -120,4 +121,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         storage_retries=_int(environ, "ML_PLATFORM_STORAGE_RETRIES", constants.STORAGE_RETRIES, 0),
         retry_delay_s=_float(environ, "ML_PLATFORM_RETRY_DELAY_S", constants.STORAGE_RETRY_DELAY_S, 0.0),
         max_runtime_s=_int(environ, "ML_PLATFORM_MAX_RUNTIME_S", constants.DEFAULT_MAX_RUNTIME_S, 1),
+        sensor_interval_s=_int(
+            environ, "ML_PLATFORM_SENSOR_INTERVAL_S", constants.LANDING_SENSOR_INTERVAL_S, 1
+        ),
     )

@@ -12,9 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import requests
 from dagster_graphql import DagsterGraphQLClient
+
+from ml_platform import constants
+from ml_platform.resources import LocalModelStore
 
 from ml_platform_tests.conftest import DAYS, END_DAY, MODEL_NAME
 
@@ -32,6 +36,10 @@ AUTOMATION = """
 { workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { ... on RepositoryLocation {
     repositories { schedules { name cronSchedule scheduleState { status } }
                    sensors { name sensorState { status } } } } } } } } }
+"""
+RUNS_BY_TRIGGER = """
+query($value: String!) { runsOrError(filter: {tags: [{key: "ml_platform/trigger", value: $value}]}) {
+  ... on Runs { results { runId status tags { key value } } } } }
 """
 RUN_STATUS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
 
@@ -54,6 +62,8 @@ def dagster_dev(tmp_path: Path):
         "ML_PLATFORM_LANDING_DIR": str(tmp_path / "landing"),
         "ML_PLATFORM_MODEL_STORE_DIR": str(tmp_path / "model_store"),
         "ML_PLATFORM_ASSET_STORAGE_DIR": str(tmp_path / "assets"),
+        # The landing sensor looks every 5 s instead of every minute.
+        "ML_PLATFORM_SENSOR_INTERVAL_S": "5",
     }
     subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, check=True,
                    capture_output=True, timeout=120)
@@ -77,7 +87,7 @@ def dagster_dev(tmp_path: Path):
                 pass
             assert time.monotonic() < deadline, "dagster dev did not answer within 120 s"
             time.sleep(0.5)
-        yield url, port, tmp_path
+        yield url, port, tmp_path, env
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -108,7 +118,7 @@ def _wait_for_run(url: str, run_id: str, timeout: float = 240) -> str:
 
 
 def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
-    url, port, tmp_path = dagster_dev
+    url, port, tmp_path, _ = dagster_dev
     # Bound to loopback only.
     listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
     assert f"127.0.0.1:{port}" in listening and f"0.0.0.0:{port}" not in listening
@@ -145,3 +155,52 @@ def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
     run_id = client.submit_job_execution("training_pipeline", tags={"dagster/partition": END_DAY})
     assert _wait_for_run(url, run_id) == "SUCCESS"
     assert (tmp_path / "model_store" / MODEL_NAME / "production.json").is_file()
+
+
+def _runs(url: str, trigger: str) -> list[dict]:
+    return _graphql(url, RUNS_BY_TRIGGER, {"value": trigger})["runsOrError"]["results"]
+
+
+def _wait_for_runs(url: str, trigger: str, count: int, timeout: float = 300) -> list[dict]:
+    """Wait until `count` runs with this trigger have finished; fail fast on a failed run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = _runs(url, trigger)
+        done = [r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
+        assert all(r["status"] == "SUCCESS" for r in done), done
+        if len(done) >= count:
+            return done
+        time.sleep(2)
+    raise AssertionError(f"{count} {trigger} run(s) did not finish in {timeout} s: {_runs(url, trigger)}")
+
+
+def test_daemon_runs_the_landing_sensor_and_reruns_on_a_corrected_file(dagster_dev):
+    """The sensor-triggered path for real: the daemon ticks, launches runs, the model deploys;
+    a corrected file triggers an ingest of its day and a retrain that deploys a new version."""
+    url, _, tmp_path, env = dagster_dev
+    subprocess.run(
+        [str(BIN / "dagster"), "sensor", "start", "landing_zone_sensor", "-w", "workspace.yaml"],
+        cwd=ROOT, env=env, check=True, capture_output=True, timeout=120,
+    )
+    ingests = _wait_for_runs(url, constants.LANDING_INGEST_TRIGGER, len(DAYS))
+    assert len(ingests) == len(DAYS)
+    (retrain,) = _wait_for_runs(url, constants.LANDING_RETRAIN_TRIGGER, 1)
+    store = LocalModelStore(root=str(tmp_path / "model_store"))
+    first = store.production(MODEL_NAME)
+    assert first is not None and first.metadata["data_as_of"] == END_DAY
+    assert first.metadata["dagster_run_id"] == retrain["runId"]
+
+    # A late correction of an older day: new content, so a new fingerprint.
+    corrected_day = DAYS[2]
+    path = tmp_path / "landing" / f"{corrected_day}.parquet"
+    frame = pd.read_parquet(path)
+    frame.iloc[:-5].to_parquet(path, index=False)
+    ingests = _wait_for_runs(url, constants.LANDING_INGEST_TRIGGER, len(DAYS) + 1)
+    partitions = [t["value"] for r in ingests for t in r["tags"] if t["key"] == "dagster/partition"]
+    assert sorted(partitions) == sorted([*DAYS, corrected_day])  # only the corrected day again
+    _wait_for_runs(url, constants.LANDING_RETRAIN_TRIGGER, 2)
+    second = store.production(MODEL_NAME)
+    assert second.version != first.version
+    assert second.metadata["training_rows"] + second.metadata["metrics"]["test_rows"] == (
+        first.metadata["training_rows"] + first.metadata["metrics"]["test_rows"] - 5
+    )
