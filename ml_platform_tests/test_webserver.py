@@ -19,7 +19,6 @@ from dagster_graphql import DagsterGraphQLClient
 
 from ml_platform import constants
 from ml_platform.resources import LocalModelStore
-
 from ml_platform_tests.conftest import DAYS, END_DAY, MODEL_NAME
 
 BIN = Path(sys.executable).parent
