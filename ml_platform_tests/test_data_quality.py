@@ -299,7 +299,7 @@ def _garbage_in_numeric_column(day_frame):
 def _one_class(day_frame):
     bad = day_frame.copy()
     bad[TARGET] = 0
-    return bad, "parquet", "1 target classes"
+    return bad, "parquet", "1 target class;"
 
 
 @pytest.mark.parametrize(
