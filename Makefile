@@ -10,7 +10,7 @@ MAX_CONCURRENT_RUNS ?= $(shell nproc 2>/dev/null || echo 2)
 # Run events at INFO in the terminal (Dagster's console default is DEBUG).
 QUIET := --config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
-.PHONY: install demo dev test instance clean
+.PHONY: install services demo dev test instance clean
 
 # Re-installs when the project's dependencies change.
 $(BIN)/.installed: pyproject.toml setup.cfg
@@ -41,7 +41,11 @@ demo: instance
 dev: instance
 	$(DAGSTER) dev -m $(MODULE) -h 127.0.0.1 -p 3000
 
-test: install
+# PostgreSQL and Redis from Debian for the production-mode tests (installed when missing).
+services:
+	scripts/install_services.sh
+
+test: install services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

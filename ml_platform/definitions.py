@@ -37,13 +37,33 @@ def resources_for(settings: Settings) -> dict[str, object]:
     return by_env[settings.env]
 
 
+def executor_for(settings: Settings) -> dg.ExecutorDefinition:
+    """ML_PLATFORM_EXECUTOR: in_process (default: the chain is linear, so a process per step
+    would re-import pandas and scikit-learn for nothing), multiprocess, or celery (steps go to
+    `dagster-celery worker` processes on any number of machines; broker and result backend from
+    ML_PLATFORM_CELERY_BROKER / ML_PLATFORM_CELERY_BACKEND)."""
+    if settings.executor == "celery":
+        from dagster_celery import celery_executor
+
+        return celery_executor.configured(
+            {
+                "broker": {"env": "ML_PLATFORM_CELERY_BROKER"},
+                "backend": {"env": "ML_PLATFORM_CELERY_BACKEND"},
+            }
+        )
+    if settings.executor == "multiprocess":
+        return dg.multiprocess_executor
+    return dg.in_process_executor
+
+
+_settings = load_settings()
+
 defs = dg.Definitions(
     assets=[raw_data, training_data, splits, trained_model, model_metrics, deployed_model],
     asset_checks=[raw_data_quality, accuracy_above_threshold],
     jobs=[training_pipeline_job],
     schedules=[daily_training],
     sensors=[landing_zone_sensor, notify_on_run_failure, notify_on_deploy],
-    resources=resources_for(load_settings()),
-    # The chain is linear: run steps in one process instead of paying a process start per step.
-    executor=dg.in_process_executor,
+    resources=resources_for(_settings),
+    executor=executor_for(_settings),
 )

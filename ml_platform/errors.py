@@ -43,3 +43,12 @@ class ModelVersionNotFoundError(ModelStoreError, LookupError):
 
 class ModelIntegrityError(ModelStoreError):
     """A stored artifact does not match the sha256 recorded when it was written."""
+
+
+class StorageAccessError(MlPlatformError):
+    """Object storage refused the request (credentials, permissions, missing bucket): retrying
+    will not help."""
+
+
+class StorageUnavailableError(MlPlatformError, ConnectionError):
+    """Object storage could not be reached; a retry may succeed."""

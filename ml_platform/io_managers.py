@@ -1,14 +1,14 @@
 """Partition-aware IO managers: parquet for tables, joblib for models and other Python values.
 
-Layout: ``<base_dir>/<asset key path>/<partition key>.<ext>`` (``<asset>.<ext>`` when unpartitioned).
-Both managers handle an output that covers several partitions (a single-run backfill returns a
-``{partition_key: value}`` dict) and an input that spans several partitions (a window of days
-arrives as a ``{partition_key: value}`` dict; set the input metadata ``partitions_as_dict`` to get a dict even
-when the window holds one day). Writes are atomic.
+Layout: ``<root>/<asset key path>/<partition key>.<ext>`` (``<asset>.<ext>`` when unpartitioned),
+where the root is a local folder or an S3 bucket + prefix. Every manager handles an output that
+covers several partitions (a single-run backfill returns a ``{partition_key: value}`` dict) and an
+input that spans several partitions (a window of days arrives as a ``{partition_key: value}``
+dict; set the input metadata ``partitions_as_dict`` to get a dict even when the window holds one
+day). Writes are atomic: temp file + rename locally, one PUT on S3.
 """
 
-from __future__ import annotations
-
+import io
 import os
 import typing
 from abc import abstractmethod
@@ -17,10 +17,15 @@ from typing import Any
 import dagster as dg
 import joblib
 import pandas as pd
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from ml_platform.errors import MlPlatformError
+from ml_platform.s3 import S3Bucket
 from ml_platform.storage import atomic_write
+
+# Input metadata flag: always hand this input over as {partition_key: value}, even for one day.
+PARTITIONS_AS_DICT = "partitions_as_dict"
 
 
 class AssetNotMaterializedError(MlPlatformError, FileNotFoundError):
@@ -33,41 +38,80 @@ def _safe_segment(value: str) -> str:
     return value
 
 
-# Input metadata flag: always hand this input over as {partition_key: value}, even for one day.
-PARTITIONS_AS_DICT = "partitions_as_dict"
-
-
 def _wants_dict(context: dg.InputContext) -> bool:
     return bool((context.definition_metadata or {}).get(PARTITIONS_AS_DICT))
 
 
-class LocalPartitionedIOManager(dg.ConfigurableIOManager):
-    """Shared logic; subclasses choose the file format."""
+# -- formats ---------------------------------------------------------------------------------------
+class ParquetFormat:
+    """pandas DataFrames as parquet."""
 
-    base_dir: str = Field(description="Folder under which asset values are stored.")
+    extension: typing.ClassVar[str] = ".parquet"
+
+    @staticmethod
+    def dump(obj: Any, handle: typing.BinaryIO) -> None:
+        if not isinstance(obj, pd.DataFrame):
+            raise MlPlatformError(
+                f"the parquet IO manager stores pandas DataFrames, got {type(obj).__name__}:"
+                " set io_manager_key='model_io_manager' on that asset"
+            )
+        obj.to_parquet(handle, index=False)
+
+    @staticmethod
+    def load(source: str | typing.BinaryIO) -> Any:
+        return pd.read_parquet(source)
+
+
+class JoblibFormat:
+    """Any Python value with joblib (a pickle: load only from storage you trust)."""
+
+    extension: typing.ClassVar[str] = ".joblib"
+
+    @staticmethod
+    def dump(obj: Any, handle: typing.BinaryIO) -> None:
+        joblib.dump(obj, handle)
+
+    @staticmethod
+    def load(source: str | typing.BinaryIO) -> Any:
+        return joblib.load(source)
+
+
+# -- the partition logic, over any storage ---------------------------------------------------------
+class PartitionedIOManager(dg.ConfigurableIOManager):
+    """Partition handling shared by every backend; backends implement four primitives."""
 
     extension: typing.ClassVar[str] = ""
 
     @abstractmethod
-    def dump(self, obj: Any, handle: typing.BinaryIO) -> None:
-        """Serialize ``obj`` into an open binary file."""
+    def dump(self, obj: Any, handle: typing.BinaryIO) -> None: ...
 
     @abstractmethod
-    def load(self, path: str) -> Any:
-        """Deserialize the file at ``path``."""
+    def load(self, source: str | typing.BinaryIO) -> Any: ...
 
-    def _folder(self, context: dg.InputContext | dg.OutputContext) -> str:
-        if context.has_asset_key:
-            parts = [_safe_segment(p) for p in context.asset_key.path]
-        else:
-            parts = [_safe_segment(p) for p in context.get_identifier()]
-        return os.path.join(self.base_dir, *parts)
+    @abstractmethod
+    def _location(self, parts: list[str]) -> str:
+        """Where the value with this relative path (no extension) lives."""
+
+    @abstractmethod
+    def _write(self, location: str, obj: Any) -> None:
+        """Store ``obj`` at ``location`` atomically."""
+
+    @abstractmethod
+    def _read(self, location: str) -> Any:
+        """Load the value at ``location``."""
+
+    @abstractmethod
+    def _exists(self, location: str) -> bool: ...
+
+    def _parts(self, context: dg.InputContext | dg.OutputContext) -> list[str]:
+        path = context.asset_key.path if context.has_asset_key else context.get_identifier()
+        return [_safe_segment(p) for p in path]
 
     def _path(self, context: dg.InputContext | dg.OutputContext, partition_key: str | None) -> str:
-        folder = self._folder(context)
-        if partition_key is None:
-            return folder + self.extension
-        return os.path.join(folder, _safe_segment(partition_key) + self.extension)
+        parts = self._parts(context)
+        if partition_key is not None:
+            parts = [*parts, _safe_segment(partition_key)]
+        return self._location(parts)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
@@ -85,29 +129,29 @@ class LocalPartitionedIOManager(dg.ConfigurableIOManager):
                     f"{context.asset_key.to_user_string()} covers {len(keys)} partitions in this run;"
                     " return a {partition_key: value} dict with one entry per partition"
                 )
-        paths = []
+        locations = []
         for partition_key, value in values.items():
-            path = self._path(context, partition_key)
-            atomic_write(path, lambda handle, value=value: self.dump(value, handle))
-            paths.append(path)
-        target = paths[0] if len(paths) == 1 else os.path.dirname(paths[0])
+            location = self._path(context, partition_key)
+            self._write(location, value)
+            locations.append(location)
+        target = locations[0] if len(locations) == 1 else locations[0].rsplit("/", 1)[0]
         context.add_output_metadata({"Stored at": dg.MetadataValue.path(target)})
 
     def load_input(self, context: dg.InputContext) -> Any:
         if not context.has_asset_partitions:
-            path = self._path(context, None)
-            if not os.path.exists(path):
+            location = self._path(context, None)
+            if not self._exists(location):
                 raise AssetNotMaterializedError(
-                    f"{self._describe(context)} has not been materialized: no file at {path}"
+                    f"{self._describe(context)} has not been materialized: nothing at {location}"
                 )
-            return self.load(path)
+            return self._read(location)
 
         keys = list(context.asset_partition_keys)
         allow_missing = bool((context.definition_metadata or {}).get("allow_missing_partitions"))
         loaded: dict[str, Any] = {}
         for partition_key in keys:
-            path = self._path(context, partition_key)
-            if not os.path.exists(path):
+            location = self._path(context, partition_key)
+            if not self._exists(location):
                 if allow_missing:
                     context.log.warning(
                         f"{self._describe(context)} partition {partition_key} is not materialized;"
@@ -116,9 +160,9 @@ class LocalPartitionedIOManager(dg.ConfigurableIOManager):
                     continue
                 raise AssetNotMaterializedError(
                     f"{self._describe(context)} partition {partition_key} has not been materialized:"
-                    f" no file at {path}"
+                    f" nothing at {location}"
                 )
-            loaded[partition_key] = self.load(path)
+            loaded[partition_key] = self._read(location)
         if _wants_dict(context) or len(keys) != 1:
             return loaded
         return loaded[keys[0]]
@@ -128,30 +172,63 @@ class LocalPartitionedIOManager(dg.ConfigurableIOManager):
         return context.asset_key.to_user_string() if context.has_asset_key else "input"
 
 
-class ParquetIOManager(LocalPartitionedIOManager):
-    """pandas DataFrames as parquet files (the default IO manager)."""
+class LocalPartitionedIOManager(PartitionedIOManager):
+    """Values as files under a local folder."""
 
-    extension: typing.ClassVar[str] = ".parquet"
+    base_dir: str = Field(description="Folder under which asset values are stored.")
 
-    def dump(self, obj: Any, handle: typing.BinaryIO) -> None:
-        if not isinstance(obj, pd.DataFrame):
-            raise MlPlatformError(
-                f"ParquetIOManager stores pandas DataFrames, got {type(obj).__name__}:"
-                " set io_manager_key='model_io_manager' on that asset"
-            )
-        obj.to_parquet(handle, index=False)
+    def _location(self, parts: list[str]) -> str:
+        return os.path.join(self.base_dir, *parts) + self.extension
 
-    def load(self, path: str) -> Any:
-        return pd.read_parquet(path)
+    def _write(self, location: str, obj: Any) -> None:
+        atomic_write(location, lambda handle: self.dump(obj, handle))
+
+    def _read(self, location: str) -> Any:
+        return self.load(location)
+
+    def _exists(self, location: str) -> bool:
+        return os.path.exists(location)
 
 
-class JoblibIOManager(LocalPartitionedIOManager):
-    """Models and other Python values with joblib (a pickle: load only from storage you trust)."""
+class S3PartitionedIOManager(PartitionedIOManager):
+    """Values as objects under a prefix of an S3 bucket."""
 
-    extension: typing.ClassVar[str] = ".joblib"
+    s3: S3Resource = Field(description="dagster-aws S3 resource (endpoint, region, credentials chain).")
+    bucket: str = Field(description="Bucket that holds asset values.")
+    prefix: str = Field(default="assets", description="Key prefix of asset values in the bucket.")
 
-    def dump(self, obj: Any, handle: typing.BinaryIO) -> None:
-        joblib.dump(obj, handle)
+    def _bucket(self) -> S3Bucket:
+        return S3Bucket(self.s3.get_client(), self.bucket, self.prefix)
 
-    def load(self, path: str) -> Any:
-        return joblib.load(path)
+    def _location(self, parts: list[str]) -> str:
+        return self._bucket().uri("/".join(parts) + self.extension)
+
+    def _relative(self, location: str) -> str:
+        return location.removeprefix(self._bucket().uri(""))
+
+    def _write(self, location: str, obj: Any) -> None:
+        buffer = io.BytesIO()
+        self.dump(obj, buffer)
+        self._bucket().put(self._relative(location), buffer.getvalue())
+
+    def _read(self, location: str) -> Any:
+        return self.load(io.BytesIO(self._bucket().get(self._relative(location))))
+
+    def _exists(self, location: str) -> bool:
+        return self._bucket().head(self._relative(location)) is not None
+
+
+class ParquetIOManager(ParquetFormat, LocalPartitionedIOManager):
+    """DataFrames as local parquet files (the default IO manager)."""
+
+
+class JoblibIOManager(JoblibFormat, LocalPartitionedIOManager):
+    """Models and other values as local joblib files."""
+
+
+class S3ParquetIOManager(ParquetFormat, S3PartitionedIOManager):
+    """DataFrames as parquet objects on S3."""
+
+
+class S3JoblibIOManager(JoblibFormat, S3PartitionedIOManager):
+    """Models and other values as joblib objects on S3."""

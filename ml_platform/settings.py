@@ -17,6 +17,7 @@ from ml_platform import constants
 from ml_platform.errors import ConfigError
 
 ENVIRONMENTS = ("local", "prod")
+EXECUTORS = ("in_process", "multiprocess", "celery")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -38,6 +39,7 @@ class Settings:
     retry_delay_s: float
     max_runtime_s: int
     sensor_interval_s: int
+    executor: str
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -105,6 +107,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if features and target in features:
         raise ConfigError(f"ML_PLATFORM_FEATURE_COLUMNS lists the target column {target!r}")
 
+    executor = environ.get("ML_PLATFORM_EXECUTOR", "").strip() or "in_process"
+    if executor not in EXECUTORS:
+        raise ConfigError(f"ML_PLATFORM_EXECUTOR={executor!r} is not one of {', '.join(EXECUTORS)}")
+
     return Settings(
         env=env,
         landing_dir=_path(environ, "ML_PLATFORM_LANDING_DIR", constants.DEFAULT_LANDING_DIR),
@@ -124,4 +130,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         sensor_interval_s=_int(
             environ, "ML_PLATFORM_SENSOR_INTERVAL_S", constants.LANDING_SENSOR_INTERVAL_S, 1
         ),
+        executor=executor,
     )

@@ -2,6 +2,8 @@
 
 import datetime as dt
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,7 @@ ALL_DEFS = [
     accuracy_above_threshold,
 ]
 CHAIN = "key:training_data+"
+BIN = Path(sys.executable).parent  # the venv's console scripts: dagster, ml-platform
 
 
 @dataclass
@@ -98,7 +101,22 @@ class Platform:
         )
 
     def ingest(self, days: list[str] = DAYS) -> list[dg.ExecuteInProcessResult]:
+        """raw_data one run per day, as the landing sensor does."""
         return [self.materialize("key:raw_data", day) for day in days]
+
+    def ingest_range(self, days: list[str] = DAYS) -> dg.ExecuteInProcessResult:
+        """raw_data for consecutive days in ONE run (its single-run backfill policy)."""
+        return dg.materialize(
+            ALL_DEFS,
+            selection="key:raw_data",
+            instance=self.instance,
+            resources=self.resources,
+            tags={
+                "dagster/asset_partition_range_start": days[0],
+                "dagster/asset_partition_range_end": days[-1],
+            },
+            raise_on_error=False,
+        )
 
     def train(self, day: str = END_DAY, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
         return self.materialize(CHAIN, day, run_config)
@@ -141,6 +159,34 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     }
 
 
+def check_descriptions(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """check name -> the description its result gave."""
+    return {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.description or ""
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    }
+
+
+def project_env(root: Path) -> dict[str, str]:
+    """Environment of a project on temp folders under ``root``, with its own migrated DAGSTER_HOME
+    (created once, before anything can run concurrently)."""
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "ML_PLATFORM_LANDING_DIR": str(root / "landing"),
+        "ML_PLATFORM_MODEL_STORE_DIR": str(root / "model_store"),
+        "ML_PLATFORM_ASSET_STORAGE_DIR": str(root / "assets"),
+    }
+    subprocess.run(
+        [str(BIN / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True, timeout=120
+    )
+    return env
+
+
 def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
     return {
         e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
@@ -157,6 +203,15 @@ def step_errors(result: dg.ExecuteInProcessResult) -> str:
                 texts.append(error.message)
                 error = error.cause
     return "\n".join(texts)
+
+
+def service_unavailable(what: str, how_to_install: str) -> None:
+    """A test needs a real server that cannot be started: fail under CI, skip (saying how to get
+    it) on a developer's machine."""
+    message = f"{what} is not available: {how_to_install}"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def yesterday() -> str:

@@ -22,6 +22,7 @@ from ml_platform_tests.conftest import (
     MODEL_NAME,
     TARGET,
     Platform,
+    check_descriptions,
     check_results,
     materialized,
     step_errors,
@@ -49,17 +50,7 @@ def good_template(tmp_path_factory) -> Path:
             instance=instance,
         )
         platform.seed()
-        ingest = dg.materialize(
-            ALL_DEFS,
-            selection="key:raw_data",
-            instance=instance,
-            resources=platform.resources,
-            tags={
-                "dagster/asset_partition_range_start": DAYS[0],
-                "dagster/asset_partition_range_end": DAYS[-1],
-            },
-            raise_on_error=False,
-        )
+        ingest = platform.ingest_range(DAYS)
         assert ingest.success, step_errors(ingest)
         trained = platform.train()
         assert trained.success, step_errors(trained)
@@ -95,14 +86,6 @@ def error_classes(result: dg.ExecuteInProcessResult) -> list[str]:
                 names.append(error.cls_name)
                 error = error.cause
     return names
-
-
-def check_descriptions(result: dg.ExecuteInProcessResult) -> dict[str, str]:
-    return {
-        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.description or ""
-        for e in result.all_events
-        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
-    }
 
 
 def landing_path(platform: Platform, day: str, ext: str) -> Path:

@@ -1,18 +1,15 @@
 """The real clients in subprocesses: `dagster asset materialize` and `ml-platform`."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from ml_platform.demo import demo_days
-from ml_platform_tests.conftest import END_DAY, MODEL_NAME
+from ml_platform_tests.conftest import BIN, END_DAY, MODEL_NAME, project_env
 
-BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.cli
@@ -20,19 +17,7 @@ pytestmark = pytest.mark.cli
 
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
-    """A project on temp folders with its own DAGSTER_HOME, created and migrated once."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "ML_PLATFORM_LANDING_DIR": str(tmp_path / "landing"),
-        "ML_PLATFORM_MODEL_STORE_DIR": str(tmp_path / "model_store"),
-        "ML_PLATFORM_ASSET_STORAGE_DIR": str(tmp_path / "assets"),
-    }
-    run([str(BIN / "dagster"), "instance", "migrate"], env)
-    return env
+    return project_env(tmp_path)
 
 
 def run(args: list[str], env: dict[str, str], expect: int = 0) -> subprocess.CompletedProcess:

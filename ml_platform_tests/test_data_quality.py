@@ -8,11 +8,11 @@ import pytest
 
 from ml_platform import quality
 from ml_platform_tests.conftest import (
-    ALL_DEFS,
     DAYS,
     END_DAY,
     MODEL_NAME,
     TARGET,
+    check_descriptions,
     check_results,
     materialized,
     step_errors,
@@ -35,29 +35,9 @@ def frame(**columns) -> pd.DataFrame:
 
 
 def ingest_range(platform, days: list[str], expect_success: bool = True) -> dg.ExecuteInProcessResult:
-    """Materialize raw_data for consecutive days in ONE run (raw_data's single-run backfill policy)."""
-    result = dg.materialize(
-        ALL_DEFS,
-        selection="key:raw_data",
-        instance=platform.instance,
-        resources=platform.resources,
-        tags={
-            "dagster/asset_partition_range_start": days[0],
-            "dagster/asset_partition_range_end": days[-1],
-        },
-        raise_on_error=False,
-    )
+    result = platform.ingest_range(days)
     assert result.success == expect_success, step_errors(result)
     return result
-
-
-def check_descriptions(result: dg.ExecuteInProcessResult) -> dict[str, str]:
-    """check name -> the one-line result shown in the UI."""
-    return {
-        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.description or ""
-        for e in result.all_events
-        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
-    }
 
 
 def replace_day(platform, day: str, frame: pd.DataFrame, fmt: str = "parquet") -> None:

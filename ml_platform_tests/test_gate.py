@@ -7,7 +7,6 @@ import pytest
 
 from ml_platform.demo import demo_days
 from ml_platform_tests.conftest import (
-    ALL_DEFS,
     DAYS,
     END_DAY,
     MODEL_NAME,
@@ -27,18 +26,7 @@ OLD_DAYS = demo_days(OLD_END, WINDOW)
 
 
 def ingest_range(platform, days: list[str]) -> dg.ExecuteInProcessResult:
-    """Materialize raw_data for consecutive days in ONE run (raw_data's single-run backfill policy)."""
-    result = dg.materialize(
-        ALL_DEFS,
-        selection="key:raw_data",
-        instance=platform.instance,
-        resources=platform.resources,
-        tags={
-            "dagster/asset_partition_range_start": days[0],
-            "dagster/asset_partition_range_end": days[-1],
-        },
-        raise_on_error=False,
-    )
+    result = platform.ingest_range(days)
     assert result.success, step_errors(result)
     assert all(check_results(result).values())
     return result

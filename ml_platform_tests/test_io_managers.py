@@ -267,7 +267,7 @@ def test_parquet_manager_refuses_a_non_frame_and_points_to_model_io_manager(run,
     result = run("key:not_a_frame", D1)
     assert not result.success
     errors = step_errors(result)
-    assert "ParquetIOManager stores pandas DataFrames, got dict" in errors
+    assert "parquet IO manager stores pandas DataFrames, got dict" in errors
     assert "io_manager_key='model_io_manager'" in errors
     assert files(base) == set()  # neither the target nor a temp file
 

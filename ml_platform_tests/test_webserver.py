@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,9 +18,8 @@ from dagster_graphql import DagsterGraphQLClient
 
 from ml_platform import constants
 from ml_platform.resources import LocalModelStore
-from ml_platform_tests.conftest import DAYS, END_DAY, MODEL_NAME
+from ml_platform_tests.conftest import BIN, DAYS, END_DAY, MODEL_NAME, project_env
 
-BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.cli
@@ -52,20 +50,8 @@ def _free_port() -> int:
 @pytest.fixture
 def dagster_dev(tmp_path: Path):
     """`dagster dev` (webserver + daemon) on a free port of 127.0.0.1, stopped by process group."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "ML_PLATFORM_LANDING_DIR": str(tmp_path / "landing"),
-        "ML_PLATFORM_MODEL_STORE_DIR": str(tmp_path / "model_store"),
-        "ML_PLATFORM_ASSET_STORAGE_DIR": str(tmp_path / "assets"),
-        # The landing sensor looks every 5 s instead of every minute.
-        "ML_PLATFORM_SENSOR_INTERVAL_S": "5",
-    }
-    subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, check=True,
-                   capture_output=True, timeout=120)
+    # The landing sensor looks every 5 s instead of every minute.
+    env = {**project_env(tmp_path), "ML_PLATFORM_SENSOR_INTERVAL_S": "5"}
     subprocess.run([str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY], env=env,
                    check=True, capture_output=True, timeout=120)
     port = _free_port()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from ml_platform import constants
@@ -21,6 +22,7 @@ from ml_platform.errors import (
     LandingFileError,
     LandingFileMissingError,
 )
+from ml_platform.s3 import S3Bucket
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,16 @@ class LandingFile:
     size: int
     modified: float
     sha256: str | None = None
+    etag: str | None = None
 
     @property
     def fingerprint(self) -> str:
-        """Changes whenever the content changes: the content hash once read, else size + mtime."""
+        """Changes whenever the content changes: the content hash once read; otherwise the
+        ETag + size (S3) or size + mtime (local files), which listing gives for free."""
         if self.sha256:
             return f"sha256:{self.sha256}"
+        if self.etag:
+            return f"etag:{self.etag}-size:{self.size}"
         return f"size:{self.size}-mtime:{self.modified:.6f}"
 
 
@@ -145,4 +151,46 @@ class LocalLandingZone(LandingZone):
                 files.append(
                     LandingFile(day=day, location=entry.path, size=stat.st_size, modified=stat.st_mtime)
                 )
+        return sorted(files, key=lambda f: (f.day, f.location))
+
+
+class S3LandingZone(LandingZone):
+    """``YYYY-MM-DD.parquet`` / ``.csv`` objects under a prefix of an S3 bucket."""
+
+    s3: S3Resource = Field(description="dagster-aws S3 resource (endpoint, region, credentials chain).")
+    bucket: str = Field(description="Bucket of the landing zone.")
+    prefix: str = Field(default="landing", description="Key prefix under which files land.")
+
+    def _bucket(self) -> S3Bucket:
+        return S3Bucket(self.s3.get_client(), self.bucket, self.prefix)
+
+    def find(self, day: str) -> LandingFile:
+        day = _check_day(day)
+        bucket = self._bucket()
+        present = [o for o in (bucket.head(day + ext) for ext in constants.LANDING_EXTENSIONS) if o]
+        if not present:
+            raise LandingFileMissingError(
+                f"no landing file for {day}: expected {day}.parquet or {day}.csv in {bucket.uri('')}"
+            )
+        if len(present) > 1:
+            raise LandingFileError(
+                f"two landing files for {day} in {bucket.uri('')} ({', '.join(o.key for o in present)}):"
+                " keep one"
+            )
+        obj = present[0]
+        return LandingFile(day=day, location=bucket.uri(obj.key), size=obj.size, modified=obj.modified,
+                           etag=obj.etag)
+
+    def read_bytes(self, landing_file: LandingFile) -> bytes:
+        bucket = self._bucket()
+        return bucket.get(landing_file.location.removeprefix(bucket.uri("")))
+
+    def list_files(self) -> list[LandingFile]:
+        bucket = self._bucket()
+        files = []
+        for obj in bucket.objects(""):
+            day = landing_day(obj.key) if "/" not in obj.key else None
+            if day is not None:
+                files.append(LandingFile(day=day, location=bucket.uri(obj.key), size=obj.size,
+                                         modified=obj.modified, etag=obj.etag))
         return sorted(files, key=lambda f: (f.day, f.location))

@@ -27,6 +27,7 @@ from typing import Any
 
 import dagster as dg
 import joblib
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from ml_platform import constants
@@ -36,6 +37,7 @@ from ml_platform.errors import (
     ModelVersionNotFoundError,
     NoProductionModelError,
 )
+from ml_platform.s3 import S3Bucket
 from ml_platform.storage import atomic_write_bytes
 
 
@@ -245,3 +247,39 @@ class LocalModelStore(ModelStore):
 
     def uri(self, key: str) -> str:
         return self._path(key)
+
+
+class S3ModelStore(ModelStore):
+    """A model store in an S3 bucket (any S3-compatible server through ``endpoint_url``).
+
+    Each object is written with one PUT, which S3 makes atomic; the order of writes (artifact,
+    metadata, pointer) gives the same guarantees as the local store.
+    """
+
+    s3: S3Resource = Field(description="dagster-aws S3 resource (endpoint, region, credentials chain).")
+    bucket: str = Field(description="Bucket that holds the store.")
+    prefix: str = Field(default="model_store", description="Key prefix of the store in the bucket.")
+
+    def _bucket(self) -> S3Bucket:
+        return S3Bucket(self.s3.get_client(), self.bucket, self.prefix)
+
+    @staticmethod
+    def _key(key: str) -> str:
+        for part in key.split("/"):
+            _check_segment(part, "store key segment")
+        return key
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._bucket().put(self._key(key), data)
+
+    def read_bytes(self, key: str) -> bytes:
+        return self._bucket().get(self._key(key))
+
+    def exists(self, key: str) -> bool:
+        return self._bucket().head(self._key(key)) is not None
+
+    def list_children(self, prefix: str) -> list[str]:
+        return [n for n in self._bucket().children(self._key(prefix)) if not n.startswith(".")]
+
+    def uri(self, key: str) -> str:
+        return self._bucket().uri(key)
