@@ -53,12 +53,11 @@ def cmd_demo_range(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace):
-    from ml_platform.resources.model_store import LocalModelStore
+    from ml_platform.resources.model_store import LocalModelStore, model_store_for
 
     settings = _settings()
-    return LocalModelStore(root=args.store_dir or settings.model_store_dir), (
-        args.model or settings.model_name
-    )
+    store = LocalModelStore(root=args.store_dir) if args.store_dir else model_store_for(settings)
+    return store, args.model or settings.model_name
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -137,7 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--model", help="model name (default: ML_PLATFORM_MODEL_NAME)")
-        p.add_argument("--store-dir", help="model store folder (default: ML_PLATFORM_MODEL_STORE_DIR)")
+        p.add_argument(
+            "--store-dir",
+            help="a local model store folder (default: the store of ML_PLATFORM_ENV: "
+            "ML_PLATFORM_MODEL_STORE_DIR, or the S3 bucket in prod)",
+        )
         if name == "production":
             p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(func=func)

@@ -10,9 +10,16 @@ from ml_platform.assets.ingest import raw_data
 from ml_platform.assets.training import splits, trained_model, training_data
 from ml_platform.checks.data_quality import raw_data_quality
 from ml_platform.checks.model_quality import accuracy_above_threshold
-from ml_platform.io_managers import JoblibIOManager, ParquetIOManager
+from ml_platform.io_managers import (
+    JoblibIOManager,
+    ParquetIOManager,
+    S3JoblibIOManager,
+    S3ParquetIOManager,
+)
 from ml_platform.jobs import training_pipeline_job
 from ml_platform.resources import LocalLandingZone, LocalModelStore
+from ml_platform.resources.landing_zone import S3LandingZone
+from ml_platform.resources.model_store import S3ModelStore, s3_resource
 from ml_platform.resources.notifier import notifier_from_env
 from ml_platform.schedules import daily_training
 from ml_platform.sensors import landing_zone_sensor, notify_on_deploy, notify_on_run_failure
@@ -20,21 +27,29 @@ from ml_platform.settings import Settings, load_settings
 
 
 def resources_for(settings: Settings) -> dict[str, object]:
-    """Resources keyed by ML_PLATFORM_ENV; `prod` arrives with the S3 backends."""
-    by_env = {
-        "local": {
-            "landing_zone": LocalLandingZone(root=settings.landing_dir),
-            "model_store": LocalModelStore(root=settings.model_store_dir),
-            "io_manager": ParquetIOManager(base_dir=settings.asset_storage_dir),
-            "model_io_manager": JoblibIOManager(base_dir=settings.asset_storage_dir),
-            "notifier": notifier_from_env(os.environ),
-        },
+    """Resources per ML_PLATFORM_ENV: local files (default) or S3 through dagster-aws.
+
+    Credentials are never configured here: boto3's standard chain reads them (AWS_ACCESS_KEY_ID /
+    AWS_SECRET_ACCESS_KEY, a profile, or an instance role).
+    """
+    notifier = notifier_from_env(os.environ)
+    if settings.env == "prod":
+        s3 = s3_resource(settings)
+        bucket, prefix = settings.s3_bucket, settings.s3_prefix
+        return {
+            "landing_zone": S3LandingZone(s3=s3, bucket=bucket, prefix=f"{prefix}/landing"),
+            "model_store": S3ModelStore(s3=s3, bucket=bucket, prefix=f"{prefix}/model_store"),
+            "io_manager": S3ParquetIOManager(s3=s3, bucket=bucket, prefix=f"{prefix}/assets"),
+            "model_io_manager": S3JoblibIOManager(s3=s3, bucket=bucket, prefix=f"{prefix}/assets"),
+            "notifier": notifier,
+        }
+    return {
+        "landing_zone": LocalLandingZone(root=settings.landing_dir),
+        "model_store": LocalModelStore(root=settings.model_store_dir),
+        "io_manager": ParquetIOManager(base_dir=settings.asset_storage_dir),
+        "model_io_manager": JoblibIOManager(base_dir=settings.asset_storage_dir),
+        "notifier": notifier,
     }
-    if settings.env not in by_env:
-        raise dg.DagsterInvariantViolationError(
-            f"ML_PLATFORM_ENV={settings.env!r} has no resources yet; use 'local'"
-        )
-    return by_env[settings.env]
 
 
 def executor_for(settings: Settings) -> dg.ExecutorDefinition:

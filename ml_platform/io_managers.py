@@ -21,7 +21,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from ml_platform.errors import MlPlatformError
-from ml_platform.s3 import S3Bucket
+from ml_platform.s3 import S3Bucket, client_for
 from ml_platform.storage import atomic_write
 
 # Input metadata flag: always hand this input over as {partition_key: value}, even for one day.
@@ -198,7 +198,7 @@ class S3PartitionedIOManager(PartitionedIOManager):
     prefix: str = Field(default="assets", description="Key prefix of asset values in the bucket.")
 
     def _bucket(self) -> S3Bucket:
-        return S3Bucket(self.s3.get_client(), self.bucket, self.prefix)
+        return S3Bucket(client_for(self.s3), self.bucket, self.prefix)
 
     def _location(self, parts: list[str]) -> str:
         return self._bucket().uri("/".join(parts) + self.extension)

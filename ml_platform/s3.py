@@ -6,6 +6,7 @@ old object or the new one, never a partial one, so no temp-and-rename is needed.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,19 @@ from ml_platform.errors import StorageAccessError, StorageUnavailableError
 _DENIED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken",
            "ExpiredToken"}
 _MISSING = {"NoSuchKey", "404", "NotFound"}
+
+
+_CLIENTS: dict[tuple, Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def client_for(resource: Any) -> Any:
+    """One boto3 client per S3Resource configuration (clients are thread-safe and costly to build)."""
+    key = tuple(sorted((k, repr(v)) for k, v in resource.__dict__.items() if not k.startswith("_")))
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            _CLIENTS[key] = resource.get_client()
+        return _CLIENTS[key]
 
 
 @dataclass(frozen=True)

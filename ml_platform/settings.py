@@ -40,6 +40,10 @@ class Settings:
     max_runtime_s: int
     sensor_interval_s: int
     executor: str
+    s3_bucket: str | None
+    s3_prefix: str
+    s3_endpoint_url: str | None
+    aws_region: str | None
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -111,6 +115,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if executor not in EXECUTORS:
         raise ConfigError(f"ML_PLATFORM_EXECUTOR={executor!r} is not one of {', '.join(EXECUTORS)}")
 
+    s3_bucket = environ.get("ML_PLATFORM_S3_BUCKET", "").strip() or None
+    if env == "prod" and not s3_bucket:
+        raise ConfigError("ML_PLATFORM_ENV=prod needs ML_PLATFORM_S3_BUCKET (the bucket for data and models)")
+
     return Settings(
         env=env,
         landing_dir=_path(environ, "ML_PLATFORM_LANDING_DIR", constants.DEFAULT_LANDING_DIR),
@@ -131,4 +139,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             environ, "ML_PLATFORM_SENSOR_INTERVAL_S", constants.LANDING_SENSOR_INTERVAL_S, 1
         ),
         executor=executor,
+        s3_bucket=s3_bucket,
+        s3_prefix=environ.get("ML_PLATFORM_S3_PREFIX", "").strip().strip("/") or "ml_platform",
+        s3_endpoint_url=environ.get("ML_PLATFORM_S3_ENDPOINT_URL", "").strip() or None,
+        aws_region=(environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "").strip() or None,
     )

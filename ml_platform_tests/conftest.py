@@ -172,7 +172,7 @@ def project_env(root: Path) -> dict[str, str]:
     """Environment of a project on temp folders under ``root``, with its own migrated DAGSTER_HOME
     (created once, before anything can run concurrently)."""
     home = root / "dagster_home"
-    home.mkdir()
+    home.mkdir(parents=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {
         **os.environ,
@@ -219,3 +219,7 @@ def yesterday() -> str:
 
 
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+
+# Real servers, shared by name across test modules (imported last: they use the helpers above).
+from ml_platform_tests.s3_server import s3_server  # noqa: E402, F401

@@ -29,6 +29,8 @@ from ml_platform.errors import (
     NoProductionModelError,
 )
 from ml_platform.resources import LocalModelStore, ModelStore, ModelVersion
+from ml_platform.resources.model_store import S3ModelStore
+from ml_platform.s3 import S3Bucket
 
 MODEL = "churn"
 ARTIFACT = "model.joblib"
@@ -77,11 +79,32 @@ LOCAL = Backend(
     outside_root=_local_outside,
 )
 
-STORE_BACKENDS = [pytest.param(LOCAL, id="local")]
+def _s3_store(sandbox: Path) -> ModelStore:
+    # The sandbox's name is unique per test: it becomes the store's prefix in the shared bucket.
+    server = _S3["server"]
+    return S3ModelStore(s3=server.resource(), bucket=server.bucket, prefix=f"{sandbox.parent.name}/store")
+
+
+def _s3_keys(store: ModelStore, sandbox: Path) -> set[str]:
+    return {o.key for o in S3Bucket(store.s3.get_client(), store.bucket, store.prefix).objects("")}
+
+
+def _s3_outside(store: ModelStore, sandbox: Path) -> set[str]:
+    # Everything under the test's own prefix but outside the store, plus the local sandbox.
+    bucket = S3Bucket(store.s3.get_client(), store.bucket, sandbox.parent.name)
+    return {o.key for o in bucket.objects("") if not o.key.startswith("store/")} | _walk(sandbox)
+
+
+S3 = Backend(make=_s3_store, raw_keys=_s3_keys, outside_root=_s3_outside)
+_S3: dict = {}
+
+STORE_BACKENDS = [pytest.param(LOCAL, id="local"), pytest.param(S3, id="s3")]
 
 
 @pytest.fixture(params=STORE_BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ModelStore:
+    if request.param is S3:
+        _S3["server"] = request.getfixturevalue("s3_server")  # started only when an S3 test runs
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
     return request.param.make(sandbox)

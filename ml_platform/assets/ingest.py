@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from ml_platform import constants
-from ml_platform.errors import LandingFileError
+from ml_platform.errors import LandingFileError, StorageAccessError
 from ml_platform.metadata import column_schema, frame_table, rows_table
 from ml_platform.partitions import daily_partitions, storage_retry_policy
 from ml_platform.resources.landing_zone import LandingFile, LandingZone
@@ -50,8 +50,9 @@ def raw_data(context: dg.AssetExecutionContext, landing_zone: LandingZone):
     def read(day: str) -> tuple[pd.DataFrame, LandingFile]:
         try:
             return landing_zone.read(day)
-        except LandingFileError as exc:
-            # Bad input does not get better by retrying: fail now, naming the file.
+        except (LandingFileError, StorageAccessError) as exc:
+            # Bad input or refused credentials do not get better by retrying: fail now, naming
+            # the file. Unreachable storage (StorageUnavailableError, ConnectionError) is retried.
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
     # A range of days (a single-run backfill) is read in parallel: parquet decoding and file

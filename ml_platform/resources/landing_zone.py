@@ -22,7 +22,7 @@ from ml_platform.errors import (
     LandingFileError,
     LandingFileMissingError,
 )
-from ml_platform.s3 import S3Bucket
+from ml_platform.s3 import S3Bucket, client_for
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ class S3LandingZone(LandingZone):
     prefix: str = Field(default="landing", description="Key prefix under which files land.")
 
     def _bucket(self) -> S3Bucket:
-        return S3Bucket(self.s3.get_client(), self.bucket, self.prefix)
+        return S3Bucket(client_for(self.s3), self.bucket, self.prefix)
 
     def find(self, day: str) -> LandingFile:
         day = _check_day(day)

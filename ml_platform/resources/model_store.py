@@ -37,7 +37,7 @@ from ml_platform.errors import (
     ModelVersionNotFoundError,
     NoProductionModelError,
 )
-from ml_platform.s3 import S3Bucket
+from ml_platform.s3 import S3Bucket, client_for
 from ml_platform.storage import atomic_write_bytes
 
 
@@ -261,7 +261,7 @@ class S3ModelStore(ModelStore):
     prefix: str = Field(default="model_store", description="Key prefix of the store in the bucket.")
 
     def _bucket(self) -> S3Bucket:
-        return S3Bucket(self.s3.get_client(), self.bucket, self.prefix)
+        return S3Bucket(client_for(self.s3), self.bucket, self.prefix)
 
     @staticmethod
     def _key(key: str) -> str:
@@ -283,3 +283,17 @@ class S3ModelStore(ModelStore):
 
     def uri(self, key: str) -> str:
         return self._bucket().uri(key)
+
+
+def s3_resource(settings) -> S3Resource:
+    """The S3 resource of the platform settings (endpoint and region; credentials from the chain)."""
+    return S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region)
+
+
+def model_store_for(settings) -> ModelStore:
+    """The model store that ML_PLATFORM_ENV selects, for code outside Dagster (CLI, serving)."""
+    if settings.env == "prod":
+        return S3ModelStore(
+            s3=s3_resource(settings), bucket=settings.s3_bucket, prefix=f"{settings.s3_prefix}/model_store"
+        )
+    return LocalModelStore(root=settings.model_store_dir)
