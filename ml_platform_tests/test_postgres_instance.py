@@ -5,13 +5,14 @@ with SQL and through Dagster. The password comes from the environment only."""
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
 from dagster._core.run_coordinator import QueuedRunCoordinator
-from dagster_postgres import DagsterPostgresStorage
+from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from ml_platform_tests.conftest import BIN, DAYS, END_DAY, project_env
 from ml_platform_tests.postgres_server import PostgresServer, postgres  # noqa: F401 (fixture)
@@ -32,7 +33,7 @@ def pg_home(root: Path) -> Path:
 
 
 def run(args: list[str], env: dict[str, str], expect: int | None = 0) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(args, check=False, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
     if expect is not None:
         assert proc.returncode == expect, f"{args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -45,7 +46,7 @@ def materialize(env: dict[str, str], *args: str) -> None:
 def test_pipeline_runs_on_the_postgres_instance_of_deploy_dagster_yaml(
     postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ):
-    db = postgres.create_database("pipeline")
+    db = postgres.create_database(f"pipeline_{uuid.uuid4().hex[:8]}")
     home = pg_home(tmp_path)
     pg_env = {**postgres.dagster_env(db=db), "ML_PLATFORM_MAX_CONCURRENT_RUNS": str(MAX_CONCURRENT_RUNS)}
     env = {**project_env(tmp_path), **pg_env, "DAGSTER_HOME": str(home)}
@@ -92,8 +93,10 @@ def test_pipeline_runs_on_the_postgres_instance_of_deploy_dagster_yaml(
     for name, value in pg_env.items():
         monkeypatch.setenv(name, value)
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        assert isinstance(instance.storage, DagsterPostgresStorage)
-        assert instance.storage.postgres_url.startswith("postgresql+psycopg2://")
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        assert instance.run_storage.postgres_url.startswith("postgresql+psycopg2://")
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
         assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == MAX_CONCURRENT_RUNS
         assert instance.run_monitoring_enabled
@@ -108,7 +111,9 @@ def test_pipeline_runs_on_the_postgres_instance_of_deploy_dagster_yaml(
         assert [(r.partition_key, r.run_id) for r in deployed] == [(END_DAY, chain_run)]
 
 
-def test_the_password_comes_from_the_environment(postgres: PostgresServer, tmp_path: Path):  # noqa: F811
+def test_the_password_comes_from_the_environment(
+    postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+):
     text = DEPLOY_YAML.read_text()
     assert postgres.password not in text
     postgres_db = yaml.safe_load(text)["storage"]["postgres"]["postgres_db"]
@@ -127,4 +132,13 @@ def test_the_password_comes_from_the_environment(postgres: PostgresServer, tmp_p
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
     assert f'password authentication failed for user "{postgres.user}"' in output, output
-    assert postgres.password not in output
+    assert postgres.password not in output and env["DAGSTER_PG_PASSWORD"] not in output
+
+    # No password in the environment: the instance does not load, and says which variable is missing.
+    monkeypatch.delenv("DAGSTER_PG_PASSWORD", raising=False)
+    for name, value in postgres.dagster_env().items():
+        if name != "DAGSTER_PG_PASSWORD":
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ML_PLATFORM_MAX_CONCURRENT_RUNS", "1")
+    with pytest.raises(dg.DagsterInvalidConfigError, match='"DAGSTER_PG_PASSWORD" which is not set'):
+        dg.DagsterInstance.from_config(str(home))
