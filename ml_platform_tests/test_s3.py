@@ -200,3 +200,21 @@ def test_load_production_model_follows_ml_platform_env(s3_platform, monkeypatch)
         monkeypatch.setenv(key, value)
     model, version = load_production_model()
     assert version.location.startswith("s3://") and hasattr(model, "predict")
+
+
+def test_failed_gate_keeps_the_production_model_on_s3(s3_platform):
+    s3_platform.seed()
+    assert s3_platform.ingest_range(DAYS).success
+    assert s3_platform.train().success
+    before = s3_platform.bucket.get(f"model_store/{MODEL_NAME}/production.json")
+
+    # The same days with shuffled labels: valid data, a model no better than chance.
+    for day in DAYS:
+        frame = pd.read_parquet(io.BytesIO(s3_platform.bucket.get(f"landing/{day}.parquet")))
+        frame[TARGET] = frame[TARGET].sample(frac=1.0, random_state=1).to_numpy()
+        s3_platform.write_day(day, frame)
+    assert s3_platform.ingest_range(DAYS).success
+    result = s3_platform.train()
+    assert not result.success and "deployed_model" not in materialized(result)
+    assert s3_platform.bucket.get(f"model_store/{MODEL_NAME}/production.json") == before
+    assert len(s3_platform.store.list_versions(MODEL_NAME)) == 1
