@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from ml_platform import constants
@@ -60,6 +61,10 @@ def _store(args: argparse.Namespace):
     return store, args.model or settings.model_name
 
 
+def _param_text(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     store, name = _store(args)
     versions = store.list_versions(name)
@@ -67,13 +72,99 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not versions:
         print(f"no versions of {name} in {store.uri(name)}")
         return 0
-    print(f"{'':2}{'version':<40} {'accuracy':>9} {'f1':>7}  data as of")
-    for v in versions:
-        mark = "* " if production and production["version"] == v.version else "  "
-        m = v.metadata.get("metrics", {})
-        accuracy, f1 = m.get("accuracy", float("nan")), m.get("f1", float("nan"))
-        print(f"{mark}{v.version:<40} {accuracy:>9.4f} {f1:>7.4f}  {v.metadata.get('data_as_of', '-')}")
-    print("(* = production)")
+    current = production["version"] if production else None
+    if args.compare:
+        # Experiment history: every trained version's params, data and scores, best first.
+        versions = sorted(
+            versions, key=lambda v: (v.metadata.get("metrics", {}).get("accuracy", -1.0),
+                                     v.metadata.get("metrics", {}).get("f1", -1.0)), reverse=True
+        )
+    rows = [
+        {
+            "production": v.version == current,
+            "version": v.version,
+            "accuracy": v.metadata.get("metrics", {}).get("accuracy"),
+            "f1": v.metadata.get("metrics", {}).get("f1"),
+            "data_as_of": v.metadata.get("data_as_of"),
+            "training_rows": v.metadata.get("training_rows"),
+            "params": v.metadata.get("params", {}),
+            "data_fingerprint": v.metadata.get("data_fingerprint"),
+            "created_at": v.metadata.get("created_at"),
+        }
+        for v in versions
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = f"{'':2}{'version':<36} {'accuracy':>8} {'f1':>7} {'as of':>10}"
+    if args.compare:
+        header += f" {'rows':>7}  {'data':<14}  params"
+    print(header)
+    for row in rows:
+        line = (f"{'* ' if row['production'] else '  '}{row['version']:<36} {_num(row['accuracy']):>8}"
+                f" {_num(row['f1']):>7} {row['data_as_of'] or '-':>10}")
+        if args.compare:
+            fingerprint = (row["data_fingerprint"] or "-").removeprefix("sha256:")[:12]
+            line += f" {row['training_rows'] or '-':>7}  {fingerprint:<14}  {_param_text(row['params'])}"
+        print(line)
+    print("(* = production" + (", best accuracy first)" if args.compare else ")"))
+    return 0
+
+
+def _num(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "-"
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    store, name = _store(args)
+    model, version = store.load(name, version=args.version)  # verifies the sha256
+    source = args.input
+    if not os.path.isfile(source):
+        raise MlPlatformError(f"--input {source}: no such file")
+    try:
+        frame = pd.read_parquet(source) if source.endswith(".parquet") else pd.read_csv(source)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is reported in one line
+        raise MlPlatformError(f"--input {source} cannot be read: {exc}") from exc
+    features = version.metadata.get("feature_columns") or []
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise MlPlatformError(f"--input {source} lacks feature columns: {', '.join(missing)}")
+    predictions = model.predict(frame[features] if features else frame)
+    out = frame.copy()
+    out["prediction"] = predictions
+    output = args.output or os.path.splitext(source)[0] + ".predictions.csv"
+    if output.endswith(".parquet"):
+        out.to_parquet(output, index=False)
+    else:
+        out.to_csv(output, index=False)
+    print(f"{len(out)} predictions by {name} {version.version} written to {output}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    import getpass
+
+    store, name = _store(args)
+    pointer = store.pointer(name)
+    if pointer is None:
+        raise MlPlatformError(f"model {name!r} has no production version to roll back")
+    target = args.to or pointer.get("previous")
+    if not target:
+        raise MlPlatformError(f"{pointer['version']} has no previous version: use --to VERSION")
+    if target == pointer["version"]:
+        raise MlPlatformError(f"{target} is already in production")
+    store.load(name, version=target)  # refuse a missing, incomplete or altered version
+    try:
+        actor = getpass.getuser()
+    except (KeyError, OSError):
+        actor = "unknown"
+    record = store.promote(
+        name, target, reason=args.reason or "rollback", actor=f"ml-platform rollback ({actor})"
+    )
+    print(f"production {name}: {pointer['version']} -> {record['version']}"
+          f" (by {record['actor']} at {record['promoted_at']}: {record['reason']})")
     return 0
 
 
@@ -133,16 +224,28 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (
         ("models", cmd_models, "list model versions; * marks production"),
         ("production", cmd_production, "show the production model (sha256 verified) and its metrics"),
+        ("predict", cmd_predict, "predict with the production model (or --version) on a CSV/parquet file"),
+        ("rollback", cmd_rollback, "move the production pointer back (atomically), recording who/when/why"),
     ):
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--model", help="model name (default: ML_PLATFORM_MODEL_NAME)")
         p.add_argument(
             "--store-dir",
             help="a local model store folder (default: the store of ML_PLATFORM_ENV: "
             "ML_PLATFORM_MODEL_STORE_DIR, or the S3 bucket in prod)",
         )
-        if name == "production":
+        if name in ("production", "models"):
             p.add_argument("--json", action="store_true", help="print JSON")
+        if name == "models":
+            p.add_argument("--compare", action="store_true",
+                           help="experiment history: params, data and scores of every version, best first")
+        if name == "predict":
+            p.add_argument("--input", required=True, help="rows to predict: .csv or .parquet")
+            p.add_argument("--output", help="where to write (default: INPUT.predictions.csv)")
+            p.add_argument("--version", help="a stored version instead of production")
+        if name == "rollback":
+            p.add_argument("--to", help="version to put in production (default: the previous one)")
+            p.add_argument("--reason", help="why, recorded in the store's history")
         p.set_defaults(func=func)
     return parser
 
@@ -151,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (MlPlatformError, ValueError) as exc:
+    except (MlPlatformError, ValueError, OSError) as exc:
         print(f"ml-platform: error: {exc}", file=sys.stderr)
         return 2
 

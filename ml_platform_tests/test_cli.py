@@ -5,9 +5,10 @@ import subprocess
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 
-from ml_platform.demo import demo_days
+from ml_platform.demo import breast_cancer_frame, demo_days
 from ml_platform_tests.conftest import BIN, END_DAY, MODEL_NAME, project_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,3 +85,72 @@ def test_ml_platform_cli_errors_are_one_line(cli_env):
     assert len(proc.stderr.strip().splitlines()) == 1
     bad = run([str(BIN / "ml-platform"), "seed-demo", "--days", "0"], cli_env, expect=2)
     assert "--days must be >= 1" in bad.stderr
+
+
+@pytest.fixture
+def trained_cli(cli_env):
+    """A project whose pipeline ran through the CLI: 7 days ingested, one model deployed."""
+    run([str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY], cli_env)
+    days = demo_days(END_DAY, 7)
+    materialize(cli_env, "--select", "raw_data", "--partition-range", f"{days[0]}...{days[-1]}")
+    materialize(cli_env, "--select", "key:training_data+", "--partition", END_DAY)
+    return cli_env
+
+
+def test_asset_list_and_selections_by_asset_group_and_partition(trained_cli):
+    listed = run([str(BIN / "dagster"), "asset", "list", "-m", "ml_platform.definitions"], trained_cli)
+    assert set(listed.stdout.split()) >= {
+        "raw_data", "training_data", "train_split", "test_split", "trained_model", "model_metrics",
+        "deployed_model",
+    }
+    # One asset for one partition, then a whole group: the runs succeed and say what they did.
+    one = materialize(trained_cli, "--select", "raw_data", "--partition", END_DAY)
+    assert "RUN_SUCCESS" in one.stdout + one.stderr
+    group = materialize(trained_cli, "--select", "group:evaluation", "--partition", END_DAY)
+    assert "model_metrics" in group.stdout + group.stderr
+    bad = materialize(trained_cli, "--select", "no_such_asset", "--partition", END_DAY, expect=1)
+    assert "no_such_asset" in bad.stdout + bad.stderr
+
+
+def test_predict_writes_predictions_with_the_verified_model(trained_cli, tmp_path):
+    rows = tmp_path / "rows.csv"
+    frame = breast_cancer_frame("target").head(25)
+    frame.drop(columns=["target"]).to_csv(rows, index=False)
+    out = run([str(BIN / "ml-platform"), "predict", "--input", str(rows)], trained_cli)
+    written = tmp_path / "rows.predictions.csv"
+    assert f"25 predictions by {MODEL_NAME}" in out.stdout and str(written) in out.stdout
+    predicted = pd.read_csv(written)
+    assert len(predicted) == 25 and set(predicted["prediction"]) <= {0, 1}
+    # Most of these labelled rows are predicted right (the model scored >= 0.9 on held-out rows).
+    assert (predicted["prediction"] == frame["target"]).mean() >= 0.8
+
+    frame.drop(columns=["target", "mean radius"]).to_csv(rows, index=False)
+    bad = run([str(BIN / "ml-platform"), "predict", "--input", str(rows)], trained_cli, expect=2)
+    assert bad.stderr.strip() == f"ml-platform: error: --input {rows} lacks feature columns: mean radius"
+
+
+def test_rollback_moves_the_pointer_back_and_records_who_and_why(trained_cli, tmp_path):
+    store_dir = tmp_path / "model_store"
+    first = json.loads((store_dir / MODEL_NAME / "production.json").read_text())["version"]
+    # A second model (other hyperparameters) replaces the first.
+    materialize(trained_cli, "--select", "key:trained_model+", "--partition", END_DAY, "--config-json",
+                json.dumps({"ops": {"trained_model": {"config": {"n_estimators": 20, "max_depth": 4}}}}))
+    second = json.loads((store_dir / MODEL_NAME / "production.json").read_text())
+    assert second["version"] != first and second["previous"] == first
+
+    compare = run([str(BIN / "ml-platform"), "models", "--compare", "--json"], trained_cli)
+    rows = json.loads(compare.stdout)
+    assert {r["version"] for r in rows} == {first, second["version"]}
+    assert rows[0]["accuracy"] >= rows[1]["accuracy"]  # best first
+    assert {r["params"]["n_estimators"] for r in rows} == {100, 20}
+
+    out = run([str(BIN / "ml-platform"), "rollback", "--reason", "second model misbehaves"], trained_cli)
+    assert f"{second['version']} -> {first}" in out.stdout
+    pointer = json.loads((store_dir / MODEL_NAME / "production.json").read_text())
+    assert pointer["version"] == first and pointer["reason"] == "second model misbehaves"
+    assert pointer["actor"].startswith("ml-platform rollback")
+    history = sorted((store_dir / MODEL_NAME / "history").glob("*.json"))
+    assert len(history) == 3
+
+    again = run([str(BIN / "ml-platform"), "rollback", "--to", first], trained_cli, expect=2)
+    assert "already in production" in again.stderr

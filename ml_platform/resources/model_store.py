@@ -177,8 +177,11 @@ class ModelStore(dg.ConfigurableResource, ABC):
         except FileNotFoundError:
             return None
 
-    def promote(self, model_name: str, version: str, reason: str) -> dict[str, Any]:
-        """Point production at a complete version (one atomic write); record it in the history."""
+    def promote(
+        self, model_name: str, version: str, reason: str, actor: str | None = None
+    ) -> dict[str, Any]:
+        """Point production at a complete version (one atomic write); record who, when and why
+        in the history."""
         target = self.get_version(model_name, version)  # refuses incomplete versions
         current = self.pointer(model_name)
         now = _utcnow()
@@ -188,11 +191,21 @@ class ModelStore(dg.ConfigurableResource, ABC):
             "promoted_at": now.isoformat(),
             "previous": current["version"] if current else None,
             "reason": reason,
+            "actor": actor or "ml_platform",
         }
         encoded = json.dumps(record, indent=2, sort_keys=True).encode()
         self.write_bytes(f"{model_name}/history/{now:%Y%m%dT%H%M%S%f}Z-{version}.json", encoded)
         self.write_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}", encoded)
         return record
+
+    def history(self, model_name: str) -> list[dict[str, Any]]:
+        """Every pointer move, oldest first."""
+        _check_segment(model_name, "model name")
+        return [
+            json.loads(self.read_bytes(f"{model_name}/history/{name}"))
+            for name in self.list_children(f"{model_name}/history")
+            if name.endswith(".json")
+        ]
 
     def load(self, model_name: str, version: str | None = None) -> tuple[Any, ModelVersion]:
         """Load a version (default: production) after verifying its sha256."""
