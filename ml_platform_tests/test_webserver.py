@@ -137,9 +137,17 @@ def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
         asset_selection=["raw_data"],
     )
     assert _wait_for_run(url, run_id) == "SUCCESS"
-    run_id = client.submit_job_execution("training_pipeline", tags={"dagster/partition": END_DAY})
+    # The Python API with run config (README, "Using ml_platform" > API).
+    run_id = client.submit_job_execution(
+        "training_pipeline",
+        tags={"dagster/partition": END_DAY},
+        run_config={"ops": {"trained_model": {"config": {"n_estimators": 40, "max_depth": 6}}}},
+    )
     assert _wait_for_run(url, run_id) == "SUCCESS"
-    assert (tmp_path / "model_store" / MODEL_NAME / "production.json").is_file()
+    production = LocalModelStore(root=str(tmp_path / "model_store")).production(MODEL_NAME)
+    assert production.metadata["params"]["n_estimators"] == 40
+    assert production.metadata["params"]["max_depth"] == 6
+    assert production.metadata["dagster_run_id"] == run_id
 
 
 def _runs(url: str, trigger: str) -> list[dict]:
