@@ -33,7 +33,7 @@ from ml_platform_tests.conftest import (
     project_env,
     step_errors,
 )
-from ml_platform_tests.s3_server import REGION, S3Server
+from ml_platform_tests.s3_server import REGION, SECRET_KEY, S3Server
 
 
 class S3Platform(Platform):
@@ -183,9 +183,20 @@ def test_cli_in_prod_mode_against_s3(s3_platform, tmp_path):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc
 
+    env["ML_PLATFORM_SMTP_PASSWORD"] = "smtp-secret-never-printed"
     dagster = [str(BIN / "dagster"), "asset", "materialize", "-m", "ml_platform.definitions"]
-    run(*dagster, "--select", "raw_data", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}")
-    run(*dagster, "--select", "key:training_data+", "--partition", END_DAY)
+    outputs = [
+        run(*dagster, "--select", "raw_data", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}"),
+        run(*dagster, "--select", "key:training_data+", "--partition", END_DAY),
+    ]
+    # Secrets stay in the environment: not in the output, not in the event log.
+    secrets = (SECRET_KEY, "smtp-secret-never-printed")
+    for proc in outputs:
+        assert not any(secret in proc.stdout + proc.stderr for secret in secrets)
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        for record in instance.get_runs():
+            for entry in instance.all_logs(record.run_id):
+                assert not any(secret in str(entry) for secret in secrets)
     info = json.loads(run(str(BIN / "ml-platform"), "production", "--json").stdout)
     assert info["location"].startswith(f"s3://{s3_platform.server.bucket}/{s3_platform.prefix}/")
     assert info["sha256_verified"] is True and info["metrics"]["accuracy"] >= 0.9
