@@ -41,6 +41,9 @@ DEFAULT_MIN_ACCURACY = 0.8
 # Landing-file formats, in the order they are looked for.
 LANDING_EXTENSIONS = (".parquet", ".csv")
 
+# Deploys that race re-decide against the pointer this many times before failing.
+PROMOTE_ATTEMPTS = 5
+
 # Model store layout.
 MODEL_FILENAME = "model.joblib"
 METADATA_FILENAME = "metadata.json"

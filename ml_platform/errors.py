@@ -41,6 +41,10 @@ class ModelVersionNotFoundError(ModelStoreError, LookupError):
     """The requested model version does not exist (or is incomplete)."""
 
 
+class PointerConflictError(ModelStoreError):
+    """The production pointer moved between reading it and swapping it (another deploy)."""
+
+
 class ModelIntegrityError(ModelStoreError):
     """A stored artifact does not match the sha256 recorded when it was written."""
 

@@ -40,6 +40,10 @@ def client_for(resource: Any) -> Any:
         return _CLIENTS[key]
 
 
+class PreconditionFailed(Exception):
+    """A conditional PUT found the object in another state."""
+
+
 @dataclass(frozen=True)
 class S3Object:
     key: str  # relative to the prefix
@@ -70,6 +74,8 @@ class S3Bucket:
             code = str(error.get("Code", ""))
             if code in _MISSING:
                 raise FileNotFoundError(self.uri(relative)) from None
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                raise PreconditionFailed(self.uri(relative)) from None
             if code in _DENIED:
                 raise StorageAccessError(
                     f"S3 refused access to {self.uri(relative)} ({code}): check the credentials"
@@ -95,8 +101,9 @@ class S3Bucket:
         except BotoCoreError as exc:
             raise StorageUnavailableError(f"S3 request for {self.uri(relative)} failed: {exc}") from exc
 
-    def put(self, relative: str, data: bytes) -> None:
-        self._call(relative, self.client.put_object, Key=self.key(relative), Body=data)
+    def put(self, relative: str, data: bytes, **conditions: str) -> None:
+        """One atomic PUT; ``IfMatch`` / ``IfNoneMatch`` make it conditional."""
+        self._call(relative, self.client.put_object, Key=self.key(relative), Body=data, **conditions)
 
     def get(self, relative: str) -> bytes:
         response = self._call(relative, self.client.get_object, Key=self.key(relative))

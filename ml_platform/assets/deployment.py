@@ -6,6 +6,7 @@ import json
 import dagster as dg
 
 from ml_platform import constants
+from ml_platform.errors import PointerConflictError
 from ml_platform.ml import TrainedModel
 from ml_platform.partitions import daily_partitions, storage_retry_policy
 from ml_platform.resources.model_store import ModelStore
@@ -77,20 +78,37 @@ def deployed_model(
     else:
         context.log.info(f"{name} {version.version} already holds this model (same data, params, code)")
 
-    current = model_store.production(name)
-    current_as_of = current.metadata.get("data_as_of") if current else None
-    if current is not None and current.version == version.version:
-        promoted, replaced, note = False, None, "already in production"
-    elif current_as_of and trained_model.data_as_of and current_as_of > trained_model.data_as_of:
-        # A backfill of an old day must never move production backwards.
-        promoted, replaced = False, None
-        note = f"kept {current.version}: it was trained on newer data ({current_as_of})"
+    # Decide and promote by compare-and-swap: if another deploy moves the pointer in between,
+    # decide again against what it did (an older day must never replace a newer model).
+    for _ in range(constants.PROMOTE_ATTEMPTS):
+        pointer, token = model_store.pointer_state(name)
+        current = model_store.get_version(name, pointer["version"]) if pointer else None
+        current_as_of = current.metadata.get("data_as_of") if current else None
+        if current is not None and current.version == version.version:
+            promoted, replaced, note = False, None, "already in production"
+        elif current_as_of and trained_model.data_as_of and current_as_of > trained_model.data_as_of:
+            promoted, replaced = False, None
+            note = f"kept {current.version}: it was trained on newer data ({current_as_of})"
+        else:
+            try:
+                model_store.promote(
+                    name,
+                    version.version,
+                    reason=f"accuracy gate passed for data as of {trained_model.data_as_of}",
+                    actor=f"dagster run {context.run.run_id}",
+                    expected=token,
+                )
+            except PointerConflictError as exc:
+                context.log.warning(f"{exc}; deciding again")
+                continue
+            promoted, replaced = True, current.version if current else None
+            note = f"promoted to production, replacing {replaced}" if replaced else "promoted to production"
+        break
     else:
-        model_store.promote(
-            name, version.version, reason=f"accuracy gate passed for data as of {trained_model.data_as_of}"
+        raise PointerConflictError(
+            f"the production pointer of {name} kept moving; gave up after"
+            f" {constants.PROMOTE_ATTEMPTS} attempts"
         )
-        promoted, replaced = True, current.version if current else None
-        note = f"promoted to production, replacing {replaced}" if replaced else "promoted to production"
     context.log.info(f"{name} {version.version}: {note}")
 
     production = model_store.production(name)

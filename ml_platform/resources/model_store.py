@@ -17,6 +17,7 @@ Only load artifacts from a store you trust: joblib files are pickles and run cod
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import io
 import json
@@ -36,8 +37,9 @@ from ml_platform.errors import (
     ModelStoreError,
     ModelVersionNotFoundError,
     NoProductionModelError,
+    PointerConflictError,
 )
-from ml_platform.s3 import S3Bucket, client_for
+from ml_platform.s3 import PreconditionFailed, S3Bucket, client_for
 from ml_platform.storage import atomic_write_bytes
 
 
@@ -177,13 +179,42 @@ class ModelStore(dg.ConfigurableResource, ABC):
         except FileNotFoundError:
             return None
 
+    def pointer_state(self, model_name: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The production pointer and a token of its exact state, for ``promote(expected=...)``."""
+        _check_segment(model_name, "model name")
+        try:
+            data = self.read_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}")
+        except FileNotFoundError:
+            return None, None
+        return json.loads(data), hashlib.sha256(data).hexdigest()
+
+    @abstractmethod
+    def swap_bytes(self, key: str, data: bytes, expected: str | None) -> None:
+        """Compare-and-swap: write ``data`` only if the object's sha256 is still ``expected``
+        (None: only if it does not exist); otherwise raise PointerConflictError."""
+
     def promote(
-        self, model_name: str, version: str, reason: str, actor: str | None = None
+        self,
+        model_name: str,
+        version: str,
+        reason: str,
+        actor: str | None = None,
+        expected: str | None | object = ...,
     ) -> dict[str, Any]:
-        """Point production at a complete version (one atomic write); record who, when and why
-        in the history."""
+        """Point production at a complete version, atomically, and record who, when and why.
+
+        The pointer moves by compare-and-swap: ``expected`` is the ``pointer_state`` token the
+        caller decided on (default: the state read here). If another process moved the pointer in
+        between, PointerConflictError is raised and nothing is written, so two deploys at once
+        can never overwrite each other unseen.
+        """
         target = self.get_version(model_name, version)  # refuses incomplete versions
-        current = self.pointer(model_name)
+        current, token = self.pointer_state(model_name)
+        if expected is not ... and expected != token:
+            raise PointerConflictError(
+                f"the production pointer of {model_name!r} moved to"
+                f" {current['version'] if current else None} meanwhile"
+            )
         now = _utcnow()
         record = {
             "version": target.version,
@@ -194,8 +225,8 @@ class ModelStore(dg.ConfigurableResource, ABC):
             "actor": actor or "ml_platform",
         }
         encoded = json.dumps(record, indent=2, sort_keys=True).encode()
+        self.swap_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}", encoded, token)
         self.write_bytes(f"{model_name}/history/{now:%Y%m%dT%H%M%S%f}Z-{version}.json", encoded)
-        self.write_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}", encoded)
         return record
 
     def history(self, model_name: str) -> list[dict[str, Any]]:
@@ -249,6 +280,25 @@ class LocalModelStore(ModelStore):
         with open(self._path(key), "rb") as handle:
             return handle.read()
 
+    def swap_bytes(self, key: str, data: bytes, expected: str | None) -> None:
+        path = self._path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        # An exclusive lock (per host) makes read-compare-write one step for every process.
+        lock_path = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
+        with open(lock_path, "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                try:
+                    with open(path, "rb") as handle:
+                        actual = hashlib.sha256(handle.read()).hexdigest()
+                except FileNotFoundError:
+                    actual = None
+                if actual != expected:
+                    raise PointerConflictError(f"{path} changed meanwhile")
+                atomic_write_bytes(path, data)
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
     def exists(self, key: str) -> bool:
         return os.path.exists(self._path(key))
 
@@ -287,6 +337,24 @@ class S3ModelStore(ModelStore):
 
     def read_bytes(self, key: str) -> bytes:
         return self._bucket().get(self._key(key))
+
+    def swap_bytes(self, key: str, data: bytes, expected: str | None) -> None:
+        # S3 conditional writes: If-Match the ETag of the state compared, or If-None-Match: *.
+        bucket = self._bucket()
+        relative = self._key(key)
+        head = bucket.head(relative)
+        if expected is None:
+            if head is not None:
+                raise PointerConflictError(f"{bucket.uri(relative)} was created meanwhile")
+            condition = {"IfNoneMatch": "*"}
+        else:
+            if head is None or hashlib.sha256(bucket.get(relative)).hexdigest() != expected:
+                raise PointerConflictError(f"{bucket.uri(relative)} changed meanwhile")
+            condition = {"IfMatch": f'"{head.etag}"'}
+        try:
+            bucket.put(relative, data, **condition)
+        except PreconditionFailed:
+            raise PointerConflictError(f"{bucket.uri(relative)} changed meanwhile") from None
 
     def exists(self, key: str) -> bool:
         return self._bucket().head(self._key(key)) is not None
