@@ -56,8 +56,9 @@ def test_an_explicit_environ_is_used_instead_of_the_process_environment(cwd, mon
     monkeypatch.setenv("ML_PLATFORM_ENV", "staging")  # invalid, but not the environ given
     assert load_settings(environ={}).window_days == 7
     monkeypatch.setenv("ML_PLATFORM_ENV", "prod")
+    monkeypatch.setenv("ML_PLATFORM_S3_BUCKET", "models")
     settings = load_settings()
-    assert (settings.env, settings.window_days) == ("prod", 3)
+    assert (settings.env, settings.window_days, settings.s3_bucket) == ("prod", 3, "models")
 
 
 @pytest.mark.parametrize(
@@ -78,14 +79,16 @@ def test_an_explicit_environ_is_used_instead_of_the_process_environment(cwd, mon
     ],
 )
 def test_each_variable_overrides_its_setting(cwd, variable, value, field, expected):
-    settings = load_settings(environ={variable: value})
+    # prod needs its bucket; that is the one other setting allowed to differ.
+    extra = {"ML_PLATFORM_S3_BUCKET": "models"} if (variable, value) == ("ML_PLATFORM_ENV", "prod") else {}
+    settings = load_settings(environ={variable: value, **extra})
     assert getattr(settings, field) == expected
     # ...and only that setting.
     defaults = load_settings(environ={})
     changed = {
         name for name in Settings.__dataclass_fields__ if getattr(settings, name) != getattr(defaults, name)
     }
-    assert changed <= {field}
+    assert changed <= {field, *(["s3_bucket"] if extra else [])}
 
 
 @pytest.mark.parametrize(
@@ -147,3 +150,16 @@ def test_invalid_values_raise_config_error_naming_the_variable(cwd, environ, mes
 def test_partitions_start_must_be_written_yyyy_mm_dd(cwd, value):
     with pytest.raises(ConfigError, match="ML_PLATFORM_PARTITIONS_START"):
         load_settings(environ={"ML_PLATFORM_PARTITIONS_START": value})
+
+
+def test_prod_needs_a_bucket(cwd):
+    with pytest.raises(ConfigError, match="ML_PLATFORM_S3_BUCKET"):
+        load_settings(environ={"ML_PLATFORM_ENV": "prod"})
+
+
+@pytest.mark.parametrize("variable, value", [("ML_PLATFORM_EXECUTOR", "spark"),
+                                             ("ML_PLATFORM_RETRY_DELAY_S", "soon"),
+                                             ("ML_PLATFORM_SENSOR_INTERVAL_S", "0")])
+def test_more_bad_values_name_their_variable(cwd, variable, value):
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(environ={variable: value})
