@@ -86,8 +86,9 @@ def check_verdicts(instance: dg.DagsterInstance, days: list[str]) -> dict[str, l
     """For each day: the names of its failed raw_data checks ([] = all passed), or None when the
     checks have not completed on the day's current materialization.
 
-    Checks of a single-run range record no per-day result (Dagster 1.13 leaves them planned), so
-    such days come back as None and training_data applies the data contract itself. The status
+    Checks of a single-run range record no per-day result (Dagster 1.13.27 records each day of the
+    range as planned/skipped), so such days come back as None and training_data applies the data
+    contract itself. The status
     enum is not exported by ``dagster``; it is imported from its module (pinned to 1.13.27).
     """
     keys = [dg.AssetCheckKey(dg.AssetKey("raw_data"), name) for name in quality.RULE_NAMES]
