@@ -154,3 +154,16 @@ def test_rollback_moves_the_pointer_back_and_records_who_and_why(trained_cli, tm
 
     again = run([str(BIN / "ml-platform"), "rollback", "--to", first], trained_cli, expect=2)
     assert "already in production" in again.stderr
+
+
+def test_dg_launch_runs_the_pipeline_too(cli_env, tmp_path):
+    """`dg launch` (dagster-dg-cli), the successor of `dagster asset materialize`, on this project."""
+    run([str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY], cli_env)
+    days = demo_days(END_DAY, 7)
+    dg_cli = [str(BIN / "dg"), "launch"]
+    run([*dg_cli, "--assets", "raw_data", "--partition-range", f"{days[0]}...{days[-1]}"], cli_env)
+    run([*dg_cli, "--assets", "key:training_data+", "--partition", END_DAY], cli_env)
+    pointer = json.loads((tmp_path / "model_store" / MODEL_NAME / "production.json").read_text())
+    assert (tmp_path / "model_store" / MODEL_NAME / pointer["version"] / "model.joblib").is_file()
+    checked = run([str(BIN / "dg"), "check", "defs"], cli_env)
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
