@@ -35,7 +35,8 @@ def _load_cursor(raw: str | None) -> dict:
 def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZone):
     """One tick: list the landing zone (names and stat only) and compare with the cursor.
 
-    - Each day whose file is new or whose fingerprint (size + mtime) changed gets an ingest run of
+    - Each day whose file is new or whose fingerprint (size + mtime locally, ETag + size on S3)
+      changed gets an ingest run of
       `raw_data` for that day; run_key = day + fingerprint, so a file never triggers twice and a
       corrected file triggers again.
     - Once no ingest run is in flight, one retraining run (`training_data` and downstream) for
@@ -71,6 +72,7 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: Landi
     seen = {day: fp for day, fp in seen.items() if day in present}
 
     retrain = cursor["retrain"]
+    skip_reason = "no new or changed landing files"
     if requests and files:
         retrain = max(present)  # ingest first; retrain on a later tick
     elif retrain:
@@ -80,7 +82,8 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: Landi
             )
         )
         if in_flight:
-            context.log.info(f"waiting for {in_flight} ingest run(s) before retraining on {retrain}")
+            skip_reason = f"waiting for {in_flight} ingest run(s) before retraining on {retrain}"
+            context.log.info(skip_reason)
         else:
             state = json.dumps(sorted(seen.items()))
             requests.append(
@@ -94,7 +97,7 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: Landi
             retrain = None
     new_cursor = json.dumps({"files": seen, "retrain": retrain}, sort_keys=True)
     if not requests:
-        return dg.SensorResult(skip_reason="no new or changed landing files", cursor=new_cursor)
+        return dg.SensorResult(skip_reason=skip_reason, cursor=new_cursor)
     return dg.SensorResult(run_requests=requests, cursor=new_cursor)
 
 
