@@ -10,7 +10,7 @@ MAX_CONCURRENT_RUNS ?= $(shell nproc 2>/dev/null || echo 2)
 # Run events at INFO in the terminal (Dagster's console default is DEBUG).
 QUIET := --config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
-.PHONY: install services demo dev test instance clean
+.PHONY: install services demo dev test bench instance clean
 
 # Re-installs when the project's dependencies change.
 $(BIN)/.installed: pyproject.toml setup.cfg
@@ -47,6 +47,11 @@ services:
 
 test: install services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (never part of `make test`): BENCH_ARGS='--quick' for a 10k smoke run,
+# BENCH_ARGS='--sizes 10000,100000,1000000' to add 1M rows. Results: bench/results/*.json.
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf data .dagster_home

@@ -1,0 +1,100 @@
+"""One variant of the 30-day backfill, in its own process; prints its timings as JSON.
+
+Platform variants (real definitions, the instance of ``$DAGSTER_HOME``, ``ML_PLATFORM_*`` folders):
+
+- ``range``:  `raw_data` for every day in ONE run (its single-run backfill policy: the step reads
+  the days on a thread per core), as `dagster asset materialize --partition-range` does;
+- ``single``: one `raw_data` run per day, one after another (what the landing sensor requests).
+
+Plain reference (no Dagster): the same per-day ingest work (read the file, sha256 it, parse the
+parquet, write it back out as parquet) by
+
+- ``plain-seq``:  a loop;
+- ``plain-pool``: a 2-process ``multiprocessing`` pool.
+
+``work_s`` is the time of the work alone, after the imports (they are the same in every
+variant); the caller also measures the whole process.
+"""
+
+import time
+
+_T0 = time.perf_counter()
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+_LANDING = _OUT = ""
+
+
+def _plain_ingest(day: str) -> int:
+    with open(os.path.join(_LANDING, f"{day}.parquet"), "rb") as handle:
+        data = handle.read()
+    hashlib.sha256(data).hexdigest()
+    frame = pd.read_parquet(io.BytesIO(data))
+    frame.to_parquet(os.path.join(_OUT, f"{day}.parquet"), index=False)
+    return len(frame)
+
+
+def main() -> None:
+    global _LANDING, _OUT
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["range", "single", "plain-seq", "plain-pool"])
+    parser.add_argument("--landing", required=True)
+    parser.add_argument("--days", required=True, help="comma-separated days, oldest first")
+    parser.add_argument("--out", required=True, help="folder for the plain variants' output")
+    parser.add_argument("--result", required=True, help="JSON file for the timings")
+    args = parser.parse_args()
+    days = args.days.split(",")
+    result: dict = {"mode": args.mode, "days": len(days), "cpus": sorted(os.sched_getaffinity(0))}
+
+    if args.mode.startswith("plain"):
+        _LANDING, _OUT = args.landing, args.out
+        os.makedirs(_OUT, exist_ok=True)
+        result["imports_s"] = time.perf_counter() - _T0
+        started = time.perf_counter()
+        if args.mode == "plain-seq":
+            rows = [_plain_ingest(day) for day in days]
+        else:
+            with multiprocessing.get_context("fork").Pool(2) as pool:
+                rows = pool.map(_plain_ingest, days, chunksize=1)
+        result["work_s"] = time.perf_counter() - started
+        result["rows"] = sum(rows)
+    else:
+        import dagster as dg
+
+        from ml_platform.definitions import defs
+
+        instance = dg.DagsterInstance.get()
+        assets = [*defs.assets, *defs.asset_checks]
+        result["imports_s"] = time.perf_counter() - _T0
+        started = time.perf_counter()
+        if args.mode == "range":
+            runs = [dg.materialize(
+                assets, selection="key:raw_data", instance=instance, resources=defs.resources,
+                tags={"dagster/asset_partition_range_start": days[0],
+                      "dagster/asset_partition_range_end": days[-1]},
+            )]
+        else:
+            runs = [
+                dg.materialize(assets, selection="key:raw_data", instance=instance,
+                               resources=defs.resources, partition_key=day)
+                for day in days
+            ]
+        result["work_s"] = time.perf_counter() - started
+        result["runs"] = len(runs)
+        result["materialized_days"] = len({
+            event.partition for run in runs for event in run.get_asset_materialization_events()
+        })
+
+    with open(args.result, "w") as handle:
+        json.dump(result, handle)
+
+
+if __name__ == "__main__":
+    main()

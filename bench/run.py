@@ -1,0 +1,1012 @@
+"""`make bench`: ml_platform against the plain scikit-learn script, on this machine, in one run.
+
+Measures (see bench/README.md):
+
+- the pipeline (ingest the 7 window days, then train / evaluate / gate / deploy for the last day)
+  on synthetic data (make_classification, 20 features + a categorical column, fixed seed) at each
+  size of --sizes (rows per run, spread over 7 days), three ways, interleaved per repetition:
+  the plain script, `dagster asset materialize` (two commands), and `dg.materialize` (a fresh
+  process); whole-process wall time and peak RSS of every process (os.wait4);
+- a 30-day backfill of raw_data: one single-run range vs one run per day, on 2 CPUs and pinned
+  to 1 CPU, plus a plain 2-process pool doing the same per-day work, as a reference;
+- one tick of the landing sensor over 1,000 files (time, memory);
+- `dagster dev`: time to the first page and to a loaded code location;
+- with --queued-backfill: a backfill of the whole training_pipeline job in `dagster dev`, one run
+  per day, 1 vs 2 runs at a time under the queued run coordinator.
+
+Prints a table (measure, figure, target, met?) and writes every raw timing to
+bench/results/<timestamp>.json. Never part of `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+
+try:  # run with the project's interpreter (make bench does); re-exec into .venv otherwise
+    import dagster  # noqa: F401
+
+    import ml_platform  # noqa: F401
+except ImportError:
+    venv_python = ROOT / ".venv" / "bin" / "python"
+    if venv_python.exists() and Path(sys.executable) != venv_python:
+        os.execv(str(venv_python), [str(venv_python), str(Path(__file__).resolve()), *sys.argv[1:]])
+    sys.exit("bench: dagster / ml_platform are not installed: run `make bench` (installs the project)")
+
+from ml_platform import constants  # noqa: E402
+
+PYTHON = sys.executable
+BIN = Path(sys.executable).parent
+DAGSTER = str(BIN / "dagster")
+MODULE = "ml_platform.definitions"
+END_DAY = "2026-01-07"  # a fixed day inside the daily partitions: results do not depend on today
+WINDOW = constants.DEFAULT_WINDOW_DAYS
+SEED = 0
+SENSOR_PARTITIONS_START = "2020-01-01"  # so that 1,000 consecutive days are all partitions
+
+# The issue's targets: (kind, limit). kind "max": figure <= limit; "min": figure >= limit.
+TARGETS = {
+    "cli_ratio_1m": ("max", 1.05),
+    "cli_ratio_10k": ("max", 1.6),
+    "cli_memory_ratio_1m": ("max", 1.15),
+    "backfill_speedup": ("min", 1.7),
+    "sensor_seconds": ("max", 1.0),
+    "sensor_mb": ("max", 200.0),
+}
+
+
+# -- small helpers ---------------------------------------------------------------------------------
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def rows_label(rows: int) -> str:
+    if rows >= 1_000_000 and rows % 1_000_000 == 0:
+        return f"{rows // 1_000_000}M"
+    if rows >= 1000 and rows % 1000 == 0:
+        return f"{rows // 1000}k"
+    return str(rows)
+
+
+def days_ending(end_day: str, days: int) -> list[str]:
+    end = dt.date.fromisoformat(end_day)
+    return [(end - dt.timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
+
+
+def clean_env() -> dict[str, str]:
+    """The caller's environment without anything that would point the platform elsewhere."""
+    return {
+        k: v for k, v in os.environ.items()
+        if not k.startswith(("ML_PLATFORM_", "DAGSTER_", "AWS_")) and k != "PYTHONPATH"
+    }
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+def run_measured(commands: list[list[str]], env: dict, log_path: Path, cpus: set[int] | None = None,
+                 timeout: float = 3600) -> dict:
+    """Run commands one after the other, each in its own process, under bench/measure.py (a bare
+    wrapper interpreter): wall time and peak RSS of each process, from os.wait4 of that process."""
+    result_path = log_path.with_suffix(".measure.json")
+    wrapper = [PYTHON, "-I", "-S", str(BENCH / "measure.py"), str(result_path),
+               ",".join(map(str, sorted(cpus))) if cpus else "", json.dumps(commands)]
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(wrapper, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            what = " ".join(commands[0][:6])
+            raise RunFailed(f"{what} took longer than {timeout} s; log {log_path}") from None
+    if code != 0 or not result_path.exists():
+        tail = log_path.read_text(errors="replace")[-3000:]
+        raise RunFailed(f"{' '.join(commands[-1][:6])} failed (exit {code}); log {log_path}:\n{tail}")
+    measured = json.loads(result_path.read_text())
+    results = measured["processes"]
+    return {
+        "wall_s": sum(r["wall_s"] for r in results),
+        "max_rss_mb": max(r["max_rss_mb"] for r in results),
+        "cpu_s": sum(r["user_s"] + r["sys_s"] for r in results),
+        "rss_floor_mb": measured["floor_mb"],
+        "processes": results,
+    }
+
+
+# -- data and projects -----------------------------------------------------------------------------
+def write_landing(folder: Path, rows: int, days: list[str]) -> list[str]:
+    """`rows` synthetic rows (ml_platform.demo.synthetic_frame: make_classification, 20 numeric
+    features + a categorical column, seed SEED) spread evenly over `days`, one parquet per day."""
+    import numpy as np
+
+    from ml_platform.demo import synthetic_frame
+
+    folder.mkdir(parents=True, exist_ok=True)
+    whole = synthetic_frame(rows, SEED, constants.DEFAULT_TARGET_COLUMN)
+    bounds = np.linspace(0, len(whole), len(days) + 1).round().astype(int)
+    for day, start, stop in zip(days, bounds[:-1], bounds[1:]):
+        whole.iloc[start:stop].reset_index(drop=True).to_parquet(folder / f"{day}.parquet", index=False)
+    return days
+
+
+class Workspace:
+    """The temp folder of this run: a migrated template DAGSTER_HOME, landing folders, projects."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.template_home = root / "template_home"
+        self.template_home.mkdir(parents=True)
+        cores = os.cpu_count() or 2
+        text = (ROOT / "deploy" / "dagster.local.yaml").read_text()
+        (self.template_home / "dagster.yaml").write_text(text.replace("@MAX_CONCURRENT_RUNS@", str(cores)))
+        # Migrated once, untimed; every project gets a copy (as `make instance` does once per home).
+        subprocess.run([DAGSTER, "instance", "migrate"], env={**clean_env(), "DAGSTER_HOME":
+                       str(self.template_home)}, check=True, capture_output=True, timeout=300)
+        self.count = 0
+
+    def project(self, name: str, landing: Path, **extra: str) -> tuple[Path, dict[str, str]]:
+        self.count += 1
+        root = self.root / f"{self.count:03d}-{name}"
+        shutil.copytree(self.template_home, root / "dagster_home")
+        env = {
+            **clean_env(),
+            "DAGSTER_HOME": str(root / "dagster_home"),
+            "ML_PLATFORM_LANDING_DIR": str(landing),
+            "ML_PLATFORM_MODEL_STORE_DIR": str(root / "model_store"),
+            "ML_PLATFORM_ASSET_STORAGE_DIR": str(root / "assets"),
+            **extra,
+        }
+        return root, env
+
+
+def run_events(home: Path) -> list[dict]:
+    """Per run, from the instance's SQLite files: when it was created, started and ended, and per
+    step its time and three phases read off the event log: inputs (start -> last input loaded),
+    compute (-> first output) and outputs (-> success: IO manager writes, materialization events,
+    and the rest of a step that yields several outputs)."""
+    import sqlite3
+
+    def stamp(text: str) -> float:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc).timestamp()
+
+    runs = []
+    with contextlib.closing(sqlite3.connect(home / "history" / "runs.db")) as db:
+        rows = db.execute(
+            "select run_id, status, create_timestamp, start_time, end_time from runs order by id"
+        ).fetchall()
+    for run_id, status, created, start, end in rows:
+        marks: dict[str, dict[str, float]] = {}
+        with contextlib.closing(sqlite3.connect(home / "history" / "runs" / f"{run_id}.db")) as db:
+            events = db.execute(
+                "select dagster_event_type, timestamp, step_key from event_logs where dagster_event_type in"
+                " ('STEP_START', 'STEP_INPUT', 'STEP_OUTPUT', 'STEP_SUCCESS') order by id"
+            ).fetchall()
+        for kind, when, step in events:
+            step_marks = marks.setdefault(step, {})
+            if kind == "STEP_OUTPUT":
+                step_marks.setdefault(kind, stamp(when))  # the first output
+            else:
+                step_marks[kind] = stamp(when)  # the last input
+        steps, phases = {}, {}
+        for step, m in marks.items():
+            if "STEP_START" not in m or "STEP_SUCCESS" not in m:
+                continue
+            steps[step] = m["STEP_SUCCESS"] - m["STEP_START"]
+            inputs_done = m.get("STEP_INPUT", m["STEP_START"])
+            first_output = m.get("STEP_OUTPUT", m["STEP_SUCCESS"])
+            phases[step] = {"inputs": inputs_done - m["STEP_START"], "compute": first_output - inputs_done,
+                            "outputs": m["STEP_SUCCESS"] - first_output}
+        runs.append({
+            "run_id": run_id,
+            "status": status,
+            "created_at": stamp(created),
+            "start_at": start,
+            "end_at": end,
+            "run_s": (end - start) if start and end else None,
+            "steps_s": steps,
+            "step_phases_s": phases,
+        })
+    return runs
+
+
+def events_total(runs: list[dict]) -> dict:
+    """Totals over several runs: run setup (created -> started), run time, step phases per step."""
+    phases: dict[str, dict[str, float]] = {}
+    for run in runs:
+        for step, values in run["step_phases_s"].items():
+            for phase, value in values.items():
+                phases.setdefault(step, {}).setdefault(phase, 0.0)
+                phases[step][phase] += value
+    return {"runs": len(runs), "setup_s": sum(r["start_at"] - r["created_at"] for r in runs),
+            "run_s": sum(r["run_s"] for r in runs), "step_phases_s": phases}
+
+
+def production_metrics(store: Path) -> dict | None:
+    pointer = store / constants.DEFAULT_MODEL_NAME / constants.PRODUCTION_POINTER
+    if not pointer.exists():
+        return None
+    version = json.loads(pointer.read_text())["version"]
+    metadata = json.loads((store / constants.DEFAULT_MODEL_NAME / version / constants.METADATA_FILENAME)
+                          .read_text())
+    return metadata["metrics"]
+
+
+def same_metrics(plain: dict, platform_metrics: dict | None) -> bool:
+    if platform_metrics is None:
+        return False
+    keys = ("accuracy", "precision", "recall", "f1", "test_rows")
+    return all(plain[k] == platform_metrics[k] for k in keys)
+
+
+# -- the pipeline ----------------------------------------------------------------------------------
+def bench_pipeline(ws: Workspace, rows: int, reps: int, keep: bool) -> dict:
+    label = rows_label(rows)
+    days = days_ending(END_DAY, WINDOW)
+    landing = ws.root / f"landing-{label}"
+    log(f"pipeline {label}: writing {rows} rows over {len(days)} days to {landing}")
+    write_landing(landing, rows, days)
+    runs: dict[str, list[dict]] = {"plain": [], "cli": [], "api": []}
+    for rep in range(1, reps + 1):
+        plain_metrics = None
+        for variant in ("plain", "cli", "api"):  # interleaved: plain, CLI, API, plain, CLI, API, ...
+            root, env = ws.project(f"{label}-{variant}-{rep}", landing)
+            root.mkdir(exist_ok=True)
+            logfile = root / "output.log"
+            if variant == "plain":
+                commands = [[PYTHON, str(BENCH / "plain_pipeline.py"), "--landing", str(landing),
+                             "--days", ",".join(days), "--out", str(root / "plain"),
+                             "--target", constants.DEFAULT_TARGET_COLUMN,
+                             "--test-size", str(constants.DEFAULT_TEST_SIZE),
+                             "--random-state", str(constants.DEFAULT_RANDOM_STATE),
+                             "--n-estimators", str(constants.DEFAULT_N_ESTIMATORS),
+                             "--max-depth", str(constants.DEFAULT_MAX_DEPTH),
+                             "--n-jobs", str(constants.DEFAULT_N_JOBS)]]
+            elif variant == "cli":
+                commands = [
+                    [DAGSTER, "asset", "materialize", "-m", MODULE, "--select", "raw_data",
+                     "--partition-range", f"{days[0]}...{days[-1]}"],
+                    [DAGSTER, "asset", "materialize", "-m", MODULE, "--select", "key:training_data+",
+                     "--partition", days[-1]],
+                ]
+            else:
+                commands = [[PYTHON, str(BENCH / "api_pipeline.py"), "--first", days[0], "--last", days[-1],
+                             "--out", str(root / "api.json")]]
+            measured = run_measured(commands, env, logfile)
+            record = {"rep": rep, **measured}
+            if variant == "plain":
+                result = json.loads((root / "plain" / "result.json").read_text())
+                plain_metrics = result["metrics"]
+                record["phases_s"] = result["phases"]
+                record["metrics"] = {k: plain_metrics[k] for k in ("accuracy", "f1", "test_rows")}
+            else:
+                home = Path(env["DAGSTER_HOME"])
+                record["runs"] = run_events(home)
+                record["same_metrics_as_plain"] = same_metrics(
+                    plain_metrics, production_metrics(Path(env["ML_PLATFORM_MODEL_STORE_DIR"])))
+                if variant == "api":
+                    record["phases_s"] = json.loads((root / "api.json").read_text())["phases"]
+            runs[variant].append(record)
+            log(f"pipeline {label} rep {rep}/{reps} {variant:>5}: {record['wall_s']:6.2f} s,"
+                f" peak RSS {record['max_rss_mb']:6.0f} MB"
+                + ("" if variant == "plain"
+                   else f", same metrics as plain: {record['same_metrics_as_plain']}"))
+            if not keep:
+                shutil.rmtree(root, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(landing, ignore_errors=True)
+    return {"rows": rows, "days": days, "runs": runs, "summary": summarize_pipeline(runs)}
+
+
+def summarize_pipeline(runs: dict[str, list[dict]]) -> dict:
+    summary = {}
+    for variant, records in runs.items():
+        summary[variant] = {
+            "wall_s": median([r["wall_s"] for r in records]),
+            "max_rss_mb": median([r["max_rss_mb"] for r in records]),
+            "cpu_s": median([r["cpu_s"] for r in records]),
+        }
+        if "phases_s" in records[0]:
+            summary[variant]["phases_s"] = {
+                k: median([r["phases_s"].get(k) for r in records]) for k in records[0]["phases_s"]
+            }
+        if "runs" in records[0]:
+            summary[variant]["same_metrics_as_plain"] = all(r["same_metrics_as_plain"] for r in records)
+            # Per run (ingest, train): the process, the run inside it, the steps inside the run.
+            per_run = []
+            for index in range(len(records[0]["runs"])):
+                item = {"run_s": median([r["runs"][index]["run_s"] for r in records])}
+                if variant == "cli":
+                    # The command's timeline: start -> run created (interpreter, imports, CLI, code
+                    # location) -> run started (planning events, launch) -> run ended -> exit.
+                    procs = [r["processes"][index] for r in records]
+                    item["process_s"] = median([p["wall_s"] for p in procs])
+                    item["process_max_rss_mb"] = median([p["max_rss_mb"] for p in procs])
+                    item["load_s"] = median([r["runs"][index]["created_at"] - proc["started_at"]
+                                             for r, proc in zip(records, procs)])
+                    item["setup_s"] = median([r["runs"][index]["start_at"] - r["runs"][index]["created_at"]
+                                              for r in records])
+                    item["exit_s"] = median([r["processes"][index]["ended_at"] - r["runs"][index]["end_at"]
+                                             for r in records])
+                steps = records[0]["runs"][index]["steps_s"]
+                item["steps_s"] = {
+                    k: median([r["runs"][index]["steps_s"].get(k) for r in records]) for k in steps}
+                item["step_phases_s"] = {
+                    k: {phase: median([r["runs"][index]["step_phases_s"].get(k, {}).get(phase)
+                                       for r in records])
+                        for phase in ("inputs", "compute", "outputs")}
+                    for k in steps
+                }
+                per_run.append(item)
+            summary[variant]["per_run"] = per_run
+    plain = summary["plain"]
+    for variant in ("cli", "api"):
+        summary[variant]["ratio"] = summary[variant]["wall_s"] / plain["wall_s"]
+        summary[variant]["memory_ratio"] = summary[variant]["max_rss_mb"] / plain["max_rss_mb"]
+    return summary
+
+
+# -- the 30-day backfill ---------------------------------------------------------------------------
+def bench_backfill(ws: Workspace, days_count: int, rows_per_day: int, reps: int, keep: bool) -> dict:
+    days = days_ending(END_DAY, days_count)
+    landing = ws.root / "landing-backfill"
+    log(f"backfill: writing {days_count} days x {rows_per_day} rows to {landing}")
+    write_landing(landing, days_count * rows_per_day, days)
+    cpu0 = {min(os.sched_getaffinity(0))}
+    variants = [  # (name, mode, cpus)
+        ("single_runs", "single", None),
+        ("range_run", "range", None),
+        ("range_run_1cpu", "range", cpu0),
+        ("plain_loop", "plain-seq", None),
+        ("plain_pool2", "plain-pool", None),
+    ]
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
+    for rep in range(1, reps + 1):
+        for name, mode, cpus in variants:
+            root, env = ws.project(f"backfill-{name}-{rep}", landing)
+            root.mkdir(exist_ok=True)
+            result_file = root / "result.json"
+            command = [PYTHON, str(BENCH / "backfill_work.py"), mode, "--landing", str(landing),
+                       "--days", ",".join(days), "--out", str(root / "plain_out"),
+                       "--result", str(result_file)]
+            measured = run_measured([command], env, root / "output.log", cpus=cpus)
+            record = {"rep": rep, **measured, **json.loads(result_file.read_text())}
+            if not mode.startswith("plain"):
+                if record.get("materialized_days") != days_count:
+                    done = record.get("materialized_days")
+                    raise RunFailed(f"backfill {name}: {done} of {days_count} days materialized")
+                record["events"] = events_total(run_events(Path(env["DAGSTER_HOME"])))
+            runs[name].append(record)
+            log(f"backfill rep {rep}/{reps} {name:>15}: work {record['work_s']:6.2f} s"
+                f" (process {record['wall_s']:6.2f} s, peak RSS {record['max_rss_mb']:5.0f} MB)")
+            if not keep:
+                shutil.rmtree(root, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(landing, ignore_errors=True)
+    summary = {name: {"work_s": median([r["work_s"] for r in records]),
+                      "wall_s": median([r["wall_s"] for r in records]),
+                      "max_rss_mb": median([r["max_rss_mb"] for r in records])}
+               for name, records in runs.items()}
+    for name, records in runs.items():
+        if "events" in records[0]:
+            first = records[0]["events"]
+            summary[name]["events"] = {
+                "runs": first["runs"],
+                "setup_s": median([r["events"]["setup_s"] for r in records]),
+                "run_s": median([r["events"]["run_s"] for r in records]),
+                "step_phases_s": {
+                    step: {phase: median([r["events"]["step_phases_s"][step][phase] for r in records])
+                           for phase in phases}
+                    for step, phases in first["step_phases_s"].items()},
+            }
+    work = {name: values["work_s"] for name, values in summary.items()}
+    summary["speedup_range_vs_single_runs"] = work["single_runs"] / work["range_run"]
+    summary["speedup_range_2cpu_vs_1cpu"] = work["range_run_1cpu"] / work["range_run"]
+    summary["speedup_plain_pool2_vs_loop"] = work["plain_loop"] / work["plain_pool2"]
+    return {"days": days_count, "rows_per_day": rows_per_day, "runs": runs, "summary": summary}
+
+
+# -- the landing sensor ----------------------------------------------------------------------------
+def bench_sensor(ws: Workspace, files: int, reps: int, keep: bool) -> dict:
+    import pandas as pd
+
+    landing = ws.root / "landing-sensor"
+    landing.mkdir()
+    tiny = pd.DataFrame({"feature_00": [0.1, 0.2, 0.3], "segment": ["north", "south", "east"],
+                         constants.DEFAULT_TARGET_COLUMN: [0, 1, 0]})
+    tiny.to_parquet(landing / "tiny.parquet", index=False)
+    data = (landing / "tiny.parquet").read_bytes()
+    (landing / "tiny.parquet").unlink()
+    start = dt.date.fromisoformat(SENSOR_PARTITIONS_START)
+    for n in range(files):
+        (landing / f"{(start + dt.timedelta(days=n)).isoformat()}.parquet").write_bytes(data)
+    runs = []
+    for rep in range(1, reps + 1):
+        root, env = ws.project(f"sensor-{rep}", landing, ML_PLATFORM_PARTITIONS_START=SENSOR_PARTITIONS_START)
+        root.mkdir(exist_ok=True)
+        command = [PYTHON, str(BENCH / "sensor_tick.py"), "--landing", str(landing),
+                   "--result", str(root / "result.json")]
+        measured = run_measured([command], env, root / "output.log")
+        record = {"rep": rep, **measured, **json.loads((root / "result.json").read_text())}
+        first = record["ticks"][0]
+        if first["ingest_requests"] != files:
+            raise RunFailed(f"sensor tick 1: {first['ingest_requests']} ingest requests for {files} files")
+        runs.append(record)
+        log(f"sensor rep {rep}/{reps}: tick 1 {first['seconds']:.3f} s, +{first['delta_mb']:.1f} MB"
+            f" ({first['run_requests']} run requests); tick 2 {record['ticks'][1]['seconds']:.3f} s;"
+            f" process peak RSS {record['max_rss_mb']:.0f} MB")
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(landing, ignore_errors=True)
+    summary = {
+        f"tick{n}_{k}": median([r["ticks"][n - 1][k] for r in runs])
+        for n in (1, 2) for k in ("seconds", "delta_mb", "peak_mb")
+    }
+    summary["process_max_rss_mb"] = median([r["max_rss_mb"] for r in runs])
+    summary["rss_before_ticks_mb"] = median([r["rss_before_ticks_mb"] for r in runs])
+    summary["peak_exact"] = all(t["peak_exact"] for r in runs for t in r["ticks"])
+    return {"files": files, "runs": runs, "summary": summary}
+
+
+# -- dagster dev -----------------------------------------------------------------------------------
+WORKSPACE_STATUS = (
+    "{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus"
+    " locationOrLoadError { __typename } } } } }"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str, body: bytes | None = None, timeout: float = 5) -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json"} if body else {}
+    request = urllib.request.Request(url, data=body, headers=headers)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+def _group_rss_mb(pgid: int) -> float:
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:  # field 5 of stat: the process group
+                continue
+            with open(f"/proc/{entry}/status") as handle:
+                total += next(int(line.split()[1]) for line in handle if line.startswith("VmRSS:"))
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue
+    return total / 1024
+
+
+@contextlib.contextmanager
+def dev_server(root: Path, env: dict[str, str]):
+    """`dagster dev` on a free port of 127.0.0.1, in its own process group; yields the record of
+    its start (time to the first page, to a loaded code location) and its URL; stopped by
+    SIGTERM to the group (SIGKILL after 30 s)."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_handle = open(root / "dagster_dev.log", "wb")
+    started = time.perf_counter()
+    proc = subprocess.Popen([DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                            cwd=ROOT, env=env, stdout=log_handle, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    record: dict = {"url": url}
+    try:
+        deadline = started + 240
+        while "first_page_s" not in record or "location_loaded_s" not in record:
+            if proc.poll() is not None:
+                raise RunFailed(f"dagster dev exited: {(root / 'dagster_dev.log').read_text()[-3000:]}")
+            if time.perf_counter() > deadline:
+                raise RunFailed("dagster dev did not serve a loaded code location within 240 s")
+            try:
+                if "first_page_s" not in record:
+                    status, _ = _get(url + "/")
+                    if status == 200:
+                        record["first_page_s"] = time.perf_counter() - started
+                        continue
+                else:
+                    entries = graphql(url, WORKSPACE_STATUS)["workspaceOrError"].get("locationEntries") or []
+                    if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+                        kinds = {e["locationOrLoadError"]["__typename"] for e in entries}
+                        if kinds != {"RepositoryLocation"}:
+                            raise RunFailed(f"the code location failed to load: {kinds}")
+                        record["location_loaded_s"] = time.perf_counter() - started
+                        record["process_group_rss_mb"] = _group_rss_mb(proc.pid)
+                        record["location_name"] = entries[0]["name"]
+                        continue
+            except (urllib.error.URLError, ConnectionError, OSError, KeyError, ValueError):
+                pass
+            time.sleep(0.05)
+        yield record
+    finally:
+        stopping = time.perf_counter()
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        record["stop_s"] = time.perf_counter() - stopping
+        log_handle.close()
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    payload = json.dumps({"query": query, "variables": variables or {}}).encode()
+    _, body = _get(url + "/graphql", payload, timeout=120)
+    answer = json.loads(body)
+    if answer.get("errors"):
+        raise RunFailed(f"GraphQL error: {answer['errors']}")
+    return answer["data"]
+
+
+def bench_dev(ws: Workspace, landing: Path, reps: int, keep: bool) -> dict:
+    runs = []
+    for rep in range(1, reps + 1):
+        root, env = ws.project(f"dev-{rep}", landing)
+        root.mkdir(exist_ok=True)
+        with dev_server(root, env) as record:
+            pass
+        record = {"rep": rep, **record}
+        runs.append(record)
+        log(f"dagster dev rep {rep}/{reps}: first page {record['first_page_s']:.2f} s, code location loaded"
+            f" {record['location_loaded_s']:.2f} s, {record['process_group_rss_mb']:.0f} MB in its processes")
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    summary = {k: median([r[k] for r in runs])
+               for k in ("first_page_s", "location_loaded_s", "process_group_rss_mb", "stop_s")}
+    return {"runs": runs, "summary": summary}
+
+
+# -- the queued backfill (opt-in) ------------------------------------------------------------------
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }
+"""
+_DONE = ("SUCCESS", "FAILURE", "CANCELED")
+
+
+def backfill_runs(home: Path, backfill_id: str) -> list[tuple[str, float, float | None, float | None]]:
+    """(status, created, started, ended) of the backfill's runs, from the run storage."""
+    import sqlite3
+
+    try:
+        uri = f"file:{home / 'history' / 'runs.db'}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+            rows = db.execute("select status, create_timestamp, start_time, end_time from runs"
+                              " where backfill_id = ?", (backfill_id,)).fetchall()
+    except sqlite3.OperationalError:  # locked by a writer: ask again on the next poll
+        return []
+    def stamp(text: str) -> float:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc).timestamp()
+
+    return [(status, stamp(created), start, end) for status, created, start, end in rows]
+
+
+def bench_queued(ws: Workspace, days_count: int, rows_per_day: int, reps: int, keep: bool) -> dict:
+    """A backfill of the whole training_pipeline job (one run per day: ingest the day, train on its
+    window, evaluate, gate, deploy), launched in `dagster dev` as the UI does; the queued run
+    coordinator runs max_concurrent_runs of them at once, each in its own process."""
+    days = days_ending(END_DAY, days_count)
+    landing = ws.root / "landing-queued"
+    log(f"queued backfill: writing {days_count} days x {rows_per_day} rows to {landing}")
+    write_landing(landing, days_count * rows_per_day, days)
+    runs: dict[str, list[dict]] = {"concurrent_1": [], "concurrent_2": []}
+    for rep in range(1, reps + 1):
+        for concurrency in (1, 2):
+            name = f"concurrent_{concurrency}"
+            root, env = ws.project(f"queued-{name}-{rep}", landing)
+            config = (ROOT / "deploy" / "dagster.local.yaml").read_text()
+            (root / "dagster_home" / "dagster.yaml").write_text(
+                config.replace("@MAX_CONCURRENT_RUNS@", str(concurrency)))
+            home = root / "dagster_home"
+            with dev_server(root, env) as server:
+                repository = {"repositoryLocationName": server["location_name"],
+                              "repositoryName": "__repository__"}
+                params = {"selector": {"partitionSetName": "training_pipeline_partition_set",
+                                       "repositorySelector": repository},
+                          "partitionNames": days}
+                launched_at = time.time()
+                answer = graphql(server["url"], LAUNCH_BACKFILL, {"params": params})
+                answer = answer["launchPartitionBackfill"]
+                if answer["__typename"] != "LaunchBackfillSuccess":
+                    raise RunFailed(f"launching the backfill failed: {answer}")
+                deadline = time.perf_counter() + 60 * days_count
+                while True:
+                    rows = backfill_runs(home, answer["backfillId"])
+                    if len(rows) == days_count and all(row[0] in _DONE for row in rows):
+                        break
+                    if time.perf_counter() > deadline:
+                        raise RunFailed(f"queued backfill ({name}) did not finish: {rows}")
+                    time.sleep(1)
+                finished_at = time.time()
+            failed = [row[0] for row in rows if row[0] != "SUCCESS"]
+            if failed:
+                raise RunFailed(f"queued backfill ({name}): {len(failed)} run(s) did not succeed;"
+                                f" see {root / 'dagster_dev.log'}")
+            # From the first run created (queued) to the last run ended: queueing, a process per run
+            # (interpreter, imports, code location), the runs. Launch to done adds the backfill
+            # daemon's pickup and the polling.
+            first_created = min(row[1] for row in rows)
+            last_end = max(row[3] for row in rows)
+            record = {"rep": rep, "concurrency": concurrency, "runs": len(rows),
+                      "launch_to_done_s": finished_at - launched_at,
+                      "created_to_last_end_s": last_end - first_created,
+                      "first_start_to_last_end_s": last_end - min(row[2] for row in rows),
+                      "run_s_mean": statistics.mean(end - start for _, _, start, end in rows),
+                      "timeline": sorted((round(c - first_created, 2), round(a - first_created, 2),
+                                          round(b - first_created, 2)) for _, c, a, b in rows)}
+            runs[name].append(record)
+            log(f"queued backfill rep {rep}/{reps}, {concurrency} at a time: {record['runs']} runs,"
+                f" first created to last end {record['created_to_last_end_s']:.1f} s,"
+                f" launch to done {record['launch_to_done_s']:.1f} s")
+            if not keep:
+                shutil.rmtree(root, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(landing, ignore_errors=True)
+    summary = {name: {k: median([r[k] for r in records])
+                      for k in ("launch_to_done_s", "created_to_last_end_s", "first_start_to_last_end_s",
+                                "run_s_mean")}
+               for name, records in runs.items()}
+    summary["speedup_2_vs_1"] = (summary["concurrent_1"]["created_to_last_end_s"]
+                                 / summary["concurrent_2"]["created_to_last_end_s"])
+    return {"days": days_count, "rows_per_day": rows_per_day, "runs": runs, "summary": summary}
+
+
+# -- imports ---------------------------------------------------------------------------------------
+def bench_imports(ws: Workspace, reps: int) -> dict:
+    runs = []
+    for rep in range(1, reps + 1):
+        root, env = ws.project(f"imports-{rep}", ws.root / "no-landing")
+        root.mkdir(exist_ok=True)
+        out = root / "imports.json"
+        with open(out, "wb") as handle:
+            started = time.perf_counter()
+            subprocess.run([PYTHON, str(BENCH / "import_cost.py")], env=env, cwd=ROOT, stdout=handle,
+                           check=True)
+            wall = time.perf_counter() - started
+        runs.append({"rep": rep, "process_wall_s": wall, **json.loads(out.read_text())})
+        shutil.rmtree(root, ignore_errors=True)
+    summary = {k: median([r[k] for r in runs]) for k in runs[0] if k != "rep"}
+    log("imports: " + ", ".join(f"{k} {v:.2f} s" for k, v in summary.items()))
+    return {"runs": runs, "summary": summary}
+
+
+# -- the table -------------------------------------------------------------------------------------
+def verdict(key: str, figure: float | None) -> tuple[str, str]:
+    kind, limit = TARGETS[key]
+    unit = "x" if "ratio" in key or "speedup" in key else (" s" if "seconds" in key else " MB")
+    target = f"{'<=' if kind == 'max' else '>='} {limit:g}{unit}"
+    if figure is None:
+        return target, "not measured"
+    ok = figure <= limit if kind == "max" else figure >= limit
+    return target, "yes" if ok else "NO"
+
+
+def build_table(results: dict) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    pipeline = results.get("pipeline", {})
+    for label, data in pipeline.items():
+        s = data["summary"]
+        plain, cli, api = s["plain"], s["cli"], s["api"]
+        rows.append((f"pipeline {label} rows: plain scikit-learn script",
+                     f"{plain['wall_s']:.2f} s, {plain['max_rss_mb']:.0f} MB", "", ""))
+        ratio_key = {"10k": "cli_ratio_10k", "1M": "cli_ratio_1m"}.get(label)
+        target, met = verdict(ratio_key, cli["ratio"]) if ratio_key else ("-", "")
+        rows.append((f"pipeline {label} rows: dagster asset materialize (x plain)",
+                     f"{cli['wall_s']:.2f} s = {cli['ratio']:.2f}x", target, met))
+        if label == "1M":
+            target, met = verdict("cli_memory_ratio_1m", cli["memory_ratio"])
+        else:
+            target, met = "-", ""
+        rows.append((f"pipeline {label} rows: dagster asset materialize peak RSS",
+                     f"{cli['max_rss_mb']:.0f} MB = {cli['memory_ratio']:.2f}x", target, met))
+        rows.append((f"pipeline {label} rows: dg.materialize (x plain)",
+                     f"{api['wall_s']:.2f} s = {api['ratio']:.2f}x, {api['max_rss_mb']:.0f} MB"
+                     f" = {api['memory_ratio']:.2f}x", "-", ""))
+        if not (cli["same_metrics_as_plain"] and api["same_metrics_as_plain"]):
+            rows.append((f"pipeline {label} rows: platform metrics == plain metrics", "NO", "equal", "NO"))
+    for label in ("10k", "1M"):
+        if label not in pipeline:
+            hint = "" if label == "10k" else " (--sizes 10000,100000,1000000)"
+            rows.append((f"pipeline {label} rows: dagster asset materialize (x plain)", "not run" + hint,
+                         *verdict("cli_ratio_10k" if label == "10k" else "cli_ratio_1m", None)))
+            if label == "1M":
+                rows.append(("pipeline 1M rows: dagster asset materialize peak RSS", "not run",
+                             *verdict("cli_memory_ratio_1m", None)))
+    backfill = results.get("backfill")
+    if backfill:
+        s = backfill["summary"]
+        n, per_day = backfill["days"], rows_label(backfill["rows_per_day"])
+        rows.append((f"backfill {n} days x {per_day} rows: {n} single-day runs in sequence",
+                     f"{s['single_runs']['work_s']:.2f} s", "", ""))
+        rows.append((f"backfill {n} days x {per_day} rows: one range run (--partition-range)",
+                     f"{s['range_run']['work_s']:.2f} s", "", ""))
+        rows.append(("backfill speedup: range run vs single-day runs",
+                     f"{s['speedup_range_vs_single_runs']:.2f}x",
+                     *verdict("backfill_speedup", s["speedup_range_vs_single_runs"])))
+        rows.append(("backfill speedup from the 2nd core (range run, 1 vs 2 CPUs)",
+                     f"{s['speedup_range_2cpu_vs_1cpu']:.2f}x",
+                     *verdict("backfill_speedup", s["speedup_range_2cpu_vs_1cpu"])))
+        rows.append(("backfill reference: plain per-day work, 2 processes vs 1",
+                     f"{s['speedup_plain_pool2_vs_loop']:.2f}x", "-", ""))
+    else:
+        rows.append(("backfill speedup", "not run", *verdict("backfill_speedup", None)))
+    queued = results.get("queued")
+    if queued:
+        s = queued["summary"]
+        n = queued["days"]
+        for k in (1, 2):
+            rows.append((f"queued backfill: {n} training_pipeline runs, {k} at a time",
+                         f"{s[f'concurrent_{k}']['created_to_last_end_s']:.1f} s", "", ""))
+        rows.append(("queued backfill speedup, 2 runs at a time vs 1", f"{s['speedup_2_vs_1']:.2f}x",
+                     *verdict("backfill_speedup", s["speedup_2_vs_1"])))
+    sensor = results.get("sensor")
+    if sensor:
+        s = sensor["summary"]
+        n = sensor["files"]
+        rows.append((f"landing sensor tick over {n:,} new files: time", f"{s['tick1_seconds']:.3f} s",
+                     *verdict("sensor_seconds", s["tick1_seconds"])))
+        rows.append((f"landing sensor tick over {n:,} new files: memory of the tick",
+                     f"+{s['tick1_delta_mb']:.1f} MB", *verdict("sensor_mb", s["tick1_delta_mb"])))
+        rows.append(("landing sensor: process peak RSS (code location loaded + ticks)",
+                     f"{s['process_max_rss_mb']:.0f} MB", "-", ""))
+        rows.append((f"landing sensor tick over {n:,} unchanged files: time", f"{s['tick2_seconds']:.3f} s",
+                     "-", ""))
+    else:
+        rows.append(("landing sensor tick", "not run", *verdict("sensor_seconds", None)))
+    dev = results.get("dev")
+    if dev:
+        s = dev["summary"]
+        rows.append(("dagster dev: time to first page (GET / = 200)", f"{s['first_page_s']:.2f} s", "-", ""))
+        rows.append(("dagster dev: time to code location loaded", f"{s['location_loaded_s']:.2f} s", "-", ""))
+    return rows
+
+
+def format_table(rows: list[tuple[str, str, str, str]]) -> str:
+    header = ("measure", "figure", "target", "met?")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])
+
+
+def where_time_goes(results: dict) -> str:
+    """Measured breakdown: imports, the runs, their steps; the plain script's phases."""
+    lines = []
+    imports = results.get("imports", {}).get("summary")
+    if imports:
+        lines.append(
+            "imports in a fresh process (median): pandas+pyarrow+sklearn"
+            f" {imports['pandas_pyarrow_sklearn']:.2f} s; + dagster {imports['dagster']:.2f} s;"
+            f" + dagster_aws.s3 {imports['dagster_aws_s3']:.2f} s; + rest of ml_platform.definitions"
+            f" {imports['ml_platform_definitions_rest']:.2f} s; whole process"
+            f" {imports['process_wall_s']:.2f} s, of which"
+            f" interpreter start + exit {imports['process_wall_s'] - imports['total_in_process']:.2f} s")
+    for label, data in results.get("pipeline", {}).items():
+        s = data["summary"]
+        plain = s["plain"]["phases_s"]
+        lines.append(f"pipeline {label}, plain script {s['plain']['wall_s']:.2f} s: "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in plain.items()))
+        cli = s["cli"]
+        for name, run in zip(("ingest", "train"), cli["per_run"]):
+            steps = ", ".join(f"{k} {v:.2f} ({phase_text(run['step_phases_s'][k])})"
+                              for k, v in run["steps_s"].items())
+            in_steps = sum(run["steps_s"].values())
+            lines.append(
+                f"pipeline {label}, CLI {name} command {run['process_s']:.2f} s"
+                f" (peak {run['process_max_rss_mb']:.0f} MB)"
+                f" = start to run created {run['load_s']:.2f} (interpreter, imports, CLI, code location)"
+                f" + run setup {run['setup_s']:.2f} + run {run['run_s']:.2f} + exit {run['exit_s']:.2f};"
+                f" in the run: steps {in_steps:.2f} [{steps}], between steps {run['run_s'] - in_steps:.2f}")
+        api = s["api"]["phases_s"]
+        lines.append(f"pipeline {label}, dg.materialize process {s['api']['wall_s']:.2f} s: "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in api.items())
+                     + f", interpreter start + exit {s['api']['wall_s'] - sum(api.values()):.2f}")
+    backfill = results.get("backfill")
+    if backfill:
+        s = backfill["summary"]
+        for name in ("single_runs", "range_run", "range_run_1cpu"):
+            e = s[name]["events"]
+            steps = ", ".join(f"{step} ({phase_text(p)})" for step, p in e["step_phases_s"].items())
+            lines.append(f"backfill {name}: work {s[name]['work_s']:.2f} = {e['runs']} run(s):"
+                         f" setup {e['setup_s']:.2f}"
+                         f" + runs {e['run_s']:.2f} [{steps}]")
+        lines.append(f"backfill plain per-day work (read, sha256, parse, write parquet): loop"
+                     f" {s['plain_loop']['work_s']:.2f}, 2-process pool {s['plain_pool2']['work_s']:.2f}")
+    queued = results.get("queued")
+    if queued:
+        s = queued["summary"]
+        for k in (1, 2):
+            q = s[f"concurrent_{k}"]
+            lines.append(f"queued backfill, {k} at a time: launch to done {q['launch_to_done_s']:.1f},"
+                         f" first run created to last run ended {q['created_to_last_end_s']:.1f},"
+                         f" first run started to last run ended {q['first_start_to_last_end_s']:.1f},"
+                         f" mean run (start to end, inside its process) {q['run_s_mean']:.2f}")
+    return "\n".join(lines)
+
+
+def phase_text(phases: dict) -> str:
+    return f"in {phases['inputs']:.2f} / compute {phases['compute']:.2f} / out {phases['outputs']:.2f}"
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0))}
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                                 if line.startswith("model name"))
+        meminfo = Path("/proc/meminfo").read_text()
+        info["memory_gb"] = round(int(meminfo.split("MemTotal:")[1].split()[0]) / 1024 / 1024, 1)
+    except (OSError, StopIteration, IndexError):
+        pass
+    from importlib.metadata import version
+
+    info["packages"] = {p: version(p) for p in ("dagster", "pandas", "numpy", "scikit-learn", "pyarrow")}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        info["git"] = commit + ("-dirty" if dirty else "")
+    except OSError:
+        pass
+    return info
+
+
+# -- main ------------------------------------------------------------------------------------------
+SECTIONS = ("pipeline", "backfill", "sensor", "dev", "imports", "queued")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py", description=__doc__.split("\n\n")[0],
+        epilog="Examples: make bench; make bench BENCH_ARGS='--sizes 10000,100000,1000000';"
+               " python bench/run.py --quick")
+    parser.add_argument("--sizes", default="10000,100000",
+                        help="rows per pipeline run, comma-separated (default 10000,100000)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of every measure (default 3)")
+    parser.add_argument("--quick", action="store_true",
+                        help="CI smoke test: 10k rows, 1 repetition, no dagster dev, no backfill")
+    parser.add_argument("--skip", default="",
+                        help=f"sections to leave out, comma-separated: {', '.join(SECTIONS)}")
+    parser.add_argument("--backfill-days", type=int, default=30)
+    parser.add_argument("--backfill-rows-per-day", type=int, default=50_000)
+    parser.add_argument("--queued-backfill", action="store_true",
+                        help="also backfill the whole training_pipeline job in `dagster dev`, 1 vs 2 runs at"
+                             " a time (queued run coordinator; about 8 minutes per repetition)")
+    parser.add_argument("--queued-days", type=int, default=30)
+    parser.add_argument("--queued-rows-per-day", type=int, default=1000)
+    parser.add_argument("--queued-reps", type=int, default=1)
+    parser.add_argument("--sensor-files", type=int, default=1000)
+    parser.add_argument("--results-dir", default=str(BENCH / "results"))
+    parser.add_argument("--workdir", default=None, help="where temp projects go (default: a new temp folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp projects and logs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.reps = "10000", 1
+        args.skip = ",".join(filter(None, [args.skip, "dev", "backfill"]))
+    args.sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if not args.queued_backfill:
+        args.skip.add("queued")
+    unknown = args.skip - set(SECTIONS)
+    if unknown:
+        parser.error(f"--skip: unknown section(s) {', '.join(sorted(unknown))}")
+    if args.reps < 1 or any(s < 100 for s in args.sizes):
+        parser.error("--reps must be >= 1 and every size >= 100 rows")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = dt.datetime.now(dt.timezone.utc)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ml_platform_bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    log(f"work folder {workdir}; sizes {args.sizes}; {args.reps} repetition(s);"
+        f" skipping {', '.join(sorted(args.skip)) or 'nothing'}")
+    results: dict = {"started": started.isoformat(), "machine": machine(), "targets": TARGETS,
+                     "args": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(args).items()},
+                     "method": {
+                         "wall": "whole-process wall time (perf_counter around posix_spawn..wait4),"
+                                 " imports included",
+                         "memory": "peak RSS of each process (ru_maxrss from os.wait4 of that process); for"
+                                   " two CLI commands the larger of the two",
+                         "median_of": args.reps,
+                     }}
+    exit_code = 0
+    try:
+        ws = Workspace(workdir / "projects")
+        if "imports" not in args.skip:
+            results["imports"] = bench_imports(ws, args.reps)
+        if "pipeline" not in args.skip:
+            results["pipeline"] = {}
+            for rows in args.sizes:
+                results["pipeline"][rows_label(rows)] = bench_pipeline(ws, rows, args.reps, args.keep)
+        if "backfill" not in args.skip:
+            results["backfill"] = bench_backfill(ws, args.backfill_days, args.backfill_rows_per_day,
+                                                 args.reps, args.keep)
+        if "queued" not in args.skip:
+            results["queued"] = bench_queued(ws, args.queued_days, args.queued_rows_per_day,
+                                             args.queued_reps, args.keep)
+        if "sensor" not in args.skip:
+            results["sensor"] = bench_sensor(ws, args.sensor_files, args.reps, args.keep)
+        if "dev" not in args.skip:
+            landing = workdir / "landing-dev"
+            write_landing(landing, 10_000, days_ending(END_DAY, WINDOW))
+            results["dev"] = bench_dev(ws, landing, args.reps, args.keep)
+    except RunFailed as exc:
+        log(f"FAILED: {exc}")
+        results["error"] = str(exc)
+        exit_code = 1
+    finally:
+        results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
+        table = build_table(results)
+        results["table"] = [dict(zip(("measure", "figure", "target", "met"), row)) for row in table]
+        out_dir = Path(args.results_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out_file = out_dir / f"{started:%Y%m%dT%H%M%SZ}.json"
+        out_file.write_text(json.dumps(results, indent=2, default=str))
+        if args.keep or exit_code:
+            log(f"kept {workdir} (projects, instances and logs)")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    m = results["machine"]
+    took = (dt.datetime.fromisoformat(results["finished"]) - started).total_seconds()
+    print()
+    print(f"ml_platform bench: medians of {args.reps} run(s), interleaved; {m.get('cpu_model', '?')},"
+          f" {m['cpus']} CPUs, {m.get('memory_gb', '?')} GB; Python {m['python']},"
+          f" dagster {m['packages']['dagster']}, scikit-learn {m['packages']['scikit-learn']};"
+          f" took {took:.0f} s")
+    print()
+    print(format_table(table))
+    print()
+    print("Pipeline: whole processes (imports included), the CLI is two `dagster asset materialize`\n"
+          "commands; peak RSS is per process (the larger CLI command). Backfill: the work inside one\n"
+          "process (imports excluded: the same in every variant); the range-vs-single-runs speedup\n"
+          "comes from running fewer runs, the 2nd-core row isolates parallelism. Sensor: the tick alone,\n"
+          "in a process that has loaded the code location; memory = peak RSS during the tick - RSS before.")
+    breakdown = where_time_goes(results)
+    if breakdown:
+        print()
+        print("Where the time goes (medians, seconds):")
+        print(breakdown)
+    print()
+    print(f"raw timings: {out_file.relative_to(ROOT) if out_file.is_relative_to(ROOT) else out_file}")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
