@@ -198,7 +198,7 @@ def _screenshot_model_metrics(page: Page) -> None:
 
 
 def test_ui_finds_the_graph_and_materializes_the_pipeline(chromium, dagster_dev):  # noqa: F811
-    url, port, tmp_path, _ = dagster_dev
+    url, port, tmp_path, _, _ = dagster_dev
     # The earlier days of the training window first: raw_data for them as one single-run range.
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution(

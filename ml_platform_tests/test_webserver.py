@@ -19,6 +19,7 @@ from dagster_graphql import DagsterGraphQLClient
 from ml_platform import constants
 from ml_platform.resources import LocalModelStore
 from ml_platform_tests.conftest import BIN, DAYS, END_DAY, MODEL_NAME, project_env
+from ml_platform_tests.sockets import listening_addresses, only_loopback
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +73,7 @@ def dagster_dev(tmp_path: Path):
                 pass
             assert time.monotonic() < deadline, "dagster dev did not answer within 120 s"
             time.sleep(0.5)
-        yield url, port, tmp_path, env
+        yield url, port, tmp_path, env, proc.pid
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -103,10 +104,11 @@ def _wait_for_run(url: str, run_id: str, timeout: float = 240) -> str:
 
 
 def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
-    url, port, tmp_path, _ = dagster_dev
-    # Bound to loopback only.
-    listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
-    assert f"127.0.0.1:{port}" in listening and f"0.0.0.0:{port}" not in listening
+    url, port, tmp_path, _, pid = dagster_dev
+    # Every server `dagster dev` starts (webserver, code server, daemon) listens on loopback only.
+    listening = listening_addresses(pid)
+    assert ("127.0.0.1", port) in listening
+    assert only_loopback(listening), listening
 
     nodes = {"/".join(n["assetKey"]["path"]): n for n in _graphql(url, ASSET_NODES)["assetNodes"]}
     assert set(nodes) == {"raw_data", "training_data", "train_split", "test_split", "trained_model",
@@ -170,7 +172,7 @@ def _wait_for_runs(url: str, trigger: str, count: int, timeout: float = 300) -> 
 def test_daemon_runs_the_landing_sensor_and_reruns_on_a_corrected_file(dagster_dev):
     """The sensor-triggered path for real: the daemon ticks, launches runs, the model deploys;
     a corrected file triggers an ingest of its day and a retrain that deploys a new version."""
-    url, _, tmp_path, env = dagster_dev
+    url, _, tmp_path, env, _ = dagster_dev
     subprocess.run(
         [str(BIN / "dagster"), "sensor", "start", "landing_zone_sensor", "-w", "workspace.yaml"],
         cwd=ROOT, env=env, check=True, capture_output=True, timeout=120,
