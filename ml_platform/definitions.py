@@ -10,16 +10,9 @@ from ml_platform.assets.ingest import raw_data
 from ml_platform.assets.training import splits, trained_model, training_data
 from ml_platform.checks.data_quality import raw_data_quality
 from ml_platform.checks.model_quality import accuracy_above_threshold
-from ml_platform.io_managers import (
-    JoblibIOManager,
-    ParquetIOManager,
-    S3JoblibIOManager,
-    S3ParquetIOManager,
-)
+from ml_platform.io_managers import JoblibIOManager, ParquetIOManager
 from ml_platform.jobs import training_pipeline_job
 from ml_platform.resources import LocalLandingZone, LocalModelStore
-from ml_platform.resources.landing_zone import S3LandingZone
-from ml_platform.resources.model_store import S3ModelStore, s3_resource
 from ml_platform.resources.notifier import notifier_from_env
 from ml_platform.schedules import daily_training
 from ml_platform.sensors import landing_zone_sensor, notify_on_deploy, notify_on_run_failure
@@ -34,6 +27,15 @@ def resources_for(settings: Settings) -> dict[str, object]:
     """
     notifier = notifier_from_env(os.environ)
     if settings.env == "prod":
+        # Imported here: local mode never loads boto3 and dagster-aws.
+        from ml_platform.s3_backends import (
+            S3JoblibIOManager,
+            S3LandingZone,
+            S3ModelStore,
+            S3ParquetIOManager,
+            s3_resource,
+        )
+
         s3 = s3_resource(settings)
         bucket, prefix = settings.s3_bucket, settings.s3_prefix
         return {

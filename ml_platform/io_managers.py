@@ -8,7 +8,6 @@ dict; set the input metadata ``partitions_as_dict`` to get a dict even when the 
 day). Writes are atomic: temp file + rename locally, one PUT on S3.
 """
 
-import io
 import os
 import typing
 from abc import abstractmethod
@@ -17,11 +16,9 @@ from typing import Any
 import dagster as dg
 import joblib
 import pandas as pd
-from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from ml_platform.errors import MlPlatformError
-from ml_platform.s3 import S3Bucket, client_for
 from ml_platform.storage import atomic_write
 
 # Input metadata flag: always hand this input over as {partition_key: value}, even for one day.
@@ -190,34 +187,6 @@ class LocalPartitionedIOManager(PartitionedIOManager):
         return os.path.exists(location)
 
 
-class S3PartitionedIOManager(PartitionedIOManager):
-    """Values as objects under a prefix of an S3 bucket."""
-
-    s3: S3Resource = Field(description="dagster-aws S3 resource (endpoint, region, credentials chain).")
-    bucket: str = Field(description="Bucket that holds asset values.")
-    prefix: str = Field(default="assets", description="Key prefix of asset values in the bucket.")
-
-    def _bucket(self) -> S3Bucket:
-        return S3Bucket(client_for(self.s3), self.bucket, self.prefix)
-
-    def _location(self, parts: list[str]) -> str:
-        return self._bucket().uri("/".join(parts) + self.extension)
-
-    def _relative(self, location: str) -> str:
-        return location.removeprefix(self._bucket().uri(""))
-
-    def _write(self, location: str, obj: Any) -> None:
-        buffer = io.BytesIO()
-        self.dump(obj, buffer)
-        self._bucket().put(self._relative(location), buffer.getvalue())
-
-    def _read(self, location: str) -> Any:
-        return self.load(io.BytesIO(self._bucket().get(self._relative(location))))
-
-    def _exists(self, location: str) -> bool:
-        return self._bucket().head(self._relative(location)) is not None
-
-
 class ParquetIOManager(ParquetFormat, LocalPartitionedIOManager):
     """DataFrames as local parquet files (the default IO manager)."""
 
@@ -226,9 +195,10 @@ class JoblibIOManager(JoblibFormat, LocalPartitionedIOManager):
     """Models and other values as local joblib files."""
 
 
-class S3ParquetIOManager(ParquetFormat, S3PartitionedIOManager):
-    """DataFrames as parquet objects on S3."""
+def __getattr__(name: str):
+    # The S3 IO managers live with the other S3 backends, imported only when asked for.
+    if name in ("S3PartitionedIOManager", "S3ParquetIOManager", "S3JoblibIOManager"):
+        from ml_platform import s3_backends
 
-
-class S3JoblibIOManager(JoblibFormat, S3PartitionedIOManager):
-    """Models and other values as joblib objects on S3."""
+        return getattr(s3_backends, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -72,3 +72,20 @@ def test_storage_steps_retry_with_backoff_and_jitter():
         assert policy.backoff == dg.Backoff.EXPONENTIAL and policy.jitter == dg.Jitter.PLUS_MINUS, name
     job = defs.resolve_job_def("training_pipeline")
     assert int(job.tags["dagster/max_runtime"]) > 0
+
+
+def test_local_mode_does_not_import_boto3_but_prod_mode_builds_the_s3_backends():
+    """boto3 + dagster-aws cost about half a second at every process start: local mode skips them."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, ml_platform.definitions as d; "
+            "print(sorted({type(r).__name__ for r in d.defs.resources.values()}), 'boto3' in sys.modules)")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ML_PLATFORM_")}
+    local = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True,
+                           check=True).stdout
+    assert "LocalModelStore" in local and local.strip().endswith("False"), local
+    prod = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**base, "ML_PLATFORM_ENV": "prod", "ML_PLATFORM_S3_BUCKET": "b"}).stdout
+    assert "S3ModelStore" in prod and prod.strip().endswith("True"), prod

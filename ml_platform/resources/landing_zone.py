@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
-from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from ml_platform import constants
@@ -22,7 +21,6 @@ from ml_platform.errors import (
     LandingFileError,
     LandingFileMissingError,
 )
-from ml_platform.s3 import S3Bucket, client_for
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,7 @@ class LandingFile:
         return f"size:{self.size}-mtime:{self.modified:.6f}"
 
 
-def _check_day(day: str) -> str:
+def check_day(day: str) -> str:
     # Partition keys become file names: only a real date may reach the filesystem.
     try:
         return dt.datetime.strptime(day, "%Y-%m-%d").date().isoformat()
@@ -115,11 +113,11 @@ class LocalLandingZone(LandingZone):
     root: str = Field(description="Folder that holds one file per day.")
 
     def _candidates(self, day: str) -> list[str]:
-        day = _check_day(day)
+        day = check_day(day)
         return [os.path.join(self.root, day + ext) for ext in constants.LANDING_EXTENSIONS]
 
     def find(self, day: str) -> LandingFile:
-        day = _check_day(day)
+        day = check_day(day)
         present = [path for path in self._candidates(day) if os.path.isfile(path)]
         if not present:
             raise LandingFileMissingError(
@@ -154,43 +152,10 @@ class LocalLandingZone(LandingZone):
         return sorted(files, key=lambda f: (f.day, f.location))
 
 
-class S3LandingZone(LandingZone):
-    """``YYYY-MM-DD.parquet`` / ``.csv`` objects under a prefix of an S3 bucket."""
+def __getattr__(name: str):
+    # The S3 landing zone lives with the other S3 backends, imported only when asked for.
+    if name == "S3LandingZone":
+        from ml_platform import s3_backends
 
-    s3: S3Resource = Field(description="dagster-aws S3 resource (endpoint, region, credentials chain).")
-    bucket: str = Field(description="Bucket of the landing zone.")
-    prefix: str = Field(default="landing", description="Key prefix under which files land.")
-
-    def _bucket(self) -> S3Bucket:
-        return S3Bucket(client_for(self.s3), self.bucket, self.prefix)
-
-    def find(self, day: str) -> LandingFile:
-        day = _check_day(day)
-        bucket = self._bucket()
-        present = [o for o in (bucket.head(day + ext) for ext in constants.LANDING_EXTENSIONS) if o]
-        if not present:
-            raise LandingFileMissingError(
-                f"no landing file for {day}: expected {day}.parquet or {day}.csv in {bucket.uri('')}"
-            )
-        if len(present) > 1:
-            raise LandingFileError(
-                f"two landing files for {day} in {bucket.uri('')} ({', '.join(o.key for o in present)}):"
-                " keep one"
-            )
-        obj = present[0]
-        return LandingFile(day=day, location=bucket.uri(obj.key), size=obj.size, modified=obj.modified,
-                           etag=obj.etag)
-
-    def read_bytes(self, landing_file: LandingFile) -> bytes:
-        bucket = self._bucket()
-        return bucket.get(landing_file.location.removeprefix(bucket.uri("")))
-
-    def list_files(self) -> list[LandingFile]:
-        bucket = self._bucket()
-        files = []
-        for obj in bucket.objects(""):
-            day = landing_day(obj.key) if "/" not in obj.key else None
-            if day is not None:
-                files.append(LandingFile(day=day, location=bucket.uri(obj.key), size=obj.size,
-                                         modified=obj.modified, etag=obj.etag))
-        return sorted(files, key=lambda f: (f.day, f.location))
+        return s3_backends.S3LandingZone
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,6 @@ from typing import Any
 
 import dagster as dg
 import joblib
-from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from ml_platform import constants
@@ -39,7 +38,6 @@ from ml_platform.errors import (
     NoProductionModelError,
     PointerConflictError,
 )
-from ml_platform.s3 import PreconditionFailed, S3Bucket, client_for
 from ml_platform.storage import atomic_write_bytes
 
 
@@ -61,7 +59,7 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _check_segment(value: str, what: str) -> str:
+def check_segment(value: str, what: str) -> str:
     # Names become path segments: nothing may climb out of the store root.
     if not value or value in (".", "..") or "/" in value or "\\" in value or value.startswith("."):
         raise ModelStoreError(f"invalid {what} {value!r}")
@@ -106,7 +104,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
         The artifact is written first and ``metadata.json`` last, so a crash in between leaves an
         incomplete version that every reader ignores.
         """
-        _check_segment(model_name, "model name")
+        check_segment(model_name, "model name")
         if identity is not None:
             for existing in self.list_versions(model_name):
                 if existing.metadata.get("identity") == identity:
@@ -136,8 +134,8 @@ class ModelStore(dg.ConfigurableResource, ABC):
 
     def get_version(self, model_name: str, version: str) -> ModelVersion:
         """A complete version; ModelVersionNotFoundError if absent or incomplete."""
-        _check_segment(model_name, "model name")
-        _check_segment(version, "version")
+        check_segment(model_name, "model name")
+        check_segment(version, "version")
         key = f"{model_name}/{version}/{constants.METADATA_FILENAME}"
         try:
             record = json.loads(self.read_bytes(key))
@@ -151,7 +149,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
 
     def list_versions(self, model_name: str) -> list[ModelVersion]:
         """Complete versions, oldest first (version names sort by creation time)."""
-        _check_segment(model_name, "model name")
+        check_segment(model_name, "model name")
         versions = []
         for name in self.list_children(model_name):
             if not name.startswith("v"):
@@ -164,7 +162,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
 
     def production(self, model_name: str) -> ModelVersion | None:
         """The version the production pointer names, or None before the first promotion."""
-        _check_segment(model_name, "model name")
+        check_segment(model_name, "model name")
         try:
             pointer = json.loads(self.read_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}"))
         except FileNotFoundError:
@@ -173,7 +171,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
 
     def pointer(self, model_name: str) -> dict[str, Any] | None:
         """The raw production pointer record (version, promoted_at, previous, reason)."""
-        _check_segment(model_name, "model name")
+        check_segment(model_name, "model name")
         try:
             return json.loads(self.read_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}"))
         except FileNotFoundError:
@@ -181,7 +179,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
 
     def pointer_state(self, model_name: str) -> tuple[dict[str, Any] | None, str | None]:
         """The production pointer and a token of its exact state, for ``promote(expected=...)``."""
-        _check_segment(model_name, "model name")
+        check_segment(model_name, "model name")
         try:
             data = self.read_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}")
         except FileNotFoundError:
@@ -250,7 +248,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
 
     def history(self, model_name: str) -> list[dict[str, Any]]:
         """Every pointer move, oldest first."""
-        _check_segment(model_name, "model name")
+        check_segment(model_name, "model name")
         return [
             json.loads(self.read_bytes(f"{model_name}/history/{name}"))
             for name in self.list_children(f"{model_name}/history")
@@ -289,7 +287,7 @@ class LocalModelStore(ModelStore):
     def _path(self, key: str) -> str:
         parts = key.split("/")
         for part in parts:
-            _check_segment(part, "store key segment")
+            check_segment(part, "store key segment")
         return os.path.join(self.root, *parts)
 
     def write_bytes(self, key: str, data: bytes) -> None:
@@ -331,69 +329,21 @@ class LocalModelStore(ModelStore):
         return self._path(key)
 
 
-class S3ModelStore(ModelStore):
-    """A model store in an S3 bucket (any S3-compatible server through ``endpoint_url``).
-
-    Each object is written with one PUT, which S3 makes atomic; the order of writes (artifact,
-    metadata, pointer) gives the same guarantees as the local store.
-    """
-
-    s3: S3Resource = Field(description="dagster-aws S3 resource (endpoint, region, credentials chain).")
-    bucket: str = Field(description="Bucket that holds the store.")
-    prefix: str = Field(default="model_store", description="Key prefix of the store in the bucket.")
-
-    def _bucket(self) -> S3Bucket:
-        return S3Bucket(client_for(self.s3), self.bucket, self.prefix)
-
-    @staticmethod
-    def _key(key: str) -> str:
-        for part in key.split("/"):
-            _check_segment(part, "store key segment")
-        return key
-
-    def write_bytes(self, key: str, data: bytes) -> None:
-        self._bucket().put(self._key(key), data)
-
-    def read_bytes(self, key: str) -> bytes:
-        return self._bucket().get(self._key(key))
-
-    def swap_bytes(self, key: str, data: bytes, expected: str | None) -> None:
-        # S3 conditional writes: If-Match the ETag of the state compared, or If-None-Match: *.
-        bucket = self._bucket()
-        relative = self._key(key)
-        head = bucket.head(relative)
-        if expected is None:
-            if head is not None:
-                raise PointerConflictError(f"{bucket.uri(relative)} was created meanwhile")
-            condition = {"IfNoneMatch": "*"}
-        else:
-            if head is None or hashlib.sha256(bucket.get(relative)).hexdigest() != expected:
-                raise PointerConflictError(f"{bucket.uri(relative)} changed meanwhile")
-            condition = {"IfMatch": f'"{head.etag}"'}
-        try:
-            bucket.put(relative, data, **condition)
-        except PreconditionFailed:
-            raise PointerConflictError(f"{bucket.uri(relative)} changed meanwhile") from None
-
-    def exists(self, key: str) -> bool:
-        return self._bucket().head(self._key(key)) is not None
-
-    def list_children(self, prefix: str) -> list[str]:
-        return [n for n in self._bucket().children(self._key(prefix)) if not n.startswith(".")]
-
-    def uri(self, key: str) -> str:
-        return self._bucket().uri(key)
-
-
-def s3_resource(settings) -> S3Resource:
-    """The S3 resource of the platform settings (endpoint and region; credentials from the chain)."""
-    return S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region)
-
-
 def model_store_for(settings) -> ModelStore:
     """The model store that ML_PLATFORM_ENV selects, for code outside Dagster (CLI, serving)."""
     if settings.env == "prod":
+        from ml_platform.s3_backends import S3ModelStore, s3_resource
+
         return S3ModelStore(
             s3=s3_resource(settings), bucket=settings.s3_bucket, prefix=f"{settings.s3_prefix}/model_store"
         )
     return LocalModelStore(root=settings.model_store_dir)
+
+
+def __getattr__(name: str):
+    # The S3 model store lives with the other S3 backends, imported only when asked for.
+    if name in ("S3ModelStore", "s3_resource"):
+        from ml_platform import s3_backends
+
+        return getattr(s3_backends, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
