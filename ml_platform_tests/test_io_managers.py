@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from ml_platform.errors import MlPlatformError
 from ml_platform.io_managers import JoblibIOManager, ParquetIOManager
 from ml_platform_tests.conftest import materialized, step_errors
 
@@ -339,3 +340,12 @@ def test_stored_values_get_ordinary_file_permissions(run, base):
     finally:
         os.umask(old)
     assert (base / "daily" / f"{D1}.parquet").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("key", ["..", "../escape", "a/../../b", "..\\windows"])
+def test_partition_keys_that_could_leave_the_base_dir_are_refused(tmp_path, key):
+    manager = ParquetIOManager(base_dir=str(tmp_path / "assets"))
+    context = dg.build_output_context(asset_key=dg.AssetKey("raw_data"), partition_key=key)
+    with pytest.raises(MlPlatformError, match="cannot be used as a storage path segment"):
+        manager.handle_output(context, pd.DataFrame({"x": [1]}))
+    assert not any(tmp_path.rglob("*.parquet"))
