@@ -5,13 +5,22 @@ Each rule returns a ``RuleResult``: whether it passed, one line saying why, and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ml_platform import constants
+
+# A text column with more distinct values than HIGH_CARDINALITY_VALUES, that are also more than
+# HIGH_CARDINALITY_SHARE of its rows, is an identifier or free text rather than a category:
+# one-hot encoding it would add a model input per row and learn nothing that generalises.
+HIGH_CARDINALITY_VALUES = 50
+HIGH_CARDINALITY_SHARE = 0.5
+# Separators that make a CSV parse as one column when they stand where commas should.
+OTHER_CSV_SEPARATORS = (";", "\t", "|")
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,11 @@ def column_kind(series: pd.Series) -> tuple[str, str | None]:
     """('numeric' | 'categorical' | 'invalid', problem) for one feature column."""
     dtype = series.dtype
     if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        if pd.api.types.is_float_dtype(dtype):
+            # scikit-learn refuses infinity without naming the column: say which one here.
+            infinite = int(np.isinf(series.to_numpy(dtype="float64", na_value=np.nan)).sum())
+            if infinite:
+                return "invalid", f"holds {infinite} infinite value(s); replace them or leave them empty"
         return "numeric", None
     if isinstance(dtype, pd.CategoricalDtype):
         return "categorical", None
@@ -57,6 +71,18 @@ def column_kind(series: pd.Series) -> tuple[str, str | None]:
     return "categorical", None
 
 
+def cardinality_problem(series: pd.Series) -> str | None:
+    """Why a categorical column is too fine-grained to be a category, or None."""
+    values = series.dropna()
+    distinct = int(values.nunique())
+    if distinct > HIGH_CARDINALITY_VALUES and distinct > HIGH_CARDINALITY_SHARE * len(values):
+        return (
+            f"has {distinct} distinct values in {len(values)} rows: an identifier or free text,"
+            " not a category; drop it or group its values"
+        )
+    return None
+
+
 def not_empty(frame: pd.DataFrame) -> RuleResult:
     rows = len(frame)
     return RuleResult(
@@ -69,14 +95,16 @@ def not_empty(frame: pd.DataFrame) -> RuleResult:
 
 def target_present(frame: pd.DataFrame, target: str) -> RuleResult:
     present = target in frame.columns
-    return RuleResult(
-        "target_column_present",
-        present,
+    message = (
         f"target column {target!r} present"
         if present
-        else f"target column {target!r} is missing (columns: {', '.join(map(str, frame.columns))})",
-        {"Target column": target},
+        else f"target column {target!r} is missing (columns: {', '.join(map(str, frame.columns))})"
     )
+    if not present and len(frame.columns) == 1:
+        separator = next((s for s in OTHER_CSV_SEPARATORS if s in str(frame.columns[0])), None)
+        if separator:
+            message += f"; the header is one column holding {separator!r}: a CSV must be comma-separated"
+    return RuleResult("target_column_present", present, message, {"Target column": target})
 
 
 def null_ratio(frame: pd.DataFrame, max_null_ratio: float) -> RuleResult:
@@ -87,7 +115,7 @@ def null_ratio(frame: pd.DataFrame, max_null_ratio: float) -> RuleResult:
     ratios = frame.isna().mean()
     worst_column = str(ratios.idxmax()) if len(ratios) else ""
     worst = float(ratios.max()) if len(ratios) else 0.0
-    over = {str(c): round(float(r), 4) for c, r in ratios.items() if r > max_null_ratio}
+    over = {str(c): float(r) for c, r in ratios.items() if r > max_null_ratio}  # rounded once, below
     message = (
         f"largest null ratio {worst:.3f} ({worst_column}) <= {max_null_ratio}"
         if not over
@@ -116,7 +144,9 @@ def feature_types(
         problems.append("there are no feature columns besides the target")
     for column in features:
         kind, problem = column_kind(frame[column])
-        if kind == "invalid":
+        if kind == "categorical":
+            problem = cardinality_problem(frame[column])
+        if problem:
             problems.append(f"column {column!r} {problem}")
     return RuleResult(
         "feature_columns_valid",
@@ -138,6 +168,57 @@ def target_classes(frame: pd.DataFrame, target: str) -> RuleResult:
         + ("" if enough else f"; need at least {constants.MIN_TARGET_CLASSES}"),
         {"Target classes": classes},
     )
+
+
+def value_kind(series: pd.Series) -> str:
+    """What a column holds, as far as concatenating days goes: 'boolean', 'numeric',
+    'categorical', or its dtype."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return "boolean"
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        return "numeric"
+    kind, _ = column_kind(series)
+    return kind if kind != "invalid" else str(series.dtype)
+
+
+def schema_drift(frames: Mapping[str, pd.DataFrame]) -> RuleResult:
+    """Columns whose kind differs between days (say numeric on one day, text on another).
+
+    Concatenated, such a column would silently become text, and the model would one-hot encode
+    the numbers. A column that is all null on a day has no kind there.
+    """
+    days_by_kind: dict[str, dict[str, list[str]]] = {}
+    for day, frame in sorted(frames.items()):
+        for column in frame.columns:
+            if frame[column].notna().any():
+                kinds = days_by_kind.setdefault(str(column), {})
+                kinds.setdefault(value_kind(frame[column]), []).append(day)
+    drifting = {column: kinds for column, kinds in days_by_kind.items() if len(kinds) > 1}
+    message = "; ".join(
+        f"column {column!r} is "
+        + " but ".join(f"{kind} on {', '.join(days)}" for kind, days in kinds.items())
+        for column, kinds in drifting.items()
+    )
+    return RuleResult(
+        "consistent_schema",
+        not drifting,
+        message or f"every column has one kind on all {len(frames)} days",
+        {"Drifting columns": len(drifting)},
+    )
+
+
+def duplicate_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Mask of the rows that repeat an earlier row exactly (the first of each stays unmasked).
+
+    Rows are hashed first and only rows whose hashes repeat are compared, which keeps this
+    cheap on large frames; the comparison itself is exact.
+    """
+    mask = np.zeros(len(frame), dtype=bool)
+    if len(frame):
+        candidates = pd.util.hash_pandas_object(frame, index=False).duplicated(keep=False).to_numpy()
+        if candidates.any():
+            mask[np.flatnonzero(candidates)] = frame[candidates].duplicated().to_numpy()
+    return mask
 
 
 def evaluate(
@@ -168,6 +249,8 @@ RULE_DESCRIPTIONS = {
     "not_empty": "The day's data has at least one row.",
     "target_column_present": "The target column is present.",
     "null_ratio_below_threshold": "No column has more nulls than the configured ratio.",
-    "feature_columns_valid": "Expected feature columns are present and numeric or categorical.",
+    "feature_columns_valid": (
+        "Expected feature columns are present and numeric or categorical (not an identifier)."
+    ),
     "at_least_two_classes": "The target has at least two classes.",
 }

@@ -40,6 +40,7 @@ def _day_metadata(frame: pd.DataFrame, landing_file: LandingFile) -> dict[str, o
     kinds={"pandas"},
     owners=[constants.DATA_OWNER],
     retry_policy=storage_retry_policy(),
+    config_schema={},  # takes no config: any key given to it is refused before the run starts
 )
 def raw_data(context: dg.AssetExecutionContext, landing_zone: LandingZone):
     """One day's batch of labelled rows, read from the landing zone."""

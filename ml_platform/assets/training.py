@@ -3,6 +3,7 @@
 import time
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
@@ -76,6 +77,7 @@ class TrainingConfig(dg.Config):
     group_name=constants.TRAINING_GROUP,
     kinds={"pandas"},
     owners=[constants.ML_OWNER],
+    config_schema={},  # takes no config: any key given to it is refused before the run starts
 )
 def training_data(
     context: dg.AssetExecutionContext, raw_data: dict[str, pd.DataFrame]
@@ -110,7 +112,33 @@ def training_data(
             f" {context.partition_key}: "
             + ("; ".join(f"{e['Day']}: {e['Reason']}" for e in excluded) or "no day is materialized")
         )
+    # A model as of day D must hold D's data: trained without it, it would only replace
+    # production with a model of fewer days.
+    as_of = context.partition_key
+    if as_of not in used:
+        reason = next((e["Reason"] for e in excluded if e["Day"] == as_of), "has not been materialized")
+        raise DataValidationError(
+            f"cannot train a model as of {as_of}: raw_data {as_of} {reason}; fix or add its landing"
+            " file and ingest it again"
+        )
+    drift = quality.schema_drift({day: raw_data[day] for day in used})
+    if not drift.passed:
+        raise DataValidationError(
+            f"schema drift in the {_settings.window_days}-day window ending {as_of}: {drift.message};"
+            " make the landing files agree and ingest them again"
+        )
     frame = pd.concat([raw_data[day] for day in used], ignore_index=True)
+    # Exact duplicate rows (a batch delivered twice, within a day or across days) are dropped,
+    # keeping the first: they would weigh double and could sit on both sides of the split.
+    duplicates = quality.duplicate_rows(frame)
+    if duplicates.any():
+        row_days = pd.Series(np.repeat(used, [len(raw_data[day]) for day in used]))
+        per_day = row_days[duplicates].value_counts().sort_index()
+        context.log.warning(
+            f"dropped {int(duplicates.sum())} duplicate row(s): "
+            + ", ".join(f"{day}: {count}" for day, count in per_day.items())
+        )
+        frame = frame[~duplicates].reset_index(drop=True)
     context.log.info(f"training data: {len(frame)} rows from {len(used)} day(s): {', '.join(used)}")
     return dg.Output(
         frame,
@@ -119,6 +147,7 @@ def training_data(
             "Days used": ", ".join(used),
             "Days in window": float(len(used)),
             "Days left out": rows_table(excluded, [("Day", "string"), ("Reason", "string")]),
+            "Duplicate rows dropped": int(duplicates.sum()),
             "Fingerprint": frame_fingerprint(frame),
         },
     )
