@@ -8,10 +8,11 @@ dict; set the input metadata ``partitions_as_dict`` to get a dict even when the 
 day). Writes are atomic: temp file + rename locally, one PUT on S3.
 """
 
+import contextlib
 import os
 import typing
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,7 +21,8 @@ import joblib
 import pandas as pd
 from pydantic import Field
 
-from ml_platform.errors import MlPlatformError
+from ml_platform.errors import MlPlatformError, StorageUnavailableError
+from ml_platform.partitions import storage_retry_policy
 from ml_platform.storage import atomic_write
 
 # Input metadata flag: always hand this input over as {partition_key: value}, even for one day.
@@ -44,6 +46,26 @@ def _each(function: Callable[[Any], Any], items: list) -> list:
         return [function(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(len(items), max(2, os.cpu_count() or 1))) as pool:
         return list(pool.map(function, items))
+
+
+@contextlib.contextmanager
+def _retry_when_unavailable(context: dg.InputContext | dg.OutputContext) -> Iterator[None]:
+    """Storage that cannot be reached fails the step into a retry, with the storage retry policy's
+    backoff, whatever step it is: every step reads and writes through an IO manager. Only this
+    error is retried; bad data or bad config fail at once."""
+    try:
+        yield
+    except StorageUnavailableError as exc:
+        try:
+            attempt = context.step_context.previous_attempt_count + 1
+        except dg.DagsterInvariantViolationError:  # a context built outside a run: no retries
+            attempt = None
+        if attempt is None:
+            raise
+        policy = storage_retry_policy()
+        raise dg.RetryRequested(
+            max_retries=policy.max_retries, seconds_to_wait=policy.calculate_delay(attempt)
+        ) from exc
 
 
 def _wants_dict(context: dg.InputContext) -> bool:
@@ -122,6 +144,14 @@ class PartitionedIOManager(dg.ConfigurableIOManager):
         return self._location(parts)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        with _retry_when_unavailable(context):
+            self._handle_output(context, obj)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        with _retry_when_unavailable(context):
+            return self._load_input(context)
+
+    def _handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
         if not context.has_asset_partitions:
@@ -143,7 +173,7 @@ class PartitionedIOManager(dg.ConfigurableIOManager):
         target = locations[0] if len(locations) == 1 else locations[0].rsplit("/", 1)[0]
         context.add_output_metadata({"Stored at": dg.MetadataValue.path(target)})
 
-    def load_input(self, context: dg.InputContext) -> Any:
+    def _load_input(self, context: dg.InputContext) -> Any:
         if not context.has_asset_partitions:
             location = self._path(context, None)
             if not self._exists(location):

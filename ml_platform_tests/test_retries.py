@@ -161,3 +161,13 @@ def test_bad_input_is_not_retried(seeded: Platform, spoil, message: str, reads: 
     assert step_events(result, dg.DagsterEventType.STEP_RESTARTED) == []
     assert len(step_events(result, dg.DagsterEventType.STEP_FAILURE)) == 1
     assert zone.reads() == reads  # read once at most: never again after the error
+
+
+def test_bad_config_of_a_training_step_is_not_retried(seeded: Platform):
+    """Only unreachable storage is retried in the training chain: a bad hyperparameter fails once."""
+    assert all(r.success for r in seeded.ingest())
+    result = seeded.train(run_config={"ops": {"trained_model": {"config": {"n_estimators": 0}}}})
+    assert not result.success
+    assert "n_estimators" in step_errors(result)
+    assert step_events(result, dg.DagsterEventType.STEP_UP_FOR_RETRY, "trained_model") == []
+    assert len(step_events(result, dg.DagsterEventType.STEP_FAILURE, "trained_model")) == 1

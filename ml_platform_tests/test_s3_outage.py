@@ -15,8 +15,9 @@ events are read back from that instance. Boto3's own retries (dagster-aws: stand
 max_attempts=5, i.e. 6 attempts with a 50 ms-based backoff) make a refused connection fail within
 about 1.5 s, so each step attempt fails fast and the Dagster retry policy does the waiting.
 
-A retraining run alone (`key:training_data+`) is not covered yet: its steps have no retry policy
-(the xfail test below says so, and will pass once they have one).
+A retraining run alone (`key:training_data+`, what the landing sensor launches) reads and writes
+only through the IO managers: they turn StorageUnavailableError into a retry of the step with the
+same backoff, so those steps retry an outage too (and nothing else: bad config is not retried).
 """
 
 from __future__ import annotations
@@ -359,13 +360,6 @@ def test_permanent_outage_fails_after_the_retries_and_is_announced(
     assert project.bucket.head(f"assets/raw_data/{END_DAY}.parquet") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="training_data, splits, trained_model and model_metrics read and write S3 through the"
-    " IO managers but have no retry policy (only raw_data and deployed_model have one): an outage"
-    " during a retraining run (`key:training_data+`, what the landing sensor launches) fails it"
-    " at once",
-)
 def test_outage_in_a_retraining_run_is_retried(
     tmp_path: Path, outage_server: S3Server, instance: dg.DagsterInstance, weed_mini: WeedMini
 ):
