@@ -48,6 +48,7 @@ def model_identity(trained_model: TrainedModel) -> str:
     owners=[constants.ML_OWNER],
     # Re-running is safe: the same model is found by its identity instead of stored twice.
     retry_policy=storage_retry_policy(),
+    config_schema={},  # takes no config: any key given to it is refused before the run starts
 )
 def deployed_model(
     context: dg.AssetExecutionContext,

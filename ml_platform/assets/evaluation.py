@@ -50,6 +50,7 @@ def report_markdown(metrics: dict[str, Any]) -> str:
     group_name=constants.EVALUATION_GROUP,
     kinds={"scikitlearn"},
     owners=[constants.ML_OWNER],
+    config_schema={},  # takes no config: any key given to it is refused before the run starts
 )
 def model_metrics(
     context: dg.AssetExecutionContext, trained_model: TrainedModel, test_split: pd.DataFrame
