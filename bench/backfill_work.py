@@ -7,7 +7,8 @@ Platform variants (real definitions, the instance of ``$DAGSTER_HOME``, ``ML_PLA
 - ``single``: one `raw_data` run per day, one after another (what the landing sensor requests).
 
 Plain reference (no Dagster): the same per-day ingest work (read the file, sha256 it, parse the
-parquet, write it back out as parquet) by
+parquet, validate it with the data-contract rules of ``ml_platform.quality`` as the raw_data checks
+do, write it back out as parquet) by
 
 - ``plain-seq``:  a loop;
 - ``plain-pool``: a 2-process ``multiprocessing`` pool.
@@ -29,6 +30,8 @@ import os  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
+from ml_platform import constants, quality  # noqa: E402 (pandas-only rules, no Dagster)
+
 _LANDING = _OUT = ""
 
 
@@ -37,6 +40,9 @@ def _plain_ingest(day: str) -> int:
         data = handle.read()
     hashlib.sha256(data).hexdigest()
     frame = pd.read_parquet(io.BytesIO(data))
+    results = quality.evaluate(frame, constants.DEFAULT_TARGET_COLUMN, None, constants.DEFAULT_MAX_NULL_RATIO)
+    if not all(r.passed for r in results):
+        raise SystemExit(f"{day}: {[r.message for r in results if not r.passed]}")
     frame.to_parquet(os.path.join(_OUT, f"{day}.parquet"), index=False)
     return len(frame)
 
