@@ -56,16 +56,21 @@ def _retry_when_unavailable(context: dg.InputContext | dg.OutputContext) -> Iter
     try:
         yield
     except StorageUnavailableError as exc:
-        try:
-            attempt = context.step_context.previous_attempt_count + 1
-        except dg.DagsterInvariantViolationError:  # a context built outside a run: no retries
-            attempt = None
-        if attempt is None:
+        attempt = _attempt(context)
+        if attempt is None:  # a context built outside a run: nothing to retry
             raise
         policy = storage_retry_policy()
         raise dg.RetryRequested(
             max_retries=policy.max_retries, seconds_to_wait=policy.calculate_delay(attempt)
         ) from exc
+
+
+def _attempt(context: dg.InputContext | dg.OutputContext) -> int | None:
+    """This step's attempt number (1 for the first try), or None outside a run."""
+    try:
+        return context.step_context.previous_attempt_count + 1
+    except dg.DagsterInvariantViolationError:
+        return None
 
 
 def _wants_dict(context: dg.InputContext) -> bool:

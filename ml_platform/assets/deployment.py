@@ -87,7 +87,7 @@ def deployed_model(
         current_as_of = current.metadata.get("data_as_of") if current else None
         if current is not None and current.version == version.version:
             promoted, replaced, note = False, None, "already in production"
-            model_store.ensure_history(name)
+            model_store.record_history(name, pointer)
         elif current_as_of and trained_model.data_as_of and current_as_of > trained_model.data_as_of:
             promoted, replaced = False, None
             note = f"kept {current.version}: it was trained on newer data ({current_as_of})"

@@ -224,27 +224,22 @@ class ModelStore(dg.ConfigurableResource, ABC):
         }
         encoded = json.dumps(record, indent=2, sort_keys=True).encode()
         if current is not None:
-            self._record_history(model_name, current)  # a move a crash left unrecorded
+            self.record_history(model_name, current)  # a move a crash left unrecorded
         self.swap_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}", encoded, token)
-        self._record_history(model_name, record)
+        self.record_history(model_name, record)
         return record
 
-    def ensure_history(self, model_name: str) -> None:
-        """Record the current pointer in the history if it is not there yet.
+    def record_history(self, model_name: str, pointer: dict[str, Any]) -> None:
+        """Record a pointer move (a ``production.json`` record) in the history, once.
 
         The pointer moves first and its history record is written after it, so a process killed
-        in between leaves one move unrecorded; the next deploy (or promote) writes it.
+        in between leaves one move unrecorded; the next deploy (or promote) records it. The key
+        follows from the record itself, so recording it again is a no-op.
         """
-        pointer = self.pointer(model_name)
-        if pointer is not None:
-            self._record_history(model_name, pointer)
-
-    def _record_history(self, model_name: str, record: dict[str, Any]) -> None:
-        # The key follows from the record itself, so writing it again is a no-op.
-        at = dt.datetime.fromisoformat(record["promoted_at"])
-        key = f"{model_name}/history/{at:%Y%m%dT%H%M%S%f}Z-{record['version']}.json"
+        at = dt.datetime.fromisoformat(pointer["promoted_at"])
+        key = f"{model_name}/history/{at:%Y%m%dT%H%M%S%f}Z-{pointer['version']}.json"
         if not self.exists(key):
-            self.write_bytes(key, json.dumps(record, indent=2, sort_keys=True).encode())
+            self.write_bytes(key, json.dumps(pointer, indent=2, sort_keys=True).encode())
 
     def history(self, model_name: str) -> list[dict[str, Any]]:
         """Every pointer move, oldest first."""
