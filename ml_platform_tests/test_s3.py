@@ -71,14 +71,19 @@ class S3Platform(Platform):
         return local
 
 
+def s3_platform_on(server: S3Server, root: Path, instance: dg.DagsterInstance, cls=None) -> S3Platform:
+    """A prod platform (``cls``, default S3Platform) on ``server`` under a fresh prefix."""
+    platform = (cls or S3Platform)(
+        root=root, landing=root / "landing", store_dir=root / "model_store",
+        assets_dir=root / "assets", instance=instance,
+    )
+    platform.server, platform.prefix = server, server.fresh_prefix()
+    return platform
+
+
 @pytest.fixture
 def s3_platform(s3_server: S3Server, tmp_path: Path, instance: dg.DagsterInstance) -> S3Platform:
-    platform = S3Platform(
-        root=tmp_path, landing=tmp_path / "landing", store_dir=tmp_path / "model_store",
-        assets_dir=tmp_path / "assets", instance=instance,
-    )
-    platform.server, platform.prefix = s3_server, s3_server.fresh_prefix()
-    return platform
+    return s3_platform_on(s3_server, tmp_path, instance)
 
 
 def test_prod_resources_are_the_s3_backends(s3_platform):

