@@ -31,12 +31,14 @@ instance: install
 
 demo: instance
 	$(BIN)/ml-platform seed-demo $(if $(SYNTHETIC_ROWS),--synthetic-rows $(SYNTHETIC_ROWS))
-	$(DAGSTER) asset materialize -m $(MODULE) $(QUIET) --select raw_data \
+	$(DAGSTER) asset materialize -m $(MODULE) $(QUIET) --select 'key:*/raw_data' \
 		--partition-range "$$($(BIN)/ml-platform demo-range)"
-	$(DAGSTER) asset materialize -m $(MODULE) $(QUIET) --select 'key:training_data+' \
+	$(DAGSTER) asset materialize -m $(MODULE) $(QUIET) --select 'key:*/training_data+' \
 		--partition "$$($(BIN)/ml-platform demo-range --last)"
 	@echo
-	$(BIN)/ml-platform production
+	$(BIN)/ml-platform production --model demo_classifier
+	@echo
+	$(BIN)/ml-platform production --model diabetes
 
 dev: instance
 	$(DAGSTER) dev -m $(MODULE) -h 127.0.0.1 -p 3000

@@ -23,7 +23,14 @@ def _last_day() -> str:
     return daily_partitions.get_last_partition_key()
 
 
+def _pipelines(settings):
+    from ml_platform.pipelines import load_pipelines
+
+    return load_pipelines(settings)
+
+
 def cmd_seed_demo(args: argparse.Namespace) -> int:
+    """Demo data for each pipeline that declares ``demo_data`` (or the one --pipeline names)."""
     from ml_platform.demo import seed_landing
 
     settings = _settings()
@@ -31,17 +38,34 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
         raise MlPlatformError("--days must be >= 1")
     if args.synthetic_rows is not None and args.synthetic_rows < 10:
         raise MlPlatformError("--synthetic-rows must be >= 10")
+    specs = _pipelines(settings)
+    if args.pipeline:
+        specs = [s for s in specs if s.name == args.pipeline]
+        if not specs:
+            raise MlPlatformError(f"--pipeline {args.pipeline!r} is not in the pipelines file")
+    else:
+        specs = [s for s in specs if s.demo_data]
     end_day = args.end_day or _last_day()
-    paths = seed_landing(
-        args.landing_dir or settings.landing_dir,
-        end_day=end_day,
-        days=args.days,
-        target=settings.target_column,
-        synthetic_rows=args.synthetic_rows,
-        seed=args.seed,
-    )
-    for path in paths:
-        print(path)
+    for spec in specs:
+        if args.landing_dir:
+            folder = args.landing_dir
+        elif spec.landing.startswith("s3://"):
+            raise MlPlatformError(f"pipeline {spec.name!r} lands on S3: seed-demo writes local folders")
+        else:
+            folder = os.path.join(settings.landing_dir, spec.landing)
+        paths = seed_landing(
+            folder,
+            end_day=end_day,
+            days=args.days,
+            target=spec.target,
+            synthetic_rows=args.synthetic_rows if spec.task == "classification" else None,
+            seed=args.seed,
+            dataset=spec.demo_data or ("breast_cancer" if spec.task == "classification" else "diabetes"),
+        )
+        for path in paths:
+            print(path)
+        if args.landing_dir:
+            break
     return 0
 
 
@@ -212,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--synthetic-rows", type=int, help="rows per day of synthetic data instead of the breast cancer set"
     )
     seed.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
-    seed.add_argument("--landing-dir", help="folder to write to (default: ML_PLATFORM_LANDING_DIR)")
+    seed.add_argument("--pipeline", help="only this pipeline (default: every pipeline with demo_data)")
+    seed.add_argument("--landing-dir", help="folder to write to (default: each pipeline's landing)")
     seed.set_defaults(func=cmd_seed_demo)
 
     rng = sub.add_parser("demo-range", help="print the demo's partition range FIRST...LAST")

@@ -1,11 +1,5 @@
 """Names and defaults shared across the platform. No magic numbers elsewhere."""
 
-# Asset groups, as shown in the Dagster UI.
-INGEST_GROUP = "ingestion"
-TRAINING_GROUP = "training"
-EVALUATION_GROUP = "evaluation"
-DEPLOYMENT_GROUP = "deployment"
-
 # Owners shown in the UI; a team, as Dagster's owner strings allow.
 DATA_OWNER = "team:data-platform"
 ML_OWNER = "team:ml-platform"
@@ -49,12 +43,16 @@ MODEL_FILENAME = "model.joblib"
 METADATA_FILENAME = "metadata.json"
 PRODUCTION_POINTER = "production.json"
 HISTORY_FILENAME = "history.jsonl"
+# Hashes of the rows a version was trained on: champion / challenger compares on rows it never saw.
+TRAIN_ROWS_FILENAME = "train_rows.npy"
+MIN_FRESH_TEST_ROWS = 10
 
 # Automation.
 DAILY_SCHEDULE_CRON = "0 2 * * *"  # 02:00 in ML_PLATFORM_TIMEZONE, for the day that just ended
 LANDING_SENSOR_INTERVAL_S = 60
 TRIGGER_TAG = "ml_platform/trigger"
 FINGERPRINT_TAG = "ml_platform/fingerprint"
+PIPELINE_TAG = "ml_platform/pipeline"
 LANDING_INGEST_TRIGGER = "landing-ingest"
 LANDING_RETRAIN_TRIGGER = "landing-retrain"
 

@@ -1,22 +1,15 @@
-"""The whole platform in one screen: assets, checks, jobs, resources per environment."""
+"""The whole platform in one screen: the pipelines of pipelines.yaml, resources per environment."""
 
 import gc
 import os
 
 import dagster as dg
 
-from ml_platform.assets.deployment import deployed_model
-from ml_platform.assets.evaluation import model_metrics
-from ml_platform.assets.ingest import raw_data
-from ml_platform.assets.training import splits, trained_model, training_data
-from ml_platform.checks.data_quality import raw_data_quality
-from ml_platform.checks.model_quality import accuracy_above_threshold
+from ml_platform.factory import build_all, definitions_of
 from ml_platform.io_managers import JoblibIOManager, ParquetIOManager
-from ml_platform.jobs import training_pipeline_job
+from ml_platform.pipelines import load_pipelines, pipelines_path
 from ml_platform.resources import LocalLandingZone, LocalModelStore
 from ml_platform.resources.notifier import notifier_from_env
-from ml_platform.schedules import daily_training
-from ml_platform.sensors import landing_zone_sensor, notify_on_deploy, notify_on_run_failure
 from ml_platform.settings import Settings, load_settings
 
 
@@ -75,16 +68,10 @@ def executor_for(settings: Settings) -> dg.ExecutorDefinition:
 
 
 _settings = load_settings()
+_source = pipelines_path()
+pipelines = build_all(load_pipelines(_settings, _source), _settings, str(_source))
 
-defs = dg.Definitions(
-    assets=[raw_data, training_data, splits, trained_model, model_metrics, deployed_model],
-    asset_checks=[raw_data_quality, accuracy_above_threshold],
-    jobs=[training_pipeline_job],
-    schedules=[daily_training],
-    sensors=[landing_zone_sensor, notify_on_run_failure, notify_on_deploy],
-    resources=resources_for(_settings),
-    executor=executor_for(_settings),
-)
+defs = definitions_of(pipelines, resources_for(_settings), executor_for(_settings))
 
 # Everything built so far (modules, definitions) lives as long as the process: take it out of the
 # cyclic garbage collector's sight. Collections during a run get cheaper, and interpreter exit no

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pandas as pd
-from sklearn.datasets import load_breast_cancer, make_classification
+from sklearn.datasets import load_breast_cancer, load_diabetes, make_classification
 
 from ml_platform.storage import atomic_write_bytes
 
@@ -26,6 +26,15 @@ def breast_cancer_frame(target: str) -> pd.DataFrame:
     data = load_breast_cancer(as_frame=True)
     frame = data.frame.rename(columns={"target": target})
     return frame
+
+
+def diabetes_frame(target: str) -> pd.DataFrame:
+    """The diabetes data set (442 rows, 10 numeric features; target: progression one year later)."""
+    data = load_diabetes(as_frame=True)
+    return data.frame.rename(columns={"target": target})
+
+
+DATASETS = {"breast_cancer": breast_cancer_frame, "diabetes": diabetes_frame}
 
 
 def synthetic_frame(rows: int, seed: int, target: str) -> pd.DataFrame:
@@ -53,6 +62,7 @@ def seed_landing(
     target: str,
     synthetic_rows: int | None = None,
     seed: int = 0,
+    dataset: str = "breast_cancer",
 ) -> list[str]:
     """Write one parquet file per day; files whose content is unchanged are left untouched.
 
@@ -63,7 +73,7 @@ def seed_landing(
     if synthetic_rows:
         whole = synthetic_frame(synthetic_rows * days, seed, target)
     else:
-        whole = breast_cancer_frame(target).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+        whole = DATASETS[dataset](target).sample(frac=1.0, random_state=seed).reset_index(drop=True)
     bounds = np.linspace(0, len(whole), days + 1).round().astype(int)
     frames = [whole.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds[:-1], bounds[1:])]
     paths = []

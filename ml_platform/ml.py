@@ -10,14 +10,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer, make_column_selector
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.metrics import (
     accuracy_score,
     classification_report,
     confusion_matrix,
     f1_score,
+    mean_absolute_error,
+    mean_squared_error,
     precision_score,
+    r2_score,
     recall_score,
 )
 from sklearn.model_selection import train_test_split
@@ -43,6 +46,8 @@ class TrainedModel:
     fit_seconds: float
     data_as_of: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"
+    estimator: str = "random_forest"
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:
@@ -51,6 +56,12 @@ def frame_fingerprint(frame: pd.DataFrame) -> str:
     digest.update("\x1f".join(map(str, frame.columns)).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return f"sha256:{digest.hexdigest()}"
+
+
+def row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """One uint64 per row over every column (in name order): the same row, the same hash."""
+    ordered = frame[sorted(frame.columns, key=str)]
+    return pd.util.hash_pandas_object(ordered, index=False).to_numpy(dtype="uint64")
 
 
 def can_stratify(y: pd.Series, test_size: float) -> bool:
@@ -62,15 +73,15 @@ def can_stratify(y: pd.Series, test_size: float) -> bool:
 
 
 def split(
-    frame: pd.DataFrame, target: str, test_size: float, random_state: int
+    frame: pd.DataFrame, target: str, test_size: float, random_state: int, classification: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
-    """Train/test split, stratified on the target when the class counts allow it."""
+    """Train/test split; for classification stratified on the target when the class counts allow it."""
     if target not in frame.columns:
         raise DataValidationError(f"target column {target!r} is missing from the training data")
     if len(frame) < 2:
         raise DataValidationError(f"cannot split {len(frame)} row(s) into train and test sets")
     frame = frame[frame[target].notna()].reset_index(drop=True)
-    stratified = can_stratify(frame[target], test_size)
+    stratified = classification and can_stratify(frame[target], test_size)
     train, test = train_test_split(
         frame,
         test_size=test_size,
@@ -80,9 +91,7 @@ def split(
     return train.reset_index(drop=True), test.reset_index(drop=True), stratified
 
 
-def build_pipeline(
-    n_estimators: int, max_depth: int | None, random_state: int, n_jobs: int
-) -> Pipeline:
+def build_pipeline(estimator: Any) -> Pipeline:
     """Preprocessing inside the model, so the artifact predicts on raw rows.
 
     Numeric columns: median imputation + standard scaling. Everything else: most-frequent
@@ -103,10 +112,14 @@ def build_pipeline(
             ("categorical", categorical, make_column_selector(dtype_exclude="number")),
         ]
     )
-    estimator = RandomForestClassifier(
-        n_estimators=n_estimators, max_depth=max_depth, random_state=random_state, n_jobs=n_jobs
-    )
     return Pipeline([("preprocess", preprocess), ("model", estimator)])
+
+
+def make_model(task: str, estimator: str, params: dict[str, Any]) -> Pipeline:
+    """The Pipeline of a pipelines.yaml ``model`` entry (see ml_platform.estimators)."""
+    from ml_platform.estimators import ESTIMATORS
+
+    return build_pipeline(ESTIMATORS[(task, estimator)].make(params))
 
 
 def fit_with_progress(
@@ -116,21 +129,26 @@ def fit_with_progress(
     report: Callable[[int, int], None],
     steps: int = PROGRESS_STEPS,
 ) -> Pipeline:
-    """Fit the pipeline, growing the forest in steps so that long fits report progress.
+    """Fit the pipeline; a forest grows in steps so that long fits report progress.
 
     With ``warm_start`` the forest skips the random draws of the trees it already has, so the
-    trees are exactly those of a single ``fit`` (the plain-scikit-learn test checks this).
+    trees are exactly those of a single ``fit`` (the plain-scikit-learn test checks this). Other
+    estimators fit in one go and report once, at the end.
     """
-    preprocess, forest = pipeline.named_steps["preprocess"], pipeline.named_steps["model"]
+    preprocess, model = pipeline.named_steps["preprocess"], pipeline.named_steps["model"]
     transformed = preprocess.fit_transform(x, y)
-    total = forest.n_estimators
+    if not isinstance(model, (RandomForestClassifier, RandomForestRegressor)):
+        model.fit(transformed, y)
+        report(1, 1)
+        return pipeline
+    total = model.n_estimators
     sizes = sorted({max(1, round(total * i / steps)) for i in range(1, steps + 1)})
-    forest.set_params(warm_start=True)
+    model.set_params(warm_start=True)
     for size in sizes:
-        forest.set_params(n_estimators=size)
-        forest.fit(transformed, y)
+        model.set_params(n_estimators=size)
+        model.fit(transformed, y)
         report(size, total)
-    forest.set_params(warm_start=False)
+    model.set_params(warm_start=False)
     return pipeline
 
 
@@ -141,9 +159,17 @@ def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame,
 
 
 def feature_importances(pipeline: Pipeline) -> list[tuple[str, float]]:
-    """(transformed feature name, importance), largest first."""
+    """(transformed feature name, importance), largest first: a forest's impurity importances,
+    a linear model's absolute coefficients (on scaled inputs); [] for other estimators."""
+    model = pipeline.named_steps["model"]
+    if hasattr(model, "feature_importances_"):
+        importances = np.asarray(model.feature_importances_, dtype="float64")
+    elif hasattr(model, "coef_"):
+        coef = np.abs(np.asarray(model.coef_, dtype="float64"))
+        importances = coef.mean(axis=0) if coef.ndim > 1 else coef
+    else:
+        return []
     names = pipeline.named_steps["preprocess"].get_feature_names_out()
-    importances = pipeline.named_steps["model"].feature_importances_
     pairs = [(str(n).split("__", 1)[-1], float(v)) for n, v in zip(names, importances)]
     return sorted(pairs, key=lambda p: p[1], reverse=True)
 
@@ -165,6 +191,32 @@ def classification_metrics(pipeline: Pipeline, test: pd.DataFrame, target: str) 
         "report": classification_report(
             y_test, predicted, labels=labels, output_dict=True, zero_division=0
         ),
+        "test_rows": int(len(x_test)),
+    }
+
+
+def regression_metrics(pipeline: Pipeline, test: pd.DataFrame, target: str) -> dict[str, Any]:
+    """R2, RMSE and MAE, residual quantiles, and mean predicted vs actual per actual-value decile."""
+    x_test, y_test = features_and_target(test, target)
+    if len(x_test) == 0:
+        raise DataValidationError("the test split is empty: nothing to evaluate on")
+    predicted = np.asarray(pipeline.predict(x_test), dtype="float64")
+    actual = y_test.to_numpy(dtype="float64")
+    residuals = actual - predicted
+    bins = pd.qcut(pd.Series(actual), q=min(10, max(1, len(np.unique(actual)))), duplicates="drop")
+    calibration = [
+        {"Actual (bin)": str(interval), "Rows": int(len(group)), "Mean actual": float(group["a"].mean()),
+         "Mean predicted": float(group["p"].mean())}
+        for interval, group in pd.DataFrame({"a": actual, "p": predicted}).groupby(bins, observed=True)
+    ]
+    return {
+        "r2": float(r2_score(actual, predicted)) if len(actual) > 1 else float("nan"),
+        "rmse": float(np.sqrt(mean_squared_error(actual, predicted))),
+        "mae": float(mean_absolute_error(actual, predicted)),
+        "residual_quantiles": {
+            f"p{q}": float(np.percentile(residuals, q)) for q in (5, 25, 50, 75, 95)
+        },
+        "calibration": calibration,
         "test_rows": int(len(x_test)),
     }
 

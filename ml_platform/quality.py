@@ -177,6 +177,26 @@ def target_classes(frame: pd.DataFrame, target: str) -> RuleResult:
     )
 
 
+def numeric_target(frame: pd.DataFrame, target: str) -> RuleResult:
+    """Regression: the target is numbers (finite), and not all the same."""
+    name = "target_is_numeric"
+    if target not in frame.columns:
+        return RuleResult(name, False, f"target column {target!r} is missing")
+    series = frame[target]
+    if pd.api.types.is_bool_dtype(series.dtype) or not pd.api.types.is_numeric_dtype(series.dtype):
+        return RuleResult(name, False, f"target column {target!r} has type {series.dtype}, not numbers")
+    values = series.to_numpy(dtype="float64", na_value=np.nan)
+    infinite = int(np.isinf(values).sum())
+    if infinite:
+        return RuleResult(name, False, f"target column {target!r} holds {infinite} infinite value(s)")
+    distinct = int(series.nunique(dropna=True))
+    if distinct < 2:
+        return RuleResult(name, False, f"target column {target!r} has {distinct} distinct value(s): nothing"
+                          " to learn", {"Distinct targets": distinct})
+    return RuleResult(name, True, f"numeric target, {distinct} distinct values",
+                      {"Distinct targets": distinct})
+
+
 def value_kind(series: pd.Series) -> str:
     """What a column holds, as far as concatenating days goes: 'boolean', 'numeric',
     'categorical', or its dtype."""
@@ -233,14 +253,15 @@ def evaluate(
     target: str,
     expected_features: Sequence[str] | None,
     max_null_ratio: float,
+    task: str = "classification",
 ) -> list[RuleResult]:
-    """Every rule of the data contract, in a stable order."""
+    """Every rule of the data contract of a task, in a stable order (``rule_names(task)``)."""
     return [
         not_empty(frame),
         target_present(frame, target),
         null_ratio(frame, max_null_ratio),
         feature_types(frame, target, expected_features),
-        target_classes(frame, target),
+        target_classes(frame, target) if task == "classification" else numeric_target(frame, target),
     ]
 
 
@@ -251,6 +272,11 @@ RULE_NAMES = (
     "feature_columns_valid",
     "at_least_two_classes",
 )
+REGRESSION_RULE_NAMES = (*RULE_NAMES[:-1], "target_is_numeric")
+
+
+def rule_names(task: str) -> tuple[str, ...]:
+    return RULE_NAMES if task == "classification" else REGRESSION_RULE_NAMES
 
 RULE_DESCRIPTIONS = {
     "not_empty": "The day's data has at least one row.",
@@ -260,4 +286,5 @@ RULE_DESCRIPTIONS = {
         "Expected feature columns are present and numeric or categorical (not an identifier)."
     ),
     "at_least_two_classes": "The target has at least two classes.",
+    "target_is_numeric": "The target is finite numbers with at least two distinct values.",
 }

@@ -8,13 +8,14 @@ second at the start of every process (each `dagster` command, each run, each cod
 
 import hashlib
 import io
+import os
 from typing import Any
 
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from ml_platform import constants
-from ml_platform.errors import LandingFileError, LandingFileMissingError, PointerConflictError
+from ml_platform.errors import ConfigError, LandingFileError, LandingFileMissingError, PointerConflictError
 from ml_platform.io_managers import JoblibFormat, ParquetFormat, PartitionedIOManager
 from ml_platform.resources.landing_zone import LandingFile, LandingZone, check_day, landing_day
 from ml_platform.resources.model_store import ModelStore, check_segment
@@ -30,6 +31,16 @@ class S3LandingZone(LandingZone):
 
     def _bucket(self) -> S3Bucket:
         return S3Bucket(client_for(self.s3), self.bucket, self.prefix)
+
+    def at(self, location: str) -> "S3LandingZone":
+        if location in ("", "."):
+            return self
+        if location.startswith("s3://"):
+            bucket, _, prefix = location.removeprefix("s3://").partition("/")
+            return self.model_copy(update={"bucket": bucket, "prefix": prefix.strip("/")})
+        if os.path.isabs(location):
+            raise ConfigError(f"landing {location!r} is a local folder, but ML_PLATFORM_ENV=prod reads from S3")
+        return self.model_copy(update={"prefix": f"{self.prefix.strip('/')}/{location.strip('/')}".strip("/")})
 
     def find(self, day: str) -> LandingFile:
         day = check_day(day)

@@ -1,17 +1,16 @@
-"""The daily schedule: at 02:00 ingest the day that just ended, retrain, evaluate, gate, deploy."""
+"""Each pipeline's schedule (default 02:00): ingest the day that just ended, retrain, evaluate,
+gate, deploy."""
 
 import datetime as dt
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from ml_platform import constants
 from ml_platform.errors import LandingFileMissingError
-from ml_platform.jobs import training_pipeline_job
+from ml_platform.pipelines import Pipeline
 from ml_platform.resources.landing_zone import LandingZone
-from ml_platform.settings import load_settings
-
-_settings = load_settings()
 
 
 def previous_day(moment: dt.datetime, timezone: str) -> str:
@@ -20,23 +19,36 @@ def previous_day(moment: dt.datetime, timezone: str) -> str:
     return (local.date() - dt.timedelta(days=1)).isoformat()
 
 
-@dg.schedule(
-    job=training_pipeline_job,
-    cron_schedule=constants.DAILY_SCHEDULE_CRON,
-    execution_timezone=_settings.timezone,
-    name="daily_training",
-    description="At 02:00 (ML_PLATFORM_TIMEZONE) run the pipeline for the day that just ended.",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-)
-def daily_training(context: dg.ScheduleEvaluationContext, landing_zone: LandingZone):
-    """Skips (visibly, with the reason) when the day's landing file has not arrived."""
-    day = previous_day(context.scheduled_execution_time, _settings.timezone)
-    try:
-        landing_file = landing_zone.find(day)
-    except LandingFileMissingError as exc:
-        return dg.SkipReason(str(exc))
-    return dg.RunRequest(
-        run_key=f"daily:{day}",
-        partition_key=day,
-        tags={constants.TRIGGER_TAG: "schedule", constants.FINGERPRINT_TAG: landing_file.fingerprint},
+def schedule_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}_daily_training"
+
+
+def build_schedule(pipeline: Pipeline, job: UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    cron = pipeline.spec.schedule.cron
+
+    @dg.schedule(
+        job=job,
+        cron_schedule=cron,
+        execution_timezone=pipeline.timezone,
+        name=schedule_name(pipeline),
+        description=f"At {cron} ({pipeline.timezone}) run {pipeline.name} for the day that just ended.",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
     )
+    def daily_training(context: dg.ScheduleEvaluationContext, landing_zone: LandingZone):
+        """Skips (visibly, with the reason) when the day's landing file has not arrived."""
+        day = previous_day(context.scheduled_execution_time, pipeline.timezone)
+        try:
+            landing_file = landing_zone.at(pipeline.spec.landing).find(day)
+        except LandingFileMissingError as exc:
+            return dg.SkipReason(str(exc))
+        return dg.RunRequest(
+            run_key=f"daily:{day}",
+            partition_key=day,
+            tags={
+                constants.TRIGGER_TAG: "schedule",
+                constants.FINGERPRINT_TAG: landing_file.fingerprint,
+                constants.PIPELINE_TAG: pipeline.name,
+            },
+        )
+
+    return daily_training

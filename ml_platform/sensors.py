@@ -4,13 +4,14 @@ import hashlib
 import json
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from ml_platform import constants
-from ml_platform.jobs import RETRAIN_ASSETS, training_pipeline_job
-from ml_platform.partitions import daily_partitions
+from ml_platform.estimators import METRIC_LABELS
+from ml_platform.jobs import job_name, retrain_keys
+from ml_platform.pipelines import Pipeline
 from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.notifier import Notifier
-from ml_platform.settings import load_settings
 
 _IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -25,14 +26,26 @@ def _load_cursor(raw: str | None) -> dict:
     return {"files": cursor.get("files", {}), "retrain": cursor.get("retrain")}
 
 
-@dg.sensor(
-    job=training_pipeline_job,
-    name="landing_zone_sensor",
-    minimum_interval_seconds=load_settings().sensor_interval_s,
-    description="Ingests each new or changed landing file, then retrains on the newest day once.",
-    default_status=dg.DefaultSensorStatus.STOPPED,
-)
-def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZone):
+def landing_sensor_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}_landing_zone_sensor"
+
+
+def build_landing_sensor(pipeline: Pipeline, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    @dg.sensor(
+        job=job,
+        name=landing_sensor_name(pipeline),
+        minimum_interval_seconds=pipeline.settings.sensor_interval_s,
+        description=f"Ingests each new or changed landing file of {pipeline.name}, then retrains on the"
+        " newest day once.",
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+    def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZone):
+        return _landing_tick(context, pipeline, landing_zone.at(pipeline.spec.landing))
+
+    return landing_zone_sensor
+
+
+def _landing_tick(context: dg.SensorEvaluationContext, pipeline: Pipeline, landing_zone: LandingZone):
     """One tick: list the landing zone (names and stat only) and compare with the cursor.
 
     - Each day whose file is new or whose fingerprint (size + mtime locally, ETag + size on S3)
@@ -44,8 +57,8 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: Landi
     """
     cursor = _load_cursor(context.cursor)
     seen: dict[str, str] = cursor["files"]
-    last_partition = daily_partitions.get_last_partition_key()
-    first_partition = daily_partitions.get_first_partition_key()
+    last_partition = pipeline.partitions.get_last_partition_key()
+    first_partition = pipeline.partitions.get_first_partition_key()
 
     files = [
         f for f in landing_zone.list_files()
@@ -60,10 +73,11 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: Landi
             dg.RunRequest(
                 run_key=f"ingest:{landing_file.day}:{landing_file.fingerprint}",
                 partition_key=landing_file.day,
-                asset_selection=[dg.AssetKey("raw_data")],
+                asset_selection=[pipeline.key("raw_data")],
                 tags={
                     constants.TRIGGER_TAG: constants.LANDING_INGEST_TRIGGER,
                     constants.FINGERPRINT_TAG: landing_file.fingerprint,
+                    constants.PIPELINE_TAG: pipeline.name,
                 },
             )
         )
@@ -78,7 +92,8 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: Landi
     elif retrain:
         in_flight = context.instance.get_runs_count(
             dg.RunsFilter(
-                statuses=_IN_FLIGHT, tags={constants.TRIGGER_TAG: constants.LANDING_INGEST_TRIGGER}
+                statuses=_IN_FLIGHT,
+                tags={constants.TRIGGER_TAG: constants.LANDING_INGEST_TRIGGER, constants.PIPELINE_TAG: pipeline.name},
             )
         )
         if in_flight:
@@ -90,8 +105,8 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, landing_zone: Landi
                 dg.RunRequest(
                     run_key=f"retrain:{retrain}:{hashlib.sha256(state.encode()).hexdigest()[:16]}",
                     partition_key=retrain,
-                    asset_selection=RETRAIN_ASSETS,
-                    tags={constants.TRIGGER_TAG: constants.LANDING_RETRAIN_TRIGGER},
+                    asset_selection=retrain_keys(pipeline),
+                    tags={constants.TRIGGER_TAG: constants.LANDING_RETRAIN_TRIGGER, constants.PIPELINE_TAG: pipeline.name},
                 )
             )
             retrain = None
@@ -129,59 +144,135 @@ def _failure_summary(context: dg.RunFailureSensorContext) -> tuple[list[str], st
     return steps, "\n".join(errors)
 
 
-@dg.run_failure_sensor(
-    name="notify_on_run_failure",
-    description="Sends run id, job, failing step and error to the configured notification channels.",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    monitor_all_code_locations=False,
-)
-def notify_on_run_failure(context: dg.RunFailureSensorContext, notifier: Notifier):
-    """Every failed run of this code location is announced."""
-    run = context.dagster_run
-    steps, error = _failure_summary(context)
-    fields = {
-        "Run id": run.run_id,
-        "Job": run.job_name,
-        "Partition": run.tags.get("dagster/partition", "-"),
-        "Failing step": ", ".join(steps) or "-",
-        "Error": error or "-",
-    }
-    channels = notifier.send(f"ml_platform run failed: {run.job_name}", [], fields)
-    sent_to = ", ".join(channels) or "no channel (none configured)"
-    context.log.info(f"failure of run {run.run_id} sent to {sent_to}")
+def build_failure_sensor(pipelines: list[Pipeline]) -> dg.SensorDefinition:
+    channels_by_job = {job_name(p): p.spec.notifications.on_failure for p in pipelines}
 
-
-@dg.sensor(
-    name="notify_on_deploy",
-    description="Announces each deployed_model materialization: promoted or kept, version, accuracy.",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-)
-def notify_on_deploy(context: dg.SensorEvaluationContext, notifier: Notifier):
-    """One message per deployed_model materialization since the last tick, oldest first."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey("deployed_model"), after_storage_id=int(context.cursor or 0)
-        ),
-        limit=100,
-        ascending=True,
-    ).records
-    if not records:
-        return dg.SkipReason("no new deployed_model materialization")
-    for record in records:
-        materialization = record.asset_materialization
-        metadata = {k: v.value for k, v in materialization.metadata.items()}
+    @dg.run_failure_sensor(
+        name="notify_on_run_failure",
+        description="Sends run id, job, failing step and error to the notification channels of the"
+        " failed run's pipeline.",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        monitor_all_code_locations=False,
+    )
+    def notify_on_run_failure(context: dg.RunFailureSensorContext, notifier: Notifier):
+        """Every failed run of this code location is announced."""
+        run = context.dagster_run
+        steps, error = _failure_summary(context)
         fields = {
-            "Run id": record.run_id,
-            "Partition": materialization.partition or "-",
-            "Version": str(metadata.get("Version", "-")),
-            "Promoted": str(metadata.get("Promoted", "-")),
-            "Accuracy": f"{metadata['Accuracy']:.4f}" if "Accuracy" in metadata else "-",
-            "Location": str(metadata.get("Location", "-")),
-            "Outcome": str(metadata.get("Outcome", "-")),
+            "Run id": run.run_id,
+            "Job": run.job_name,
+            "Partition": run.tags.get("dagster/partition", "-"),
+            "Failing step": ", ".join(steps) or "-",
+            "Error": error or "-",
         }
-        channels = notifier.send("ml_platform model deployed", [], fields)
-        # Advance past each sent message: a failed send retries only what was not sent.
-        context.update_cursor(str(record.storage_id))
-        context.log.info(f"deploy of {fields['Version']} sent to {', '.join(channels) or 'no channel'}")
-    return None
+        only = channels_by_job.get(run.job_name)
+        channels = notifier.send(f"ml_platform run failed: {run.job_name}", [], fields, only=only)
+        sent_to = ", ".join(channels) or "no channel (none configured)"
+        context.log.info(f"failure of run {run.run_id} sent to {sent_to}")
+
+    return notify_on_run_failure
+
+
+def deploy_sensor_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}_notify_on_deploy"
+
+
+def build_deploy_sensor(pipeline: Pipeline) -> dg.SensorDefinition:
+    key = pipeline.key("deployed_model")
+    metric, _, _ = pipeline.spec.gate_metric
+    label = METRIC_LABELS[metric]
+
+    @dg.sensor(
+        name=deploy_sensor_name(pipeline),
+        description=f"Announces each {key.to_user_string()} materialization: promoted or kept, version,"
+        f" {metric}.",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+    )
+    def notify_on_deploy(context: dg.SensorEvaluationContext, notifier: Notifier):
+        """One message per deployed_model materialization since the last tick, oldest first."""
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, after_storage_id=int(context.cursor or 0)),
+            limit=100,
+            ascending=True,
+        ).records
+        if not records:
+            return dg.SkipReason(f"no new {key.to_user_string()} materialization")
+        for record in records:
+            materialization = record.asset_materialization
+            metadata = {k: v.value for k, v in materialization.metadata.items()}
+            fields = {
+                "Pipeline": pipeline.name,
+                "Run id": record.run_id,
+                "Partition": materialization.partition or "-",
+                "Version": str(metadata.get("Version", "-")),
+                "Promoted": str(metadata.get("Promoted", "-")),
+                label: f"{metadata[label]:.4f}" if label in metadata else "-",
+                "Location": str(metadata.get("Location", "-")),
+                "Outcome": str(metadata.get("Outcome", "-")),
+            }
+            channels = notifier.send(
+                f"ml_platform model deployed: {pipeline.model_name}", [], fields,
+                only=pipeline.spec.notifications.on_deploy,
+            )
+            # Advance past each sent message: a failed send retries only what was not sent.
+            context.update_cursor(str(record.storage_id))
+            context.log.info(f"deploy of {fields['Version']} sent to {', '.join(channels) or 'no channel'}")
+        return None
+
+    return notify_on_deploy
+
+
+def drift_sensor_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}_drift_sensor"
+
+
+def build_drift_sensor(pipeline: Pipeline, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    from ml_platform.checks.data_quality import DRIFT_CHECK
+
+    spec = pipeline.spec.drift
+    check_key = dg.AssetCheckKey(pipeline.key("raw_data"), DRIFT_CHECK)
+
+    @dg.sensor(
+        job=job,
+        name=drift_sensor_name(pipeline),
+        minimum_interval_seconds=pipeline.settings.sensor_interval_s,
+        description=f"Retrains {pipeline.name} when its drift check warned on the {spec.sustained_days} newest"
+        " checked days in a row.",
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+    def drift_sensor(context: dg.SensorEvaluationContext):
+        """One tick: the drift check's latest result per day (current materializations only); if the
+        newest ``sustained_days`` checked days all drifted, one retraining run for the newest."""
+        infos = context.instance.event_log_storage.get_asset_check_partition_info([check_key])
+        done = (AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED)
+        results = sorted(
+            (info.partition_key, info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED)
+            for info in infos
+            if info.partition_key and info.is_current and info.latest_execution_status in done
+        )
+        newest = results[-spec.sustained_days:]
+        if len(newest) < spec.sustained_days or not all(drifted for _, drifted in newest):
+            streak = 0
+            for _, drifted in reversed(results):
+                if not drifted:
+                    break
+                streak += 1
+            return dg.SkipReason(
+                f"{streak} drifting day(s) in a row among the newest checked days;"
+                f" retraining takes {spec.sustained_days}"
+            )
+        day = newest[-1][0]
+        if context.cursor == day:
+            return dg.SkipReason(f"already requested a retraining for the drift up to {day}")
+        context.update_cursor(day)
+        return dg.RunRequest(
+            run_key=f"drift:{day}",
+            partition_key=day,
+            asset_selection=retrain_keys(pipeline),
+            tags={constants.TRIGGER_TAG: "drift", constants.PIPELINE_TAG: pipeline.name},
+        )
+
+    return drift_sensor

@@ -16,12 +16,7 @@ import dagster as dg  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from ml_platform.assets.deployment import deployed_model
-from ml_platform.assets.evaluation import model_metrics
-from ml_platform.assets.ingest import raw_data
-from ml_platform.assets.training import splits, trained_model, training_data
-from ml_platform.checks.data_quality import raw_data_quality
-from ml_platform.checks.model_quality import accuracy_above_threshold
+from ml_platform.definitions import pipelines as BUILT_PIPELINES
 from ml_platform.demo import breast_cancer_frame, demo_days, seed_landing
 from ml_platform.io_managers import JoblibIOManager, ParquetIOManager
 from ml_platform.resources import LocalLandingZone, LocalModelStore
@@ -34,17 +29,11 @@ DAYS = demo_days(END_DAY, WINDOW)
 MODEL_NAME = "demo_classifier"
 TARGET = "target"
 
-ALL_DEFS = [
-    raw_data,
-    training_data,
-    splits,
-    trained_model,
-    model_metrics,
-    deployed_model,
-    raw_data_quality,
-    accuracy_above_threshold,
-]
-CHAIN = "key:training_data+"
+# The demo pipeline of pipelines.yaml (its first entry), as the code location builds it.
+DEMO = next(b for b in BUILT_PIPELINES if b.pipeline.name == "demo")
+PREFIX = DEMO.pipeline.name
+ALL_DEFS = DEMO.definitions
+CHAIN = "key:demo/training_data+"
 BIN = Path(sys.executable).parent  # the venv's console scripts: dagster, ml-platform
 
 
@@ -102,13 +91,13 @@ class Platform:
 
     def ingest(self, days: list[str] = DAYS) -> list[dg.ExecuteInProcessResult]:
         """raw_data one run per day, as the landing sensor does."""
-        return [self.materialize("key:raw_data", day) for day in days]
+        return [self.materialize("key:demo/raw_data", day) for day in days]
 
     def ingest_range(self, days: list[str] = DAYS) -> dg.ExecuteInProcessResult:
         """raw_data for consecutive days in ONE run (its single-run backfill policy)."""
         return dg.materialize(
             ALL_DEFS,
-            selection="key:raw_data",
+            selection="key:demo/raw_data",
             instance=self.instance,
             resources=self.resources,
             tags={
@@ -193,8 +182,10 @@ def project_env(root: Path) -> dict[str, str]:
 
 
 def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
+    """The assets a run materialized; the demo pipeline's by name (``raw_data``), others by key."""
     return {
-        e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+        e.asset_key.to_user_string().removeprefix(f"{PREFIX}/")
+        for e in result.get_asset_materialization_events()
     }
 
 

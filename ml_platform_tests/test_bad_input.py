@@ -112,11 +112,11 @@ def test_unknown_config_key_raises_with_raise_on_error(deployed):
     with pytest.raises(dg.DagsterInvalidConfigError) as raised:
         dg.materialize(
             ALL_DEFS,
-            selection="key:training_data+",
+            selection="key:demo/training_data+",
             partition_key=DAY,
             instance=deployed.instance,
             resources=deployed.resources,
-            run_config={"ops": {"trained_model": {"config": {"n_trees": 5}}}},
+            run_config={"ops": {"demo__trained_model": {"config": {"n_trees": 5}}}},
             raise_on_error=True,
         )
     assert "n_trees" in str(raised.value) and "trained_model" in str(raised.value)

@@ -46,9 +46,9 @@ good_template = test_bad_input.good_template
 deployed = test_bad_input.deployed
 
 PIPELINE = "*"  # every asset and check for one day: the training_pipeline job
-INGEST = "key:raw_data"
+INGEST = "key:demo/raw_data"
 DUPLICATES = 10
-GATE_OP = "model_metrics_accuracy_above_threshold"
+GATE_OP = "demo__model_metrics_accuracy_above_threshold"
 
 # What must happen.
 READ_FAILS = "raw_data cannot read the file"
@@ -261,11 +261,13 @@ LANDING_CASES = [
 
 
 def config(op: str, **values) -> dict:
+    """Run config for one op; the demo pipeline's ops are named demo__<asset>."""
+    op = op if op.startswith("demo__") or op == "no_such_op" else f"demo__{op}"
     return {"ops": {op: {"config": values}}}
 
 
 def refused_config(op, selection, key, **values):
-    return Case(REFUSED, (f'"{key}"', op), day=DAY, error="DagsterInvalidConfigError",
+    return Case(REFUSED, (f'"{key}"', f"demo__{op}"), day=DAY, error="DagsterInvalidConfigError",
                 selections=(selection,), run_config=config(op, **values))
 
 
@@ -295,17 +297,17 @@ CONFIG_CASES = [
     *[
         pytest.param(out_of_range(op, cls, key, value, shown, selection, *also), id=f"{key}={value}")
         for op, cls, key, value, shown, selection, also in [
-            ("trained_model", "TrainingConfig", "n_estimators", 0, "0", CHAIN, ('op "trained_model"',)),
-            ("trained_model", "TrainingConfig", "n_estimators", -1, "-1", CHAIN, ('op "trained_model"',)),
+            ("trained_model", "TrainingConfig", "n_estimators", 0, "0", CHAIN, ('op "demo__trained_model"',)),
+            ("trained_model", "TrainingConfig", "n_estimators", -1, "-1", CHAIN, ('op "demo__trained_model"',)),
             ("trained_model", "TrainingConfig", "max_depth", 0, "0", CHAIN,
-             ('op "trained_model"', "max_depth must be >= 1 or null")),
+             ('op "demo__trained_model"', "greater than or equal to 1")),
             ("trained_model", "TrainingConfig", "max_depth", -1, "-1", CHAIN,
-             ('op "trained_model"', "max_depth must be >= 1 or null")),
-            ("trained_model", "TrainingConfig", "n_jobs", 0, "0", CHAIN, ("use -1 for all cores",)),
+             ('op "demo__trained_model"', "greater than or equal to 1")),
+            ("trained_model", "RandomForestParams", "n_jobs", 0, "0", CHAIN, ("use -1 for all cores",)),
             ("splits", "SplitConfig", "test_size", 0, "0.0", CHAIN, ()),
             ("splits", "SplitConfig", "test_size", 1.5, "1.5", CHAIN, ()),
-            (GATE_OP, "AccuracyGateConfig", "min_accuracy", 1.5, "1.5", CHAIN, (f'op "{GATE_OP}"',)),
-            (GATE_OP, "AccuracyGateConfig", "min_accuracy", -0.1, "-0.1", CHAIN, (f'op "{GATE_OP}"',)),
+            (GATE_OP, "GateConfig", "min_accuracy", 1.5, "1.5", CHAIN, (f'op "{GATE_OP}"',)),
+            (GATE_OP, "GateConfig", "min_accuracy", -0.1, "-0.1", CHAIN, (f'op "{GATE_OP}"',)),
             ("raw_data_quality", "DataQualityConfig", "max_null_ratio", 1.5, "1.5", INGEST, ()),
             ("raw_data_quality", "DataQualityConfig", "max_null_ratio", -0.1, "-0.1", INGEST, ()),
         ]
@@ -390,12 +392,12 @@ def duplicates_dropped(platform: Platform, case: Case, says: list[str]) -> None:
         assert result.success, step_errors(result)
         if "training_data" not in materialized(result):
             continue
-        metadata = result.asset_materializations_for_node("training_data")[0].metadata
+        metadata = result.asset_materializations_for_node("demo__training_data")[0].metadata
         assert metadata["Duplicate rows dropped"].value == DUPLICATES
         logs = "\n".join(entry.user_message for entry in platform.instance.all_logs(result.run_id))
         assert_says(logs, says)
         # Without its duplicates the window is the data production was trained on: same model.
-        outcome = result.asset_materializations_for_node("deployed_model")[0].metadata["Outcome"].value
+        outcome = result.asset_materializations_for_node("demo__deployed_model")[0].metadata["Outcome"].value
         assert outcome == "already in production"
 
 

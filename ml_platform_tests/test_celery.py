@@ -223,12 +223,12 @@ def test_backfill_steps_spread_over_two_celery_workers(celery_cluster: CeleryClu
     )
 
     # 1. The ingest backfill: every day in ONE run (raw_data's single-run policy), through Celery.
-    finish(cluster, [materialize(cluster, "--select", "raw_data", "--partition-range",
+    finish(cluster, [materialize(cluster, "--select", "key:demo/raw_data", "--partition-range",
                                  f"{ALL_DAYS[0]}...{ALL_DAYS[-1]}")])
     # 2. The training backfill: one run per day, all launched at once; with two single-process
     #    workers, the steps of these runs are shared between them.
     training_days = ALL_DAYS[-TRAINING_DAYS:]
-    finish(cluster, [materialize(cluster, "--select", "key:training_data+", "--partition", day)
+    finish(cluster, [materialize(cluster, "--select", "key:demo/training_data+", "--partition", day)
                      for day in training_days])
 
     with dg.DagsterInstance.from_config(str(cluster.home)) as instance:
@@ -238,9 +238,9 @@ def test_backfill_steps_spread_over_two_celery_workers(celery_cluster: CeleryClu
         ingest = [r for r in runs if r.tags.get("dagster/asset_partition_range_start")]
         assert len(ingest) == 1
         assert ingest[0].tags["dagster/asset_partition_range_end"] == ALL_DAYS[-1]
-        raw = instance.fetch_materializations(dg.AssetKey("raw_data"), limit=100).records
+        raw = instance.fetch_materializations(dg.AssetKey(["demo", "raw_data"]), limit=100).records
         assert {r.partition_key for r in raw} == set(ALL_DAYS)
-        deployed = instance.fetch_materializations(dg.AssetKey("deployed_model"), limit=100).records
+        deployed = instance.fetch_materializations(dg.AssetKey(["demo", "deployed_model"]), limit=100).records
         assert sorted(r.partition_key for r in deployed) == training_days
 
         all_steps: list[StepRecord] = []

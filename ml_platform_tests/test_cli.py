@@ -37,26 +37,26 @@ def test_cli_backfills_30_days_in_one_run_then_trains_once(cli_env, tmp_path):
     days = demo_days(END_DAY, 30)
     run([str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY, "--days", "30",
          "--synthetic-rows", "200"], cli_env)
-    materialize(cli_env, "--select", "raw_data", "--partition-range", f"{days[0]}...{days[-1]}")
-    materialize(cli_env, "--select", "key:training_data+", "--partition", END_DAY)
+    materialize(cli_env, "--select", "key:demo/raw_data", "--partition-range", f"{days[0]}...{days[-1]}")
+    materialize(cli_env, "--select", "key:demo/training_data+", "--partition", END_DAY)
 
     pointer = json.loads((tmp_path / "model_store" / MODEL_NAME / "production.json").read_text())
     assert (tmp_path / "model_store" / MODEL_NAME / pointer["version"] / "model.joblib").is_file()
     for day in days:
-        assert (tmp_path / "assets" / "raw_data" / f"{day}.parquet").is_file()
+        assert (tmp_path / "assets" / "demo" / "raw_data" / f"{day}.parquet").is_file()
 
     # The runs and their materializations are in the instance the CLI used: one run for the
     # 30 days, one for training; the model was trained on the 7-day window ending END_DAY.
     with dg.DagsterInstance.from_config(cli_env["DAGSTER_HOME"]) as instance:
         runs = instance.get_runs()
         assert len(runs) == 2 and all(r.is_success for r in runs)
-        raw = instance.fetch_materializations(dg.AssetKey("raw_data"), limit=100).records
+        raw = instance.fetch_materializations(dg.AssetKey(["demo", "raw_data"]), limit=100).records
         assert {r.partition_key for r in raw} == set(days)
         assert len({r.run_id for r in raw}) == 1
-        deployed = instance.fetch_materializations(dg.AssetKey("deployed_model"), limit=10).records
+        deployed = instance.fetch_materializations(dg.AssetKey(["demo", "deployed_model"]), limit=10).records
         assert [r.partition_key for r in deployed] == [END_DAY]
         check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            [dg.AssetCheckKey(dg.AssetKey("model_metrics"), "accuracy_above_threshold")]
+            [dg.AssetCheckKey(dg.AssetKey(["demo", "model_metrics"]), "accuracy_above_threshold")]
         )
         assert list(check.values())[0].status.value == "SUCCEEDED"
 
@@ -71,7 +71,7 @@ def test_cli_backfills_30_days_in_one_run_then_trains_once(cli_env, tmp_path):
 
 def test_cli_fails_visibly_on_a_missing_landing_file(cli_env, tmp_path):
     run([str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY, "--days", "2"], cli_env)
-    proc = materialize(cli_env, "--select", "raw_data", "--partition", "2026-01-01", expect=1)
+    proc = materialize(cli_env, "--select", "key:demo/raw_data", "--partition", "2026-01-01", expect=1)
     output = proc.stdout + proc.stderr
     assert "no landing file for 2026-01-01" in output
     assert not (tmp_path / "model_store").exists()
@@ -92,22 +92,21 @@ def trained_cli(cli_env):
     """A project whose pipeline ran through the CLI: 7 days ingested, one model deployed."""
     run([str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY], cli_env)
     days = demo_days(END_DAY, 7)
-    materialize(cli_env, "--select", "raw_data", "--partition-range", f"{days[0]}...{days[-1]}")
-    materialize(cli_env, "--select", "key:training_data+", "--partition", END_DAY)
+    materialize(cli_env, "--select", "key:demo/raw_data", "--partition-range", f"{days[0]}...{days[-1]}")
+    materialize(cli_env, "--select", "key:demo/training_data+", "--partition", END_DAY)
     return cli_env
 
 
 def test_asset_list_and_selections_by_asset_group_and_partition(trained_cli):
     listed = run([str(BIN / "dagster"), "asset", "list", "-m", "ml_platform.definitions"], trained_cli)
-    assert set(listed.stdout.split()) >= {
+    assert set(listed.stdout.split()) >= {f"{p}/{a}" for p in ("demo", "diabetes") for a in (
         "raw_data", "training_data", "train_split", "test_split", "trained_model", "model_metrics",
-        "deployed_model",
-    }
+        "deployed_model")}
     # One asset for one partition, then a whole group: the runs succeed and say what they did.
-    one = materialize(trained_cli, "--select", "raw_data", "--partition", END_DAY)
+    one = materialize(trained_cli, "--select", "key:demo/raw_data", "--partition", END_DAY)
     assert "RUN_SUCCESS" in one.stdout + one.stderr
-    group = materialize(trained_cli, "--select", "group:evaluation", "--partition", END_DAY)
-    assert "model_metrics" in group.stdout + group.stderr
+    group = materialize(trained_cli, "--select", "group:demo", "--partition", END_DAY)
+    assert "demo__model_metrics" in group.stdout + group.stderr
     bad = materialize(trained_cli, "--select", "no_such_asset", "--partition", END_DAY, expect=1)
     assert "no_such_asset" in bad.stdout + bad.stderr
 
@@ -133,8 +132,8 @@ def test_rollback_moves_the_pointer_back_and_records_who_and_why(trained_cli, tm
     store_dir = tmp_path / "model_store"
     first = json.loads((store_dir / MODEL_NAME / "production.json").read_text())["version"]
     # A second model (other hyperparameters) replaces the first.
-    materialize(trained_cli, "--select", "key:trained_model+", "--partition", END_DAY, "--config-json",
-                json.dumps({"ops": {"trained_model": {"config": {"n_estimators": 20, "max_depth": 4}}}}))
+    materialize(trained_cli, "--select", "key:demo/trained_model+", "--partition", END_DAY, "--config-json",
+                json.dumps({"ops": {"demo__trained_model": {"config": {"n_estimators": 20, "max_depth": 4}}}}))
     second = json.loads((store_dir / MODEL_NAME / "production.json").read_text())
     assert second["version"] != first and second["previous"] == first
 
@@ -161,8 +160,8 @@ def test_dg_launch_runs_the_pipeline_too(cli_env, tmp_path):
     run([str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY], cli_env)
     days = demo_days(END_DAY, 7)
     dg_cli = [str(BIN / "dg"), "launch"]
-    run([*dg_cli, "--assets", "raw_data", "--partition-range", f"{days[0]}...{days[-1]}"], cli_env)
-    run([*dg_cli, "--assets", "key:training_data+", "--partition", END_DAY], cli_env)
+    run([*dg_cli, "--assets", "key:demo/raw_data", "--partition-range", f"{days[0]}...{days[-1]}"], cli_env)
+    run([*dg_cli, "--assets", "key:demo/training_data+", "--partition", END_DAY], cli_env)
     pointer = json.loads((tmp_path / "model_store" / MODEL_NAME / "production.json").read_text())
     assert (tmp_path / "model_store" / MODEL_NAME / pointer["version"] / "model.joblib").is_file()
     checked = run([str(BIN / "dg"), "check", "defs"], cli_env)

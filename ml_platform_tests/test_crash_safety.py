@@ -31,8 +31,8 @@ POINTER_MOVED = {"before-history"}
 
 
 def chain_args(n_estimators: int) -> list[str]:
-    config = {"ops": {"trained_model": {"config": {"n_estimators": n_estimators}}}}
-    return ["asset", "materialize", "-m", MODULE, "--select", "key:training_data+",
+    config = {"ops": {"demo__trained_model": {"config": {"n_estimators": n_estimators}}}}
+    return ["asset", "materialize", "-m", MODULE, "--select", "key:demo/training_data+",
             "--partition", END_DAY, "--config-json", json.dumps(config)]
 
 
@@ -47,7 +47,7 @@ def deployed_project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("deployed")
     env = project_env(root)
     seed_landing(str(root / "landing"), end_day=END_DAY, days=len(DAYS), target=TARGET)
-    ingest = dagster(env, "asset", "materialize", "-m", MODULE, "--select", "raw_data",
+    ingest = dagster(env, "asset", "materialize", "-m", MODULE, "--select", "key:demo/raw_data",
                      "--partition-range", f"{DAYS[0]}...{DAYS[-1]}")
     assert ingest.returncode == 0, ingest.stderr[-3000:]
     train = dagster(env, *chain_args(10))

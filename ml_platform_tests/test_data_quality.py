@@ -58,7 +58,7 @@ def with_nulls(day_frame: pd.DataFrame, share: float = 0.3) -> pd.DataFrame:
 
 
 def training_data_metadata(result: dg.ExecuteInProcessResult) -> dict:
-    return result.asset_materializations_for_node("training_data")[0].metadata
+    return result.asset_materializations_for_node("demo__training_data")[0].metadata
 
 
 def days_left_out(result: dg.ExecuteInProcessResult) -> dict[str, str]:
@@ -323,7 +323,7 @@ def test_null_ratio_threshold_is_configurable_by_run_config(platform):
     assert platform.store.production(MODEL_NAME) is None
 
     lenient = platform.materialize(
-        "*", BAD_DAY, {"ops": {"raw_data_quality": {"config": {"max_null_ratio": 0.5}}}}
+        "*", BAD_DAY, {"ops": {"demo__raw_data_quality": {"config": {"max_null_ratio": 0.5}}}}
     )
     evaluation = next(
         e.asset_check_evaluation_data
@@ -353,11 +353,11 @@ def test_day_that_failed_its_checks_earlier_is_left_out_of_training(platform, ma
     replace_day(platform, bad_day, bad, fmt)
 
     ingest_range(platform, DAYS[:-2])
-    earlier = platform.materialize("key:raw_data", bad_day)
+    earlier = platform.materialize("key:demo/raw_data", bad_day)
     assert not earlier.success
     assert "raw_data" in materialized(earlier)  # stored, but flagged by its failed check
     assert not all(check_results(earlier).values())
-    assert platform.materialize("key:raw_data", DAYS[-1]).success
+    assert platform.materialize("key:demo/raw_data", DAYS[-1]).success
 
     result = platform.train(END_DAY)
 

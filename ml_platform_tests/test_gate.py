@@ -18,7 +18,7 @@ from ml_platform_tests.conftest import (
 )
 
 GATE = "accuracy_above_threshold"
-GATE_OP = "model_metrics_accuracy_above_threshold"
+GATE_OP = "demo__model_metrics_accuracy_above_threshold"
 DEFAULT_MIN_ACCURACY = 0.8
 # A window that ends the day before DAYS starts, so both windows can be ingested in one run.
 OLD_END = "2025-12-31"
@@ -59,7 +59,7 @@ def production_snapshot(platform, rows: pd.DataFrame) -> tuple[str, bytes, list]
 
 
 def deploy_metadata(result: dg.ExecuteInProcessResult) -> dict:
-    metadata = result.asset_materializations_for_node("deployed_model")[0].metadata
+    metadata = result.asset_materializations_for_node("demo__deployed_model")[0].metadata
     return {key: value.value for key, value in metadata.items()}
 
 

@@ -345,7 +345,7 @@ def test_stored_values_get_ordinary_file_permissions(run, base):
 @pytest.mark.parametrize("key", ["..", "../escape", "a/../../b", "..\\windows"])
 def test_partition_keys_that_could_leave_the_base_dir_are_refused(tmp_path, key):
     manager = ParquetIOManager(base_dir=str(tmp_path / "assets"))
-    context = dg.build_output_context(asset_key=dg.AssetKey("raw_data"), partition_key=key)
+    context = dg.build_output_context(asset_key=dg.AssetKey(["demo", "raw_data"]), partition_key=key)
     with pytest.raises(MlPlatformError, match="cannot be used as a storage path segment"):
         manager.handle_output(context, pd.DataFrame({"x": [1]}))
     assert not any(tmp_path.rglob("*.parquet"))

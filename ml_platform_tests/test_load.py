@@ -12,8 +12,10 @@ import dagster as dg
 
 from ml_platform import constants
 from ml_platform.resources import LocalLandingZone
-from ml_platform.schedules import daily_training
-from ml_platform.sensors import landing_zone_sensor
+from ml_platform_tests.conftest import DEMO
+
+landing_zone_sensor = DEMO.sensors[0]
+daily_training = DEMO.schedule
 
 UTC = dt.timezone.utc
 FIRST = dt.date(2025, 3, 1)

@@ -10,8 +10,8 @@ import dagster as dg
 import pytest
 
 from ml_platform.resources.notifier import NotificationError, Notifier, notifier_from_env
-from ml_platform.sensors import notify_on_deploy, notify_on_run_failure
-from ml_platform_tests.conftest import DAYS, END_DAY, MODEL_NAME, Platform, step_errors
+from ml_platform.definitions import defs
+from ml_platform_tests.conftest import DAYS, DEMO, END_DAY, MODEL_NAME, Platform, step_errors
 from ml_platform_tests.servers import SmtpServer, WebhookServer, free_port
 
 MISSING_DAY = "2026-01-01"  # `platform` has no landing files at all
@@ -20,6 +20,10 @@ SENDER = "ml-platform@localhost"
 
 
 # -- real servers on 127.0.0.1 -------------------------------------------------------------------
+
+
+notify_on_deploy = DEMO.sensors[1]
+notify_on_run_failure = defs.get_sensor_def("notify_on_run_failure")
 
 
 def notifier_for(webhook: WebhookServer, smtp: SmtpServer) -> Notifier:
@@ -202,7 +206,7 @@ def test_notifier_from_env_without_variables_has_no_channels():
 def test_run_failure_sensor_sends_run_job_step_and_error(
     platform: Platform, instance: dg.DagsterInstance, webhook: WebhookServer, smtp: SmtpServer
 ):
-    result = platform.materialize("key:raw_data", MISSING_DAY)  # no landing file: fails for real
+    result = platform.materialize("key:demo/raw_data", MISSING_DAY)  # no landing file: fails for real
     assert not result.success
     assert f"no landing file for {MISSING_DAY}" in step_errors(result)
 
@@ -214,7 +218,7 @@ def test_run_failure_sensor_sends_run_job_step_and_error(
     assert fields["Run id"] == result.run_id
     assert fields["Job"] == run.job_name
     assert fields["Partition"] == MISSING_DAY
-    assert fields["Failing step"] == "raw_data"
+    assert fields["Failing step"] == "demo__raw_data"
     assert f"no landing file for {MISSING_DAY}" in fields["Error"]
     for expected in (result.run_id, run.job_name, "raw_data", f"no landing file for {MISSING_DAY}"):
         assert expected in text
@@ -231,7 +235,7 @@ def test_run_failure_sensor_raises_when_the_webhook_is_down(
     platform: Platform, instance: dg.DagsterInstance, smtp: SmtpServer
 ):
     """A notification that cannot be delivered fails the sensor tick visibly (not silently)."""
-    result = platform.materialize("key:raw_data", MISSING_DAY)
+    result = platform.materialize("key:demo/raw_data", MISSING_DAY)
     assert not result.success
     notifier = Notifier(
         webhook_url=f"http://127.0.0.1:{free_port()}/hook",
@@ -254,14 +258,14 @@ def test_run_failure_notification_names_the_corrupt_landing_file(
     day = DAYS[-1]
     path = seeded.landing / f"{day}.parquet"
     path.write_bytes(b"this is not a parquet file")
-    result = seeded.materialize("key:raw_data", day)
+    result = seeded.materialize("key:demo/raw_data", day)
     assert not result.success
     assert f"landing file {path} cannot be read" in step_errors(result)  # the run's own error names it
 
     evaluate_failure_sensor(instance, result.run_id, notifier_for(webhook, smtp))
 
     assert len(webhook.bodies) == 1
-    assert webhook.bodies[0]["fields"]["Failing step"] == "raw_data"
+    assert webhook.bodies[0]["fields"]["Failing step"] == "demo__raw_data"
     assert f"landing file {path} cannot be read" in webhook.bodies[0]["fields"]["Error"]
     assert f"landing file {path} cannot be read" in body_text(smtp.messages[0])
 
@@ -278,7 +282,7 @@ def test_deploy_sensor_announces_promoted_version(seeded: Platform, webhook: Web
 
     with dg.build_sensor_context(
         instance=seeded.instance,
-        sensor_name="notify_on_deploy",
+        sensor_name="demo_notify_on_deploy",
         resources={"notifier": notifier_for(webhook, smtp)},
     ) as context:
         result = notify_on_deploy.evaluate_tick(context)
@@ -293,14 +297,14 @@ def test_deploy_sensor_announces_promoted_version(seeded: Platform, webhook: Web
     assert f"Version: {production.version}" in text
     assert "Promoted: True" in text
     assert len(smtp.messages) == 1
-    assert smtp.messages[0]["Subject"] == "ml_platform model deployed"
+    assert smtp.messages[0]["Subject"] == f"ml_platform model deployed: {MODEL_NAME}"
     assert f"Version: {production.version}" in body_text(smtp.messages[0])
 
     # The cursor moves past the announced materialization: the next tick announces nothing.
     assert result.cursor is not None
     with dg.build_sensor_context(
         instance=seeded.instance,
-        sensor_name="notify_on_deploy",
+        sensor_name="demo_notify_on_deploy",
         cursor=result.cursor,
         resources={"notifier": notifier_for(webhook, smtp)},
     ) as again:
@@ -318,7 +322,7 @@ def test_deploy_sensor_announces_each_deploy_since_the_last_tick(
 
     with dg.build_sensor_context(
         instance=seeded.instance,
-        sensor_name="notify_on_deploy",
+        sensor_name="demo_notify_on_deploy",
         resources={"notifier": notifier_for(webhook, smtp)},
     ) as context:
         notify_on_deploy.evaluate_tick(context)

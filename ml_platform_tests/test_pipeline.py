@@ -19,7 +19,8 @@ from ml_platform_tests.conftest import DAYS, END_DAY, MODEL_NAME, TARGET, check_
 def test_full_graph_deploys_a_verified_model_that_predicts_raw_rows(seeded, demo_frame):
     for result in seeded.ingest():
         assert result.success
-        assert all(check_results(result).values()) and len(check_results(result)) == 5
+        # The five data-contract rules and the drift check (no training data yet: nothing drifts).
+        assert all(check_results(result).values()) and len(check_results(result)) == 6
 
     result = seeded.train()
     assert result.success
@@ -47,7 +48,7 @@ def test_full_graph_deploys_a_verified_model_that_predicts_raw_rows(seeded, demo
     assert set(predictions) <= {0, 1}
 
     # The deployed_model asset records what it did.
-    deploy_meta = result.asset_materializations_for_node("deployed_model")[0].metadata
+    deploy_meta = result.asset_materializations_for_node("demo__deployed_model")[0].metadata
     assert deploy_meta["Version"].value == pointer["version"]
     assert deploy_meta["sha256"].value == metadata["sha256"]
 
@@ -59,7 +60,7 @@ def test_rerun_on_unchanged_data_is_idempotent(seeded):
     assert first.success and second.success
     versions = seeded.store.list_versions(MODEL_NAME)
     assert len(versions) == 1
-    outcome = second.asset_materializations_for_node("deployed_model")[0].metadata["Outcome"].value
+    outcome = second.asset_materializations_for_node("demo__deployed_model")[0].metadata["Outcome"].value
     assert outcome == "already in production"
 
 
@@ -97,8 +98,8 @@ def test_metrics_equal_a_plain_scikit_learn_run(seeded):
     seeded.seed(synthetic_rows=300)  # includes a categorical column, to exercise one-hot encoding
     seeded.ingest()
     run_config = {"ops": {
-        "splits": {"config": {"test_size": 0.3, "random_state": 11}},
-        "trained_model": {"config": {"n_estimators": 50, "max_depth": 6, "random_state": 7}},
+        "demo__splits": {"config": {"test_size": 0.3, "random_state": 11}},
+        "demo__trained_model": {"config": {"n_estimators": 50, "max_depth": 6, "random_state": 7}},
     }}
     result = seeded.train(run_config=run_config)
     assert result.success

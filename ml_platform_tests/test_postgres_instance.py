@@ -53,8 +53,8 @@ def test_pipeline_runs_on_the_postgres_instance_of_deploy_dagster_yaml(
 
     run([str(BIN / "dagster"), "instance", "migrate"], env)
     run([str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY], env)
-    materialize(env, "--select", "raw_data", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}")
-    materialize(env, "--select", "key:training_data+", "--partition", END_DAY)
+    materialize(env, "--select", "key:demo/raw_data", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}")
+    materialize(env, "--select", "key:demo/training_data+", "--partition", END_DAY)
 
     # Nothing went to SQLite under the Postgres-configured home.
     assert not list(home.rglob("*.db"))
@@ -72,11 +72,11 @@ def test_pipeline_runs_on_the_postgres_instance_of_deploy_dagster_yaml(
             (dg.DagsterEventType.ASSET_MATERIALIZATION.value,),
         )
         events = cur.fetchall()
-        raw = [(partition, run_id) for key, partition, run_id in events if key == '["raw_data"]']
+        raw = [(partition, run_id) for key, partition, run_id in events if key == '["demo", "raw_data"]']
         assert sorted(raw) == [(day, range_run) for day in DAYS]
-        chain = {key: (partition, run_id) for key, partition, run_id in events if key != '["raw_data"]'}
+        chain = {key: (partition, run_id) for key, partition, run_id in events if key != '["demo", "raw_data"]'}
         assert set(chain) == {
-            f'["{name}"]'
+            f'["demo", "{name}"]'
             for name in ("training_data", "train_split", "test_split", "trained_model", "model_metrics",
                          "deployed_model")
         }
@@ -105,9 +105,9 @@ def test_pipeline_runs_on_the_postgres_instance_of_deploy_dagster_yaml(
         records = instance.get_run_records()
         assert {r.dagster_run.run_id for r in records} == {range_run, chain_run}
         assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records)
-        raw_records = instance.fetch_materializations(dg.AssetKey("raw_data"), limit=100).records
+        raw_records = instance.fetch_materializations(dg.AssetKey(["demo", "raw_data"]), limit=100).records
         assert sorted(r.partition_key for r in raw_records) == DAYS
-        deployed = instance.fetch_materializations(dg.AssetKey("deployed_model"), limit=10).records
+        deployed = instance.fetch_materializations(dg.AssetKey(["demo", "deployed_model"]), limit=10).records
         assert [(r.partition_key, r.run_id) for r in deployed] == [(END_DAY, chain_run)]
 
 

@@ -17,7 +17,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ml_platform import quality
-from ml_platform.checks.data_quality import DataQualityConfig, raw_data_quality
+from ml_platform.checks.data_quality import DataQualityConfig
+from ml_platform_tests.conftest import DEMO
+
+raw_data_quality = DEMO.checks[0]
+INSTANCE = dg.DagsterInstance.ephemeral()
 
 TARGET = "target"
 THRESHOLD = 0.1
@@ -328,10 +332,12 @@ def test_check_verdicts_follow_the_rules_day_by_day(days, threshold):
     frames = {f"2026-01-{i + 1:02d}": DEFECTS[defect](frame) for i, (frame, defect) in enumerate(days)}
     checks = {
         r.check_name: r
-        for r in raw_data_quality(dg.build_asset_check_context(), DataQualityConfig(max_null_ratio=threshold),
-                                  frames)
+        for r in raw_data_quality(dg.build_asset_check_context(instance=INSTANCE),
+                                  DataQualityConfig(max_null_ratio=threshold), frames)
     }
-    assert tuple(checks) == quality.RULE_NAMES
+    # The five rules, then the drift check (no training data in this instance: nothing to drift from).
+    assert tuple(checks) == (*quality.RULE_NAMES, "no_feature_drift")
+    assert checks.pop("no_feature_drift").passed
     for name, check in checks.items():
         by_day = {day: results(frame, threshold=threshold)[name] for day, frame in frames.items()}
         failed_days = [day for day, r in by_day.items() if not r.passed]

@@ -1,6 +1,6 @@
 """Re-execute a failed run "from failure" (Dagster's re-execution, as the UI's button does): only the
-failed step runs again, upstream assets are not recomputed, and the deployed result is the one an
-uninterrupted run gives."""
+failed step and the steps after it run again, upstream assets are not recomputed, and the deployed
+result is the one an uninterrupted run gives."""
 
 import os
 import shutil
@@ -43,7 +43,7 @@ def run_chain(instance: dg.DagsterInstance, **kwargs):
     return dg.execute_job(
         dg.reconstructable(pipeline_job),
         instance=instance,
-        asset_selection=[dg.AssetKey(k) for k in CHAIN_KEYS],
+        asset_selection=[dg.AssetKey(["demo", k]) for k in CHAIN_KEYS],
         tags={"dagster/partition": END_DAY},
         raise_on_error=False,
         **kwargs,
@@ -74,11 +74,11 @@ def test_reexecution_from_failure_runs_only_the_failed_step(seeded: Platform, mo
         assert not failed.success
         failed_run_id = failed.run_id
         failures = {e.step_key for e in failed.all_events if e.is_step_failure}
-        assert failures == {"deployed_model"}
+        # The first step that reads the store: model_metrics, for the champion it compares with.
+        assert failures == {"demo__model_metrics"}
         assert "model_store" in step_errors(failed) or "Not a directory" in step_errors(failed)
     upstream = snapshot(seeded.assets_dir)
-    trained = joblib.load(seeded.assets_dir / "trained_model" / f"{END_DAY}.joblib")
-    metrics_before = instance.get_latest_materialization_event(dg.AssetKey("model_metrics"))
+    trained = joblib.load(seeded.assets_dir / "demo" / "trained_model" / f"{END_DAY}.joblib")
 
     # The store is back; re-execute from failure.
     seeded.store_dir.unlink()
@@ -86,13 +86,14 @@ def test_reexecution_from_failure_runs_only_the_failed_step(seeded: Platform, mo
     with run_chain(instance, reexecution_options=options) as rerun:
         assert rerun.success, step_errors(rerun)
         rerun_id = rerun.run_id
-        assert materialized(rerun) == {"deployed_model"}
-    assert started_steps(instance, rerun_id) == {"deployed_model"}
+        assert materialized(rerun) == {"model_metrics", "deployed_model"}
+    assert started_steps(instance, rerun_id) == {
+        "demo__model_metrics", "demo__model_metrics_accuracy_above_threshold", "demo__deployed_model"}
     assert instance.get_run_by_id(rerun_id).parent_run_id == failed_run_id
     # Upstream assets were read, not recomputed: their stored files are untouched.
     after = snapshot(seeded.assets_dir)
-    assert {k: v for k, v in after.items() if not k.startswith("deployed_model")} == upstream
-    assert instance.get_latest_materialization_event(dg.AssetKey("model_metrics")) == metrics_before
+    rerun_outputs = ("demo/model_metrics", "demo/deployed_model")
+    assert {k: v for k, v in after.items() if not k.startswith(rerun_outputs)} == upstream
 
     production = seeded.store.production(MODEL_NAME)
     assert production is not None

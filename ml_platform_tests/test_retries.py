@@ -52,7 +52,7 @@ def materialize_raw_data(platform: Platform, zone: LocalLandingZone, day: str) -
     resources = {**platform.resources, "landing_zone": zone}
     return dg.materialize(
         ALL_DEFS,
-        selection="key:raw_data",
+        selection="key:demo/raw_data",
         partition_key=day,
         instance=platform.instance,
         resources=resources,
@@ -60,7 +60,7 @@ def materialize_raw_data(platform: Platform, zone: LocalLandingZone, day: str) -
     )
 
 
-def step_events(result: dg.ExecuteInProcessResult, event_type: dg.DagsterEventType, step: str = "raw_data"):
+def step_events(result: dg.ExecuteInProcessResult, event_type: dg.DagsterEventType, step: str = "demo__raw_data"):
     return [e for e in result.all_events if e.event_type == event_type and e.step_key == step]
 
 
@@ -90,7 +90,7 @@ def test_transient_errors_are_retried_until_the_read_succeeds(seeded: Platform):
     # The third attempt stored the day's data, exactly as it is in the landing file.
     expected = pd.read_parquet(seeded.landing / f"{DAY}.parquet")
     pd.testing.assert_frame_equal(
-        result.output_for_node("raw_data").reset_index(drop=True), expected.reset_index(drop=True)
+        result.output_for_node("demo__raw_data").reset_index(drop=True), expected.reset_index(drop=True)
     )
     [materialization] = result.get_asset_materialization_events()
     assert materialization.materialization.partition == DAY
@@ -119,7 +119,7 @@ def test_persistent_storage_error_fails_after_all_retries_and_is_announced(
     assert len(webhook.bodies) == 1
     fields = webhook.bodies[0]["fields"]
     assert fields["Run id"] == result.run_id
-    assert fields["Failing step"] == "raw_data"
+    assert fields["Failing step"] == "demo__raw_data"
     assert TRANSIENT in fields["Error"]
     assert "raw_data" in webhook.bodies[0]["text"]
     assert TRANSIENT in webhook.bodies[0]["text"]
@@ -166,8 +166,8 @@ def test_bad_input_is_not_retried(seeded: Platform, spoil, message: str, reads: 
 def test_bad_config_of_a_training_step_is_not_retried(seeded: Platform):
     """Only unreachable storage is retried in the training chain: a bad hyperparameter fails once."""
     assert all(r.success for r in seeded.ingest())
-    result = seeded.train(run_config={"ops": {"trained_model": {"config": {"n_estimators": 0}}}})
+    result = seeded.train(run_config={"ops": {"demo__trained_model": {"config": {"n_estimators": 0}}}})
     assert not result.success
     assert "n_estimators" in step_errors(result)
-    assert step_events(result, dg.DagsterEventType.STEP_UP_FOR_RETRY, "trained_model") == []
-    assert len(step_events(result, dg.DagsterEventType.STEP_FAILURE, "trained_model")) == 1
+    assert step_events(result, dg.DagsterEventType.STEP_UP_FOR_RETRY, "demo__trained_model") == []
+    assert len(step_events(result, dg.DagsterEventType.STEP_FAILURE, "demo__trained_model")) == 1

@@ -18,11 +18,11 @@ from ml_platform.errors import StorageAccessError
 from ml_platform.resources.landing_zone import S3LandingZone
 from ml_platform.resources.model_store import S3ModelStore, model_store_for
 from ml_platform.s3 import S3Bucket
-from ml_platform.sensors import landing_zone_sensor
 from ml_platform.serving import load_production_model
 from ml_platform.settings import load_settings
 from ml_platform_tests.conftest import (
     ALL_DEFS,
+    DEMO,
     BIN,
     DAYS,
     END_DAY,
@@ -103,8 +103,8 @@ def test_pipeline_end_to_end_on_s3(s3_platform, demo_frame):
     assert "deployed_model" in materialized(result)
 
     keys = {o.key for o in s3_platform.bucket.objects("")}
-    assert {f"assets/raw_data/{day}.parquet" for day in DAYS} <= keys
-    assert f"assets/trained_model/{END_DAY}.joblib" in keys
+    assert {f"assets/demo/raw_data/{day}.parquet" for day in DAYS} <= keys
+    assert f"assets/demo/trained_model/{END_DAY}.joblib" in keys
     pointer = json.loads(s3_platform.bucket.get(f"model_store/{MODEL_NAME}/production.json"))
     assert f"model_store/{MODEL_NAME}/{pointer['version']}/model.joblib" in keys
     assert f"model_store/{MODEL_NAME}/{pointer['version']}/metadata.json" in keys
@@ -135,7 +135,7 @@ def _tick(platform, cursor=None):
         instance=platform.instance, cursor=cursor,
         resources={"landing_zone": platform.resources["landing_zone"]},
     ) as context:
-        result = landing_zone_sensor(context)
+        result = DEMO.sensors[0](context)
     ingests = [r for r in result.run_requests or []
                if r.tags[constants.TRIGGER_TAG] == constants.LANDING_INGEST_TRIGGER]
     return ingests, result.cursor
@@ -169,7 +169,7 @@ def test_wrong_credentials_give_a_clear_error(s3_server, s3_platform, demo_frame
                                                prefix=f"{s3_platform.prefix}/landing")}
     result = dg.materialize(
         ALL_DEFS,
-        selection="key:raw_data", partition_key=END_DAY, instance=s3_platform.instance,
+        selection="key:demo/raw_data", partition_key=END_DAY, instance=s3_platform.instance,
         resources=resources, raise_on_error=False,
     )
     assert not result.success
@@ -191,8 +191,8 @@ def test_cli_in_prod_mode_against_s3(s3_platform, tmp_path):
     env["ML_PLATFORM_SMTP_PASSWORD"] = "smtp-secret-never-printed"
     dagster = [str(BIN / "dagster"), "asset", "materialize", "-m", "ml_platform.definitions"]
     outputs = [
-        run(*dagster, "--select", "raw_data", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}"),
-        run(*dagster, "--select", "key:training_data+", "--partition", END_DAY),
+        run(*dagster, "--select", "key:demo/raw_data", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}"),
+        run(*dagster, "--select", "key:demo/training_data+", "--partition", END_DAY),
     ]
     # Secrets stay in the environment: not in the output, not in the event log.
     secrets = (SECRET_KEY, "smtp-secret-never-printed")

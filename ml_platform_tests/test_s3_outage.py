@@ -68,8 +68,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SEEDED_DAYS = demo_days(END_DAY, WINDOW + 1)
 PREVIOUS_DAY = SEEDED_DAYS[-2]
 # The run under test: the daily pipeline for END_DAY (what the training_pipeline job runs).
-RUN_SELECTION = "key:raw_data+"
-STORAGE_STEP = "raw_data"  # the run's first storage access: it reads the landing file
+RUN_SELECTION = "key:demo/raw_data+"
+STORAGE_STEP = "demo__raw_data"  # the run's first storage access: it reads the landing file
 UNAVAILABLE = "StorageUnavailableError"
 
 
@@ -267,13 +267,13 @@ def test_transient_outage_is_retried_and_the_run_deploys(project: OutageProject,
     assert all(UNAVAILABLE in chain for chain in chains), chains
     assert all(f"cannot reach S3 at {endpoint}" in chain for chain in chains[:2]), chains
     # The rest of the chain ran once, after the storage step, and stored everything.
-    for step in ("training_data", "trained_model", "deployed_model"):
+    for step in ("demo__training_data", "demo__trained_model", "demo__deployed_model"):
         assert run.events(dg.DagsterEventType.STEP_UP_FOR_RETRY, step=step) == []
         assert len(run.events(dg.DagsterEventType.STEP_SUCCESS, step=step)) == 1
     materializations = run.events(dg.DagsterEventType.ASSET_MATERIALIZATION, step=None)
-    assert {e.asset_key.to_user_string() for e in materializations} >= {
+    assert {e.asset_key.to_user_string() for e in materializations} >= {f"demo/{name}" for name in (
         "raw_data", "training_data", "train_split", "test_split", "trained_model", "model_metrics",
-        "deployed_model"}
+        "deployed_model")}
 
     # The new model serves, from S3, with a verified sha256; the previous one is still stored.
     model, version = project.store.load(MODEL_NAME)
@@ -315,7 +315,7 @@ def test_permanent_outage_fails_after_the_retries_and_is_announced(
     assert UNAVAILABLE in chain and f"cannot reach S3 at {endpoint}" in chain, chain
     assert f"s3://{project.server.bucket}/{project.prefix}/landing/{END_DAY}" in chain, chain
     assert run.events(dg.DagsterEventType.ASSET_MATERIALIZATION, step=None) == []
-    assert run.events(dg.DagsterEventType.STEP_START, step="training_data") == []
+    assert run.events(dg.DagsterEventType.STEP_START, step="demo__training_data") == []
 
     # The run-failure sensor, evaluated against that run, sends run, step and storage error.
     evaluate_failure_sensor(project.instance, run.run_id, notifier_for(webhook, smtp))
@@ -335,7 +335,7 @@ def test_permanent_outage_fails_after_the_retries_and_is_announced(
     model, version = project.store.load(MODEL_NAME)  # sha256 verified
     assert version.version == before.version and hasattr(model, "predict")
     assert [v.version for v in project.store.list_versions(MODEL_NAME)] == [before.version]
-    assert project.bucket.head(f"assets/raw_data/{END_DAY}.parquet") is None
+    assert project.bucket.head(f"assets/demo/raw_data/{END_DAY}.parquet") is None
 
 
 def test_outage_in_a_retraining_run_is_retried(
@@ -355,5 +355,5 @@ def test_outage_in_a_retraining_run_is_retried(
     assert not result.success and "training_data" not in materialized(result)
     assert UNAVAILABLE in step_errors(result)
     retried = [e for e in result.all_events
-               if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY and e.step_key == "training_data"]
+               if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY and e.step_key == "demo__training_data"]
     assert len(retried) == retries

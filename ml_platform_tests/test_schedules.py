@@ -8,9 +8,11 @@ import pytest
 from ml_platform import constants
 from ml_platform.definitions import defs
 from ml_platform.resources import LocalLandingZone
-from ml_platform.schedules import daily_training, previous_day
+from ml_platform.schedules import previous_day
 from ml_platform.settings import load_settings
-from ml_platform_tests.conftest import DAYS, materialized
+from ml_platform_tests.conftest import DAYS, DEMO, materialized
+
+daily_training = DEMO.schedule
 
 UTC = dt.timezone.utc
 
@@ -23,10 +25,10 @@ def _evaluate(landing_dir, when: dt.datetime):
 
 
 def test_schedule_is_registered_at_two_in_the_configured_timezone():
-    schedule = defs.resolve_schedule_def("daily_training")
+    schedule = defs.resolve_schedule_def("demo_daily_training")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.execution_timezone == load_settings().timezone
-    assert schedule.job_name == "training_pipeline"
+    assert schedule.job_name == "demo_training_pipeline"
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
 
 

@@ -10,10 +10,12 @@ import pandas as pd
 
 from ml_platform import constants
 from ml_platform.definitions import defs
-from ml_platform.jobs import RETRAIN_ASSETS
+from ml_platform.jobs import retrain_keys
 from ml_platform.resources import LocalLandingZone
-from ml_platform.sensors import landing_zone_sensor
-from ml_platform_tests.conftest import DAYS, END_DAY, MODEL_NAME, materialized, yesterday
+from ml_platform_tests.conftest import DAYS, DEMO, END_DAY, MODEL_NAME, materialized, yesterday
+
+landing_zone_sensor = DEMO.sensors[0]
+RETRAIN_ASSETS = retrain_keys(DEMO.pipeline)
 
 
 def tick(platform, cursor=None):
@@ -31,8 +33,8 @@ def ingest_requests(requests):
 
 
 def test_sensor_is_registered():
-    sensor = defs.resolve_sensor_def("landing_zone_sensor")
-    assert sensor.job_name == "training_pipeline"
+    sensor = defs.resolve_sensor_def("demo_landing_zone_sensor")
+    assert sensor.job_name == "demo_training_pipeline"
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
 
 
@@ -43,7 +45,7 @@ def test_new_file_then_same_file_then_modified_file(platform, demo_frame):
     assert len(requests) == 1
     (request,) = requests
     assert request.partition_key == END_DAY
-    assert request.asset_selection == [dg.AssetKey("raw_data")]
+    assert request.asset_selection == [dg.AssetKey(["demo", "raw_data"])]
     fingerprint = request.tags[constants.FINGERPRINT_TAG]
     assert request.run_key == f"ingest:{END_DAY}:{fingerprint}"
     assert json.loads(cursor)["files"] == {END_DAY: fingerprint}
@@ -84,10 +86,10 @@ def test_retrain_waits_for_ingest_runs_in_flight(platform, demo_frame):
     _, cursor = tick(platform)
     platform.instance.add_run(
         dg.DagsterRun(
-            job_name="training_pipeline",
+            job_name="demo_training_pipeline",
             run_id=str(uuid.uuid4()),
             status=dg.DagsterRunStatus.STARTED,
-            tags={constants.TRIGGER_TAG: constants.LANDING_INGEST_TRIGGER},
+            tags={constants.TRIGGER_TAG: constants.LANDING_INGEST_TRIGGER, constants.PIPELINE_TAG: "demo"},
         )
     )
     requests, cursor = tick(platform, cursor)

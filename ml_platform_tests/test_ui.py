@@ -46,7 +46,7 @@ CHROMIUM_ARGS = [
 ]
 HOW_TO_INSTALL = "apt-get install chromium (or: make services)"
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
-GROUPS = ["ingestion", "training", "evaluation", "deployment"]
+GROUPS = ["demo", "diabetes"]  # one asset group per pipeline of pipelines.yaml
 ASSETS = ["raw_data", "training_data", "train_split", "test_split", "trained_model", "model_metrics",
           "deployed_model"]
 # Wide enough for the expanded graph to draw full asset nodes, not the zoomed-out outlines.
@@ -54,7 +54,7 @@ VIEWPORT = {"width": 2400, "height": 1200}
 
 UI_RUNS = """
 query($partition: String!) {
-  runsOrError(filter: {pipelineName: "training_pipeline",
+  runsOrError(filter: {pipelineName: "demo_training_pipeline",
                        tags: [{key: "dagster/partition", value: $partition}]}) {
     ... on Runs { results { runId status tags { key value } } } } }
 """
@@ -117,7 +117,7 @@ def _show_asset_graph(page: Page) -> None:
     # Hide the group list beside the graph: more room, so the nodes are drawn in full.
     page.get_by_role("button", name="panel_show_right", exact=True).click()
     for group in GROUPS:
-        expect(page.get_by_text(group, exact=True)).to_be_visible()
+        expect(page.get_by_text(group, exact=True).first).to_be_visible()
     # Description and owner are not among the default facets of a node.
     page.get_by_role("button", name="config", exact=True).click()
     facets = page.get_by_role("dialog").filter(has_text="Choose Asset Facets")
@@ -130,21 +130,22 @@ def _show_asset_graph(page: Page) -> None:
     expect(facets).to_be_hidden()
     # Groups start collapsed (a box per group with its asset count); expanded, they stay so for
     # the session. The group boxes are drawn by now, so the check below does not race.
-    if not page.get_by_text(ASSETS[0], exact=True).is_visible():
+    if not page.get_by_text(ASSETS[0], exact=True).first.is_visible():
         page.get_by_role("button", name="settings", exact=True).click()
         page.get_by_role("menuitem", name=re.compile("Expand all groups")).click()
         title.click()  # the menu stays open until a click elsewhere
         expect(page.get_by_role("menu")).to_be_hidden()
-    for asset in ASSETS:
-        expect(page.get_by_text(asset, exact=True)).to_be_visible()
+    for asset in ASSETS:  # in both pipelines
+        expect(page.get_by_text(asset, exact=True)).to_have_count(len(GROUPS))
+        expect(page.get_by_text(asset, exact=True).first).to_be_visible()
     expect(page.get_by_text("Accuracy, weighted precision/recall/F1", exact=False)).to_be_visible()
 
 
 def _launch_pipeline_for(page: Page, day: str) -> None:
-    """Jobs → training_pipeline → Materialize all… → partition `day` → Launch 1 run."""
+    """Jobs → demo_training_pipeline → Materialize all… → partition `day` → Launch 1 run."""
     _nav(page, "Jobs").click()
-    page.get_by_role("link", name=re.compile(r"\btraining_pipeline$")).click()
-    expect(page.get_by_role("heading", name="training_pipeline")).to_be_visible()
+    page.get_by_role("link", name=re.compile(r"\bdemo_training_pipeline$")).click()
+    expect(page.get_by_role("heading", name="demo_training_pipeline")).to_be_visible()
     page.get_by_role("button", name=re.compile("Materialize all")).click()
     dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize 7 assets")
     # The dialog shows the last 90 days by default; `day` is a fixed date, maybe older.
@@ -168,14 +169,15 @@ def _ui_run(url: str, day: str, timeout: float = 30) -> dict:
             assert len(runs) == 1, runs
             return runs[0]
         time.sleep(0.5)
-    raise AssertionError(f"no training_pipeline run for {day} within {timeout} s of the launch")
+    raise AssertionError(f"no demo_training_pipeline run for {day} within {timeout} s of the launch")
 
 
 def _screenshot_model_metrics(page: Page) -> None:
     """Catalog → model_metrics: description, metadata table with the report, then the plots."""
     _nav(page, "Catalog").click()
-    page.get_by_role("link", name=re.compile(r"model_metrics$")).click()
-    expect(page).to_have_url(re.compile(r"/assets/model_metrics"))
+    page.get_by_role("link", name=re.compile(r"model_metrics$")).first.click()
+    expect(page).to_have_url(re.compile(r"/assets/(demo|diabetes)/model_metrics"))
+    page.goto("/assets/demo/model_metrics")  # the demo pipeline's, the one the test ran
     # Tall enough for the metadata table and the markdown report (the page scrolls inside).
     page.set_viewport_size({"width": 1920, "height": 2000})
     expect(page.get_by_text("Accuracy, weighted precision/recall/F1, confusion matrix")).to_be_visible()
@@ -202,10 +204,10 @@ def test_ui_finds_the_graph_and_materializes_the_pipeline(chromium, dagster_dev)
     # The earlier days of the training window first: raw_data for them as one single-run range.
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution(
-        "training_pipeline",
+        "demo_training_pipeline",
         tags={"dagster/asset_partition_range_start": DAYS[0],
               "dagster/asset_partition_range_end": DAYS[-2]},
-        asset_selection=["raw_data"],
+        asset_selection=[["demo", "raw_data"]],
     )
     assert _wait_for_run(url, run_id) == "SUCCESS"
 
@@ -236,7 +238,7 @@ def test_ui_finds_the_graph_and_materializes_the_pipeline(chromium, dagster_dev)
         # The graph again, now with the run's results: every node materialized, the gate passed.
         _show_asset_graph(page)
         expect(page.get_by_text("1 / 1 Passed")).to_be_visible()  # model_metrics' gate
-        _settled(page.get_by_text("deployed_model", exact=True))
+        _settled(page.get_by_text("deployed_model", exact=True).first)
         page.screenshot(path=ARTIFACTS / "asset_graph.png")
 
         _screenshot_model_metrics(page)

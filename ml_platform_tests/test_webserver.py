@@ -111,39 +111,47 @@ def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
     assert only_loopback(listening), listening
 
     nodes = {"/".join(n["assetKey"]["path"]): n for n in _graphql(url, ASSET_NODES)["assetNodes"]}
-    assert set(nodes) == {"raw_data", "training_data", "train_split", "test_split", "trained_model",
-                          "model_metrics", "deployed_model"}
+    # Both pipelines of pipelines.yaml, each its own group.
+    assert set(nodes) == {f"{p}/{a}" for p in ("demo", "diabetes") for a in (
+        "raw_data", "training_data", "train_split", "test_split", "trained_model", "model_metrics",
+        "deployed_model")}
     for name, node in nodes.items():
         assert node["groupName"] and node["description"] and node["kinds"] and node["owners"], name
-    raw_checks = {c["name"]: c["blocking"] for c in nodes["raw_data"]["assetChecksOrError"]["checks"]}
-    assert len(raw_checks) == 5 and all(raw_checks.values())
-    gate = nodes["model_metrics"]["assetChecksOrError"]["checks"]
+    assert {n["groupName"] for n in nodes.values()} == {"demo", "diabetes"}
+    raw_checks = {c["name"]: c["blocking"] for c in nodes["demo/raw_data"]["assetChecksOrError"]["checks"]}
+    assert len(raw_checks) == 6 and raw_checks.pop("no_feature_drift") is False  # drift only warns
+    assert all(raw_checks.values())
+    gate = nodes["demo/model_metrics"]["assetChecksOrError"]["checks"]
     assert gate == [{"name": "accuracy_above_threshold", "blocking": True}]
+    gate = nodes["diabetes/model_metrics"]["assetChecksOrError"]["checks"]
+    assert gate == [{"name": "r2_above_threshold", "blocking": True}]
 
     # The schedule and sensors appear, with the states they start in.
     (location,) = _graphql(url, AUTOMATION)["workspaceOrError"]["locationEntries"]
     (repository,) = location["locationOrLoadError"]["repositories"]
-    schedules = [(s["name"], s["cronSchedule"]) for s in repository["schedules"]]
-    assert schedules == [("daily_training", "0 2 * * *")]
+    schedules = sorted((s["name"], s["cronSchedule"]) for s in repository["schedules"])
+    assert schedules == [("demo_daily_training", "0 2 * * *"), ("diabetes_daily_training", "30 2 * * *")]
     sensors = {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]}
-    assert sensors == {"landing_zone_sensor": "STOPPED", "notify_on_run_failure": "RUNNING",
-                       "notify_on_deploy": "RUNNING"}
+    assert sensors == {"demo_landing_zone_sensor": "STOPPED", "diabetes_landing_zone_sensor": "STOPPED",
+                       "demo_drift_sensor": "STOPPED", "diabetes_drift_sensor": "STOPPED",
+                       "notify_on_run_failure": "RUNNING", "demo_notify_on_deploy": "RUNNING",
+                       "diabetes_notify_on_deploy": "RUNNING"}
 
     # Launch runs as the UI does: the earlier days as one single-run backfill of raw_data,
     # then the whole pipeline for the newest day.
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution(
-        "training_pipeline",
+        "demo_training_pipeline",
         tags={"dagster/asset_partition_range_start": DAYS[0],
               "dagster/asset_partition_range_end": DAYS[-2]},
-        asset_selection=["raw_data"],
+        asset_selection=[["demo", "raw_data"]],
     )
     assert _wait_for_run(url, run_id) == "SUCCESS"
     # The Python API with run config (README, "Using ml_platform" > API).
     run_id = client.submit_job_execution(
-        "training_pipeline",
+        "demo_training_pipeline",
         tags={"dagster/partition": END_DAY},
-        run_config={"ops": {"trained_model": {"config": {"n_estimators": 40, "max_depth": 6}}}},
+        run_config={"ops": {"demo__trained_model": {"config": {"n_estimators": 40, "max_depth": 6}}}},
     )
     assert _wait_for_run(url, run_id) == "SUCCESS"
     production = LocalModelStore(root=str(tmp_path / "model_store")).production(MODEL_NAME)
@@ -174,7 +182,7 @@ def test_daemon_runs_the_landing_sensor_and_reruns_on_a_corrected_file(dagster_d
     a corrected file triggers an ingest of its day and a retrain that deploys a new version."""
     url, _, tmp_path, env, _ = dagster_dev
     subprocess.run(
-        [str(BIN / "dagster"), "sensor", "start", "landing_zone_sensor", "-w", "workspace.yaml"],
+        [str(BIN / "dagster"), "sensor", "start", "demo_landing_zone_sensor", "-w", "workspace.yaml"],
         cwd=ROOT, env=env, check=True, capture_output=True, timeout=120,
     )
     ingests = _wait_for_runs(url, constants.LANDING_INGEST_TRIGGER, len(DAYS))

@@ -1,18 +1,19 @@
 """deployed_model: the gated model written to the model store and promoted to production."""
 
 import hashlib
+import io
 import json
 
 import dagster as dg
+import numpy as np
 
 from ml_platform import constants
 from ml_platform.errors import PointerConflictError
+from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
 from ml_platform.ml import TrainedModel
-from ml_platform.partitions import daily_partitions, storage_retry_policy
+from ml_platform.pipelines import Pipeline
 from ml_platform.resources.model_store import ModelStore
-from ml_platform.settings import load_settings
-
-_settings = load_settings()
+from ml_platform.timeouts import stage_timeout
 
 
 def code_version() -> str:
@@ -34,34 +35,59 @@ def model_identity(trained_model: TrainedModel) -> str:
         "params": trained_model.params,
         "target": trained_model.target,
         "feature_columns": trained_model.feature_columns,
+        "task": getattr(trained_model, "task", "classification"),
+        "estimator": getattr(trained_model, "estimator", "random_forest"),
         "code_version": code_version(),
         "scikit_learn": sklearn.__version__,
     }
     return "sha256:" + hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    io_manager_key="model_io_manager",
-    group_name=constants.DEPLOYMENT_GROUP,
-    kinds={"scikitlearn"},
-    owners=[constants.ML_OWNER],
-    # Re-running is safe: the same model is found by its identity instead of stored twice.
-    retry_policy=storage_retry_policy(),
-    config_schema={},  # takes no config: any key given to it is refused before the run starts
-)
-def deployed_model(
+def build_deployed_model(pipeline: Pipeline) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=pipeline.key("deployed_model"),
+        ins={
+            "trained_model": dg.AssetIn(key=pipeline.key("trained_model")),
+            "model_metrics": dg.AssetIn(key=pipeline.key("model_metrics")),
+        },
+        partitions_def=pipeline.partitions,
+        io_manager_key="model_io_manager",
+        group_name=pipeline.name,
+        kinds={"scikitlearn"},
+        owners=[constants.ML_OWNER],
+        # Re-running is safe: the same model is found by its identity instead of stored twice.
+        retry_policy=pipeline.retry_policy("deploy"),
+        op_tags=pipeline.op_tags("deploy"),
+        config_schema={},  # takes no config: any key given to it is refused before the run starts
+        description=f"The version of model {pipeline.model_name!r} in the store that serves production,"
+        " with its sha256 and provenance.",
+    )
+    def deployed_model(
+        context: dg.AssetExecutionContext,
+        model_store: ModelStore,
+        trained_model: TrainedModel,
+        model_metrics: dict,
+    ) -> dg.Output[dict]:
+        with stage_timeout(context, pipeline, "deploy"):
+            return _deploy(context, pipeline, model_store, trained_model, model_metrics)
+
+    return deployed_model
+
+
+def _deploy(
     context: dg.AssetExecutionContext,
+    pipeline: Pipeline,
     model_store: ModelStore,
     trained_model: TrainedModel,
     model_metrics: dict,
 ) -> dg.Output[dict]:
-    """The model version in the store that serves production, with its sha256 and provenance."""
-    name = _settings.model_name
+    name = pipeline.model_name
+    metric, _, _ = pipeline.spec.gate_metric
     metadata = {
-        "metrics": {k: model_metrics[k] for k in ("accuracy", "precision", "recall", "f1", "test_rows")},
-        "confusion_matrix": model_metrics["confusion_matrix"],
-        "labels": model_metrics["labels"],
+        "task": pipeline.task,
+        "metrics": {k: model_metrics[k] for k in HEADLINE_METRICS[pipeline.task]},
+        "gate_metric": metric,
+        "estimator": trained_model.estimator,
         "params": trained_model.params,
         "target": trained_model.target,
         "feature_columns": trained_model.feature_columns,
@@ -72,8 +98,17 @@ def deployed_model(
         "code_version": code_version(),
         "dagster_run_id": context.run.run_id,
     }
+    if pipeline.task == "classification":
+        metadata["confusion_matrix"] = model_metrics["confusion_matrix"]
+        metadata["labels"] = model_metrics["labels"]
     identity = model_identity(trained_model)
-    version = model_store.save_version(name, trained_model.pipeline, metadata, identity=identity)
+    hashes = trained_model.extra.get("train_row_hashes")
+    extras = {}
+    if hashes is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, hashes, allow_pickle=False)
+        extras[constants.TRAIN_ROWS_FILENAME] = buffer.getvalue()
+    version = model_store.save_version(name, trained_model.pipeline, metadata, identity=identity, extras=extras)
     if version.metadata.get("dagster_run_id") == context.run.run_id:
         context.log.info(f"stored {name} {version.version} at {version.location}")
     else:
@@ -96,7 +131,7 @@ def deployed_model(
                 model_store.promote(
                     name,
                     version.version,
-                    reason=f"accuracy gate passed for data as of {trained_model.data_as_of}",
+                    reason=f"{metric} gate passed for data as of {trained_model.data_as_of}",
                     actor=f"dagster run {context.run.run_id}",
                     expected=token,
                 )
@@ -133,6 +168,7 @@ def deployed_model(
             "Replaced": replaced or "-",
             "Production version": record["production_version"] or "-",
             "Outcome": note,
-            "Accuracy": float(model_metrics["accuracy"]),
+            METRIC_LABELS[metric]: float(model_metrics[metric]),
+            "Gate metric": metric,
         },
     )

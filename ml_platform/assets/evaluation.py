@@ -1,14 +1,20 @@
 """model_metrics: how the trained model does on the held-out split."""
 
+import io
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from ml_platform import constants
 from ml_platform.metadata import markdown_table, rows_table
-from ml_platform.ml import TrainedModel, classification_metrics
-from ml_platform.partitions import daily_partitions
+from ml_platform.errors import ModelStoreError, NoProductionModelError, StorageUnavailableError
+from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
+from ml_platform.ml import TrainedModel, classification_metrics, regression_metrics, row_hashes
+from ml_platform.pipelines import Pipeline
+from ml_platform.resources.model_store import ModelStore
+from ml_platform.timeouts import stage_timeout
 
 
 def report_markdown(metrics: dict[str, Any]) -> str:
@@ -44,38 +50,171 @@ def report_markdown(metrics: dict[str, Any]) -> str:
     )
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    io_manager_key="model_io_manager",
-    group_name=constants.EVALUATION_GROUP,
-    kinds={"scikitlearn"},
-    owners=[constants.ML_OWNER],
-    config_schema={},  # takes no config: any key given to it is refused before the run starts
-)
-def model_metrics(
-    context: dg.AssetExecutionContext, trained_model: TrainedModel, test_split: pd.DataFrame
-) -> dg.Output[dict]:
-    """Accuracy, weighted precision/recall/F1, confusion matrix and report on the test split."""
-    metrics = classification_metrics(trained_model.pipeline, test_split, trained_model.target)
-    context.log.info(
-        f"accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f} on {metrics['test_rows']} test rows"
+def regression_report_markdown(metrics: dict[str, Any]) -> str:
+    headline = markdown_table(
+        ["Metric", "Value"],
+        [["R2", metrics["r2"]], ["RMSE", metrics["rmse"]], ["MAE", metrics["mae"]],
+         ["Test rows", metrics["test_rows"]]],
     )
+    residuals = markdown_table(
+        ["Residual quantile", "Value"], [[q, v] for q, v in metrics["residual_quantiles"].items()]
+    )
+    return f"## Evaluation\n\n{headline}\n\n### Residuals (actual - predicted)\n\n{residuals}\n"
+
+
+def _classification_metadata(metrics: dict[str, Any]) -> dict[str, Any]:
     labels = [str(label) for label in metrics["labels"]]
-    return dg.Output(
-        metrics,
-        metadata={
-            "Accuracy": float(metrics["accuracy"]),
-            "Precision": float(metrics["precision"]),
-            "Recall": float(metrics["recall"]),
-            "F1": float(metrics["f1"]),
-            "Test rows": metrics["test_rows"],
-            "Confusion matrix": rows_table(
-                [
-                    {"Actual": label, **{f"Predicted {p}": int(n) for p, n in zip(labels, row)}}
-                    for label, row in zip(labels, metrics["confusion_matrix"])
-                ],
-                [("Actual", "string"), *[(f"Predicted {p}", "int") for p in labels]],
-            ),
-            "Report": dg.MetadataValue.md(report_markdown(metrics)),
+    return {
+        "Accuracy": float(metrics["accuracy"]),
+        "Precision": float(metrics["precision"]),
+        "Recall": float(metrics["recall"]),
+        "F1": float(metrics["f1"]),
+        "Test rows": metrics["test_rows"],
+        "Confusion matrix": rows_table(
+            [
+                {"Actual": label, **{f"Predicted {p}": int(n) for p, n in zip(labels, row)}}
+                for label, row in zip(labels, metrics["confusion_matrix"])
+            ],
+            [("Actual", "string"), *[(f"Predicted {p}", "int") for p in labels]],
+        ),
+        "Report": dg.MetadataValue.md(report_markdown(metrics)),
+    }
+
+
+def _regression_metadata(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "R2": float(metrics["r2"]),
+        "RMSE": float(metrics["rmse"]),
+        "MAE": float(metrics["mae"]),
+        "Test rows": metrics["test_rows"],
+        "Predicted vs actual": rows_table(
+            metrics["calibration"],
+            [("Actual (bin)", "string"), ("Rows", "int"), ("Mean actual", "float"),
+             ("Mean predicted", "float")],
+        ),
+        "Report": dg.MetadataValue.md(regression_report_markdown(metrics)),
+    }
+
+
+def champion_scores(
+    context: dg.AssetExecutionContext,
+    pipeline: Pipeline,
+    model_store: ModelStore,
+    trained_model: TrainedModel,
+    test_split: pd.DataFrame,
+) -> dict[str, Any] | None:
+    """The production model (the champion) and the new model (the challenger) scored on the same,
+    fresh test rows: the rows of this run's test split that the champion was not trained on
+    (windows of consecutive days overlap, so some of today's test rows were yesterday's training
+    rows; on those the champion would look better than it is).
+
+    None when there is no production model yet. A champion that cannot be loaded or cannot score
+    the rows (a corrupt artifact, other columns), or too few fresh rows, is reported with the
+    reason, and the gate falls back to its threshold alone.
+    """
+    try:
+        model, version = model_store.load(pipeline.model_name)  # verifies the sha256
+        seen_bytes = model_store.read_extra(version, constants.TRAIN_ROWS_FILENAME)
+    except NoProductionModelError:
+        context.log.info(f"no production {pipeline.model_name} yet: the gate uses its threshold alone")
+        return None
+    except StorageUnavailableError as exc:
+        raise dg.RetryRequested(
+            max_retries=pipeline.settings.storage_retries, seconds_to_wait=pipeline.settings.retry_delay_s
+        ) from exc
+    except ModelStoreError as exc:
+        context.log.warning(f"the production model cannot be loaded ({exc}): the gate uses its threshold alone")
+        return {"version": None, "error": str(exc)}
+    fresh = test_split
+    if seen_bytes is not None:
+        seen = np.load(io.BytesIO(seen_bytes), allow_pickle=False)
+        fresh = test_split[~np.isin(row_hashes(test_split), seen)].reset_index(drop=True)
+    else:
+        context.log.warning(f"{version.version} did not record its training rows: compared on the whole split")
+    if len(fresh) < constants.MIN_FRESH_TEST_ROWS:
+        reason = (f"only {len(fresh)} of {len(test_split)} test rows are new to {version.version}"
+                  f" (fewer than {constants.MIN_FRESH_TEST_ROWS})")
+        context.log.warning(f"{reason}: the gate uses its threshold alone")
+        return {"version": version.version, "error": reason}
+    score = classification_metrics if pipeline.task == "classification" else regression_metrics
+    keys = HEADLINE_METRICS[pipeline.task]
+    try:
+        champion = score(model, fresh, pipeline.target)
+    except Exception as exc:  # noqa: BLE001 - any reason it cannot score is reported, not fatal
+        context.log.warning(
+            f"production {pipeline.model_name} {version.version} cannot score the test rows"
+            f" ({type(exc).__name__}: {exc}): the gate uses its threshold alone"
+        )
+        return {"version": version.version, "error": f"{type(exc).__name__}: {exc}"}
+    challenger = score(trained_model.pipeline, fresh, pipeline.target)
+    return {
+        "version": version.version,
+        "rows": int(len(fresh)),
+        "champion": {k: champion[k] for k in keys},
+        "challenger": {k: challenger[k] for k in keys},
+    }
+
+
+def build_model_metrics(pipeline: Pipeline) -> dg.AssetsDefinition:
+    classification = pipeline.task == "classification"
+    metric, _, _ = pipeline.spec.gate_metric
+    label = METRIC_LABELS[metric]
+
+    @dg.asset(
+        key=pipeline.key("model_metrics"),
+        ins={
+            "trained_model": dg.AssetIn(key=pipeline.key("trained_model")),
+            "test_split": dg.AssetIn(key=pipeline.key("test_split")),
         },
+        partitions_def=pipeline.partitions,
+        io_manager_key="model_io_manager",
+        group_name=pipeline.name,
+        kinds={"scikitlearn"},
+        owners=[constants.ML_OWNER],
+        retry_policy=pipeline.retry_policy("evaluate"),
+        op_tags=pipeline.op_tags("evaluate"),
+        config_schema={},  # takes no config: any key given to it is refused before the run starts
+        description=(
+            "Accuracy, weighted precision/recall/F1, confusion matrix and report on the test split,"
+            if classification else "R2, RMSE, MAE and residuals on the test split,"
+        ) + " and the production model's scores on the same split.",
     )
+    def model_metrics(
+        context: dg.AssetExecutionContext,
+        model_store: ModelStore,
+        trained_model: TrainedModel,
+        test_split: pd.DataFrame,
+    ) -> dg.Output[dict]:
+        with stage_timeout(context, pipeline, "evaluate"):
+            if classification:
+                metrics = classification_metrics(trained_model.pipeline, test_split, trained_model.target)
+                context.log.info(
+                    f"accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f} on"
+                    f" {metrics['test_rows']} test rows"
+                )
+                metadata = _classification_metadata(metrics)
+            else:
+                metrics = regression_metrics(trained_model.pipeline, test_split, trained_model.target)
+                context.log.info(
+                    f"R2 {metrics['r2']:.4f}, RMSE {metrics['rmse']:.4f}, MAE {metrics['mae']:.4f} on"
+                    f" {metrics['test_rows']} test rows"
+                )
+                metadata = _regression_metadata(metrics)
+            metrics["task"] = pipeline.task
+            champion = champion_scores(context, pipeline, model_store, trained_model, test_split)
+            metrics["champion"] = champion
+            if champion and "champion" in champion:
+                context.log.info(
+                    f"on the {champion['rows']} test rows new to both: champion {champion['version']}"
+                    f" {metric} {champion['champion'][metric]:.4f}, challenger"
+                    f" {champion['challenger'][metric]:.4f}"
+                )
+                metadata[f"Champion {label}"] = float(champion["champion"][metric])
+                metadata[f"Challenger {label} (same rows)"] = float(champion["challenger"][metric])
+                metadata["Champion version"] = champion["version"]
+                metadata["Rows compared"] = champion["rows"]
+            else:
+                metadata["Champion version"] = (champion or {}).get("error") or "none (first model)"
+            return dg.Output(metrics, metadata=metadata)
+
+    return model_metrics

@@ -10,8 +10,9 @@ import pandas as pd
 from ml_platform import constants
 from ml_platform.errors import LandingFileError, StorageAccessError
 from ml_platform.metadata import column_schema, frame_table, rows_table
-from ml_platform.partitions import daily_partitions, storage_retry_policy
+from ml_platform.pipelines import Pipeline
 from ml_platform.resources.landing_zone import LandingFile, LandingZone
+from ml_platform.timeouts import stage_timeout
 
 
 def _day_metadata(frame: pd.DataFrame, landing_file: LandingFile) -> dict[str, object]:
@@ -32,18 +33,30 @@ def _day_metadata(frame: pd.DataFrame, landing_file: LandingFile) -> dict[str, o
     }
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    # One run can load a whole range of days (`--partition-range`), instead of a run per day.
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=constants.INGEST_GROUP,
-    kinds={"pandas"},
-    owners=[constants.DATA_OWNER],
-    retry_policy=storage_retry_policy(),
-    config_schema={},  # takes no config: any key given to it is refused before the run starts
-)
-def raw_data(context: dg.AssetExecutionContext, landing_zone: LandingZone):
-    """One day's batch of labelled rows, read from the landing zone."""
+def build_raw_data(pipeline: "Pipeline") -> dg.AssetsDefinition:
+    """raw_data of one pipeline: one day's landing file per partition."""
+
+    @dg.asset(
+        key=pipeline.key("raw_data"),
+        partitions_def=pipeline.partitions,
+        # One run can load a whole range of days (`--partition-range`), instead of a run per day.
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=pipeline.name,
+        kinds={"pandas"},
+        owners=[constants.DATA_OWNER],
+        retry_policy=pipeline.retry_policy("ingest"),
+        op_tags=pipeline.op_tags("ingest"),
+        config_schema={},  # takes no config: any key given to it is refused before the run starts
+        description=f"One day's batch of labelled rows of {pipeline.name}, read from its landing zone.",
+    )
+    def raw_data(context: dg.AssetExecutionContext, landing_zone: LandingZone):
+        with stage_timeout(context, pipeline, "ingest"):
+            return _ingest(context, landing_zone.at(pipeline.spec.landing))
+
+    return raw_data
+
+
+def _ingest(context: dg.AssetExecutionContext, landing_zone: LandingZone):
     days = list(context.partition_keys)
     frames: dict[str, pd.DataFrame] = {}
     files: dict[str, LandingFile] = {}

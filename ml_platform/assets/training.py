@@ -5,26 +5,28 @@ import time
 import dagster as dg
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field, create_model
 
 from ml_platform import constants, quality
-from ml_platform.checks.data_quality import DataQualityConfig, check_verdicts
+from ml_platform import drift as feature_drift
+from ml_platform.checks.data_quality import DRIFT_REFERENCE, DataQualityConfig, check_verdicts
 from ml_platform.errors import DataValidationError
 from ml_platform.io_managers import PARTITIONS_AS_DICT
 from ml_platform.metadata import rows_table
+from ml_platform.estimators import ESTIMATORS
 from ml_platform.ml import (
     TrainedModel,
-    build_pipeline,
     feature_importances,
     features_and_target,
     fit_with_progress,
     frame_fingerprint,
+    make_model,
+    row_hashes,
     split,
 )
-from ml_platform.partitions import daily_partitions, training_window
-from ml_platform.settings import load_settings
-
-_settings = load_settings()
+from ml_platform.partitions import training_window
+from ml_platform.pipelines import Pipeline
+from ml_platform.timeouts import run_with_timeout, stage_timeout
 
 
 class SplitConfig(dg.Config):
@@ -39,61 +41,69 @@ class SplitConfig(dg.Config):
 
 
 class TrainingConfig(dg.Config):
-    """Hyperparameters of the RandomForestClassifier."""
-
-    n_estimators: int = Field(default=constants.DEFAULT_N_ESTIMATORS, ge=1, description="Number of trees.")
-    max_depth: int | None = Field(
-        default=constants.DEFAULT_MAX_DEPTH, description="Largest tree depth; null for unlimited."
-    )
-    random_state: int = Field(default=constants.DEFAULT_RANDOM_STATE, description="Seed of the forest.")
-    n_jobs: int = Field(
-        default=constants.DEFAULT_N_JOBS, description="Cores used to fit trees; -1 for all cores."
-    )
-
-    @field_validator("max_depth")
-    @classmethod
-    def _positive_depth(cls, value: int | None) -> int | None:
-        if value is not None and value < 1:
-            raise ValueError("max_depth must be >= 1 or null")
-        return value
-
-    @field_validator("n_jobs")
-    @classmethod
-    def _valid_jobs(cls, value: int) -> int:
-        if value == 0:
-            raise ValueError("n_jobs must not be 0 (use -1 for all cores)")
-        return value
+    """Base of each pipeline's training config: the estimator's parameters (ml_platform.estimators),
+    defaulting to the values of pipelines.yaml."""
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    ins={
-        "raw_data": dg.AssetIn(
-            partition_mapping=training_window(_settings.window_days),
-            # Days without data (weekends, outages) are left out of the window, not fatal.
-            metadata={"allow_missing_partitions": True, PARTITIONS_AS_DICT: True},
+def training_config_class(pipeline: Pipeline) -> type[TrainingConfig]:
+    estimator = ESTIMATORS[(pipeline.task, pipeline.spec.model.estimator)]
+    defaults = pipeline.spec.model.params
+    fields = {}
+    for name, info in estimator.params.model_fields.items():
+        field = Field(
+            default=defaults.get(name, info.default),
+            description=info.description,
+            **{k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)},
         )
-    },
-    group_name=constants.TRAINING_GROUP,
-    kinds={"pandas"},
-    owners=[constants.ML_OWNER],
-    config_schema={},  # takes no config: any key given to it is refused before the run starts
-)
-def training_data(
-    context: dg.AssetExecutionContext, raw_data: dict[str, pd.DataFrame]
+        fields[name] = (info.annotation, field)
+    return create_model(
+        f"{pipeline.name.title().replace('_', '')}TrainingConfig", __base__=TrainingConfig, **fields
+    )
+
+
+def build_training_data(pipeline: Pipeline) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=pipeline.key("training_data"),
+        partitions_def=pipeline.partitions,
+        ins={
+            "raw_data": dg.AssetIn(
+                key=pipeline.key("raw_data"),
+                partition_mapping=training_window(pipeline.window_days),
+                # Days without data (weekends, outages) are left out of the window, not fatal.
+                metadata={"allow_missing_partitions": True, PARTITIONS_AS_DICT: True},
+            )
+        },
+        group_name=pipeline.name,
+        kinds={"pandas"},
+        owners=[constants.ML_OWNER],
+        retry_policy=pipeline.retry_policy("train"),
+        op_tags=pipeline.op_tags("train"),
+        config_schema={},  # takes no config: any key given to it is refused before the run starts
+        description=f"The last {pipeline.window_days} days of raw_data that passed their data checks.",
+    )
+    def training_data(
+        context: dg.AssetExecutionContext, raw_data: dict[str, pd.DataFrame]
+    ) -> dg.Output[pd.DataFrame]:
+        with stage_timeout(context, pipeline, "train"):
+            return _training_data(context, pipeline, raw_data)
+
+    return training_data
+
+
+def _training_data(
+    context: dg.AssetExecutionContext, pipeline: Pipeline, raw_data: dict[str, pd.DataFrame]
 ) -> dg.Output[pd.DataFrame]:
-    """The last N days of raw_data (N = ML_PLATFORM_WINDOW_DAYS) that passed their data checks."""
     used, excluded = [], []
     days = sorted(raw_data)
     # The checks' own results decide (with the thresholds they ran with); a day without a
     # completed check result on its current data is checked here with the default contract.
-    verdicts = check_verdicts(context.instance, days)
+    verdicts = check_verdicts(context.instance, pipeline, days)
     default_ratio = DataQualityConfig().max_null_ratio
     for day in days:
         results = {
             r.name: r
             for r in quality.evaluate(
-                raw_data[day], _settings.target_column, _settings.feature_columns, default_ratio
+                raw_data[day], pipeline.target, pipeline.features, default_ratio, pipeline.task
             )
         }
         failed_checks = verdicts.get(day)
@@ -108,7 +118,7 @@ def training_data(
             used.append(day)
     if not used:
         raise DataValidationError(
-            f"no usable raw_data in the {_settings.window_days}-day window ending"
+            f"no usable raw_data in the {pipeline.window_days}-day window ending"
             f" {context.partition_key}: "
             + ("; ".join(f"{e['Day']}: {e['Reason']}" for e in excluded) or "no day is materialized")
         )
@@ -124,7 +134,7 @@ def training_data(
     drift = quality.schema_drift({day: raw_data[day] for day in used})
     if not drift.passed:
         raise DataValidationError(
-            f"schema drift in the {_settings.window_days}-day window ending {as_of}: {drift.message};"
+            f"schema drift in the {pipeline.window_days}-day window ending {as_of}: {drift.message};"
             " make the landing files agree and ingest them again"
         )
     frame = pd.concat([raw_data[day] for day in used], ignore_index=True)
@@ -149,33 +159,51 @@ def training_data(
             "Days left out": rows_table(excluded, [("Day", "string"), ("Reason", "string")]),
             "Duplicate rows dropped": int(duplicates.sum()),
             "Fingerprint": frame_fingerprint(frame),
+            # What the raw_data drift check compares each new day with.
+            DRIFT_REFERENCE: dg.MetadataValue.json(feature_drift.profile(frame, pipeline.target)),
         },
     )
 
 
-@dg.multi_asset(
-    partitions_def=daily_partitions,
-    outs={
-        "train_split": dg.AssetOut(
-            group_name=constants.TRAINING_GROUP,
-            kinds={"pandas"},
-            owners=[constants.ML_OWNER],
-            description="Rows the model is fitted on.",
-        ),
-        "test_split": dg.AssetOut(
-            group_name=constants.TRAINING_GROUP,
-            kinds={"pandas"},
-            owners=[constants.ML_OWNER],
-            description="Held-out rows the model is evaluated on.",
-        ),
-    },
-)
-def splits(context: dg.AssetExecutionContext, config: SplitConfig, training_data: pd.DataFrame):
-    """Train/test split, stratified on the target when every class has enough rows."""
-    train, test, stratified = split(
-        training_data, _settings.target_column, config.test_size, config.random_state
+def build_splits(pipeline: Pipeline) -> dg.AssetsDefinition:
+    classification = pipeline.task == "classification"
+
+    @dg.multi_asset(
+        name=pipeline.op("splits"),
+        partitions_def=pipeline.partitions,
+        ins={"training_data": dg.AssetIn(key=pipeline.key("training_data"))},
+        outs={
+            "train_split": dg.AssetOut(
+                key=pipeline.key("train_split"),
+                group_name=pipeline.name,
+                kinds={"pandas"},
+                owners=[constants.ML_OWNER],
+                description="Rows the model is fitted on.",
+            ),
+            "test_split": dg.AssetOut(
+                key=pipeline.key("test_split"),
+                group_name=pipeline.name,
+                kinds={"pandas"},
+                owners=[constants.ML_OWNER],
+                description="Held-out rows the model is evaluated on.",
+            ),
+        },
+        retry_policy=pipeline.retry_policy("train"),
+        op_tags=pipeline.op_tags("train"),
     )
-    if not stratified:
+    def splits(context: dg.AssetExecutionContext, config: SplitConfig, training_data: pd.DataFrame):
+        with stage_timeout(context, pipeline, "train"):
+            yield from _splits(context, pipeline, config, training_data, classification)
+
+    return splits
+
+
+def _splits(context, pipeline: Pipeline, config: SplitConfig, training_data: pd.DataFrame, classification: bool):
+    """Train/test split; for classification stratified on the target when every class has enough rows."""
+    train, test, stratified = split(
+        training_data, pipeline.target, config.test_size, config.random_state, classification
+    )
+    if classification and not stratified:
         context.log.warning("some target class has too few rows to stratify: split is not stratified")
     context.log.info(f"split {len(training_data)} rows: {len(train)} train, {len(test)} test")
     common = {"Stratified": stratified, "Test size": float(config.test_size)}
@@ -183,56 +211,93 @@ def splits(context: dg.AssetExecutionContext, config: SplitConfig, training_data
     yield dg.Output(test, output_name="test_split", metadata={"dagster/row_count": len(test), **common})
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    io_manager_key="model_io_manager",
-    group_name=constants.TRAINING_GROUP,
-    kinds={"scikitlearn"},
-    owners=[constants.ML_OWNER],
-)
-def trained_model(
-    context: dg.AssetExecutionContext, config: TrainingConfig, train_split: pd.DataFrame
+def build_trained_model(pipeline: Pipeline) -> dg.AssetsDefinition:
+    config_class = training_config_class(pipeline)
+    estimator = pipeline.spec.model.estimator
+
+    @dg.asset(
+        key=pipeline.key("trained_model"),
+        ins={"train_split": dg.AssetIn(key=pipeline.key("train_split"))},
+        partitions_def=pipeline.partitions,
+        io_manager_key="model_io_manager",
+        group_name=pipeline.name,
+        kinds={"scikitlearn"},
+        owners=[constants.ML_OWNER],
+        retry_policy=pipeline.retry_policy("train"),
+        op_tags=pipeline.op_tags("train"),
+        description=f"A scikit-learn Pipeline (imputation, scaling, one-hot encoding, {estimator}).",
+    )
+    def trained_model(
+        context: dg.AssetExecutionContext, config: config_class, train_split: pd.DataFrame
+    ) -> dg.Output[TrainedModel]:
+        return _train(context, pipeline, config.model_dump(), train_split)
+
+    return trained_model
+
+
+def _train(
+    context: dg.AssetExecutionContext, pipeline: Pipeline, params: dict, train_split: pd.DataFrame
 ) -> dg.Output[TrainedModel]:
-    """A scikit-learn Pipeline (imputation, scaling, one-hot encoding, random forest)."""
-    params = config.model_dump()
-    x_train, y_train = features_and_target(train_split, _settings.target_column)
-    pipeline = build_pipeline(**params)
+    estimator = pipeline.spec.model.estimator
+    x_train, y_train = features_and_target(train_split, pipeline.target)
+    try:
+        model = make_model(pipeline.task, estimator, params)
+    except ValueError as exc:
+        raise dg.Failure(description=f"{estimator} parameters: {exc}", allow_retries=False) from exc
     context.log.info(
-        f"fitting RandomForestClassifier({', '.join(f'{k}={v}' for k, v in params.items())})"
+        f"fitting {type(model.named_steps['model']).__name__}"
+        f"({', '.join(f'{k}={v}' for k, v in params.items())})"
         f" on {len(x_train)} rows x {x_train.shape[1]} columns"
     )
     started = time.perf_counter()
 
     def report(done: int, total: int) -> None:
-        context.log.info(f"trees {done}/{total} ({time.perf_counter() - started:.1f} s)")
+        unit = "trees" if total > 1 else "fit"
+        context.log.info(f"{unit} {done}/{total} ({time.perf_counter() - started:.1f} s)")
 
-    fit_with_progress(pipeline, x_train, y_train, report)
+    timeout = pipeline.timeout_s("train")
+    if timeout:
+        context.log.info(f"fitting in a child process, stopped after {timeout:g} s (stages.train.timeout_s)")
+        model = run_with_timeout(
+            fit_with_progress, (model, x_train, y_train), timeout, report, (pipeline.name, "train")
+        )
+    else:
+        fit_with_progress(model, x_train, y_train, report)
     fit_seconds = time.perf_counter() - started
     context.log.info(f"fitted in {fit_seconds:.2f} s")
 
-    model = TrainedModel(
-        pipeline=pipeline,
+    classes = (
+        [c.item() if hasattr(c, "item") else c for c in model.classes_]
+        if pipeline.task == "classification" else []
+    )
+    trained = TrainedModel(
+        pipeline=model,
         params=params,
-        target=_settings.target_column,
+        target=pipeline.target,
         feature_columns=[str(c) for c in x_train.columns],
-        classes=[c.item() if hasattr(c, "item") else c for c in pipeline.classes_],
+        classes=classes,
         training_rows=len(x_train),
         data_fingerprint=frame_fingerprint(train_split),
         fit_seconds=fit_seconds,
         data_as_of=context.partition_key,
+        task=pipeline.task,
+        estimator=estimator,
+        # Which rows it learnt from: champion / challenger later compares on rows it never saw.
+        extra={"train_row_hashes": row_hashes(train_split)},
     )
-    importances = feature_importances(pipeline)[: constants.TOP_FEATURE_IMPORTANCES]
-    return dg.Output(
-        model,
-        metadata={
-            "Training rows": len(x_train),
-            "Fit time (s)": float(fit_seconds),
-            "Params": dg.MetadataValue.json(params),
-            "Classes": ", ".join(map(str, model.classes)),
-            "Feature importances": rows_table(
-                [{"Feature": n, "Importance": round(v, 6)} for n, v in importances],
-                [("Feature", "string"), ("Importance", "float")],
-            ),
-            "Data fingerprint": model.data_fingerprint,
-        },
-    )
+    importances = feature_importances(model)[: constants.TOP_FEATURE_IMPORTANCES]
+    metadata = {
+        "Training rows": len(x_train),
+        "Fit time (s)": float(fit_seconds),
+        "Estimator": estimator,
+        "Params": dg.MetadataValue.json(params),
+        "Data fingerprint": trained.data_fingerprint,
+    }
+    if classes:
+        metadata["Classes"] = ", ".join(map(str, classes))
+    if importances:
+        metadata["Feature importances"] = rows_table(
+            [{"Feature": n, "Importance": round(v, 6)} for n, v in importances],
+            [("Feature", "string"), ("Importance", "float")],
+        )
+    return dg.Output(trained, metadata=metadata)

@@ -8,10 +8,9 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from pydantic import Field
 
 from ml_platform import constants, quality
-from ml_platform.partitions import daily_partitions
-from ml_platform.settings import load_settings
-
-_settings = load_settings()
+from ml_platform.metadata import rows_table
+from ml_platform.pipelines import Pipeline
+from ml_platform.timeouts import stage_timeout
 
 
 class DataQualityConfig(dg.Config):
@@ -25,30 +24,66 @@ class DataQualityConfig(dg.Config):
     )
 
 
-@dg.multi_asset_check(
-    specs=[
+DRIFT_CHECK = "no_feature_drift"
+DRIFT_REFERENCE = "Drift reference"
+
+
+def build_raw_data_quality(pipeline: "Pipeline") -> dg.AssetChecksDefinition:
+    """The data contract of one pipeline's raw_data, one blocking check per rule, and the drift
+    check (WARN, not blocking) when the pipeline's drift is enabled."""
+    key = pipeline.key("raw_data")
+    names = quality.rule_names(pipeline.task)
+    drift_spec = pipeline.spec.drift
+    specs = [
         dg.AssetCheckSpec(
             name=name,
-            asset="raw_data",
+            asset=key,
             blocking=True,
             description=quality.RULE_DESCRIPTIONS[name],
-            partitions_def=daily_partitions,
+            partitions_def=pipeline.partitions,
         )
-        for name in quality.RULE_NAMES
-    ],
-    # The data is loaded once for all five rules.
-    name="raw_data_quality",
-)
-def raw_data_quality(
-    context: dg.AssetCheckExecutionContext, config: DataQualityConfig, raw_data
+        for name in names
+    ]
+    if drift_spec.enabled:
+        specs.append(dg.AssetCheckSpec(
+            name=DRIFT_CHECK,
+            asset=key,
+            blocking=False,
+            description=f"No feature drifts from the last training data ({drift_spec.method.upper()} over"
+            f" {drift_spec.limit:g}, per feature); a warning, and {drift_spec.sustained_days} drifting days"
+            " in a row make the drift sensor retrain.",
+            partitions_def=pipeline.partitions,
+        ))
+
+    @dg.multi_asset_check(
+        specs=specs,
+        # The data is loaded once for all five rules.
+        name=f"{pipeline.name}__raw_data_quality",
+        ins={"raw_data": dg.AssetIn(key=key)},
+        op_tags=pipeline.op_tags("ingest"),
+    )
+    def raw_data_quality(
+        context: dg.AssetCheckExecutionContext, config: DataQualityConfig, raw_data
+    ) -> Iterator[dg.AssetCheckResult]:
+        """Runs the data contract on each day; any failure stops training in the same run."""
+        with stage_timeout(context, pipeline, "ingest"):
+            yield from _run_rules(context, pipeline, config, raw_data)
+            if drift_spec.enabled:
+                yield _drift_result(context, pipeline, raw_data)
+
+    return raw_data_quality
+
+
+def _run_rules(
+    context: dg.AssetCheckExecutionContext, pipeline: "Pipeline", config: DataQualityConfig, raw_data
 ) -> Iterator[dg.AssetCheckResult]:
-    """Runs the data contract on each day; any failure stops training in the same run."""
     if isinstance(raw_data, pd.DataFrame):  # one day; a range run hands over {day: frame}
         raw_data = {context.partition_key: raw_data}
-    results_by_rule: dict[str, list[tuple[str, quality.RuleResult]]] = {n: [] for n in quality.RULE_NAMES}
+    names = quality.rule_names(pipeline.task)
+    results_by_rule: dict[str, list[tuple[str, quality.RuleResult]]] = {n: [] for n in names}
     for day, frame in sorted(raw_data.items()):
         for result in quality.evaluate(
-            frame, _settings.target_column, _settings.feature_columns, config.max_null_ratio
+            frame, pipeline.target, pipeline.features, config.max_null_ratio, pipeline.task
         ):
             results_by_rule[result.name].append((day, result))
 
@@ -68,12 +103,64 @@ def raw_data_quality(
             context.log.error(f"raw_data check {name} failed: {message}")
         yield dg.AssetCheckResult(
             check_name=name,
-            asset_key="raw_data",
+            asset_key=pipeline.key("raw_data"),
             passed=not failed,
             severity=dg.AssetCheckSeverity.ERROR,
             description=message,
             metadata={**metadata, "Result": message},
         )
+
+
+def _drift_result(context, pipeline: "Pipeline", raw_data) -> dg.AssetCheckResult:
+    from ml_platform import drift
+
+    spec = pipeline.spec.drift
+    if isinstance(raw_data, pd.DataFrame):
+        raw_data = {context.partition_key: raw_data}
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=pipeline.key("training_data")), limit=1
+    ).records
+    reference = records[0].asset_materialization.metadata.get(DRIFT_REFERENCE) if records else None
+    if reference is None:
+        return dg.AssetCheckResult(
+            check_name=DRIFT_CHECK, asset_key=pipeline.key("raw_data"), passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="no training data yet to compare with", metadata={"Method": spec.method},
+        )
+    as_of = records[0].asset_materialization.partition
+    drifted_days, table, worst = [], [], None
+    for day, frame in sorted(raw_data.items()):
+        rows = drift.compare(reference.value, frame, spec.method, spec.limit)
+        drifted = [r["Feature"] for r in rows if r["Drifted"]]
+        if drifted:
+            drifted_days.append(f"{day}: {', '.join(drifted[:5])}" + (" …" if len(drifted) > 5 else ""))
+        if worst is None or len(drifted) > worst[0]:
+            worst, table = (len(drifted), day), rows
+    message = (
+        f"drift against training data as of {as_of} in " + "; ".join(drifted_days)
+        if drifted_days
+        else f"no feature drifts from the training data as of {as_of}"
+        f" ({spec.method.upper()}, threshold {spec.limit:g})"
+    )
+    if drifted_days:
+        context.log.warning(f"raw_data {message}")
+    return dg.AssetCheckResult(
+        check_name=DRIFT_CHECK,
+        asset_key=pipeline.key("raw_data"),
+        passed=not drifted_days,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=message,
+        metadata={
+            "Method": spec.method,
+            "Reference": f"training_data {as_of}",
+            "Drifted features": sum(1 for r in table if r["Drifted"]),
+            "Features": rows_table(
+                [{**r, "Value": None if r["Value"] != r["Value"] else r["Value"]} for r in table[:30]],
+                [("Feature", "string"), ("Statistic", "string"), ("Value", "float"), ("Threshold", "float"),
+                 ("Drifted", "bool")],
+            ),
+        },
+    )
 
 
 _DONE = (
@@ -82,7 +169,9 @@ _DONE = (
 )
 
 
-def check_verdicts(instance: dg.DagsterInstance, days: list[str]) -> dict[str, list[str] | None]:
+def check_verdicts(
+    instance: dg.DagsterInstance, pipeline: "Pipeline", days: list[str]
+) -> dict[str, list[str] | None]:
     """For each day: the names of its failed raw_data checks ([] = all passed), or None when the
     checks have not completed on the day's current materialization.
 
@@ -91,7 +180,8 @@ def check_verdicts(instance: dg.DagsterInstance, days: list[str]) -> dict[str, l
     contract itself. The status
     enum is not exported by ``dagster``; it is imported from its module (pinned to 1.13.27).
     """
-    keys = [dg.AssetCheckKey(dg.AssetKey("raw_data"), name) for name in quality.RULE_NAMES]
+    names = quality.rule_names(pipeline.task)
+    keys = [dg.AssetCheckKey(pipeline.key("raw_data"), name) for name in names]
     infos = instance.event_log_storage.get_asset_check_partition_info(keys, partition_keys=days)
     by_day: dict[str, dict[str, object]] = {day: {} for day in days}
     for info in infos:
@@ -103,7 +193,7 @@ def check_verdicts(instance: dg.DagsterInstance, days: list[str]) -> dict[str, l
             verdicts[day] = None
         else:
             verdicts[day] = [
-                name for name in quality.RULE_NAMES
+                name for name in names
                 if statuses[name] == AssetCheckExecutionRecordStatus.FAILED
             ]
     return verdicts

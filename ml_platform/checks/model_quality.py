@@ -1,33 +1,99 @@
-"""The deployment gate: a blocking check on model_metrics."""
+"""The deployment gate: a blocking check on model_metrics, on the metric the pipeline chose."""
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, create_model
 
-from ml_platform import constants
-from ml_platform.partitions import daily_partitions
+from ml_platform.estimators import METRIC_LABELS
+from ml_platform.pipelines import Pipeline
+from ml_platform.timeouts import stage_timeout
 
 
-class AccuracyGateConfig(dg.Config):
-    """The accuracy a model needs before it may be deployed."""
+class GateConfig(dg.Config):
+    """Base of each pipeline's gate config (one field: ``min_<metric>`` or ``max_<metric>``)."""
 
-    min_accuracy: float = Field(
-        default=constants.DEFAULT_MIN_ACCURACY,
-        ge=0.0,
-        le=1.0,
-        description="Smallest test accuracy that may be deployed (0..1).",
+
+def gate_check_name(pipeline: Pipeline) -> str:
+    metric, _, higher_is_better = pipeline.spec.gate_metric
+    return f"{metric}_{'above' if higher_is_better else 'below'}_threshold"
+
+
+def gate_config_class(pipeline: Pipeline) -> type[GateConfig]:
+    """A Config with the pipeline's threshold as the default (run config may change it)."""
+    metric, threshold, higher_is_better = pipeline.spec.gate_metric
+    field = f"{'min' if higher_is_better else 'max'}_{metric}"
+    bounds = {"ge": 0.0, "le": 1.0} if metric in ("accuracy", "f1", "precision", "recall") else (
+        {"le": 1.0} if metric == "r2" else {"ge": 0.0})
+    description = (
+        f"Smallest test {METRIC_LABELS[metric]} that may be deployed." if higher_is_better
+        else f"Largest test {METRIC_LABELS[metric]} that may be deployed."
+    )
+    return create_model(
+        f"{pipeline.name.title().replace('_', '')}GateConfig",
+        __base__=GateConfig,
+        **{
+            field: (float, Field(default=threshold, description=description, **bounds)),
+            "max_regression": (float, Field(
+                default=pipeline.spec.gate.max_regression, ge=0.0,
+                description=f"How much worse than the production model's {METRIC_LABELS[metric]} on the"
+                " same test split a new model may be and still be deployed.",
+            )),
+        },
     )
 
 
-@dg.asset_check(asset="model_metrics", blocking=True, partitions_def=daily_partitions)
-def accuracy_above_threshold(config: AccuracyGateConfig, model_metrics: dict) -> dg.AssetCheckResult:
-    """Test accuracy is at least the threshold; otherwise deployed_model does not run."""
-    accuracy = float(model_metrics["accuracy"])
-    passed = accuracy >= config.min_accuracy
+def build_gate(pipeline: Pipeline) -> dg.AssetChecksDefinition:
+    metric, _, higher_is_better = pipeline.spec.gate_metric
+    label = METRIC_LABELS[metric]
+    field = f"{'min' if higher_is_better else 'max'}_{metric}"
+    config_class = gate_config_class(pipeline)
+
+    @dg.asset_check(
+        asset=pipeline.key("model_metrics"),
+        name=gate_check_name(pipeline),
+        blocking=True,
+        partitions_def=pipeline.partitions,
+        description=f"Test {label} is {'at least' if higher_is_better else 'at most'} the threshold;"
+        " otherwise deployed_model does not run.",
+        op_tags=pipeline.op_tags("evaluate"),
+    )
+    def gate(context: dg.AssetCheckExecutionContext, config: config_class, model_metrics: dict):
+        with stage_timeout(context, pipeline, "evaluate"):
+            return evaluate_gate(model_metrics, metric, float(getattr(config, field)),
+                                 float(config.max_regression), higher_is_better)
+
+    return gate
+
+
+def evaluate_gate(
+    metrics: dict, metric: str, threshold: float, max_regression: float, higher_is_better: bool
+) -> dg.AssetCheckResult:
+    """The threshold, and when there is a champion that scored the same test split, the champion:
+    the new model must be at least as good, give or take ``max_regression``."""
+    label = METRIC_LABELS[metric]
+    score = float(metrics[metric])
+    above = score >= threshold if higher_is_better else score <= threshold
+    sign = (">=" if above else "<") if higher_is_better else ("<=" if above else ">")
+    description = f"{metric} {score:.4f} {sign} threshold {threshold}"
+    metadata: dict = {label: score, "Threshold": threshold, "Max regression": max_regression}
+    champion = metrics.get("champion") or {}
+    beats = True
+    if "champion" in champion:
+        best = float(champion["champion"][metric])
+        challenger = float(champion["challenger"][metric])
+        bound = best - max_regression if higher_is_better else best + max_regression
+        beats = challenger >= bound if higher_is_better else challenger <= bound
+        description += (
+            f"; on the {champion['rows']} test rows new to both, challenger {challenger:.4f} vs champion"
+            f" {champion['version']} {best:.4f}:"
+            f" {'kept within' if beats else 'worse by more than'} {max_regression:g}"
+        )
+        metadata.update({f"Champion {label}": best, f"Challenger {label}": challenger,
+                         "Champion version": champion["version"], "Rows compared": champion["rows"]})
+    else:
+        description += "; no champion to compare with" + (f" ({champion['error']})" if champion.get("error") else "")
     return dg.AssetCheckResult(
-        passed=passed,
+        passed=above and beats,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=(
-            f"accuracy {accuracy:.4f} {'>=' if passed else '<'} threshold {config.min_accuracy}"
-        ),
-        metadata={"Accuracy": accuracy, "Threshold": float(config.min_accuracy)},
+        description=description,
+        metadata=metadata,
     )

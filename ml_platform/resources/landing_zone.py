@@ -16,6 +16,7 @@ from pydantic import Field
 
 from ml_platform import constants
 from ml_platform.errors import (
+    ConfigError,
     CorruptLandingFileError,
     EmptyLandingFileError,
     LandingFileError,
@@ -99,6 +100,11 @@ class LandingZone(dg.ConfigurableResource, ABC):
         Names that are not ``YYYY-MM-DD.parquet`` / ``.csv`` (temp files, notes) are ignored.
         """
 
+    @abstractmethod
+    def at(self, location: str) -> "LandingZone":
+        """The landing zone of one pipeline (``landing`` in pipelines.yaml): '.' is this one,
+        a relative location is under it, an absolute one replaces it."""
+
     def read(self, day: str) -> tuple[pd.DataFrame, LandingFile]:
         """Read and parse one day's file; the returned LandingFile carries the content's sha256."""
         landing_file = self.find(day)
@@ -111,6 +117,13 @@ class LocalLandingZone(LandingZone):
     """A local folder of ``YYYY-MM-DD.parquet`` / ``.csv`` files."""
 
     root: str = Field(description="Folder that holds one file per day.")
+
+    def at(self, location: str) -> "LocalLandingZone":
+        if location in ("", "."):
+            return self
+        if location.startswith("s3://"):
+            raise ConfigError(f"landing {location!r} is on S3: set ML_PLATFORM_ENV=prod to read from S3")
+        return self.model_copy(update={"root": os.path.join(self.root, location)})
 
     def _candidates(self, day: str) -> list[str]:
         day = check_day(day)

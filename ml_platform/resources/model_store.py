@@ -92,7 +92,12 @@ class ModelStore(dg.ConfigurableResource, ABC):
 
     # -- the contract ---------------------------------------------------------------------------
     def save_version(
-        self, model_name: str, model: Any, metadata: dict[str, Any], identity: str | None = None
+        self,
+        model_name: str,
+        model: Any,
+        metadata: dict[str, Any],
+        identity: str | None = None,
+        extras: dict[str, bytes] | None = None,
     ) -> ModelVersion:
         """Store a model as a new version and return it.
 
@@ -101,8 +106,9 @@ class ModelStore(dg.ConfigurableResource, ABC):
         on unchanged input is idempotent. (Comparing artifact bytes would not do: two fits of the
         same forest predict the same but do not pickle to the same bytes.)
 
-        The artifact is written first and ``metadata.json`` last, so a crash in between leaves an
-        incomplete version that every reader ignores.
+        The artifact (and ``extras``: more files of the version, by name) is written first and
+        ``metadata.json`` last, so a crash in between leaves an incomplete version that every reader
+        ignores.
         """
         check_segment(model_name, "model name")
         if identity is not None:
@@ -125,12 +131,21 @@ class ModelStore(dg.ConfigurableResource, ABC):
             "sha256": sha256,
             "size_bytes": len(artifact),
             "created_at": created_at.isoformat(),
+            "extras": sorted(extras or {}),
         }
         # Serialized before anything is written, so unserializable metadata leaves no orphan.
         encoded = json.dumps(record, indent=2, sort_keys=True, default=str).encode()
         self.write_bytes(f"{model_name}/{version}/{constants.MODEL_FILENAME}", artifact)
+        for name, data in (extras or {}).items():
+            self.write_bytes(f"{model_name}/{version}/{check_segment(name, 'file name')}", data)
         self.write_bytes(f"{model_name}/{version}/{constants.METADATA_FILENAME}", encoded)
         return ModelVersion(model_name, version, self.uri(f"{model_name}/{version}"), record)
+
+    def read_extra(self, version: ModelVersion, name: str) -> bytes | None:
+        """A file saved with the version (``extras``), or None if it has none by that name."""
+        if name not in version.metadata.get("extras", []):
+            return None
+        return self.read_bytes(f"{version.model_name}/{version.version}/{check_segment(name, 'file name')}")
 
     def get_version(self, model_name: str, version: str) -> ModelVersion:
         """A complete version; ModelVersionNotFoundError if absent or incomplete."""

@@ -42,12 +42,16 @@ class Notifier(dg.ConfigurableResource):
             found.append("email")
         return found
 
-    def send(self, subject: str, lines: list[str], fields: dict[str, str]) -> list[str]:
-        """Deliver to every channel; return the channels used. Raises NotificationError naming
-        the channels that failed (after trying all of them)."""
+    def send(
+        self, subject: str, lines: list[str], fields: dict[str, str], only: list[str] | None = None
+    ) -> list[str]:
+        """Deliver to every configured channel (or those of them in ``only``: a pipeline's
+        ``notifications``); return the channels used. Raises NotificationError naming the
+        channels that failed (after trying all of them)."""
         text = "\n".join([f"*{subject}*", *lines, *(f"{k}: {v}" for k, v in fields.items())])
         errors = []
-        if self.webhook_url:
+        wanted = set(self.channels if only is None else only)
+        if self.webhook_url and "webhook" in wanted:
             payload = {"text": text, "subject": subject, "fields": fields}
             request = urllib.request.Request(
                 self.webhook_url,
@@ -60,7 +64,7 @@ class Notifier(dg.ConfigurableResource):
                     response.read()
             except (urllib.error.URLError, OSError) as exc:
                 errors.append(f"webhook: {exc}")
-        if self.smtp_host and self.smtp_recipients:
+        if self.smtp_host and self.smtp_recipients and "email" in wanted:
             message = EmailMessage()
             message["Subject"] = subject
             message["From"] = self.smtp_sender
@@ -77,7 +81,7 @@ class Notifier(dg.ConfigurableResource):
                 errors.append(f"email via {self.smtp_host}:{self.smtp_port}: {exc}")
         if errors:
             raise NotificationError("notification failed: " + "; ".join(errors))
-        return self.channels
+        return [c for c in self.channels if c in wanted]
 
 
 # Environment variable -> Notifier field. Values are passed as dg.EnvVar, read only at run time.

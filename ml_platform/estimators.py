@@ -1,0 +1,120 @@
+"""The estimators a pipeline may declare, their parameters, and the metrics of each task.
+
+Each estimator has a parameter model (pydantic): it validates ``model.params`` of pipelines.yaml at
+load, and the trained_model run config of a pipeline is built from it (the YAML values become the
+defaults), so the UI launchpad and ``--config-json`` accept exactly these parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+TASKS = ("classification", "regression")
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RandomForestParams(_Params):
+    n_estimators: int = Field(default=100, ge=1, description="Number of trees.")
+    max_depth: int | None = Field(default=10, ge=1, description="Largest tree depth; null for unlimited.")
+    min_samples_leaf: int = Field(default=1, ge=1, description="Fewest rows in a leaf.")
+    random_state: int = Field(default=42, description="Seed of the forest.")
+    n_jobs: int = Field(default=-1, description="Cores used to fit trees; -1 for all cores (not 0).")
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _jobs(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("n_jobs must not be 0 (use -1 for all cores)")
+        return value
+
+
+class HistGradientBoostingParams(_Params):
+    max_iter: int = Field(default=100, ge=1, description="Boosting iterations (trees).")
+    learning_rate: float = Field(default=0.1, gt=0, description="Shrinkage of each tree.")
+    max_depth: int | None = Field(default=None, ge=1, description="Largest tree depth; null for unlimited.")
+    max_leaf_nodes: int | None = Field(default=31, ge=2, description="Most leaves per tree; null for unlimited.")
+    l2_regularization: float = Field(default=0.0, ge=0, description="L2 penalty on leaf values.")
+    early_stopping: bool = Field(
+        default=False, description="Stop when a held-out part of the training rows stops improving."
+    )
+    random_state: int = Field(default=42, description="Seed (binning subsample, early-stopping split).")
+
+
+class LogisticRegressionParams(_Params):
+    C: float = Field(default=1.0, gt=0, description="Inverse regularization strength.")
+    max_iter: int = Field(default=1000, ge=1, description="Solver iterations.")
+    class_weight: str | None = Field(
+        default=None, description="'balanced' to weigh classes by inverse frequency; null for equal weights."
+    )
+
+    @field_validator("class_weight")
+    @classmethod
+    def _weights(cls, value: str | None) -> str | None:
+        if value not in (None, "balanced"):
+            raise ValueError(f"{value!r} is not 'balanced' or null")
+        return value
+
+
+class RidgeParams(_Params):
+    alpha: float = Field(default=1.0, ge=0, description="L2 regularization strength.")
+
+
+@dataclass(frozen=True)
+class Estimator:
+    name: str
+    task: str
+    params: type[_Params]
+    import_path: str  # module.Class, imported when a model is built
+
+    def make(self, params: dict[str, Any]):
+        module, _, cls = self.import_path.rpartition(".")
+        import importlib
+
+        estimator_cls = getattr(importlib.import_module(module), cls)
+        return estimator_cls(**self.params(**params).model_dump())
+
+
+ESTIMATORS: dict[tuple[str, str], Estimator] = {
+    (e.task, e.name): e
+    for e in [
+        Estimator("random_forest", "classification", RandomForestParams,
+                  "sklearn.ensemble.RandomForestClassifier"),
+        Estimator("hist_gradient_boosting", "classification", HistGradientBoostingParams,
+                  "sklearn.ensemble.HistGradientBoostingClassifier"),
+        Estimator("logistic_regression", "classification", LogisticRegressionParams,
+                  "sklearn.linear_model.LogisticRegression"),
+        Estimator("random_forest", "regression", RandomForestParams,
+                  "sklearn.ensemble.RandomForestRegressor"),
+        Estimator("hist_gradient_boosting", "regression", HistGradientBoostingParams,
+                  "sklearn.ensemble.HistGradientBoostingRegressor"),
+        Estimator("ridge", "regression", RidgeParams, "sklearn.linear_model.Ridge"),
+    ]
+}
+
+
+def estimator_names(task: str) -> list[str]:
+    return [name for (t, name) in ESTIMATORS if t == task]
+
+
+# Metrics a gate may use, per task: True when higher is better.
+GATE_METRICS: dict[str, dict[str, bool]] = {
+    "classification": {"accuracy": True, "f1": True, "precision": True, "recall": True},
+    "regression": {"r2": True, "rmse": False, "mae": False},
+}
+
+# The headline scores model_metrics reports, per task (deploy records and notifications use them).
+HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "precision", "recall", "f1", "test_rows"),
+    "regression": ("r2", "rmse", "mae", "test_rows"),
+}
+
+METRIC_LABELS = {
+    "accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1": "F1",
+    "r2": "R2", "rmse": "RMSE", "mae": "MAE", "test_rows": "Test rows",
+}
