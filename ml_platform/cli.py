@@ -219,7 +219,10 @@ def _human(info: dict) -> str:
         f"Promoted at      : {info['promoted_at']}",
         f"Data as of       : {info['data_as_of']}",
     ]
-    lines += [f"{k.capitalize():<17}: {v:.4f}" for k, v in metrics.items() if isinstance(v, float)]
+    from ml_platform.estimators import METRIC_LABELS
+
+    lines += [f"{METRIC_LABELS.get(k, k.capitalize()):<17}: {v:.4f}" for k, v in metrics.items()
+              if isinstance(v, float)]
     return "\n".join(lines)
 
 

@@ -449,5 +449,17 @@ class Pipeline:
         container = {"resources": {"requests": requests, **({"limits": limits} if limits else {})}}
         return {"dagster-k8s/config": {"container_config": container}}
 
+    def step_options(self, stage: str) -> dict[str, Any]:
+        """The decorator arguments every step of a stage shares: partitions, retries, k8s tags."""
+        return {
+            "partitions_def": self.partitions,
+            "retry_policy": self.retry_policy(stage),
+            "op_tags": self.op_tags(stage),
+        }
+
+    def asset_options(self, stage: str, owner: str) -> dict[str, Any]:
+        """step_options plus the pipeline's asset group and the asset's owner."""
+        return {**self.step_options(stage), "group_name": self.name, "owners": [owner]}
+
     def timeout_s(self, stage: str) -> float | None:
         return self.spec.stage(stage).timeout_s

@@ -50,14 +50,10 @@ def build_deployed_model(pipeline: Pipeline) -> dg.AssetsDefinition:
             "trained_model": dg.AssetIn(key=pipeline.key("trained_model")),
             "model_metrics": dg.AssetIn(key=pipeline.key("model_metrics")),
         },
-        partitions_def=pipeline.partitions,
+        **pipeline.asset_options("deploy", constants.ML_OWNER),
         io_manager_key="model_io_manager",
-        group_name=pipeline.name,
         kinds={"scikitlearn"},
-        owners=[constants.ML_OWNER],
         # Re-running is safe: the same model is found by its identity instead of stored twice.
-        retry_policy=pipeline.retry_policy("deploy"),
-        op_tags=pipeline.op_tags("deploy"),
         config_schema={},  # takes no config: any key given to it is refused before the run starts
         description=f"The version of model {pipeline.model_name!r} in the store that serves production,"
         " with its sha256 and provenance.",

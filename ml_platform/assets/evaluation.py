@@ -166,13 +166,9 @@ def build_model_metrics(pipeline: Pipeline) -> dg.AssetsDefinition:
             "trained_model": dg.AssetIn(key=pipeline.key("trained_model")),
             "test_split": dg.AssetIn(key=pipeline.key("test_split")),
         },
-        partitions_def=pipeline.partitions,
+        **pipeline.asset_options("evaluate", constants.ML_OWNER),
         io_manager_key="model_io_manager",
-        group_name=pipeline.name,
         kinds={"scikitlearn"},
-        owners=[constants.ML_OWNER],
-        retry_policy=pipeline.retry_policy("evaluate"),
-        op_tags=pipeline.op_tags("evaluate"),
         config_schema={},  # takes no config: any key given to it is refused before the run starts
         description=(
             "Accuracy, weighted precision/recall/F1, confusion matrix and report on the test split,"

@@ -38,14 +38,10 @@ def build_raw_data(pipeline: "Pipeline") -> dg.AssetsDefinition:
 
     @dg.asset(
         key=pipeline.key("raw_data"),
-        partitions_def=pipeline.partitions,
+        **pipeline.asset_options("ingest", constants.DATA_OWNER),
         # One run can load a whole range of days (`--partition-range`), instead of a run per day.
         backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name=pipeline.name,
         kinds={"pandas"},
-        owners=[constants.DATA_OWNER],
-        retry_policy=pipeline.retry_policy("ingest"),
-        op_tags=pipeline.op_tags("ingest"),
         config_schema={},  # takes no config: any key given to it is refused before the run starts
         description=f"One day's batch of labelled rows of {pipeline.name}, read from its landing zone.",
     )

@@ -64,7 +64,7 @@ def training_config_class(pipeline: Pipeline) -> type[TrainingConfig]:
 def build_training_data(pipeline: Pipeline) -> dg.AssetsDefinition:
     @dg.asset(
         key=pipeline.key("training_data"),
-        partitions_def=pipeline.partitions,
+        **pipeline.asset_options("train", constants.ML_OWNER),
         ins={
             "raw_data": dg.AssetIn(
                 key=pipeline.key("raw_data"),
@@ -73,11 +73,7 @@ def build_training_data(pipeline: Pipeline) -> dg.AssetsDefinition:
                 metadata={"allow_missing_partitions": True, PARTITIONS_AS_DICT: True},
             )
         },
-        group_name=pipeline.name,
         kinds={"pandas"},
-        owners=[constants.ML_OWNER],
-        retry_policy=pipeline.retry_policy("train"),
-        op_tags=pipeline.op_tags("train"),
         config_schema={},  # takes no config: any key given to it is refused before the run starts
         description=f"The last {pipeline.window_days} days of raw_data that passed their data checks.",
     )
@@ -170,7 +166,7 @@ def build_splits(pipeline: Pipeline) -> dg.AssetsDefinition:
 
     @dg.multi_asset(
         name=pipeline.op("splits"),
-        partitions_def=pipeline.partitions,
+        **pipeline.step_options("train"),
         ins={"training_data": dg.AssetIn(key=pipeline.key("training_data"))},
         outs={
             "train_split": dg.AssetOut(
@@ -188,8 +184,6 @@ def build_splits(pipeline: Pipeline) -> dg.AssetsDefinition:
                 description="Held-out rows the model is evaluated on.",
             ),
         },
-        retry_policy=pipeline.retry_policy("train"),
-        op_tags=pipeline.op_tags("train"),
     )
     def splits(context: dg.AssetExecutionContext, config: SplitConfig, training_data: pd.DataFrame):
         with stage_timeout(context, pipeline, "train"):
@@ -218,13 +212,9 @@ def build_trained_model(pipeline: Pipeline) -> dg.AssetsDefinition:
     @dg.asset(
         key=pipeline.key("trained_model"),
         ins={"train_split": dg.AssetIn(key=pipeline.key("train_split"))},
-        partitions_def=pipeline.partitions,
+        **pipeline.asset_options("train", constants.ML_OWNER),
         io_manager_key="model_io_manager",
-        group_name=pipeline.name,
         kinds={"scikitlearn"},
-        owners=[constants.ML_OWNER],
-        retry_policy=pipeline.retry_policy("train"),
-        op_tags=pipeline.op_tags("train"),
         description=f"A scikit-learn Pipeline (imputation, scaling, one-hot encoding, {estimator}).",
     )
     def trained_model(
