@@ -126,6 +126,9 @@ def test_the_file_comes_from_ml_platform_pipelines(tmp_path):
 def _validate(command: list[str], pipelines_file: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_PLATFORM_")}
     env["ML_PLATFORM_PIPELINES"] = str(pipelines_file)
+    home = pipelines_file.parent / "dagster_home"  # its own instance: a fresh clone has none yet
+    home.mkdir(exist_ok=True)
+    env["DAGSTER_HOME"] = str(home)
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
