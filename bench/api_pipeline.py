@@ -35,7 +35,7 @@ def main() -> None:
     t = time.perf_counter()
     ingest = dg.materialize(
         assets,
-        selection="key:raw_data",
+        selection="key:demo/raw_data",
         instance=instance,
         resources=resources,
         tags={
@@ -48,7 +48,7 @@ def main() -> None:
     t = time.perf_counter()
     train = dg.materialize(
         assets,
-        selection="key:training_data+",
+        selection="key:demo/training_data+",
         instance=instance,
         resources=resources,
         partition_key=args.last,

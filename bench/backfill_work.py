@@ -98,13 +98,13 @@ def main() -> None:
         started = time.perf_counter()
         if args.mode == "range":
             runs = [dg.materialize(
-                assets, selection="key:raw_data", instance=instance, resources=defs.resources,
+                assets, selection="key:demo/raw_data", instance=instance, resources=defs.resources,
                 tags={"dagster/asset_partition_range_start": days[0],
                       "dagster/asset_partition_range_end": days[-1]},
             )]
         else:
             runs = [
-                dg.materialize(assets, selection="key:raw_data", instance=instance,
+                dg.materialize(assets, selection="key:demo/raw_data", instance=instance,
                                resources=defs.resources, partition_key=day)
                 for day in days
             ]

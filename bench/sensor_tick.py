@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     result: dict = {"imports_s": time.perf_counter() - _T0}
 
-    sensor = defs.resolve_sensor_def("landing_zone_sensor")
+    sensor = defs.resolve_sensor_def("demo_landing_zone_sensor")
     instance = dg.DagsterInstance.get()
     landing = LocalLandingZone(root=args.landing)
     result["rss_before_ticks_mb"] = _status_kb("VmRSS") / 1024
