@@ -1,4 +1,9 @@
-"""The daily partitions every pipeline asset shares, and the training-window mapping."""
+"""Daily partitions, the training-window mapping and the storage retry policy.
+
+Each pipeline builds its own daily partitions (its schedule's time zone; ``Pipeline.partitions``);
+``daily_partitions`` here, in ML_PLATFORM_TIMEZONE, is the platform default the ``ml-platform``
+commands use for "yesterday".
+"""
 
 import warnings
 
@@ -17,7 +22,7 @@ warnings.filterwarnings("ignore", message=".*materializes assets with varying Ba
 _settings = load_settings()
 
 # One partition per day of landing data. The newest partition is yesterday: a day is complete
-# once it has ended in the configured time zone.
+# once it has ended in the configured time zone. (Pipelines: the same, in their own time zone.)
 daily_partitions = dg.DailyPartitionsDefinition(
     start_date=_settings.partitions_start, timezone=_settings.timezone
 )
