@@ -329,3 +329,60 @@ def test_deploy_sensor_announces_each_deploy_since_the_last_tick(
 
     assert [b["fields"]["Run id"] for b in webhook.bodies] == [first.run_id, second.run_id]
     assert len(smtp.messages) == 2
+
+
+# -- per-pipeline channels (notifications in pipelines.yaml) --------------------------------------
+
+
+def test_a_pipeline_sends_deploys_only_to_its_on_deploy_channels(platform: Platform, webhook, smtp):
+    from ml_platform.demo import seed_landing
+    from ml_platform_tests.test_pipelines import built_from, ingest_and_train
+
+    built = built_from("""
+        pipelines:
+          - name: quiet
+            target: y
+            model: {estimator: random_forest, params: {n_estimators: 10, max_depth: 4}}
+            notifications: {on_deploy: [email], on_failure: []}
+    """)
+    seed_landing(str(platform.landing / "quiet"), end_day=END_DAY, days=len(DAYS), target="y")
+    assert ingest_and_train(platform, built).success
+    deploy_sensor = next(s for s in built.sensors if s.name == "quiet_notify_on_deploy")
+    with dg.build_sensor_context(instance=platform.instance, sensor_name=deploy_sensor.name,
+                                 resources={"notifier": notifier_for(webhook, smtp)}) as context:
+        deploy_sensor.evaluate_tick(context)
+    assert webhook.bodies == []  # configured, but not this pipeline's deploy channel
+    assert len(smtp.messages) == 1
+    assert smtp.messages[0]["Subject"] == "ml_platform model deployed: quiet"
+    assert "Pipeline: quiet" in body_text(smtp.messages[0])
+
+
+def test_run_failures_go_to_the_channels_of_the_failed_jobs_pipeline(platform: Platform, webhook, smtp):
+    """notify_on_run_failure routes by job: a pipeline with `on_failure: [webhook]` e-mails nobody."""
+    from ml_platform.factory import definitions_of
+    from ml_platform_tests.test_pipelines import built_from
+
+    built = built_from("""
+        pipelines:
+          - name: loud
+            target: y
+            notifications: {on_failure: [webhook]}
+    """)
+    defs = definitions_of([built], platform.resources, dg.in_process_executor)
+    job = defs.resolve_job_def("loud_training_pipeline")
+    result = job.execute_in_process(  # no landing file: raw_data fails for real
+        partition_key=END_DAY, instance=platform.instance, raise_on_error=False,
+        asset_selection=[dg.AssetKey(["loud", "raw_data"])],
+    )
+    assert not result.success
+    sensor = defs.get_sensor_def("notify_on_run_failure")
+    with dg.build_run_status_sensor_context(
+        sensor_name="notify_on_run_failure",
+        dagster_instance=platform.instance,
+        dagster_run=platform.instance.get_run_by_id(result.run_id),
+        dagster_event=run_failure_event(platform.instance, result.run_id),
+        resources={"notifier": notifier_for(webhook, smtp)},
+    ).for_run_failure() as context:
+        sensor(context)
+    assert len(webhook.bodies) == 1 and webhook.bodies[0]["fields"]["Job"] == "loud_training_pipeline"
+    assert smtp.messages == []

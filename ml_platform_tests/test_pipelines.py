@@ -241,3 +241,34 @@ def test_two_pipelines_side_by_side_through_the_cli(tmp_path):
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         runs = instance.get_runs()
         assert len(runs) == 2 and all(r.is_success for r in runs)
+
+
+# -- where each pipeline's files land --------------------------------------------------------------
+def test_landing_locations_resolve_under_the_root_or_replace_it(tmp_path):
+    from ml_platform.resources import LocalLandingZone
+    from ml_platform.s3_backends import S3LandingZone, s3_resource
+
+    local = LocalLandingZone(root=str(tmp_path))
+    assert local.at(".") is local
+    assert local.at("churn").root == str(tmp_path / "churn")
+    assert local.at("/data/elsewhere").root == "/data/elsewhere"
+    settings = load_settings(environ={"ML_PLATFORM_ENV": "prod", "ML_PLATFORM_S3_BUCKET": "models"})
+    s3 = S3LandingZone(s3=s3_resource(settings), bucket="models", prefix="ml_platform/landing")
+    assert (s3.at("churn").bucket, s3.at("churn").prefix) == ("models", "ml_platform/landing/churn")
+    assert (s3.at("s3://other/in/here/").bucket, s3.at("s3://other/in/here/").prefix) == ("other", "in/here")
+
+
+@pytest.mark.parametrize(("env", "landing", "says"), [
+    ({}, "s3://bucket/x", "'s3://bucket/x' is on S3; S3 needs ML_PLATFORM_ENV=prod"),
+    ({"ML_PLATFORM_ENV": "prod", "ML_PLATFORM_S3_BUCKET": "b"}, "/srv/landing",
+     "'/srv/landing' is a local folder; ML_PLATFORM_ENV=prod reads from S3"),
+    ({}, "../outside", "'../outside' must not climb out of the landing root with '..'"),
+])
+def test_a_landing_the_environment_cannot_read_fails_at_load(env, landing, says):
+    from ml_platform.errors import ConfigError
+
+    settings = load_settings(environ=env)
+    (spec,) = parse_pipelines(f"pipelines:\n  - name: p\n    landing: {landing}\n", "p.yaml", settings)
+    with pytest.raises(ConfigError) as raised:
+        build_pipeline(spec, settings, "p.yaml")
+    assert str(raised.value) == f"p.yaml: pipeline 'p': landing: {says}"
