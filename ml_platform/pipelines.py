@@ -46,24 +46,17 @@ class ResourcesSpec(_Strict):
     cpu: str | None = Field(default=None, description='CPU, e.g. 4, "500m".')
     memory: str | None = Field(default=None, description='Memory, e.g. "16Gi", "512Mi".')
 
-    @field_validator("cpu", mode="before")
+    @field_validator("cpu", "memory", mode="before")
     @classmethod
-    def _cpu(cls, value: Any) -> str | None:
+    def _quantity(cls, value: Any, info: Any) -> str | None:
         if value is None:
             return None
+        pattern, what, example = {
+            "cpu": (_CPU, "CPU", "2, 0.5, 500m"), "memory": (_MEMORY, "memory", "16Gi, 512Mi"),
+        }[info.field_name]
         text = str(value)
-        if isinstance(value, bool) or not _CPU.match(text):
-            raise ValueError(f"{value!r} is not a CPU quantity (e.g. 2, 0.5, 500m)")
-        return text
-
-    @field_validator("memory", mode="before")
-    @classmethod
-    def _memory(cls, value: Any) -> str | None:
-        if value is None:
-            return None
-        text = str(value)
-        if isinstance(value, bool) or not _MEMORY.match(text):
-            raise ValueError(f"{value!r} is not a memory quantity (e.g. 16Gi, 512Mi)")
+        if isinstance(value, bool) or not pattern.match(text):
+            raise ValueError(f"{value!r} is not a {what} quantity (e.g. {example})")
         return text
 
 

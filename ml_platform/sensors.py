@@ -228,9 +228,7 @@ def drift_sensor_name(pipeline: Pipeline) -> str:
 
 
 def build_drift_sensor(pipeline: Pipeline, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-
-    from ml_platform.checks.data_quality import DRIFT_CHECK
+    from ml_platform.checks.data_quality import DRIFT_CHECK, completed_check_results
 
     spec = pipeline.spec.drift
     check_key = dg.AssetCheckKey(pipeline.key("raw_data"), DRIFT_CHECK)
@@ -246,12 +244,9 @@ def build_drift_sensor(pipeline: Pipeline, job: UnresolvedAssetJobDefinition) ->
     def drift_sensor(context: dg.SensorEvaluationContext):
         """One tick: the drift check's latest result per day (current materializations only); if the
         newest ``sustained_days`` checked days all drifted, one retraining run for the newest."""
-        infos = context.instance.event_log_storage.get_asset_check_partition_info([check_key])
-        done = (AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED)
         results = sorted(
-            (info.partition_key, info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED)
-            for info in infos
-            if info.partition_key and info.is_current and info.latest_execution_status in done
+            (day, failed[DRIFT_CHECK])
+            for day, failed in completed_check_results(context.instance, [check_key]).items()
         )
         newest = results[-spec.sustained_days:]
         if len(newest) < spec.sustained_days or not all(drifted for _, drifted in newest):

@@ -169,20 +169,17 @@ def build_splits(pipeline: Pipeline) -> dg.AssetsDefinition:
         **pipeline.step_options("train"),
         ins={"training_data": dg.AssetIn(key=pipeline.key("training_data"))},
         outs={
-            "train_split": dg.AssetOut(
-                key=pipeline.key("train_split"),
+            name: dg.AssetOut(
+                key=pipeline.key(name),
                 group_name=pipeline.name,
                 kinds={"pandas"},
                 owners=[constants.ML_OWNER],
-                description="Rows the model is fitted on.",
-            ),
-            "test_split": dg.AssetOut(
-                key=pipeline.key("test_split"),
-                group_name=pipeline.name,
-                kinds={"pandas"},
-                owners=[constants.ML_OWNER],
-                description="Held-out rows the model is evaluated on.",
-            ),
+                description=description,
+            )
+            for name, description in (
+                ("train_split", "Rows the model is fitted on."),
+                ("test_split", "Held-out rows the model is evaluated on."),
+            )
         },
     )
     def splits(context: dg.AssetExecutionContext, config: SplitConfig, training_data: pd.DataFrame):

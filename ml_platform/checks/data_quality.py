@@ -169,6 +169,21 @@ _DONE = (
 )
 
 
+def completed_check_results(
+    instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey], days: list[str] | None = None
+) -> dict[str, dict[str, bool]]:
+    """Per day (of ``days``, or every checked day): check name -> failed, for each check whose latest
+    execution completed on the day's current materialization. The status enum is not exported by
+    ``dagster``; it is imported from its module (pinned to 1.13.27)."""
+    results: dict[str, dict[str, bool]] = {day: {} for day in days or []}
+    for info in instance.event_log_storage.get_asset_check_partition_info(keys, partition_keys=days):
+        if (info.partition_key and (days is None or info.partition_key in results)
+                and info.is_current and info.latest_execution_status in _DONE):
+            results.setdefault(info.partition_key, {})[info.check_key.name] = (
+                info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED)
+    return results
+
+
 def check_verdicts(
     instance: dg.DagsterInstance, pipeline: "Pipeline", days: list[str]
 ) -> dict[str, list[str] | None]:
@@ -177,23 +192,11 @@ def check_verdicts(
 
     Checks of a single-run range record no per-day result (Dagster 1.13.27 records each day of the
     range as planned/skipped), so such days come back as None and training_data applies the data
-    contract itself. The status
-    enum is not exported by ``dagster``; it is imported from its module (pinned to 1.13.27).
+    contract itself.
     """
     names = quality.rule_names(pipeline.task)
     keys = [dg.AssetCheckKey(pipeline.key("raw_data"), name) for name in names]
-    infos = instance.event_log_storage.get_asset_check_partition_info(keys, partition_keys=days)
-    by_day: dict[str, dict[str, object]] = {day: {} for day in days}
-    for info in infos:
-        if info.partition_key in by_day and info.is_current and info.latest_execution_status in _DONE:
-            by_day[info.partition_key][info.check_key.name] = info.latest_execution_status
     verdicts: dict[str, list[str] | None] = {}
-    for day, statuses in by_day.items():
-        if len(statuses) < len(keys):
-            verdicts[day] = None
-        else:
-            verdicts[day] = [
-                name for name in names
-                if statuses[name] == AssetCheckExecutionRecordStatus.FAILED
-            ]
+    for day, failed in completed_check_results(instance, keys, days).items():
+        verdicts[day] = None if len(failed) < len(keys) else [name for name in names if failed[name]]
     return verdicts
