@@ -76,6 +76,24 @@ class StagesSpec(_Strict):
 class ModelSpec(_Strict):
     estimator: str = "random_forest"
     params: dict[str, Any] = Field(default_factory=dict)
+    variants: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Hyperparameter variants, each a set of params laid over `params`: trained in"
+        " parallel as static partitions of `variant_model`; the best (cross-validated on the train"
+        " split) is the challenger.",
+    )
+
+    def variant_params(self) -> dict[str, dict[str, Any]]:
+        """{variant name: its full params}, in file order (after validation)."""
+        return {variant_name(v): {**self.params, **v} for v in self.variants}
+
+
+_VARIANT_NAME = re.compile(r"^[A-Za-z0-9_.=+-]{1,100}$")
+
+
+def variant_name(overrides: dict[str, Any]) -> str:
+    """The variant's partition key: ``max_depth=5``, ``max_depth=5+n_estimators=50``."""
+    return "+".join(f"{k}={v}" for k, v in overrides.items())
 
 
 class GateSpec(_Strict):
@@ -212,6 +230,7 @@ class PipelineSpec(_Strict):
                 _message(first) + f" (parameters of {self.model.estimator}: "
                 + ", ".join(estimator.params.model_fields) + ")",
             ) from None
+        self._check_variants(estimator)
         thresholds = self.gate.thresholds()
         if len(thresholds) > 1:
             raise _FieldError("gate", f"give one threshold, not {len(thresholds)}: {', '.join(thresholds)}")
@@ -228,6 +247,29 @@ class PipelineSpec(_Strict):
             if wanted != self.task:
                 raise _FieldError("demo_data", f"{self.demo_data} is {wanted} data, the task is {self.task}")
         return self
+
+    def _check_variants(self, estimator) -> None:
+        seen: dict[str, int] = {}
+        for index, overrides in enumerate(self.model.variants):
+            where = f"model.variants[{index}]"
+            if not overrides:
+                raise _FieldError(where, "empty: a variant sets at least one parameter")
+            try:
+                estimator.params(**{**self.model.params, **overrides})
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise _FieldError(
+                    where + "." + ".".join(map(str, first["loc"])),
+                    _message(first) + f" (parameters of {self.model.estimator}: "
+                    + ", ".join(estimator.params.model_fields) + ")",
+                ) from None
+            name = variant_name(overrides)
+            if not _VARIANT_NAME.match(name):
+                raise _FieldError(where, f"{name!r} cannot name a partition: values of letters, digits,"
+                                  " '_', '.', '-' only")
+            if name in seen:
+                raise _FieldError(where, f"duplicate of model.variants[{seen[name]}] ({name})")
+            seen[name] = index
 
     # -- what the factory reads (defaults resolved by load_pipelines) --------------------------
     @property
@@ -371,6 +413,10 @@ __all__ = [
 import dagster as dg  # noqa: E402  (after the schema: the schema itself needs no Dagster)
 
 
+DATE_DIMENSION = "date"
+VARIANT_DIMENSION = "variant"
+
+
 class Pipeline:
     """One pipeline as the asset builders see it: its spec, the platform settings, its partitions."""
 
@@ -380,6 +426,12 @@ class Pipeline:
         self.partitions = dg.DailyPartitionsDefinition(
             start_date=settings.partitions_start, timezone=spec.schedule.timezone or settings.timezone
         )
+        # Hyperparameter variants: variant_model is partitioned by day x variant.
+        self.variants = spec.model.variant_params()
+        self.variant_partitions = dg.MultiPartitionsDefinition({
+            DATE_DIMENSION: self.partitions,
+            VARIANT_DIMENSION: dg.StaticPartitionsDefinition(list(self.variants)),
+        }) if self.variants else None
 
     @property
     def name(self) -> str:
@@ -442,17 +494,19 @@ class Pipeline:
         container = {"resources": {"requests": requests, **({"limits": limits} if limits else {})}}
         return {"dagster-k8s/config": {"container_config": container}}
 
-    def step_options(self, stage: str) -> dict[str, Any]:
+    def step_options(self, stage: str, partitions_def: dg.PartitionsDefinition | None = None) -> dict[str, Any]:
         """The decorator arguments every step of a stage shares: partitions, retries, k8s tags."""
         return {
-            "partitions_def": self.partitions,
+            "partitions_def": partitions_def or self.partitions,
             "retry_policy": self.retry_policy(stage),
             "op_tags": self.op_tags(stage),
         }
 
-    def asset_options(self, stage: str, owner: str) -> dict[str, Any]:
+    def asset_options(
+        self, stage: str, owner: str, partitions_def: dg.PartitionsDefinition | None = None
+    ) -> dict[str, Any]:
         """step_options plus the pipeline's asset group and the asset's owner."""
-        return {**self.step_options(stage), "group_name": self.name, "owners": [owner]}
+        return {**self.step_options(stage, partitions_def), "group_name": self.name, "owners": [owner]}
 
     def timeout_s(self, stage: str) -> float | None:
         return self.spec.stage(stage).timeout_s
