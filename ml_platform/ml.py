@@ -23,13 +23,21 @@ from sklearn.metrics import (
     r2_score,
     recall_score,
 )
-from sklearn.model_selection import train_test_split
+from sklearn.base import clone
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ml_platform.errors import DataValidationError
 
 PROGRESS_STEPS = 10
+CV_FOLDS = 3
+# A gate metric as a scikit-learn scorer (errors are scored negated: higher is better).
+CV_SCORERS = {
+    "accuracy": "accuracy", "f1": "f1_weighted", "precision": "precision_weighted",
+    "recall": "recall_weighted", "r2": "r2", "rmse": "neg_root_mean_squared_error",
+    "mae": "neg_mean_absolute_error",
+}
 
 
 @dataclass
@@ -150,6 +158,30 @@ def fit_with_progress(
         report(size, total)
     model.set_params(warm_start=False)
     return pipeline
+
+
+def fit_variant(
+    pipeline: Pipeline,
+    x: pd.DataFrame,
+    y: pd.Series,
+    metric: str,
+    seed: int,
+    report: Callable[[int, int], None],
+) -> tuple[Pipeline, float]:
+    """Score a hyperparameter variant by ``CV_FOLDS``-fold cross-validation on the train split (in
+    the gate metric's own units: an RMSE is positive), then fit it on all of it. The test split is
+    left for the gate, so choosing the best variant does not flatter its test score."""
+    classification = metric in ("accuracy", "f1", "precision", "recall")
+    folds = (
+        StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed)
+        if classification and y.value_counts().min() >= CV_FOLDS
+        else KFold(CV_FOLDS, shuffle=True, random_state=seed)
+    )
+    scores = cross_val_score(clone(pipeline), x, y, scoring=CV_SCORERS[metric], cv=folds)
+    score = float(np.mean(scores))
+    if CV_SCORERS[metric].startswith("neg_"):
+        score = -score
+    return fit_with_progress(pipeline, x, y, report), score
 
 
 def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:

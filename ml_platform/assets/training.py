@@ -15,9 +15,11 @@ from ml_platform.io_managers import PARTITIONS_AS_DICT
 from ml_platform.metadata import rows_table
 from ml_platform.estimators import ESTIMATORS
 from ml_platform.ml import (
+    CV_FOLDS,
     TrainedModel,
     feature_importances,
     features_and_target,
+    fit_variant,
     fit_with_progress,
     frame_fingerprint,
     make_model,
@@ -25,7 +27,7 @@ from ml_platform.ml import (
     split,
 )
 from ml_platform.partitions import training_window
-from ml_platform.pipelines import Pipeline
+from ml_platform.pipelines import DATE_DIMENSION, VARIANT_DIMENSION, Pipeline
 from ml_platform.timeouts import run_with_timeout, stage_timeout
 
 
@@ -203,6 +205,8 @@ def _splits(context, pipeline: Pipeline, config: SplitConfig, training_data: pd.
 
 
 def build_trained_model(pipeline: Pipeline) -> dg.AssetsDefinition:
+    if pipeline.variants:
+        return _build_best_variant(pipeline)
     config_class = training_config_class(pipeline)
     estimator = pipeline.spec.model.estimator
 
@@ -217,13 +221,122 @@ def build_trained_model(pipeline: Pipeline) -> dg.AssetsDefinition:
     def trained_model(
         context: dg.AssetExecutionContext, config: config_class, train_split: pd.DataFrame
     ) -> dg.Output[TrainedModel]:
-        return _train(context, pipeline, config.model_dump(), train_split)
+        return _train(context, pipeline, config.model_dump(), train_split, context.partition_key)
 
     return trained_model
 
 
+def build_variant_model(pipeline: Pipeline) -> dg.AssetsDefinition:
+    """One model per (day, variant): the variants of pipelines.yaml as static partitions, each
+    fitted in its own run (so in parallel) on the day's train split and scored by cross-validation."""
+    estimator = pipeline.spec.model.estimator
+    metric = pipeline.spec.gate_metric[0]
+
+    @dg.asset(
+        key=pipeline.key("variant_model"),
+        ins={
+            "train_split": dg.AssetIn(
+                key=pipeline.key("train_split"),
+                partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=DATE_DIMENSION),
+            )
+        },
+        **pipeline.asset_options("train", constants.ML_OWNER, pipeline.variant_partitions),
+        io_manager_key="model_io_manager",
+        kinds={"scikitlearn"},
+        config_schema={},  # the variant's params are its partition: see pipelines.yaml
+        description=f"{estimator} with one hyperparameter variant of pipelines.yaml, fitted on the"
+        f" day's train split, scored by {CV_FOLDS}-fold cross-validation ({metric}).",
+    )
+    def variant_model(context: dg.AssetExecutionContext, train_split: pd.DataFrame) -> dg.Output[TrainedModel]:
+        key = context.partition_key.keys_by_dimension
+        variant = key[VARIANT_DIMENSION]
+        return _train(context, pipeline, pipeline.variants[variant], train_split, key[DATE_DIMENSION], variant)
+
+    return variant_model
+
+
+def _build_best_variant(pipeline: Pipeline) -> dg.AssetsDefinition:
+    metric, _, higher_is_better = pipeline.spec.gate_metric
+
+    @dg.asset(
+        key=pipeline.key("trained_model"),
+        ins={
+            "train_split": dg.AssetIn(key=pipeline.key("train_split")),
+            "variant_model": dg.AssetIn(
+                key=pipeline.key("variant_model"),
+                partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=DATE_DIMENSION),
+                metadata={"allow_missing_partitions": True, PARTITIONS_AS_DICT: True},
+            ),
+        },
+        **pipeline.asset_options("train", constants.ML_OWNER),
+        io_manager_key="model_io_manager",
+        kinds={"scikitlearn"},
+        config_schema={},
+        description=f"The challenger: the best of the day's variant_model partitions by cross-validated"
+        f" {metric}.",
+    )
+    def trained_model(
+        context: dg.AssetExecutionContext, train_split: pd.DataFrame, variant_model: dict[str, TrainedModel]
+    ) -> dg.Output[TrainedModel]:
+        return _best_variant(context, pipeline, train_split, variant_model, metric, higher_is_better)
+
+    return trained_model
+
+
+def _best_variant(
+    context: dg.AssetExecutionContext,
+    pipeline: Pipeline,
+    train_split: pd.DataFrame,
+    variants: dict[str, TrainedModel],
+    metric: str,
+    higher_is_better: bool,
+) -> dg.Output[TrainedModel]:
+    day = context.partition_key
+    by_name = {m.extra.get("variant"): m for m in variants.values()}
+    fingerprint = frame_fingerprint(train_split)
+    missing = [v for v in pipeline.variants if v not in by_name]
+    stale = [v for v, m in by_name.items() if v in pipeline.variants and m.data_fingerprint != fingerprint]
+    if missing or stale:
+        problems = []
+        if missing:
+            problems.append(f"not trained: {', '.join(missing)}")
+        if stale:
+            problems.append(f"trained on an older train split: {', '.join(stale)}")
+        raise DataValidationError(
+            f"cannot choose a challenger for {day}: variant_model {day} is incomplete ({'; '.join(problems)});"
+            f" materialize those variant_model partitions ({day}|<variant>) first — the"
+            f" {pipeline.name}_variants_sensor does it after each new train split"
+        )
+    ranked = sorted(
+        pipeline.variants, key=lambda v: by_name[v].extra["cv_score"], reverse=higher_is_better
+    )
+    best = by_name[ranked[0]]
+    context.log.info(
+        f"challenger: variant {ranked[0]} (cross-validated {metric} {best.extra['cv_score']:.4f});"
+        + "".join(f" {v}: {by_name[v].extra['cv_score']:.4f};" for v in ranked[1:])
+    )
+    rows = [
+        {"Variant": v, f"CV {metric}": round(by_name[v].extra["cv_score"], 6), "Chosen": v == ranked[0]}
+        for v in pipeline.variants
+    ]
+    return dg.Output(best, metadata={
+        "Chosen variant": ranked[0],
+        f"CV {metric}": float(best.extra["cv_score"]),
+        "Variants": rows_table(rows, [("Variant", "string"), (f"CV {metric}", "float"), ("Chosen", "bool")]),
+        "Params": dg.MetadataValue.json(best.params),
+        "Estimator": best.estimator,
+        "Training rows": best.training_rows,
+        "Data fingerprint": best.data_fingerprint,
+    })
+
+
 def _train(
-    context: dg.AssetExecutionContext, pipeline: Pipeline, params: dict, train_split: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    pipeline: Pipeline,
+    params: dict,
+    train_split: pd.DataFrame,
+    as_of: str,
+    variant: str | None = None,
 ) -> dg.Output[TrainedModel]:
     estimator = pipeline.spec.model.estimator
     x_train, y_train = features_and_target(train_split, pipeline.target)
@@ -242,14 +355,25 @@ def _train(
         unit = "trees" if total > 1 else "fit"
         context.log.info(f"{unit} {done}/{total} ({time.perf_counter() - started:.1f} s)")
 
+    extra: dict = {}
+    if variant is None:
+        fit, args = fit_with_progress, (model, x_train, y_train)
+    else:
+        metric = pipeline.spec.gate_metric[0]
+        context.log.info(f"variant {variant}: {CV_FOLDS}-fold cross-validation ({metric}), then the fit")
+        fit, args = fit_variant, (model, x_train, y_train, metric, constants.DEFAULT_RANDOM_STATE)
     timeout = pipeline.timeout_s("train")
     if timeout:
         context.log.info(f"fitting in a child process, stopped after {timeout:g} s (stages.train.timeout_s)")
-        model = run_with_timeout(
-            fit_with_progress, (model, x_train, y_train), timeout, report, (pipeline.name, "train")
-        )
+        fitted = run_with_timeout(fit, args, timeout, report, (pipeline.name, "train"))
     else:
-        fit_with_progress(model, x_train, y_train, report)
+        fitted = fit(*args, report)
+    if variant is None:
+        model = fitted
+    else:
+        model, score = fitted
+        extra = {"variant": variant, "cv_metric": metric, "cv_score": score}
+        context.log.info(f"variant {variant}: cross-validated {metric} {score:.4f}")
     fit_seconds = time.perf_counter() - started
     context.log.info(f"fitted in {fit_seconds:.2f} s")
 
@@ -266,11 +390,11 @@ def _train(
         training_rows=len(x_train),
         data_fingerprint=frame_fingerprint(train_split),
         fit_seconds=fit_seconds,
-        data_as_of=context.partition_key,
+        data_as_of=as_of,
         task=pipeline.task,
         estimator=estimator,
         # Which rows it learnt from: champion / challenger later compares on rows it never saw.
-        extra={"train_row_hashes": row_hashes(train_split)},
+        extra={"train_row_hashes": row_hashes(train_split), **extra},
     )
     importances = feature_importances(model)[: constants.TOP_FEATURE_IMPORTANCES]
     metadata = {
@@ -280,6 +404,9 @@ def _train(
         "Params": dg.MetadataValue.json(params),
         "Data fingerprint": trained.data_fingerprint,
     }
+    if extra:
+        metadata["Variant"] = variant
+        metadata[f"CV {extra['cv_metric']}"] = float(extra["cv_score"])
     if classes:
         metadata["Classes"] = ", ".join(map(str, classes))
     if importances:
