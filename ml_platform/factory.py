@@ -9,11 +9,16 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from ml_platform.assets.deployment import build_deployed_model
 from ml_platform.assets.evaluation import build_model_metrics
 from ml_platform.assets.ingest import build_raw_data
-from ml_platform.assets.training import build_splits, build_trained_model, build_training_data
+from ml_platform.assets.training import (
+    build_splits,
+    build_trained_model,
+    build_training_data,
+    build_variant_model,
+)
 from ml_platform.checks.data_quality import build_raw_data_quality
 from ml_platform.checks.model_quality import build_gate
 from ml_platform.errors import ConfigError
-from ml_platform.jobs import build_job
+from ml_platform.jobs import build_jobs
 from ml_platform.pipelines import Pipeline, PipelineSpec
 from ml_platform.schedules import build_schedule
 from ml_platform.sensors import (
@@ -21,6 +26,7 @@ from ml_platform.sensors import (
     build_drift_sensor,
     build_failure_sensor,
     build_landing_sensor,
+    build_variants_sensor,
 )
 from ml_platform.settings import Settings
 
@@ -30,7 +36,8 @@ class BuiltPipeline:
     pipeline: Pipeline
     assets: list = field(default_factory=list)
     checks: list = field(default_factory=list)
-    job: UnresolvedAssetJobDefinition | None = None
+    job: UnresolvedAssetJobDefinition | None = None  # the pipeline's job (schedule, sensors)
+    jobs: list = field(default_factory=list)  # all its jobs: with variants, three
     schedule: dg.ScheduleDefinition | None = None
     sensors: list = field(default_factory=list)
 
@@ -60,16 +67,20 @@ def build_pipeline(spec: PipelineSpec, settings: Settings, source: str = "pipeli
         build_raw_data(pipeline),
         build_training_data(pipeline),
         build_splits(pipeline),
+        *([build_variant_model(pipeline)] if pipeline.variants else []),
         build_trained_model(pipeline),
         build_model_metrics(pipeline),
         build_deployed_model(pipeline),
     ]
     built.checks = [build_raw_data_quality(pipeline), build_gate(pipeline)]
-    built.job = build_job(pipeline)
+    built.jobs = build_jobs(pipeline)
+    built.job = built.jobs[0]
     built.schedule = build_schedule(pipeline, built.job)
     built.sensors = [build_landing_sensor(pipeline, built.job), build_deploy_sensor(pipeline)]
     if spec.drift.enabled:
         built.sensors.append(build_drift_sensor(pipeline, built.job))
+    if pipeline.variants:
+        built.sensors.append(build_variants_sensor(pipeline, *built.jobs[1:]))
     return built
 
 
@@ -81,7 +92,7 @@ def definitions_of(built: list[BuiltPipeline], resources: dict, executor) -> dg.
     return dg.Definitions(
         assets=[a for b in built for a in b.assets],
         asset_checks=[c for b in built for c in b.checks],
-        jobs=[b.job for b in built],
+        jobs=[j for b in built for j in b.jobs],
         schedules=[b.schedule for b in built],
         sensors=[*(s for b in built for s in b.sensors), build_failure_sensor([b.pipeline for b in built])],
         resources=resources,

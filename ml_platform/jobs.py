@@ -1,4 +1,11 @@
-"""Jobs: the whole pipeline for one day, one job per pipeline."""
+"""Jobs: the whole pipeline for one day, one job per pipeline.
+
+A pipeline with hyperparameter variants has three: Dagster runs one partitions definition per run,
+and ``variant_model`` is partitioned by day x variant. ``<name>_training_pipeline`` ingests and
+splits, ``<name>_variants`` fits one variant of one day per run (the runs go in parallel), and
+``<name>_select_and_deploy`` picks the best variant, evaluates, gates and deploys; the variants
+sensor chains them.
+"""
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -9,22 +16,62 @@ from ml_platform.pipelines import Pipeline
 RETRAIN_ASSET_NAMES = (
     "training_data", "train_split", "test_split", "trained_model", "model_metrics", "deployed_model"
 )
+# What a pipeline with variants does after the variants: choose, evaluate, gate, deploy.
+SELECT_ASSET_NAMES = ("trained_model", "model_metrics", "deployed_model")
 
 
 def job_name(pipeline: Pipeline) -> str:
     return f"{pipeline.name}_training_pipeline"
 
 
+def variants_job_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}_variants"
+
+
+def select_job_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}_select_and_deploy"
+
+
+def job_names(pipeline: Pipeline) -> list[str]:
+    if not pipeline.variants:
+        return [job_name(pipeline)]
+    return [job_name(pipeline), variants_job_name(pipeline), select_job_name(pipeline)]
+
+
 def retrain_keys(pipeline: Pipeline) -> list[dg.AssetKey]:
-    return [pipeline.key(name) for name in RETRAIN_ASSET_NAMES]
+    """What a retraining run of the pipeline's job materializes (with variants: up to the splits;
+    the variants sensor takes it from there)."""
+    names = RETRAIN_ASSET_NAMES
+    if pipeline.variants:
+        names = tuple(n for n in names if n not in SELECT_ASSET_NAMES)
+    return [pipeline.key(name) for name in names]
 
 
-def build_job(pipeline: Pipeline) -> UnresolvedAssetJobDefinition:
-    return dg.define_asset_job(
-        name=job_name(pipeline),
-        selection=dg.AssetSelection.groups(pipeline.name),
-        description=f"{pipeline.name}: ingest one day, retrain on the window ending that day, evaluate,"
-        " gate and deploy.",
-        # Run monitoring (dagster.yaml) fails a run that exceeds this; training is the long step.
-        tags={"dagster/max_runtime": pipeline.settings.max_runtime_s},
-    )
+def build_jobs(pipeline: Pipeline) -> list[UnresolvedAssetJobDefinition]:
+    """The pipeline's job first; with variants, also the variants job and the select-and-deploy job."""
+    group = dg.AssetSelection.groups(pipeline.name)
+    if not pipeline.variants:
+        jobs = [(job_name(pipeline), group, f"{pipeline.name}: ingest one day, retrain on the window ending"
+                 " that day, evaluate, gate and deploy.")]
+    else:
+        variant = dg.AssetSelection.assets(pipeline.key("variant_model"))
+        select = dg.AssetSelection.assets(*(pipeline.key(n) for n in SELECT_ASSET_NAMES))
+        jobs = [
+            (job_name(pipeline), group - variant - select,
+             f"{pipeline.name}: ingest one day and split the window ending that day; the variants sensor"
+             f" then runs {variants_job_name(pipeline)} and {select_job_name(pipeline)}."),
+            (variants_job_name(pipeline), variant,
+             f"{pipeline.name}: fit one hyperparameter variant on one day's train split (partition"
+             " day|variant)."),
+            (select_job_name(pipeline), select,
+             f"{pipeline.name}: choose the best variant of the day as the challenger, evaluate, gate and"
+             " deploy."),
+        ]
+    return [
+        dg.define_asset_job(
+            name=name, selection=selection, description=description,
+            # Run monitoring (dagster.yaml) fails a run that exceeds this; training is the long step.
+            tags={"dagster/max_runtime": pipeline.settings.max_runtime_s},
+        )
+        for name, selection, description in jobs
+    ]

@@ -8,7 +8,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from ml_platform import constants
 from ml_platform.estimators import METRIC_LABELS
-from ml_platform.jobs import job_name, retrain_keys
+from ml_platform.jobs import job_names, retrain_keys
 from ml_platform.pipelines import Pipeline
 from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.notifier import Notifier
@@ -145,7 +145,7 @@ def _failure_summary(context: dg.RunFailureSensorContext) -> tuple[list[str], st
 
 
 def build_failure_sensor(pipelines: list[Pipeline]) -> dg.SensorDefinition:
-    channels_by_job = {job_name(p): p.spec.notifications.on_failure for p in pipelines}
+    channels_by_job = {name: p.spec.notifications.on_failure for p in pipelines for name in job_names(p)}
 
     @dg.run_failure_sensor(
         name="notify_on_run_failure",
@@ -271,3 +271,87 @@ def build_drift_sensor(pipeline: Pipeline, job: UnresolvedAssetJobDefinition) ->
         )
 
     return drift_sensor
+
+
+def variants_sensor_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}_variants_sensor"
+
+
+def build_variants_sensor(
+    pipeline: Pipeline, variants_job: UnresolvedAssetJobDefinition, select_job: UnresolvedAssetJobDefinition
+) -> dg.SensorDefinition:
+    """Chains a pipeline with variants: each new train split of a day starts one run per variant
+    (in parallel); once every variant of that day is fitted on that split, one run chooses the
+    best, evaluates, gates and deploys."""
+    from ml_platform.pipelines import DATE_DIMENSION, VARIANT_DIMENSION
+
+    split_key, variant_key = pipeline.key("train_split"), pipeline.key("variant_model")
+    partitions = pipeline.variant_partitions
+    tags = {constants.TRIGGER_TAG: "variants", constants.PIPELINE_TAG: pipeline.name}
+
+    @dg.sensor(
+        jobs=[variants_job, select_job],
+        name=variants_sensor_name(pipeline),
+        minimum_interval_seconds=pipeline.settings.sensor_interval_s,
+        description=f"After each new {pipeline.name} train split: one {variants_job.name} run per variant"
+        f" ({', '.join(pipeline.variants)}), then {select_job.name} once all are fitted.",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def variants_sensor(context: dg.SensorEvaluationContext):
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        instance = context.instance
+        requests = []
+        splits = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=split_key, after_storage_id=cursor.get("splits")),
+            limit=100, ascending=True,
+        ).records
+        for record in splits:
+            day = record.asset_materialization.partition
+            requests.extend(
+                dg.RunRequest(
+                    job_name=variants_job.name,
+                    partition_key=dg.MultiPartitionKey({DATE_DIMENSION: day, VARIANT_DIMENSION: variant}),
+                    run_key=f"variant:{day}:{record.storage_id}:{variant}",
+                    tags=tags,
+                )
+                for variant in pipeline.variants
+            )
+            cursor["splits"] = record.storage_id
+        fitted = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=variant_key, after_storage_id=cursor.get("variants")),
+            limit=1000, ascending=True,
+        ).records
+        days = set()
+        for record in fitted:
+            key = partitions.get_partition_key_from_str(record.asset_materialization.partition)
+            days.add(key.keys_by_dimension[DATE_DIMENSION])
+            cursor["variants"] = record.storage_id
+        for day in sorted(days):
+            split_id = _latest_storage_ids(instance, split_key, [day]).get(day)
+            keys = {str(dg.MultiPartitionKey({DATE_DIMENSION: day, VARIANT_DIMENSION: v})): v
+                    for v in pipeline.variants}
+            done = _latest_storage_ids(instance, variant_key, list(keys))
+            waiting = [v for k, v in keys.items() if split_id is None or done.get(k, 0) < split_id]
+            if waiting:
+                context.log.info(f"{day}: waiting for variant(s) {', '.join(waiting)}")
+                continue
+            requests.append(dg.RunRequest(
+                job_name=select_job.name, partition_key=day, run_key=f"select:{day}:{split_id}", tags=tags,
+            ))
+        context.update_cursor(json.dumps(cursor))
+        if not requests:
+            return dg.SkipReason("no new train split and no day whose variants are all fitted")
+        return requests
+
+    return variants_sensor
+
+
+def _latest_storage_ids(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]) -> dict[str, int]:
+    """{partition: storage id of its latest materialization} for those of ``partitions`` that have one."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=1000
+    ).records
+    latest: dict[str, int] = {}
+    for record in records:  # newest first
+        latest.setdefault(record.asset_materialization.partition, record.storage_id)
+    return latest
