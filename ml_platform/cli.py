@@ -205,6 +205,9 @@ def cmd_production(args: argparse.Namespace) -> int:
         "promoted_at": pointer.get("promoted_at"),
         "data_as_of": version.metadata.get("data_as_of"),
         "metrics": version.metadata.get("metrics"),
+        "estimator": version.metadata.get("estimator"),
+        "params": version.metadata.get("params"),
+        "variant": version.metadata.get("variant"),
     }
     print(json.dumps(info, indent=2) if args.json else _human(info))
     return 0
@@ -218,6 +221,8 @@ def _human(info: dict) -> str:
         f"sha256 (verified): {info['sha256']}",
         f"Promoted at      : {info['promoted_at']}",
         f"Data as of       : {info['data_as_of']}",
+        f"Estimator        : {info['estimator']}"
+        + (f" (variant {info['variant']})" if info.get("variant") else ""),
     ]
     from ml_platform.estimators import METRIC_LABELS
 

@@ -85,6 +85,7 @@ def _deploy(
         "gate_metric": metric,
         "estimator": trained_model.estimator,
         "params": trained_model.params,
+        "variant": trained_model.extra.get("variant"),  # with model.variants: the one chosen
         "target": trained_model.target,
         "feature_columns": trained_model.feature_columns,
         "classes": trained_model.classes,
