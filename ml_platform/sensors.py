@@ -300,13 +300,19 @@ def build_variants_sensor(
     def variants_sensor(context: dg.SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
         instance = context.instance
+        if not cursor:
+            # Turned on for the first time: from the newest train split on, not the whole history.
+            newest = instance.fetch_materializations(split_key, limit=1).records
+            cursor["splits"] = newest[0].storage_id - 1 if newest else None
+            fitted_before = instance.fetch_materializations(variant_key, limit=1).records
+            cursor["variants"] = fitted_before[0].storage_id if fitted_before else None
         requests = []
         splits = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=split_key, after_storage_id=cursor.get("splits")),
             limit=100, ascending=True,
         ).records
-        for record in splits:
-            day = record.asset_materialization.partition
+        newest_split = {r.asset_materialization.partition: r for r in splits}  # a day split twice: once
+        for day, record in sorted(newest_split.items()):
             requests.extend(
                 dg.RunRequest(
                     job_name=variants_job.name,
@@ -316,7 +322,8 @@ def build_variants_sensor(
                 )
                 for variant in pipeline.variants
             )
-            cursor["splits"] = record.storage_id
+        if splits:
+            cursor["splits"] = splits[-1].storage_id
         fitted = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=variant_key, after_storage_id=cursor.get("variants")),
             limit=1000, ascending=True,

@@ -42,7 +42,7 @@ def keys(*names):
     return [dg.AssetKey(["churn", n]) for n in names]
 
 
-def ingest_and_split(platform, built):
+def ingest_and_split(platform, built, day=END_DAY):
     """The pipeline's job, as its schedule runs it: with variants it stops at the splits."""
     ingest = dg.materialize(
         built.definitions, selection=keys("raw_data"), instance=platform.instance,
@@ -51,7 +51,7 @@ def ingest_and_split(platform, built):
     )
     assert ingest.success, step_errors(ingest)
     result = dg.materialize(
-        built.definitions, selection=retrain_keys(built.pipeline), partition_key=END_DAY,
+        built.definitions, selection=retrain_keys(built.pipeline), partition_key=day,
         instance=platform.instance, resources=platform.resources, raise_on_error=False,
     )
     assert result.success, step_errors(result)
@@ -161,6 +161,18 @@ def test_each_variant_trains_in_its_own_run_and_the_best_is_deployed(platform, c
     ingest_and_split(platform, churn)
     again, cursor = tick(platform, churn, cursor)
     assert len(again) == 2 and not {r.run_key for r in again} & {r.run_key for r in requests}
+
+
+def test_turned_on_the_sensor_starts_from_the_newest_split_and_a_day_split_twice_trains_once(platform, churn):
+    seed(platform, "churn", "breast_cancer", "target")
+    ingest_and_split(platform, churn, DAYS[-2])
+    ingest_and_split(platform, churn, DAYS[-1])
+    requests, cursor = tick(platform, churn)
+    assert {str(r.partition_key).split("|")[0] for r in requests} == {DAYS[-1]}  # not the history
+    for _ in range(2):  # the same day split again twice before the next tick
+        ingest_and_split(platform, churn, DAYS[-2])
+    again, _ = tick(platform, churn, cursor)
+    assert sorted(str(r.partition_key) for r in again) == sorted(f"{DAYS[-2]}|{v}" for v in (WEAK, STRONG))
 
 
 def test_choosing_before_every_variant_is_fitted_fails_and_names_what_is_missing(platform, churn):
