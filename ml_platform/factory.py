@@ -41,6 +41,12 @@ class BuiltPipeline:
     schedule: dg.ScheduleDefinition | None = None
     sensors: list = field(default_factory=list)
 
+    def sensor(self, kind: str) -> dg.SensorDefinition:
+        """One of its sensors by kind: ``landing_zone_sensor``, ``notify_on_deploy``, ``drift_sensor``,
+        ``variants_sensor`` (named ``<pipeline>_<kind>``)."""
+        name = f"{self.pipeline.name}_{kind}"
+        return next(s for s in self.sensors if s.name == name)
+
     @property
     def definitions(self) -> list:
         """Assets and checks, as ``dg.materialize`` takes them."""

@@ -13,7 +13,7 @@ from ml_platform.jobs import retrain_keys
 from ml_platform_tests.conftest import DEMO, END_DAY, check_results, materialized
 
 GATE = "accuracy_above_threshold"
-drift_sensor = next(s for s in DEMO.sensors if s.name == "demo_drift_sensor")
+drift_sensor = DEMO.sensor("drift_sensor")
 NEW_DAYS = [(dt.date.fromisoformat(END_DAY) + dt.timedelta(days=i)).isoformat() for i in (1, 2, 3, 4)]
 
 

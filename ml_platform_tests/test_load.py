@@ -14,7 +14,7 @@ from ml_platform import constants
 from ml_platform.resources import LocalLandingZone
 from ml_platform_tests.conftest import DEMO
 
-landing_zone_sensor = DEMO.sensors[0]
+landing_zone_sensor = DEMO.sensor("landing_zone_sensor")
 daily_training = DEMO.schedule
 
 UTC = dt.timezone.utc

@@ -22,7 +22,7 @@ SENDER = "ml-platform@localhost"
 # -- real servers on 127.0.0.1 -------------------------------------------------------------------
 
 
-notify_on_deploy = DEMO.sensors[1]
+notify_on_deploy = DEMO.sensor("notify_on_deploy")
 notify_on_run_failure = defs.get_sensor_def("notify_on_run_failure")
 
 
@@ -347,7 +347,7 @@ def test_a_pipeline_sends_deploys_only_to_its_on_deploy_channels(platform: Platf
     """)
     seed_landing(str(platform.landing / "quiet"), end_day=END_DAY, days=len(DAYS), target="y")
     assert ingest_and_train(platform, built).success
-    deploy_sensor = next(s for s in built.sensors if s.name == "quiet_notify_on_deploy")
+    deploy_sensor = built.sensor("notify_on_deploy")
     with dg.build_sensor_context(instance=platform.instance, sensor_name=deploy_sensor.name,
                                  resources={"notifier": notifier_for(webhook, smtp)}) as context:
         deploy_sensor.evaluate_tick(context)

@@ -135,7 +135,7 @@ def _tick(platform, cursor=None):
         instance=platform.instance, cursor=cursor,
         resources={"landing_zone": platform.resources["landing_zone"]},
     ) as context:
-        result = DEMO.sensors[0](context)
+        result = DEMO.sensor("landing_zone_sensor")(context)
     ingests = [r for r in result.run_requests or []
                if r.tags[constants.TRIGGER_TAG] == constants.LANDING_INGEST_TRIGGER]
     return ingests, result.cursor

@@ -14,7 +14,7 @@ from ml_platform.jobs import retrain_keys
 from ml_platform.resources import LocalLandingZone
 from ml_platform_tests.conftest import DAYS, DEMO, END_DAY, MODEL_NAME, materialized, yesterday
 
-landing_zone_sensor = DEMO.sensors[0]
+landing_zone_sensor = DEMO.sensor("landing_zone_sensor")
 RETRAIN_ASSETS = retrain_keys(DEMO.pipeline)
 
 

@@ -65,7 +65,7 @@ def definitions(platform, built) -> dg.Definitions:
 
 def tick(platform, built, cursor=None):
     """One evaluation of the variants sensor, as the daemon runs it: its requests and cursor."""
-    sensor = next(s for s in built.sensors if s.name == "churn_variants_sensor")
+    sensor = built.sensor("variants_sensor")
     with dg.build_sensor_context(instance=platform.instance, cursor=cursor, sensor_name=sensor.name,
                                  definitions=definitions(platform, built)) as context:
         result = sensor.evaluate_tick(context)
