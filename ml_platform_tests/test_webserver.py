@@ -4,6 +4,7 @@ The browser-driven version of this test (headless Chromium) belongs to the UI is
 talks to the same GraphQL endpoint the UI uses.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -48,11 +49,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def dagster_dev(tmp_path: Path):
+@contextlib.contextmanager
+def running_dagster_dev(tmp_path: Path, extra_env: dict[str, str] | None = None):
     """`dagster dev` (webserver + daemon) on a free port of 127.0.0.1, stopped by process group."""
-    # The landing sensor looks every 5 s instead of every minute.
-    env = {**project_env(tmp_path), "ML_PLATFORM_SENSOR_INTERVAL_S": "5"}
+    # The sensors look every 5 s instead of every minute.
+    env = {**project_env(tmp_path), "ML_PLATFORM_SENSOR_INTERVAL_S": "5", **(extra_env or {})}
     subprocess.run([str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY], env=env,
                    check=True, capture_output=True, timeout=120)
     port = _free_port()
@@ -82,6 +83,12 @@ def dagster_dev(tmp_path: Path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+@pytest.fixture
+def dagster_dev(tmp_path: Path):
+    with running_dagster_dev(tmp_path) as server:
+        yield server
 
 
 def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
@@ -207,3 +214,44 @@ def test_daemon_runs_the_landing_sensor_and_reruns_on_a_corrected_file(dagster_d
     assert second.metadata["training_rows"] + second.metadata["metrics"]["test_rows"] == (
         first.metadata["training_rows"] + first.metadata["metrics"]["test_rows"] - 5
     )
+
+
+VARIANT_NODE = """
+{ assetNodeOrError(assetKey: {path: ["churn", "variant_model"]}) { ... on AssetNode {
+    partitionKeysByDimension { name partitionKeys } } } }
+"""
+
+
+def test_dagster_dev_runs_a_pipeline_with_variants_to_the_best_model(tmp_path):
+    """UI path of model.variants: the day x variant grid, one launched run, the rest by the daemon."""
+    import textwrap
+
+    from ml_platform_tests.test_variants import STRONG, VARIANTS_YAML, WEAK
+
+    pipelines = tmp_path / "pipelines.yaml"
+    pipelines.write_text(textwrap.dedent(VARIANTS_YAML))
+    with running_dagster_dev(tmp_path, {"ML_PLATFORM_PIPELINES": str(pipelines)}) as (url, port, *_):
+        dimensions = {d["name"]: d["partitionKeys"] for d in
+                      _graphql(url, VARIANT_NODE)["assetNodeOrError"]["partitionKeysByDimension"]}
+        assert dimensions["variant"] == [WEAK, STRONG]
+        assert END_DAY in dimensions["date"]
+        (location,) = _graphql(url, AUTOMATION)["workspaceOrError"]["locationEntries"]
+        (repository,) = location["locationOrLoadError"]["repositories"]
+        sensors = {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]}
+        assert sensors["churn_variants_sensor"] == "RUNNING"
+
+        client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+        run_id = client.submit_job_execution(
+            "churn_training_pipeline",
+            tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]},
+            asset_selection=[["churn", "raw_data"]],
+        )
+        assert _wait_for_run(url, run_id) == "SUCCESS"
+        run_id = client.submit_job_execution("churn_training_pipeline", tags={"dagster/partition": END_DAY})
+        assert _wait_for_run(url, run_id) == "SUCCESS"
+        runs = _wait_for_runs(url, "variants", 3)
+        partitions = sorted(t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition")
+        assert partitions == sorted([END_DAY, f"{END_DAY}|{WEAK}", f"{END_DAY}|{STRONG}"])
+    production = LocalModelStore(root=str(tmp_path / "model_store")).production("churn")
+    assert production.metadata["variant"] == STRONG
+    assert production.metadata["data_as_of"] == END_DAY
