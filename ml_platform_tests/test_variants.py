@@ -150,6 +150,7 @@ def test_each_variant_trains_in_its_own_run_and_the_best_is_deployed(platform, c
     assert set(table) == {WEAK, STRONG}
     assert table[STRONG]["Chosen"] and not table[WEAK]["Chosen"]
     assert table[STRONG]["CV accuracy"] > table[WEAK]["CV accuracy"]
+    assert chosen["Params"].value["max_depth"] == 8 and len(chosen["Feature importances"].value.records) > 0
 
     production = platform.store.production("churn")
     assert production.metadata["variant"] == STRONG

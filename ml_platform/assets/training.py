@@ -323,10 +323,7 @@ def _best_variant(
         "Chosen variant": ranked[0],
         f"CV {metric}": float(best.extra["cv_score"]),
         "Variants": rows_table(rows, [("Variant", "string"), (f"CV {metric}", "float"), ("Chosen", "bool")]),
-        "Params": dg.MetadataValue.json(best.params),
-        "Estimator": best.estimator,
-        "Training rows": best.training_rows,
-        "Data fingerprint": best.data_fingerprint,
+        **_model_metadata(best),
     })
 
 
@@ -396,22 +393,28 @@ def _train(
         # Which rows it learnt from: champion / challenger later compares on rows it never saw.
         extra={"train_row_hashes": row_hashes(train_split), **extra},
     )
-    importances = feature_importances(model)[: constants.TOP_FEATURE_IMPORTANCES]
-    metadata = {
-        "Training rows": len(x_train),
-        "Fit time (s)": float(fit_seconds),
-        "Estimator": estimator,
-        "Params": dg.MetadataValue.json(params),
-        "Data fingerprint": trained.data_fingerprint,
-    }
+    metadata = _model_metadata(trained)
     if extra:
         metadata["Variant"] = variant
         metadata[f"CV {extra['cv_metric']}"] = float(extra["cv_score"])
-    if classes:
-        metadata["Classes"] = ", ".join(map(str, classes))
+    return dg.Output(trained, metadata=metadata)
+
+
+def _model_metadata(trained: TrainedModel) -> dict:
+    """What the UI shows of a fitted model: size, fit time, params, classes, feature importances."""
+    metadata = {
+        "Training rows": trained.training_rows,
+        "Fit time (s)": float(trained.fit_seconds),
+        "Estimator": trained.estimator,
+        "Params": dg.MetadataValue.json(trained.params),
+        "Data fingerprint": trained.data_fingerprint,
+    }
+    if trained.classes:
+        metadata["Classes"] = ", ".join(map(str, trained.classes))
+    importances = feature_importances(trained.pipeline)[: constants.TOP_FEATURE_IMPORTANCES]
     if importances:
         metadata["Feature importances"] = rows_table(
             [{"Feature": n, "Importance": round(v, 6)} for n, v in importances],
             [("Feature", "string"), ("Importance", "float")],
         )
-    return dg.Output(trained, metadata=metadata)
+    return metadata
