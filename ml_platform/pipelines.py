@@ -255,7 +255,7 @@ class PipelineSpec(_Strict):
             if not overrides:
                 raise _FieldError(where, "empty: a variant sets at least one parameter")
             try:
-                estimator.params(**{**self.model.params, **overrides})
+                validated = estimator.params(**{**self.model.params, **overrides}).model_dump()
             except ValidationError as exc:
                 first = exc.errors()[0]
                 raise _FieldError(
@@ -263,6 +263,8 @@ class PipelineSpec(_Strict):
                     _message(first) + f" (parameters of {self.model.estimator}: "
                     + ", ".join(estimator.params.model_fields) + ")",
                 ) from None
+            # As the estimator takes them ("5" -> 5), so the name and the params agree.
+            overrides = self.model.variants[index] = {k: validated[k] for k in overrides}
             name = variant_name(overrides)
             if not _VARIANT_NAME.match(name):
                 raise _FieldError(where, f"{name!r} cannot name a partition: values of letters, digits,"

@@ -89,6 +89,7 @@ def execute(platform, built, request):
     ("[{max_depth: 5}, {max_dept: 10}]", "pipelines[0] (churn): model.variants[1].max_dept: unknown"),
     ("[{max_depth: 0}]", "model.variants[0].max_depth: Input should be greater than or equal to 1"),
     ("[{max_depth: 5}, {max_depth: 5}]", "model.variants[1]: duplicate of model.variants[0] (max_depth=5)"),
+    ("[{max_depth: 5}, {max_depth: '5'}]", "model.variants[1]: duplicate of model.variants[0] (max_depth=5)"),
     ("[{}]", "model.variants[0]: empty"),
     ("[{max_features: 'a|b'}]", "model.variants[0]"),
 ])
