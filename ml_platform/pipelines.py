@@ -221,15 +221,7 @@ class PipelineSpec(_Strict):
                 f"unknown estimator {self.model.estimator!r} for {self.task}; choose one of"
                 f" {', '.join(estimator_names(self.task))}",
             )
-        try:
-            self.model.params = estimator.params(**self.model.params).model_dump()
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise _FieldError(
-                "model.params." + ".".join(map(str, first["loc"])),
-                _message(first) + f" (parameters of {self.model.estimator}: "
-                + ", ".join(estimator.params.model_fields) + ")",
-            ) from None
+        self.model.params = self._validated_params(estimator, self.model.params, "model.params")
         self._check_variants(estimator)
         thresholds = self.gate.thresholds()
         if len(thresholds) > 1:
@@ -248,21 +240,25 @@ class PipelineSpec(_Strict):
                 raise _FieldError("demo_data", f"{self.demo_data} is {wanted} data, the task is {self.task}")
         return self
 
+    def _validated_params(self, estimator, params: dict[str, Any], where: str) -> dict[str, Any]:
+        """``params`` as the estimator takes them; a bad one names ``where.<param>``."""
+        try:
+            return estimator.params(**params).model_dump()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise _FieldError(
+                where + "." + ".".join(map(str, first["loc"])),
+                _message(first) + f" (parameters of {self.model.estimator}: "
+                + ", ".join(estimator.params.model_fields) + ")",
+            ) from None
+
     def _check_variants(self, estimator) -> None:
         seen: dict[str, int] = {}
         for index, overrides in enumerate(self.model.variants):
             where = f"model.variants[{index}]"
             if not overrides:
                 raise _FieldError(where, "empty: a variant sets at least one parameter")
-            try:
-                validated = estimator.params(**{**self.model.params, **overrides}).model_dump()
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                raise _FieldError(
-                    where + "." + ".".join(map(str, first["loc"])),
-                    _message(first) + f" (parameters of {self.model.estimator}: "
-                    + ", ".join(estimator.params.model_fields) + ")",
-                ) from None
+            validated = self._validated_params(estimator, {**self.model.params, **overrides}, where)
             # As the estimator takes them ("5" -> 5), so the name and the params agree.
             overrides = self.model.variants[index] = {k: validated[k] for k in overrides}
             name = variant_name(overrides)
@@ -495,6 +491,10 @@ class Pipeline:
         limits = {"memory": resources.memory} if resources.memory else {}
         container = {"resources": {"requests": requests, **({"limits": limits} if limits else {})}}
         return {"dagster-k8s/config": {"container_config": container}}
+
+    def variant_key(self, day: str, variant: str) -> dg.MultiPartitionKey:
+        """The variant_model partition of one variant on one day (``2026-01-07|max_depth=5``)."""
+        return dg.MultiPartitionKey({DATE_DIMENSION: day, VARIANT_DIMENSION: variant})
 
     def step_options(self, stage: str, partitions_def: dg.PartitionsDefinition | None = None) -> dict[str, Any]:
         """The decorator arguments every step of a stage shares: partitions, retries, k8s tags."""

@@ -9,7 +9,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from ml_platform import constants
 from ml_platform.estimators import METRIC_LABELS
 from ml_platform.jobs import job_names, retrain_keys
-from ml_platform.pipelines import Pipeline
+from ml_platform.pipelines import DATE_DIMENSION, Pipeline
 from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.notifier import Notifier
 
@@ -283,9 +283,7 @@ def build_variants_sensor(
     """Chains a pipeline with variants: each new train split of a day starts one run per variant
     (in parallel); once every variant of that day is fitted on that split, one run chooses the
     best, evaluates, gates and deploys."""
-    from ml_platform.pipelines import DATE_DIMENSION, VARIANT_DIMENSION
-
-    split_key, variant_key = pipeline.key("train_split"), pipeline.key("variant_model")
+    split_key, variant_asset = pipeline.key("train_split"), pipeline.key("variant_model")
     partitions = pipeline.variant_partitions
     tags = {constants.TRIGGER_TAG: "variants", constants.PIPELINE_TAG: pipeline.name}
 
@@ -304,7 +302,7 @@ def build_variants_sensor(
             # Turned on for the first time: from the newest train split on, not the whole history.
             newest = instance.fetch_materializations(split_key, limit=1).records
             cursor["splits"] = newest[0].storage_id - 1 if newest else None
-            fitted_before = instance.fetch_materializations(variant_key, limit=1).records
+            fitted_before = instance.fetch_materializations(variant_asset, limit=1).records
             cursor["variants"] = fitted_before[0].storage_id if fitted_before else None
         requests = []
         splits = instance.fetch_materializations(
@@ -316,7 +314,7 @@ def build_variants_sensor(
             requests.extend(
                 dg.RunRequest(
                     job_name=variants_job.name,
-                    partition_key=dg.MultiPartitionKey({DATE_DIMENSION: day, VARIANT_DIMENSION: variant}),
+                    partition_key=pipeline.variant_key(day, variant),
                     run_key=f"variant:{day}:{record.storage_id}:{variant}",
                     tags=tags,
                 )
@@ -325,7 +323,7 @@ def build_variants_sensor(
         if splits:
             cursor["splits"] = splits[-1].storage_id
         fitted = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=variant_key, after_storage_id=cursor.get("variants")),
+            dg.AssetRecordsFilter(asset_key=variant_asset, after_storage_id=cursor.get("variants")),
             limit=1000, ascending=True,
         ).records
         days = set()
@@ -335,9 +333,8 @@ def build_variants_sensor(
             cursor["variants"] = record.storage_id
         for day in sorted(days):
             split_id = _latest_storage_ids(instance, split_key, [day]).get(day)
-            keys = {str(dg.MultiPartitionKey({DATE_DIMENSION: day, VARIANT_DIMENSION: v})): v
-                    for v in pipeline.variants}
-            done = _latest_storage_ids(instance, variant_key, list(keys))
+            keys = {str(pipeline.variant_key(day, v)): v for v in pipeline.variants}
+            done = _latest_storage_ids(instance, variant_asset, list(keys))
             waiting = [v for k, v in keys.items() if split_id is None or done.get(k, 0) < split_id]
             if waiting:
                 context.log.info(f"{day}: waiting for variant(s) {', '.join(waiting)}")
