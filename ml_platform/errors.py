@@ -56,3 +56,23 @@ class StorageAccessError(MlPlatformError):
 
 class StorageUnavailableError(MlPlatformError, ConnectionError):
     """Object storage could not be reached; a retry may succeed."""
+
+
+class PredictionError(MlPlatformError, ValueError):
+    """Rows cannot be predicted: the input or the request is wrong, not the model."""
+
+
+class SignatureError(PredictionError):
+    """Input rows do not meet the model's signature (its input contract)."""
+
+
+class EmptyInputError(SignatureError):
+    """The input has no rows."""
+
+
+class MissingColumnsError(SignatureError):
+    """The input lacks feature columns of the signature."""
+
+
+class ColumnTypeError(SignatureError):
+    """A column holds values of another kind than the signature's (text in a numeric column, ...)."""

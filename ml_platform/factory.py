@@ -16,7 +16,7 @@ from ml_platform.assets.training import (
     build_variant_model,
 )
 from ml_platform.checks.data_quality import build_raw_data_quality
-from ml_platform.checks.model_quality import build_gate
+from ml_platform.checks.model_quality import build_gate, build_signature_check
 from ml_platform.errors import ConfigError
 from ml_platform.jobs import build_jobs
 from ml_platform.pipelines import Pipeline, PipelineSpec
@@ -78,7 +78,7 @@ def build_pipeline(spec: PipelineSpec, settings: Settings, source: str = "pipeli
         build_model_metrics(pipeline),
         build_deployed_model(pipeline),
     ]
-    built.checks = [build_raw_data_quality(pipeline), build_gate(pipeline)]
+    built.checks = [build_raw_data_quality(pipeline), build_gate(pipeline), build_signature_check(pipeline)]
     built.jobs = build_jobs(pipeline)
     built.job = built.jobs[0]
     built.schedule = build_schedule(pipeline, built.job)

@@ -80,3 +80,15 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     ]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def signature_metadata(signature) -> dict[str, Any]:
+    """A model's signature for the UI: a table of its columns, and one line with its digest."""
+    return {
+        "Signature": rows_table(
+            signature.rows(),
+            [("Column", "string"), ("Kind", "string"), ("Dtype", "string"), ("Nulls seen", "bool"),
+             ("Min", "float"), ("Max", "float"), ("Categories", "string")],
+        ),
+        "Signature digest": f"{signature.digest}: {signature.describe()}",
+    }

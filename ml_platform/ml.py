@@ -29,6 +29,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ml_platform.errors import DataValidationError
+from ml_platform.signature import Signature
 
 PROGRESS_STEPS = 10
 CV_FOLDS = 3
@@ -56,6 +57,7 @@ class TrainedModel:
     extra: dict[str, Any] = field(default_factory=dict)
     task: str = "classification"
     estimator: str = "random_forest"
+    signature: Signature | None = None  # the input contract (ml_platform.signature)
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:

@@ -163,6 +163,41 @@ class DriftSpec(_Strict):
         return self.threshold if self.threshold is not None else DEFAULT_THRESHOLDS[self.method]
 
 
+class FeatureColumn(_Strict):
+    """One declared feature column: ``age``, or ``{age: numeric}`` with its kind."""
+
+    name: str
+    kind: Literal["numeric", "boolean", "categorical"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and len(value) == 1 and "name" not in value:
+            ((name, kind),) = value.items()
+            return {"name": str(name), "kind": kind}
+        if isinstance(value, dict):
+            raise ValueError(f"{value!r}: give a column name, or one 'name: kind' pair")
+        return value
+
+
+class SchemaSpec(_Strict):
+    """What may change about a pipeline's columns (README, "The input contract")."""
+
+    extra_columns: Literal["ignore", "fail"] = Field(
+        default="ignore",
+        description="A landing column outside the schema: `ignore` leaves it out of training (the day"
+        " passes with a warning: the model's inputs stay as they are), `fail` fails the day's"
+        " schema_matches check.",
+    )
+    evolve: bool = Field(
+        default=False,
+        description="Whether a new model may take other columns than the production model (added,"
+        " removed, re-kinded). Without `features`, the data's columns then replace the pinned schema.",
+    )
+
+
 class NotificationsSpec(_Strict):
     """Channels per event; a channel is used only when it is configured (README, Notifications).
     Left out: every configured channel."""
@@ -182,7 +217,12 @@ class PipelineSpec(_Strict):
         " s3://bucket/prefix (prod). Default: the pipeline's name under the landing root.",
     )
     target: str | None = None
-    features: list[str] | None = None
+    features: list[FeatureColumn] | None = Field(
+        default=None,
+        description="The feature columns, in order; each a name or `name: kind` (numeric, boolean,"
+        " categorical). Left out: the production model's signature pins them (the first model's columns).",
+    )
+    schema_policy: SchemaSpec = Field(default_factory=SchemaSpec, alias="schema")
     window_days: int | None = Field(default=None, ge=1, le=366)
     model_name: str | None = None
     model: ModelSpec = ModelSpec()
@@ -232,8 +272,13 @@ class PipelineSpec(_Strict):
             if higher_is_better is None or key.startswith("min_") != higher_is_better:
                 allowed = [f"{'min' if up else 'max'}_{m}" for m, up in GATE_METRICS[self.task].items()]
                 raise _FieldError("gate." + key, f"not a {self.task} gate; use one of {', '.join(allowed)}")
-        if self.features and self.target in self.features:
-            raise _FieldError("features", f"lists the target column {self.target!r}")
+        if self.features:
+            names = [f.name for f in self.features]
+            if self.target in names:
+                raise _FieldError("features", f"lists the target column {self.target!r}")
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise _FieldError("features", f"lists {', '.join(map(repr, duplicates))} more than once")
         if self.demo_data is not None:
             wanted = "classification" if self.demo_data == "breast_cancer" else "regression"
             if wanted != self.task:
@@ -376,10 +421,13 @@ def _with_defaults(spec: PipelineSpec, settings: Settings, source: str, index: i
     if spec.features is None and settings.feature_columns and target in settings.feature_columns:
         raise ConfigError(f"{source}: pipelines[{index}] ({spec.name}): target: {target!r} is one of the"
                           " feature columns of ML_PLATFORM_FEATURE_COLUMNS")
+    if spec.features and target in [f.name for f in spec.features]:
+        raise ConfigError(f"{source}: pipelines[{index}] ({spec.name}): features: lists the target column"
+                          f" {target!r}")
     return spec.model_copy(update={
         "target": target,
         "features": spec.features if spec.features is not None else (
-            list(settings.feature_columns) if settings.feature_columns else None),
+            [FeatureColumn(name=c) for c in settings.feature_columns] if settings.feature_columns else None),
         "window_days": spec.window_days or settings.window_days,
         "model_name": spec.model_name or spec.name,
         "landing": spec.landing if spec.landing is not None else spec.name,
@@ -402,13 +450,19 @@ def load_pipelines(settings: Settings, path: Path | None = None) -> list[Pipelin
 
 
 __all__ = [
-    "CHANNELS", "DEMO_DATASETS", "STAGES", "TASKS", "GateSpec", "ModelSpec", "PipelineSpec",
+    "CHANNELS", "DEMO_DATASETS", "STAGES", "TASKS", "FeatureColumn", "GateSpec", "ModelSpec", "PipelineSpec",
+    "SchemaSpec",
     "ResourcesSpec", "ScheduleSpec", "StageSpec", "load_pipelines", "parse_pipelines", "pipelines_path",
 ]
 
 
 # -- a validated entry, ready for the factory ------------------------------------------------------
+from collections.abc import Callable  # noqa: E402
+
 import dagster as dg  # noqa: E402  (after the schema: the schema itself needs no Dagster)
+
+from ml_platform.quality import Schema  # noqa: E402
+from ml_platform.signature import Signature  # noqa: E402
 
 
 DATE_DIMENSION = "date"
@@ -441,7 +495,41 @@ class Pipeline:
 
     @property
     def features(self) -> tuple[str, ...] | None:
-        return tuple(self.spec.features) if self.spec.features else None
+        """The declared feature columns (pipelines.yaml or ML_PLATFORM_FEATURE_COLUMNS), or None."""
+        return tuple(f.name for f in self.spec.features) if self.spec.features else None
+
+    def schema(self, model_store: Any, warn: Callable[[str], None] | None = None) -> Schema | None:
+        """The columns this pipeline's data must have (the data contract's ``Schema``):
+
+        - declared ``features``: those, in that order, with the declared kinds (the rest taken
+          from the production model's signature);
+        - else the production model's signature: the first model pins the schema; with
+          ``schema.evolve`` it is reported against, not enforced;
+        - else None (no model yet).
+
+        A production version that cannot be read counts as none, with a warning through ``warn``.
+        """
+        from ml_platform.errors import ModelStoreError, NoProductionModelError, StorageUnavailableError
+
+        policy = self.spec.schema_policy
+        try:
+            production = model_store.production(self.model_name)
+        except StorageUnavailableError:
+            raise
+        except (ModelStoreError, NoProductionModelError, ValueError, KeyError) as exc:
+            if warn:
+                warn(f"the production version of {self.model_name} cannot be read ({exc}): no schema pinned by it")
+            production = None
+        signature = Signature.of_version(production.metadata) if production else None
+        if self.features:
+            kinds = {**(signature.kinds if signature else {}),
+                     **{f.name: f.kind for f in self.spec.features if f.kind}}
+            return Schema(self.features, {c: k for c, k in kinds.items() if c in self.features},
+                          "the features of pipelines.yaml", True, policy.extra_columns)
+        if signature is None:
+            return None
+        return signature.schema(f"production model {self.model_name} {production.version}",
+                                enforced=not policy.evolve, extra_columns=policy.extra_columns)
 
     @property
     def window_days(self) -> int:

@@ -1,13 +1,17 @@
 """The data contract as plain pandas rules, shared by the raw_data checks and training_data.
 
 Each rule returns a ``RuleResult``: whether it passed, one line saying why, and numbers for the UI.
+The columns a day must have are the pipeline's ``Schema``: declared in pipelines.yaml
+(``features``), or pinned by the production model's signature (ml_platform.signature).
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +33,139 @@ class RuleResult:
     passed: bool
     message: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    warning: bool = False  # passed, but with something a person should see (logged as a warning)
+
+
+ExtraColumns = Literal["ignore", "fail"]
+# Column names listed in one message before "… and N more".
+LISTED_NAMES = 10
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The feature columns a pipeline's data must have, in order, with their kinds where known.
+
+    ``source`` says where it comes from, for messages: pipelines.yaml (``features``) or the
+    production model's signature. ``enforced`` is False when ``schema.evolve`` lets the data's
+    columns replace a pinned schema: differences are then reported, not failed.
+    ``extra_columns``: what a column outside the schema does to a day (``ignore``: it is left out
+    of training, with a warning; ``fail``: the day fails ``schema_matches``).
+    """
+
+    features: tuple[str, ...]
+    kinds: Mapping[str, str]
+    source: str
+    enforced: bool = True
+    extra_columns: ExtraColumns = "ignore"
+
+
+def names_text(names: Sequence[str]) -> str:
+    """'a', 'b', 'c' … and 4 more."""
+    shown = ", ".join(repr(str(n)) for n in names[:LISTED_NAMES])
+    return shown + (f" … and {len(names) - LISTED_NAMES} more" if len(names) > LISTED_NAMES else "")
+
+
+def columns_used(frame: pd.DataFrame, target: str, schema: Schema | None) -> list[str]:
+    """The columns a day gives training: the schema's features (in the schema's order) and the
+    target when the schema is enforced; every column otherwise (no schema yet, or evolving)."""
+    if schema is None or not schema.enforced:
+        return list(frame.columns)
+    present = set(frame.columns)
+    return [c for c in schema.features if c in present] + ([target] if target in present else [])
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def likely_renames(missing: Sequence[str], extra: Sequence[str], kinds: Mapping[str, str],
+                   extra_kinds: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(missing, extra) pairs that look like one column renamed: the same name but for case and
+    punctuation, a close spelling, or the only missing and the only new column of the same kind."""
+    pairs, left = [], list(extra)
+    for old in missing:
+        same = [new for new in left if _normalized(new) == _normalized(old)]
+        close = same or difflib.get_close_matches(old, left, n=1, cutoff=0.75)
+        if close:
+            pairs.append((old, close[0]))
+            left.remove(close[0])
+    unmatched = [old for old in missing if old not in {p[0] for p in pairs}]
+    if len(unmatched) == 1 and len(left) == 1 and kinds.get(unmatched[0]) == extra_kinds.get(left[0]):
+        pairs.append((unmatched[0], left[0]))
+    return pairs
+
+
+def schema_matches(frame: pd.DataFrame, target: str, schema: Schema | None) -> RuleResult:
+    """The day's columns are the schema's: no feature missing, none of another kind, and (with
+    ``extra_columns: fail``) no column outside it. Column order does not matter."""
+    name = "schema_matches"
+    if schema is None:
+        return RuleResult(name, True, "no schema yet: the first model's signature pins it",
+                          {"Schema": "none yet"})
+    present = set(frame.columns)
+    missing = [c for c in schema.features if c not in present]
+    expected = set(schema.features)
+    extra = [c for c in frame.columns if c != target and c not in expected]
+    rekinded = []
+    for column in schema.features:
+        want = schema.kinds.get(column)
+        if column in present and want and frame[column].notna().any():
+            got = value_kind(frame[column])
+            # A column of no valid kind (garbage in numbers, dates) is feature_columns_valid's to name.
+            if got != want and got in VALUE_KINDS:
+                rekinded.append((column, want, got))
+    extra_kinds = {str(c): value_kind(frame[c]) for c in extra}
+    extra = [str(c) for c in extra]
+    renames = likely_renames(missing, extra, schema.kinds, extra_kinds)
+    problems = []
+    if missing:
+        problems.append(f"missing feature column(s) {names_text(missing)}")
+    if extra:
+        problems.append(f"unexpected column(s) {names_text(extra)}")
+    if renames:
+        problems.append("likely renamed: " + ", ".join(f"{old!r} -> {new!r}" for old, new in renames))
+    problems += [f"column {c!r} is {got}, the schema says {want}" for c, want, got in rekinded]
+    metadata = {"Schema": schema.source, "Feature columns": len(schema.features),
+                "Missing columns": len(missing), "Unexpected columns": len(extra),
+                "Re-kinded columns": len(rekinded)}
+    if not schema.enforced:
+        message = (f"differs from {schema.source}: {'; '.join(problems)} (schema.evolve: true lets the"
+                   " next model take the data's columns)" if problems
+                   else f"the {len(schema.features)} feature columns of {schema.source}")
+        return RuleResult(name, True, message, metadata, warning=bool(problems))
+    if missing or rekinded or (extra and schema.extra_columns == "fail"):
+        hint = (" (schema.extra_columns: fail)" if extra and not missing and not rekinded else "")
+        return RuleResult(name, False, f"{'; '.join(problems)}{hint}; expected the columns of {schema.source}",
+                          metadata)
+    message = f"the {len(schema.features)} feature columns of {schema.source}"
+    if extra:
+        message += f"; ignored unexpected column(s) {names_text(extra)} (schema.extra_columns: ignore)"
+    return RuleResult(name, True, message, metadata, warning=bool(extra))
+
+
+def columns_agree(columns_by_day: Mapping[str, Sequence[str]]) -> RuleResult:
+    """Every day has the same set of columns (in any order)."""
+    days = sorted(columns_by_day)
+    sets = {day: set(columns_by_day[day]) for day in days}
+    union = sorted(set().union(*sets.values()), key=str) if sets else []
+    problems = []
+    for column in union:
+        lacking = [day for day in days if column not in sets[day]]
+        if lacking:
+            having = [day for day in days if column in sets[day]]
+            problems.append(f"{column!r} is in {_days_text(having)} but not in {_days_text(lacking)}")
+    message = "; ".join(problems[:LISTED_NAMES]) + (
+        f" … and {len(problems) - LISTED_NAMES} more columns" if len(problems) > LISTED_NAMES else "")
+    return RuleResult(
+        "consistent_columns",
+        not problems,
+        message or f"the same {len(union)} columns on all {len(days)} days",
+        {"Differing columns": len(problems)},
+    )
+
+
+def _days_text(days: Sequence[str]) -> str:
+    return ", ".join(days) if len(days) <= 3 else f"{days[0]} … {days[-1]} ({len(days)} days)"
 
 
 def feature_columns_of(frame: pd.DataFrame, target: str) -> list[str]:
@@ -137,17 +274,13 @@ def null_ratio(frame: pd.DataFrame, max_null_ratio: float) -> RuleResult:
     )
 
 
-def feature_types(
-    frame: pd.DataFrame, target: str, expected: Sequence[str] | None
-) -> RuleResult:
+def feature_types(frame: pd.DataFrame, target: str) -> RuleResult:
+    """Every feature column (every column but the target: ``columns_used`` leaves out what the
+    schema ignores) is numeric, boolean or categorical text; which columns must be there is
+    ``schema_matches``' concern."""
     features = feature_columns_of(frame, target)
     problems = []
-    if expected:
-        missing = [c for c in expected if c not in frame.columns]
-        if missing:
-            problems.append(f"expected feature columns missing: {', '.join(missing)}")
-        features = [c for c in expected if c in frame.columns]
-    if not features and not problems:
+    if not features:
         problems.append("there are no feature columns besides the target")
     for column in features:
         kind, problem = column_kind(frame[column])
@@ -195,6 +328,9 @@ def numeric_target(frame: pd.DataFrame, target: str) -> RuleResult:
                           " to learn", {"Distinct targets": distinct})
     return RuleResult(name, True, f"numeric target, {distinct} distinct values",
                       {"Distinct targets": distinct})
+
+
+VALUE_KINDS = ("numeric", "boolean", "categorical")
 
 
 def value_kind(series: pd.Series) -> str:
@@ -251,16 +387,19 @@ def duplicate_rows(frame: pd.DataFrame) -> np.ndarray:
 def evaluate(
     frame: pd.DataFrame,
     target: str,
-    expected_features: Sequence[str] | None,
+    schema: Schema | None,
     max_null_ratio: float,
     task: str = "classification",
 ) -> list[RuleResult]:
-    """Every rule of the data contract of a task, in a stable order (``rule_names(task)``)."""
+    """Every rule of the data contract of a task, in a stable order (``rule_names(task)``). Nulls
+    and kinds are judged on the columns training will use (``columns_used``)."""
+    used = frame[columns_used(frame, target, schema)]
     return [
         not_empty(frame),
         target_present(frame, target),
-        null_ratio(frame, max_null_ratio),
-        feature_types(frame, target, expected_features),
+        schema_matches(frame, target, schema),
+        null_ratio(used, max_null_ratio),
+        feature_types(used, target),
         target_classes(frame, target) if task == "classification" else numeric_target(frame, target),
     ]
 
@@ -268,6 +407,7 @@ def evaluate(
 RULE_NAMES = (
     "not_empty",
     "target_column_present",
+    "schema_matches",
     "null_ratio_below_threshold",
     "feature_columns_valid",
     "at_least_two_classes",
@@ -281,9 +421,14 @@ def rule_names(task: str) -> tuple[str, ...]:
 RULE_DESCRIPTIONS = {
     "not_empty": "The day's data has at least one row.",
     "target_column_present": "The target column is present.",
+    "schema_matches": (
+        "The day's columns are the pipeline's schema (pipelines.yaml features, or the production"
+        " model's signature): none missing, none of another kind, none unexpected with"
+        " schema.extra_columns: fail."
+    ),
     "null_ratio_below_threshold": "No column has more nulls than the configured ratio.",
     "feature_columns_valid": (
-        "Expected feature columns are present and numeric or categorical (not an identifier)."
+        "Every feature column is numeric, boolean or categorical text (not an identifier)."
     ),
     "at_least_two_classes": "The target has at least two classes.",
     "target_is_numeric": "The target is finite numbers with at least two distinct values.",

@@ -143,7 +143,6 @@ def test_feature_columns_numeric_bool_and_categorical_pass():
             kind=pd.Categorical(["a", "b", "a", "b"]),
         ),
         TARGET,
-        None,
     )
     assert result.passed, result.message
     assert result.metadata["Feature columns"] == 5
@@ -151,7 +150,7 @@ def test_feature_columns_numeric_bool_and_categorical_pass():
 
 def test_categorical_strings_are_fine_even_with_a_few_numbers():
     values = ["north", "south", "east", "west", "42"] * 4
-    result = quality.feature_types(frame(segment=values), TARGET, None)
+    result = quality.feature_types(frame(segment=values), TARGET)
     assert result.passed, result.message
 
 
@@ -165,7 +164,7 @@ def test_categorical_strings_are_fine_even_with_a_few_numbers():
     ids=["datetime", "datetime-tz", "timedelta"],
 )
 def test_datetime_column_fails_naming_column_and_type(values):
-    result = quality.feature_types(frame(x=[1.0] * 6, signup_date=values), TARGET, None)
+    result = quality.feature_types(frame(x=[1.0] * 6, signup_date=values), TARGET)
     assert not result.passed
     assert "'signup_date'" in result.message
     assert "64" in result.message  # the dtype, e.g. datetime64[us]
@@ -174,7 +173,7 @@ def test_datetime_column_fails_naming_column_and_type(values):
 
 def test_mixed_python_types_fail_naming_column_and_types():
     values = pd.Series([1, "two", 3.0, None, "five", 6], dtype=object)
-    result = quality.feature_types(frame(amount=values), TARGET, None)
+    result = quality.feature_types(frame(amount=values), TARGET)
     assert not result.passed
     assert "'amount'" in result.message
     assert "mixes Python types" in result.message
@@ -186,7 +185,7 @@ def test_mixed_python_types_fail_naming_column_and_types():
 @pytest.mark.parametrize("dtype", ["str", object])
 def test_numeric_column_with_string_garbage_fails_naming_column_and_value(garbage, dtype):
     values = pd.Series([str(float(i)) for i in range(19)] + [garbage], dtype=dtype)
-    result = quality.feature_types(frame(mean_radius=values, ok=np.arange(20.0)), TARGET, None)
+    result = quality.feature_types(frame(mean_radius=values, ok=np.arange(20.0)), TARGET)
     assert not result.passed
     assert "'mean_radius'" in result.message
     assert garbage in result.message
@@ -194,32 +193,39 @@ def test_numeric_column_with_string_garbage_fails_naming_column_and_value(garbag
 
 
 def test_numbers_stored_as_text_fail():
-    result = quality.feature_types(frame(price=[str(i * 1.5) for i in range(10)]), TARGET, None)
+    result = quality.feature_types(frame(price=[str(i * 1.5) for i in range(10)]), TARGET)
     assert not result.passed
     assert "'price'" in result.message
     assert "numbers stored as text" in result.message
 
 
-def test_expected_feature_column_missing_fails_naming_it():
-    result = quality.feature_types(frame(a=[1.0, 2.0]), TARGET, ["a", "b", "c"])
+def test_a_declared_feature_column_missing_fails_schema_matches_naming_it():
+    schema = quality.Schema(("a", "b", "c"), {}, "the features of pipelines.yaml")
+    results = {r.name: r for r in quality.evaluate(frame(a=[1.0, 2.0]), TARGET, schema, 0.1)}
+    assert not results["schema_matches"].passed
+    assert "missing feature column(s) 'b', 'c'" in results["schema_matches"].message
+    assert "the features of pipelines.yaml" in results["schema_matches"].message
+    assert results["feature_columns_valid"].passed  # presence is schema_matches' concern alone
+
+
+def test_columns_outside_the_schema_are_ignored_by_default_and_not_judged():
+    # An extra date column would fail feature_columns_valid; outside the schema it is left out.
+    day = frame(a=[1.0, 2.0], b=["x", "y"], extra=pd.date_range("2026-01-01", periods=2))
+    schema = quality.Schema(("a", "b"), {}, "the features of pipelines.yaml")
+    results = {r.name: r for r in quality.evaluate(day, TARGET, schema, 0.1)}
+    assert all(r.passed for r in results.values()), {n: r.message for n, r in results.items()}
+    assert results["schema_matches"].warning
+    assert "ignored unexpected column(s) 'extra'" in results["schema_matches"].message
+    assert results["feature_columns_valid"].metadata["Feature columns"] == 2
+    # With extra_columns: fail, the same day fails, naming the column and the policy.
+    strict = quality.Schema(("a", "b"), {}, "the features of pipelines.yaml", extra_columns="fail")
+    result = quality.schema_matches(day, TARGET, strict)
     assert not result.passed
-    assert "expected feature columns missing" in result.message
-    assert "b" in result.message and "c" in result.message
-
-
-def test_expected_feature_columns_present_pass_and_others_are_ignored():
-    # Only the expected columns are checked: an extra date column does not matter.
-    result = quality.feature_types(
-        frame(a=[1.0, 2.0], b=["x", "y"], extra=pd.date_range("2026-01-01", periods=2)),
-        TARGET,
-        ["a", "b"],
-    )
-    assert result.passed, result.message
-    assert result.metadata["Feature columns"] == 2
+    assert "unexpected column(s) 'extra'" in result.message and "schema.extra_columns: fail" in result.message
 
 
 def test_no_feature_columns_besides_target_fails():
-    result = quality.feature_types(pd.DataFrame({TARGET: [0, 1]}), TARGET, None)
+    result = quality.feature_types(pd.DataFrame({TARGET: [0, 1]}), TARGET)
     assert not result.passed
     assert "no feature columns" in result.message
 

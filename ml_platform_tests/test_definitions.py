@@ -10,13 +10,15 @@ ASSET_NAMES = {"raw_data", "training_data", "train_split", "test_split", "traine
                "deployed_model"}
 PIPELINES = {"demo": "classification", "diabetes": "regression"}
 ASSETS = {f"{p}/{name}" for p in PIPELINES for name in ASSET_NAMES}
-RULES = {"not_empty", "target_column_present", "null_ratio_below_threshold", "feature_columns_valid"}
+RULES = {"not_empty", "target_column_present", "schema_matches", "null_ratio_below_threshold",
+         "feature_columns_valid"}
 CHECKS = {
     *((f"{p}/raw_data", rule) for p in PIPELINES for rule in RULES),
     ("demo/raw_data", "at_least_two_classes"),
     ("diabetes/raw_data", "target_is_numeric"),
     ("demo/model_metrics", "accuracy_above_threshold"),
     ("diabetes/model_metrics", "r2_above_threshold"),
+    *((f"{p}/model_metrics", "signature_matches_production") for p in PIPELINES),
     *((f"{p}/raw_data", "no_feature_drift") for p in PIPELINES),
 }
 

@@ -19,6 +19,7 @@ from ml_platform_tests.conftest import (
 
 GATE = "accuracy_above_threshold"
 GATE_OP = "demo__model_metrics_accuracy_above_threshold"
+SIGNATURE = "signature_matches_production"
 DEFAULT_MIN_ACCURACY = 0.8
 # A window that ends the day before DAYS starts, so both windows can be ingested in one run.
 OLD_END = "2025-12-31"
@@ -82,7 +83,7 @@ def test_gate_blocks_a_noisy_model_and_production_stays(platform, rows):
     noisy = platform.train()
 
     assert not noisy.success
-    assert check_results(noisy) == {GATE: False}
+    assert check_results(noisy) == {GATE: False, SIGNATURE: True}
     evaluation = gate_evaluation(noisy)
     accuracy = evaluation.metadata["Accuracy"].value
     assert evaluation.metadata["Threshold"].value == DEFAULT_MIN_ACCURACY
@@ -101,7 +102,7 @@ def test_min_accuracy_zero_lets_the_noisy_model_deploy(platform):
     ingest_range(platform, DAYS)
 
     default = platform.train()
-    assert not default.success and check_results(default) == {GATE: False}
+    assert not default.success and check_results(default) == {GATE: False, SIGNATURE: True}
     assert platform.store.production(MODEL_NAME) is None
 
     result = platform.train(run_config={"ops": {GATE_OP: {"config": {"min_accuracy": 0.0}}}})
@@ -132,7 +133,7 @@ def test_backfill_of_an_older_day_does_not_replace_a_newer_production_model(plat
     backfill = platform.train(OLD_END)
 
     assert backfill.success, step_errors(backfill)
-    assert check_results(backfill) == {GATE: True}  # a good model: only its age keeps it out
+    assert check_results(backfill) == {GATE: True, SIGNATURE: True}  # a good model: only its age keeps it out
     deployed = deploy_metadata(backfill)
     assert deployed["Promoted"] is False
     assert deployed["Production version"] == newer_version

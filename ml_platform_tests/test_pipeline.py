@@ -19,15 +19,15 @@ from ml_platform_tests.conftest import DAYS, END_DAY, MODEL_NAME, TARGET, check_
 def test_full_graph_deploys_a_verified_model_that_predicts_raw_rows(seeded, demo_frame):
     for result in seeded.ingest():
         assert result.success
-        # The five data-contract rules and the drift check (no training data yet: nothing drifts).
-        assert all(check_results(result).values()) and len(check_results(result)) == 6
+        # The six data-contract rules and the drift check (no training data yet: nothing drifts).
+        assert all(check_results(result).values()) and len(check_results(result)) == 7
 
     result = seeded.train()
     assert result.success
     assert materialized(result) == {
         "training_data", "train_split", "test_split", "trained_model", "model_metrics", "deployed_model"
     }
-    assert check_results(result) == {"accuracy_above_threshold": True}
+    assert check_results(result) == {"accuracy_above_threshold": True, "signature_matches_production": True}
 
     store = seeded.store
     pointer = json.loads((seeded.store_dir / MODEL_NAME / "production.json").read_text())

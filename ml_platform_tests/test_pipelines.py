@@ -66,7 +66,7 @@ def test_the_regression_pipeline_trains_gates_on_r2_and_deploys(platform):
     seed(platform, "diabetes", "diabetes", "progression")
     result = ingest_and_train(platform, DIABETES)
     assert result.success, step_errors(result)
-    assert check_results(result) == {"r2_above_threshold": True}
+    assert check_results(result) == {"r2_above_threshold": True, "signature_matches_production": True}
 
     production = platform.store.production("diabetes")
     metrics = production.metadata["metrics"]
@@ -93,7 +93,7 @@ def test_the_regression_gate_blocks_a_model_below_its_threshold(platform):
     gate_op = "diabetes__model_metrics_r2_above_threshold"
     result = ingest_and_train(platform, DIABETES, {"ops": {gate_op: {"config": {"min_r2": 0.99}}}})
     assert not result.success
-    assert check_results(result) == {"r2_above_threshold": False}
+    assert check_results(result) == {"r2_above_threshold": False, "signature_matches_production": True}
     assert platform.store.production("diabetes") is None
     assert platform.store.list_versions("diabetes") == []
 

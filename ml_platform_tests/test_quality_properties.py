@@ -8,6 +8,7 @@ makes a rule raise.
 """
 
 import string
+import tempfile
 
 import dagster as dg
 import numpy as np
@@ -18,10 +19,13 @@ from hypothesis import strategies as st
 
 from ml_platform import quality
 from ml_platform.checks.data_quality import DataQualityConfig
+from ml_platform.resources import LocalModelStore
 from ml_platform_tests.conftest import DEMO
 
 raw_data_quality = DEMO.checks[0]
 INSTANCE = dg.DagsterInstance.ephemeral()
+# No production model: no schema is pinned, the rules judge every column.
+EMPTY_STORE = LocalModelStore(root=tempfile.mkdtemp(prefix="empty-store-"))
 
 TARGET = "target"
 THRESHOLD = 0.1
@@ -73,8 +77,13 @@ def nullable_features(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c != TARGET and not pd.api.types.is_bool_dtype(frame[c])]
 
 
+def schema_of(expected) -> quality.Schema | None:
+    """A declared schema of these feature names (kinds not declared), or None."""
+    return quality.Schema(tuple(expected), {}, "the test's features") if expected is not None else None
+
+
 def results(frame: pd.DataFrame, expected=None, threshold=THRESHOLD) -> dict[str, quality.RuleResult]:
-    return {r.name: r for r in quality.evaluate(frame, TARGET, expected, threshold)}
+    return {r.name: r for r in quality.evaluate(frame, TARGET, schema_of(expected), threshold)}
 
 
 def failing(frame: pd.DataFrame) -> dict[str, str]:
@@ -294,7 +303,7 @@ def any_frames(draw) -> pd.DataFrame:
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(any_frames(), st.floats(0.0, 1.0), st.none() | st.lists(names, max_size=3))
 def test_rules_never_raise(frame, threshold, expected):
-    outcome = quality.evaluate(frame, TARGET, expected, threshold)
+    outcome = quality.evaluate(frame, TARGET, schema_of(expected), threshold)
     assert tuple(r.name for r in outcome) == quality.RULE_NAMES
     for result in outcome:
         assert isinstance(result.passed, bool) and isinstance(result.message, str) and result.message
@@ -333,9 +342,9 @@ def test_check_verdicts_follow_the_rules_day_by_day(days, threshold):
     checks = {
         r.check_name: r
         for r in raw_data_quality(dg.build_asset_check_context(instance=INSTANCE),
-                                  DataQualityConfig(max_null_ratio=threshold), frames)
+                                  DataQualityConfig(max_null_ratio=threshold), EMPTY_STORE, frames)
     }
-    # The five rules, then the drift check (no training data in this instance: nothing to drift from).
+    # The six rules, then the drift check (no training data in this instance: nothing to drift from).
     assert tuple(checks) == (*quality.RULE_NAMES, "no_feature_drift")
     assert checks.pop("no_feature_drift").passed
     for name, check in checks.items():

@@ -68,32 +68,33 @@ def test_reexecution_from_failure_runs_only_the_failed_step(seeded: Platform, mo
     monkeypatch.setenv("REEXEC_ROOT", str(seeded.root))
     instance = seeded.instance
 
-    # The model store is unreachable (its root is a file, as when a mount is missing).
-    seeded.store_dir.write_text("not a folder")
+    # The trained model cannot be stored (its folder is a file, as when a mount is missing).
+    blocked = seeded.assets_dir / "demo" / "trained_model"
+    blocked.write_text("not a folder")
     with run_chain(instance) as failed:
         assert not failed.success
         failed_run_id = failed.run_id
         failures = {e.step_key for e in failed.all_events if e.is_step_failure}
-        # The first step that reads the store: model_metrics, for the champion it compares with.
-        assert failures == {"demo__model_metrics"}
-        assert "model_store" in step_errors(failed) or "Not a directory" in step_errors(failed)
+        assert failures == {"demo__trained_model"}
+        assert "Not a directory" in step_errors(failed) or "File exists" in step_errors(failed)
+    blocked.unlink()
     upstream = snapshot(seeded.assets_dir)
-    trained = joblib.load(seeded.assets_dir / "demo" / "trained_model" / f"{END_DAY}.joblib")
 
-    # The store is back; re-execute from failure.
-    seeded.store_dir.unlink()
+    # The folder is back; re-execute from failure.
     options = dg.ReexecutionOptions.from_failure(failed_run_id, instance)
     with run_chain(instance, reexecution_options=options) as rerun:
         assert rerun.success, step_errors(rerun)
         rerun_id = rerun.run_id
-        assert materialized(rerun) == {"model_metrics", "deployed_model"}
+        assert materialized(rerun) == {"trained_model", "model_metrics", "deployed_model"}
     assert started_steps(instance, rerun_id) == {
-        "demo__model_metrics", "demo__model_metrics_accuracy_above_threshold", "demo__deployed_model"}
+        "demo__trained_model", "demo__model_metrics", "demo__model_metrics_accuracy_above_threshold",
+        "demo__model_metrics_signature_matches_production", "demo__deployed_model"}
     assert instance.get_run_by_id(rerun_id).parent_run_id == failed_run_id
     # Upstream assets were read, not recomputed: their stored files are untouched.
     after = snapshot(seeded.assets_dir)
-    rerun_outputs = ("demo/model_metrics", "demo/deployed_model")
+    rerun_outputs = ("demo/trained_model", "demo/model_metrics", "demo/deployed_model")
     assert {k: v for k, v in after.items() if not k.startswith(rerun_outputs)} == upstream
+    trained = joblib.load(seeded.assets_dir / "demo" / "trained_model" / f"{END_DAY}.joblib")
 
     production = seeded.store.production(MODEL_NAME)
     assert production is not None

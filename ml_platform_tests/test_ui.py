@@ -199,6 +199,17 @@ def _screenshot_model_metrics(page: Page) -> None:
     page.screenshot(path=ARTIFACTS / "model_metrics_plots.png")
 
 
+def _screenshot_signature(page: Page) -> None:
+    """deployed_model: the signature of the version it deployed, as a table in its metadata."""
+    page.goto("/assets/demo/deployed_model")
+    page.set_viewport_size({"width": 1920, "height": 2000})
+    expect(page.get_by_role("cell", name="Signature", exact=True)).to_be_visible()
+    expect(page.get_by_role("cell", name="Signature digest", exact=True)).to_be_visible()
+    expect(page.get_by_text("30 columns (30 numeric), target 'target', classes 0, 1", exact=False)).to_be_visible()
+    expect(page.get_by_text("mean radius", exact=True).first).to_be_visible()  # a row of the table
+    page.screenshot(path=ARTIFACTS / "deployed_model_signature.png")
+
+
 def test_ui_finds_the_graph_and_materializes_the_pipeline(chromium, dagster_dev):  # noqa: F811
     url, port, tmp_path, _, _ = dagster_dev
     # The earlier days of the training window first: raw_data for them as one single-run range.
@@ -237,11 +248,12 @@ def test_ui_finds_the_graph_and_materializes_the_pipeline(chromium, dagster_dev)
 
         # The graph again, now with the run's results: every node materialized, the gate passed.
         _show_asset_graph(page)
-        expect(page.get_by_text("1 / 1 Passed")).to_be_visible()  # model_metrics' gate
+        expect(page.get_by_text("2 / 2 Passed")).to_be_visible()  # model_metrics' gate and signature check
         _settled(page.get_by_text("deployed_model", exact=True).first)
         page.screenshot(path=ARTIFACTS / "asset_graph.png")
 
         _screenshot_model_metrics(page)
+        _screenshot_signature(page)
     except Exception:
         with contextlib.suppress(PlaywrightError):
             page.screenshot(path=ARTIFACTS / "failure.png")

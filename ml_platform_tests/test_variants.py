@@ -144,7 +144,7 @@ def test_each_variant_trains_in_its_own_run_and_the_best_is_deployed(platform, c
     assert select.job_name == "churn_select_and_deploy" and select.partition_key == END_DAY
     result = execute(platform, churn, select)
     assert result.success, step_errors(result)
-    assert check_results(result) == {"accuracy_above_threshold": True}
+    assert check_results(result) == {"accuracy_above_threshold": True, "signature_matches_production": True}
     chosen = result.asset_materializations_for_node("churn__trained_model")[0].metadata
     assert chosen["Chosen variant"].value == STRONG
     table = {r.data["Variant"]: r.data for r in chosen["Variants"].value.records}
@@ -251,7 +251,7 @@ def test_a_regression_chooses_the_lowest_error_and_variants_fit_within_the_train
     assert result.success, step_errors(result)
     assert result.asset_materializations_for_node("churn__trained_model")[0].metadata[
         "Chosen variant"].value == "max_iter=100"
-    assert check_results(result) == {"rmse_below_threshold": True}
+    assert check_results(result) == {"rmse_below_threshold": True, "signature_matches_production": True}
     assert platform.store.production("churn").metadata["variant"] == "max_iter=100"
 
 

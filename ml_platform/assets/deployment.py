@@ -10,6 +10,7 @@ import numpy as np
 from ml_platform import constants
 from ml_platform.errors import PointerConflictError
 from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
+from ml_platform.metadata import signature_metadata
 from ml_platform.ml import TrainedModel
 from ml_platform.pipelines import Pipeline
 from ml_platform.resources.model_store import ModelStore
@@ -88,6 +89,7 @@ def _deploy(
         "variant": trained_model.extra.get("variant"),  # with model.variants: the one chosen
         "target": trained_model.target,
         "feature_columns": trained_model.feature_columns,
+        "signature": trained_model.signature.to_dict() if trained_model.signature else None,
         "classes": trained_model.classes,
         "training_rows": trained_model.training_rows,
         "data_fingerprint": trained_model.data_fingerprint,
@@ -167,5 +169,6 @@ def _deploy(
             "Outcome": note,
             METRIC_LABELS[metric]: float(model_metrics[metric]),
             "Gate metric": metric,
+            **(signature_metadata(trained_model.signature) if trained_model.signature else {}),
         },
     )

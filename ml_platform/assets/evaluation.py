@@ -14,6 +14,8 @@ from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
 from ml_platform.ml import TrainedModel, classification_metrics, regression_metrics, row_hashes
 from ml_platform.pipelines import Pipeline
 from ml_platform.resources.model_store import ModelStore
+from ml_platform.signature import Signature, SignatureChange
+from ml_platform.signature import compare as compare_signatures
 from ml_platform.timeouts import stage_timeout
 
 
@@ -155,6 +157,30 @@ def champion_scores(
     }
 
 
+def signature_change(
+    pipeline: Pipeline, model_store: ModelStore, trained_model: TrainedModel
+) -> dict[str, Any]:
+    """How the new model's signature differs from the production model's, for the
+    signature_matches_production check: ``{"production_version", "change"}`` (a SignatureChange as
+    a dict), or ``{"production_version", "note"}`` when there is nothing to compare."""
+    try:
+        production = model_store.production(pipeline.model_name)
+    except StorageUnavailableError as exc:
+        raise dg.RetryRequested(
+            max_retries=pipeline.settings.storage_retries, seconds_to_wait=pipeline.settings.retry_delay_s
+        ) from exc
+    except (ModelStoreError, ValueError, KeyError) as exc:
+        return {"production_version": None, "note": f"the production version cannot be read ({exc})"}
+    if production is None:
+        return {"production_version": None, "note": "no production model yet"}
+    old = Signature.of_version(production.metadata)
+    if old is None or trained_model.signature is None:
+        return {"production_version": production.version,
+                "note": f"{production.version} records no signature to compare with"}
+    return {"production_version": production.version,
+            "change": compare_signatures(old, trained_model.signature).to_dict()}
+
+
 def build_model_metrics(pipeline: Pipeline) -> dg.AssetsDefinition:
     classification = pipeline.task == "classification"
     metric, _, _ = pipeline.spec.gate_metric
@@ -211,6 +237,10 @@ def build_model_metrics(pipeline: Pipeline) -> dg.AssetsDefinition:
                 metadata["Rows compared"] = champion["rows"]
             else:
                 metadata["Champion version"] = (champion or {}).get("error") or "none (first model)"
+            metrics["signature_change"] = change = signature_change(pipeline, model_store, trained_model)
+            metadata["Signature vs production"] = (
+                SignatureChange.from_dict(change["change"]).describe() if "change" in change else change["note"]
+            )
             return dg.Output(metrics, metadata=metadata)
 
     return model_metrics

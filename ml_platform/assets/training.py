@@ -12,7 +12,7 @@ from ml_platform import drift as feature_drift
 from ml_platform.checks.data_quality import DRIFT_REFERENCE, DataQualityConfig, check_verdicts
 from ml_platform.errors import DataValidationError
 from ml_platform.io_managers import PARTITIONS_AS_DICT
-from ml_platform.metadata import rows_table
+from ml_platform.metadata import rows_table, signature_metadata
 from ml_platform.estimators import ESTIMATORS
 from ml_platform.ml import (
     CV_FOLDS,
@@ -28,6 +28,8 @@ from ml_platform.ml import (
 )
 from ml_platform.partitions import training_window
 from ml_platform.pipelines import DATE_DIMENSION, VARIANT_DIMENSION, Pipeline
+from ml_platform.resources.model_store import ModelStore
+from ml_platform.signature import infer_signature
 from ml_platform.timeouts import run_with_timeout, stage_timeout
 
 
@@ -80,16 +82,20 @@ def build_training_data(pipeline: Pipeline) -> dg.AssetsDefinition:
         description=f"The last {pipeline.window_days} days of raw_data that passed their data checks.",
     )
     def training_data(
-        context: dg.AssetExecutionContext, raw_data: dict[str, pd.DataFrame]
+        context: dg.AssetExecutionContext, model_store: ModelStore, raw_data: dict[str, pd.DataFrame]
     ) -> dg.Output[pd.DataFrame]:
         with stage_timeout(context, pipeline, "train"):
-            return _training_data(context, pipeline, raw_data)
+            schema = pipeline.schema(model_store, warn=context.log.warning)
+            return _training_data(context, pipeline, schema, raw_data)
 
     return training_data
 
 
 def _training_data(
-    context: dg.AssetExecutionContext, pipeline: Pipeline, raw_data: dict[str, pd.DataFrame]
+    context: dg.AssetExecutionContext,
+    pipeline: Pipeline,
+    schema: quality.Schema | None,
+    raw_data: dict[str, pd.DataFrame],
 ) -> dg.Output[pd.DataFrame]:
     used, excluded = [], []
     days = sorted(raw_data)
@@ -100,9 +106,7 @@ def _training_data(
     for day in days:
         results = {
             r.name: r
-            for r in quality.evaluate(
-                raw_data[day], pipeline.target, pipeline.features, default_ratio, pipeline.task
-            )
+            for r in quality.evaluate(raw_data[day], pipeline.target, schema, default_ratio, pipeline.task)
         }
         failed_checks = verdicts.get(day)
         if failed_checks is None:
@@ -129,13 +133,29 @@ def _training_data(
             f"cannot train a model as of {as_of}: raw_data {as_of} {reason}; fix or add its landing"
             " file and ingest it again"
         )
-    drift = quality.schema_drift({day: raw_data[day] for day in used})
+    # Only the schema's columns reach training (when it is enforced); every day must have the
+    # same ones, or the concatenation would fill a column with nulls for the days that lack it.
+    columns = {day: quality.columns_used(raw_data[day], pipeline.target, schema) for day in used}
+    agree = quality.columns_agree(columns)
+    if not agree.passed:
+        raise DataValidationError(
+            f"the days of the {pipeline.window_days}-day window ending {as_of} disagree on their columns:"
+            f" {agree.message}; make the landing files of those days agree and ingest them again"
+        )
+    ignored = {day: [str(c) for c in raw_data[day].columns if c not in columns[day]] for day in used}
+    ignored = {day: names for day, names in ignored.items() if names}
+    for day, names in ignored.items():
+        context.log.warning(f"raw_data {day}: ignored column(s) outside the schema: {quality.names_text(names)}")
+    # One column order for every day: the schema's, or (no schema yet) the newest day's.
+    order = columns[as_of]
+    frames = {day: raw_data[day][order] for day in used}
+    drift = quality.schema_drift(frames)
     if not drift.passed:
         raise DataValidationError(
             f"schema drift in the {pipeline.window_days}-day window ending {as_of}: {drift.message};"
             " make the landing files agree and ingest them again"
         )
-    frame = pd.concat([raw_data[day] for day in used], ignore_index=True)
+    frame = pd.concat([frames[day] for day in used], ignore_index=True)
     # Exact duplicate rows (a batch delivered twice, within a day or across days) are dropped,
     # keeping the first: they would weigh double and could sit on both sides of the split.
     duplicates = quality.duplicate_rows(frame)
@@ -155,6 +175,12 @@ def _training_data(
             "Days used": ", ".join(used),
             "Days in window": float(len(used)),
             "Days left out": rows_table(excluded, [("Day", "string"), ("Reason", "string")]),
+            "Schema": schema.source if schema and schema.enforced else "the data's columns"
+            + (f" (schema.evolve: true; production: {schema.source})" if schema else " (no model yet)"),
+            "Ignored columns": rows_table(
+                [{"Day": day, "Columns": ", ".join(names)} for day, names in ignored.items()],
+                [("Day", "string"), ("Columns", "string")],
+            ),
             "Duplicate rows dropped": int(duplicates.sum()),
             "Fingerprint": frame_fingerprint(frame),
             # What the raw_data drift check compares each new day with.
@@ -390,6 +416,7 @@ def _train(
         data_as_of=as_of,
         task=pipeline.task,
         estimator=estimator,
+        signature=infer_signature(x_train, pipeline.target, pipeline.task, classes),
         # Which rows it learnt from: champion / challenger later compares on rows it never saw.
         extra={"train_row_hashes": row_hashes(train_split), **extra},
     )
@@ -411,6 +438,8 @@ def _model_metadata(trained: TrainedModel) -> dict:
     }
     if trained.classes:
         metadata["Classes"] = ", ".join(map(str, trained.classes))
+    if trained.signature is not None:
+        metadata.update(signature_metadata(trained.signature))
     importances = feature_importances(trained.pipeline)[: constants.TOP_FEATURE_IMPORTANCES]
     if importances:
         metadata["Feature importances"] = rows_table(

@@ -10,6 +10,7 @@ from pydantic import Field
 from ml_platform import constants, quality
 from ml_platform.metadata import rows_table
 from ml_platform.pipelines import Pipeline
+from ml_platform.resources.model_store import ModelStore
 from ml_platform.timeouts import stage_timeout
 
 
@@ -63,11 +64,12 @@ def build_raw_data_quality(pipeline: "Pipeline") -> dg.AssetChecksDefinition:
         op_tags=pipeline.op_tags("ingest"),
     )
     def raw_data_quality(
-        context: dg.AssetCheckExecutionContext, config: DataQualityConfig, raw_data
+        context: dg.AssetCheckExecutionContext, config: DataQualityConfig, model_store: ModelStore, raw_data
     ) -> Iterator[dg.AssetCheckResult]:
         """Runs the data contract on each day; any failure stops training in the same run."""
         with stage_timeout(context, pipeline, "ingest"):
-            yield from _run_rules(context, pipeline, config, raw_data)
+            schema = pipeline.schema(model_store, warn=context.log.warning)
+            yield from _run_rules(context, pipeline, config, schema, raw_data)
             if drift_spec.enabled:
                 yield _drift_result(context, pipeline, raw_data)
 
@@ -75,17 +77,21 @@ def build_raw_data_quality(pipeline: "Pipeline") -> dg.AssetChecksDefinition:
 
 
 def _run_rules(
-    context: dg.AssetCheckExecutionContext, pipeline: "Pipeline", config: DataQualityConfig, raw_data
+    context: dg.AssetCheckExecutionContext,
+    pipeline: "Pipeline",
+    config: DataQualityConfig,
+    schema: quality.Schema | None,
+    raw_data,
 ) -> Iterator[dg.AssetCheckResult]:
     if isinstance(raw_data, pd.DataFrame):  # one day; a range run hands over {day: frame}
         raw_data = {context.partition_key: raw_data}
     names = quality.rule_names(pipeline.task)
     results_by_rule: dict[str, list[tuple[str, quality.RuleResult]]] = {n: [] for n in names}
     for day, frame in sorted(raw_data.items()):
-        for result in quality.evaluate(
-            frame, pipeline.target, pipeline.features, config.max_null_ratio, pipeline.task
-        ):
+        for result in quality.evaluate(frame, pipeline.target, schema, config.max_null_ratio, pipeline.task):
             results_by_rule[result.name].append((day, result))
+            if result.passed and result.warning:
+                context.log.warning(f"raw_data {day} check {result.name}: {result.message}")
 
     for name, day_results in results_by_rule.items():
         failed = [(day, r) for day, r in day_results if not r.passed]
@@ -93,10 +99,12 @@ def _run_rules(
             day, result = day_results[0]
             message, metadata = result.message, dict(result.metadata)
         else:
+            warned = [(day, r) for day, r in day_results if r.passed and r.warning]
             message = (
                 "; ".join(f"{day}: {r.message}" for day, r in failed)
                 if failed
                 else f"passed on all {len(day_results)} days"
+                + "".join(f"; {day}: {r.message}" for day, r in warned)
             )
             metadata = {"Days checked": len(day_results), "Days failed": len(failed)}
         if failed:

@@ -1,10 +1,12 @@
-"""The deployment gate: a blocking check on model_metrics, on the metric the pipeline chose."""
+"""The deployment gate: blocking checks on model_metrics. One on the metric the pipeline chose (and
+the champion), one on the signature: a new model takes the production model's columns."""
 
 import dagster as dg
 from pydantic import Field, create_model
 
 from ml_platform.estimators import METRIC_LABELS
 from ml_platform.pipelines import Pipeline
+from ml_platform.signature import SignatureChange
 from ml_platform.timeouts import stage_timeout
 
 
@@ -96,4 +98,66 @@ def evaluate_gate(
         severity=dg.AssetCheckSeverity.ERROR,
         description=description,
         metadata=metadata,
+    )
+
+
+SIGNATURE_CHECK = "signature_matches_production"
+
+
+def build_signature_check(pipeline: Pipeline) -> dg.AssetChecksDefinition:
+    evolve = pipeline.spec.schema_policy.evolve
+
+    @dg.asset_check(
+        asset=pipeline.key("model_metrics"),
+        name=SIGNATURE_CHECK,
+        blocking=True,
+        partitions_def=pipeline.partitions,
+        description="The new model takes the same columns, of the same kinds, as the production model"
+        + (" (schema.evolve: true allows a change, and says so)." if evolve
+           else "; otherwise deployed_model does not run (schema.evolve: true in pipelines.yaml allows a change)."),
+        op_tags=pipeline.op_tags("evaluate"),
+    )
+    def signature_check(context: dg.AssetCheckExecutionContext, model_metrics: dict):
+        with stage_timeout(context, pipeline, "evaluate"):
+            return evaluate_signature_change(model_metrics.get("signature_change") or {}, evolve)
+
+    return signature_check
+
+
+def evaluate_signature_change(record: dict, evolve: bool) -> dg.AssetCheckResult:
+    """Passes when there is no production signature to compare with, when the columns and kinds are
+    the same (in any order), or when they change and ``evolve`` allows it."""
+    version = record.get("production_version")
+    if "change" not in record:
+        note = record.get("note") or "no signature change recorded"
+        return dg.AssetCheckResult(
+            passed=True, severity=dg.AssetCheckSeverity.ERROR,
+            description=f"{note}: this model's signature becomes the pipeline's schema",
+            metadata={"Production version": version or "-"},
+        )
+    change = SignatureChange.from_dict(record["change"])
+    if not change.breaking:
+        passed = True
+        description = f"the same columns and kinds as production {version}" + (
+            " (in another order: callers may send columns in any order)" if change.reordered else "")
+    elif evolve:
+        passed = True
+        description = (f"the signature changes from production {version}: {change.describe()};"
+                       " allowed by schema.evolve: true (callers must send the new columns once it is deployed)")
+    else:
+        passed = False
+        description = (f"the signature differs from production {version}: {change.describe()}; the callers of"
+                       " production send its columns, so this model is not deployed (to change the schema on"
+                       " purpose, set schema: {evolve: true} in pipelines.yaml)")
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={
+            "Production version": version,
+            "Columns added": len(change.added),
+            "Columns removed": len(change.removed),
+            "Columns re-kinded": len(change.rekinded),
+            "Change": change.describe(),
+        },
     )
