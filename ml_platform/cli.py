@@ -89,49 +89,88 @@ def _param_text(params: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
+def _metric_names(task: str) -> list[str]:
+    from ml_platform.estimators import HEADLINE_METRICS
+
+    return [m for m in HEADLINE_METRICS.get(task, HEADLINE_METRICS["classification"]) if m != "test_rows"]
+
+
+def _signature_text(metadata: dict) -> str:
+    from ml_platform.signature import Signature
+
+    signature = Signature.of_version(metadata)
+    if signature is None:
+        return "-"
+    if not signature.kinds:
+        return f"({len(signature.features)} columns, kinds not recorded)"
+    return f"{signature.digest} ({len(signature.features)} columns)"
+
+
 def cmd_models(args: argparse.Namespace) -> int:
-    store, name = _store(args)
-    versions = store.list_versions(name)
-    production = store.pointer(name)
-    if not versions:
-        print(f"no versions of {name} in {store.uri(name)}")
+    """Every model of the store (or --model's): its versions with its task's own metrics."""
+    from ml_platform.estimators import GATE_METRICS, METRIC_LABELS
+
+    store, _ = _store(args)
+    names = [args.model] if args.model else store.list_models()
+    if not names:
+        print(f"no models in {store.uri('')}")
         return 0
-    current = production["version"] if production else None
-    if args.compare:
-        # Experiment history: every trained version's params, data and scores, best first.
-        versions = sorted(
-            versions, key=lambda v: (v.metadata.get("metrics", {}).get("accuracy", -1.0),
-                                     v.metadata.get("metrics", {}).get("f1", -1.0)), reverse=True
-        )
-    rows = [
-        {
-            "production": v.version == current,
-            "version": v.version,
-            "accuracy": v.metadata.get("metrics", {}).get("accuracy"),
-            "f1": v.metadata.get("metrics", {}).get("f1"),
-            "data_as_of": v.metadata.get("data_as_of"),
-            "training_rows": v.metadata.get("training_rows"),
-            "params": v.metadata.get("params", {}),
-            "data_fingerprint": v.metadata.get("data_fingerprint"),
-            "created_at": v.metadata.get("created_at"),
-        }
-        for v in versions
-    ]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    header = f"{'':2}{'version':<36} {'accuracy':>8} {'f1':>7} {'as of':>10}"
-    if args.compare:
-        header += f" {'rows':>7}  {'data':<14}  params"
-    print(header)
-    for row in rows:
-        line = (f"{'* ' if row['production'] else '  '}{row['version']:<36} {_num(row['accuracy']):>8}"
-                f" {_num(row['f1']):>7} {row['data_as_of'] or '-':>10}")
+    listing = []
+    for name in names:
+        versions = store.list_versions(name)
+        if not versions and args.model:
+            print(f"no versions of {name} in {store.uri(name)}")
+            return 0
+        production = store.pointer(name)
+        current = production["version"] if production else None
+        task = versions[-1].metadata.get("task", "classification") if versions else "classification"
+        metrics = _metric_names(task)
         if args.compare:
-            fingerprint = (row["data_fingerprint"] or "-").removeprefix("sha256:")[:12]
-            line += f" {row['training_rows'] or '-':>7}  {fingerprint:<14}  {_param_text(row['params'])}"
-        print(line)
-    print("(* = production" + (", best accuracy first)" if args.compare else ")"))
+            # Experiment history: every trained version's params, data and scores, best first by
+            # the gate's metric (errors such as RMSE: lowest first).
+            gate = versions[-1].metadata.get("gate_metric") or metrics[0]
+            higher = GATE_METRICS.get(task, {}).get(gate, True)
+            worst = float("-inf") if higher else float("inf")
+            versions = sorted(versions, key=lambda v: v.metadata.get("metrics", {}).get(gate, worst),
+                              reverse=higher)
+        rows = [
+            {
+                "model": name,
+                "task": v.metadata.get("task", task),
+                "production": v.version == current,
+                "version": v.version,
+                **{m: v.metadata.get("metrics", {}).get(m) for m in metrics},
+                "data_as_of": v.metadata.get("data_as_of"),
+                "training_rows": v.metadata.get("training_rows"),
+                "params": v.metadata.get("params", {}),
+                "data_fingerprint": v.metadata.get("data_fingerprint"),
+                "signature": _signature_text(v.metadata),
+                "created_at": v.metadata.get("created_at"),
+            }
+            for v in versions
+        ]
+        listing.append((name, task, metrics, rows))
+    if args.json:
+        print(json.dumps([row for *_, rows in listing for row in rows], indent=2))
+        return 0
+    for index, (name, task, metrics, rows) in enumerate(listing):
+        if index:
+            print()
+        print(f"{name} ({task})")
+        header = f"{'':2}{'version':<36}" + "".join(f" {METRIC_LABELS[m]:>8}" for m in metrics)
+        header += f" {'as of':>10}  {'signature':<22}"
+        if args.compare:
+            header += f" {'rows':>7}  {'data':<14}  params"
+        print(header.rstrip())
+        for row in rows:
+            line = f"{'* ' if row['production'] else '  '}{row['version']:<36}"
+            line += "".join(f" {_num(row[m]):>8}" for m in metrics)
+            line += f" {row['data_as_of'] or '-':>10}  {row['signature']:<22}"
+            if args.compare:
+                fingerprint = (row["data_fingerprint"] or "-").removeprefix("sha256:")[:12]
+                line += f" {row['training_rows'] or '-':>7}  {fingerprint:<14}  {_param_text(row['params'])}"
+            print(line.rstrip())
+    print("(* = production" + (", best first by the gate's metric)" if args.compare else ")"))
     return 0
 
 
@@ -139,31 +178,63 @@ def _num(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "-"
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def _read_rows(source: str, signature) -> "pd.DataFrame":
+    """The rows of a .csv, .parquet or .json file (records, or {"columns": [...], "data": [...]});
+    a CSV's categorical columns are read as text, as they were in training."""
     import pandas as pd
 
-    store, name = _store(args)
-    model, version = store.load(name, version=args.version)  # verifies the sha256
-    source = args.input
+    from ml_platform.signature import as_frame
+
     if not os.path.isfile(source):
         raise MlPlatformError(f"--input {source}: no such file")
+    if os.path.getsize(source) == 0:
+        raise MlPlatformError(f"--input {source} is empty (0 bytes)")
+    extension = os.path.splitext(source)[1].lower()
+    if extension not in (".csv", ".parquet", ".json"):
+        raise MlPlatformError(f"--input {source}: expected a .csv, .parquet or .json file")
     try:
-        frame = pd.read_parquet(source) if source.endswith(".parquet") else pd.read_csv(source)
+        if extension == ".parquet":
+            return pd.read_parquet(source)
+        if extension == ".json":
+            with open(source) as handle:
+                return as_frame(json.load(handle))
+        text_columns = {f.name: str for f in signature.features if f.kind == "categorical"}
+        return pd.read_csv(source, dtype=text_columns)
+    except MlPlatformError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any parse failure is reported in one line
-        raise MlPlatformError(f"--input {source} cannot be read: {exc}") from exc
-    features = version.metadata.get("feature_columns") or []
-    missing = [c for c in features if c not in frame.columns]
-    if missing:
-        raise MlPlatformError(f"--input {source} lacks feature columns: {', '.join(missing)}")
-    predictions = model.predict(frame[features] if features else frame)
-    out = frame.copy()
-    out["prediction"] = predictions
+        raise MlPlatformError(f"--input {source} cannot be read: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ml_platform.serving import CheckedModel
+
+    store, name = _store(args)
+    sklearn_model, version = store.load(name, version=args.version)  # verifies the sha256
+    model = CheckedModel(sklearn_model, version)
+    source = args.input
     output = args.output or os.path.splitext(source)[0] + ".predictions.csv"
-    if output.endswith(".parquet"):
-        out.to_parquet(output, index=False)
+    if os.path.splitext(output)[1].lower() not in (".csv", ".parquet"):
+        raise MlPlatformError(f"--output {output}: expected a .csv or .parquet file")
+    frame = _read_rows(source, model.signature)
+    try:
+        result = model.predict_with_report(frame, proba=args.proba)
+    except MlPlatformError as exc:
+        raise MlPlatformError(f"--input {source}: {exc}") from exc
+    out = frame.copy()
+    out["prediction"] = result.predictions
+    if result.probabilities is not None:
+        for label in result.probabilities.columns:
+            out[f"proba_{label}"] = result.probabilities[label].to_numpy()
+    from ml_platform.storage import atomic_write
+
+    if output.lower().endswith(".parquet"):
+        atomic_write(output, lambda handle: out.to_parquet(handle, index=False))
     else:
-        out.to_csv(output, index=False)
+        atomic_write(output, lambda handle: handle.write(out.to_csv(index=False).encode()))
     print(f"{len(out)} predictions by {name} {version.version} written to {output}")
+    for line in result.report.lines():
+        print(line)
     return 0
 
 
@@ -179,7 +250,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         raise MlPlatformError(f"{pointer['version']} has no previous version: use --to VERSION")
     if target == pointer["version"]:
         raise MlPlatformError(f"{target} is already in production")
-    store.load(name, version=target)  # refuse a missing, incomplete or altered version
+    _, target_version = store.load(name, version=target)  # refuse a missing, incomplete or altered version
     try:
         actor = getpass.getuser()
     except (KeyError, OSError):
@@ -189,7 +260,24 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     )
     print(f"production {name}: {pointer['version']} -> {record['version']}"
           f" (by {record['actor']} at {record['promoted_at']}: {record['reason']})")
+    note = _signature_note(store.get_version(name, pointer["version"]), target_version)
+    if note:
+        print(note)
     return 0
+
+
+def _signature_note(old, new) -> str | None:
+    """What a caller must know when production moves from ``old`` to ``new``: a signature change."""
+    from ml_platform.signature import Signature, compare
+
+    before, after = Signature.of_version(old.metadata), Signature.of_version(new.metadata)
+    if before is None or after is None:
+        return None
+    change = compare(before, after)
+    if not change.breaking:
+        return None
+    return (f"note: {new.version} takes other columns than {old.version} did ({change.describe()}):"
+            " callers must send its columns")
 
 
 def cmd_production(args: argparse.Namespace) -> int:
@@ -208,12 +296,13 @@ def cmd_production(args: argparse.Namespace) -> int:
         "estimator": version.metadata.get("estimator"),
         "params": version.metadata.get("params"),
         "variant": version.metadata.get("variant"),
+        "signature": version.metadata.get("signature"),
     }
-    print(json.dumps(info, indent=2) if args.json else _human(info))
+    print(json.dumps(info, indent=2) if args.json else _human(info, version.metadata))
     return 0
 
 
-def _human(info: dict) -> str:
+def _human(info: dict, metadata: dict) -> str:
     metrics = info["metrics"] or {}
     lines = [
         f"Production model : {info['model']} {info['version']}",
@@ -228,7 +317,25 @@ def _human(info: dict) -> str:
 
     lines += [f"{METRIC_LABELS.get(k, k.capitalize()):<17}: {v:.4f}" for k, v in metrics.items()
               if isinstance(v, float)]
+    lines += _signature_lines(metadata)
     return "\n".join(lines)
+
+
+def _signature_lines(metadata: dict) -> list[str]:
+    from ml_platform.signature import Signature
+
+    signature = Signature.of_version(metadata)
+    if signature is None:
+        return ["Signature        : not recorded"]
+    lines = [f"Signature        : {signature.digest}: {signature.describe()}"]
+    for row in signature.rows():
+        if row["Min"] is not None:
+            seen = f"{row['Min']:g} .. {row['Max']:g}"
+        else:
+            seen = row["Categories"]
+        nulls = ", nulls seen" if row["Nulls seen"] else ""
+        lines.append(f"  {row['Column']:<28} {row['Kind']:<12} {row['Dtype']:<8} {seen}{nulls}")
+    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,13 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
     rng.set_defaults(func=cmd_demo_range)
 
     for name, func, text in (
-        ("models", cmd_models, "list model versions; * marks production"),
+        ("models", cmd_models, "list every model's versions (or --model's) with its metrics; * marks production"),
         ("production", cmd_production, "show the production model (sha256 verified) and its metrics"),
         ("predict", cmd_predict, "predict with the production model (or --version) on a CSV/parquet file"),
         ("rollback", cmd_rollback, "move the production pointer back (atomically), recording who/when/why"),
     ):
         p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("--model", help="model name (default: ML_PLATFORM_MODEL_NAME)")
+        p.add_argument("--model", help="model name (default: ML_PLATFORM_MODEL_NAME; models: every model)")
         p.add_argument(
             "--store-dir",
             help="a local model store folder (default: the store of ML_PLATFORM_ENV: "
@@ -271,11 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print JSON")
         if name == "models":
             p.add_argument("--compare", action="store_true",
-                           help="experiment history: params, data and scores of every version, best first")
+                           help="experiment history: params, data and scores of every version, best first"
+                           " by the gate's metric")
         if name == "predict":
-            p.add_argument("--input", required=True, help="rows to predict: .csv or .parquet")
-            p.add_argument("--output", help="where to write (default: INPUT.predictions.csv)")
+            p.add_argument("--input", required=True, help="rows to predict: .csv, .parquet or .json (records)")
+            p.add_argument("--output", help="where to write, .csv or .parquet (default: INPUT.predictions.csv)")
             p.add_argument("--version", help="a stored version instead of production")
+            p.add_argument("--proba", action="store_true",
+                           help="also write each class's probability (proba_<class>; classifiers)")
         if name == "rollback":
             p.add_argument("--to", help="version to put in production (default: the previous one)")
             p.add_argument("--reason", help="why, recorded in the store's history")

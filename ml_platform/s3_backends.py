@@ -90,6 +90,8 @@ class S3ModelStore(ModelStore):
 
     @staticmethod
     def _key(key: str) -> str:
+        if key == "":
+            return key  # the store root (list_children)
         for part in key.split("/"):
             check_segment(part, "store key segment")
         return key

@@ -1,24 +1,100 @@
-"""Loading the production model, verified, for code that predicts."""
+"""Loading a deployed model, verified, and predicting with it behind its signature check."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from ml_platform.errors import PredictionError
 from ml_platform.resources.model_store import LocalModelStore, ModelVersion, model_store_for
 from ml_platform.settings import load_settings
+from ml_platform.signature import InputReport, Signature, check_rows
+
+
+@dataclass
+class PredictionResult:
+    """Predictions of one call, who made them, and what the signature check did to the rows."""
+
+    predictions: np.ndarray
+    probabilities: pd.DataFrame | None  # classifiers, when asked: one column per class
+    version: str
+    sha256: str
+    report: InputReport
+
+
+class CheckedModel:
+    """A stored model behind its signature: rows are checked and put in the model's columns, order
+    and kinds before scikit-learn sees them (``ml_platform.signature.check_rows``), so bad input
+    fails with one typed error naming the column (and row) instead of scikit-learn's internals.
+
+    ``predict`` and ``predict_proba`` answer like scikit-learn's; ``predict_with_report`` also says
+    which version answered and what the check reported. ``sklearn_model`` is the fitted Pipeline.
+    """
+
+    def __init__(self, sklearn_model: Any, version: ModelVersion):
+        self.sklearn_model = sklearn_model
+        self.version = version
+        signature = Signature.of_version(version.metadata)
+        if signature is None:
+            raise PredictionError(f"{version.model_name} {version.version} records no feature columns")
+        self.signature = signature
+
+    @property
+    def is_classifier(self) -> bool:
+        return hasattr(self.sklearn_model, "predict_proba") and hasattr(self.sklearn_model, "classes_")
+
+    @property
+    def classes_(self) -> np.ndarray:
+        if not self.is_classifier:
+            raise PredictionError(f"{self.version.model_name} is a regression: it has no classes")
+        return self.sklearn_model.classes_
+
+    def check(self, rows: Any) -> tuple[pd.DataFrame, InputReport]:
+        """The rows as the model takes them, and the report; raises a SignatureError."""
+        return check_rows(rows, self.signature)
+
+    def predict(self, rows: Any) -> np.ndarray:
+        return self.predict_with_report(rows).predictions
+
+    def predict_proba(self, rows: Any) -> np.ndarray:
+        return self.predict_with_report(rows, proba=True).probabilities.to_numpy()
+
+    def predict_with_report(self, rows: Any, proba: bool = False) -> PredictionResult:
+        if proba and not self.is_classifier:
+            raise PredictionError(
+                f"{self.version.model_name} {self.version.version} is a regression: it has no class probabilities"
+            )
+        frame, report = self.check(rows)
+        try:
+            predictions = np.asarray(self.sklearn_model.predict(frame))
+            probabilities = None
+            if proba:
+                probabilities = pd.DataFrame(
+                    self.sklearn_model.predict_proba(frame), index=frame.index,
+                    columns=[str(c) for c in self.sklearn_model.classes_],
+                )
+        except (ValueError, TypeError) as exc:
+            # Only a version stored before signatures (kinds unknown) gets here with bad rows.
+            raise PredictionError(f"{self.version.model_name} {self.version.version} cannot predict these"
+                                  f" rows: {exc}") from exc
+        return PredictionResult(predictions, probabilities, self.version.version, self.version.sha256, report)
 
 
 def load_production_model(
     model_name: str | None = None, store_dir: str | None = None, version: str | None = None
-) -> tuple[Any, ModelVersion]:
-    """Return (sklearn Pipeline, ModelVersion) of the production model, after checking its sha256.
+) -> tuple[CheckedModel, ModelVersion]:
+    """Return (model, ModelVersion) of the production model (or ``version``), after checking its
+    sha256. The model checks rows against its signature before it predicts (``CheckedModel``).
 
     Defaults come from the settings: ML_PLATFORM_MODEL_NAME, and the store ML_PLATFORM_ENV selects
     (ML_PLATFORM_MODEL_STORE_DIR locally, the S3 bucket in prod); ``store_dir`` picks a local
-    store explicitly. The pipeline
-    predicts on raw rows (a DataFrame with the training feature columns).
+    store explicitly.
     Raises NoProductionModelError, ModelVersionNotFoundError or ModelIntegrityError.
     """
     settings = load_settings()
     store = LocalModelStore(root=store_dir) if store_dir else model_store_for(settings)
-    return store.load(model_name or settings.model_name, version=version)
+    sklearn_model, model_version = store.load(model_name or settings.model_name, version=version)
+    return CheckedModel(sklearn_model, model_version), model_version

@@ -125,7 +125,9 @@ def test_predict_writes_predictions_with_the_verified_model(trained_cli, tmp_pat
 
     frame.drop(columns=["target", "mean radius"]).to_csv(rows, index=False)
     bad = run([str(BIN / "ml-platform"), "predict", "--input", str(rows)], trained_cli, expect=2)
-    assert bad.stderr.strip() == f"ml-platform: error: --input {rows} lacks feature columns: mean radius"
+    assert bad.stderr.startswith(f"ml-platform: error: --input {rows}: missing feature column(s) 'mean radius'"
+                                 " of the model's 30 (the input has 'mean texture'")
+    assert len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_rollback_moves_the_pointer_back_and_records_who_and_why(trained_cli, tmp_path):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
@@ -31,6 +32,7 @@ from ml_platform.errors import (
 from ml_platform.resources import LocalModelStore, ModelStore, ModelVersion
 from ml_platform.resources.model_store import S3ModelStore
 from ml_platform.s3 import S3Bucket
+from ml_platform.signature import Signature, infer_signature
 
 MODEL = "churn"
 ARTIFACT = "model.joblib"
@@ -179,6 +181,23 @@ def test_save_version_writes_artifact_and_metadata(store, raw):
     # The caller's metadata is kept as given.
     assert recorded["metrics"] == {"accuracy": 0.93}
     assert recorded["params"] == {"C": 1.0}
+
+
+def test_the_signature_round_trips_through_the_store(store):
+    frame = pd.DataFrame({"x": [0.5, 1.5, np.nan], "segment": ["a", "b", None], "flag": [True, False, True]})
+    signature = infer_signature(frame, "target", "classification", [0, 1])
+    saved = save(store, signature=signature.to_dict())
+    loaded = store.get_version(MODEL, saved.version)
+    assert Signature.of_version(loaded.metadata) == signature
+    assert Signature.of_version(store.list_versions(MODEL)[0].metadata).digest == signature.digest
+
+
+def test_list_models_names_every_model_with_a_complete_version(store):
+    assert store.list_models() == []
+    save(store)
+    store.save_version("other", fitted(), {"metrics": {}})
+    store.write_bytes("incomplete/v1/model.joblib", b"no metadata yet")
+    assert store.list_models() == [MODEL, "other"]
 
 
 def test_list_versions_is_oldest_first_and_ignores_incomplete_versions(store):

@@ -20,6 +20,7 @@ from ml_platform.resources.model_store import S3ModelStore, model_store_for
 from ml_platform.s3 import S3Bucket
 from ml_platform.serving import load_production_model
 from ml_platform.settings import load_settings
+from ml_platform.signature import Signature
 from ml_platform_tests.conftest import (
     ALL_DEFS,
     DEMO,
@@ -113,6 +114,11 @@ def test_pipeline_end_to_end_on_s3(s3_platform, demo_frame):
 
     model, version = s3_platform.store.load(MODEL_NAME)  # sha256 verified
     assert version.version == pointer["version"]
+    # The signature the model was trained with comes back from the bucket as it was recorded.
+    stored = json.loads(s3_platform.bucket.get(f"model_store/{MODEL_NAME}/{version.version}/metadata.json"))
+    trained = result.asset_value(["demo", "trained_model"])
+    assert Signature.from_dict(stored["signature"]) == trained.signature
+    assert Signature.of_version(version.metadata).columns == list(demo_frame.drop(columns=[TARGET]).columns)
     assert version.location == f"s3://{s3_platform.server.bucket}/{s3_platform.prefix}/model_store/" \
         f"{MODEL_NAME}/{version.version}"
     predictions = model.predict(demo_frame.drop(columns=[TARGET]).head(20))

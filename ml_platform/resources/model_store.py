@@ -84,7 +84,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def list_children(self, prefix: str) -> list[str]:
-        """Names directly under a prefix (folders and objects), sorted."""
+        """Names directly under a prefix (folders and objects), sorted; ``""`` is the store root."""
 
     @abstractmethod
     def uri(self, key: str) -> str:
@@ -161,6 +161,10 @@ class ModelStore(dg.ConfigurableResource, ABC):
         except json.JSONDecodeError as exc:
             raise ModelStoreError(f"{self.uri(key)} is not valid JSON: {exc}") from exc
         return ModelVersion(model_name, version, self.uri(f"{model_name}/{version}"), record)
+
+    def list_models(self) -> list[str]:
+        """The names of the models that have at least one complete version, sorted."""
+        return [name for name in self.list_children("") if not name.startswith(".") and self.list_versions(name)]
 
     def list_versions(self, model_name: str) -> list[ModelVersion]:
         """Complete versions, oldest first (version names sort by creation time)."""
@@ -295,6 +299,8 @@ class LocalModelStore(ModelStore):
     root: str = Field(description="Folder that holds the store.")
 
     def _path(self, key: str) -> str:
+        if key == "":
+            return self.root
         parts = key.split("/")
         for part in parts:
             check_segment(part, "store key segment")
