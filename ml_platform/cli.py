@@ -1,4 +1,4 @@
-"""`ml-platform`: what the `dagster` CLI does not cover (demo data, the model store)."""
+"""`ml-platform`: what the `dagster` CLI does not cover (demo data, the model store, serving)."""
 
 from __future__ import annotations
 
@@ -338,6 +338,35 @@ def _signature_lines(metadata: dict) -> list[str]:
     return lines
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the production models over HTTP until stopped (SIGINT/SIGTERM)."""
+    from ml_platform.resources.model_store import check_segment
+    from ml_platform.serving.app import ServeConfig
+    from ml_platform.serving.server import serve
+
+    settings = _settings()
+    models = args.model or [spec.model_name for spec in _pipelines(settings)]
+    for name in models:
+        check_segment(name, "model name")
+    if args.workers < 1:
+        raise MlPlatformError("--workers must be >= 1")
+    if args.reload_interval <= 0:
+        raise MlPlatformError("--reload-interval must be > 0 seconds")
+    if args.max_body_mb <= 0:
+        raise MlPlatformError("--max-body-mb must be > 0")
+    if not 0 < args.port < 65536:
+        raise MlPlatformError(f"--port {args.port} is not a TCP port")
+    config = ServeConfig(
+        models=list(dict.fromkeys(models)), store_dir=args.store_dir, reload_interval_s=args.reload_interval,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_batch_rows=args.max_batch_rows,
+    )
+    print(f"serving {', '.join(config.models)} on http://{args.host}:{args.port}"
+          f" ({args.workers} worker{'s' if args.workers > 1 else ''}; pointers followed every"
+          f" {args.reload_interval:g} s and on SIGHUP)", flush=True)
+    serve(config, args.host, args.port, args.workers, log_level=args.log_level, access_log=args.access_log)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-platform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -360,6 +389,25 @@ def build_parser() -> argparse.ArgumentParser:
     rng.add_argument("--end-day")
     rng.add_argument("--last", action="store_true", help="print only the last day")
     rng.set_defaults(func=cmd_demo_range)
+
+    srv = sub.add_parser("serve", help="serve the production models over HTTP (hot reload, metrics)",
+                         description="Serve every model of the pipelines file (or the --model ones) over HTTP:"
+                         " POST /v1/models/NAME/predict, GET /v1/models, /livez, /readyz, /metrics."
+                         " ML_PLATFORM_SERVE_TOKEN, when set, is the bearer token every route but the probes needs.")
+    srv.add_argument("--model", action="append", help="a model to serve (repeat; default: every pipeline's)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
+    srv.add_argument("--workers", type=int, default=1, help="worker processes on the port (default %(default)s)")
+    srv.add_argument("--reload-interval", type=float, default=5.0,
+                     help="seconds between looks at the production pointers (default %(default)s)")
+    srv.add_argument("--max-body-mb", type=float, default=10.0,
+                     help="largest request body, in MiB; larger ones get 413 (default %(default)s)")
+    srv.add_argument("--max-batch-rows", type=int, default=10_000,
+                     help="most rows scored in one predict call when requests arrive together (default %(default)s)")
+    srv.add_argument("--store-dir", help="a local model store folder (default: the store of ML_PLATFORM_ENV)")
+    srv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    srv.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
+    srv.set_defaults(func=cmd_serve)
 
     for name, func, text in (
         ("models", cmd_models, "list every model's versions (or --model's) with its metrics; * marks production"),

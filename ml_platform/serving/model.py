@@ -1,4 +1,4 @@
-"""Loading a deployed model, verified, and predicting with it behind its signature check."""
+"""A deployed model, loaded and verified, that predicts behind its signature check."""
 
 from __future__ import annotations
 
@@ -62,12 +62,15 @@ class CheckedModel:
     def predict_proba(self, rows: Any) -> np.ndarray:
         return self.predict_with_report(rows, proba=True).probabilities.to_numpy()
 
-    def predict_with_report(self, rows: Any, proba: bool = False) -> PredictionResult:
-        if proba and not self.is_classifier:
+    def refuse_proba(self) -> None:
+        """Raise PredictionError when class probabilities are asked of a regression."""
+        if not self.is_classifier:
             raise PredictionError(
                 f"{self.version.model_name} {self.version.version} is a regression: it has no class probabilities"
             )
-        frame, report = self.check(rows)
+
+    def predict_checked(self, frame: pd.DataFrame, proba: bool = False) -> tuple[np.ndarray, pd.DataFrame | None]:
+        """Predictions (and probabilities) of rows that ``check`` already returned."""
         try:
             predictions = np.asarray(self.sklearn_model.predict(frame))
             probabilities = None
@@ -80,6 +83,13 @@ class CheckedModel:
             # Only a version stored before signatures (kinds unknown) gets here with bad rows.
             raise PredictionError(f"{self.version.model_name} {self.version.version} cannot predict these"
                                   f" rows: {exc}") from exc
+        return predictions, probabilities
+
+    def predict_with_report(self, rows: Any, proba: bool = False) -> PredictionResult:
+        if proba:
+            self.refuse_proba()
+        frame, report = self.check(rows)
+        predictions, probabilities = self.predict_checked(frame, proba)
         return PredictionResult(predictions, probabilities, self.version.version, self.version.sha256, report)
 
 

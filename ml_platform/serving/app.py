@@ -1,0 +1,374 @@
+"""`ml-platform serve`: the HTTP app (Starlette on uvicorn, the stack dagster-webserver installs).
+
+Routes (JSON; CSV accepted for predict):
+
+- ``POST /v1/models/{name}/predict`` rows as records or ``{"columns", "data"}`` (or CSV), ``?proba=true``
+  for class probabilities: predictions, the version and sha256 that made them, and what the
+  signature check reported;
+- ``GET /v1/models``, ``GET /v1/models/{name}``: version, sha256, promoted_at, metrics, signature;
+- ``GET /livez`` (the process answers), ``GET /readyz`` (every served model loaded and verified);
+- ``GET /metrics``: Prometheus text (requests by route and status, latency, rows, served versions).
+
+Every client error is a 4xx with one JSON line ``{"error": "..."}``. Requests for one model that
+arrive while it is predicting are scored together in its next predict call (adaptive batching).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ml_platform.errors import PredictionError, SignatureError
+from ml_platform.serving.holder import ModelHolder
+from ml_platform.serving.model import CheckedModel
+from ml_platform.serving.parsing import RequestError, content_type, flag, parse_rows
+
+logger = logging.getLogger("ml_platform.serving")
+
+CONFIG_ENV = "ML_PLATFORM_SERVE_CONFIG"  # the config, as JSON, for each worker process
+TOKEN_ENV = "ML_PLATFORM_SERVE_TOKEN"
+OPEN_ROUTES = ("/livez", "/readyz")
+DEFAULT_RELOAD_INTERVAL_S = 5.0
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_BATCH_ROWS = 10_000
+
+
+@dataclass
+class ServeConfig:
+    """What each worker needs to build the app (passed to workers through ``CONFIG_ENV``)."""
+
+    models: list[str]
+    store_dir: str | None = None  # a local store; None: the store of ML_PLATFORM_ENV
+    reload_interval_s: float = DEFAULT_RELOAD_INTERVAL_S
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> ServeConfig:
+        return cls(**json.loads(os.environ[CONFIG_ENV]))
+
+    def store(self):
+        from ml_platform.resources.model_store import LocalModelStore, model_store_for
+        from ml_platform.settings import load_settings
+
+        return LocalModelStore(root=self.store_dir) if self.store_dir else model_store_for(load_settings())
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+class Metrics:
+    """Prometheus metrics; with several worker processes (``PROMETHEUS_MULTIPROC_DIR`` set before
+    the workers start) they are summed over the live workers."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        registry = None if self.multiprocess else CollectorRegistry()
+        kwargs = {"registry": registry} if registry is not None else {}
+        self.requests = Counter("ml_platform_http_requests", "HTTP requests by route and status.",
+                                ["route", "status"], **kwargs)
+        self.latency = Histogram(
+            "ml_platform_http_request_duration_seconds", "Time from request to answer, by route.", ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), **kwargs)
+        self.rows = Counter("ml_platform_predicted_rows", "Rows predicted, by model and version.",
+                            ["model", "version"], **kwargs)
+        self.batches = Histogram("ml_platform_batch_requests", "Requests scored in one predict call.",
+                                 ["model"], buckets=(1, 2, 4, 8, 16, 32, 64), **kwargs)
+        self.served = Gauge("ml_platform_served_version", "1 for the version a model is served with.",
+                            ["model", "version", "sha256"], multiprocess_mode="livemax", **kwargs)
+        self.ready = Gauge("ml_platform_model_ready", "1 when the model is loaded and verified.", ["model"],
+                           multiprocess_mode="livemin", **kwargs)
+        self.reloads = Counter("ml_platform_model_reloads", "Versions loaded or refused, by model.",
+                               ["model", "outcome"], **kwargs)
+        self._registry = registry
+
+    def text(self) -> bytes:
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        if not self.multiprocess:
+            return generate_latest(self._registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry)
+
+    def swapped(self, holder: ModelHolder, previous: CheckedModel | None) -> None:
+        if previous is not None:
+            self.served.labels(holder.model_name, previous.version.version, previous.version.sha256).set(0)
+        if holder.current is not None:
+            current = holder.current.version
+            self.served.labels(holder.model_name, current.version, current.sha256).set(1)
+        self.ready.labels(holder.model_name).set(1 if holder.current is not None else 0)
+
+    def close(self) -> None:
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
+
+
+# -- adaptive batching -------------------------------------------------------------------------
+@dataclass
+class _Pending:
+    model: CheckedModel
+    frame: pd.DataFrame
+    proba: bool
+    future: asyncio.Future = field(repr=False)
+
+
+class Batcher:
+    """One model's predict calls, one at a time off the event loop. Requests that arrive while a
+    call runs wait for the next, which scores them all at once (and the answers are split again):
+    a lone request is scored at once, many requests share the fixed cost of a predict call."""
+
+    def __init__(self, model_name: str, max_rows: int, metrics: Metrics):
+        self.model_name = model_name
+        self.max_rows = max_rows
+        self.metrics = metrics
+        self._queue: list[_Pending] = []
+        self._draining = False
+
+    async def predict(self, model: CheckedModel, frame: pd.DataFrame, proba: bool):
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(model, frame, proba, future))
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    def _take(self) -> list[_Pending]:
+        """The next batch: queued requests for the same model object (a swap may sit between
+        them), up to ``max_rows`` rows (at least one request)."""
+        first = self._queue[0]
+        batch, rows = [], 0
+        for pending in self._queue:
+            if pending.model is not first.model or (batch and rows + len(pending.frame) > self.max_rows):
+                break
+            batch.append(pending)
+            rows += len(pending.frame)
+        del self._queue[:len(batch)]
+        return batch
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch = self._take()
+                try:
+                    results = await asyncio.to_thread(_score, batch)
+                except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+                    for pending in batch:
+                        if not pending.future.done():
+                            pending.future.set_exception(exc)
+                    continue
+                self.metrics.batches.labels(self.model_name).observe(len(batch))
+                for pending, result in zip(batch, results):
+                    if not pending.future.done():
+                        pending.future.set_result(result)
+        finally:
+            self._draining = False
+
+
+def _score(batch: list[_Pending]) -> list[tuple[np.ndarray, pd.DataFrame | None]]:
+    model = batch[0].model
+    proba = any(p.proba for p in batch)
+    if len(batch) == 1:
+        return [model.predict_checked(batch[0].frame, batch[0].proba)]
+    frame = pd.concat([p.frame for p in batch], ignore_index=True)
+    predictions, probabilities = model.predict_checked(frame, proba)
+    results, start = [], 0
+    for pending in batch:
+        end = start + len(pending.frame)
+        part = probabilities.iloc[start:end] if (pending.proba and probabilities is not None) else None
+        results.append((predictions[start:end], part))
+        start = end
+    return results
+
+
+# -- the app -------------------------------------------------------------------------------------
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _plain(values: np.ndarray) -> list:
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise RequestError(400, f"Content-Length {declared!r} is not a number") from None
+        if length > limit:
+            raise RequestError(413, f"the body is {length} bytes; the limit is {limit} (--max-body-mb)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"the body is over the limit of {limit} bytes (--max-body-mb)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(config: ServeConfig | None = None) -> Starlette:
+    """The app of one worker: the models of ``config`` (default: from ``CONFIG_ENV``)."""
+    config = config or ServeConfig.from_env()
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    store = config.store()
+    holders = {name: ModelHolder(name, store) for name in config.models}
+    metrics = Metrics()
+    batchers = {name: Batcher(name, config.max_batch_rows, metrics) for name in config.models}
+    token = os.environ.get(TOKEN_ENV, "").strip() or None
+    wake = asyncio.Event()
+
+    def refresh_all() -> None:
+        for holder in holders.values():
+            previous = holder.current
+            swap = holder.refresh()
+            if swap.outcome in ("loaded", "refused"):
+                metrics.reloads.labels(holder.model_name, swap.outcome).inc()
+            metrics.swapped(holder, previous if swap.outcome == "loaded" else None)
+
+    async def follow_pointers() -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=config.reload_interval_s)
+            if wake.is_set():
+                wake.clear()
+                logger.info("SIGHUP: looking at the production pointers now")
+                for holder in holders.values():
+                    holder.forget_pointer()
+            try:
+                await asyncio.to_thread(refresh_all)
+            except Exception:  # noqa: BLE001 - the poller must outlive a bad refresh
+                logger.exception("refreshing the served models failed")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        await asyncio.to_thread(refresh_all)
+        poller = asyncio.get_running_loop().create_task(follow_pointers())
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, wake.set)
+        try:
+            yield
+        finally:
+            poller.cancel()
+            metrics.close()
+
+    def endpoint(route: str, handler: Callable[[Request], Awaitable[Response]], protected: bool = True):
+        async def wrapped(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                if protected and token is not None:
+                    given = request.headers.get("authorization", "")
+                    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                        response = _error(401, "missing or wrong bearer token (Authorization: Bearer …)",
+                                          {"WWW-Authenticate": "Bearer"})
+                        return response
+                response = await handler(request)
+            except RequestError as exc:
+                response = _error(exc.status, str(exc))
+            except SignatureError as exc:
+                response = _error(422, str(exc))
+            except PredictionError as exc:
+                response = _error(400, str(exc))
+            except Exception as exc:  # noqa: BLE001 - never a traceback on the wire
+                logger.exception(f"{request.method} {request.url.path} failed")
+                response = _error(500, f"the server failed: {type(exc).__name__}: {exc}")
+            finally:
+                metrics.latency.labels(route).observe(time.perf_counter() - started)
+            metrics.requests.labels(route, str(response.status_code)).inc()
+            return response
+
+        return wrapped
+
+    def holder_of(request: Request) -> ModelHolder:
+        name = request.path_params["name"]
+        holder = holders.get(name)
+        if holder is None:
+            raise RequestError(404, f"unknown model {name!r}; served: {', '.join(holders)}")
+        return holder
+
+    async def predict(request: Request) -> Response:
+        holder = holder_of(request)
+        model = holder.current  # this request's model, whatever a swap does meanwhile
+        if model is None:
+            raise RequestError(503, f"model {holder.model_name!r} is not ready: {holder.problem}")
+        proba = flag(request.query_params.get("proba"), "proba")
+        if proba:
+            model.refuse_proba()
+        body = await _read_body(request, config.max_body_bytes)
+        rows = parse_rows(body, content_type(request.headers), model.signature)
+        frame, report = model.check(rows)
+        predictions, probabilities = await batchers[holder.model_name].predict(model, frame, proba)
+        metrics.rows.labels(holder.model_name, model.version.version).inc(len(frame))
+        answer = {
+            "model": holder.model_name,
+            "version": model.version.version,
+            "sha256": model.version.sha256,
+            "predictions": _plain(predictions),
+            "report": report.to_dict(),
+        }
+        if probabilities is not None:
+            answer["classes"] = [str(c) for c in probabilities.columns]
+            answer["probabilities"] = probabilities.to_numpy().tolist()
+        return JSONResponse(answer)
+
+    async def list_models(request: Request) -> Response:
+        return JSONResponse({"models": [h.describe() for h in holders.values()]})
+
+    async def model_info(request: Request) -> Response:
+        return JSONResponse(holder_of(request).describe())
+
+    async def livez(request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(request: Request) -> Response:
+        models = {h.model_name: {"version": h.version, "problem": h.problem} for h in holders.values()}
+        ready = all(h.current is not None for h in holders.values())
+        return JSONResponse({"ready": ready, "models": models}, status_code=200 if ready else 503)
+
+    async def metrics_text(request: Request) -> Response:
+        return Response(metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        metrics.requests.labels("other", str(exc.status_code)).inc()
+        message = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
+        return _error(exc.status_code, message.get(exc.status_code, str(exc.detail)))
+
+    routes = [
+        Route("/v1/models/{name}/predict", endpoint("/v1/models/{name}/predict", predict), methods=["POST"]),
+        Route("/v1/models", endpoint("/v1/models", list_models), methods=["GET"]),
+        Route("/v1/models/{name}", endpoint("/v1/models/{name}", model_info), methods=["GET"]),
+        Route("/livez", endpoint("/livez", livez, protected=False), methods=["GET"]),
+        Route("/readyz", endpoint("/readyz", readyz, protected=False), methods=["GET"]),
+        Route("/metrics", endpoint("/metrics", metrics_text), methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app.state.holders = holders
+    return app
