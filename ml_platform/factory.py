@@ -9,6 +9,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from ml_platform.assets.deployment import build_deployed_model
 from ml_platform.assets.evaluation import build_model_metrics
 from ml_platform.assets.ingest import build_raw_data
+from ml_platform.assets.scoring import build_predictions, build_scoring_checks, build_scoring_data
 from ml_platform.assets.training import (
     build_splits,
     build_trained_model,
@@ -26,6 +27,7 @@ from ml_platform.sensors import (
     build_drift_sensor,
     build_failure_sensor,
     build_landing_sensor,
+    build_scoring_sensor,
     build_variants_sensor,
 )
 from ml_platform.settings import Settings
@@ -53,10 +55,12 @@ class BuiltPipeline:
         return [*self.assets, *self.checks]
 
 
-def check_landing(spec: PipelineSpec, settings: Settings, source: str) -> None:
-    """A pipeline's landing must be readable in this environment (fails at load, naming it)."""
-    where = f"{source}: pipeline {spec.name!r}: landing"
-    landing = spec.landing or ""
+def check_landing(spec: PipelineSpec, settings: Settings, source: str, landing: str | None = None,
+                  field: str = "landing") -> None:
+    """A pipeline's landing (or scoring landing) must be readable in this environment (fails at
+    load, naming it)."""
+    where = f"{source}: pipeline {spec.name!r}: {field}"
+    landing = (spec.landing if landing is None else landing) or ""
     if landing.startswith("s3://") and settings.env != "prod":
         raise ConfigError(f"{where}: {landing!r} is on S3; S3 needs ML_PLATFORM_ENV=prod")
     if landing.startswith("/") and settings.env == "prod":
@@ -67,6 +71,8 @@ def check_landing(spec: PipelineSpec, settings: Settings, source: str) -> None:
 
 def build_pipeline(spec: PipelineSpec, settings: Settings, source: str = "pipelines.yaml") -> BuiltPipeline:
     check_landing(spec, settings, source)
+    if spec.scoring is not None:
+        check_landing(spec, settings, source, spec.scoring.landing, "scoring.landing")
     pipeline = Pipeline(spec, settings)
     built = BuiltPipeline(pipeline)
     built.assets = [
@@ -79,6 +85,9 @@ def build_pipeline(spec: PipelineSpec, settings: Settings, source: str = "pipeli
         build_deployed_model(pipeline),
     ]
     built.checks = [build_raw_data_quality(pipeline), build_gate(pipeline), build_signature_check(pipeline)]
+    if spec.scoring is not None:
+        built.assets += [build_scoring_data(pipeline), build_predictions(pipeline)]
+        built.checks.append(build_scoring_checks(pipeline))
     built.jobs = build_jobs(pipeline)
     built.job = built.jobs[0]
     built.schedule = build_schedule(pipeline, built.job)
@@ -87,6 +96,8 @@ def build_pipeline(spec: PipelineSpec, settings: Settings, source: str = "pipeli
         built.sensors.append(build_drift_sensor(pipeline, built.job))
     if pipeline.variants:
         built.sensors.append(build_variants_sensor(pipeline, *built.jobs[1:]))
+    if spec.scoring is not None:
+        built.sensors.append(build_scoring_sensor(pipeline, built.jobs[-1]))
     return built
 
 

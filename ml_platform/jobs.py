@@ -32,10 +32,21 @@ def select_job_name(pipeline: Pipeline) -> str:
     return f"{pipeline.name}_select_and_deploy"
 
 
+def scoring_job_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}_scoring"
+
+
+# The batch scoring part of a pipeline (with `scoring` in pipelines.yaml).
+SCORING_ASSET_NAMES = ("scoring_data", "predictions")
+
+
 def job_names(pipeline: Pipeline) -> list[str]:
-    if not pipeline.variants:
-        return [job_name(pipeline)]
-    return [job_name(pipeline), variants_job_name(pipeline), select_job_name(pipeline)]
+    names = [job_name(pipeline)]
+    if pipeline.variants:
+        names += [variants_job_name(pipeline), select_job_name(pipeline)]
+    if pipeline.spec.scoring is not None:
+        names.append(scoring_job_name(pipeline))
+    return names
 
 
 def retrain_keys(pipeline: Pipeline) -> list[dg.AssetKey]:
@@ -48,8 +59,11 @@ def retrain_keys(pipeline: Pipeline) -> list[dg.AssetKey]:
 
 
 def build_jobs(pipeline: Pipeline) -> list[UnresolvedAssetJobDefinition]:
-    """The pipeline's job first; with variants, also the variants job and the select-and-deploy job."""
+    """The pipeline's job first; with variants, also the variants job and the select-and-deploy job;
+    with scoring, last, the scoring job (which the training job leaves out)."""
     group = dg.AssetSelection.groups(pipeline.name)
+    if pipeline.spec.scoring is not None:
+        group = group - dg.AssetSelection.assets(*(pipeline.key(n) for n in SCORING_ASSET_NAMES))
     if not pipeline.variants:
         jobs = [(job_name(pipeline), group, f"{pipeline.name}: ingest one day, retrain on the window ending"
                  " that day, evaluate, gate and deploy.")]
@@ -67,6 +81,10 @@ def build_jobs(pipeline: Pipeline) -> list[UnresolvedAssetJobDefinition]:
              f"{pipeline.name}: choose the best variant of the day as the challenger, evaluate, gate and"
              " deploy."),
         ]
+    if pipeline.spec.scoring is not None:
+        jobs.append((scoring_job_name(pipeline),
+                     dg.AssetSelection.assets(*(pipeline.key(n) for n in SCORING_ASSET_NAMES)),
+                     f"{pipeline.name}: score one day of {pipeline.spec.scoring.landing} with the production model."))
     return [
         dg.define_asset_job(
             name=name, selection=selection, description=description,

@@ -31,7 +31,7 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Kubernetes quantities: "2", "500m", "0.5" CPUs; "512Mi", "16Gi", "1G" memory.
 _CPU = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
 _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
-STAGES = ("ingest", "train", "evaluate", "deploy")
+STAGES = ("ingest", "train", "evaluate", "deploy", "score")
 CHANNELS = ("webhook", "email")
 DEMO_DATASETS = ("breast_cancer", "diabetes")
 
@@ -71,6 +71,16 @@ class StagesSpec(_Strict):
     train: StageSpec = StageSpec()
     evaluate: StageSpec = StageSpec()
     deploy: StageSpec = StageSpec()
+    score: StageSpec = StageSpec()
+
+
+class ScoringSpec(_Strict):
+    """Batch scoring: where unlabelled day files land; each day is scored with the production model."""
+
+    landing: str = Field(
+        description="Where the day files to score land, as `landing` is read: relative to the landing root,"
+        " an absolute folder, or s3://bucket/prefix (prod)."
+    )
 
 
 class ModelSpec(_Strict):
@@ -231,6 +241,9 @@ class PipelineSpec(_Strict):
     stages: StagesSpec = StagesSpec()
     notifications: NotificationsSpec = NotificationsSpec()
     drift: DriftSpec = DriftSpec()
+    scoring: ScoringSpec | None = Field(
+        default=None, description="Batch scoring of unlabelled days: scoring_data[day] and predictions[day]."
+    )
     demo_data: Literal["breast_cancer", "diabetes"] | None = Field(
         default=None, description="What `ml-platform seed-demo` writes into this pipeline's landing."
     )
@@ -451,7 +464,7 @@ def load_pipelines(settings: Settings, path: Path | None = None) -> list[Pipelin
 
 __all__ = [
     "CHANNELS", "DEMO_DATASETS", "STAGES", "TASKS", "FeatureColumn", "GateSpec", "ModelSpec", "PipelineSpec",
-    "SchemaSpec",
+    "SchemaSpec", "ScoringSpec",
     "ResourcesSpec", "ScheduleSpec", "StageSpec", "load_pipelines", "parse_pipelines", "pipelines_path",
 ]
 
@@ -559,7 +572,7 @@ class Pipeline:
         ingest and deploy, which touch storage, and none for train and evaluate."""
         retries = self.spec.stage(stage).retries
         if retries is None:
-            retries = self.settings.storage_retries if stage in ("ingest", "deploy") else 0
+            retries = self.settings.storage_retries if stage in ("ingest", "deploy", "score") else 0
         if retries == 0:
             return None
         return dg.RetryPolicy(

@@ -45,6 +45,17 @@ def build_landing_sensor(pipeline: Pipeline, job: UnresolvedAssetJobDefinition) 
     return landing_zone_sensor
 
 
+def _files_of_partitions(pipeline: Pipeline, landing_zone: LandingZone) -> list:
+    """The landing zone's files (names and stat only) whose day is a partition of the pipeline: a
+    file for today (or later) waits until its day has ended and its partition exists."""
+    last_partition = pipeline.partitions.get_last_partition_key()
+    first_partition = pipeline.partitions.get_first_partition_key()
+    return [
+        f for f in landing_zone.list_files()
+        if first_partition and last_partition and first_partition <= f.day <= last_partition
+    ]
+
+
 def _landing_tick(context: dg.SensorEvaluationContext, pipeline: Pipeline, landing_zone: LandingZone):
     """One tick: list the landing zone (names and stat only) and compare with the cursor.
 
@@ -57,14 +68,7 @@ def _landing_tick(context: dg.SensorEvaluationContext, pipeline: Pipeline, landi
     """
     cursor = _load_cursor(context.cursor)
     seen: dict[str, str] = cursor["files"]
-    last_partition = pipeline.partitions.get_last_partition_key()
-    first_partition = pipeline.partitions.get_first_partition_key()
-
-    files = [
-        f for f in landing_zone.list_files()
-        # A file for today (or later) waits until its day has ended and its partition exists.
-        if first_partition and last_partition and first_partition <= f.day <= last_partition
-    ]
+    files = _files_of_partitions(pipeline, landing_zone)
     requests = []
     for landing_file in files:
         if seen.get(landing_file.day) == landing_file.fingerprint:
@@ -359,3 +363,42 @@ def _latest_storage_ids(instance: dg.DagsterInstance, key: dg.AssetKey, partitio
     for record in records:  # newest first
         latest.setdefault(record.asset_materialization.partition, record.storage_id)
     return latest
+
+
+def scoring_sensor_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}_scoring_sensor"
+
+
+def build_scoring_sensor(pipeline: Pipeline, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    """Scores each new or changed file of the pipeline's scoring landing, once (run_key = day +
+    fingerprint, as the landing sensor does for training)."""
+    location = pipeline.spec.scoring.landing
+
+    @dg.sensor(
+        job=job,
+        name=scoring_sensor_name(pipeline),
+        minimum_interval_seconds=pipeline.settings.sensor_interval_s,
+        description=f"Scores each new or changed file of {location} with the production {pipeline.model_name}.",
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+    def scoring_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZone):
+        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        files = _files_of_partitions(pipeline, landing_zone.at(location))
+        requests = []
+        for scoring_file in files:
+            if seen.get(scoring_file.day) == scoring_file.fingerprint:
+                continue
+            requests.append(dg.RunRequest(
+                run_key=f"score:{scoring_file.day}:{scoring_file.fingerprint}",
+                partition_key=scoring_file.day,
+                tags={constants.TRIGGER_TAG: "scoring", constants.FINGERPRINT_TAG: scoring_file.fingerprint,
+                      constants.PIPELINE_TAG: pipeline.name},
+            ))
+            seen[scoring_file.day] = scoring_file.fingerprint
+        present = {f.day for f in files}
+        cursor = json.dumps({day: fp for day, fp in seen.items() if day in present}, sort_keys=True)
+        if not requests:
+            return dg.SensorResult(skip_reason="no new or changed scoring files", cursor=cursor)
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+    return scoring_sensor

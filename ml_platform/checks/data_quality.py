@@ -71,7 +71,8 @@ def build_raw_data_quality(pipeline: "Pipeline") -> dg.AssetChecksDefinition:
             schema = pipeline.schema(model_store, warn=context.log.warning)
             yield from _run_rules(context, pipeline, config, schema, raw_data)
             if drift_spec.enabled:
-                yield _drift_result(context, pipeline, raw_data)
+                days = raw_data if isinstance(raw_data, dict) else {context.partition_key: raw_data}
+                yield drift_result(context, pipeline, days, key)
 
     return raw_data_quality
 
@@ -119,19 +120,20 @@ def _run_rules(
         )
 
 
-def _drift_result(context, pipeline: "Pipeline", raw_data) -> dg.AssetCheckResult:
+def drift_result(context, pipeline: "Pipeline", days: dict[str, pd.DataFrame], asset_key: dg.AssetKey
+                 ) -> dg.AssetCheckResult:
+    """The no_feature_drift check of ``asset_key`` (raw_data, or scoring_data) over ``days``."""
     from ml_platform import drift
 
     spec = pipeline.spec.drift
-    if isinstance(raw_data, pd.DataFrame):
-        raw_data = {context.partition_key: raw_data}
+    raw_data = days
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=pipeline.key("training_data")), limit=1
     ).records
     reference = records[0].asset_materialization.metadata.get(DRIFT_REFERENCE) if records else None
     if reference is None:
         return dg.AssetCheckResult(
-            check_name=DRIFT_CHECK, asset_key=pipeline.key("raw_data"), passed=True,
+            check_name=DRIFT_CHECK, asset_key=asset_key, passed=True,
             severity=dg.AssetCheckSeverity.WARN,
             description="no training data yet to compare with", metadata={"Method": spec.method},
         )
@@ -151,10 +153,10 @@ def _drift_result(context, pipeline: "Pipeline", raw_data) -> dg.AssetCheckResul
         f" ({spec.method.upper()}, threshold {spec.limit:g})"
     )
     if drifted_days:
-        context.log.warning(f"raw_data {message}")
+        context.log.warning(f"{asset_key.path[-1]} {message}")
     return dg.AssetCheckResult(
         check_name=DRIFT_CHECK,
-        asset_key=pipeline.key("raw_data"),
+        asset_key=asset_key,
         passed=not drifted_days,
         severity=dg.AssetCheckSeverity.WARN,
         description=message,

@@ -1,0 +1,168 @@
+"""Batch scoring: scoring_data[day] (unlabelled rows from the pipeline's scoring landing) and
+predictions[day] (each row with the production model's prediction), with their checks."""
+
+import dagster as dg
+import pandas as pd
+
+from ml_platform import constants
+from ml_platform.assets.ingest import _ingest
+from ml_platform.checks.data_quality import DRIFT_CHECK, drift_result
+from ml_platform.errors import MlPlatformError, NoProductionModelError, SignatureError, StorageUnavailableError
+from ml_platform.metadata import frame_table, rows_table
+from ml_platform.pipelines import Pipeline
+from ml_platform.resources.landing_zone import LandingZone
+from ml_platform.resources.model_store import ModelStore
+from ml_platform.serving.model import CheckedModel
+from ml_platform.signature import Signature, check_rows
+from ml_platform.timeouts import stage_timeout
+
+SIGNATURE_CHECK = "rows_match_signature"
+
+
+def build_scoring_data(pipeline: Pipeline) -> dg.AssetsDefinition:
+    spec = pipeline.spec.scoring
+
+    @dg.asset(
+        key=pipeline.key("scoring_data"),
+        **pipeline.asset_options("ingest", constants.DATA_OWNER),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"pandas"},
+        config_schema={},
+        description=f"One day's unlabelled rows of {pipeline.name} to score, read from {spec.landing}.",
+    )
+    def scoring_data(context: dg.AssetExecutionContext, landing_zone: LandingZone):
+        with stage_timeout(context, pipeline, "ingest"):
+            return _ingest(context, landing_zone.at(spec.landing))
+
+    return scoring_data
+
+
+def _production(pipeline: Pipeline, model_store: ModelStore):
+    """The production model of this moment, loaded and verified; a dg.Failure naming why not."""
+    try:
+        sklearn_model, version = model_store.load(pipeline.model_name)
+    except StorageUnavailableError:
+        raise
+    except NoProductionModelError as exc:
+        raise dg.Failure(description=f"nothing to score with: {exc}", allow_retries=False) from exc
+    except MlPlatformError as exc:
+        raise dg.Failure(description=f"the production model cannot be loaded: {exc}", allow_retries=False) from exc
+    return CheckedModel(sklearn_model, version)
+
+
+def build_scoring_checks(pipeline: Pipeline) -> dg.AssetChecksDefinition:
+    """rows_match_signature (blocking) and, with drift enabled, no_feature_drift (a warning)."""
+    key = pipeline.key("scoring_data")
+    specs = [dg.AssetCheckSpec(
+        name=SIGNATURE_CHECK, asset=key, blocking=True, partitions_def=pipeline.partitions,
+        description="The day's rows meet the production model's signature (columns, kinds); otherwise"
+        " predictions does not run.",
+    )]
+    if pipeline.spec.drift.enabled:
+        specs.append(dg.AssetCheckSpec(
+            name=DRIFT_CHECK, asset=key, blocking=False, partitions_def=pipeline.partitions,
+            description="No feature of the day drifts from the last training data (a warning).",
+        ))
+
+    @dg.multi_asset_check(
+        specs=specs, name=f"{pipeline.name}__scoring_data_checks", ins={"scoring_data": dg.AssetIn(key=key)},
+        op_tags=pipeline.op_tags("ingest"),
+    )
+    def scoring_data_checks(context: dg.AssetCheckExecutionContext, model_store: ModelStore, scoring_data):
+        with stage_timeout(context, pipeline, "ingest"):
+            days = scoring_data if isinstance(scoring_data, dict) else {context.partition_key: scoring_data}
+            yield _signature_result(pipeline, model_store, days)
+            if pipeline.spec.drift.enabled:
+                yield drift_result(context, pipeline, days, key)
+
+    return scoring_data_checks
+
+
+def _signature_result(pipeline: Pipeline, model_store: ModelStore, days: dict[str, pd.DataFrame]):
+    key = pipeline.key("scoring_data")
+    production = model_store.production(pipeline.model_name)
+    signature = Signature.of_version(production.metadata) if production else None
+    if signature is None:
+        return dg.AssetCheckResult(
+            check_name=SIGNATURE_CHECK, asset_key=key, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+            description=f"model {pipeline.model_name!r} has no production version with a signature to score with",
+        )
+    problems, reports = [], {}
+    for day, frame in sorted(days.items()):
+        try:
+            _, reports[day] = check_rows(frame, signature)
+        except SignatureError as exc:
+            problems.append(f"{day}: {exc}" if len(days) > 1 else str(exc))
+    report_rows = [
+        {"Day": day, "Rows": r.rows, "Dropped columns": ", ".join(r.dropped_columns),
+         "Nulls": sum(r.nulls.values()), "Unseen categories": sum(r.unseen_categories.values())}
+        for day, r in reports.items()
+    ]
+    description = "; ".join(problems) if problems else (
+        f"the columns of production {production.version}" + (f" on all {len(days)} days" if len(days) > 1 else ""))
+    return dg.AssetCheckResult(
+        check_name=SIGNATURE_CHECK, asset_key=key, passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={
+            "Production version": production.version,
+            "Checked": rows_table(report_rows, [("Day", "string"), ("Rows", "int"), ("Dropped columns", "string"),
+                                                ("Nulls", "int"), ("Unseen categories", "int")]),
+        },
+    )
+
+
+def build_predictions(pipeline: Pipeline) -> dg.AssetsDefinition:
+    classification = pipeline.task == "classification"
+
+    @dg.asset(
+        key=pipeline.key("predictions"),
+        ins={"scoring_data": dg.AssetIn(key=pipeline.key("scoring_data"))},
+        **pipeline.asset_options("evaluate", constants.ML_OWNER),
+        kinds={"pandas", "scikitlearn"},
+        config_schema={},
+        description=f"Each scoring row of the day with the prediction of production {pipeline.model_name}"
+        + (" and its class probabilities" if classification else "") + "; the version and sha256 that made them.",
+    )
+    def predictions(context: dg.AssetExecutionContext, model_store: ModelStore, scoring_data: pd.DataFrame):
+        with stage_timeout(context, pipeline, "evaluate"):
+            model = _production(pipeline, model_store)
+            try:
+                result = model.predict_with_report(scoring_data, proba=classification)
+            except SignatureError as exc:
+                raise dg.Failure(description=f"scoring_data {context.partition_key}: {exc}",
+                                 allow_retries=False) from exc
+            out = scoring_data.copy()
+            out["prediction"] = result.predictions
+            if result.probabilities is not None:
+                for label in result.probabilities.columns:
+                    out[f"proba_{label}"] = result.probabilities[label].to_numpy()
+            context.log.info(f"scored {len(out)} rows with {pipeline.model_name} {result.version}")
+            for line in result.report.lines():
+                context.log.warning(line)
+            return dg.Output(out, metadata=_prediction_metadata(out, result, classification))
+
+    return predictions
+
+
+def _prediction_metadata(out: pd.DataFrame, result, classification: bool) -> dict:
+    metadata = {
+        "dagster/row_count": len(out),
+        "Model version": result.version,
+        "sha256": result.sha256,
+        "Dropped columns": ", ".join(result.report.dropped_columns) or "-",
+        "Nulls imputed": float(sum(result.report.nulls.values())),
+        "Unseen categories": float(sum(result.report.unseen_categories.values())),
+        "Preview": frame_table(out.head(constants.PREVIEW_ROWS)),
+    }
+    if classification:
+        counts = out["prediction"].value_counts().sort_index()
+        metadata["Predicted classes"] = rows_table(
+            [{"Class": str(c), "Rows": int(n), "Share": float(n / len(out))} for c, n in counts.items()],
+            [("Class", "string"), ("Rows", "int"), ("Share", "float")])
+    else:
+        quantiles = out["prediction"].quantile([0.05, 0.25, 0.5, 0.75, 0.95])
+        metadata["Mean prediction"] = float(out["prediction"].mean())
+        metadata["Prediction quantiles"] = rows_table(
+            [{"Quantile": f"p{int(q * 100)}", "Value": float(v)} for q, v in quantiles.items()],
+            [("Quantile", "string"), ("Value", "float")])
+    return metadata
