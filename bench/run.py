@@ -850,6 +850,12 @@ def build_table(results: dict) -> list[tuple[str, str, str, str]]:
                      "-", ""))
     else:
         rows.append(("landing sensor tick", "not run", *verdict("sensor_seconds", None)))
+    if results.get("serving"):
+        from serving import table_rows as serving_rows
+
+        rows += serving_rows(results["serving"])
+    else:
+        rows.append(("serving: ml-platform serve vs in-process and MLflow", "not run", "", ""))
     dev = results.get("dev")
     if dev:
         s = dev["summary"]
@@ -950,7 +956,7 @@ def machine() -> dict:
 
 
 # -- main ------------------------------------------------------------------------------------------
-SECTIONS = ("pipeline", "backfill", "sensor", "dev", "imports", "queued")
+SECTIONS = ("pipeline", "backfill", "sensor", "dev", "imports", "queued", "serving")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -974,13 +980,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queued-rows-per-day", type=int, default=1000)
     parser.add_argument("--queued-reps", type=int, default=1)
     parser.add_argument("--sensor-files", type=int, default=1000)
+    parser.add_argument("--serving-seconds", type=float, default=10.0,
+                        help="length of each serving load measure (default 10)")
     parser.add_argument("--results-dir", default=str(BENCH / "results"))
     parser.add_argument("--workdir", default=None, help="where temp projects go (default: a new temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the temp projects and logs")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.reps = "10000", 1
-        args.skip = ",".join(filter(None, [args.skip, "dev", "backfill"]))
+        args.skip = ",".join(filter(None, [args.skip, "dev", "backfill", "serving"]))
     args.sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if not args.queued_backfill:
@@ -1030,6 +1038,10 @@ def main(argv: list[str] | None = None) -> int:
             landing = workdir / "landing-dev"
             write_landing(landing, 10_000, days_ending(END_DAY, WINDOW))
             results["dev"] = bench_dev(ws, landing, args.reps, args.keep)
+        if "serving" not in args.skip:
+            from serving import bench_serving  # bench/serving.py (MLflow in its own venv, wrk)
+
+            results["serving"] = bench_serving(workdir / "serving", args.serving_seconds)
     except RunFailed as exc:
         log(f"FAILED: {exc}")
         results["error"] = str(exc)

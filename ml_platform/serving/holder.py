@@ -31,6 +31,17 @@ class Swap:
     reason: str | None = None
 
 
+def for_requests(sklearn_model: Any) -> Any:
+    """The model as a server should call it: one thread per predict call. Measured on 2 cores
+    (bench/serving.py): a 100-tree forest answers 1 row in 25 ms with n_jobs=-1 (threads started per
+    call) and 6.6 ms with n_jobs=1; 1,000 rows in 25 vs 9 ms. Concurrency comes from requests
+    (batching, workers) instead."""
+    final = sklearn_model.steps[-1][1] if hasattr(sklearn_model, "steps") else sklearn_model
+    if "n_jobs" in getattr(final, "get_params", dict)():
+        final.set_params(n_jobs=1)
+    return sklearn_model
+
+
 class ModelHolder:
     def __init__(self, model_name: str, store: Any):
         self.model_name = model_name
@@ -72,7 +83,7 @@ class ModelHolder:
                     raise MlPlatformError(
                         f"the pointer names sha256 {pointer['sha256'][:12]}…, the version records"
                         f" {version.sha256[:12]}…")
-                model = CheckedModel(sklearn_model, version)
+                model = CheckedModel(for_requests(sklearn_model), version)
             except StorageUnavailableError as exc:
                 # Not the version's fault: try again at the next poll.
                 return self._refuse(target, str(exc), None)
