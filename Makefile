@@ -10,7 +10,7 @@ MAX_CONCURRENT_RUNS ?= $(shell nproc 2>/dev/null || echo 2)
 # Run events at INFO in the terminal (Dagster's console default is DEBUG).
 QUIET := --config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
-.PHONY: install services demo dev test bench instance clean
+.PHONY: install services demo dev test test-fast bench instance clean
 
 # Re-installs when the project's dependencies change.
 $(BIN)/.installed: pyproject.toml setup.cfg
@@ -47,8 +47,13 @@ dev: instance
 services:
 	scripts/install_services.sh
 
+# Every layer (ml_platform_tests/unit, graph, integration), with the real services: what CI runs.
 test: install services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The unit layer alone (no servers, no runs: under a minute), while you work.
+test-fast: install
+	$(BIN)/python -m pytest ml_platform_tests/unit -q $(PYTEST_ARGS)
 
 # Benchmarks (never part of `make test`): BENCH_ARGS='--quick' for a 10k smoke run,
 # BENCH_ARGS='--sizes 10000,100000,1000000' to add 1M rows. Results: bench/results/*.json.

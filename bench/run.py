@@ -11,7 +11,7 @@ Measures (see bench/README.md):
   to 1 CPU, plus a plain 2-process pool doing the same per-day work, as a reference;
 - one tick of the landing sensor over 1,000 files (time, memory);
 - `dagster dev`: time to the first page and to a loaded code location;
-- with --queued-backfill: a backfill of the whole training_pipeline job in `dagster dev`, one run
+- with --queued-backfill: a backfill of the whole training job in `dagster dev`, one run
   per day, 1 vs 2 runs at a time under the queued run coordinator.
 
 Prints a table (measure, figure, target, met?) and writes every raw timing to
@@ -658,7 +658,7 @@ def backfill_runs(home: Path, backfill_id: str) -> list[tuple[str, float, float 
 
 
 def bench_queued(ws: Workspace, days_count: int, rows_per_day: int, reps: int, keep: bool) -> dict:
-    """A backfill of the whole training_pipeline job (one run per day: ingest the day, train on its
+    """A backfill of the whole training job (one run per day: ingest the day, train on its
     window, evaluate, gate, deploy), launched in `dagster dev` as the UI does; the queued run
     coordinator runs max_concurrent_runs of them at once, each in its own process."""
     days = days_ending(END_DAY, days_count)
@@ -677,7 +677,7 @@ def bench_queued(ws: Workspace, days_count: int, rows_per_day: int, reps: int, k
             with dev_server(root, env) as server:
                 repository = {"repositoryLocationName": server["location_name"],
                               "repositoryName": "__repository__"}
-                params = {"selector": {"partitionSetName": "demo_training_pipeline_partition_set",
+                params = {"selector": {"partitionSetName": "demo_training_partition_set",
                                        "repositorySelector": repository},
                           "partitionNames": days}
                 launched_at = time.time()
@@ -832,7 +832,7 @@ def build_table(results: dict) -> list[tuple[str, str, str, str]]:
         s = queued["summary"]
         n = queued["days"]
         for k in (1, 2):
-            rows.append((f"queued backfill: {n} training_pipeline runs, {k} at a time",
+            rows.append((f"queued backfill: {n} training runs, {k} at a time",
                          f"{s[f'concurrent_{k}']['created_to_last_end_s']:.1f} s", "", ""))
         rows.append(("queued backfill speedup, 2 runs at a time vs 1", f"{s['speedup_2_vs_1']:.2f}x",
                      *verdict("backfill_speedup", s["speedup_2_vs_1"])))
@@ -974,7 +974,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backfill-days", type=int, default=30)
     parser.add_argument("--backfill-rows-per-day", type=int, default=50_000)
     parser.add_argument("--queued-backfill", action="store_true",
-                        help="also backfill the whole training_pipeline job in `dagster dev`, 1 vs 2 runs at"
+                        help="also backfill the whole training job in `dagster dev`, 1 vs 2 runs at"
                              " a time (queued run coordinator; about 8 minutes per repetition)")
     parser.add_argument("--queued-days", type=int, default=30)
     parser.add_argument("--queued-rows-per-day", type=int, default=1000)

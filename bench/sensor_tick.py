@@ -22,7 +22,7 @@ import json  # noqa: E402
 import dagster as dg  # noqa: E402
 
 from ml_platform.definitions import defs  # noqa: E402
-from ml_platform.resources import LocalLandingZone  # noqa: E402
+from ml_platform.backends.local import LocalLandingZone  # noqa: E402
 
 
 def _status_kb(field: str) -> int:

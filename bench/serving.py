@@ -20,7 +20,6 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,7 +63,7 @@ def build_models(store_dir: Path) -> dict[str, dict]:
     """The two models in a local model store (promoted), and a second demo version for reloads."""
     from ml_platform.demo import breast_cancer_frame, synthetic_frame
     from ml_platform.ml import make_model
-    from ml_platform.resources import LocalModelStore
+    from ml_platform.backends.local import LocalModelStore
     from ml_platform.signature import infer_signature
 
     store = LocalModelStore(root=str(store_dir))
@@ -254,7 +253,7 @@ def bodies(x: pd.DataFrame) -> dict[str, dict[str, bytes]]:
 
 
 def bench_serving(workdir: Path, seconds: float = 10.0) -> dict:
-    from ml_platform.resources import LocalModelStore
+    from ml_platform.backends.local import LocalModelStore
     from ml_platform.serving.holder import for_requests
 
     workdir.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ def _last_day() -> str:
 
 
 def _pipelines(settings):
-    from ml_platform.pipelines import load_pipelines
+    from ml_platform.spec import load_pipelines
 
     return load_pipelines(settings)
 
@@ -78,10 +78,10 @@ def cmd_demo_range(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace):
-    from ml_platform.resources.model_store import LocalModelStore, model_store_for
+    from ml_platform.backends import model_store_of
 
     settings = _settings()
-    store = LocalModelStore(root=args.store_dir) if args.store_dir else model_store_for(settings)
+    store = model_store_of(settings, args.store_dir)
     return store, args.model or settings.model_name
 
 
@@ -178,7 +178,7 @@ def _num(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "-"
 
 
-def _read_rows(source: str, signature) -> "pd.DataFrame":
+def _read_rows(source: str, signature):
     """The rows of a .csv, .parquet or .json file (records, or {"columns": [...], "data": [...]});
     a CSV's categorical columns are read as text, as they were in training."""
     import pandas as pd

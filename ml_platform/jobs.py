@@ -1,7 +1,7 @@
 """Jobs: the whole pipeline for one day, one job per pipeline.
 
 A pipeline with hyperparameter variants has three: Dagster runs one partitions definition per run,
-and ``variant_model`` is partitioned by day x variant. ``<name>_training_pipeline`` ingests and
+and ``variant_model`` is partitioned by day x variant. ``<name>_training`` ingests and
 splits, ``<name>_variants`` fits one variant of one day per run (the runs go in parallel), and
 ``<name>_select_and_deploy`` picks the best variant, evaluates, gates and deploys; the variants
 sensor chains them.
@@ -10,7 +10,7 @@ sensor chains them.
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from ml_platform.pipelines import Pipeline
+from ml_platform.runtime import PipelineRuntime
 
 # The retraining part of a pipeline: everything from training_data down.
 RETRAIN_ASSET_NAMES = (
@@ -20,19 +20,19 @@ RETRAIN_ASSET_NAMES = (
 SELECT_ASSET_NAMES = ("trained_model", "model_metrics", "deployed_model")
 
 
-def job_name(pipeline: Pipeline) -> str:
-    return f"{pipeline.name}_training_pipeline"
+def job_name(pipeline: PipelineRuntime) -> str:
+    return f"{pipeline.name}_training"
 
 
-def variants_job_name(pipeline: Pipeline) -> str:
+def variants_job_name(pipeline: PipelineRuntime) -> str:
     return f"{pipeline.name}_variants"
 
 
-def select_job_name(pipeline: Pipeline) -> str:
+def select_job_name(pipeline: PipelineRuntime) -> str:
     return f"{pipeline.name}_select_and_deploy"
 
 
-def scoring_job_name(pipeline: Pipeline) -> str:
+def scoring_job_name(pipeline: PipelineRuntime) -> str:
     return f"{pipeline.name}_scoring"
 
 
@@ -40,7 +40,7 @@ def scoring_job_name(pipeline: Pipeline) -> str:
 SCORING_ASSET_NAMES = ("scoring_data", "predictions")
 
 
-def job_names(pipeline: Pipeline) -> list[str]:
+def job_names(pipeline: PipelineRuntime) -> list[str]:
     names = [job_name(pipeline)]
     if pipeline.variants:
         names += [variants_job_name(pipeline), select_job_name(pipeline)]
@@ -49,7 +49,7 @@ def job_names(pipeline: Pipeline) -> list[str]:
     return names
 
 
-def retrain_keys(pipeline: Pipeline) -> list[dg.AssetKey]:
+def retrain_keys(pipeline: PipelineRuntime) -> list[dg.AssetKey]:
     """What a retraining run of the pipeline's job materializes (with variants: up to the splits;
     the variants sensor takes it from there)."""
     names = RETRAIN_ASSET_NAMES
@@ -58,7 +58,7 @@ def retrain_keys(pipeline: Pipeline) -> list[dg.AssetKey]:
     return [pipeline.key(name) for name in names]
 
 
-def build_jobs(pipeline: Pipeline) -> list[UnresolvedAssetJobDefinition]:
+def build_jobs(pipeline: PipelineRuntime) -> list[UnresolvedAssetJobDefinition]:
     """The pipeline's job first; with variants, also the variants job and the select-and-deploy job;
     with scoring, last, the scoring job (which the training job leaves out)."""
     group = dg.AssetSelection.groups(pipeline.name)

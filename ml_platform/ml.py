@@ -1,4 +1,8 @@
-"""The scikit-learn work itself, free of Dagster: split, build, fit, score."""
+"""The scikit-learn work itself, free of Dagster: split, build, fit, score.
+
+A *model* here is the fitted scikit-learn object: a ``sklearn.pipeline.Pipeline`` of the
+preprocessing and the estimator (``build_model``), so that it predicts on raw rows.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from sklearn.metrics import (
 )
 from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline as SklearnPipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ml_platform.errors import DataValidationError
@@ -43,9 +47,9 @@ CV_SCORERS = {
 
 @dataclass
 class TrainedModel:
-    """A fitted Pipeline and where it came from; only ``pipeline`` is deployed."""
+    """A fitted model and where it came from; only ``model`` is deployed."""
 
-    pipeline: Pipeline
+    model: SklearnPipeline
     params: dict[str, Any]
     target: str
     feature_columns: list[str]
@@ -58,6 +62,12 @@ class TrainedModel:
     task: str = "classification"
     estimator: str = "random_forest"
     signature: Signature | None = None  # the input contract (ml_platform.signature)
+
+    def __setstate__(self, state: dict) -> None:
+        # Stored before the fitted model was named ``model`` (it was ``pipeline``).
+        if "pipeline" in state and "model" not in state:
+            state["model"] = state.pop("pipeline")
+        self.__dict__.update(state)
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:
@@ -101,16 +111,16 @@ def split(
     return train.reset_index(drop=True), test.reset_index(drop=True), stratified
 
 
-def build_pipeline(estimator: Any) -> Pipeline:
-    """Preprocessing inside the model, so the artifact predicts on raw rows.
+def build_model(estimator: Any) -> SklearnPipeline:
+    """The (unfitted) model of an estimator: preprocessing inside it, so it predicts on raw rows.
 
     Numeric columns: median imputation + standard scaling. Everything else: most-frequent
     imputation + one-hot encoding that ignores categories unseen in training.
     """
-    numeric = Pipeline(
+    numeric = SklearnPipeline(
         [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
     )
-    categorical = Pipeline(
+    categorical = SklearnPipeline(
         [
             ("impute", SimpleImputer(strategy="most_frequent")),
             ("encode", OneHotEncoder(handle_unknown="ignore")),
@@ -122,54 +132,54 @@ def build_pipeline(estimator: Any) -> Pipeline:
             ("categorical", categorical, make_column_selector(dtype_exclude="number")),
         ]
     )
-    return Pipeline([("preprocess", preprocess), ("model", estimator)])
+    return SklearnPipeline([("preprocess", preprocess), ("model", estimator)])
 
 
-def make_model(task: str, estimator: str, params: dict[str, Any]) -> Pipeline:
-    """The Pipeline of a pipelines.yaml ``model`` entry (see ml_platform.estimators)."""
+def make_model(task: str, estimator: str, params: dict[str, Any]) -> SklearnPipeline:
+    """The (unfitted) model of a pipelines.yaml ``model`` entry (see ml_platform.estimators)."""
     from ml_platform.estimators import ESTIMATORS
 
-    return build_pipeline(ESTIMATORS[(task, estimator)].make(params))
+    return build_model(ESTIMATORS[(task, estimator)].make(params))
 
 
 def fit_with_progress(
-    pipeline: Pipeline,
+    model: SklearnPipeline,
     x: pd.DataFrame,
     y: pd.Series,
     report: Callable[[int, int], None],
     steps: int = PROGRESS_STEPS,
-) -> Pipeline:
-    """Fit the pipeline; a forest grows in steps so that long fits report progress.
+) -> SklearnPipeline:
+    """Fit the model; a forest grows in steps so that long fits report progress.
 
     With ``warm_start`` the forest skips the random draws of the trees it already has, so the
     trees are exactly those of a single ``fit`` (the plain-scikit-learn test checks this). Other
     estimators fit in one go and report once, at the end.
     """
-    preprocess, model = pipeline.named_steps["preprocess"], pipeline.named_steps["model"]
+    preprocess, estimator = model.named_steps["preprocess"], model.named_steps["model"]
     transformed = preprocess.fit_transform(x, y)
-    if not isinstance(model, (RandomForestClassifier, RandomForestRegressor)):
-        model.fit(transformed, y)
+    if not isinstance(estimator, (RandomForestClassifier, RandomForestRegressor)):
+        estimator.fit(transformed, y)
         report(1, 1)
-        return pipeline
-    total = model.n_estimators
+        return model
+    total = estimator.n_estimators
     sizes = sorted({max(1, round(total * i / steps)) for i in range(1, steps + 1)})
-    model.set_params(warm_start=True)
+    estimator.set_params(warm_start=True)
     for size in sizes:
-        model.set_params(n_estimators=size)
-        model.fit(transformed, y)
+        estimator.set_params(n_estimators=size)
+        estimator.fit(transformed, y)
         report(size, total)
-    model.set_params(warm_start=False)
-    return pipeline
+    estimator.set_params(warm_start=False)
+    return model
 
 
 def fit_variant(
-    pipeline: Pipeline,
+    model: SklearnPipeline,
     x: pd.DataFrame,
     y: pd.Series,
     metric: str,
     seed: int,
     report: Callable[[int, int], None],
-) -> tuple[Pipeline, float]:
+) -> tuple[SklearnPipeline, float]:
     """Score a hyperparameter variant by ``CV_FOLDS``-fold cross-validation on the train split (in
     the gate metric's own units: an RMSE is positive), then fit it on all of it. The test split is
     left for the gate, so choosing the best variant does not flatter its test score."""
@@ -179,11 +189,11 @@ def fit_variant(
         if classification and y.value_counts().min() >= CV_FOLDS
         else KFold(CV_FOLDS, shuffle=True, random_state=seed)
     )
-    scores = cross_val_score(clone(pipeline), x, y, scoring=CV_SCORERS[metric], cv=folds)
+    scores = cross_val_score(clone(model), x, y, scoring=CV_SCORERS[metric], cv=folds)
     score = float(np.mean(scores))
     if CV_SCORERS[metric].startswith("neg_"):
         score = -score
-    return fit_with_progress(pipeline, x, y, report), score
+    return fit_with_progress(model, x, y, report), score
 
 
 def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
@@ -192,29 +202,29 @@ def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame,
     return frame.drop(columns=[target]), frame[target]
 
 
-def feature_importances(pipeline: Pipeline) -> list[tuple[str, float]]:
+def feature_importances(model: SklearnPipeline) -> list[tuple[str, float]]:
     """(transformed feature name, importance), largest first: a forest's impurity importances,
     a linear model's absolute coefficients (on scaled inputs); [] for other estimators."""
-    model = pipeline.named_steps["model"]
-    if hasattr(model, "feature_importances_"):
-        importances = np.asarray(model.feature_importances_, dtype="float64")
-    elif hasattr(model, "coef_"):
-        coef = np.abs(np.asarray(model.coef_, dtype="float64"))
+    estimator = model.named_steps["model"]
+    if hasattr(estimator, "feature_importances_"):
+        importances = np.asarray(estimator.feature_importances_, dtype="float64")
+    elif hasattr(estimator, "coef_"):
+        coef = np.abs(np.asarray(estimator.coef_, dtype="float64"))
         importances = coef.mean(axis=0) if coef.ndim > 1 else coef
     else:
         return []
-    names = pipeline.named_steps["preprocess"].get_feature_names_out()
+    names = model.named_steps["preprocess"].get_feature_names_out()
     pairs = [(str(n).split("__", 1)[-1], float(v)) for n, v in zip(names, importances)]
     return sorted(pairs, key=lambda p: p[1], reverse=True)
 
 
-def classification_metrics(pipeline: Pipeline, test: pd.DataFrame, target: str) -> dict[str, Any]:
+def classification_metrics(model: SklearnPipeline, test: pd.DataFrame, target: str) -> dict[str, Any]:
     """Accuracy and weighted precision/recall/F1, the confusion matrix and the per-class report."""
     x_test, y_test = features_and_target(test, target)
     if len(x_test) == 0:
         raise DataValidationError("the test split is empty: nothing to evaluate on")
-    predicted = pipeline.predict(x_test)
-    labels = list(pipeline.classes_)
+    predicted = model.predict(x_test)
+    labels = list(model.classes_)
     return {
         "accuracy": float(accuracy_score(y_test, predicted)),
         "precision": float(precision_score(y_test, predicted, average="weighted", zero_division=0)),
@@ -229,12 +239,12 @@ def classification_metrics(pipeline: Pipeline, test: pd.DataFrame, target: str) 
     }
 
 
-def regression_metrics(pipeline: Pipeline, test: pd.DataFrame, target: str) -> dict[str, Any]:
+def regression_metrics(model: SklearnPipeline, test: pd.DataFrame, target: str) -> dict[str, Any]:
     """R2, RMSE and MAE, residual quantiles, and mean predicted vs actual per actual-value decile."""
     x_test, y_test = features_and_target(test, target)
     if len(x_test) == 0:
         raise DataValidationError("the test split is empty: nothing to evaluate on")
-    predicted = np.asarray(pipeline.predict(x_test), dtype="float64")
+    predicted = np.asarray(model.predict(x_test), dtype="float64")
     actual = y_test.to_numpy(dtype="float64")
     residuals = actual - predicted
     bins = pd.qcut(pd.Series(actual), q=min(10, max(1, len(np.unique(actual)))), duplicates="drop")

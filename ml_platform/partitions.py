@@ -1,6 +1,6 @@
 """Daily partitions, the training-window mapping and the storage retry policy.
 
-Each pipeline builds its own daily partitions (its schedule's time zone; ``Pipeline.partitions``);
+Each pipeline builds its own daily partitions (its time zone and start; ``PipelineRuntime.partitions``);
 ``daily_partitions`` here, in ML_PLATFORM_TIMEZONE, is the platform default the ``ml-platform``
 commands use for "yesterday".
 """

@@ -9,7 +9,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from ml_platform import constants
 from ml_platform.errors import LandingFileMissingError
-from ml_platform.pipelines import Pipeline
+from ml_platform.runtime import PipelineRuntime
 from ml_platform.resources.landing_zone import LandingZone
 
 
@@ -19,11 +19,11 @@ def previous_day(moment: dt.datetime, timezone: str) -> str:
     return (local.date() - dt.timedelta(days=1)).isoformat()
 
 
-def schedule_name(pipeline: Pipeline) -> str:
+def schedule_name(pipeline: PipelineRuntime) -> str:
     return f"{pipeline.name}_daily_training"
 
 
-def build_schedule(pipeline: Pipeline, job: UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+def build_schedule(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
     cron = pipeline.spec.schedule.cron
 
     @dg.schedule(

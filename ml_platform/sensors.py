@@ -9,7 +9,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from ml_platform import constants
 from ml_platform.estimators import METRIC_LABELS
 from ml_platform.jobs import job_names, retrain_keys
-from ml_platform.pipelines import DATE_DIMENSION, Pipeline
+from ml_platform.runtime import DATE_DIMENSION, PipelineRuntime
 from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.notifier import Notifier
 
@@ -26,11 +26,11 @@ def _load_cursor(raw: str | None) -> dict:
     return {"files": cursor.get("files", {}), "retrain": cursor.get("retrain")}
 
 
-def landing_sensor_name(pipeline: Pipeline) -> str:
+def landing_sensor_name(pipeline: PipelineRuntime) -> str:
     return f"{pipeline.name}_landing_zone_sensor"
 
 
-def build_landing_sensor(pipeline: Pipeline, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+def build_landing_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
     @dg.sensor(
         job=job,
         name=landing_sensor_name(pipeline),
@@ -45,7 +45,7 @@ def build_landing_sensor(pipeline: Pipeline, job: UnresolvedAssetJobDefinition) 
     return landing_zone_sensor
 
 
-def _files_of_partitions(pipeline: Pipeline, landing_zone: LandingZone) -> list:
+def _files_of_partitions(pipeline: PipelineRuntime, landing_zone: LandingZone) -> list:
     """The landing zone's files (names and stat only) whose day is a partition of the pipeline: a
     file for today (or later) waits until its day has ended and its partition exists."""
     last_partition = pipeline.partitions.get_last_partition_key()
@@ -56,7 +56,7 @@ def _files_of_partitions(pipeline: Pipeline, landing_zone: LandingZone) -> list:
     ]
 
 
-def _landing_tick(context: dg.SensorEvaluationContext, pipeline: Pipeline, landing_zone: LandingZone):
+def _landing_tick(context: dg.SensorEvaluationContext, pipeline: PipelineRuntime, landing_zone: LandingZone):
     """One tick: list the landing zone (names and stat only) and compare with the cursor.
 
     - Each day whose file is new or whose fingerprint (size + mtime locally, ETag + size on S3)
@@ -148,7 +148,7 @@ def _failure_summary(context: dg.RunFailureSensorContext) -> tuple[list[str], st
     return steps, "\n".join(errors)
 
 
-def build_failure_sensor(pipelines: list[Pipeline]) -> dg.SensorDefinition:
+def build_failure_sensor(pipelines: list[PipelineRuntime]) -> dg.SensorDefinition:
     channels_by_job = {name: p.spec.notifications.on_failure for p in pipelines for name in job_names(p)}
 
     @dg.run_failure_sensor(
@@ -177,11 +177,11 @@ def build_failure_sensor(pipelines: list[Pipeline]) -> dg.SensorDefinition:
     return notify_on_run_failure
 
 
-def deploy_sensor_name(pipeline: Pipeline) -> str:
+def deploy_sensor_name(pipeline: PipelineRuntime) -> str:
     return f"{pipeline.name}_notify_on_deploy"
 
 
-def build_deploy_sensor(pipeline: Pipeline) -> dg.SensorDefinition:
+def build_deploy_sensor(pipeline: PipelineRuntime) -> dg.SensorDefinition:
     key = pipeline.key("deployed_model")
     metric, _, _ = pipeline.spec.gate_metric
     label = METRIC_LABELS[metric]
@@ -227,11 +227,11 @@ def build_deploy_sensor(pipeline: Pipeline) -> dg.SensorDefinition:
     return notify_on_deploy
 
 
-def drift_sensor_name(pipeline: Pipeline) -> str:
+def drift_sensor_name(pipeline: PipelineRuntime) -> str:
     return f"{pipeline.name}_drift_sensor"
 
 
-def build_drift_sensor(pipeline: Pipeline, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+def build_drift_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
     from ml_platform.checks.data_quality import DRIFT_CHECK, completed_check_results
 
     spec = pipeline.spec.drift
@@ -277,12 +277,12 @@ def build_drift_sensor(pipeline: Pipeline, job: UnresolvedAssetJobDefinition) ->
     return drift_sensor
 
 
-def variants_sensor_name(pipeline: Pipeline) -> str:
+def variants_sensor_name(pipeline: PipelineRuntime) -> str:
     return f"{pipeline.name}_variants_sensor"
 
 
 def build_variants_sensor(
-    pipeline: Pipeline, variants_job: UnresolvedAssetJobDefinition, select_job: UnresolvedAssetJobDefinition
+    pipeline: PipelineRuntime, variants_job: UnresolvedAssetJobDefinition, select_job: UnresolvedAssetJobDefinition
 ) -> dg.SensorDefinition:
     """Chains a pipeline with variants: each new train split of a day starts one run per variant
     (in parallel); once every variant of that day is fitted on that split, one run chooses the
@@ -365,11 +365,11 @@ def _latest_storage_ids(instance: dg.DagsterInstance, key: dg.AssetKey, partitio
     return latest
 
 
-def scoring_sensor_name(pipeline: Pipeline) -> str:
+def scoring_sensor_name(pipeline: PipelineRuntime) -> str:
     return f"{pipeline.name}_scoring_sensor"
 
 
-def build_scoring_sensor(pipeline: Pipeline, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+def build_scoring_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
     """Scores each new or changed file of the pipeline's scoring landing, once (run_key = day +
     fingerprint, as the landing sensor does for training)."""
     location = pipeline.spec.scoring.landing

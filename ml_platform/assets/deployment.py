@@ -12,7 +12,7 @@ from ml_platform.errors import PointerConflictError
 from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
 from ml_platform.metadata import signature_metadata
 from ml_platform.ml import TrainedModel
-from ml_platform.pipelines import Pipeline
+from ml_platform.runtime import PipelineRuntime
 from ml_platform.resources.model_store import ModelStore
 from ml_platform.timeouts import stage_timeout
 
@@ -44,7 +44,7 @@ def model_identity(trained_model: TrainedModel) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def build_deployed_model(pipeline: Pipeline) -> dg.AssetsDefinition:
+def build_deployed_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     @dg.asset(
         key=pipeline.key("deployed_model"),
         ins={
@@ -73,7 +73,7 @@ def build_deployed_model(pipeline: Pipeline) -> dg.AssetsDefinition:
 
 def _deploy(
     context: dg.AssetExecutionContext,
-    pipeline: Pipeline,
+    pipeline: PipelineRuntime,
     model_store: ModelStore,
     trained_model: TrainedModel,
     model_metrics: dict,
@@ -107,7 +107,7 @@ def _deploy(
         buffer = io.BytesIO()
         np.save(buffer, hashes, allow_pickle=False)
         extras[constants.TRAIN_ROWS_FILENAME] = buffer.getvalue()
-    version = model_store.save_version(name, trained_model.pipeline, metadata, identity=identity, extras=extras)
+    version = model_store.save_version(name, trained_model.model, metadata, identity=identity, extras=extras)
     if version.metadata.get("dagster_run_id") == context.run.run_id:
         context.log.info(f"stored {name} {version.version} at {version.location}")
     else:

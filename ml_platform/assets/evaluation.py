@@ -12,7 +12,7 @@ from ml_platform.metadata import markdown_table, rows_table
 from ml_platform.errors import ModelStoreError, NoProductionModelError, StorageUnavailableError
 from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
 from ml_platform.ml import TrainedModel, classification_metrics, regression_metrics, row_hashes
-from ml_platform.pipelines import Pipeline
+from ml_platform.runtime import PipelineRuntime
 from ml_platform.resources.model_store import ModelStore
 from ml_platform.signature import Signature, SignatureChange
 from ml_platform.signature import compare as compare_signatures
@@ -100,7 +100,7 @@ def _regression_metadata(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def champion_scores(
     context: dg.AssetExecutionContext,
-    pipeline: Pipeline,
+    pipeline: PipelineRuntime,
     model_store: ModelStore,
     trained_model: TrainedModel,
     test_split: pd.DataFrame,
@@ -148,7 +148,7 @@ def champion_scores(
             f" ({type(exc).__name__}: {exc}): the gate uses its threshold alone"
         )
         return {"version": version.version, "error": f"{type(exc).__name__}: {exc}"}
-    challenger = score(trained_model.pipeline, fresh, pipeline.target)
+    challenger = score(trained_model.model, fresh, pipeline.target)
     return {
         "version": version.version,
         "rows": int(len(fresh)),
@@ -158,7 +158,7 @@ def champion_scores(
 
 
 def signature_change(
-    pipeline: Pipeline, model_store: ModelStore, trained_model: TrainedModel
+    pipeline: PipelineRuntime, model_store: ModelStore, trained_model: TrainedModel
 ) -> dict[str, Any]:
     """How the new model's signature differs from the production model's, for the
     signature_matches_production check: ``{"production_version", "change"}`` (a SignatureChange as
@@ -181,7 +181,7 @@ def signature_change(
             "change": compare_signatures(old, trained_model.signature).to_dict()}
 
 
-def build_model_metrics(pipeline: Pipeline) -> dg.AssetsDefinition:
+def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     classification = pipeline.task == "classification"
     metric, _, _ = pipeline.spec.gate_metric
     label = METRIC_LABELS[metric]
@@ -209,14 +209,14 @@ def build_model_metrics(pipeline: Pipeline) -> dg.AssetsDefinition:
     ) -> dg.Output[dict]:
         with stage_timeout(context, pipeline, "evaluate"):
             if classification:
-                metrics = classification_metrics(trained_model.pipeline, test_split, trained_model.target)
+                metrics = classification_metrics(trained_model.model, test_split, trained_model.target)
                 context.log.info(
                     f"accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f} on"
                     f" {metrics['test_rows']} test rows"
                 )
                 metadata = _classification_metadata(metrics)
             else:
-                metrics = regression_metrics(trained_model.pipeline, test_split, trained_model.target)
+                metrics = regression_metrics(trained_model.model, test_split, trained_model.target)
                 context.log.info(
                     f"R2 {metrics['r2']:.4f}, RMSE {metrics['rmse']:.4f}, MAE {metrics['mae']:.4f} on"
                     f" {metrics['test_rows']} test rows"

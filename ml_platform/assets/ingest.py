@@ -10,7 +10,7 @@ import pandas as pd
 from ml_platform import constants
 from ml_platform.errors import LandingFileError, StorageAccessError
 from ml_platform.metadata import column_schema, frame_table, rows_table
-from ml_platform.pipelines import Pipeline
+from ml_platform.runtime import PipelineRuntime
 from ml_platform.resources.landing_zone import LandingFile, LandingZone
 from ml_platform.timeouts import stage_timeout
 
@@ -33,7 +33,7 @@ def _day_metadata(frame: pd.DataFrame, landing_file: LandingFile) -> dict[str, o
     }
 
 
-def build_raw_data(pipeline: "Pipeline") -> dg.AssetsDefinition:
+def build_raw_data(pipeline: "PipelineRuntime") -> dg.AssetsDefinition:
     """raw_data of one pipeline: one day's landing file per partition."""
 
     @dg.asset(

@@ -9,7 +9,7 @@ from ml_platform.assets.ingest import _ingest
 from ml_platform.checks.data_quality import DRIFT_CHECK, drift_result
 from ml_platform.errors import MlPlatformError, NoProductionModelError, SignatureError, StorageUnavailableError
 from ml_platform.metadata import frame_table, rows_table
-from ml_platform.pipelines import Pipeline
+from ml_platform.runtime import PipelineRuntime
 from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.model_store import ModelStore
 from ml_platform.serving.model import CheckedModel
@@ -19,7 +19,7 @@ from ml_platform.timeouts import stage_timeout
 SIGNATURE_CHECK = "rows_match_signature"
 
 
-def build_scoring_data(pipeline: Pipeline) -> dg.AssetsDefinition:
+def build_scoring_data(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     spec = pipeline.spec.scoring
 
     @dg.asset(
@@ -37,7 +37,7 @@ def build_scoring_data(pipeline: Pipeline) -> dg.AssetsDefinition:
     return scoring_data
 
 
-def _production(pipeline: Pipeline, model_store: ModelStore):
+def _production(pipeline: PipelineRuntime, model_store: ModelStore):
     """The production model of this moment, loaded and verified; a dg.Failure naming why not."""
     try:
         sklearn_model, version = model_store.load(pipeline.model_name)
@@ -50,7 +50,7 @@ def _production(pipeline: Pipeline, model_store: ModelStore):
     return CheckedModel(sklearn_model, version)
 
 
-def build_scoring_checks(pipeline: Pipeline) -> dg.AssetChecksDefinition:
+def build_scoring_checks(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition:
     """rows_match_signature (blocking) and, with drift enabled, no_feature_drift (a warning)."""
     key = pipeline.key("scoring_data")
     specs = [dg.AssetCheckSpec(
@@ -78,7 +78,7 @@ def build_scoring_checks(pipeline: Pipeline) -> dg.AssetChecksDefinition:
     return scoring_data_checks
 
 
-def _signature_result(pipeline: Pipeline, model_store: ModelStore, days: dict[str, pd.DataFrame]):
+def _signature_result(pipeline: PipelineRuntime, model_store: ModelStore, days: dict[str, pd.DataFrame]):
     key = pipeline.key("scoring_data")
     production = model_store.production(pipeline.model_name)
     signature = Signature.of_version(production.metadata) if production else None
@@ -111,7 +111,7 @@ def _signature_result(pipeline: Pipeline, model_store: ModelStore, days: dict[st
     )
 
 
-def build_predictions(pipeline: Pipeline) -> dg.AssetsDefinition:
+def build_predictions(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     classification = pipeline.task == "classification"
 
     @dg.asset(

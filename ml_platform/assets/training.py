@@ -11,7 +11,7 @@ from ml_platform import constants, quality
 from ml_platform import drift as feature_drift
 from ml_platform.checks.data_quality import DRIFT_REFERENCE, DataQualityConfig, check_verdicts
 from ml_platform.errors import DataValidationError
-from ml_platform.io_managers import PARTITIONS_AS_DICT
+from ml_platform.resources.io_managers import PARTITIONS_AS_DICT
 from ml_platform.metadata import rows_table, signature_metadata
 from ml_platform.estimators import ESTIMATORS
 from ml_platform.ml import (
@@ -27,7 +27,7 @@ from ml_platform.ml import (
     split,
 )
 from ml_platform.partitions import training_window
-from ml_platform.pipelines import DATE_DIMENSION, VARIANT_DIMENSION, Pipeline
+from ml_platform.runtime import DATE_DIMENSION, VARIANT_DIMENSION, PipelineRuntime
 from ml_platform.resources.model_store import ModelStore
 from ml_platform.signature import infer_signature
 from ml_platform.timeouts import run_with_timeout, stage_timeout
@@ -49,7 +49,7 @@ class TrainingConfig(dg.Config):
     defaulting to the values of pipelines.yaml."""
 
 
-def training_config_class(pipeline: Pipeline) -> type[TrainingConfig]:
+def training_config_class(pipeline: PipelineRuntime) -> type[TrainingConfig]:
     estimator = ESTIMATORS[(pipeline.task, pipeline.spec.model.estimator)]
     defaults = pipeline.spec.model.params
     fields = {}
@@ -65,7 +65,7 @@ def training_config_class(pipeline: Pipeline) -> type[TrainingConfig]:
     )
 
 
-def build_training_data(pipeline: Pipeline) -> dg.AssetsDefinition:
+def build_training_data(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     @dg.asset(
         key=pipeline.key("training_data"),
         **pipeline.asset_options("train", constants.ML_OWNER),
@@ -93,7 +93,7 @@ def build_training_data(pipeline: Pipeline) -> dg.AssetsDefinition:
 
 def _training_data(
     context: dg.AssetExecutionContext,
-    pipeline: Pipeline,
+    pipeline: PipelineRuntime,
     schema: quality.Schema | None,
     raw_data: dict[str, pd.DataFrame],
 ) -> dg.Output[pd.DataFrame]:
@@ -189,7 +189,7 @@ def _training_data(
     )
 
 
-def build_splits(pipeline: Pipeline) -> dg.AssetsDefinition:
+def build_splits(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     classification = pipeline.task == "classification"
 
     @dg.multi_asset(
@@ -217,7 +217,7 @@ def build_splits(pipeline: Pipeline) -> dg.AssetsDefinition:
     return splits
 
 
-def _splits(context, pipeline: Pipeline, config: SplitConfig, training_data: pd.DataFrame, classification: bool):
+def _splits(context, pipeline: PipelineRuntime, config: SplitConfig, training_data: pd.DataFrame, classification: bool):
     """Train/test split; for classification stratified on the target when every class has enough rows."""
     train, test, stratified = split(
         training_data, pipeline.target, config.test_size, config.random_state, classification
@@ -230,7 +230,7 @@ def _splits(context, pipeline: Pipeline, config: SplitConfig, training_data: pd.
     yield dg.Output(test, output_name="test_split", metadata={"dagster/row_count": len(test), **common})
 
 
-def build_trained_model(pipeline: Pipeline) -> dg.AssetsDefinition:
+def build_trained_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     if pipeline.variants:
         return _build_best_variant(pipeline)
     config_class = training_config_class(pipeline)
@@ -242,7 +242,7 @@ def build_trained_model(pipeline: Pipeline) -> dg.AssetsDefinition:
         **pipeline.asset_options("train", constants.ML_OWNER),
         io_manager_key="model_io_manager",
         kinds={"scikitlearn"},
-        description=f"A scikit-learn Pipeline (imputation, scaling, one-hot encoding, {estimator}).",
+        description=f"The model: a scikit-learn Pipeline of imputation, scaling, one-hot encoding and {estimator}.",
     )
     def trained_model(
         context: dg.AssetExecutionContext, config: config_class, train_split: pd.DataFrame
@@ -252,7 +252,7 @@ def build_trained_model(pipeline: Pipeline) -> dg.AssetsDefinition:
     return trained_model
 
 
-def build_variant_model(pipeline: Pipeline) -> dg.AssetsDefinition:
+def build_variant_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     """One model per (day, variant): the variants of pipelines.yaml as static partitions, each
     fitted in its own run (so in parallel) on the day's train split and scored by cross-validation."""
     estimator = pipeline.spec.model.estimator
@@ -281,7 +281,7 @@ def build_variant_model(pipeline: Pipeline) -> dg.AssetsDefinition:
     return variant_model
 
 
-def _build_best_variant(pipeline: Pipeline) -> dg.AssetsDefinition:
+def _build_best_variant(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     metric, _, higher_is_better = pipeline.spec.gate_metric
 
     @dg.asset(
@@ -311,7 +311,7 @@ def _build_best_variant(pipeline: Pipeline) -> dg.AssetsDefinition:
 
 def _best_variant(
     context: dg.AssetExecutionContext,
-    pipeline: Pipeline,
+    pipeline: PipelineRuntime,
     train_split: pd.DataFrame,
     variants: dict[str, TrainedModel],
     metric: str,
@@ -355,7 +355,7 @@ def _best_variant(
 
 def _train(
     context: dg.AssetExecutionContext,
-    pipeline: Pipeline,
+    pipeline: PipelineRuntime,
     params: dict,
     train_split: pd.DataFrame,
     as_of: str,
@@ -405,7 +405,7 @@ def _train(
         if pipeline.task == "classification" else []
     )
     trained = TrainedModel(
-        pipeline=model,
+        model=model,
         params=params,
         target=pipeline.target,
         feature_columns=[str(c) for c in x_train.columns],
@@ -440,7 +440,7 @@ def _model_metadata(trained: TrainedModel) -> dict:
         metadata["Classes"] = ", ".join(map(str, trained.classes))
     if trained.signature is not None:
         metadata.update(signature_metadata(trained.signature))
-    importances = feature_importances(trained.pipeline)[: constants.TOP_FEATURE_IMPORTANCES]
+    importances = feature_importances(trained.model)[: constants.TOP_FEATURE_IMPORTANCES]
     if importances:
         metadata["Feature importances"] = rows_table(
             [{"Feature": n, "Importance": round(v, 6)} for n, v in importances],

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from ml_platform import constants, quality
 from ml_platform.metadata import rows_table
-from ml_platform.pipelines import Pipeline
+from ml_platform.runtime import PipelineRuntime
 from ml_platform.resources.model_store import ModelStore
 from ml_platform.timeouts import stage_timeout
 
@@ -29,7 +29,7 @@ DRIFT_CHECK = "no_feature_drift"
 DRIFT_REFERENCE = "Drift reference"
 
 
-def build_raw_data_quality(pipeline: "Pipeline") -> dg.AssetChecksDefinition:
+def build_raw_data_quality(pipeline: "PipelineRuntime") -> dg.AssetChecksDefinition:
     """The data contract of one pipeline's raw_data, one blocking check per rule, and the drift
     check (WARN, not blocking) when the pipeline's drift is enabled."""
     key = pipeline.key("raw_data")
@@ -79,7 +79,7 @@ def build_raw_data_quality(pipeline: "Pipeline") -> dg.AssetChecksDefinition:
 
 def _run_rules(
     context: dg.AssetCheckExecutionContext,
-    pipeline: "Pipeline",
+    pipeline: "PipelineRuntime",
     config: DataQualityConfig,
     schema: quality.Schema | None,
     raw_data,
@@ -120,7 +120,7 @@ def _run_rules(
         )
 
 
-def drift_result(context, pipeline: "Pipeline", days: dict[str, pd.DataFrame], asset_key: dg.AssetKey
+def drift_result(context, pipeline: "PipelineRuntime", days: dict[str, pd.DataFrame], asset_key: dg.AssetKey
                  ) -> dg.AssetCheckResult:
     """The no_feature_drift check of ``asset_key`` (raw_data, or scoring_data) over ``days``."""
     from ml_platform import drift
@@ -195,7 +195,7 @@ def completed_check_results(
 
 
 def check_verdicts(
-    instance: dg.DagsterInstance, pipeline: "Pipeline", days: list[str]
+    instance: dg.DagsterInstance, pipeline: "PipelineRuntime", days: list[str]
 ) -> dict[str, list[str] | None]:
     """For each day: the names of its failed raw_data checks ([] = all passed), or None when the
     checks have not completed on the day's current materialization.

@@ -5,7 +5,7 @@ import dagster as dg
 from pydantic import Field, create_model
 
 from ml_platform.estimators import METRIC_LABELS
-from ml_platform.pipelines import Pipeline
+from ml_platform.runtime import PipelineRuntime
 from ml_platform.signature import SignatureChange
 from ml_platform.timeouts import stage_timeout
 
@@ -14,12 +14,12 @@ class GateConfig(dg.Config):
     """Base of each pipeline's gate config (one field: ``min_<metric>`` or ``max_<metric>``)."""
 
 
-def gate_check_name(pipeline: Pipeline) -> str:
+def gate_check_name(pipeline: PipelineRuntime) -> str:
     metric, _, higher_is_better = pipeline.spec.gate_metric
     return f"{metric}_{'above' if higher_is_better else 'below'}_threshold"
 
 
-def gate_config_class(pipeline: Pipeline) -> type[GateConfig]:
+def gate_config_class(pipeline: PipelineRuntime) -> type[GateConfig]:
     """A Config with the pipeline's threshold as the default (run config may change it)."""
     metric, threshold, higher_is_better = pipeline.spec.gate_metric
     field = f"{'min' if higher_is_better else 'max'}_{metric}"
@@ -43,7 +43,7 @@ def gate_config_class(pipeline: Pipeline) -> type[GateConfig]:
     )
 
 
-def build_gate(pipeline: Pipeline) -> dg.AssetChecksDefinition:
+def build_gate(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition:
     metric, _, higher_is_better = pipeline.spec.gate_metric
     label = METRIC_LABELS[metric]
     field = f"{'min' if higher_is_better else 'max'}_{metric}"
@@ -104,7 +104,7 @@ def evaluate_gate(
 SIGNATURE_CHECK = "signature_matches_production"
 
 
-def build_signature_check(pipeline: Pipeline) -> dg.AssetChecksDefinition:
+def build_signature_check(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition:
     evolve = pipeline.spec.schema_policy.evolve
 
     @dg.asset_check(

@@ -5,22 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
-from pydantic import Field
 
 from ml_platform import constants
 from ml_platform.errors import (
-    ConfigError,
     CorruptLandingFileError,
     EmptyLandingFileError,
     LandingFileError,
-    LandingFileMissingError,
 )
 
 
@@ -113,62 +109,3 @@ class LandingZone(dg.ConfigurableResource, ABC):
         return parse_landing_bytes(data, landing_file.location), landing_file
 
 
-class LocalLandingZone(LandingZone):
-    """A local folder of ``YYYY-MM-DD.parquet`` / ``.csv`` files."""
-
-    root: str = Field(description="Folder that holds one file per day.")
-
-    def at(self, location: str) -> "LocalLandingZone":
-        if location in ("", "."):
-            return self
-        if location.startswith("s3://"):
-            raise ConfigError(f"landing {location!r} is on S3: set ML_PLATFORM_ENV=prod to read from S3")
-        return self.model_copy(update={"root": os.path.join(self.root, location)})
-
-    def _candidates(self, day: str) -> list[str]:
-        day = check_day(day)
-        return [os.path.join(self.root, day + ext) for ext in constants.LANDING_EXTENSIONS]
-
-    def find(self, day: str) -> LandingFile:
-        day = check_day(day)
-        present = [path for path in self._candidates(day) if os.path.isfile(path)]
-        if not present:
-            raise LandingFileMissingError(
-                f"no landing file for {day}: expected {day}.parquet or {day}.csv in {self.root}"
-            )
-        if len(present) > 1:
-            raise LandingFileError(
-                f"two landing files for {day} in {self.root} ({', '.join(map(os.path.basename, present))}):"
-                " keep one"
-            )
-        path = present[0]
-        stat = os.stat(path)
-        return LandingFile(day=day, location=path, size=stat.st_size, modified=stat.st_mtime)
-
-    def read_bytes(self, landing_file: LandingFile) -> bytes:
-        with open(landing_file.location, "rb") as handle:
-            return handle.read()
-
-    def list_files(self) -> list[LandingFile]:
-        if not os.path.isdir(self.root):
-            return []
-        files = []
-        with os.scandir(self.root) as entries:
-            for entry in entries:
-                day = landing_day(entry.name)
-                if day is None or not entry.is_file():
-                    continue
-                stat = entry.stat()
-                files.append(
-                    LandingFile(day=day, location=entry.path, size=stat.st_size, modified=stat.st_mtime)
-                )
-        return sorted(files, key=lambda f: (f.day, f.location))
-
-
-def __getattr__(name: str):
-    # The S3 landing zone lives with the other S3 backends, imported only when asked for.
-    if name == "S3LandingZone":
-        from ml_platform import s3_backends
-
-        return s3_backends.S3LandingZone
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 Layout under the store root (the same keys on every backend)::
 
-    <model_name>/<version>/model.joblib     the fitted scikit-learn Pipeline (joblib)
+    <model_name>/<version>/model.joblib     the model: the fitted scikit-learn object (joblib)
     <model_name>/<version>/metadata.json    metrics, params, data fingerprint, sha256, created_at
     <model_name>/production.json            the pointer: which version serves, since when, why
     <model_name>/history/<time>-<version>.json   one record per pointer move
@@ -17,18 +17,15 @@ Only load artifacts from a store you trust: joblib files are pickles and run cod
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import hashlib
 import io
 import json
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 import joblib
-from pydantic import Field
 
 from ml_platform import constants
 from ml_platform.errors import (
@@ -38,7 +35,6 @@ from ml_platform.errors import (
     NoProductionModelError,
     PointerConflictError,
 )
-from ml_platform.storage import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -293,73 +289,3 @@ class ModelStore(dg.ConfigurableResource, ABC):
         return joblib.load(io.BytesIO(artifact)), model_version
 
 
-class LocalModelStore(ModelStore):
-    """A model store in a local folder (the default)."""
-
-    root: str = Field(description="Folder that holds the store.")
-
-    def _path(self, key: str) -> str:
-        if key == "":
-            return self.root
-        parts = key.split("/")
-        for part in parts:
-            check_segment(part, "store key segment")
-        return os.path.join(self.root, *parts)
-
-    def write_bytes(self, key: str, data: bytes) -> None:
-        atomic_write_bytes(self._path(key), data)
-
-    def read_bytes(self, key: str) -> bytes:
-        with open(self._path(key), "rb") as handle:
-            return handle.read()
-
-    def swap_bytes(self, key: str, data: bytes, expected: str | None) -> None:
-        path = self._path(key)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        # An exclusive lock (per host) makes read-compare-write one step for every process.
-        lock_path = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
-        with open(lock_path, "a+b") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                try:
-                    with open(path, "rb") as handle:
-                        actual = hashlib.sha256(handle.read()).hexdigest()
-                except FileNotFoundError:
-                    actual = None
-                if actual != expected:
-                    raise PointerConflictError(f"{path} changed meanwhile")
-                atomic_write_bytes(path, data)
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-
-    def exists(self, key: str) -> bool:
-        return os.path.exists(self._path(key))
-
-    def list_children(self, prefix: str) -> list[str]:
-        path = self._path(prefix)
-        if not os.path.isdir(path):
-            return []
-        return sorted(name for name in os.listdir(path) if not name.startswith("."))
-
-    def uri(self, key: str) -> str:
-        return self._path(key)
-
-
-def model_store_for(settings) -> ModelStore:
-    """The model store that ML_PLATFORM_ENV selects, for code outside Dagster (CLI, serving)."""
-    if settings.env == "prod":
-        from ml_platform.s3_backends import S3ModelStore, s3_resource
-
-        return S3ModelStore(
-            s3=s3_resource(settings), bucket=settings.s3_bucket, prefix=f"{settings.s3_prefix}/model_store"
-        )
-    return LocalModelStore(root=settings.model_store_dir)
-
-
-def __getattr__(name: str):
-    # The S3 model store lives with the other S3 backends, imported only when asked for.
-    if name in ("S3ModelStore", "s3_resource"):
-        from ml_platform import s3_backends
-
-        return getattr(s3_backends, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,7 +25,6 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,10 +67,10 @@ class ServeConfig:
         return cls(**json.loads(os.environ[CONFIG_ENV]))
 
     def store(self):
-        from ml_platform.resources.model_store import LocalModelStore, model_store_for
+        from ml_platform.backends import model_store_of
         from ml_platform.settings import load_settings
 
-        return LocalModelStore(root=self.store_dir) if self.store_dir else model_store_for(load_settings())
+        return model_store_of(load_settings(), self.store_dir)
 
 
 # -- metrics ---------------------------------------------------------------------------------------

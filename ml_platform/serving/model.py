@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ml_platform.errors import PredictionError
-from ml_platform.resources.model_store import LocalModelStore, ModelVersion, model_store_for
+from ml_platform.backends import model_store_of
+from ml_platform.resources.model_store import ModelVersion
 from ml_platform.settings import load_settings
 from ml_platform.signature import InputReport, Signature, check_rows
 
@@ -31,7 +32,7 @@ class CheckedModel:
     fails with one typed error naming the column (and row) instead of scikit-learn's internals.
 
     ``predict`` and ``predict_proba`` answer like scikit-learn's; ``predict_with_report`` also says
-    which version answered and what the check reported. ``sklearn_model`` is the fitted Pipeline.
+    which version answered and what the check reported. ``sklearn_model`` is the fitted scikit-learn object itself.
     """
 
     def __init__(self, sklearn_model: Any, version: ModelVersion):
@@ -105,6 +106,6 @@ def load_production_model(
     Raises NoProductionModelError, ModelVersionNotFoundError or ModelIntegrityError.
     """
     settings = load_settings()
-    store = LocalModelStore(root=store_dir) if store_dir else model_store_for(settings)
+    store = model_store_of(settings, store_dir)
     sklearn_model, model_version = store.load(model_name or settings.model_name, version=version)
     return CheckedModel(sklearn_model, model_version), model_version

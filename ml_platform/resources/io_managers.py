@@ -1,0 +1,215 @@
+"""Partition-aware IO managers: parquet for tables, joblib for models and other Python values.
+
+Layout: ``<root>/<asset key path>/<partition key>.<ext>`` (``<asset>.<ext>`` when unpartitioned),
+where the root is a local folder or an S3 bucket + prefix. Every manager handles an output that
+covers several partitions (a single-run backfill returns a ``{partition_key: value}`` dict) and an
+input that spans several partitions (a window of days arrives as a ``{partition_key: value}``
+dict; set the input metadata ``partitions_as_dict`` to get a dict even when the window holds one
+day). Writes are atomic: temp file + rename locally, one PUT on S3.
+"""
+
+import contextlib
+import os
+import typing
+from abc import abstractmethod
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import dagster as dg
+import joblib
+import pandas as pd
+
+from ml_platform.errors import MlPlatformError, StorageUnavailableError
+from ml_platform.partitions import storage_retry_policy
+
+# Input metadata flag: always hand this input over as {partition_key: value}, even for one day.
+PARTITIONS_AS_DICT = "partitions_as_dict"
+
+
+class AssetNotMaterializedError(MlPlatformError, FileNotFoundError):
+    """An input was asked for that has never been materialized."""
+
+
+def _safe_segment(value: str) -> str:
+    if not value or value in (".", "..") or "/" in value or "\\" in value:
+        raise MlPlatformError(f"{value!r} cannot be used as a storage path segment")
+    return value
+
+
+def _each(function: Callable[[Any], Any], items: list) -> list:
+    """``function`` over ``items``, on a thread per core when there are several: parquet encoding
+    and decoding release the GIL, and S3 transfers wait on the network."""
+    if len(items) < 2:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(len(items), max(2, os.cpu_count() or 1))) as pool:
+        return list(pool.map(function, items))
+
+
+@contextlib.contextmanager
+def _retry_when_unavailable(context: dg.InputContext | dg.OutputContext) -> Iterator[None]:
+    """Storage that cannot be reached fails the step into a retry, with the storage retry policy's
+    backoff, whatever step it is: every step reads and writes through an IO manager. Only this
+    error is retried; bad data or bad config fail at once."""
+    try:
+        yield
+    except StorageUnavailableError as exc:
+        attempt = _attempt(context)
+        if attempt is None:  # a context built outside a run: nothing to retry
+            raise
+        policy = storage_retry_policy()
+        raise dg.RetryRequested(
+            max_retries=policy.max_retries, seconds_to_wait=policy.calculate_delay(attempt)
+        ) from exc
+
+
+def _attempt(context: dg.InputContext | dg.OutputContext) -> int | None:
+    """This step's attempt number (1 for the first try), or None outside a run."""
+    try:
+        return context.step_context.previous_attempt_count + 1
+    except dg.DagsterInvariantViolationError:
+        return None
+
+
+def _wants_dict(context: dg.InputContext) -> bool:
+    return bool((context.definition_metadata or {}).get(PARTITIONS_AS_DICT))
+
+
+# -- formats ---------------------------------------------------------------------------------------
+class ParquetFormat:
+    """pandas DataFrames as parquet."""
+
+    extension: typing.ClassVar[str] = ".parquet"
+
+    @staticmethod
+    def dump(obj: Any, handle: typing.BinaryIO) -> None:
+        if not isinstance(obj, pd.DataFrame):
+            raise MlPlatformError(
+                f"the parquet IO manager stores pandas DataFrames, got {type(obj).__name__}:"
+                " set io_manager_key='model_io_manager' on that asset"
+            )
+        obj.to_parquet(handle, index=False)
+
+    @staticmethod
+    def load(source: str | typing.BinaryIO) -> Any:
+        return pd.read_parquet(source)
+
+
+class JoblibFormat:
+    """Any Python value with joblib (a pickle: load only from storage you trust)."""
+
+    extension: typing.ClassVar[str] = ".joblib"
+
+    @staticmethod
+    def dump(obj: Any, handle: typing.BinaryIO) -> None:
+        joblib.dump(obj, handle)
+
+    @staticmethod
+    def load(source: str | typing.BinaryIO) -> Any:
+        return joblib.load(source)
+
+
+# -- the partition logic, over any storage ---------------------------------------------------------
+class PartitionedIOManager(dg.ConfigurableIOManager):
+    """Partition handling shared by every backend; backends implement four primitives."""
+
+    extension: typing.ClassVar[str] = ""
+
+    @abstractmethod
+    def dump(self, obj: Any, handle: typing.BinaryIO) -> None: ...
+
+    @abstractmethod
+    def load(self, source: str | typing.BinaryIO) -> Any: ...
+
+    @abstractmethod
+    def _location(self, parts: list[str]) -> str:
+        """Where the value with this relative path (no extension) lives."""
+
+    @abstractmethod
+    def _write(self, location: str, obj: Any) -> None:
+        """Store ``obj`` at ``location`` atomically."""
+
+    @abstractmethod
+    def _read(self, location: str) -> Any:
+        """Load the value at ``location``."""
+
+    @abstractmethod
+    def _exists(self, location: str) -> bool: ...
+
+    def _parts(self, context: dg.InputContext | dg.OutputContext) -> list[str]:
+        path = context.asset_key.path if context.has_asset_key else context.get_identifier()
+        return [_safe_segment(p) for p in path]
+
+    def _path(self, context: dg.InputContext | dg.OutputContext, partition_key: str | None) -> str:
+        parts = self._parts(context)
+        if partition_key is not None:
+            parts = [*parts, _safe_segment(partition_key)]
+        return self._location(parts)
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        with _retry_when_unavailable(context):
+            self._handle_output(context, obj)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        with _retry_when_unavailable(context):
+            return self._load_input(context)
+
+    def _handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        if not context.has_asset_partitions:
+            values = {None: obj}
+        else:
+            keys = list(context.asset_partition_keys)
+            if isinstance(obj, dict) and set(obj) == set(keys):
+                values = obj
+            elif len(keys) == 1:
+                values = {keys[0]: obj}
+            else:
+                raise MlPlatformError(
+                    f"{context.asset_key.to_user_string()} covers {len(keys)} partitions in this run;"
+                    " return a {partition_key: value} dict with one entry per partition"
+                )
+        locations = [self._path(context, partition_key) for partition_key in values]
+        # A range of days (a single-run backfill) is written on several threads.
+        _each(lambda item: self._write(*item), list(zip(locations, values.values())))
+        target = locations[0] if len(locations) == 1 else locations[0].rsplit("/", 1)[0]
+        context.add_output_metadata({"Stored at": dg.MetadataValue.path(target)})
+
+    def _load_input(self, context: dg.InputContext) -> Any:
+        if not context.has_asset_partitions:
+            location = self._path(context, None)
+            if not self._exists(location):
+                raise AssetNotMaterializedError(
+                    f"{self._describe(context)} has not been materialized: nothing at {location}"
+                )
+            return self._read(location)
+
+        keys = list(context.asset_partition_keys)
+        allow_missing = bool((context.definition_metadata or {}).get("allow_missing_partitions"))
+        present: dict[str, str] = {}
+        for partition_key in keys:
+            location = self._path(context, partition_key)
+            if not self._exists(location):
+                if allow_missing:
+                    context.log.warning(
+                        f"{self._describe(context)} partition {partition_key} is not materialized;"
+                        " leaving it out"
+                    )
+                    continue
+                raise AssetNotMaterializedError(
+                    f"{self._describe(context)} partition {partition_key} has not been materialized:"
+                    f" nothing at {location}"
+                )
+            present[partition_key] = location
+        # A window or a range of days is read on several threads.
+        loaded = dict(zip(present, _each(self._read, list(present.values()))))
+        if _wants_dict(context) or len(keys) != 1:
+            return loaded
+        return loaded[keys[0]]
+
+    @staticmethod
+    def _describe(context: dg.InputContext) -> str:
+        return context.asset_key.to_user_string() if context.has_asset_key else "input"
+
+

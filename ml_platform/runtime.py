@@ -1,0 +1,158 @@
+"""A pipeline at run time: its spec, the settings and its Dagster partitions, keys and step options.
+
+``PipelineRuntime`` is what every builder (assets, checks, jobs, schedules, sensors) takes: the
+pipeline's asset keys (prefixed with its name), op names, partitions (daily, in its time zone, from
+``partitions.start``; with variants, day x variant), the retry policy, Kubernetes tags and timeout
+of each stage, and its schema (declared, or pinned by the production model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+
+from ml_platform.quality import Schema
+from ml_platform.settings import Settings
+from ml_platform.signature import Signature
+from ml_platform.spec import PipelineSpec
+
+
+
+DATE_DIMENSION = "date"
+VARIANT_DIMENSION = "variant"
+
+
+class PipelineRuntime:
+    """One pipeline as the asset builders see it: its spec (complete: ``load_pipelines`` resolved
+    every default), the platform settings, its partitions, and what each stage's steps share."""
+
+    def __init__(self, spec: PipelineSpec, settings: Settings):
+        self.spec = spec
+        self.settings = settings
+        self.partitions = dg.DailyPartitionsDefinition(
+            start_date=spec.partitions.start, timezone=spec.schedule.timezone
+        )
+        # Hyperparameter variants: variant_model is partitioned by day x variant.
+        self.variants = spec.model.variant_params()
+        self.variant_partitions = dg.MultiPartitionsDefinition({
+            DATE_DIMENSION: self.partitions,
+            VARIANT_DIMENSION: dg.StaticPartitionsDefinition(list(self.variants)),
+        }) if self.variants else None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def target(self) -> str:
+        return self.spec.target
+
+    @property
+    def features(self) -> tuple[str, ...] | None:
+        """The declared feature columns (pipelines.yaml or ML_PLATFORM_FEATURE_COLUMNS), or None."""
+        return tuple(f.name for f in self.spec.features) if self.spec.features else None
+
+    def schema(self, model_store: Any, warn: Callable[[str], None] | None = None) -> Schema | None:
+        """The columns this pipeline's data must have (the data contract's ``Schema``):
+
+        - declared ``features``: those, in that order, with the declared kinds (the rest taken
+          from the production model's signature);
+        - else the production model's signature: the first model pins the schema; with
+          ``schema.evolve`` it is reported against, not enforced;
+        - else None (no model yet).
+
+        A production version that cannot be read counts as none, with a warning through ``warn``.
+        """
+        from ml_platform.errors import ModelStoreError, NoProductionModelError, StorageUnavailableError
+
+        policy = self.spec.schema_policy
+        try:
+            production = model_store.production(self.model_name)
+        except StorageUnavailableError:
+            raise
+        except (ModelStoreError, NoProductionModelError, ValueError, KeyError) as exc:
+            if warn:
+                warn(f"the production version of {self.model_name} cannot be read ({exc}): no schema pinned by it")
+            production = None
+        signature = Signature.of_version(production.metadata) if production else None
+        if self.features:
+            kinds = {**(signature.kinds if signature else {}),
+                     **{f.name: f.kind for f in self.spec.features if f.kind}}
+            return Schema(self.features, {c: k for c, k in kinds.items() if c in self.features},
+                          "the features of pipelines.yaml", True, policy.extra_columns)
+        if signature is None:
+            return None
+        return signature.schema(f"production model {self.model_name} {production.version}",
+                                enforced=not policy.evolve, extra_columns=policy.extra_columns)
+
+    @property
+    def window_days(self) -> int:
+        return self.spec.window_days
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.model_name
+
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
+    @property
+    def timezone(self) -> str:
+        return self.spec.schedule.timezone
+
+    def key(self, asset: str) -> dg.AssetKey:
+        return dg.AssetKey([self.spec.name, asset])
+
+    def op(self, asset: str) -> str:
+        """The step / op name of one of this pipeline's assets (run config ``ops:`` key)."""
+        return f"{self.spec.name}__{asset}"
+
+    def retry_policy(self, stage: str) -> dg.RetryPolicy | None:
+        """``stages.<stage>.retries``; left out: the storage retries (ML_PLATFORM_STORAGE_RETRIES) for
+        ingest and deploy, which touch storage, and none for train and evaluate."""
+        retries = self.spec.stage(stage).retries
+        if retries is None:
+            retries = self.settings.storage_retries if stage in ("ingest", "deploy", "score") else 0
+        if retries == 0:
+            return None
+        return dg.RetryPolicy(
+            max_retries=retries,
+            delay=self.settings.retry_delay_s,
+            backoff=dg.Backoff.EXPONENTIAL,
+            jitter=dg.Jitter.PLUS_MINUS,
+        )
+
+    def op_tags(self, stage: str) -> dict[str, Any]:
+        """``stages.<stage>.resources`` as the ``dagster-k8s/config`` tag: the step's container
+        requests them (memory also as its limit) when runs execute on Kubernetes."""
+        resources = self.spec.stage(stage).resources
+        if resources is None or (resources.cpu is None and resources.memory is None):
+            return {}
+        requests = {k: v for k, v in (("cpu", resources.cpu), ("memory", resources.memory)) if v}
+        limits = {"memory": resources.memory} if resources.memory else {}
+        container = {"resources": {"requests": requests, **({"limits": limits} if limits else {})}}
+        return {"dagster-k8s/config": {"container_config": container}}
+
+    def variant_key(self, day: str, variant: str) -> dg.MultiPartitionKey:
+        """The variant_model partition of one variant on one day (``2026-01-07|max_depth=5``)."""
+        return dg.MultiPartitionKey({DATE_DIMENSION: day, VARIANT_DIMENSION: variant})
+
+    def step_options(self, stage: str, partitions_def: dg.PartitionsDefinition | None = None) -> dict[str, Any]:
+        """The decorator arguments every step of a stage shares: partitions, retries, k8s tags."""
+        return {
+            "partitions_def": partitions_def or self.partitions,
+            "retry_policy": self.retry_policy(stage),
+            "op_tags": self.op_tags(stage),
+        }
+
+    def asset_options(
+        self, stage: str, owner: str, partitions_def: dg.PartitionsDefinition | None = None
+    ) -> dict[str, Any]:
+        """step_options plus the pipeline's asset group and the asset's owner."""
+        return {**self.step_options(stage, partitions_def), "group_name": self.name, "owners": [owner]}
+
+    def timeout_s(self, stage: str) -> float | None:
+        return self.spec.stage(stage).timeout_s

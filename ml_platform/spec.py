@@ -1,0 +1,510 @@
+"""The pipelines file (``pipelines.yaml``): its schema (pydantic), loaded and defaulted in one place.
+
+Each entry is a pipeline's spec (``PipelineSpec``); ``ml_platform.factory`` builds its asset group,
+checks, jobs, schedule and sensors. The file is validated when the code location loads, so an
+unknown key, a bad cron, an unknown estimator or a duplicate name fails ``dagster definitions
+validate`` (and ``dg check defs``) with the file, the entry and the field.
+
+Fields an entry leaves out are resolved here, once (``_with_defaults``), from the platform settings
+of ``ml_platform.settings`` (environment): target column, feature columns, training window, model
+name, landing, time zone, partitions start. What ``load_pipelines`` returns is complete: nothing
+downstream falls back to the settings again. The reference of every field, docs/pipelines.md, is
+generated from the field descriptions below (``ml-platform docs``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ml_platform import constants
+from ml_platform.errors import ConfigError
+from ml_platform.estimators import ESTIMATORS, GATE_METRICS, TASKS, estimator_names
+from ml_platform.settings import Settings
+
+PIPELINES_ENV = "ML_PLATFORM_PIPELINES"
+DEFAULT_PIPELINES_FILE = "pipelines.yaml"
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Kubernetes quantities: "2", "500m", "0.5" CPUs; "512Mi", "16Gi", "1G" memory.
+_CPU = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
+_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+STAGES = ("ingest", "train", "evaluate", "deploy", "score")
+CHANNELS = ("webhook", "email")
+DEMO_DATASETS = ("breast_cancer", "diabetes")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResourcesSpec(_Strict):
+    """What a stage's step asks of Kubernetes (``dagster-k8s/config`` requests and limits)."""
+
+    cpu: str | None = Field(default=None, description='CPU, e.g. 4, "500m".')
+    memory: str | None = Field(default=None, description='Memory, e.g. "16Gi", "512Mi".')
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any, info: Any) -> str | None:
+        if value is None:
+            return None
+        pattern, what, example = {
+            "cpu": (_CPU, "CPU", "2, 0.5, 500m"), "memory": (_MEMORY, "memory", "16Gi, 512Mi"),
+        }[info.field_name]
+        text = str(value)
+        if isinstance(value, bool) or not pattern.match(text):
+            raise ValueError(f"{value!r} is not a {what} quantity (e.g. {example})")
+        return text
+
+
+class StageSpec(_Strict):
+    timeout_s: float | None = Field(default=None, gt=0, description="Longest the stage's step may take.")
+    retries: int | None = Field(default=None, ge=0, le=20, description="Retries of the stage's steps.")
+    resources: ResourcesSpec | None = None
+
+
+class StagesSpec(_Strict):
+    ingest: StageSpec = StageSpec()
+    train: StageSpec = StageSpec()
+    evaluate: StageSpec = StageSpec()
+    deploy: StageSpec = StageSpec()
+    score: StageSpec = StageSpec()
+
+
+class ScoringSpec(_Strict):
+    """Batch scoring: where unlabelled day files land; each day is scored with the production model."""
+
+    landing: str = Field(
+        description="Where the day files to score land, as `landing` is read: relative to the landing root,"
+        " an absolute folder, or s3://bucket/prefix (prod)."
+    )
+
+
+class ModelSpec(_Strict):
+    estimator: str = "random_forest"
+    params: dict[str, Any] = Field(default_factory=dict)
+    variants: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Hyperparameter variants, each a set of params laid over `params`: trained in"
+        " parallel as static partitions of `variant_model`; the best (cross-validated on the train"
+        " split) is the challenger.",
+    )
+
+    def variant_params(self) -> dict[str, dict[str, Any]]:
+        """{variant name: its full params}, in file order (after validation)."""
+        return {variant_name(v): {**self.params, **v} for v in self.variants}
+
+
+_VARIANT_NAME = re.compile(r"^[A-Za-z0-9_.=+-]{1,100}$")
+
+
+def variant_name(overrides: dict[str, Any]) -> str:
+    """The variant's partition key: ``max_depth=5``, ``max_depth=5+n_estimators=50``."""
+    return "+".join(f"{k}={v}" for k, v in overrides.items())
+
+
+class GateSpec(_Strict):
+    """One threshold: ``min_<metric>`` for scores where higher is better, ``max_<metric>`` for
+    errors; none given means ``min_accuracy: 0.8`` (classification) or ``min_r2: 0.0``. And the
+    champion/challenger margin ``max_regression``."""
+
+    min_accuracy: float | None = Field(default=None, ge=0, le=1)
+    min_f1: float | None = Field(default=None, ge=0, le=1)
+    min_precision: float | None = Field(default=None, ge=0, le=1)
+    min_recall: float | None = Field(default=None, ge=0, le=1)
+    min_r2: float | None = Field(default=None, le=1)
+    max_rmse: float | None = Field(default=None, ge=0)
+    max_mae: float | None = Field(default=None, ge=0)
+    max_regression: float = Field(
+        default=0.0,
+        ge=0,
+        description="How much worse than the production model (the champion), on the same test split,"
+        " a new model may score and still be deployed (in the metric's own units).",
+    )
+
+    def thresholds(self) -> dict[str, float]:
+        return {k: v for k, v in self.model_dump().items() if v is not None and k != "max_regression"}
+
+
+class ScheduleSpec(_Strict):
+    cron: str = constants.DAILY_SCHEDULE_CRON
+    timezone: str | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        # Dagster's own check (the one ScheduleDefinition applies), pinned with Dagster 1.13.27.
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(value):
+            raise ValueError(f"{value!r} is not a valid cron expression (e.g. '0 2 * * *')")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{value!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
+        return value
+
+
+class DriftSpec(_Strict):
+    """Feature drift of each new raw_data day against the last training data (ml_platform.drift)."""
+
+    enabled: bool = True
+    method: Literal["psi", "ks"] = "psi"
+    threshold: float | None = Field(
+        default=None, gt=0, description="Per-feature limit; default 0.2 (PSI) or 0.15 (KS)."
+    )
+    sustained_days: int = Field(
+        default=3, ge=1, le=60, description="Consecutive drifting days before the drift sensor retrains."
+    )
+
+    @property
+    def limit(self) -> float:
+        from ml_platform.drift import DEFAULT_THRESHOLDS
+
+        return self.threshold if self.threshold is not None else DEFAULT_THRESHOLDS[self.method]
+
+
+class FeatureColumn(_Strict):
+    """One declared feature column: ``age``, or ``{age: numeric}`` with its kind."""
+
+    name: str
+    kind: Literal["numeric", "boolean", "categorical"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and len(value) == 1 and "name" not in value:
+            ((name, kind),) = value.items()
+            return {"name": str(name), "kind": kind}
+        if isinstance(value, dict):
+            raise ValueError(f"{value!r}: give a column name, or one 'name: kind' pair")
+        return value
+
+
+class SchemaSpec(_Strict):
+    """What may change about a pipeline's columns (README, "The input contract")."""
+
+    extra_columns: Literal["ignore", "fail"] = Field(
+        default="ignore",
+        description="A landing column outside the schema: `ignore` leaves it out of training (the day"
+        " passes with a warning: the model's inputs stay as they are), `fail` fails the day's"
+        " schema_matches check.",
+    )
+    evolve: bool = Field(
+        default=False,
+        description="Whether a new model may take other columns than the production model (added,"
+        " removed, re-kinded). Without `features`, the data's columns then replace the pinned schema.",
+    )
+
+
+class PartitionsSpec(_Strict):
+    start: str | None = Field(
+        default=None,
+        description="First daily partition, YYYY-MM-DD (default ML_PLATFORM_PARTITIONS_START): a new pipeline"
+        " need not open with hundreds of empty days.",
+    )
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                dt.date.fromisoformat(str(value))
+            except ValueError:
+                raise ValueError(f"{value!r} is not a YYYY-MM-DD date") from None
+            return str(value)
+        return value
+
+
+class NotificationsSpec(_Strict):
+    """Channels per event; a channel is used only when it is configured (README, Notifications).
+    Left out: every configured channel."""
+
+    on_failure: list[Literal["webhook", "email"]] | None = None
+    on_deploy: list[Literal["webhook", "email"]] | None = None
+
+
+class PipelineSpec(_Strict):
+    name: str
+    description: str = ""
+    task: Literal["classification", "regression"] = "classification"
+    landing: str | None = Field(
+        default=None,
+        description="Where the day files land: relative to the landing root (ML_PLATFORM_LANDING_DIR,"
+        " or the bucket's landing/ prefix in prod), '.' for the root itself, an absolute folder, or"
+        " s3://bucket/prefix (prod). Default: the pipeline's name under the landing root.",
+    )
+    target: str | None = None
+    features: list[FeatureColumn] | None = Field(
+        default=None,
+        description="The feature columns, in order; each a name or `name: kind` (numeric, boolean,"
+        " categorical). Left out: the production model's signature pins them (the first model's columns).",
+    )
+    schema_policy: SchemaSpec = Field(default_factory=SchemaSpec, alias="schema")
+    window_days: int | None = Field(default=None, ge=1, le=366)
+    partitions: PartitionsSpec = PartitionsSpec()
+    model_name: str | None = None
+    model: ModelSpec = ModelSpec()
+    gate: GateSpec = GateSpec()
+    schedule: ScheduleSpec = ScheduleSpec()
+    stages: StagesSpec = StagesSpec()
+    notifications: NotificationsSpec = NotificationsSpec()
+    drift: DriftSpec = DriftSpec()
+    scoring: ScoringSpec | None = Field(
+        default=None, description="Batch scoring of unlabelled days: scoring_data[day] and predictions[day]."
+    )
+    demo_data: Literal["breast_cancer", "diabetes"] | None = Field(
+        default=None, description="What `ml-platform seed-demo` writes into this pipeline's landing."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"{value!r} must be lower-case letters, digits and '_', starting with a letter"
+                " (it prefixes asset keys and names the job)"
+            )
+        return value
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, value: str | None) -> str | None:
+        if value is not None and not _MODEL_NAME.match(value):
+            raise ValueError(f"{value!r} must be letters, digits, '_', '-' or '.', starting with a letter or digit")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineSpec:
+        estimator = ESTIMATORS.get((self.task, self.model.estimator))
+        if estimator is None:
+            raise _FieldError(
+                "model.estimator",
+                f"unknown estimator {self.model.estimator!r} for {self.task}; choose one of"
+                f" {', '.join(estimator_names(self.task))}",
+            )
+        self.model.params = self._validated_params(estimator, self.model.params, "model.params")
+        self._check_variants(estimator)
+        thresholds = self.gate.thresholds()
+        if len(thresholds) > 1:
+            raise _FieldError("gate", f"give one threshold, not {len(thresholds)}: {', '.join(thresholds)}")
+        for key in thresholds:
+            metric = key.split("_", 1)[1]
+            higher_is_better = GATE_METRICS[self.task].get(metric)
+            if higher_is_better is None or key.startswith("min_") != higher_is_better:
+                allowed = [f"{'min' if up else 'max'}_{m}" for m, up in GATE_METRICS[self.task].items()]
+                raise _FieldError("gate." + key, f"not a {self.task} gate; use one of {', '.join(allowed)}")
+        if self.features:
+            names = [f.name for f in self.features]
+            if self.target in names:
+                raise _FieldError("features", f"lists the target column {self.target!r}")
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise _FieldError("features", f"lists {', '.join(map(repr, duplicates))} more than once")
+        if self.demo_data is not None:
+            wanted = "classification" if self.demo_data == "breast_cancer" else "regression"
+            if wanted != self.task:
+                raise _FieldError("demo_data", f"{self.demo_data} is {wanted} data, the task is {self.task}")
+        return self
+
+    def _validated_params(self, estimator, params: dict[str, Any], where: str) -> dict[str, Any]:
+        """``params`` as the estimator takes them; a bad one names ``where.<param>``."""
+        try:
+            return estimator.params(**params).model_dump()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise _FieldError(
+                where + "." + ".".join(map(str, first["loc"])),
+                _message(first) + f" (parameters of {self.model.estimator}: "
+                + ", ".join(estimator.params.model_fields) + ")",
+            ) from None
+
+    def _check_variants(self, estimator) -> None:
+        seen: dict[str, int] = {}
+        for index, overrides in enumerate(self.model.variants):
+            where = f"model.variants[{index}]"
+            if not overrides:
+                raise _FieldError(where, "empty: a variant sets at least one parameter")
+            validated = self._validated_params(estimator, {**self.model.params, **overrides}, where)
+            # As the estimator takes them ("5" -> 5), so the name and the params agree.
+            overrides = self.model.variants[index] = {k: validated[k] for k in overrides}
+            name = variant_name(overrides)
+            if not _VARIANT_NAME.match(name):
+                raise _FieldError(where, f"{name!r} cannot name a partition: values of letters, digits,"
+                                  " '_', '.', '-' only")
+            if name in seen:
+                raise _FieldError(where, f"duplicate of model.variants[{seen[name]}] ({name})")
+            seen[name] = index
+
+    # -- what the factory reads (defaults resolved by load_pipelines) --------------------------
+    @property
+    def gate_metric(self) -> tuple[str, float, bool]:
+        """(metric, threshold, higher_is_better)."""
+        thresholds = self.gate.thresholds()
+        if not thresholds:
+            default = ("min_accuracy", constants.DEFAULT_MIN_ACCURACY) if self.task == "classification" \
+                else ("min_r2", 0.0)
+            thresholds = dict([default])
+        key, value = next(iter(thresholds.items()))
+        metric = key.split("_", 1)[1]
+        return metric, float(value), GATE_METRICS[self.task][metric]
+
+    def stage(self, name: str) -> StageSpec:
+        return getattr(self.stages, name)
+
+
+class _FieldError(ValueError):
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+
+
+class PipelinesFile(_Strict):
+    pipelines: list[PipelineSpec] = Field(min_length=1)
+
+
+def _message(error: dict) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required"
+    message = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def _where(loc: tuple, raw: Any) -> str:
+    """('pipelines', 0, 'model', 'estimator') -> "pipelines[0] (churn): model.estimator"."""
+    if len(loc) >= 2 and loc[0] == "pipelines" and isinstance(loc[1], int):
+        entry = f"pipelines[{loc[1]}]"
+        try:
+            name = raw["pipelines"][loc[1]].get("name")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            name = None
+        if name:
+            entry += f" ({name})"
+        rest = ".".join(str(p) for p in loc[2:])
+        return f"{entry}: {rest}" if rest else entry
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def pipelines_path(environ: dict[str, str] | None = None) -> Path:
+    """ML_PLATFORM_PIPELINES, else pipelines.yaml in the current directory, else the project's."""
+    environ = os.environ if environ is None else environ
+    configured = environ.get(PIPELINES_ENV, "").strip()
+    if configured:
+        return Path(configured).absolute()
+    here = Path(DEFAULT_PIPELINES_FILE).absolute()
+    if here.exists():
+        return here
+    return Path(__file__).resolve().parents[1] / DEFAULT_PIPELINES_FILE
+
+
+def parse_pipelines(text: str, source: str, settings: Settings) -> list[PipelineSpec]:
+    """Validate the YAML text; ConfigError names the file, the entry and the field."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}:{where} is not valid YAML: {problem}") from None
+    if not isinstance(raw, dict) or "pipelines" not in raw:
+        raise ConfigError(f"{source}: expected a mapping with a 'pipelines:' list")
+    try:
+        specs = PipelinesFile.model_validate(raw).pipelines
+    except ValidationError as exc:
+        problems = [f"{_where(tuple(e['loc']), raw)}: {_message(e)}" for e in exc.errors()]
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+    _check_unique(specs, source)
+    specs = [_with_defaults(spec, settings, source, index) for index, spec in enumerate(specs)]
+    for spec in specs:
+        _check_landing(spec.name, spec.landing, "landing", settings, source)
+        if spec.scoring is not None:
+            _check_landing(spec.name, spec.scoring.landing, "scoring.landing", settings, source)
+    return specs
+
+
+def _check_landing(name: str, landing: str, field: str, settings: Settings, source: str) -> None:
+    """A pipeline's landing (or scoring landing) must be readable in this environment."""
+    where = f"{source}: pipeline {name!r}: {field}"
+    if landing.startswith("s3://") and settings.env != "prod":
+        raise ConfigError(f"{where}: {landing!r} is on S3; S3 needs ML_PLATFORM_ENV=prod")
+    if landing.startswith("/") and settings.env == "prod":
+        raise ConfigError(f"{where}: {landing!r} is a local folder; ML_PLATFORM_ENV=prod reads from S3")
+    if ".." in landing.split("/"):
+        raise ConfigError(f"{where}: {landing!r} must not climb out of the landing root with '..'")
+
+
+def _check_unique(specs: list[PipelineSpec], source: str) -> None:
+    seen: dict[str, int] = {}
+    models: dict[str, str] = {}
+    for index, spec in enumerate(specs):
+        if spec.name in seen:
+            raise ConfigError(
+                f"{source}: pipelines[{index}] ({spec.name}): name: duplicate of pipelines[{seen[spec.name]}]"
+            )
+        seen[spec.name] = index
+        model = spec.model_name or spec.name
+        if model in models:
+            raise ConfigError(
+                f"{source}: pipelines[{index}] ({spec.name}): model_name: {model!r} is already the model of"
+                f" pipeline {models[model]!r} (two pipelines would promote over each other)"
+            )
+        models[model] = spec.name
+
+
+def _with_defaults(spec: PipelineSpec, settings: Settings, source: str, index: int) -> PipelineSpec:
+    target = spec.target or settings.target_column
+    if spec.features is None and settings.feature_columns and target in settings.feature_columns:
+        raise ConfigError(f"{source}: pipelines[{index}] ({spec.name}): target: {target!r} is one of the"
+                          " feature columns of ML_PLATFORM_FEATURE_COLUMNS")
+    if spec.features and target in [f.name for f in spec.features]:
+        raise ConfigError(f"{source}: pipelines[{index}] ({spec.name}): features: lists the target column"
+                          f" {target!r}")
+    return spec.model_copy(update={
+        "target": target,
+        "features": spec.features if spec.features is not None else (
+            [FeatureColumn(name=c) for c in settings.feature_columns] if settings.feature_columns else None),
+        "window_days": spec.window_days or settings.window_days,
+        "model_name": spec.model_name or spec.name,
+        "landing": spec.landing if spec.landing is not None else spec.name,
+        "schedule": spec.schedule.model_copy(update={"timezone": spec.schedule.timezone or settings.timezone}),
+        "partitions": spec.partitions.model_copy(update={"start": spec.partitions.start or settings.partitions_start}),
+    })
+
+
+def load_pipelines(settings: Settings, path: Path | None = None) -> list[PipelineSpec]:
+    """Read and validate the pipelines file (see ``pipelines_path``)."""
+    path = path or pipelines_path()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"pipelines file {path} does not exist (set {PIPELINES_ENV} to a pipelines.yaml)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"pipelines file {path} cannot be read: {exc}") from None
+    return parse_pipelines(text, str(path), settings)
+
+
+__all__ = [
+    "CHANNELS", "DEMO_DATASETS", "STAGES", "TASKS", "FeatureColumn", "GateSpec", "ModelSpec", "PartitionsSpec",
+    "PipelineSpec", "SchemaSpec", "ScoringSpec",
+    "ResourcesSpec", "ScheduleSpec", "StageSpec", "load_pipelines", "parse_pipelines", "pipelines_path",
+]

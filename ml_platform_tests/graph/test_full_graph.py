@@ -1,0 +1,124 @@
+"""The whole graph on a temp instance and temp folders: what a user of `make demo` gets."""
+
+import json
+
+import pandas as pd
+from sklearn.compose import ColumnTransformer, make_column_selector
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from ml_platform.errors import ModelIntegrityError
+from ml_platform.serving import load_production_model
+from ml_platform_tests.support.constants import DAYS, END_DAY, MODEL_NAME, TARGET
+from ml_platform_tests.support.results import check_results, materialized
+
+
+def test_full_graph_deploys_a_verified_model_that_predicts_raw_rows(seeded, demo_frame):
+    for result in seeded.ingest():
+        assert result.success
+        # The six data-contract rules and the drift check (no training data yet: nothing drifts).
+        assert all(check_results(result).values()) and len(check_results(result)) == 7
+
+    result = seeded.train()
+    assert result.success
+    assert materialized(result) == {
+        "training_data", "train_split", "test_split", "trained_model", "model_metrics", "deployed_model"
+    }
+    assert check_results(result) == {"accuracy_above_threshold": True, "signature_matches_production": True}
+
+    store = seeded.store
+    pointer = json.loads((seeded.store_dir / MODEL_NAME / "production.json").read_text())
+    version_dir = seeded.store_dir / MODEL_NAME / pointer["version"]
+    assert (version_dir / "model.joblib").is_file()
+    metadata = json.loads((version_dir / "metadata.json").read_text())
+    for key in ("metrics", "params", "data_fingerprint", "code_version", "sha256", "created_at"):
+        assert metadata[key], key
+    assert metadata["data_as_of"] == END_DAY
+    assert metadata["training_rows"] + metadata["metrics"]["test_rows"] == len(demo_frame)
+    assert metadata["metrics"]["accuracy"] >= 0.9
+
+    model, version = load_production_model(MODEL_NAME, store_dir=str(seeded.store_dir))
+    assert version.version == pointer["version"] == store.production(MODEL_NAME).version
+    raw_rows = pd.read_parquet(seeded.landing / f"{DAYS[0]}.parquet").drop(columns=[TARGET])
+    predictions = model.predict(raw_rows)
+    assert len(predictions) == len(raw_rows)
+    assert set(predictions) <= {0, 1}
+
+    # The deployed_model asset records what it did.
+    deploy_meta = result.asset_materializations_for_node("demo__deployed_model")[0].metadata
+    assert deploy_meta["Version"].value == pointer["version"]
+    assert deploy_meta["sha256"].value == metadata["sha256"]
+
+
+def test_rerun_on_unchanged_data_is_idempotent(seeded):
+    seeded.ingest()
+    first = seeded.train()
+    second = seeded.train()
+    assert first.success and second.success
+    versions = seeded.store.list_versions(MODEL_NAME)
+    assert len(versions) == 1
+    outcome = second.asset_materializations_for_node("demo__deployed_model")[0].metadata["Outcome"].value
+    assert outcome == "already in production"
+
+
+def test_tampered_artifact_is_refused(seeded):
+    seeded.ingest()
+    assert seeded.train().success
+    version = seeded.store.production(MODEL_NAME).version
+    artifact = seeded.store_dir / MODEL_NAME / version / "model.joblib"
+    artifact.write_bytes(artifact.read_bytes() + b"tampered")
+    try:
+        load_production_model(MODEL_NAME, store_dir=str(seeded.store_dir))
+    except ModelIntegrityError as exc:
+        assert "sha256" in str(exc) and version in str(exc)
+    else:
+        raise AssertionError("a changed artifact was loaded")
+
+
+def _plain_pipeline() -> Pipeline:
+    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    categorical = Pipeline(
+        [("impute", SimpleImputer(strategy="most_frequent")),
+         ("encode", OneHotEncoder(handle_unknown="ignore"))]
+    )
+    return Pipeline([
+        ("preprocess", ColumnTransformer([
+            ("numeric", numeric, make_column_selector(dtype_include="number")),
+            ("categorical", categorical, make_column_selector(dtype_exclude="number")),
+        ])),
+        ("model", RandomForestClassifier(n_estimators=50, max_depth=6, random_state=7, n_jobs=1)),
+    ])
+
+
+def test_metrics_equal_a_plain_scikit_learn_run(seeded):
+    """The platform adds orchestration, not different numbers."""
+    seeded.seed(synthetic_rows=300)  # includes a categorical column, to exercise one-hot encoding
+    seeded.ingest()
+    run_config = {"ops": {
+        "demo__splits": {"config": {"test_size": 0.3, "random_state": 11}},
+        "demo__trained_model": {"config": {"n_estimators": 50, "max_depth": 6, "random_state": 7}},
+    }}
+    result = seeded.train(run_config=run_config)
+    assert result.success
+    platform_metrics = seeded.store.production(MODEL_NAME).metadata["metrics"]
+
+    # The same work by hand: the landing files in day order, the same split and parameters.
+    frame = pd.concat(
+        [pd.read_parquet(seeded.landing / f"{day}.parquet") for day in DAYS], ignore_index=True
+    )
+    train, test = train_test_split(frame, test_size=0.3, random_state=11, stratify=frame[TARGET])
+    pipeline = _plain_pipeline().fit(train.drop(columns=[TARGET]), train[TARGET])
+    predicted = pipeline.predict(test.drop(columns=[TARGET]))
+    expected = {
+        "accuracy": accuracy_score(test[TARGET], predicted),
+        "precision": precision_score(test[TARGET], predicted, average="weighted"),
+        "recall": recall_score(test[TARGET], predicted, average="weighted"),
+        "f1": f1_score(test[TARGET], predicted, average="weighted"),
+    }
+    for name, value in expected.items():
+        assert platform_metrics[name] == value, name
+    assert platform_metrics["test_rows"] == len(test)

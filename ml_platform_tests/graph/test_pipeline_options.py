@@ -1,0 +1,244 @@
+"""Pipelines declared in YAML: a regression next to the classification demo, the estimators,
+per-stage timeouts, retries and resources, and two pipelines side by side through the CLI."""
+
+import json
+import subprocess
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml_platform.demo import demo_days
+from ml_platform.settings import load_settings
+from ml_platform.spec import parse_pipelines
+from ml_platform_tests.support.constants import BIN, END_DAY, MODEL_NAME, ROOT
+from ml_platform_tests.support.good_platform import deployed  # noqa: F401 (fixtures, used by name)
+from ml_platform_tests.support.pipelines import (
+    DIABETES,
+    built_from,
+    ingest_and_train,
+    seed,
+)
+from ml_platform_tests.support.platform import Platform, project_env
+from ml_platform_tests.support.results import check_results, step_errors
+
+
+def run(platform: Platform, built, selection: str, day: str | None = END_DAY, run_config=None, tags=None):
+    return dg.materialize(
+        built.definitions, selection=selection, partition_key=day, instance=platform.instance,
+        resources=platform.resources, run_config=run_config or {}, tags=tags, raise_on_error=False,
+    )
+
+
+
+# -- regression ------------------------------------------------------------------------------------
+def test_the_regression_pipeline_trains_gates_on_r2_and_deploys(platform):
+    seed(platform, "diabetes", "diabetes", "progression")
+    result = ingest_and_train(platform, DIABETES)
+    assert result.success, step_errors(result)
+    assert check_results(result) == {"r2_above_threshold": True, "signature_matches_production": True}
+
+    production = platform.store.production("diabetes")
+    metrics = production.metadata["metrics"]
+    assert set(metrics) == {"r2", "rmse", "mae", "test_rows"}
+    assert 0.2 <= metrics["r2"] <= 1 and metrics["rmse"] > 0 and metrics["mae"] > 0
+    assert production.metadata["task"] == "regression"
+    assert production.metadata["estimator"] == "hist_gradient_boosting"
+    assert production.metadata["gate_metric"] == "r2"
+    meta = result.asset_materializations_for_node("diabetes__model_metrics")[0].metadata
+    assert {"R2", "RMSE", "MAE", "Predicted vs actual", "Report"} <= set(meta)
+    assert len(meta["Predicted vs actual"].value.records) >= 5
+
+    # The deployed model predicts numbers on raw rows (no target column needed).
+    model, _ = platform.store.load("diabetes")
+    rows = pd.read_parquet(platform.landing / "diabetes" / f"{END_DAY}.parquet").drop(columns=["progression"])
+    predicted = model.predict(rows)
+    assert predicted.dtype.kind == "f" and np.isfinite(predicted).all()
+    # The demo pipeline's model is untouched: each pipeline has its own model name.
+    assert platform.store.production(MODEL_NAME) is None
+
+
+def test_the_regression_gate_blocks_a_model_below_its_threshold(platform):
+    seed(platform, "diabetes", "diabetes", "progression")
+    gate_op = "diabetes__model_metrics_r2_above_threshold"
+    result = ingest_and_train(platform, DIABETES, {"ops": {gate_op: {"config": {"min_r2": 0.99}}}})
+    assert not result.success
+    assert check_results(result) == {"r2_above_threshold": False, "signature_matches_production": True}
+    assert platform.store.production("diabetes") is None
+    assert platform.store.list_versions("diabetes") == []
+
+
+def test_a_regression_target_that_is_text_fails_its_check(platform, demo_frame):
+    frame = demo_frame.assign(target=np.where(demo_frame["target"] == 1, "yes", "no"))
+    (platform.landing / "diabetes").mkdir(parents=True)
+    frame.rename(columns={"target": "progression"}).to_parquet(
+        platform.landing / "diabetes" / f"{END_DAY}.parquet", index=False)
+    result = run(platform, DIABETES, "key:diabetes/raw_data")
+    assert check_results(result)["target_is_numeric"] is False
+
+
+# -- estimators ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("task", "estimator", "params", "gate"), [
+    ("classification", "hist_gradient_boosting", "{max_iter: 30}", "{min_accuracy: 0.8}"),
+    ("classification", "logistic_regression", "{C: 0.5}", "{min_f1: 0.8}"),
+    ("classification", "random_forest", "{n_estimators: 20, max_depth: 4}", "{min_recall: 0.8}"),
+    ("regression", "random_forest", "{n_estimators: 20, max_depth: 6}", "{max_rmse: 80}"),
+    ("regression", "ridge", "{alpha: 0.1}", "{max_mae: 70}"),
+])
+def test_each_estimator_trains_and_deploys(platform, task, estimator, params, gate):
+    dataset = "breast_cancer" if task == "classification" else "diabetes"
+    built = built_from(f"""
+        pipelines:
+          - name: est
+            task: {task}
+            target: y
+            model: {{estimator: {estimator}, params: {params}}}
+            gate: {gate}
+    """)
+    seed(platform, "est", dataset, "y")
+    result = ingest_and_train(platform, built)
+    assert result.success, step_errors(result)
+    production = platform.store.production("est")
+    assert production.metadata["estimator"] == estimator
+    metric = gate.strip("{}").split(":")[0].split("_", 1)[1]
+    assert metric in production.metadata["metrics"]
+    trained = result.asset_materializations_for_node("est__trained_model")[0].metadata
+    assert trained["Estimator"].value == estimator
+    if estimator != "hist_gradient_boosting":  # forests: impurity importances; linear: |coefficients|
+        assert len(trained["Feature importances"].value.records) > 0
+
+
+def test_run_config_overrides_the_yaml_params(platform):
+    built = built_from("""
+        pipelines:
+          - name: est
+            target: y
+            model: {estimator: random_forest, params: {n_estimators: 15, max_depth: 3}}
+    """)
+    seed(platform, "est", "breast_cancer", "y")
+    result = ingest_and_train(platform, built, {"ops": {"est__trained_model": {"config": {"max_depth": 5}}}})
+    assert result.success, step_errors(result)
+    assert platform.store.production("est").metadata["params"] == {
+        "n_estimators": 15, "max_depth": 5, "min_samples_leaf": 1, "random_state": 42, "n_jobs": -1}
+
+
+# -- stages: timeouts, retries, resources ----------------------------------------------------------
+def test_a_fit_longer_than_the_train_timeout_is_stopped_and_nothing_is_deployed(platform):
+    built = built_from("""
+        pipelines:
+          - name: slow
+            target: y
+            model: {estimator: random_forest, params: {n_estimators: 5000, max_depth: null, n_jobs: 1}}
+            stages: {train: {timeout_s: 3}}
+    """)
+    seed(platform, "slow", "breast_cancer", "y", synthetic_rows=3000)
+    result = ingest_and_train(platform, built)
+    assert not result.success
+    errors = step_errors(result)
+    assert "the model fit of pipeline 'slow' ran longer than its limit of 3 s" in errors, errors
+    assert "stages.train.timeout_s" in errors
+    assert result.asset_materializations_for_node("slow__trained_model") == []
+    assert platform.store.list_versions("slow") == []
+
+
+def test_a_fit_within_the_train_timeout_reports_progress_from_its_process(platform):
+    built = built_from("""
+        pipelines:
+          - name: quick
+            target: y
+            model: {estimator: random_forest, params: {n_estimators: 20, max_depth: 4}}
+            stages: {train: {timeout_s: 300}}
+    """)
+    seed(platform, "quick", "breast_cancer", "y")
+    result = ingest_and_train(platform, built)
+    assert result.success, step_errors(result)
+    messages = [e.user_message for e in platform.instance.all_logs(result.run_id)]
+    assert any("fitting in a child process, stopped after 300 s" in m for m in messages), messages
+    progress = [m for m in messages if m.startswith("trees ")]
+    assert progress[0].startswith("trees 2/20") and progress[-1].startswith("trees 20/20"), progress
+    assert platform.store.production("quick") is not None
+
+
+def test_a_stage_longer_than_its_timeout_fails_naming_the_stage(platform):
+    built = built_from("""
+        pipelines:
+          - name: tight
+            target: y
+            stages: {ingest: {timeout_s: 0.001, retries: 0}}
+    """)
+    seed(platform, "tight", "breast_cancer", "y")
+    result = run(platform, built, "key:tight/raw_data")
+    assert not result.success
+    errors = step_errors(result)
+    assert "the ingest stage of pipeline 'tight' ran longer than its limit of 0.001 s" in errors, errors
+
+
+def test_stage_retries_become_retry_policies():
+    built = built_from("""
+        pipelines:
+          - name: r
+            stages: {train: {retries: 2}, ingest: {retries: 0}}
+    """)
+    ops = {k.to_user_string(): a.op for a in built.assets for k in a.keys}
+    assert ops["r/trained_model"].retry_policy.max_retries == 2
+    assert ops["r/raw_data"].retry_policy is None
+    assert ops["r/deployed_model"].retry_policy.max_retries >= 1  # the storage default
+
+
+# -- side by side ----------------------------------------------------------------------------------
+def test_two_pipelines_side_by_side_through_the_cli(tmp_path):
+    """`make demo`'s commands on a fresh project: both pipelines of pipelines.yaml, one command each."""
+    env = project_env(tmp_path)
+    days = demo_days(END_DAY, 7)
+    for args in (
+        [str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY],
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "ml_platform.definitions",
+         "--select", "key:*/raw_data", "--partition-range", f"{days[0]}...{days[-1]}"],
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "ml_platform.definitions",
+         "--select", "key:*/training_data+", "--partition", END_DAY],
+    ):
+        proc = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-4000:])
+    for model, metric in (("demo_classifier", "accuracy"), ("diabetes", "r2")):
+        shown = subprocess.run([str(BIN / "ml-platform"), "production", "--json", "--model", model],
+                               env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["metrics"][metric] > 0.2
+    assert (tmp_path / "landing" / "diabetes" / f"{END_DAY}.parquet").is_file()
+    assert (tmp_path / "landing" / f"{END_DAY}.parquet").is_file()
+    for name in ("demo", "diabetes"):
+        assert (tmp_path / "assets" / name / "raw_data" / f"{END_DAY}.parquet").is_file()
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 2 and all(r.is_success for r in runs)
+
+
+# -- where each pipeline's files land --------------------------------------------------------------
+def test_landing_locations_resolve_under_the_root_or_replace_it(tmp_path):
+    from ml_platform.backends.local import LocalLandingZone
+    from ml_platform.backends.s3 import S3LandingZone, s3_resource
+
+    local = LocalLandingZone(root=str(tmp_path))
+    assert local.at(".") is local
+    assert local.at("churn").root == str(tmp_path / "churn")
+    assert local.at("/data/elsewhere").root == "/data/elsewhere"
+    settings = load_settings(environ={"ML_PLATFORM_ENV": "prod", "ML_PLATFORM_S3_BUCKET": "models"})
+    s3 = S3LandingZone(s3=s3_resource(settings), bucket="models", prefix="ml_platform/landing")
+    assert (s3.at("churn").bucket, s3.at("churn").prefix) == ("models", "ml_platform/landing/churn")
+    assert (s3.at("s3://other/in/here/").bucket, s3.at("s3://other/in/here/").prefix) == ("other", "in/here")
+
+
+@pytest.mark.parametrize(("env", "landing", "says"), [
+    ({}, "s3://bucket/x", "'s3://bucket/x' is on S3; S3 needs ML_PLATFORM_ENV=prod"),
+    ({"ML_PLATFORM_ENV": "prod", "ML_PLATFORM_S3_BUCKET": "b"}, "/srv/landing",
+     "'/srv/landing' is a local folder; ML_PLATFORM_ENV=prod reads from S3"),
+    ({}, "../outside", "'../outside' must not climb out of the landing root with '..'"),
+])
+def test_a_landing_the_environment_cannot_read_fails_at_load(env, landing, says):
+    from ml_platform.errors import ConfigError
+
+    settings = load_settings(environ=env)
+    with pytest.raises(ConfigError) as raised:
+        parse_pipelines(f"pipelines:\n  - name: p\n    landing: {landing}\n", "p.yaml", settings)
+    assert str(raised.value) == f"p.yaml: pipeline 'p': landing: {says}"

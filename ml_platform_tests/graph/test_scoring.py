@@ -1,0 +1,162 @@
+"""Batch scoring: scoring_data[day] and predictions[day] of a pipeline that declares `scoring`,
+through `dg.materialize`, through `dagster asset materialize`, and through the scoring sensor; the
+rows_match_signature check; predictions equal to the model's own on the same rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from ml_platform.errors import ConfigError
+from ml_platform.serving import load_production_model
+from ml_platform.settings import load_settings
+from ml_platform.spec import parse_pipelines
+from ml_platform_tests.support.constants import (
+    BIN,
+    DAYS,
+    END_DAY,
+    MODEL_NAME,
+    ROOT,
+    TARGET,
+)
+from ml_platform_tests.support.pipelines import built_from
+from ml_platform_tests.support.platform import Platform, project_env
+from ml_platform_tests.support.results import (
+    check_descriptions,
+    check_results,
+    materialized,
+    step_errors,
+)
+
+SCORING_DAY = "2026-01-08"
+YAML = f"""
+pipelines:
+  - name: demo
+    landing: .
+    model_name: {MODEL_NAME}
+    model: {{estimator: random_forest, params: {{n_estimators: 20}}}}
+    scoring: {{landing: scoring}}
+    demo_data: breast_cancer
+"""
+BUILT = built_from(YAML)
+
+
+def scoring_rows(platform: Platform, rows: int = 40) -> pd.DataFrame:
+    return pd.read_parquet(platform.landing / f"{DAYS[0]}.parquet").drop(columns=[TARGET]).head(rows)
+
+
+def write_scoring(platform: Platform, day: str, frame: pd.DataFrame) -> Path:
+    folder = platform.landing / "scoring"
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(folder / f"{day}.parquet", index=False)
+    return folder / f"{day}.parquet"
+
+
+def run(platform: Platform, selection: str, day: str = END_DAY, tags=None):
+    return dg.materialize(BUILT.definitions, selection=selection, partition_key=day, instance=platform.instance,
+                          resources=platform.resources, raise_on_error=False, tags=tags)
+
+
+@pytest.fixture
+def trained(seeded: Platform) -> Platform:
+    ingest = dg.materialize(BUILT.definitions, selection="key:demo/raw_data", instance=seeded.instance,
+                            resources=seeded.resources, raise_on_error=False,
+                            tags={"dagster/asset_partition_range_start": DAYS[0],
+                                  "dagster/asset_partition_range_end": DAYS[-1]})
+    assert ingest.success, step_errors(ingest)
+    result = run(seeded, "key:demo/training_data+")
+    assert result.success, step_errors(result)
+    return seeded
+
+
+def test_predictions_are_the_production_models_on_the_same_rows(trained):
+    rows = scoring_rows(trained)
+    write_scoring(trained, SCORING_DAY, rows)
+    result = run(trained, "key:demo/scoring_data+", SCORING_DAY)
+    assert result.success, step_errors(result)
+    assert materialized(result) == {"scoring_data", "predictions"}
+    assert check_results(result) == {"rows_match_signature": True, "no_feature_drift": True}
+
+    predictions = pd.read_parquet(trained.assets_dir / "demo" / "predictions" / f"{SCORING_DAY}.parquet")
+    model, version = load_production_model(MODEL_NAME, store_dir=str(trained.store_dir))
+    assert predictions["prediction"].tolist() == model.sklearn_model.predict(rows).tolist()
+    assert predictions[["proba_0", "proba_1"]].sum(axis=1).round(9).eq(1.0).all()
+    assert predictions.drop(columns=["prediction", "proba_0", "proba_1"]).equals(rows)
+    metadata = result.asset_materializations_for_node("demo__predictions")[0].metadata
+    assert metadata["Model version"].value == version.version and metadata["sha256"].value == version.sha256
+    assert {r.data["Class"] for r in metadata["Predicted classes"].value.records} <= {"0", "1"}
+
+
+def test_rows_that_break_the_signature_are_refused_before_prediction(trained):
+    write_scoring(trained, SCORING_DAY, scoring_rows(trained).drop(columns=["mean area"]))
+    result = run(trained, "key:demo/scoring_data+", SCORING_DAY)
+    assert not result.success
+    assert check_results(result)["rows_match_signature"] is False
+    assert "missing feature column(s) 'mean area'" in check_descriptions(result)["rows_match_signature"]
+    assert materialized(result) == {"scoring_data"}
+
+
+def test_without_a_production_model_nothing_is_scored(platform, demo_frame):
+    write_scoring(platform, SCORING_DAY, demo_frame.drop(columns=[TARGET]).head(10))
+    result = run(platform, "key:demo/scoring_data+", SCORING_DAY)
+    assert not result.success and materialized(result) == {"scoring_data"}
+    assert "has no production version" in check_descriptions(result)["rows_match_signature"]
+
+
+def test_the_scoring_sensor_scores_each_new_or_changed_file_once(trained):
+    sensor = BUILT.sensor("scoring_sensor")
+    assert sensor.job_name == "demo_scoring"
+
+    def tick(cursor=None):
+        context = dg.build_sensor_context(instance=trained.instance, cursor=cursor,
+                                          resources={"landing_zone": trained.resources["landing_zone"]})
+        return sensor(context), context
+
+    path = write_scoring(trained, SCORING_DAY, scoring_rows(trained))
+    result, context = tick()
+    (request,) = result.run_requests
+    assert request.partition_key == SCORING_DAY and request.run_key.startswith(f"score:{SCORING_DAY}:")
+    scored = run(trained, "key:demo/scoring_data+", SCORING_DAY, tags=request.tags)
+    assert scored.success, step_errors(scored)
+    again, _ = tick(result.cursor)
+    assert not again.run_requests  # the same file: nothing new
+    write_scoring(trained, SCORING_DAY, scoring_rows(trained, rows=25))
+    path.touch()
+    changed, _ = tick(result.cursor)
+    (request,) = changed.run_requests
+    assert request.partition_key == SCORING_DAY
+
+
+def test_scoring_through_the_cli(trained, tmp_path):
+    write_scoring(trained, SCORING_DAY, scoring_rows(trained))
+    (tmp_path / "cli").mkdir()
+    env = {**project_env(tmp_path / "cli"),
+           "ML_PLATFORM_LANDING_DIR": str(trained.landing), "ML_PLATFORM_MODEL_STORE_DIR": str(trained.store_dir),
+           "ML_PLATFORM_ASSET_STORAGE_DIR": str(tmp_path / "cli_assets")}
+    pipelines = tmp_path / "pipelines.yaml"
+    pipelines.write_text(textwrap.dedent(YAML))
+    env["ML_PLATFORM_PIPELINES"] = str(pipelines)
+    proc = subprocess.run([str(BIN / "dagster"), "asset", "materialize", "-m", "ml_platform.definitions",
+                           "--select", "key:demo/scoring_data+", "--partition", SCORING_DAY],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    written = pd.read_parquet(tmp_path / "cli_assets" / "demo" / "predictions" / f"{SCORING_DAY}.parquet")
+    model, _ = load_production_model(MODEL_NAME, store_dir=str(trained.store_dir))
+    assert written["prediction"].tolist() == model.predict(scoring_rows(trained)).tolist()
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        (record,) = instance.fetch_materializations(dg.AssetKey(["demo", "predictions"]), limit=5).records
+        pointer = json.loads((trained.store_dir / MODEL_NAME / "production.json").read_text())
+        assert record.asset_materialization.metadata["Model version"].value == pointer["version"]
+
+
+def test_the_scoring_landing_is_validated_at_load():
+    with pytest.raises(ConfigError) as raised:
+        parse_pipelines("pipelines:\n  - name: churn\n    scoring: {landing: 3, extra: 1}\n", "t.yaml",
+                        load_settings())
+    assert "pipelines[0] (churn): scoring.extra: unknown key" in str(raised.value)

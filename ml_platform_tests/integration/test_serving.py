@@ -1,0 +1,475 @@
+"""`ml-platform serve` as a real process on a free port of 127.0.0.1, driven by a real HTTP client:
+each route, the bad-request matrix, the bearer token, hot reload under traffic (a promotion by the
+pipeline, `ml-platform rollback`, a tampered version pointed at) on the local store and on S3, SIGHUP,
+and several workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml_platform.demo import breast_cancer_frame
+from ml_platform_tests.support.constants import (
+    BIN,
+    DAYS,
+    END_DAY,
+    MODEL_NAME,
+    ROOT,
+    TARGET,
+)
+from ml_platform_tests.support.pipelines import DIABETES, ingest_and_train, seed
+from ml_platform_tests.support.platform import Platform
+from ml_platform_tests.support.results import step_errors
+from ml_platform_tests.support.servers import free_port
+from ml_platform_tests.support.sockets import (
+    listening_addresses,
+    only_loopback,
+    owner_group_of_port,
+)
+
+pytestmark = pytest.mark.cli
+
+TOKEN = "serve-token-for-tests"
+ROWS = breast_cancer_frame(TARGET).drop(columns=[TARGET]).head(20)
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def request(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json",
+                token: str | None = TOKEN, timeout: float = 30) -> tuple[int, dict | str, dict]:
+        headers = {"Content-Type": content_type} if body is not None else {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                status, raw, answer_headers = response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as error:
+            status, raw, answer_headers = error.code, error.read(), dict(error.headers)
+        text = raw.decode()
+        try:
+            return status, json.loads(text), answer_headers
+        except json.JSONDecodeError:
+            return status, text, answer_headers
+
+    def predict(self, rows, model: str = MODEL_NAME, query: str = "", **kwargs):
+        body = rows if isinstance(rows, bytes) else json.dumps(rows).encode()
+        return self.request("POST", f"/v1/models/{model}/predict{query}", body, **kwargs)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(env: dict[str, str], log: Path, *args: str, ready: bool = True) -> Server:
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / "ml-platform"), "serve", "--port", str(port), *args],
+        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"ml-platform serve exited {process.returncode}:\n{log.read_text()}")
+        try:
+            status, _, _ = server.request("GET", "/readyz" if ready else "/livez", token=None, timeout=2)
+            if status == 200:
+                return server
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    server.stop()
+    raise AssertionError(f"ml-platform serve was not ready within 60 s:\n{log.read_text()}")
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    return json.loads(frame.to_json(orient="records"))
+
+
+def deploy_both(platform: Platform) -> None:
+    """The demo classifier and the diabetes regression, trained and deployed by the pipeline."""
+    platform.seed()
+    assert platform.ingest_range(DAYS).success
+    trained = platform.train()
+    assert trained.success, step_errors(trained)
+    seed(platform, "diabetes", "diabetes", "progression")
+    diabetes = ingest_and_train(platform, DIABETES)
+    assert diabetes.success, step_errors(diabetes)
+
+
+@pytest.fixture(scope="module")
+def deployed_store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("serving")
+    with dg.instance_for_test() as instance:
+        deploy_both(Platform(root=root, landing=root / "landing", store_dir=root / "model_store",
+                             assets_dir=root / "assets", instance=instance))
+    return root / "model_store"
+
+
+@pytest.fixture(scope="module")
+def server(deployed_store, tmp_path_factory) -> Iterator[Server]:
+    """One server for the route and bad-request tests: both models, a token, a 64 KB body limit."""
+    log = tmp_path_factory.mktemp("serve_log") / "serve.log"
+    env = {**os.environ, "ML_PLATFORM_SERVE_TOKEN": TOKEN}
+    running = start_server(env, log, "--store-dir", str(deployed_store), "--model", MODEL_NAME,
+                           "--model", "diabetes", "--max-body-mb", "0.0625")
+    yield running
+    running.stop()
+
+
+# -- the routes ----------------------------------------------------------------------------------
+
+
+def test_predict_answers_with_the_version_that_served_and_the_signature_report(server, deployed_store):
+    pointer = json.loads((deployed_store / MODEL_NAME / "production.json").read_text())
+    status, answer, _ = server.predict(records(ROWS.assign(note="x")))
+    assert status == 200, answer
+    assert (answer["version"], answer["sha256"]) == (pointer["version"], pointer["sha256"])
+    from ml_platform.serving import load_production_model
+
+    model, _ = load_production_model(MODEL_NAME, store_dir=str(deployed_store))
+    assert answer["predictions"] == model.sklearn_model.predict(ROWS).tolist()
+    assert answer["report"]["dropped_columns"] == ["note"] and answer["report"]["rows"] == 20
+
+    split = json.loads(ROWS.to_json(orient="split", index=False))
+    status, by_columns, _ = server.predict({"columns": split["columns"], "data": split["data"]}, query="?proba=true")
+    assert status == 200 and by_columns["predictions"] == answer["predictions"]
+    assert by_columns["classes"] == ["0", "1"]
+    assert np.allclose(np.sum(by_columns["probabilities"], axis=1), 1.0)
+    status, by_csv, _ = server.predict(ROWS[list(reversed(ROWS.columns))].to_csv(index=False).encode(),
+                                       content_type="text/csv")
+    assert status == 200 and by_csv["predictions"] == answer["predictions"]
+
+
+def test_a_regression_answers_numbers(server, deployed_store):
+    frame = pd.read_parquet(next((deployed_store.parent / "landing" / "diabetes").glob("*.parquet")))
+    status, answer, _ = server.predict(records(frame.drop(columns=["progression"]).head(5)), model="diabetes")
+    assert status == 200 and len(answer["predictions"]) == 5
+    assert all(isinstance(v, float) for v in answer["predictions"])
+
+
+def test_models_routes_show_version_sha256_promotion_metrics_and_signature(server, deployed_store):
+    status, listing, _ = server.request("GET", "/v1/models")
+    assert status == 200 and [m["name"] for m in listing["models"]] == [MODEL_NAME, "diabetes"]
+    status, one, _ = server.request("GET", f"/v1/models/{MODEL_NAME}")
+    pointer = json.loads((deployed_store / MODEL_NAME / "production.json").read_text())
+    assert status == 200 and one["version"] == pointer["version"] and one["sha256"] == pointer["sha256"]
+    assert one["promoted_at"] == pointer["promoted_at"] and one["metrics"]["accuracy"] >= 0.8
+    assert [f["name"] for f in one["signature"]["features"]] == list(ROWS.columns)
+    assert one["ready"] is True and one["problem"] is None
+
+
+def test_livez_readyz_and_metrics(server):
+    assert server.request("GET", "/livez", token=None)[:2] == (200, {"status": "alive"})
+    status, ready, _ = server.request("GET", "/readyz", token=None)
+    assert status == 200 and ready["ready"] is True and set(ready["models"]) == {MODEL_NAME, "diabetes"}
+    server.predict(records(ROWS.head(3)))
+    server.request("GET", "/v1/models/nope")
+    status, text, headers = server.request("GET", "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    assert 'ml_platform_http_requests_total{route="/v1/models/{name}/predict",status="200"}' in text
+    assert 'ml_platform_http_requests_total{route="/v1/models/{name}",status="404"}' in text
+    assert "ml_platform_http_request_duration_seconds_bucket" in text
+    assert f'ml_platform_served_version{{model="{MODEL_NAME}",sha256="' in text
+    assert f'ml_platform_model_ready{{model="{MODEL_NAME}"}} 1.0' in text
+
+
+def test_the_server_listens_on_loopback_only(server):
+    port = int(server.url.rsplit(":", 1)[1])
+    addresses = listening_addresses(owner_group_of_port(port))
+    assert addresses and only_loopback(addresses), addresses
+
+
+# -- bad requests: 4xx with one JSON line, never a 500 ------------------------------------------
+
+TEXT = records(ROWS.head(3).astype({"mean radius": object}).assign(**{"mean radius": [1.0, "abc", 2.0]}))
+BAD_REQUESTS = {
+    "malformed JSON": ("POST", f"/v1/models/{MODEL_NAME}/predict", b'[{"mean radius": 1', "application/json",
+                       400, "the body is not valid JSON"),
+    "an empty body": ("POST", f"/v1/models/{MODEL_NAME}/predict", b"", "application/json", 400,
+                      "the request body is empty"),
+    "a JSON scalar": ("POST", f"/v1/models/{MODEL_NAME}/predict", b"42", "application/json", 400,
+                      "expected a JSON list of records"),
+    "uneven columns and data": ("POST", f"/v1/models/{MODEL_NAME}/predict",
+                                json.dumps({"columns": ["a", "b"], "data": [[1, 2], [3]]}).encode(),
+                                "application/json", 400, 'row 1 of "data" has 1 values for 2 columns'),
+    "an unknown model": ("POST", "/v1/models/nope/predict", json.dumps(records(ROWS.head(1))).encode(),
+                         "application/json", 404, "unknown model 'nope'; served: demo_classifier, diabetes"),
+    "an unknown route": ("GET", "/v2/everything", None, "application/json", 404, "no route /v2/everything"),
+    "a GET of predict": ("GET", f"/v1/models/{MODEL_NAME}/predict", None, "application/json", 405,
+                         "GET is not allowed"),
+    "another content type": ("POST", f"/v1/models/{MODEL_NAME}/predict", b"<rows/>", "application/xml", 415,
+                             "content type 'application/xml' is not application/json or text/csv"),
+    "a body over the limit": ("POST", f"/v1/models/{MODEL_NAME}/predict",
+                              json.dumps(records(pd.concat([ROWS] * 10))).encode(), "application/json", 413,
+                              "the limit is 65536"),
+    "no rows": ("POST", f"/v1/models/{MODEL_NAME}/predict", b"[]", "application/json", 422,
+                "the input has no rows"),
+    "a missing column": ("POST", f"/v1/models/{MODEL_NAME}/predict",
+                         json.dumps(records(ROWS.head(2).drop(columns=["mean area"]))).encode(), "application/json",
+                         422, "missing feature column(s) 'mean area'"),
+    "text in a numeric column": ("POST", f"/v1/models/{MODEL_NAME}/predict", json.dumps(TEXT).encode(),
+                                 "application/json", 422, "column 'mean radius' expects numbers: row 1 holds 'abc'"),
+    "a list in a record": ("POST", f"/v1/models/{MODEL_NAME}/predict",
+                           json.dumps([{**records(ROWS.head(1))[0], "mean area": [1, 2]}]).encode(),
+                           "application/json", 422, "row 0 holds a list"),
+    "probabilities of a regression": ("POST", "/v1/models/diabetes/predict?proba=true", b"[{}]",
+                                      "application/json", 400, "is a regression: it has no class probabilities"),
+    "a bad proba flag": ("POST", f"/v1/models/{MODEL_NAME}/predict?proba=maybe", b"[{}]", "application/json",
+                         400, "query parameter proba='maybe' is not true or false"),
+    "an unreadable CSV": ("POST", f"/v1/models/{MODEL_NAME}/predict", b'a,b\n"1,2\n', "text/csv", 400,
+                          "the CSV body cannot be read"),
+    "a CSV separated by semicolons": ("POST", f"/v1/models/{MODEL_NAME}/predict",
+                                      ROWS.head(2).to_csv(index=False, sep=";").encode(), "text/csv", 422,
+                                      "a CSV must be comma-separated"),
+    "an unknown model's info": ("GET", "/v1/models/nope", None, "application/json", 404, "unknown model 'nope'"),
+}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "kind", "status", "says"), list(BAD_REQUESTS.values()),
+                         ids=list(BAD_REQUESTS))
+def test_bad_requests_get_4xx_with_one_json_line(server, method, path, body, kind, status, says):
+    got, answer, headers = server.request(method, path, body, content_type=kind)
+    assert got == status, answer
+    assert headers["content-type"] == "application/json"
+    assert set(answer) == {"error"} and says in answer["error"] and "\n" not in answer["error"]
+    assert "Traceback" not in server.log.read_text()
+
+
+@pytest.mark.parametrize(("token", "status"), [(None, 401), ("wrong", 401), (TOKEN, 200)])
+def test_the_bearer_token_protects_every_route_but_the_probes(server, token, status):
+    for path in ("/v1/models", f"/v1/models/{MODEL_NAME}", "/metrics"):
+        got, answer, headers = server.request("GET", path, token=token)
+        assert got == status, (path, answer)
+        if status == 401:
+            assert answer == {"error": "missing or wrong bearer token (Authorization: Bearer …)"}
+            assert headers["www-authenticate"] == "Bearer"
+    got, _, _ = server.predict(records(ROWS.head(1)), token=token)
+    assert got == status
+    for probe in ("/livez", "/readyz"):
+        assert server.request("GET", probe, token=token)[0] == 200
+
+
+# -- hot reload under traffic --------------------------------------------------------------------
+
+
+@dataclass
+class Traffic:
+    """Clients that send requests without pause and record (time, status, version) of each answer."""
+
+    server: Server
+    clients: int = 4
+    answers: list[tuple[float, int, str | None]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> Traffic:
+        self.threads = [threading.Thread(target=self._send, daemon=True) for _ in range(self.clients)]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def _send(self) -> None:
+        body = json.dumps(records(ROWS.head(5))).encode()
+        while not self.stop.is_set():
+            try:
+                status, answer, _ = self.server.predict(body)
+                version = answer.get("version") if isinstance(answer, dict) else None
+            except Exception as exc:  # noqa: BLE001 - a dropped connection is a failed request
+                status, version = -1, repr(exc)
+            self.answers.append((time.monotonic(), status, version))
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+    def wait_for(self, version: str, since: float, timeout: float = 30) -> float:
+        """Seconds from ``since`` to the first answer from ``version``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            hits = [t for t, status, v in list(self.answers) if v == version and t >= since]
+            if hits:
+                return hits[0] - since
+            time.sleep(0.05)
+        raise AssertionError(f"no answer from {version} within {timeout} s")
+
+
+RELOAD_S = 1.0
+SLACK_S = 5.0  # loading and verifying a 100-tree forest, on a busy 2-core machine
+
+
+def tamper_a_copy(store, name: str, version: str) -> str:
+    """A new version that is the given one with its artifact changed after its sha256 was recorded."""
+    model, original = store.load(name, version=version)
+    fake = store.save_version(name, model, {**{k: v for k, v in original.metadata.items()
+                                                if k not in ("version", "sha256", "created_at", "identity")}})
+    key = f"{name}/{fake.version}/model.joblib"
+    store.write_bytes(key, store.read_bytes(key) + b"\0")
+    return fake.version
+
+
+def hot_reload_under_traffic(platform: Platform, server: Server, env: dict[str, str]) -> None:
+    store = platform.store
+    first = store.production(MODEL_NAME).version
+    with Traffic(server) as traffic:
+        time.sleep(1.0)
+        # The pipeline promotes a new version (other hyperparameters: another model, same data).
+        retrain = platform.materialize(
+            "key:demo/trained_model+", END_DAY,
+            {"ops": {"demo__trained_model": {"config": {"n_estimators": 30, "max_depth": 6}}}})
+        assert retrain.success, step_errors(retrain)
+        second = store.production(MODEL_NAME).version
+        assert second != first
+        promoted = time.monotonic()
+        assert traffic.wait_for(second, promoted) <= RELOAD_S + SLACK_S
+        # ml-platform rollback moves it back.
+        back = subprocess.run([str(BIN / "ml-platform"), "rollback", "--reason", "test"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert back.returncode == 0, back.stderr
+        rolled = time.monotonic()
+        assert traffic.wait_for(first, rolled) <= RELOAD_S + SLACK_S
+        # A tampered version is pointed at: refused, the rolled-back version keeps serving.
+        tampered = tamper_a_copy(store, MODEL_NAME, second)
+        store.promote(MODEL_NAME, tampered, reason="tampered on purpose")
+        pointed = time.monotonic()
+        time.sleep(RELOAD_S * 3)
+        status, ready, _ = server.request("GET", "/readyz", token=None)
+        assert status == 200 and f"refused {tampered}" in ready["models"][MODEL_NAME]["problem"]
+        assert "ModelIntegrityError" in ready["models"][MODEL_NAME]["problem"]
+        assert ready["models"][MODEL_NAME]["version"] == first
+        assert any(t > pointed + RELOAD_S for t, _, _ in traffic.answers)
+    failed = [(status, version) for _, status, version in traffic.answers if status != 200]
+    assert failed == [] and len(traffic.answers) > 50
+    served = {version for _, _, version in traffic.answers}
+    assert served == {first, second} and tampered not in served
+    assert f"refused {tampered}" in server.log.read_text()
+
+
+def test_hot_reload_under_traffic_on_the_local_store(tmp_path, instance):
+    platform = Platform(root=tmp_path, landing=tmp_path / "landing", store_dir=tmp_path / "model_store",
+                        assets_dir=tmp_path / "assets", instance=instance)
+    platform.seed()
+    assert platform.ingest_range(DAYS).success and platform.train().success
+    env = {**os.environ, "ML_PLATFORM_MODEL_STORE_DIR": str(platform.store_dir), "ML_PLATFORM_SERVE_TOKEN": TOKEN}
+    server = start_server(env, tmp_path / "serve.log", "--model", MODEL_NAME, "--reload-interval", str(RELOAD_S))
+    try:
+        hot_reload_under_traffic(platform, server, env)
+    finally:
+        server.stop()
+
+
+def test_hot_reload_under_traffic_on_s3(s3_server, tmp_path, instance):
+    from ml_platform_tests.support.s3 import s3_platform_on
+
+    platform = s3_platform_on(s3_server, tmp_path, instance)
+    platform.seed()
+    assert platform.ingest_range(DAYS).success and platform.train().success
+    env = {**os.environ, **s3_server.env(platform.prefix), "ML_PLATFORM_SERVE_TOKEN": TOKEN}
+    server = start_server(env, tmp_path / "serve.log", "--model", MODEL_NAME, "--reload-interval", str(RELOAD_S))
+    try:
+        hot_reload_under_traffic(platform, server, env)
+    finally:
+        server.stop()
+
+
+def test_sighup_reloads_at_once_and_a_model_without_production_is_not_ready(deployed_store, tmp_path):
+    store_dir = tmp_path / "store"
+    shutil.copytree(deployed_store, store_dir)
+    env = {**os.environ, "ML_PLATFORM_MODEL_STORE_DIR": str(store_dir)}
+    server = start_server(env, tmp_path / "serve.log", "--model", MODEL_NAME, "--model", "churn",
+                          "--reload-interval", "3600", ready=False)
+    try:
+        status, ready, _ = server.request("GET", "/readyz", token=None)
+        assert status == 503 and ready["ready"] is False
+        assert ready["models"]["churn"] == {"version": None,
+                                            "problem": "model 'churn' has no production version yet"}
+        status, answer, _ = server.predict(records(ROWS.head(1)), model="churn", token=None)
+        assert status == 503 and "model 'churn' is not ready" in answer["error"]
+
+        from ml_platform.backends.local import LocalModelStore
+
+        store = LocalModelStore(root=str(store_dir))
+        first = store.production(MODEL_NAME).version
+        copy = store.save_version(MODEL_NAME, store.load(MODEL_NAME)[0],
+                                  {**store.production(MODEL_NAME).metadata, "identity": None})
+        store.promote(MODEL_NAME, copy.version, reason="test")
+        time.sleep(1.5)  # an hour between polls: nothing moves by itself
+        assert server.predict(records(ROWS.head(1)), token=None)[1]["version"] == first
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while server.predict(records(ROWS.head(1)), token=None)[1]["version"] != copy.version:
+            assert time.monotonic() < deadline, server.log.read_text()
+            time.sleep(0.1)
+        assert "SIGHUP" in server.log.read_text()
+    finally:
+        server.stop()
+
+
+def test_several_workers_share_the_port_and_their_metrics(deployed_store, tmp_path):
+    env = dict(os.environ)
+    server = start_server(env, tmp_path / "serve.log", "--store-dir", str(deployed_store), "--model", MODEL_NAME,
+                          "--workers", "2")
+    try:
+        for _ in range(30):
+            status, answer, _ = server.predict(records(ROWS.head(2)), token=None)
+            assert status == 200, answer
+        status, text, _ = server.request("GET", "/metrics", token=None)
+        line = next(x for x in text.splitlines()
+                    if x.startswith('ml_platform_http_requests_total{route="/v1/models/{name}/predict",status="200"}'))
+        assert float(line.split()[-1]) == 30.0  # summed over both workers
+        workers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == server.process.pid]
+        assert len(workers) >= 2
+    finally:
+        server.stop()
+    assert server.process.returncode is not None
+
+
+def _parent(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+
+def test_the_kubernetes_deployment_runs_a_command_the_cli_takes_and_probes_real_routes():
+    import yaml
+
+    from ml_platform.cli import build_parser
+
+    documents = list(yaml.safe_load_all((ROOT / "deploy" / "kubernetes"
+                                         / "serving.yaml").read_text()))
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert command[:2] == ["ml-platform", "serve"]
+    args = build_parser().parse_args(command[1:])
+    assert (args.host, args.port, args.workers) == ("0.0.0.0", 8000, 2)
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert {"secretRef": {"name": "ml-platform-serve"}} in container["envFrom"]
