@@ -1,4 +1,6 @@
-"""Names and defaults shared across the platform. No magic numbers elsewhere."""
+"""Names and defaults shared across the platform. The estimators' parameter defaults live with their
+parameter models in ``ml_platform.estimators``, and each rule's own limits beside it (quality.py,
+drift.py, signature.py)."""
 
 # Owners shown in the UI; a team, as Dagster's owner strings allow.
 DATA_OWNER = "team:data-platform"
@@ -45,6 +47,8 @@ PRODUCTION_POINTER = "production.json"
 HISTORY_FILENAME = "history.jsonl"
 # Hashes of the rows a version was trained on: champion / challenger compares on rows it never saw.
 TRAIN_ROWS_FILENAME = "train_rows.npy"
+# The profile of the rows a version was trained on: what the drift checks compare new days with.
+DRIFT_PROFILE_FILENAME = "drift_profile.json"
 MIN_FRESH_TEST_ROWS = 10
 
 # Automation.

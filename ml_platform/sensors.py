@@ -4,21 +4,23 @@ import hashlib
 import json
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
+)
 
 from ml_platform import constants
 from ml_platform.estimators import METRIC_LABELS
+from ml_platform.instance_queries import (
+    completed_check_results,
+    latest_storage_ids,
+    materializations_after,
+    newest_materialization,
+    runs_in_flight,
+)
 from ml_platform.jobs import job_names, retrain_keys
-from ml_platform.runtime import DATE_DIMENSION, PipelineRuntime
 from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.notifier import Notifier
-
-_IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
+from ml_platform.runtime import DATE_DIMENSION, PipelineRuntime
 
 
 def _load_cursor(raw: str | None) -> dict:
@@ -94,11 +96,9 @@ def _landing_tick(context: dg.SensorEvaluationContext, pipeline: PipelineRuntime
     if requests and files:
         retrain = max(present)  # ingest first; retrain on a later tick
     elif retrain:
-        in_flight = context.instance.get_runs_count(
-            dg.RunsFilter(
-                statuses=_IN_FLIGHT,
-                tags={constants.TRIGGER_TAG: constants.LANDING_INGEST_TRIGGER, constants.PIPELINE_TAG: pipeline.name},
-            )
+        in_flight = runs_in_flight(
+            context.instance,
+            {constants.TRIGGER_TAG: constants.LANDING_INGEST_TRIGGER, constants.PIPELINE_TAG: pipeline.name},
         )
         if in_flight:
             skip_reason = f"waiting for {in_flight} ingest run(s) before retraining on {retrain}"
@@ -195,11 +195,7 @@ def build_deploy_sensor(pipeline: PipelineRuntime) -> dg.SensorDefinition:
     )
     def notify_on_deploy(context: dg.SensorEvaluationContext, notifier: Notifier):
         """One message per deployed_model materialization since the last tick, oldest first."""
-        records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, after_storage_id=int(context.cursor or 0)),
-            limit=100,
-            ascending=True,
-        ).records
+        records = materializations_after(context.instance, key, int(context.cursor or 0))
         if not records:
             return dg.SkipReason(f"no new {key.to_user_string()} materialization")
         for record in records:
@@ -232,7 +228,7 @@ def drift_sensor_name(pipeline: PipelineRuntime) -> str:
 
 
 def build_drift_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
-    from ml_platform.checks.data_quality import DRIFT_CHECK, completed_check_results
+    from ml_platform.checks.data_quality import DRIFT_CHECK
 
     spec = pipeline.spec.drift
     check_key = dg.AssetCheckKey(pipeline.key("raw_data"), DRIFT_CHECK)
@@ -304,15 +300,12 @@ def build_variants_sensor(
         instance = context.instance
         if not cursor:
             # Turned on for the first time: from the newest train split on, not the whole history.
-            newest = instance.fetch_materializations(split_key, limit=1).records
-            cursor["splits"] = newest[0].storage_id - 1 if newest else None
-            fitted_before = instance.fetch_materializations(variant_asset, limit=1).records
-            cursor["variants"] = fitted_before[0].storage_id if fitted_before else None
+            newest = newest_materialization(instance, split_key)
+            cursor["splits"] = newest.storage_id - 1 if newest else None
+            fitted_before = newest_materialization(instance, variant_asset)
+            cursor["variants"] = fitted_before.storage_id if fitted_before else None
         requests = []
-        splits = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=split_key, after_storage_id=cursor.get("splits")),
-            limit=100, ascending=True,
-        ).records
+        splits = materializations_after(instance, split_key, cursor.get("splits"))
         newest_split = {r.asset_materialization.partition: r for r in splits}  # a day split twice: once
         for day, record in sorted(newest_split.items()):
             requests.extend(
@@ -326,19 +319,16 @@ def build_variants_sensor(
             )
         if splits:
             cursor["splits"] = splits[-1].storage_id
-        fitted = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=variant_asset, after_storage_id=cursor.get("variants")),
-            limit=1000, ascending=True,
-        ).records
+        fitted = materializations_after(instance, variant_asset, cursor.get("variants"), limit=1000)
         days = set()
         for record in fitted:
             key = partitions.get_partition_key_from_str(record.asset_materialization.partition)
             days.add(key.keys_by_dimension[DATE_DIMENSION])
             cursor["variants"] = record.storage_id
         for day in sorted(days):
-            split_id = _latest_storage_ids(instance, split_key, [day]).get(day)
+            split_id = latest_storage_ids(instance, split_key, [day]).get(day)
             keys = {str(pipeline.variant_key(day, v)): v for v in pipeline.variants}
-            done = _latest_storage_ids(instance, variant_asset, list(keys))
+            done = latest_storage_ids(instance, variant_asset, list(keys))
             waiting = [v for k, v in keys.items() if split_id is None or done.get(k, 0) < split_id]
             if waiting:
                 context.log.info(f"{day}: waiting for variant(s) {', '.join(waiting)}")
@@ -352,17 +342,6 @@ def build_variants_sensor(
         return requests
 
     return variants_sensor
-
-
-def _latest_storage_ids(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]) -> dict[str, int]:
-    """{partition: storage id of its latest materialization} for those of ``partitions`` that have one."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=1000
-    ).records
-    latest: dict[str, int] = {}
-    for record in records:  # newest first
-        latest.setdefault(record.asset_materialization.partition, record.storage_id)
-    return latest
 
 
 def scoring_sensor_name(pipeline: PipelineRuntime) -> str:

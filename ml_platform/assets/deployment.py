@@ -12,8 +12,8 @@ from ml_platform.errors import PointerConflictError
 from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
 from ml_platform.metadata import signature_metadata
 from ml_platform.ml import TrainedModel
-from ml_platform.runtime import PipelineRuntime
 from ml_platform.resources.model_store import ModelStore
+from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
 
 
@@ -107,6 +107,9 @@ def _deploy(
         buffer = io.BytesIO()
         np.save(buffer, hashes, allow_pickle=False)
         extras[constants.TRAIN_ROWS_FILENAME] = buffer.getvalue()
+    profile = trained_model.extra.get("drift_profile")
+    if profile is not None:
+        extras[constants.DRIFT_PROFILE_FILENAME] = json.dumps(profile, sort_keys=True).encode()
     version = model_store.save_version(name, trained_model.model, metadata, identity=identity, extras=extras)
     if version.metadata.get("dagster_run_id") == context.run.run_id:
         context.log.info(f"stored {name} {version.version} at {version.location}")

@@ -1,6 +1,7 @@
 """model_metrics: how the trained model does on the held-out split."""
 
 import io
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -8,12 +9,21 @@ import numpy as np
 import pandas as pd
 
 from ml_platform import constants
-from ml_platform.metadata import markdown_table, rows_table
-from ml_platform.errors import ModelStoreError, NoProductionModelError, StorageUnavailableError
+from ml_platform.errors import (
+    ModelStoreError,
+    NoProductionModelError,
+    StorageUnavailableError,
+)
 from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
-from ml_platform.ml import TrainedModel, classification_metrics, regression_metrics, row_hashes
-from ml_platform.runtime import PipelineRuntime
+from ml_platform.metadata import markdown_table, rows_table
+from ml_platform.ml import (
+    TrainedModel,
+    classification_metrics,
+    regression_metrics,
+    row_hashes,
+)
 from ml_platform.resources.model_store import ModelStore
+from ml_platform.runtime import PipelineRuntime
 from ml_platform.signature import Signature, SignatureChange
 from ml_platform.signature import compare as compare_signatures
 from ml_platform.timeouts import stage_timeout
@@ -98,13 +108,30 @@ def _regression_metadata(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ChampionComparison:
+    """The production model (the champion) and the new one (the challenger) on the same fresh test
+    rows: their headline scores, or why they could not be compared (then the gate uses its
+    threshold alone)."""
+
+    version: str | None
+    rows: int = 0
+    champion: dict[str, float] = field(default_factory=dict)
+    challenger: dict[str, float] = field(default_factory=dict)
+    problem: str | None = None
+
+    @property
+    def compared(self) -> bool:
+        return bool(self.champion) and bool(self.challenger)
+
+
 def champion_scores(
     context: dg.AssetExecutionContext,
     pipeline: PipelineRuntime,
     model_store: ModelStore,
     trained_model: TrainedModel,
     test_split: pd.DataFrame,
-) -> dict[str, Any] | None:
+) -> ChampionComparison | None:
     """The production model (the champion) and the new model (the challenger) scored on the same,
     fresh test rows: the rows of this run's test split that the champion was not trained on
     (windows of consecutive days overlap, so some of today's test rows were yesterday's training
@@ -126,7 +153,7 @@ def champion_scores(
         ) from exc
     except ModelStoreError as exc:
         context.log.warning(f"the production model cannot be loaded ({exc}): the gate uses its threshold alone")
-        return {"version": None, "error": str(exc)}
+        return ChampionComparison(None, problem=str(exc))
     fresh = test_split
     if seen_bytes is not None:
         seen = np.load(io.BytesIO(seen_bytes), allow_pickle=False)
@@ -137,7 +164,7 @@ def champion_scores(
         reason = (f"only {len(fresh)} of {len(test_split)} test rows are new to {version.version}"
                   f" (fewer than {constants.MIN_FRESH_TEST_ROWS})")
         context.log.warning(f"{reason}: the gate uses its threshold alone")
-        return {"version": version.version, "error": reason}
+        return ChampionComparison(version.version, problem=reason)
     score = classification_metrics if pipeline.task == "classification" else regression_metrics
     keys = HEADLINE_METRICS[pipeline.task]
     try:
@@ -147,14 +174,10 @@ def champion_scores(
             f"production {pipeline.model_name} {version.version} cannot score the test rows"
             f" ({type(exc).__name__}: {exc}): the gate uses its threshold alone"
         )
-        return {"version": version.version, "error": f"{type(exc).__name__}: {exc}"}
+        return ChampionComparison(version.version, problem=f"{type(exc).__name__}: {exc}")
     challenger = score(trained_model.model, fresh, pipeline.target)
-    return {
-        "version": version.version,
-        "rows": int(len(fresh)),
-        "champion": {k: champion[k] for k in keys},
-        "challenger": {k: challenger[k] for k in keys},
-    }
+    return ChampionComparison(version.version, int(len(fresh)), {k: champion[k] for k in keys},
+                              {k: challenger[k] for k in keys})
 
 
 def signature_change(
@@ -225,18 +248,17 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
             metrics["task"] = pipeline.task
             champion = champion_scores(context, pipeline, model_store, trained_model, test_split)
             metrics["champion"] = champion
-            if champion and "champion" in champion:
+            if champion and champion.compared:
                 context.log.info(
-                    f"on the {champion['rows']} test rows new to both: champion {champion['version']}"
-                    f" {metric} {champion['champion'][metric]:.4f}, challenger"
-                    f" {champion['challenger'][metric]:.4f}"
+                    f"on the {champion.rows} test rows new to both: champion {champion.version}"
+                    f" {metric} {champion.champion[metric]:.4f}, challenger {champion.challenger[metric]:.4f}"
                 )
-                metadata[f"Champion {label}"] = float(champion["champion"][metric])
-                metadata[f"Challenger {label} (same rows)"] = float(champion["challenger"][metric])
-                metadata["Champion version"] = champion["version"]
-                metadata["Rows compared"] = champion["rows"]
+                metadata[f"Champion {label}"] = float(champion.champion[metric])
+                metadata[f"Challenger {label} (same rows)"] = float(champion.challenger[metric])
+                metadata["Champion version"] = champion.version
+                metadata["Rows compared"] = champion.rows
             else:
-                metadata["Champion version"] = (champion or {}).get("error") or "none (first model)"
+                metadata["Champion version"] = (champion.problem if champion else None) or "none (first model)"
             metrics["signature_change"] = change = signature_change(pipeline, model_store, trained_model)
             metadata["Signature vs production"] = (
                 SignatureChange.from_dict(change["change"]).describe() if "change" in change else change["note"]

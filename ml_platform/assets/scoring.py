@@ -7,11 +7,16 @@ import pandas as pd
 from ml_platform import constants
 from ml_platform.assets.ingest import _ingest
 from ml_platform.checks.data_quality import DRIFT_CHECK, drift_result
-from ml_platform.errors import MlPlatformError, NoProductionModelError, SignatureError, StorageUnavailableError
+from ml_platform.errors import (
+    MlPlatformError,
+    NoProductionModelError,
+    SignatureError,
+    StorageUnavailableError,
+)
 from ml_platform.metadata import frame_table, rows_table
-from ml_platform.runtime import PipelineRuntime
 from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.model_store import ModelStore
+from ml_platform.runtime import PipelineRuntime
 from ml_platform.serving.model import CheckedModel
 from ml_platform.signature import Signature, check_rows
 from ml_platform.timeouts import stage_timeout
@@ -73,7 +78,7 @@ def build_scoring_checks(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition:
             days = scoring_data if isinstance(scoring_data, dict) else {context.partition_key: scoring_data}
             yield _signature_result(pipeline, model_store, days)
             if pipeline.spec.drift.enabled:
-                yield drift_result(context, pipeline, days, key)
+                yield drift_result(context, pipeline, model_store, days, key)
 
     return scoring_data_checks
 

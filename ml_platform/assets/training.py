@@ -9,11 +9,11 @@ from pydantic import Field, create_model
 
 from ml_platform import constants, quality
 from ml_platform import drift as feature_drift
-from ml_platform.checks.data_quality import DRIFT_REFERENCE, DataQualityConfig, check_verdicts
+from ml_platform.checks.data_quality import DataQualityConfig
 from ml_platform.errors import DataValidationError
-from ml_platform.resources.io_managers import PARTITIONS_AS_DICT
-from ml_platform.metadata import rows_table, signature_metadata
 from ml_platform.estimators import ESTIMATORS
+from ml_platform.instance_queries import check_verdicts
+from ml_platform.metadata import rows_table, signature_metadata
 from ml_platform.ml import (
     CV_FOLDS,
     TrainedModel,
@@ -27,8 +27,9 @@ from ml_platform.ml import (
     split,
 )
 from ml_platform.partitions import training_window
-from ml_platform.runtime import DATE_DIMENSION, VARIANT_DIMENSION, PipelineRuntime
+from ml_platform.resources.io_managers import PARTITIONS_AS_DICT
 from ml_platform.resources.model_store import ModelStore
+from ml_platform.runtime import DATE_DIMENSION, VARIANT_DIMENSION, PipelineRuntime
 from ml_platform.signature import infer_signature
 from ml_platform.timeouts import run_with_timeout, stage_timeout
 
@@ -183,8 +184,6 @@ def _training_data(
             ),
             "Duplicate rows dropped": int(duplicates.sum()),
             "Fingerprint": frame_fingerprint(frame),
-            # What the raw_data drift check compares each new day with.
-            DRIFT_REFERENCE: dg.MetadataValue.json(feature_drift.profile(frame, pipeline.target)),
         },
     )
 
@@ -417,8 +416,10 @@ def _train(
         task=pipeline.task,
         estimator=estimator,
         signature=infer_signature(x_train, pipeline.target, pipeline.task, classes),
-        # Which rows it learnt from: champion / challenger later compares on rows it never saw.
-        extra={"train_row_hashes": row_hashes(train_split), **extra},
+        # Which rows it learnt from: champion / challenger later compares on rows it never saw; and
+        # their profile, which the drift checks compare new days with once it serves.
+        extra={"train_row_hashes": row_hashes(train_split),
+               "drift_profile": feature_drift.profile(train_split, pipeline.target), **extra},
     )
     metadata = _model_metadata(trained)
     if extra:

@@ -1,16 +1,17 @@
 """Blocking data-quality checks on each raw_data partition (the rules live in quality.py)."""
 
+import json
 from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from pydantic import Field
 
 from ml_platform import constants, quality
+from ml_platform.errors import ModelStoreError
 from ml_platform.metadata import rows_table
-from ml_platform.runtime import PipelineRuntime
 from ml_platform.resources.model_store import ModelStore
+from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
 
 
@@ -26,7 +27,6 @@ class DataQualityConfig(dg.Config):
 
 
 DRIFT_CHECK = "no_feature_drift"
-DRIFT_REFERENCE = "Drift reference"
 
 
 def build_raw_data_quality(pipeline: "PipelineRuntime") -> dg.AssetChecksDefinition:
@@ -72,7 +72,7 @@ def build_raw_data_quality(pipeline: "PipelineRuntime") -> dg.AssetChecksDefinit
             yield from _run_rules(context, pipeline, config, schema, raw_data)
             if drift_spec.enabled:
                 days = raw_data if isinstance(raw_data, dict) else {context.partition_key: raw_data}
-                yield drift_result(context, pipeline, days, key)
+                yield drift_result(context, pipeline, model_store, days, key)
 
     return raw_data_quality
 
@@ -120,36 +120,47 @@ def _run_rules(
         )
 
 
-def drift_result(context, pipeline: "PipelineRuntime", days: dict[str, pd.DataFrame], asset_key: dg.AssetKey
-                 ) -> dg.AssetCheckResult:
-    """The no_feature_drift check of ``asset_key`` (raw_data, or scoring_data) over ``days``."""
+def drift_reference(pipeline: "PipelineRuntime", model_store: ModelStore) -> tuple[dict, str] | None:
+    """The drift profile of the data the production model was trained on (stored with its version)
+    and a name for it, or None before the first model (or for a version stored without one)."""
+    try:
+        production = model_store.production(pipeline.model_name)
+        data = model_store.read_extra(production, constants.DRIFT_PROFILE_FILENAME) if production else None
+    except (ModelStoreError, FileNotFoundError, ValueError):
+        return None  # a production version that cannot be read: nothing to compare with (the gate says why)
+    if data is None:
+        return None
+    as_of = production.metadata.get("data_as_of")
+    return json.loads(data), f"production {production.version}" + (f" (data as of {as_of})" if as_of else "")
+
+
+def drift_result(context, pipeline: "PipelineRuntime", model_store: ModelStore, days: dict[str, pd.DataFrame],
+                 asset_key: dg.AssetKey) -> dg.AssetCheckResult:
+    """The no_feature_drift check of ``asset_key`` (raw_data, or scoring_data) over ``days``, against
+    the training data of the production model."""
     from ml_platform import drift
 
     spec = pipeline.spec.drift
-    raw_data = days
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=pipeline.key("training_data")), limit=1
-    ).records
-    reference = records[0].asset_materialization.metadata.get(DRIFT_REFERENCE) if records else None
-    if reference is None:
+    found = drift_reference(pipeline, model_store)
+    if found is None:
         return dg.AssetCheckResult(
             check_name=DRIFT_CHECK, asset_key=asset_key, passed=True,
             severity=dg.AssetCheckSeverity.WARN,
-            description="no training data yet to compare with", metadata={"Method": spec.method},
+            description="no production model yet to compare with", metadata={"Method": spec.method},
         )
-    as_of = records[0].asset_materialization.partition
+    reference, name = found
     drifted_days, table, worst = [], [], None
-    for day, frame in sorted(raw_data.items()):
-        rows = drift.compare(reference.value, frame, spec.method, spec.limit)
+    for day, frame in sorted(days.items()):
+        rows = drift.compare(reference, frame, spec.method, spec.limit)
         drifted = [r["Feature"] for r in rows if r["Drifted"]]
         if drifted:
             drifted_days.append(f"{day}: {', '.join(drifted[:5])}" + (" …" if len(drifted) > 5 else ""))
         if worst is None or len(drifted) > worst[0]:
             worst, table = (len(drifted), day), rows
     message = (
-        f"drift against training data as of {as_of} in " + "; ".join(drifted_days)
+        f"drift against the training data of {name} in " + "; ".join(drifted_days)
         if drifted_days
-        else f"no feature drifts from the training data as of {as_of}"
+        else f"no feature drifts from the training data of {name}"
         f" ({spec.method.upper()}, threshold {spec.limit:g})"
     )
     if drifted_days:
@@ -162,7 +173,7 @@ def drift_result(context, pipeline: "PipelineRuntime", days: dict[str, pd.DataFr
         description=message,
         metadata={
             "Method": spec.method,
-            "Reference": f"training_data {as_of}",
+            "Reference": name,
             "Drifted features": sum(1 for r in table if r["Drifted"]),
             "Features": rows_table(
                 [{**r, "Value": None if r["Value"] != r["Value"] else r["Value"]} for r in table[:30]],
@@ -171,42 +182,3 @@ def drift_result(context, pipeline: "PipelineRuntime", days: dict[str, pd.DataFr
             ),
         },
     )
-
-
-_DONE = (
-    AssetCheckExecutionRecordStatus.SUCCEEDED,
-    AssetCheckExecutionRecordStatus.FAILED,
-)
-
-
-def completed_check_results(
-    instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey], days: list[str] | None = None
-) -> dict[str, dict[str, bool]]:
-    """Per day (of ``days``, or every checked day): check name -> failed, for each check whose latest
-    execution completed on the day's current materialization. The status enum is not exported by
-    ``dagster``; it is imported from its module (pinned to 1.13.27)."""
-    results: dict[str, dict[str, bool]] = {day: {} for day in days or []}
-    for info in instance.event_log_storage.get_asset_check_partition_info(keys, partition_keys=days):
-        if (info.partition_key and (days is None or info.partition_key in results)
-                and info.is_current and info.latest_execution_status in _DONE):
-            results.setdefault(info.partition_key, {})[info.check_key.name] = (
-                info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED)
-    return results
-
-
-def check_verdicts(
-    instance: dg.DagsterInstance, pipeline: "PipelineRuntime", days: list[str]
-) -> dict[str, list[str] | None]:
-    """For each day: the names of its failed raw_data checks ([] = all passed), or None when the
-    checks have not completed on the day's current materialization.
-
-    Checks of a single-run range record no per-day result (Dagster 1.13.27 records each day of the
-    range as planned/skipped), so such days come back as None and training_data applies the data
-    contract itself.
-    """
-    names = quality.rule_names(pipeline.task)
-    keys = [dg.AssetCheckKey(pipeline.key("raw_data"), name) for name in names]
-    verdicts: dict[str, list[str] | None] = {}
-    for day, failed in completed_check_results(instance, keys, days).items():
-        verdicts[day] = None if len(failed) < len(keys) else [name for name in names if failed[name]]
-    return verdicts

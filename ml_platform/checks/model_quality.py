@@ -77,22 +77,23 @@ def evaluate_gate(
     sign = (">=" if above else "<") if higher_is_better else ("<=" if above else ">")
     description = f"{metric} {score:.4f} {sign} threshold {threshold}"
     metadata: dict = {label: score, "Threshold": threshold, "Max regression": max_regression}
-    champion = metrics.get("champion") or {}
+    champion = metrics.get("champion")  # a ChampionComparison, or None before the first model
     beats = True
-    if "champion" in champion:
-        best = float(champion["champion"][metric])
-        challenger = float(champion["challenger"][metric])
+    if champion is not None and champion.compared:
+        best = float(champion.champion[metric])
+        challenger = float(champion.challenger[metric])
         bound = best - max_regression if higher_is_better else best + max_regression
         beats = challenger >= bound if higher_is_better else challenger <= bound
         description += (
-            f"; on the {champion['rows']} test rows new to both, challenger {challenger:.4f} vs champion"
-            f" {champion['version']} {best:.4f}:"
+            f"; on the {champion.rows} test rows new to both, challenger {challenger:.4f} vs champion"
+            f" {champion.version} {best:.4f}:"
             f" {'kept within' if beats else 'worse by more than'} {max_regression:g}"
         )
         metadata.update({f"Champion {label}": best, f"Challenger {label}": challenger,
-                         "Champion version": champion["version"], "Rows compared": champion["rows"]})
+                         "Champion version": champion.version, "Rows compared": champion.rows})
     else:
-        description += "; no champion to compare with" + (f" ({champion['error']})" if champion.get("error") else "")
+        problem = champion.problem if champion is not None else None
+        description += "; no champion to compare with" + (f" ({problem})" if problem else "")
     return dg.AssetCheckResult(
         passed=above and beats,
         severity=dg.AssetCheckSeverity.ERROR,

@@ -10,7 +10,7 @@ import pytest
 from ml_platform import drift
 from ml_platform.demo import synthetic_frame
 from ml_platform.jobs import retrain_keys
-from ml_platform_tests.support.constants import END_DAY
+from ml_platform_tests.support.constants import END_DAY, MODEL_NAME
 from ml_platform_tests.support.pipelines import DEMO
 from ml_platform_tests.support.results import check_results, materialized
 
@@ -79,6 +79,12 @@ def drift_evaluation(result) -> dg.AssetCheckEvaluation:
     return evaluation
 
 
+def reference_of(platform) -> str:
+    """How the drift check names its reference: the production model, and its training data's day."""
+    production = platform.store.production(MODEL_NAME)
+    return f"production {production.version} (data as of {production.metadata['data_as_of']})"
+
+
 @pytest.fixture
 def trained(seeded):
     seeded.ingest_range()
@@ -88,13 +94,14 @@ def trained(seeded):
 
 def test_a_drifting_day_warns_naming_the_feature_and_still_trains(trained, demo_frame):
     write_new_day(trained, demo_frame, NEW_DAYS[0], shift=1.6)
+    reference = reference_of(trained)  # the run may promote another model after its checks
     result = trained.materialize("*", NEW_DAYS[0])
     evaluation = drift_evaluation(result)
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
-    assert f"drift against training data as of {END_DAY} in {NEW_DAYS[0]}: mean radius" in evaluation.description
+    assert f"drift against the training data of {reference} in {NEW_DAYS[0]}: mean radius" in evaluation.description
     table = evaluation.metadata["Features"].value.records
     assert table[0].data["Feature"] == "mean radius" and table[0].data["Drifted"] is True
-    assert evaluation.metadata["Reference"].value == f"training_data {END_DAY}"
+    assert evaluation.metadata["Reference"].value == reference and reference.endswith(f"(data as of {END_DAY})")
     # Not blocking: training went on (whether it deploys is the gate's business), and the data
     # checks passed.
     assert {"training_data", "trained_model", "model_metrics"} <= materialized(result)
@@ -106,13 +113,13 @@ def test_a_day_like_the_training_data_does_not_warn(trained, demo_frame):
     result = trained.materialize("key:demo/raw_data", NEW_DAYS[0])
     evaluation = drift_evaluation(result)
     assert evaluation.passed, evaluation.description
-    assert f"no feature drifts from the training data as of {END_DAY}" in evaluation.description
+    assert f"no feature drifts from the training data of {reference_of(trained)}" in evaluation.description
 
 
 def test_before_any_training_there_is_nothing_to_drift_from(seeded):
     result = seeded.materialize("key:demo/raw_data", END_DAY)
     assert drift_evaluation(result).passed
-    assert drift_evaluation(result).description == "no training data yet to compare with"
+    assert drift_evaluation(result).description == "no production model yet to compare with"
 
 
 # -- the drift sensor ------------------------------------------------------------------------------
@@ -149,12 +156,13 @@ def test_sustained_drift_requests_one_retraining_run(trained, demo_frame):
     again = tick(trained, result.cursor)
     assert not again.run_requests and "already requested" in again.skip_message
 
-    # The run it asks for retrains on a window with the drifted days: the new reference.
+    # The run it asks for retrains on a window with the drifted days; the reference is whatever
+    # production is then (the new model if the gate promoted it).
     run = trained.materialize(request.asset_selection, request.partition_key, tags=request.tags)
     assert "training_data" in materialized(run), run.all_events
     write_new_day(trained, demo_frame, NEW_DAYS[3], shift=1.6, seed=3)
     evaluation = drift_evaluation(trained.materialize("key:demo/raw_data", NEW_DAYS[3]))
-    assert evaluation.metadata["Reference"].value == f"training_data {NEW_DAYS[2]}"
+    assert evaluation.metadata["Reference"].value == reference_of(trained)
 
 
 def test_a_normal_day_breaks_the_streak(trained, demo_frame):

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from ml_platform_tests.support.constants import DAYS, END_DAY, MODEL_NAME, TARGET
-from ml_platform_tests.support.good_platform import day_frame  # noqa: F401
 from ml_platform_tests.support.results import (
     check_descriptions,
     check_results,

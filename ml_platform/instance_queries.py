@@ -1,0 +1,96 @@
+"""Every question the platform asks Dagster's instance (its run and event storage), in one place.
+
+The assets and sensors need a few facts that are not asset values: the verdicts of checks that
+ran in earlier runs, runs in flight, materializations since a sensor's cursor. Each is one
+function here; nothing else in the package reads the instance.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import dagster as dg
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecordStatus,
+)
+
+from ml_platform import quality
+
+if TYPE_CHECKING:
+    from ml_platform.runtime import PipelineRuntime
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+_DONE = (
+    AssetCheckExecutionRecordStatus.SUCCEEDED,
+    AssetCheckExecutionRecordStatus.FAILED,
+)
+
+
+def completed_check_results(
+    instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey], days: list[str] | None = None
+) -> dict[str, dict[str, bool]]:
+    """Per day (of ``days``, or every checked day): check name -> failed, for each check whose latest
+    execution completed on the day's current materialization. The status enum is not exported by
+    ``dagster``; it is imported from its module (pinned to 1.13.27)."""
+    results: dict[str, dict[str, bool]] = {day: {} for day in days or []}
+    for info in instance.event_log_storage.get_asset_check_partition_info(keys, partition_keys=days):
+        if (info.partition_key and (days is None or info.partition_key in results)
+                and info.is_current and info.latest_execution_status in _DONE):
+            results.setdefault(info.partition_key, {})[info.check_key.name] = (
+                info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED)
+    return results
+
+
+def check_verdicts(
+    instance: dg.DagsterInstance, pipeline: PipelineRuntime, days: list[str]
+) -> dict[str, list[str] | None]:
+    """For each day: the names of its failed raw_data checks ([] = all passed), or None when the
+    checks have not completed on the day's current materialization.
+
+    Checks of a single-run range record no per-day result (Dagster 1.13.27 records each day of the
+    range as planned/skipped), so such days come back as None and training_data applies the data
+    contract itself.
+    """
+    names = quality.rule_names(pipeline.task)
+    keys = [dg.AssetCheckKey(pipeline.key("raw_data"), name) for name in names]
+    verdicts: dict[str, list[str] | None] = {}
+    for day, failed in completed_check_results(instance, keys, days).items():
+        verdicts[day] = None if len(failed) < len(keys) else [name for name in names if failed[name]]
+    return verdicts
+
+
+def runs_in_flight(instance: dg.DagsterInstance, tags: dict[str, str]) -> int:
+    """How many runs with these tags are queued or running."""
+    return instance.get_runs_count(dg.RunsFilter(statuses=IN_FLIGHT, tags=tags))
+
+
+def materializations_after(instance: dg.DagsterInstance, key: dg.AssetKey, after_storage_id: int | None,
+                           limit: int = 100) -> list:
+    """The materialization records of ``key`` after a storage id (a sensor's cursor), oldest first."""
+    return instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, after_storage_id=after_storage_id), limit=limit, ascending=True,
+    ).records
+
+
+def newest_materialization(instance: dg.DagsterInstance, key: dg.AssetKey):
+    """The newest materialization record of ``key``, or None."""
+    records = instance.fetch_materializations(key, limit=1).records
+    return records[0] if records else None
+
+
+def latest_storage_ids(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]) -> dict[str, int]:
+    """{partition: storage id of its latest materialization} for those of ``partitions`` that have one."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=1000
+    ).records
+    latest: dict[str, int] = {}
+    for record in records:  # newest first
+        latest.setdefault(record.asset_materialization.partition, record.storage_id)
+    return latest
