@@ -73,7 +73,29 @@ def cmd_demo_range(args: argparse.Namespace) -> int:
     from ml_platform.demo import demo_days
 
     days = demo_days(args.end_day or _last_day(), args.days)
-    print(days[-1] if args.last else f"{days[0]}...{days[-1]}")
+    if args.list:
+        print("\n".join(days))
+    else:
+        print(days[-1] if args.last else f"{days[0]}...{days[-1]}")
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Write docs/pipelines.md from the schema's field descriptions (or --check that it is current)."""
+    from ml_platform.reference import PAGE, pipelines_reference, undocumented
+
+    missing = undocumented()
+    if missing:
+        raise MlPlatformError(f"fields of the pipelines file without a description: {', '.join(missing)}")
+    text = pipelines_reference()
+    if args.check:
+        if not PAGE.exists() or PAGE.read_text() != text:
+            raise MlPlatformError(f"{PAGE} is not what the schema says: run `ml-platform docs`")
+        print(f"{PAGE} is current")
+        return 0
+    PAGE.parent.mkdir(parents=True, exist_ok=True)
+    PAGE.write_text(text)
+    print(f"wrote {PAGE}")
     return 0
 
 
@@ -388,7 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
     rng.add_argument("--days", type=int, default=constants.DEFAULT_WINDOW_DAYS)
     rng.add_argument("--end-day")
     rng.add_argument("--last", action="store_true", help="print only the last day")
+    rng.add_argument("--list", action="store_true", help="print every day, one a line")
     rng.set_defaults(func=cmd_demo_range)
+
+    docs = sub.add_parser("docs", help="write docs/pipelines.md from the schema's field descriptions")
+    docs.add_argument("--check", action="store_true", help="only check that the page is current (exit 2 if not)")
+    docs.set_defaults(func=cmd_docs)
 
     srv = sub.add_parser("serve", help="serve the production models over HTTP (hot reload, metrics)",
                          description="Serve every model of the pipelines file (or the --model ones) over HTTP:"

@@ -11,7 +11,7 @@ import dagster as dg
 
 from ml_platform.settings import load_settings
 
-# Features we rely on knowingly, pinned to Dagster 1.13.27 (see DESIGN.md): partitioned asset
+# Features we rely on knowingly, pinned to Dagster 1.13.27 (docs/design.md): partitioned asset
 # checks (preview), single-run backfill policies and clipped window mappings (beta).
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def.*")
 warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_policy.*")

@@ -23,7 +23,7 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the platform reads from the environment (see README, "Configuration")."""
+    """Everything the platform reads from the environment (see docs/configuration.md)."""
 
     env: str
     landing_dir: str

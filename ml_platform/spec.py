@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ml_platform import constants
 from ml_platform.errors import ConfigError
@@ -65,17 +72,30 @@ class ResourcesSpec(_Strict):
 
 
 class StageSpec(_Strict):
-    timeout_s: float | None = Field(default=None, gt=0, description="Longest the stage's step may take.")
-    retries: int | None = Field(default=None, ge=0, le=20, description="Retries of the stage's steps.")
-    resources: ResourcesSpec | None = None
+    timeout_s: float | None = Field(
+        default=None, gt=0,
+        description="Longest the stage's step may take, in seconds; then it fails with StageTimeoutError (a fit"
+        " is stopped in its child process, any other step by a timer). Default: none.",
+    )
+    retries: int | None = Field(
+        default=None, ge=0, le=20,
+        description="Retries of the stage's steps (RetryPolicy with exponential backoff from ML_PLATFORM_RETRY_DELAY_S"
+        " and jitter). Default: ML_PLATFORM_STORAGE_RETRIES (3) for ingest, deploy and score, which touch storage;"
+        " 0 for train and evaluate.",
+    )
+    resources: ResourcesSpec | None = Field(
+        default=None,
+        description="What the stage's steps ask of Kubernetes: the `dagster-k8s/config` tag, requests (and memory"
+        " as the limit) of the step's container when runs execute on Kubernetes; ignored elsewhere.",
+    )
 
 
 class StagesSpec(_Strict):
-    ingest: StageSpec = StageSpec()
-    train: StageSpec = StageSpec()
-    evaluate: StageSpec = StageSpec()
-    deploy: StageSpec = StageSpec()
-    score: StageSpec = StageSpec()
+    ingest: StageSpec = Field(default_factory=StageSpec, description="The ingest stage: raw_data and its checks; scoring_data.")
+    train: StageSpec = Field(default_factory=StageSpec, description="The train stage: training_data, the splits, variant_model, trained_model.")
+    evaluate: StageSpec = Field(default_factory=StageSpec, description="The evaluate stage: model_metrics and its checks (the gate, the signature).")
+    deploy: StageSpec = Field(default_factory=StageSpec, description="The deploy stage: deployed_model.")
+    score: StageSpec = Field(default_factory=StageSpec, description="The score stage: predictions.")
 
 
 class ScoringSpec(_Strict):
@@ -88,8 +108,20 @@ class ScoringSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    estimator: str = "random_forest"
-    params: dict[str, Any] = Field(default_factory=dict)
+    estimator: str = Field(
+        default="random_forest",
+        description="classification: `random_forest` (RandomForestClassifier), `hist_gradient_boosting`"
+        " (HistGradientBoostingClassifier), `logistic_regression`; regression: `random_forest`"
+        " (RandomForestRegressor), `hist_gradient_boosting` (HistGradientBoostingRegressor), `ridge`.",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The estimator's parameters, validated at load; scikit-learn's defaults, except random_forest"
+        " `max_depth: 10`, `n_jobs: -1`. random_forest: n_estimators, max_depth, min_samples_leaf, random_state,"
+        " n_jobs; hist_gradient_boosting: max_iter, learning_rate, max_depth, max_leaf_nodes, l2_regularization,"
+        " early_stopping (default false), random_state; logistic_regression: C, max_iter (1000), class_weight"
+        " (`balanced` or null); ridge: alpha. They are the defaults of trained_model's run config.",
+    )
     variants: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Hyperparameter variants, each a set of params laid over `params`: trained in"
@@ -115,13 +147,13 @@ class GateSpec(_Strict):
     errors; none given means ``min_accuracy: 0.8`` (classification) or ``min_r2: 0.0``. And the
     champion/challenger margin ``max_regression``."""
 
-    min_accuracy: float | None = Field(default=None, ge=0, le=1)
-    min_f1: float | None = Field(default=None, ge=0, le=1)
-    min_precision: float | None = Field(default=None, ge=0, le=1)
-    min_recall: float | None = Field(default=None, ge=0, le=1)
-    min_r2: float | None = Field(default=None, le=1)
-    max_rmse: float | None = Field(default=None, ge=0)
-    max_mae: float | None = Field(default=None, ge=0)
+    min_accuracy: float | None = Field(default=None, ge=0, le=1, description='Smallest test accuracy deployed (classification; default gate: 0.8).')
+    min_f1: float | None = Field(default=None, ge=0, le=1, description='Smallest test weighted F1 deployed (classification).')
+    min_precision: float | None = Field(default=None, ge=0, le=1, description='Smallest test weighted precision deployed (classification).')
+    min_recall: float | None = Field(default=None, ge=0, le=1, description='Smallest test weighted recall deployed (classification).')
+    min_r2: float | None = Field(default=None, le=1, description='Smallest test R2 deployed (regression; default gate: 0.0).')
+    max_rmse: float | None = Field(default=None, ge=0, description='Largest test RMSE deployed (regression).')
+    max_mae: float | None = Field(default=None, ge=0, description='Largest test MAE deployed (regression).')
     max_regression: float = Field(
         default=0.0,
         ge=0,
@@ -134,8 +166,15 @@ class GateSpec(_Strict):
 
 
 class ScheduleSpec(_Strict):
-    cron: str = constants.DAILY_SCHEDULE_CRON
-    timezone: str | None = None
+    cron: str = Field(
+        default=constants.DAILY_SCHEDULE_CRON,
+        description="When the schedule runs the pipeline for the day that just ended (Dagster's cron check).",
+    )
+    timezone: str | None = Field(
+        default=None,
+        description="IANA time zone of the schedule *and* of the pipeline's daily partitions. Default:"
+        " ML_PLATFORM_TIMEZONE (UTC).",
+    )
 
     @field_validator("cron")
     @classmethod
@@ -159,10 +198,16 @@ class ScheduleSpec(_Strict):
 
 
 class DriftSpec(_Strict):
-    """Feature drift of each new raw_data day against the last training data (ml_platform.drift)."""
+    """Feature drift of each new raw_data (or scoring_data) day against the data the production model
+    was trained on (ml_platform.drift)."""
 
-    enabled: bool = True
-    method: Literal["psi", "ks"] = "psi"
+    enabled: bool = Field(default=True, description="The no_feature_drift check on raw_data (and scoring_data)"
+                          " and the <name>_drift_sensor.")
+    method: Literal["psi", "ks"] = Field(
+        default="psi",
+        description="`psi` (population stability index over deciles / categories) or `ks` (Kolmogorov-Smirnov"
+        " statistic; categorical features use PSI).",
+    )
     threshold: float | None = Field(
         default=None, gt=0, description="Per-feature limit; default 0.2 (PSI) or 0.15 (KS)."
     )
@@ -180,8 +225,9 @@ class DriftSpec(_Strict):
 class FeatureColumn(_Strict):
     """One declared feature column: ``age``, or ``{age: numeric}`` with its kind."""
 
-    name: str
-    kind: Literal["numeric", "boolean", "categorical"] | None = None
+    name: str = Field(description="The column's name in the landing files.")
+    kind: Literal["numeric", "boolean", "categorical"] | None = Field(
+        default=None, description="`numeric`, `boolean` or `categorical`; left out: the production model's kind.")
 
     @model_validator(mode="before")
     @classmethod
@@ -197,7 +243,7 @@ class FeatureColumn(_Strict):
 
 
 class SchemaSpec(_Strict):
-    """What may change about a pipeline's columns (README, "The input contract")."""
+    """What may change about a pipeline's columns (docs/assets-and-checks.md, "The input contract")."""
 
     extra_columns: Literal["ignore", "fail"] = Field(
         default="ignore",
@@ -232,39 +278,68 @@ class PartitionsSpec(_Strict):
 
 
 class NotificationsSpec(_Strict):
-    """Channels per event; a channel is used only when it is configured (README, Notifications).
+    """Channels per event; a channel is used only when it is configured (docs/operations.md, notifications).
     Left out: every configured channel."""
 
-    on_failure: list[Literal["webhook", "email"]] | None = None
-    on_deploy: list[Literal["webhook", "email"]] | None = None
+    on_failure: list[Literal["webhook", "email"]] | None = Field(
+        default=None, description="Channels of failed runs: `[webhook]`, `[email]`, both, or `[]`. Default: every"
+        " configured channel.")
+    on_deploy: list[Literal["webhook", "email"]] | None = Field(
+        default=None, description="Channels of deployed_model materializations (promoted or kept). Default: every"
+        " configured channel.")
 
 
 class PipelineSpec(_Strict):
-    name: str
-    description: str = ""
-    task: Literal["classification", "regression"] = "classification"
+    name: str = Field(
+        description="Lower-case letters, digits and `_`; unique. Prefixes the asset keys (`churn/raw_data`) and"
+        " names the group, jobs, schedule, sensors and ops (`churn__trained_model`).",
+    )
+    description: str = Field(default="", description="For people reading the file.")
+    task: Literal["classification", "regression"] = Field(
+        default="classification",
+        description="`classification` or `regression`: which estimators, checks, metrics and gates apply.",
+    )
     landing: str | None = Field(
         default=None,
         description="Where the day files land: relative to the landing root (ML_PLATFORM_LANDING_DIR,"
         " or the bucket's landing/ prefix in prod), '.' for the root itself, an absolute folder, or"
         " s3://bucket/prefix (prod). Default: the pipeline's name under the landing root.",
     )
-    target: str | None = None
+    target: str | None = Field(default=None, description="The label column. Default: ML_PLATFORM_TARGET_COLUMN"
+                               " (`target`).")
     features: list[FeatureColumn] | None = Field(
         default=None,
         description="The feature columns, in order; each a name or `name: kind` (numeric, boolean,"
         " categorical). Left out: the production model's signature pins them (the first model's columns).",
     )
-    schema_policy: SchemaSpec = Field(default_factory=SchemaSpec, alias="schema")
-    window_days: int | None = Field(default=None, ge=1, le=366)
-    partitions: PartitionsSpec = PartitionsSpec()
-    model_name: str | None = None
-    model: ModelSpec = ModelSpec()
-    gate: GateSpec = GateSpec()
-    schedule: ScheduleSpec = ScheduleSpec()
-    stages: StagesSpec = StagesSpec()
-    notifications: NotificationsSpec = NotificationsSpec()
-    drift: DriftSpec = DriftSpec()
+    schema_policy: SchemaSpec = Field(
+        default_factory=SchemaSpec, alias="schema",
+        description="What may change about the pipeline's columns (docs/assets-and-checks.md, the input contract).",
+    )
+    window_days: int | None = Field(
+        default=None, ge=1, le=366,
+        description="Days of raw_data in one training set, 1-366. Default: ML_PLATFORM_WINDOW_DAYS (7).",
+    )
+    partitions: PartitionsSpec = Field(default_factory=PartitionsSpec, description="The daily partitions.")
+    model_name: str | None = Field(
+        default=None, description="The model's name in the model store; unique across pipelines. Default: the"
+        " pipeline's name.")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="The estimator and its parameters.")
+    gate: GateSpec = Field(
+        default_factory=GateSpec,
+        description="One threshold on the test split (`min_<metric>` for scores, `max_<metric>` for errors),"
+        " which becomes the blocking check `<metric>_above_threshold` / `<metric>_below_threshold`, and"
+        " `max_regression` against production.",
+    )
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="The daily schedule <name>_daily_training.")
+    stages: StagesSpec = Field(default_factory=StagesSpec, description="Timeout, retries and resources per stage.")
+    notifications: NotificationsSpec = Field(
+        default_factory=NotificationsSpec,
+        description="Which of the configured channels (ML_PLATFORM_WEBHOOK_URL, ML_PLATFORM_SMTP_*) get this"
+        " pipeline's messages.",
+    )
+    drift: DriftSpec = Field(default_factory=DriftSpec, description="Feature drift of each new day against the"
+                             " data the production model was trained on.")
     scoring: ScoringSpec | None = Field(
         default=None, description="Batch scoring of unlabelled days: scoring_data[day] and predictions[day]."
     )

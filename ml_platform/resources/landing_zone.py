@@ -79,7 +79,8 @@ def parse_landing_bytes(data: bytes, location: str) -> pd.DataFrame:
 
 
 class LandingZone(dg.ConfigurableResource, ABC):
-    """Where daily batch files land. Implementations: local folder (S3 comes later)."""
+    """Where daily batch files land. Implementations: ``backends/local.py`` (a folder) and ``backends/s3.py``
+    (a bucket prefix)."""
 
     @abstractmethod
     def find(self, day: str) -> LandingFile:

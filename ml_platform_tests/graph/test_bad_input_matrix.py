@@ -7,7 +7,7 @@ production model is untouched: every file of the model store byte for byte, and 
 
 Landing-file cases run both ways a user runs the pipeline: the whole `<name>_training` for the day
 in one run (what the daily schedule does), then `raw_data` for the day followed by the training
-chain `key:training_data+` (what the landing sensor and the README's CLI steps do).
+chain `key:training_data+` (what the landing sensor and the documented CLI steps do).
 """
 
 import datetime as dt

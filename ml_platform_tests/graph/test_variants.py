@@ -248,7 +248,7 @@ def test_a_regression_chooses_the_lowest_error_and_variants_fit_within_the_train
 
 # -- through the CLI -------------------------------------------------------------------------------
 def test_a_pipeline_with_variants_through_the_cli(tmp_path):
-    """The README's commands for a pipeline with variants: splits, one command per variant, choose."""
+    """docs/assets-and-checks.md's commands for a pipeline with variants: splits, one command per variant, choose."""
     pipelines = tmp_path / "pipelines.yaml"
     pipelines.write_text(textwrap.dedent(VARIANTS_YAML))
     env = {**project_env(tmp_path), "ML_PLATFORM_PIPELINES": str(pipelines)}

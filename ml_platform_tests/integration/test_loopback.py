@@ -1,6 +1,6 @@
 """Every server the project starts listens on 127.0.0.1 only: the ones the test fixtures start
 (SeaweedFS, PostgreSQL, Redis, the webhook and SMTP receivers) here, `dagster dev` in
-test_webserver.py. The README's and Makefile's `dagster dev` lines pass `-h 127.0.0.1`."""
+test_webserver.py. The docs' and Makefile's `dagster dev` lines pass `-h 127.0.0.1`."""
 
 import re
 from urllib.parse import urlparse
@@ -43,7 +43,7 @@ def test_notification_receivers_listen_on_loopback(webhook, smtp):
 def test_every_documented_dagster_dev_line_binds_to_loopback():
     lines = [
         line
-        for path in ("README.md", "Makefile", "deploy/kubernetes/README.md")
+        for path in ("README.md", "docs/operations.md", "Makefile", "deploy/kubernetes/README.md")
         for line in (ROOT / path).read_text().splitlines()
         if re.search(r"dagster(\)|\s)+dev\b", line) and re.search(r"\s-(m|w|f)\s", line)
     ]

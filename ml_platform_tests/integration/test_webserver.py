@@ -86,7 +86,7 @@ def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
         asset_selection=[["demo", "raw_data"]],
     )
     assert wait_for_run(url, run_id) == "SUCCESS"
-    # The Python API with run config (README, "Using ml_platform" > API).
+    # The Python API with run config (docs/operations.md, "The API").
     run_id = client.submit_job_execution(
         "demo_training",
         tags={"dagster/partition": END_DAY},

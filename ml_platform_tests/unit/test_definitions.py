@@ -108,3 +108,22 @@ def test_local_mode_does_not_import_boto3_but_prod_mode_builds_the_s3_backends()
     prod = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**base, "ML_PLATFORM_ENV": "prod", "ML_PLATFORM_S3_BUCKET": "b"}).stdout
     assert "S3ModelStore" in prod and prod.strip().endswith("True"), prod
+
+
+def test_the_repository_pipelines_file_builds_both_pipelines():
+    """The tests build the suite's own pipelines.yaml; this one checks the repository's."""
+    from ml_platform.factory import build_platform_defs
+    from ml_platform.runtime import PipelineRuntime
+    from ml_platform.settings import load_settings
+    from ml_platform.spec import load_pipelines
+    from ml_platform_tests.support.constants import ROOT
+
+    settings = load_settings()
+    specs = load_pipelines(settings, ROOT / "pipelines.yaml")
+    assert {s.name: s.task for s in specs} == PIPELINES
+    assert all(s.partitions.start == "2026-11-01" for s in specs)  # the demo opens on a month, not 2025
+    from ml_platform.definitions import resources_for
+
+    repository = build_platform_defs([PipelineRuntime(s, settings) for s in specs], resources_for(settings),
+                                     dg.in_process_executor)
+    assert {k.to_user_string() for k in repository.resolve_asset_graph().get_all_asset_keys()} == ASSETS

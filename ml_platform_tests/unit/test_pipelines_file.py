@@ -117,3 +117,15 @@ def test_a_missing_file_says_which_and_how_to_point_elsewhere(tmp_path):
 def test_the_file_comes_from_ml_platform_pipelines(tmp_path):
     assert pipelines_path({"ML_PLATFORM_PIPELINES": str(tmp_path / "p.yaml")}) == tmp_path / "p.yaml"
     assert pipelines_path({}).name == "pipelines.yaml"
+
+
+def test_the_reference_page_is_what_the_schema_says():
+    """docs/pipelines.md is generated from the schema's field descriptions (`ml-platform docs`): every
+    field has one, and the committed page is current."""
+    from ml_platform.reference import PAGE, pipelines_reference, undocumented
+
+    assert undocumented() == []
+    assert PAGE.read_text() == pipelines_reference(), "docs/pipelines.md is stale: run `ml-platform docs`"
+    for field in ("`features`", "`schema.extra_columns`", "`partitions.start`", "`stages.<stage>.timeout_s`",
+                  "`model.variants`", "`scoring.landing`", "`gate.max_regression`"):
+        assert f"| {field} |" in PAGE.read_text(), field
