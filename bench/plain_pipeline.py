@@ -1,7 +1,7 @@
 """The plain scikit-learn script: the platform's work without the platform.
 
 Loads the window's landing files (one parquet per day, oldest first), splits them with the same
-test_size / random_state / stratification, builds the same Pipeline (median imputation + scaling
+test_size / random_state / stratification, builds the same model (median imputation + scaling
 for numbers, most-frequent imputation + one-hot encoding for the rest, a RandomForestClassifier),
 fits it, scores it on the held-out rows, and writes the joblib artifact and its sha256 to a
 folder. No ml_platform import: this is what a data scientist would run by hand.
@@ -33,7 +33,7 @@ from sklearn.metrics import (  # noqa: E402
     recall_score,
 )
 from sklearn.model_selection import train_test_split  # noqa: E402
-from sklearn.pipeline import Pipeline  # noqa: E402
+from sklearn.pipeline import Pipeline as SklearnPipeline  # noqa: E402
 from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: E402
 
 
@@ -69,12 +69,12 @@ def main() -> None:
     )
     t = mark("split", t)
 
-    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-    categorical = Pipeline(
+    numeric = SklearnPipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    categorical = SklearnPipeline(
         [("impute", SimpleImputer(strategy="most_frequent")),
          ("encode", OneHotEncoder(handle_unknown="ignore"))]
     )
-    pipeline = Pipeline([
+    model = SklearnPipeline([
         ("preprocess", ColumnTransformer([
             ("numeric", numeric, make_column_selector(dtype_include="number")),
             ("categorical", categorical, make_column_selector(dtype_exclude="number")),
@@ -84,12 +84,12 @@ def main() -> None:
             random_state=args.random_state, n_jobs=args.n_jobs,
         )),
     ])
-    pipeline.fit(train.drop(columns=[args.target]), train[args.target])
+    model.fit(train.drop(columns=[args.target]), train[args.target])
     t = mark("fit", t)
 
     y_test = test[args.target]
-    predicted = pipeline.predict(test.drop(columns=[args.target]))
-    labels = list(pipeline.classes_)
+    predicted = model.predict(test.drop(columns=[args.target]))
+    labels = list(model.classes_)
     metrics = {
         "accuracy": float(accuracy_score(y_test, predicted)),
         "precision": float(precision_score(y_test, predicted, average="weighted", zero_division=0)),
@@ -102,7 +102,7 @@ def main() -> None:
     t = mark("evaluate", t)
 
     buffer = io.BytesIO()
-    joblib.dump(pipeline, buffer)
+    joblib.dump(model, buffer)
     artifact = buffer.getvalue()
     sha256 = hashlib.sha256(artifact).hexdigest()
     os.makedirs(args.out, exist_ok=True)

@@ -8,7 +8,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline as SklearnPipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ml_platform.errors import ModelIntegrityError
@@ -79,13 +79,13 @@ def test_tampered_artifact_is_refused(seeded):
         raise AssertionError("a changed artifact was loaded")
 
 
-def _plain_pipeline() -> Pipeline:
-    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-    categorical = Pipeline(
+def _plain_model() -> SklearnPipeline:
+    numeric = SklearnPipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    categorical = SklearnPipeline(
         [("impute", SimpleImputer(strategy="most_frequent")),
          ("encode", OneHotEncoder(handle_unknown="ignore"))]
     )
-    return Pipeline([
+    return SklearnPipeline([
         ("preprocess", ColumnTransformer([
             ("numeric", numeric, make_column_selector(dtype_include="number")),
             ("categorical", categorical, make_column_selector(dtype_exclude="number")),
@@ -111,8 +111,8 @@ def test_metrics_equal_a_plain_scikit_learn_run(seeded):
         [pd.read_parquet(seeded.landing / f"{day}.parquet") for day in DAYS], ignore_index=True
     )
     train, test = train_test_split(frame, test_size=0.3, random_state=11, stratify=frame[TARGET])
-    pipeline = _plain_pipeline().fit(train.drop(columns=[TARGET]), train[TARGET])
-    predicted = pipeline.predict(test.drop(columns=[TARGET]))
+    model = _plain_model().fit(train.drop(columns=[TARGET]), train[TARGET])
+    predicted = model.predict(test.drop(columns=[TARGET]))
     expected = {
         "accuracy": accuracy_score(test[TARGET], predicted),
         "precision": precision_score(test[TARGET], predicted, average="weighted"),
