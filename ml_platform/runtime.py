@@ -13,7 +13,9 @@ from typing import Any
 
 import dagster as dg
 
+from ml_platform.errors import ModelStoreError
 from ml_platform.quality import Schema
+from ml_platform.resources.model_store import ModelVersion
 from ml_platform.settings import Settings
 from ml_platform.signature import Signature
 from ml_platform.spec import PipelineSpec
@@ -54,28 +56,29 @@ class PipelineRuntime:
         """The declared feature columns (pipelines.yaml or ML_PLATFORM_FEATURE_COLUMNS), or None."""
         return tuple(f.name for f in self.spec.features) if self.spec.features else None
 
-    def schema(self, model_store: Any, warn: Callable[[str], None] | None = None) -> Schema | None:
-        """The columns this pipeline's data must have (the data contract's ``Schema``):
+    def production(self, model_store: Any, warn: Callable[[str], None] | None = None) -> ModelVersion | None:
+        """The production version of this pipeline's model, read once per step for what the step
+        compares with it (schema, drift reference, signature). None before the first model; a
+        version that cannot be read counts as none, with a warning through ``warn``. Unreachable
+        storage raises (StorageUnavailableError: the step is retried)."""
+        try:
+            return model_store.production(self.model_name)
+        except (ModelStoreError, ValueError, KeyError) as exc:
+            if warn:
+                warn(f"the production version of {self.model_name} cannot be read ({exc}): nothing to compare with")
+            return None
+
+    def schema(self, production: ModelVersion | None) -> Schema | None:
+        """The columns this pipeline's data must have (the data contract's ``Schema``), given the
+        production version (``production``):
 
         - declared ``features``: those, in that order, with the declared kinds (the rest taken
           from the production model's signature);
         - else the production model's signature: the first model pins the schema; with
           ``schema.evolve`` it is reported against, not enforced;
         - else None (no model yet).
-
-        A production version that cannot be read counts as none, with a warning through ``warn``.
         """
-        from ml_platform.errors import ModelStoreError, NoProductionModelError, StorageUnavailableError
-
         policy = self.spec.schema_policy
-        try:
-            production = model_store.production(self.model_name)
-        except StorageUnavailableError:
-            raise
-        except (ModelStoreError, NoProductionModelError, ValueError, KeyError) as exc:
-            if warn:
-                warn(f"the production version of {self.model_name} cannot be read ({exc}): no schema pinned by it")
-            production = None
         signature = Signature.of_version(production.metadata) if production else None
         if self.features:
             kinds = {**(signature.kinds if signature else {}),

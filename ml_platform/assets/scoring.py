@@ -15,7 +15,7 @@ from ml_platform.errors import (
 )
 from ml_platform.metadata import frame_table, rows_table
 from ml_platform.resources.landing_zone import LandingZone
-from ml_platform.resources.model_store import ModelStore
+from ml_platform.resources.model_store import ModelStore, ModelVersion
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.serving.model import CheckedModel
 from ml_platform.signature import Signature, check_rows
@@ -76,16 +76,16 @@ def build_scoring_checks(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition:
     def scoring_data_checks(context: dg.AssetCheckExecutionContext, model_store: ModelStore, scoring_data):
         with stage_timeout(context, pipeline, "ingest"):
             days = scoring_data if isinstance(scoring_data, dict) else {context.partition_key: scoring_data}
-            yield _signature_result(pipeline, model_store, days)
+            production = pipeline.production(model_store, warn=context.log.warning)
+            yield _signature_result(pipeline, production, days)
             if pipeline.spec.drift.enabled:
-                yield drift_result(context, pipeline, model_store, days, key)
+                yield drift_result(context, pipeline, model_store, production, days, key)
 
     return scoring_data_checks
 
 
-def _signature_result(pipeline: PipelineRuntime, model_store: ModelStore, days: dict[str, pd.DataFrame]):
+def _signature_result(pipeline: PipelineRuntime, production: ModelVersion | None, days: dict[str, pd.DataFrame]):
     key = pipeline.key("scoring_data")
-    production = model_store.production(pipeline.model_name)
     signature = Signature.of_version(production.metadata) if production else None
     if signature is None:
         return dg.AssetCheckResult(

@@ -86,7 +86,7 @@ def build_training_data(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, model_store: ModelStore, raw_data: dict[str, pd.DataFrame]
     ) -> dg.Output[pd.DataFrame]:
         with stage_timeout(context, pipeline, "train"):
-            schema = pipeline.schema(model_store, warn=context.log.warning)
+            schema = pipeline.schema(pipeline.production(model_store, warn=context.log.warning))
             return _training_data(context, pipeline, schema, raw_data)
 
     return training_data

@@ -6,11 +6,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field
 
 from ml_platform import constants
+from ml_platform.backends import Backends
 from ml_platform.errors import (
     ConfigError,
     LandingFileError,
@@ -30,9 +31,6 @@ from ml_platform.resources.landing_zone import (
 )
 from ml_platform.resources.model_store import ModelStore, check_segment
 from ml_platform.storage import atomic_write, atomic_write_bytes
-
-if TYPE_CHECKING:
-    from ml_platform.backends import Backends
 
 
 class LocalLandingZone(LandingZone):
@@ -167,8 +165,6 @@ class JoblibIOManager(JoblibFormat, LocalPartitionedIOManager):
 
 def local_backends(settings) -> Backends:
     """Every backend on the local folders of the settings."""
-    from ml_platform.backends import Backends
-
     return Backends(
         landing_zone=LocalLandingZone(root=settings.landing_dir),
         model_store=LocalModelStore(root=settings.model_store_dir),

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from ml_platform import constants
+from ml_platform.backends import Backends
 from ml_platform.backends.s3_bucket import PreconditionFailed, S3Bucket, client_for
 from ml_platform.errors import (
     ConfigError,
@@ -36,9 +37,6 @@ from ml_platform.resources.landing_zone import (
     landing_day,
 )
 from ml_platform.resources.model_store import ModelStore, check_segment
-
-if TYPE_CHECKING:
-    from ml_platform.backends import Backends
 
 
 class S3LandingZone(LandingZone):
@@ -192,8 +190,6 @@ class S3JoblibIOManager(JoblibFormat, S3PartitionedIOManager):
 
 def s3_backends(settings) -> Backends:
     """Every backend in the settings' bucket, each under its own prefix."""
-    from ml_platform.backends import Backends
-
     s3 = s3_resource(settings)
     bucket, prefix = settings.s3_bucket, settings.s3_prefix
     return Backends(

@@ -10,7 +10,7 @@ from pydantic import Field
 from ml_platform import constants, quality
 from ml_platform.errors import ModelStoreError
 from ml_platform.metadata import rows_table
-from ml_platform.resources.model_store import ModelStore
+from ml_platform.resources.model_store import ModelStore, ModelVersion
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
 
@@ -68,11 +68,11 @@ def build_raw_data_quality(pipeline: "PipelineRuntime") -> dg.AssetChecksDefinit
     ) -> Iterator[dg.AssetCheckResult]:
         """Runs the data contract on each day; any failure stops training in the same run."""
         with stage_timeout(context, pipeline, "ingest"):
-            schema = pipeline.schema(model_store, warn=context.log.warning)
-            yield from _run_rules(context, pipeline, config, schema, raw_data)
+            production = pipeline.production(model_store, warn=context.log.warning)
+            yield from _run_rules(context, pipeline, config, pipeline.schema(production), raw_data)
             if drift_spec.enabled:
                 days = raw_data if isinstance(raw_data, dict) else {context.partition_key: raw_data}
-                yield drift_result(context, pipeline, model_store, days, key)
+                yield drift_result(context, pipeline, model_store, production, days, key)
 
     return raw_data_quality
 
@@ -120,28 +120,29 @@ def _run_rules(
         )
 
 
-def drift_reference(pipeline: "PipelineRuntime", model_store: ModelStore) -> tuple[dict, str] | None:
+def drift_reference(model_store: ModelStore, production: ModelVersion | None) -> tuple[dict, str] | None:
     """The drift profile of the data the production model was trained on (stored with its version)
     and a name for it, or None before the first model (or for a version stored without one)."""
+    if production is None:
+        return None
     try:
-        production = model_store.production(pipeline.model_name)
-        data = model_store.read_extra(production, constants.DRIFT_PROFILE_FILENAME) if production else None
+        data = model_store.read_extra(production, constants.DRIFT_PROFILE_FILENAME)
     except (ModelStoreError, FileNotFoundError, ValueError):
-        return None  # a production version that cannot be read: nothing to compare with (the gate says why)
+        return None  # a profile that cannot be read: nothing to compare with (the gate says why)
     if data is None:
         return None
     as_of = production.metadata.get("data_as_of")
     return json.loads(data), f"production {production.version}" + (f" (data as of {as_of})" if as_of else "")
 
 
-def drift_result(context, pipeline: "PipelineRuntime", model_store: ModelStore, days: dict[str, pd.DataFrame],
-                 asset_key: dg.AssetKey) -> dg.AssetCheckResult:
+def drift_result(context, pipeline: "PipelineRuntime", model_store: ModelStore, production: ModelVersion | None,
+                 days: dict[str, pd.DataFrame], asset_key: dg.AssetKey) -> dg.AssetCheckResult:
     """The no_feature_drift check of ``asset_key`` (raw_data, or scoring_data) over ``days``, against
     the training data of the production model."""
     from ml_platform import drift
 
     spec = pipeline.spec.drift
-    found = drift_reference(pipeline, model_store)
+    found = drift_reference(model_store, production)
     if found is None:
         return dg.AssetCheckResult(
             check_name=DRIFT_CHECK, asset_key=asset_key, passed=True,

@@ -16,10 +16,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from dagster_graphql import DagsterGraphQLClient
 
 from ml_platform_tests.support.constants import DAYS, END_DAY, MODEL_NAME, ROOT
-from ml_platform_tests.support.dagster_dev import dagster_dev, graphql, wait_for_run  # noqa: F401 (fixtures, used by name)
+from ml_platform_tests.support.dagster_dev import (  # noqa: F401 (dagster_dev: a fixture, used by name)
+    dagster_dev,
+    graphql,
+    ingest_earlier_days,
+    wait_for_run,
+)
 from ml_platform_tests.support.platform import service_unavailable
 
 try:
@@ -209,14 +213,7 @@ def _screenshot_signature(page: Page) -> None:
 def test_ui_finds_the_graph_and_materializes_the_pipeline(chromium, dagster_dev):  # noqa: F811
     url, port, tmp_path, _, _ = dagster_dev
     # The earlier days of the training window first: raw_data for them as one single-run range.
-    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-    run_id = client.submit_job_execution(
-        "demo_training",
-        tags={"dagster/asset_partition_range_start": DAYS[0],
-              "dagster/asset_partition_range_end": DAYS[-2]},
-        asset_selection=[["demo", "raw_data"]],
-    )
-    assert wait_for_run(url, run_id) == "SUCCESS"
+    ingest_earlier_days(url, port, DAYS)
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("*.png"):

@@ -9,25 +9,6 @@ import pytest
 
 from ml_platform_tests.support.constants import BIN, ROOT
 
-GOOD = """
-pipelines:
-  - name: churn
-    landing: churn
-    target: churned
-    window_days: 14
-    model: {estimator: random_forest, params: {n_estimators: 50, max_depth: 6}}
-    gate: {min_accuracy: 0.75}
-    schedule: {cron: "15 3 * * *", timezone: Europe/Berlin}
-    stages:
-      train: {timeout_s: 3600, retries: 1, resources: {cpu: 4, memory: 16Gi}}
-      ingest: {timeout_s: 300, retries: 3}
-    notifications: {on_failure: [webhook], on_deploy: [email]}
-  - name: prices
-    task: regression
-    model: {estimator: ridge, params: {alpha: 0.5}}
-    gate: {max_rmse: 12.5}
-"""
-
 
 def _validate(command: list[str], pipelines_file: Path, home: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_PLATFORM_")}

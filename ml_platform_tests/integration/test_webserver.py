@@ -17,6 +17,7 @@ from ml_platform_tests.support.constants import BIN, DAYS, END_DAY, MODEL_NAME, 
 from ml_platform_tests.support.dagster_dev import (  # noqa: F401 (fixtures, used by name)
     dagster_dev,
     graphql,
+    ingest_earlier_days,
     running_dagster_dev,
     wait_for_run,
 )
@@ -78,14 +79,8 @@ def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
 
     # Launch runs as the UI does: the earlier days as one single-run backfill of raw_data,
     # then the whole pipeline for the newest day.
+    ingest_earlier_days(url, port, DAYS)
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-    run_id = client.submit_job_execution(
-        "demo_training",
-        tags={"dagster/asset_partition_range_start": DAYS[0],
-              "dagster/asset_partition_range_end": DAYS[-2]},
-        asset_selection=[["demo", "raw_data"]],
-    )
-    assert wait_for_run(url, run_id) == "SUCCESS"
     # The Python API with run config (docs/operations.md, "The API").
     run_id = client.submit_job_execution(
         "demo_training",

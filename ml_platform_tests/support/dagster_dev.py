@@ -74,6 +74,19 @@ def graphql(url: str, query: str, variables: dict | None = None) -> dict:
     return body["data"]
 
 
+def ingest_earlier_days(url: str, port: int, days: list[str]) -> None:
+    """raw_data for all but the newest of ``days`` as one single-run range, launched through the
+    GraphQL API as the UI does; returns once the run succeeded."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    run_id = DagsterGraphQLClient("127.0.0.1", port_number=port).submit_job_execution(
+        "demo_training",
+        tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-2]},
+        asset_selection=[["demo", "raw_data"]],
+    )
+    assert wait_for_run(url, run_id) == "SUCCESS"
+
+
 def wait_for_run(url: str, run_id: str, timeout: float = 240) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,5 +1,7 @@
 """What a run did, read from its events: check results, materialized assets, errors."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 
 from ml_platform_tests.support.constants import PREFIX
@@ -31,25 +33,21 @@ def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
     }
 
 
-def step_errors(result: dg.ExecuteInProcessResult) -> str:
-    """All step failure messages of a run, joined (for asserting on error text)."""
-    texts = []
+def _failure_chains(result: dg.ExecuteInProcessResult) -> Iterator:
+    """Every step failure's error and its causes, in order."""
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error
             while error is not None:
-                texts.append(error.message)
+                yield error
                 error = error.cause
-    return "\n".join(texts)
+
+
+def step_errors(result: dg.ExecuteInProcessResult) -> str:
+    """All step failure messages of a run, joined (for asserting on error text)."""
+    return "\n".join(error.message for error in _failure_chains(result))
 
 
 def error_classes(result: dg.ExecuteInProcessResult) -> list[str]:
     """Class names of every step failure and its causes."""
-    names = []
-    for event in result.all_events:
-        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
-            error = event.step_failure_data.error
-            while error is not None:
-                names.append(error.cls_name)
-                error = error.cause
-    return names
+    return [error.cls_name for error in _failure_chains(result)]
