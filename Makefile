@@ -10,7 +10,7 @@ MAX_CONCURRENT_RUNS ?= $(shell nproc 2>/dev/null || echo 2)
 # Run events at INFO in the terminal (Dagster's console default is DEBUG).
 QUIET := --config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
-.PHONY: install services demo dev test test-fast bench instance docs clean
+.PHONY: install services mlflow-server demo dev test test-fast bench instance docs clean
 
 # Re-installs when the project's dependencies change.
 $(BIN)/.installed: pyproject.toml setup.cfg
@@ -20,6 +20,20 @@ $(BIN)/.installed: pyproject.toml setup.cfg
 	touch $@
 
 install: $(BIN)/.installed
+
+# The tests' MLflow tracking server: the full `mlflow` (Flask, SQLAlchemy, alembic; it caps pyarrow
+# below Dagster's side) in a venv of its own, so its pins never meet Dagster's. The same version as
+# the `mlflow-skinny` client in pyproject.toml; re-installed only when that version changes.
+MLFLOW_VERSION := 3.17.2
+MLFLOW_VENV := $(VENV)-mlflow
+$(MLFLOW_VENV)/.installed-$(MLFLOW_VERSION):
+	rm -rf $(MLFLOW_VENV)
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet "mlflow==$(MLFLOW_VERSION)"
+	touch $@
+
+mlflow-server: $(MLFLOW_VENV)/.installed-$(MLFLOW_VERSION)
 
 # A project-local Dagster instance (SQLite), created and migrated once, before anything runs
 # concurrently: two runs racing to create a fresh schema both fail.
@@ -51,7 +65,7 @@ services:
 	scripts/install_services.sh
 
 # Every layer (ml_platform_tests/unit, graph, integration), with the real services: what CI runs.
-test: install services
+test: install services mlflow-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The unit layer alone (no servers, no runs: under a minute), while you work.

@@ -318,6 +318,9 @@ def cmd_production(args: argparse.Namespace) -> int:
         "estimator": version.metadata.get("estimator"),
         "params": version.metadata.get("params"),
         "variant": version.metadata.get("variant"),
+        "feature_transform": version.metadata.get("feature_transform"),
+        "pipeline_version": version.metadata.get("pipeline_version"),
+        "requirements": version.metadata.get("requirements") or [],
         "signature": version.metadata.get("signature"),
     }
     print(json.dumps(info, indent=2) if args.json else _human(info, version.metadata))
@@ -335,6 +338,14 @@ def _human(info: dict, metadata: dict) -> str:
         f"Estimator        : {info['estimator']}"
         + (f" (variant {info['variant']})" if info.get("variant") else ""),
     ]
+    if info.get("feature_transform"):
+        lines.append(f"Feature transform: {info['feature_transform']}")
+    if info.get("pipeline_version"):
+        lines.append(f"Pipeline version : {info['pipeline_version']}")
+    for entry in info.get("requirements") or []:
+        pinned = (f"{entry['distribution']}=={entry['version']}" if "distribution" in entry
+                  else f"{entry.get('file', '?')} {entry.get('sha256', '')[:19]}")
+        lines.append(f"Needs            : module {entry['module']} ({pinned})")
     from ml_platform.estimators import METRIC_LABELS
 
     lines += [f"{METRIC_LABELS.get(k, k.capitalize()):<17}: {v:.4f}" for k, v in metrics.items()

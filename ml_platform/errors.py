@@ -76,3 +76,12 @@ class MissingColumnsError(SignatureError):
 
 class ColumnTypeError(SignatureError):
     """A column holds values of another kind than the signature's (text in a numeric column, ...)."""
+
+
+class UserCodeError(ConfigError):
+    """An import path of pipelines.yaml (estimator, feature transform) names nothing usable."""
+
+
+class ModelDependencyError(ModelStoreError):
+    """A model needs a module (the team's own code, a package) that is missing here or of another
+    version than the one it was trained with."""

@@ -79,6 +79,64 @@ class Estimator:
         estimator_cls = getattr(importlib.import_module(module), cls)
         return estimator_cls(**self.params(**params).model_dump())
 
+    def validate(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The params as the estimator takes them (pydantic ValidationError when one is wrong)."""
+        return self.params(**params).model_dump()
+
+
+@dataclass(frozen=True)
+class ImportedEstimator:
+    """A team's own estimator: an import path (``lightgbm:LGBMClassifier``, ``mypkg.models:make_model``)
+    to a scikit-learn-compatible class, or to a factory returning such an estimator, called with
+    ``model.params``."""
+
+    import_path: str
+    task: str
+
+    @property
+    def name(self) -> str:
+        return self.import_path
+
+    def make(self, params: dict[str, Any]):
+        """The estimator; UserCodeError when the path, the call or the result is wrong."""
+        from sklearn.base import is_classifier, is_regressor
+
+        from ml_platform.errors import UserCodeError
+        from ml_platform.user_code import import_object
+
+        factory = import_object(self.import_path)
+        if not callable(factory):
+            raise UserCodeError(f"{self.import_path} is a {type(factory).__name__}, not a class or a function")
+        try:
+            estimator = factory(**params)
+        except Exception as exc:  # noqa: BLE001 - the team's code refused the params: say which and why
+            raise UserCodeError(f"{self.import_path}(**params) failed: {type(exc).__name__}: {exc}") from None
+        if not (hasattr(estimator, "fit") and hasattr(estimator, "predict")):
+            raise UserCodeError(f"{self.import_path} gave a {type(estimator).__name__}, not a scikit-learn"
+                                " estimator (it needs fit and predict)")
+        try:
+            wrong = is_regressor(estimator) if self.task == "classification" else is_classifier(estimator)
+        except Exception:  # noqa: BLE001 - an estimator without scikit-learn's tags: take it as given
+            wrong = False
+        if wrong:
+            kind = "regressor" if self.task == "classification" else "classifier"
+            raise UserCodeError(f"{self.import_path} gives a {kind}, but the task is {self.task}")
+        return estimator
+
+    def validate(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Build it once with the params (a bad one fails here, at load), and keep them as given."""
+        self.make(params)
+        return dict(params)
+
+
+def estimator_of(task: str, name: str) -> Estimator | ImportedEstimator | None:
+    """A built-in estimator by name, or an imported one by import path; None for an unknown name."""
+    from ml_platform.user_code import is_import_path
+
+    if is_import_path(name):
+        return ImportedEstimator(name, task)
+    return ESTIMATORS.get((task, name))
+
 
 ESTIMATORS: dict[tuple[str, str], Estimator] = {
     (e.task, e.name): e

@@ -1,7 +1,7 @@
 """From pipelines to Dagster definitions. Every pipeline, the demo included, is built by
 ``build_pipeline_defs``: one asset group (keys prefixed with its name), its checks, jobs, schedule
 and sensors; ``build_platform_defs`` merges them with what the platform shares (resources, the
-executor, the failure sensor)."""
+executor, the run failure and run finished sensors)."""
 
 import dagster as dg
 
@@ -24,6 +24,7 @@ from ml_platform.sensors import (
     build_deploy_sensor,
     build_drift_sensor,
     build_failure_sensor,
+    build_finished_sensors,
     build_landing_sensor,
     build_scoring_sensor,
     build_variants_sensor,
@@ -62,9 +63,10 @@ def build_pipeline_defs(pipeline: PipelineRuntime) -> dg.Definitions:
 
 
 def build_platform_defs(pipelines: list[PipelineRuntime], resources: dict, executor) -> dg.Definitions:
-    """Every pipeline's definitions, the resources and executor of the environment, and the sensor
-    that announces failed runs to each pipeline's channels."""
+    """Every pipeline's definitions, the resources and executor of the environment, and the sensors
+    that announce failed and finished runs to each pipeline's channels."""
     return dg.Definitions.merge(
         *(build_pipeline_defs(pipeline) for pipeline in pipelines),
-        dg.Definitions(sensors=[build_failure_sensor(pipelines)], resources=resources, executor=executor),
+        dg.Definitions(sensors=[build_failure_sensor(pipelines), *build_finished_sensors(pipelines)],
+                       resources=resources, executor=executor),
     )

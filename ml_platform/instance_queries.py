@@ -94,3 +94,19 @@ def latest_storage_ids(instance: dg.DagsterInstance, key: dg.AssetKey, partition
     for record in records:  # newest first
         latest.setdefault(record.asset_materialization.partition, record.storage_id)
     return latest
+
+
+def run_model_events(instance: dg.DagsterInstance, run_id: str) -> tuple[list, dict]:
+    """What a run did that a message reports: its asset check evaluations (``AssetCheckEvaluation``:
+    asset key, name, passed, description) and its materializations by asset key (the last of each)."""
+    evaluations = [
+        record.event_log_entry.dagster_event.event_specific_data
+        for record in instance.get_records_for_run(
+            run_id=run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=1000).records
+    ]
+    materializations = {}
+    for record in instance.get_records_for_run(
+            run_id=run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10000).records:
+        materialization = record.event_log_entry.asset_materialization
+        materializations[materialization.asset_key] = materialization
+    return evaluations, materializations

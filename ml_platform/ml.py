@@ -30,9 +30,9 @@ from sklearn.metrics import (
 from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline as SklearnPipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from ml_platform.errors import DataValidationError
+from ml_platform.errors import DataValidationError, UserCodeError
 from ml_platform.signature import Signature
 
 PROGRESS_STEPS = 10
@@ -62,11 +62,18 @@ class TrainedModel:
     task: str = "classification"
     estimator: str = "random_forest"
     signature: Signature | None = None  # the input contract (ml_platform.signature)
+    # The team's own modules the model needs to load (ml_platform.user_code.requirements_of).
+    requirements: list[dict[str, str]] = field(default_factory=list)
+    pipeline_version: str | None = None  # the pipeline's ``version`` in pipelines.yaml
+    feature_transform: str | None = None  # its ``features.transform`` (an import path)
 
     def __setstate__(self, state: dict) -> None:
         # Stored before the fitted model was named ``model`` (it was ``pipeline``).
         if "pipeline" in state and "model" not in state:
             state["model"] = state.pop("pipeline")
+        state.setdefault("requirements", [])
+        state.setdefault("pipeline_version", None)
+        state.setdefault("feature_transform", None)
         self.__dict__.update(state)
 
 
@@ -93,15 +100,16 @@ def can_stratify(y: pd.Series, test_size: float) -> bool:
 
 
 def split(
-    frame: pd.DataFrame, target: str, test_size: float, random_state: int, classification: bool = True
+    frame: pd.DataFrame, target: str, test_size: float, random_state: int, stratify: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
-    """Train/test split; for classification stratified on the target when the class counts allow it."""
+    """Train/test split; with ``stratify`` (classification) stratified on the target when the class
+    counts allow it. Returns (train, test, stratified)."""
     if target not in frame.columns:
         raise DataValidationError(f"target column {target!r} is missing from the training data")
     if len(frame) < 2:
         raise DataValidationError(f"cannot split {len(frame)} row(s) into train and test sets")
     frame = frame[frame[target].notna()].reset_index(drop=True)
-    stratified = classification and can_stratify(frame[target], test_size)
+    stratified = stratify and can_stratify(frame[target], test_size)
     train, test = train_test_split(
         frame,
         test_size=test_size,
@@ -111,11 +119,12 @@ def split(
     return train.reset_index(drop=True), test.reset_index(drop=True), stratified
 
 
-def build_model(estimator: Any) -> SklearnPipeline:
+def build_model(estimator: Any, transform: Any = None) -> SklearnPipeline:
     """The (unfitted) model of an estimator: preprocessing inside it, so it predicts on raw rows.
 
-    Numeric columns: median imputation + standard scaling. Everything else: most-frequent
-    imputation + one-hot encoding that ignores categories unseen in training.
+    ``transform`` (the pipeline's ``features.transform``) comes first, on the raw rows. Then numeric
+    columns: median imputation + standard scaling; everything else: most-frequent imputation +
+    one-hot encoding that ignores categories unseen in training.
     """
     numeric = SklearnPipeline(
         [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
@@ -132,14 +141,49 @@ def build_model(estimator: Any) -> SklearnPipeline:
             ("categorical", categorical, make_column_selector(dtype_exclude="number")),
         ]
     )
-    return SklearnPipeline([("preprocess", preprocess), ("model", estimator)])
+    steps = [("features", transform)] if transform is not None else []
+    return SklearnPipeline([*steps, ("preprocess", preprocess), ("model", estimator)])
 
 
-def make_model(task: str, estimator: str, params: dict[str, Any]) -> SklearnPipeline:
-    """The (unfitted) model of a pipelines.yaml ``model`` entry (see ml_platform.estimators)."""
-    from ml_platform.estimators import ESTIMATORS
+def feature_step(import_path: str) -> Any:
+    """The scikit-learn step of ``features.transform``: a function DataFrame -> DataFrame (wrapped in a
+    FunctionTransformer), a transformer class (made without arguments) or a transformer object. Its
+    output must stay a DataFrame (transformers are asked for pandas output), because the
+    preprocessing picks numeric and categorical columns by dtype."""
+    from ml_platform.user_code import import_object
 
-    return build_model(ESTIMATORS[(task, estimator)].make(params))
+    found = import_object(import_path)
+    if isinstance(found, type):
+        try:
+            found = found()
+        except Exception as exc:  # noqa: BLE001 - the team's class refused: say which and why
+            raise UserCodeError(f"{import_path}() failed: {type(exc).__name__}: {exc}") from None
+    if hasattr(found, "transform") and hasattr(found, "fit"):
+        if hasattr(found, "set_output"):
+            found.set_output(transform="pandas")
+        return found
+    if callable(found):
+        return FunctionTransformer(found, validate=False)
+    raise UserCodeError(f"{import_path} is a {type(found).__name__}: give a function DataFrame -> DataFrame"
+                        " or a transformer (fit and transform)")
+
+
+def user_objects(model: SklearnPipeline) -> list[Any]:
+    """What of the team's own code the model holds: its estimator, its feature function or transformer."""
+    found = [model.named_steps["model"]]
+    step = model.named_steps.get("features")
+    if step is not None:
+        found.append(step.func if isinstance(step, FunctionTransformer) else step)
+    return found
+
+
+def make_model(task: str, estimator: str, params: dict[str, Any], transform: str | None = None) -> SklearnPipeline:
+    """The (unfitted) model of a pipelines.yaml ``model`` entry (see ml_platform.estimators) and its
+    ``features.transform``."""
+    from ml_platform.estimators import estimator_of
+
+    return build_model(estimator_of(task, estimator).make(params),
+                       feature_step(transform) if transform else None)
 
 
 def fit_with_progress(
@@ -155,8 +199,19 @@ def fit_with_progress(
     trees are exactly those of a single ``fit`` (the plain-scikit-learn test checks this). Other
     estimators fit in one go and report once, at the end.
     """
-    preprocess, estimator = model.named_steps["preprocess"], model.named_steps["model"]
-    transformed = preprocess.fit_transform(x, y)
+    # The steps before the estimator (the feature transform, the preprocessing), fitted in place.
+    estimator, inputs = model.named_steps["model"], x
+    if "features" in model.named_steps:
+        try:
+            inputs = model.named_steps["features"].fit_transform(x, y)
+        except Exception as exc:  # noqa: BLE001 - the team's feature code failed: one sentence, which and why
+            raise UserCodeError(f"features.transform failed on the training rows: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(inputs, pd.DataFrame):
+            raise DataValidationError(
+                f"features.transform returned a {type(inputs).__name__}, not a DataFrame: the"
+                " preprocessing after it picks columns by dtype"
+            )
+    transformed = model.named_steps["preprocess"].fit_transform(inputs, y)
     if not isinstance(estimator, (RandomForestClassifier, RandomForestRegressor)):
         estimator.fit(transformed, y)
         report(1, 1)

@@ -8,6 +8,7 @@ of each stage, and its schema (declared, or pinned by the production model).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from ml_platform.resources.model_store import ModelVersion
 from ml_platform.settings import Settings
 from ml_platform.signature import Signature
 from ml_platform.spec import PipelineSpec
+from ml_platform.tracking import MlflowTracker, tracking_uri_from
 
 
 
@@ -54,7 +56,8 @@ class PipelineRuntime:
     @property
     def features(self) -> tuple[str, ...] | None:
         """The declared feature columns (pipelines.yaml or ML_PLATFORM_FEATURE_COLUMNS), or None."""
-        return tuple(f.name for f in self.spec.features) if self.spec.features else None
+        columns = self.spec.features.columns
+        return tuple(f.name for f in columns) if columns else None
 
     def production(self, model_store: Any, warn: Callable[[str], None] | None = None) -> ModelVersion | None:
         """The production version of this pipeline's model, read once per step for what the step
@@ -82,7 +85,7 @@ class PipelineRuntime:
         signature = Signature.of_version(production.metadata) if production else None
         if self.features:
             kinds = {**(signature.kinds if signature else {}),
-                     **{f.name: f.kind for f in self.spec.features if f.kind}}
+                     **{f.name: f.kind for f in self.spec.features.columns if f.kind}}
             return Schema(self.features, {c: k for c, k in kinds.items() if c in self.features},
                           "the features of pipelines.yaml", True, policy.extra_columns)
         if signature is None:
@@ -130,13 +133,18 @@ class PipelineRuntime:
 
     def op_tags(self, stage: str) -> dict[str, Any]:
         """``stages.<stage>.resources`` as the ``dagster-k8s/config`` tag: the step's container
-        requests them (memory also as its limit) when runs execute on Kubernetes."""
+        requests them (memory also as its limit, GPUs as the ``nvidia.com/gpu`` limit) when runs
+        execute on Kubernetes."""
         resources = self.spec.stage(stage).resources
-        if resources is None or (resources.cpu is None and resources.memory is None):
+        if resources is None or (resources.cpu is None and resources.memory is None and resources.gpu is None):
             return {}
         requests = {k: v for k, v in (("cpu", resources.cpu), ("memory", resources.memory)) if v}
         limits = {"memory": resources.memory} if resources.memory else {}
-        container = {"resources": {"requests": requests, **({"limits": limits} if limits else {})}}
+        if resources.gpu:
+            # Kubernetes schedules extended resources by their limit (the request defaults to it).
+            limits["nvidia.com/gpu"] = str(resources.gpu)
+        container = {"resources": {**({"requests": requests} if requests else {}),
+                                   **({"limits": limits} if limits else {})}}
         return {"dagster-k8s/config": {"container_config": container}}
 
     def variant_key(self, day: str, variant: str) -> dg.MultiPartitionKey:
@@ -154,8 +162,20 @@ class PipelineRuntime:
     def asset_options(
         self, stage: str, owner: str, partitions_def: dg.PartitionsDefinition | None = None
     ) -> dict[str, Any]:
-        """step_options plus the pipeline's asset group and the asset's owner."""
-        return {**self.step_options(stage, partitions_def), "group_name": self.name, "owners": [owner]}
+        """step_options plus the pipeline's asset group, the asset's owner and the pipeline's
+        ``version`` as the asset's code_version."""
+        options = {**self.step_options(stage, partitions_def), "group_name": self.name, "owners": [owner]}
+        if self.spec.version:
+            options["code_version"] = self.spec.version
+        return options
 
     def timeout_s(self, stage: str) -> float | None:
         return self.spec.stage(stage).timeout_s
+
+    def tracker(self, warn: Callable[[str], None]) -> MlflowTracker | None:
+        """The MLflow tracker of this pipeline (``mlflow.tracking_uri``, else MLFLOW_TRACKING_URI, read
+        now), or None when neither names one. Its calls never fail a step: they warn through ``warn``."""
+        uri = tracking_uri_from(self.spec.mlflow.tracking_uri, os.environ)
+        if uri is None:
+            return None
+        return MlflowTracker(uri, self.spec.mlflow.experiment or self.name, warn)

@@ -1,4 +1,4 @@
-"""Sensors: new or corrected landing files start runs; failures and deploys send notifications."""
+"""Sensors: new or corrected landing files start runs; failures, deploys and finished runs send notifications."""
 
 import hashlib
 import json
@@ -15,8 +15,10 @@ from ml_platform.instance_queries import (
     latest_storage_ids,
     materializations_after,
     newest_materialization,
+    run_model_events,
     runs_in_flight,
 )
+from ml_platform.checks.model_quality import gate_check_name
 from ml_platform.jobs import job_names, retrain_keys
 from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.notifier import Notifier
@@ -149,7 +151,7 @@ def _failure_summary(context: dg.RunFailureSensorContext) -> tuple[list[str], st
 
 
 def build_failure_sensor(pipelines: list[PipelineRuntime]) -> dg.SensorDefinition:
-    channels_by_job = {name: p.spec.notifications.on_failure for p in pipelines for name in job_names(p)}
+    routes_by_job = {name: p.spec.notifications.route("on_failure") for p in pipelines for name in job_names(p)}
 
     @dg.run_failure_sensor(
         name="notify_on_run_failure",
@@ -169,12 +171,80 @@ def build_failure_sensor(pipelines: list[PipelineRuntime]) -> dg.SensorDefinitio
             "Failing step": ", ".join(steps) or "-",
             "Error": error or "-",
         }
-        only = channels_by_job.get(run.job_name)
-        channels = notifier.send(f"ml_platform run failed: {run.job_name}", [], fields, only=only)
+        channels = notifier.send(f"ml_platform run failed: {run.job_name}", [], fields, route=routes_by_job.get(run.job_name))
         sent_to = ", ".join(channels) or "no channel (none configured)"
         context.log.info(f"failure of run {run.run_id} sent to {sent_to}")
 
     return notify_on_run_failure
+
+
+def run_outcome(pipeline: PipelineRuntime, evaluations: list, materializations: dict) -> str:
+    """What came of the model in one finished run: deployed, kept, held back by the gate (or by the
+    signature check), or no model step in the run."""
+    deployed = materializations.get(pipeline.key("deployed_model"))
+    if deployed is not None:
+        metadata = {k: v.value for k, v in deployed.metadata.items()}
+        verb = "deployed" if metadata.get("Promoted") else "not promoted"
+        return f"{verb}: {pipeline.model_name} {metadata.get('Version', '?')} ({metadata.get('Outcome', '-')})"
+    failed = [e for e in evaluations if e.asset_key == pipeline.key("model_metrics") and not e.passed]
+    gate = gate_check_name(pipeline)
+    for evaluation in sorted(failed, key=lambda e: e.check_name != gate):
+        which = "the gate" if evaluation.check_name == gate else evaluation.check_name
+        return f"held back by {which}: {evaluation.description or evaluation.check_name}"
+    done = sorted(key.path[-1] for key in materializations)
+    return "no model step in this run" + (f" (materialized: {', '.join(done)})" if done else "")
+
+
+def build_finished_sensors(pipelines: list[PipelineRuntime]) -> list[dg.SensorDefinition]:
+    """``notifications.on_success``: a message for each finished run of a pipeline's jobs saying what came
+    of the model. A run held back by a blocking check ends as a failure in Dagster, so a second sensor
+    watches failed runs for that case alone (their failure message goes out as well, to on_failure)."""
+    by_job = {name: p for p in pipelines for name in job_names(p)}
+
+    def announce(context, notifier: Notifier, held_back_only: bool):
+        run = context.dagster_run
+        pipeline = by_job.get(run.job_name)
+        if pipeline is None:
+            return
+        route = pipeline.spec.notifications.route("on_success")
+        if route.channels == ():
+            context.log.info(f"run {run.run_id}: {pipeline.name} has no on_success channel")
+            return
+        outcome = run_outcome(pipeline, *run_model_events(context.instance, run.run_id))
+        if held_back_only and not outcome.startswith("held back"):
+            return
+        fields = {
+            "Pipeline": pipeline.name,
+            "Run id": run.run_id,
+            "Job": run.job_name,
+            "Partition": run.tags.get("dagster/partition", "-"),
+            "Outcome": outcome,
+        }
+        channels = notifier.send(f"ml_platform run finished: {run.job_name}", [], fields, route=route)
+        context.log.info(f"run {run.run_id} ({outcome}) sent to {', '.join(channels) or 'no channel'}")
+
+    @dg.run_status_sensor(
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        name="notify_on_run_success",
+        description="Sends each finished run of a pipeline to its on_success channels, with what came of the"
+        " model: deployed or kept.",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        monitor_all_code_locations=False,
+    )
+    def notify_on_run_success(context: dg.RunStatusSensorContext, notifier: Notifier):
+        announce(context, notifier, held_back_only=False)
+
+    @dg.run_failure_sensor(
+        name="notify_on_held_back_model",
+        description="Sends runs whose model a blocking check held back (the gate, the signature) to the"
+        " pipeline's on_success channels, saying which check and why.",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        monitor_all_code_locations=False,
+    )
+    def notify_on_held_back_model(context: dg.RunFailureSensorContext, notifier: Notifier):
+        announce(context, notifier, held_back_only=True)
+
+    return [notify_on_run_success, notify_on_held_back_model]
 
 
 def deploy_sensor_name(pipeline: PipelineRuntime) -> str:
@@ -213,7 +283,7 @@ def build_deploy_sensor(pipeline: PipelineRuntime) -> dg.SensorDefinition:
             }
             channels = notifier.send(
                 f"ml_platform model deployed: {pipeline.model_name}", [], fields,
-                only=pipeline.spec.notifications.on_deploy,
+                route=pipeline.spec.notifications.route("on_deploy"),
             )
             # Advance past each sent message: a failed send retries only what was not sent.
             context.update_cursor(str(record.storage_id))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from dataclasses import dataclass
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -31,14 +32,16 @@ from pydantic import (
 )
 
 from ml_platform import constants
-from ml_platform.errors import ConfigError
-from ml_platform.estimators import ESTIMATORS, GATE_METRICS, TASKS, estimator_names
+from ml_platform.errors import ConfigError, UserCodeError
+from ml_platform.estimators import GATE_METRICS, TASKS, estimator_names, estimator_of
 from ml_platform.settings import Settings
+from ml_platform.user_code import make_importable
 
 PIPELINES_ENV = "ML_PLATFORM_PIPELINES"
 DEFAULT_PIPELINES_FILE = "pipelines.yaml"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 # Kubernetes quantities: "2", "500m", "0.5" CPUs; "512Mi", "16Gi", "1G" memory.
 _CPU = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
 _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
@@ -56,6 +59,8 @@ class ResourcesSpec(_Strict):
 
     cpu: str | None = Field(default=None, description='CPU, e.g. 4, "500m".')
     memory: str | None = Field(default=None, description='Memory, e.g. "16Gi", "512Mi".')
+    gpu: int | None = Field(default=None, ge=1, le=64, description="NVIDIA GPUs: the `nvidia.com/gpu` limit (Kubernetes"
+                            " schedules GPUs by their limit).")
 
     @field_validator("cpu", "memory", mode="before")
     @classmethod
@@ -86,7 +91,8 @@ class StageSpec(_Strict):
     resources: ResourcesSpec | None = Field(
         default=None,
         description="What the stage's steps ask of Kubernetes: the `dagster-k8s/config` tag, requests (and memory"
-        " as the limit) of the step's container when runs execute on Kubernetes; ignored elsewhere.",
+        " as the limit; GPUs as `nvidia.com/gpu` limit) of the step's container when runs execute on Kubernetes;"
+        " ignored elsewhere.",
     )
 
 
@@ -112,7 +118,10 @@ class ModelSpec(_Strict):
         default="random_forest",
         description="classification: `random_forest` (RandomForestClassifier), `hist_gradient_boosting`"
         " (HistGradientBoostingClassifier), `logistic_regression`; regression: `random_forest`"
-        " (RandomForestRegressor), `hist_gradient_boosting` (HistGradientBoostingRegressor), `ridge`.",
+        " (RandomForestRegressor), `hist_gradient_boosting` (HistGradientBoostingRegressor), `ridge`. Or your own:"
+        " an import path `module:Name` to a scikit-learn-compatible estimator class or to a function returning"
+        " one (`lightgbm:LGBMClassifier`, `mypkg.models:make_model`), called with `params` when the file is"
+        " loaded; modules beside pipelines.yaml import too.",
     )
     params: dict[str, Any] = Field(
         default_factory=dict,
@@ -120,7 +129,8 @@ class ModelSpec(_Strict):
         " `max_depth: 10`, `n_jobs: -1`. random_forest: n_estimators, max_depth, min_samples_leaf, random_state,"
         " n_jobs; hist_gradient_boosting: max_iter, learning_rate, max_depth, max_leaf_nodes, l2_regularization,"
         " early_stopping (default false), random_state; logistic_regression: C, max_iter (1000), class_weight"
-        " (`balanced` or null); ridge: alpha. They are the defaults of trained_model's run config.",
+        " (`balanced` or null); ridge: alpha. An imported estimator takes them as keyword arguments, as given."
+        " They are the defaults of trained_model's run config.",
     )
     variants: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -140,6 +150,26 @@ _VARIANT_NAME = re.compile(r"^[A-Za-z0-9_.=+-]{1,100}$")
 def variant_name(overrides: dict[str, Any]) -> str:
     """The variant's partition key: ``max_depth=5``, ``max_depth=5+n_estimators=50``."""
     return "+".join(f"{k}={v}" for k, v in overrides.items())
+
+
+class SplitSpec(_Strict):
+    """The train/test split (``sklearn.model_selection.train_test_split``); run config of the
+    ``<name>__splits`` op can still override each field for one run."""
+
+    test_size: float = Field(
+        default=constants.DEFAULT_TEST_SIZE, gt=0, lt=1,
+        description=f"Share of rows held out for testing, between 0 and 1 (default {constants.DEFAULT_TEST_SIZE}).",
+    )
+    random_state: int = Field(
+        default=constants.DEFAULT_RANDOM_STATE,
+        description=f"Seed of the split: same seed, same split (default {constants.DEFAULT_RANDOM_STATE}).",
+    )
+    stratify: bool = Field(
+        default=True,
+        description="Classification: keep the class shares equal on both sides when every class has enough rows"
+        " (the default); `false` for a plain shuffled split, as `train_test_split` without `stratify=`. Regression"
+        " splits are never stratified.",
+    )
 
 
 class GateSpec(_Strict):
@@ -242,6 +272,40 @@ class FeatureColumn(_Strict):
         return value
 
 
+class FeaturesSpec(_Strict):
+    """The feature columns and the pipeline's own feature step. ``features: [a, b]`` is short for
+    ``features: {columns: [a, b]}``."""
+
+    columns: list[FeatureColumn] | None = Field(
+        default=None,
+        description="The feature columns, in order; each a name or `name: kind` (numeric, boolean,"
+        " categorical). Left out: the production model's signature pins them (the first model's columns).",
+    )
+    transform: str | None = Field(
+        default=None,
+        description="Your feature step, `module:name`: a function DataFrame -> DataFrame, or a transformer class or"
+        " object (fit/transform). It runs first *inside* the saved model, so training, evaluation, `ml-platform"
+        " predict`, serving and batch scoring compute the same features; the signature describes the raw columns"
+        " before it.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        return {"columns": value} if isinstance(value, list) else value
+
+    @field_validator("transform")
+    @classmethod
+    def _transform(cls, value: str | None) -> str | None:
+        if value is not None:
+            from ml_platform.ml import feature_step
+
+            feature_step(value)  # UserCodeError (a ValueError): which module or name is wrong
+        return value
+
+
 class SchemaSpec(_Strict):
     """What may change about a pipeline's columns (docs/assets-and-checks.md, "The input contract")."""
 
@@ -277,16 +341,155 @@ class PartitionsSpec(_Strict):
         return value
 
 
-class NotificationsSpec(_Strict):
-    """Channels per event; a channel is used only when it is configured (docs/operations.md, notifications).
-    Left out: every configured channel."""
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_ADDRESS = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+Channel = Literal["webhook", "email"]
 
-    on_failure: list[Literal["webhook", "email"]] | None = Field(
-        default=None, description="Channels of failed runs: `[webhook]`, `[email]`, both, or `[]`. Default: every"
-        " configured channel.")
-    on_deploy: list[Literal["webhook", "email"]] | None = Field(
-        default=None, description="Channels of deployed_model materializations (promoted or kept). Default: every"
-        " configured channel.")
+
+class WebhookSpec(_Strict):
+    """Where a pipeline's webhook messages go: another webhook (its URL a secret, so named by the
+    environment variable that holds it) and the Slack channel."""
+
+    url_env: str | None = Field(
+        default=None,
+        description="The environment variable holding this webhook's URL (never the URL itself: it is a secret),"
+        " read when a message is sent. Default: ML_PLATFORM_WEBHOOK_URL.",
+    )
+    channel: str | None = Field(
+        default=None,
+        description='A Slack channel, e.g. "#ml-alerts": sent as the payload\'s `channel`. Left out: the webhook\'s'
+        " own channel.",
+    )
+
+    @field_validator("url_env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(f"{value!r} is not an environment variable name (e.g. CHURN_SLACK_WEBHOOK);"
+                             " the URL itself stays in the environment")
+        return value
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[#@][^\s]{1,80}$", value):
+            raise ValueError(f"{value!r} is not a Slack channel or user: '#name' or '@name'")
+        return value
+
+
+def _addresses(value: list[str] | None) -> list[str] | None:
+    for address in value or []:
+        if not _ADDRESS.match(address):
+            raise ValueError(f"{address!r} is not an e-mail address")
+    return value
+
+
+class RouteSpec(_Strict):
+    """One event: a list of channels (`[webhook, email]`) sent to the pipeline's recipients, or a mapping of
+    its own recipients (`{email: [lead@example.com]}`: the channels named are the ones used)."""
+
+    channels: list[Channel] | None = Field(
+        default=None, description="The channels, written as the event's list itself: `on_failure: [webhook]`.")
+    webhook: WebhookSpec | None = Field(default=None, description="Send to a webhook: `{}` for the pipeline's, or"
+                                        " `{channel: '#ml-deploys'}`, `{url_env: ...}`.")
+    email: list[str] | None = Field(default=None, description="Send e-mail to these addresses.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            unknown = [c for c in value if c not in CHANNELS]
+            if unknown:
+                raise ValueError(f"{unknown[0]!r} is not a channel: use webhook or email")
+            return {"channels": value}
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: list[str] | None) -> list[str] | None:
+        return _addresses(value)
+
+    def chosen(self) -> tuple[str, ...]:
+        if self.channels is not None:
+            return tuple(self.channels)
+        return tuple(c for c in CHANNELS if getattr(self, c) is not None)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one event's message goes (``NotificationsSpec.route``): the channels (None: every
+    configured one), the webhook's URL variable and Slack channel, the e-mail addresses (None: the
+    platform's, ML_PLATFORM_SMTP_RECIPIENTS)."""
+
+    channels: tuple[str, ...] | None = None
+    webhook_url_env: str | None = None
+    webhook_channel: str | None = None
+    email: tuple[str, ...] | None = None
+
+
+class NotificationsSpec(_Strict):
+    """Channels and recipients per event; a channel is used only when it is configured
+    (docs/operations.md, notifications). An event is a list of channels (`[webhook, email]`), sent to
+    the pipeline's recipients, or a mapping of its own recipients (`{email: [lead@example.com]}`)."""
+
+    webhook: WebhookSpec | None = Field(
+        default=None, description="This pipeline's webhook and Slack channel. Default: ML_PLATFORM_WEBHOOK_URL, its"
+        " own channel.")
+    email: list[str] | None = Field(
+        default=None, description="This pipeline's e-mail addresses (the seed's `ml-team@company.com`). Default:"
+        " ML_PLATFORM_SMTP_RECIPIENTS. The SMTP server and its login stay in the environment.")
+    on_failure: RouteSpec | None = Field(
+        default=None, description="Failed runs: `[webhook]`, `[email]`, both, `[]`, or a mapping of recipients."
+        " Default: every configured channel.")
+    on_deploy: RouteSpec | None = Field(
+        default=None, description="deployed_model materializations (promoted or kept): channels or recipients."
+        " Default: every configured channel.")
+    on_success: RouteSpec = Field(
+        default_factory=lambda: RouteSpec(channels=[]), description="Finished runs of the pipeline's jobs, saying what came of the model:"
+        " deployed, kept, or held back by the gate (which metric, which threshold). Default: `[]` (none).")
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: list[str] | None) -> list[str] | None:
+        return _addresses(value)
+
+    def route(self, event: str) -> Route:
+        """Where the message of ``event`` (``on_failure``, ``on_deploy``, ``on_success``) goes."""
+        chosen = getattr(self, event)
+        webhook, email = self.webhook or WebhookSpec(), self.email
+        if chosen is None:
+            return Route(None, webhook.url_env, webhook.channel, tuple(email) if email is not None else None)
+        channels = chosen.chosen()
+        if chosen.webhook is not None:
+            webhook = WebhookSpec(url_env=chosen.webhook.url_env or webhook.url_env,
+                                  channel=chosen.webhook.channel or webhook.channel)
+        email = chosen.email if chosen.email is not None else email
+        return Route(channels, webhook.url_env, webhook.channel, tuple(email) if email is not None else None)
+
+
+class MlflowSpec(_Strict):
+    """MLflow experiment tracking, optional (the client: `pip install 'ml_platform[mlflow]'`): each
+    trained model (each variant too) becomes an MLflow run with its params, metrics, the gate's verdict,
+    the signature and the model. A tracker that is down is retried, then warned about; the run goes on."""
+
+    tracking_uri: str | None = Field(
+        default=None,
+        description="The tracking server, e.g. `http://127.0.0.1:5000`. Default: MLFLOW_TRACKING_URI; neither"
+        " set: no tracking.",
+    )
+    experiment: str | None = Field(default=None, description="The MLflow experiment. Default: the pipeline's name.")
+    log_model: bool = Field(
+        default=True,
+        description="Store each fitted model in MLflow too (`mlflow.sklearn`, a logged model linked to the run);"
+        " the model store stays what production loads.",
+    )
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(https?|file|sqlite|postgresql|mysql|databricks)(:|$)", value):
+            raise ValueError(f"{value!r} is not an MLflow tracking URI (e.g. http://127.0.0.1:5000)")
+        return value
 
 
 class PipelineSpec(_Strict):
@@ -307,10 +510,16 @@ class PipelineSpec(_Strict):
     )
     target: str | None = Field(default=None, description="The label column. Default: ML_PLATFORM_TARGET_COLUMN"
                                " (`target`).")
-    features: list[FeatureColumn] | None = Field(
+    version: str | None = Field(
         default=None,
-        description="The feature columns, in order; each a name or `name: kind` (numeric, boolean,"
-        " categorical). Left out: the production model's signature pins them (the first model's columns).",
+        description="The pipeline's version (`\"1.4.0\"`): the `code_version` of its assets, so Dagster shows them"
+        " stale when it changes, and recorded with each model version (`pipeline_version`). Raise it when the"
+        " pipeline's own code (a feature function) changes.",
+    )
+    features: FeaturesSpec = Field(
+        default_factory=FeaturesSpec,
+        description="The feature columns (a list: `features: [a, b]`), and optionally your own feature step"
+        " (`features: {columns: [...], transform: module:function}`).",
     )
     schema_policy: SchemaSpec = Field(
         default_factory=SchemaSpec, alias="schema",
@@ -325,6 +534,7 @@ class PipelineSpec(_Strict):
         default=None, description="The model's name in the model store; unique across pipelines. Default: the"
         " pipeline's name.")
     model: ModelSpec = Field(default_factory=ModelSpec, description="The estimator and its parameters.")
+    split: SplitSpec = Field(default_factory=SplitSpec, description="The train/test split.")
     gate: GateSpec = Field(
         default_factory=GateSpec,
         description="One threshold on the test split (`min_<metric>` for scores, `max_<metric>` for errors),"
@@ -335,9 +545,10 @@ class PipelineSpec(_Strict):
     stages: StagesSpec = Field(default_factory=StagesSpec, description="Timeout, retries and resources per stage.")
     notifications: NotificationsSpec = Field(
         default_factory=NotificationsSpec,
-        description="Which of the configured channels (ML_PLATFORM_WEBHOOK_URL, ML_PLATFORM_SMTP_*) get this"
-        " pipeline's messages.",
+        description="Where this pipeline's messages go: which channels per event, and its own webhook, Slack channel"
+        " and addresses; the servers and secrets stay in the environment (ML_PLATFORM_WEBHOOK_URL, ML_PLATFORM_SMTP_*).",
     )
+    mlflow: MlflowSpec = Field(default_factory=MlflowSpec, description="MLflow experiment tracking (optional).")
     drift: DriftSpec = Field(default_factory=DriftSpec, description="Feature drift of each new day against the"
                              " data the production model was trained on.")
     scoring: ScoringSpec | None = Field(
@@ -357,6 +568,16 @@ class PipelineSpec(_Strict):
             )
         return value
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        text = str(value)
+        if isinstance(value, bool) or not _VERSION.match(text):
+            raise ValueError(f"{value!r} is not a version: letters, digits, '.', '_', '+', '-' (e.g. 1.4.0)")
+        return text
+
     @field_validator("model_name")
     @classmethod
     def _model_name(cls, value: str | None) -> str | None:
@@ -366,12 +587,12 @@ class PipelineSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
-        estimator = ESTIMATORS.get((self.task, self.model.estimator))
+        estimator = estimator_of(self.task, self.model.estimator)
         if estimator is None:
             raise _FieldError(
                 "model.estimator",
                 f"unknown estimator {self.model.estimator!r} for {self.task}; choose one of"
-                f" {', '.join(estimator_names(self.task))}",
+                f" {', '.join(estimator_names(self.task))}, or give an import path (module:Class)",
             )
         self.model.params = self._validated_params(estimator, self.model.params, "model.params")
         self._check_variants(estimator)
@@ -384,8 +605,8 @@ class PipelineSpec(_Strict):
             if higher_is_better is None or key.startswith("min_") != higher_is_better:
                 allowed = [f"{'min' if up else 'max'}_{m}" for m, up in GATE_METRICS[self.task].items()]
                 raise _FieldError("gate." + key, f"not a {self.task} gate; use one of {', '.join(allowed)}")
-        if self.features:
-            names = [f.name for f in self.features]
+        if self.features.columns:
+            names = [f.name for f in self.features.columns]
             if self.target in names:
                 raise _FieldError("features", f"lists the target column {self.target!r}")
             duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -400,7 +621,10 @@ class PipelineSpec(_Strict):
     def _validated_params(self, estimator, params: dict[str, Any], where: str) -> dict[str, Any]:
         """``params`` as the estimator takes them; a bad one names ``where.<param>``."""
         try:
-            return estimator.params(**params).model_dump()
+            return estimator.validate(params)
+        except UserCodeError as exc:
+            field = "model.estimator" if where == "model.params" and not params else where
+            raise _FieldError(field, str(exc)) from None
         except ValidationError as exc:
             first = exc.errors()[0]
             raise _FieldError(
@@ -471,7 +695,14 @@ def _where(loc: tuple, raw: Any) -> str:
             name = None
         if name:
             entry += f" ({name})"
-        rest = ".".join(str(p) for p in loc[2:])
+        parts = list(loc[2:])
+        try:
+            short_features = isinstance(raw["pipelines"][loc[1]].get("features"), list)
+        except (KeyError, IndexError, TypeError, AttributeError):
+            short_features = False
+        if parts[:2] == ["features", "columns"] and short_features:
+            del parts[1]  # written `features: [a, b]`: name the list's item as written
+        rest = ".".join(str(p) for p in parts)
         return f"{entry}: {rest}" if rest else entry
     return ".".join(str(p) for p in loc) or "(top level)"
 
@@ -546,16 +777,17 @@ def _check_unique(specs: list[PipelineSpec], source: str) -> None:
 
 def _with_defaults(spec: PipelineSpec, settings: Settings, source: str, index: int) -> PipelineSpec:
     target = spec.target or settings.target_column
-    if spec.features is None and settings.feature_columns and target in settings.feature_columns:
+    columns = spec.features.columns
+    if columns is None and settings.feature_columns and target in settings.feature_columns:
         raise ConfigError(f"{source}: pipelines[{index}] ({spec.name}): target: {target!r} is one of the"
                           " feature columns of ML_PLATFORM_FEATURE_COLUMNS")
-    if spec.features and target in [f.name for f in spec.features]:
+    if columns and target in [f.name for f in columns]:
         raise ConfigError(f"{source}: pipelines[{index}] ({spec.name}): features: lists the target column"
                           f" {target!r}")
     return spec.model_copy(update={
         "target": target,
-        "features": spec.features if spec.features is not None else (
-            [FeatureColumn(name=c) for c in settings.feature_columns] if settings.feature_columns else None),
+        "features": spec.features.model_copy(update={"columns": columns if columns is not None else (
+            [FeatureColumn(name=c) for c in settings.feature_columns] if settings.feature_columns else None)}),
         "window_days": spec.window_days or settings.window_days,
         "model_name": spec.model_name or spec.name,
         "landing": spec.landing if spec.landing is not None else spec.name,
@@ -567,6 +799,8 @@ def _with_defaults(spec: PipelineSpec, settings: Settings, source: str, index: i
 def load_pipelines(settings: Settings, path: Path | None = None) -> list[PipelineSpec]:
     """Read and validate the pipelines file (see ``pipelines_path``)."""
     path = path or pipelines_path()
+    # The project's own modules (estimators, feature functions) live beside the file.
+    make_importable(path.parent)
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -579,7 +813,7 @@ def load_pipelines(settings: Settings, path: Path | None = None) -> list[Pipelin
 
 
 __all__ = [
-    "CHANNELS", "DEMO_DATASETS", "STAGES", "TASKS", "FeatureColumn", "GateSpec", "ModelSpec", "PartitionsSpec",
+    "CHANNELS", "DEMO_DATASETS", "STAGES", "TASKS", "FeatureColumn", "FeaturesSpec", "MlflowSpec", "GateSpec", "ModelSpec", "PartitionsSpec",
     "PipelineSpec", "SchemaSpec", "ScoringSpec",
-    "ResourcesSpec", "ScheduleSpec", "StageSpec", "load_pipelines", "parse_pipelines", "pipelines_path",
+    "ResourcesSpec", "ScheduleSpec", "SplitSpec", "StageSpec", "load_pipelines", "parse_pipelines", "pipelines_path",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 os.environ.setdefault("ML_PLATFORM_RETRY_DELAY_S", "0.2")
 os.environ.setdefault("ML_PLATFORM_PIPELINES", str(Path(__file__).resolve().parent / "support" / "pipelines.yaml"))
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # the MLflow client of the tracking tests
 
 from ml_platform_tests.support.platform import demo_frame, instance, platform, seeded  # noqa: E402, F401
 from ml_platform_tests.support.postgres_server import postgres  # noqa: E402, F401

@@ -8,6 +8,7 @@ import dagster as dg
 import numpy as np
 
 from ml_platform import constants
+from ml_platform.assets.tracked import RUN_ID, track_deploy
 from ml_platform.errors import PointerConflictError
 from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
 from ml_platform.metadata import signature_metadata
@@ -39,6 +40,9 @@ def model_identity(trained_model: TrainedModel) -> str:
         "task": getattr(trained_model, "task", "classification"),
         "estimator": getattr(trained_model, "estimator", "random_forest"),
         "code_version": code_version(),
+        "pipeline_version": trained_model.pipeline_version,
+        "feature_transform": trained_model.feature_transform,
+        "requirements": trained_model.requirements,
         "scikit_learn": sklearn.__version__,
     }
     return "sha256:" + hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
@@ -95,6 +99,10 @@ def _deploy(
         "data_fingerprint": trained_model.data_fingerprint,
         "data_as_of": trained_model.data_as_of,
         "code_version": code_version(),
+        "pipeline_version": trained_model.pipeline_version,
+        "feature_transform": trained_model.feature_transform,
+        "requirements": trained_model.requirements,
+        "mlflow_run_id": trained_model.extra.get(RUN_ID),
         "dagster_run_id": context.run.run_id,
     }
     if pipeline.task == "classification":
@@ -150,6 +158,7 @@ def _deploy(
         )
     context.log.info(f"{name} {version.version}: {note}")
 
+    track_deploy(context, pipeline, model_metrics, version.version, promoted)
     production = model_store.production(name)
     record = {
         "model_name": name,

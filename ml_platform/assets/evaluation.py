@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ml_platform import constants
+from ml_platform.assets.tracked import track_metrics
 from ml_platform.errors import (
     ModelStoreError,
     NoProductionModelError,
@@ -263,6 +264,7 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
             metadata["Signature vs production"] = (
                 SignatureChange.from_dict(change["change"]).describe() if "change" in change else change["note"]
             )
+            metadata.update(track_metrics(context, pipeline, trained_model, metrics))
             return dg.Output(metrics, metadata=metadata)
 
     return model_metrics

@@ -9,9 +9,10 @@ from pydantic import Field, create_model
 
 from ml_platform import constants, quality
 from ml_platform import drift as feature_drift
+from ml_platform.assets.tracked import track_challenger, track_training
 from ml_platform.checks.data_quality import DataQualityConfig
 from ml_platform.errors import DataValidationError
-from ml_platform.estimators import ESTIMATORS
+from ml_platform.estimators import ImportedEstimator, estimator_of
 from ml_platform.instance_queries import check_verdicts
 from ml_platform.metadata import rows_table, signature_metadata
 from ml_platform.ml import (
@@ -25,6 +26,7 @@ from ml_platform.ml import (
     make_model,
     row_hashes,
     split,
+    user_objects,
 )
 from ml_platform.partitions import training_window
 from ml_platform.resources.io_managers import PARTITIONS_AS_DICT
@@ -32,17 +34,29 @@ from ml_platform.resources.model_store import ModelStore
 from ml_platform.runtime import DATE_DIMENSION, VARIANT_DIMENSION, PipelineRuntime
 from ml_platform.signature import infer_signature
 from ml_platform.timeouts import run_with_timeout, stage_timeout
+from ml_platform.user_code import requirements_of
 
 
 class SplitConfig(dg.Config):
-    """The train/test split."""
+    """Base of each pipeline's split config: the fields of ``split`` in pipelines.yaml, defaulting to
+    the values there (``split_config_class``)."""
 
-    test_size: float = Field(
-        default=constants.DEFAULT_TEST_SIZE, gt=0.0, lt=1.0, description="Share of rows held out for testing."
-    )
-    random_state: int = Field(
-        default=constants.DEFAULT_RANDOM_STATE, description="Seed of the split: same seed, same split."
-    )
+
+def split_config_class(pipeline: PipelineRuntime) -> type[SplitConfig]:
+    split = pipeline.spec.split
+    fields = {
+        "test_size": (float, Field(default=split.test_size, gt=0.0, lt=1.0,
+                                   description="Share of rows held out for testing.")),
+        "random_state": (int, Field(default=split.random_state, description="Seed of the split: same seed,"
+                                    " same split.")),
+        "stratify": (bool, Field(default=split.stratify, description="Classification: stratify on the target"
+                                 " when every class has enough rows; false for a plain shuffled split.")),
+    }
+    return create_model(f"{_class_prefix(pipeline)}SplitConfig", __base__=SplitConfig, **fields)
+
+
+def _class_prefix(pipeline: PipelineRuntime) -> str:
+    return pipeline.name.title().replace("_", "")
 
 
 class TrainingConfig(dg.Config):
@@ -51,9 +65,15 @@ class TrainingConfig(dg.Config):
 
 
 def training_config_class(pipeline: PipelineRuntime) -> type[TrainingConfig]:
-    estimator = ESTIMATORS[(pipeline.task, pipeline.spec.model.estimator)]
+    estimator = estimator_of(pipeline.task, pipeline.spec.model.estimator)
     defaults = pipeline.spec.model.params
     fields = {}
+    if isinstance(estimator, ImportedEstimator):
+        # The team's estimator: the params pipelines.yaml gives it, each of its YAML type.
+        for name, value in defaults.items():
+            if isinstance(value, (bool, int, float, str)):
+                fields[name] = (type(value), Field(default=value, description=f"{estimator.name} parameter."))
+        return create_model(f"{_class_prefix(pipeline)}TrainingConfig", __base__=TrainingConfig, **fields)
     for name, info in estimator.params.model_fields.items():
         field = Field(
             default=defaults.get(name, info.default),
@@ -62,7 +82,7 @@ def training_config_class(pipeline: PipelineRuntime) -> type[TrainingConfig]:
         )
         fields[name] = (info.annotation, field)
     return create_model(
-        f"{pipeline.name.title().replace('_', '')}TrainingConfig", __base__=TrainingConfig, **fields
+        f"{_class_prefix(pipeline)}TrainingConfig", __base__=TrainingConfig, **fields
     )
 
 
@@ -190,6 +210,7 @@ def _training_data(
 
 def build_splits(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     classification = pipeline.task == "classification"
+    config_class = split_config_class(pipeline)
 
     @dg.multi_asset(
         name=pipeline.op("splits"),
@@ -202,6 +223,7 @@ def build_splits(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
                 kinds={"pandas"},
                 owners=[constants.ML_OWNER],
                 description=description,
+                code_version=pipeline.spec.version,
             )
             for name, description in (
                 ("train_split", "Rows the model is fitted on."),
@@ -209,7 +231,7 @@ def build_splits(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
             )
         },
     )
-    def splits(context: dg.AssetExecutionContext, config: SplitConfig, training_data: pd.DataFrame):
+    def splits(context: dg.AssetExecutionContext, config: config_class, training_data: pd.DataFrame):
         with stage_timeout(context, pipeline, "train"):
             yield from _splits(context, pipeline, config, training_data, classification)
 
@@ -217,11 +239,11 @@ def build_splits(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
 
 
 def _splits(context, pipeline: PipelineRuntime, config: SplitConfig, training_data: pd.DataFrame, classification: bool):
-    """Train/test split; for classification stratified on the target when every class has enough rows."""
-    train, test, stratified = split(
-        training_data, pipeline.target, config.test_size, config.random_state, classification
-    )
-    if classification and not stratified:
+    """Train/test split; for classification stratified on the target (``split.stratify``) when every
+    class has enough rows."""
+    stratify = classification and config.stratify
+    train, test, stratified = split(training_data, pipeline.target, config.test_size, config.random_state, stratify)
+    if stratify and not stratified:
         context.log.warning("some target class has too few rows to stratify: split is not stratified")
     context.log.info(f"split {len(training_data)} rows: {len(train)} train, {len(test)} test")
     common = {"Stratified": stratified, "Test size": float(config.test_size)}
@@ -241,7 +263,9 @@ def build_trained_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         **pipeline.asset_options("train", constants.ML_OWNER),
         io_manager_key="model_io_manager",
         kinds={"scikitlearn"},
-        description=f"The model: a scikit-learn Pipeline of imputation, scaling, one-hot encoding and {estimator}.",
+        description="The model: a scikit-learn Pipeline of "
+        + (f"your feature step {pipeline.spec.features.transform}, " if pipeline.spec.features.transform else "")
+        + f"imputation, scaling, one-hot encoding and {estimator}.",
     )
     def trained_model(
         context: dg.AssetExecutionContext, config: config_class, train_split: pd.DataFrame
@@ -345,6 +369,7 @@ def _best_variant(
         for v in pipeline.variants
     ]
     return dg.Output(best, metadata={
+        **track_challenger(context, pipeline, best),
         "Chosen variant": ranked[0],
         f"CV {metric}": float(best.extra["cv_score"]),
         "Variants": rows_table(rows, [("Variant", "string"), (f"CV {metric}", "float"), ("Chosen", "bool")]),
@@ -363,8 +388,8 @@ def _train(
     estimator = pipeline.spec.model.estimator
     x_train, y_train = features_and_target(train_split, pipeline.target)
     try:
-        model = make_model(pipeline.task, estimator, params)
-    except ValueError as exc:
+        model = make_model(pipeline.task, estimator, params, pipeline.spec.features.transform)
+    except (ValueError, TypeError) as exc:
         raise dg.Failure(description=f"{estimator} parameters: {exc}", allow_retries=False) from exc
     context.log.info(
         f"fitting {type(model.named_steps['model']).__name__}"
@@ -416,12 +441,15 @@ def _train(
         task=pipeline.task,
         estimator=estimator,
         signature=infer_signature(x_train, pipeline.target, pipeline.task, classes),
+        requirements=requirements_of(*user_objects(model)),
+        pipeline_version=pipeline.spec.version,
+        feature_transform=pipeline.spec.features.transform,
         # Which rows it learnt from: champion / challenger later compares on rows it never saw; and
         # their profile, which the drift checks compare new days with once it serves.
         extra={"train_row_hashes": row_hashes(train_split),
                "drift_profile": feature_drift.profile(train_split, pipeline.target), **extra},
     )
-    metadata = _model_metadata(trained)
+    metadata = {**_model_metadata(trained), **track_training(context, pipeline, trained, variant)}
     if extra:
         metadata["Variant"] = variant
         metadata[f"CV {extra['cv_metric']}"] = float(extra["cv_score"])

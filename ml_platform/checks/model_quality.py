@@ -4,6 +4,7 @@ the champion), one on the signature: a new model takes the production model's co
 import dagster as dg
 from pydantic import Field, create_model
 
+from ml_platform.assets.tracked import track_verdict
 from ml_platform.estimators import METRIC_LABELS
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.signature import SignatureChange
@@ -60,8 +61,10 @@ def build_gate(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition:
     )
     def gate(context: dg.AssetCheckExecutionContext, config: config_class, model_metrics: dict):
         with stage_timeout(context, pipeline, "evaluate"):
-            return evaluate_gate(model_metrics, metric, float(getattr(config, field)),
-                                 float(config.max_regression), higher_is_better)
+            result = evaluate_gate(model_metrics, metric, float(getattr(config, field)),
+                                   float(config.max_regression), higher_is_better)
+            track_verdict(context, pipeline, model_metrics, result)
+            return result
 
     return gate
 

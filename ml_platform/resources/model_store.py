@@ -29,12 +29,14 @@ import joblib
 
 from ml_platform import constants
 from ml_platform.errors import (
+    ModelDependencyError,
     ModelIntegrityError,
     ModelStoreError,
     ModelVersionNotFoundError,
     NoProductionModelError,
     PointerConflictError,
 )
+from ml_platform.user_code import check_requirements
 
 
 @dataclass(frozen=True)
@@ -286,6 +288,13 @@ class ModelStore(dg.ConfigurableResource, ABC):
                 f"{self.uri(key)} has sha256 {actual}, but {model_version.sha256} was recorded"
                 " when it was written: refusing to load a changed artifact"
             )
-        return joblib.load(io.BytesIO(artifact)), model_version
+        what = f"model {model_name} {model_version.version}"
+        check_requirements(model_version.metadata.get("requirements"), what)
+        try:
+            return joblib.load(io.BytesIO(artifact)), model_version
+        except (ModuleNotFoundError, AttributeError) as exc:
+            # Pickles name their classes and functions by module; one that is gone here says so.
+            raise ModelDependencyError(f"{what} cannot be loaded here: {exc} (the code it was trained"
+                                       " with is missing or changed)") from None
 
 

@@ -1,8 +1,10 @@
-"""Notifications: a Slack-compatible webhook and/or e-mail over SMTP, configured from the environment."""
+"""Notifications: a Slack-compatible webhook and/or e-mail over SMTP, configured from the environment;
+a pipeline's ``notifications`` route each event to channels and recipients of its own."""
 
 from __future__ import annotations
 
 import json
+import os
 import smtplib
 import urllib.error
 import urllib.request
@@ -12,6 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from ml_platform.errors import MlPlatformError
+from ml_platform.spec import Route
 
 
 class NotificationError(MlPlatformError):
@@ -35,40 +38,57 @@ class Notifier(dg.ConfigurableResource):
 
     @property
     def channels(self) -> list[str]:
+        """The channels configured in the environment (a pipeline's route can add its own webhook)."""
+        return self._configured(Route())
+
+    def _webhook_url(self, route: Route) -> str | None:
+        if route.webhook_url_env:
+            # The pipeline's own webhook: its URL is a secret, read from the environment when sending.
+            return os.environ.get(route.webhook_url_env) or None
+        return self.webhook_url
+
+    def _recipients(self, route: Route) -> str | None:
+        return ", ".join(route.email) if route.email else self.smtp_recipients
+
+    def _configured(self, route: Route) -> list[str]:
         found = []
-        if self.webhook_url:
+        if self._webhook_url(route) or route.webhook_url_env:
             found.append("webhook")
-        if self.smtp_host and self.smtp_recipients:
+        if self.smtp_host and self._recipients(route):
             found.append("email")
         return found
 
-    def send(
-        self, subject: str, lines: list[str], fields: dict[str, str], only: list[str] | None = None
-    ) -> list[str]:
-        """Deliver to every configured channel (or those of them in ``only``: a pipeline's
-        ``notifications``); return the channels used. Raises NotificationError naming the
-        channels that failed (after trying all of them)."""
+    def send(self, subject: str, lines: list[str], fields: dict[str, str], route: Route | None = None) -> list[str]:
+        """Deliver to every configured channel, or to those of a pipeline's ``route`` (its channels
+        and recipients for this event: ``NotificationsSpec.route``); return the channels used.
+        Raises NotificationError naming the channels that failed (after trying all of them)."""
+        route = route or Route()
         text = "\n".join([f"*{subject}*", *lines, *(f"{k}: {v}" for k, v in fields.items())])
         errors = []
-        wanted = set(self.channels if only is None else only)
-        if self.webhook_url and "webhook" in wanted:
+        configured = self._configured(route)
+        wanted = [c for c in configured if route.channels is None or c in route.channels]
+        if "webhook" in wanted:
+            url = self._webhook_url(route)
             payload = {"text": text, "subject": subject, "fields": fields}
-            request = urllib.request.Request(
-                self.webhook_url,
-                data=json.dumps(payload).encode(),
-                headers={"Content-Type": "application/json"},
-                method="POST",
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    response.read()
-            except (urllib.error.URLError, OSError) as exc:
-                errors.append(f"webhook: {exc}")
-        if self.smtp_host and self.smtp_recipients and "email" in wanted:
+            if route.webhook_channel:
+                payload["channel"] = route.webhook_channel
+            if url is None:
+                errors.append(f"webhook: {route.webhook_url_env} (the pipeline's webhook URL) is not set")
+            else:
+                request = urllib.request.Request(
+                    url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"},
+                    method="POST",
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                        response.read()
+                except (urllib.error.URLError, OSError) as exc:
+                    errors.append(f"webhook: {exc}")
+        if "email" in wanted:
             message = EmailMessage()
             message["Subject"] = subject
             message["From"] = self.smtp_sender
-            message["To"] = self.smtp_recipients
+            message["To"] = self._recipients(route)
             message.set_content(text.replace("*", ""))
             try:
                 with smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=self.timeout_s) as smtp:
@@ -81,7 +101,7 @@ class Notifier(dg.ConfigurableResource):
                 errors.append(f"email via {self.smtp_host}:{self.smtp_port}: {exc}")
         if errors:
             raise NotificationError("notification failed: " + "; ".join(errors))
-        return [c for c in self.channels if c in wanted]
+        return wanted
 
 
 # Environment variable -> Notifier field. Values are passed as dg.EnvVar, read only at run time.

@@ -123,6 +123,63 @@ def test_run_config_overrides_the_yaml_params(platform):
         "n_estimators": 15, "max_depth": 5, "min_samples_leaf": 1, "random_state": 42, "n_jobs": -1}
 
 
+# -- the split ------------------------------------------------------------------------------------
+SEED_SPLIT = """
+    pipelines:
+      - name: seed
+        target: y
+        model: {estimator: random_forest, params: {n_estimators: 100, max_depth: 10, random_state: 42}}
+        split: {test_size: 0.2, random_state: 42, stratify: false}
+"""
+
+
+def _seed_script_accuracy(frame: pd.DataFrame) -> tuple[float, int]:
+    """What the pipelines this platform replaces do: train_test_split without stratify, a
+    StandardScaler, the random forest; their accuracy on the test rows."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import accuracy_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = frame.drop(columns=["y"]), frame["y"]
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=42)
+    scaler = StandardScaler().fit(x_train)
+    model = RandomForestClassifier(n_estimators=100, max_depth=10, random_state=42)
+    model.fit(scaler.transform(x_train), y_train)
+    return accuracy_score(y_test, model.predict(scaler.transform(x_test))), len(x_test)
+
+
+def test_the_split_of_pipelines_yaml_reproduces_the_seed_scripts_accuracy(platform):
+    built = built_from(SEED_SPLIT)
+    seed(platform, "seed", "breast_cancer", "y")
+    result = ingest_and_train(platform, built)
+    assert result.success, step_errors(result)
+
+    split_meta = result.asset_materializations_for_node("seed__splits")[0].metadata
+    assert split_meta["Stratified"].value is False and split_meta["Test size"].value == 0.2
+    frame = pd.concat([pd.read_parquet(platform.landing / "seed" / f"{day}.parquet") for day in demo_days(
+        END_DAY, 7)], ignore_index=True)
+    accuracy, test_rows = _seed_script_accuracy(frame)
+    metrics = platform.store.production("seed").metadata["metrics"]
+    assert metrics["test_rows"] == test_rows
+    assert metrics["accuracy"] == accuracy
+
+
+def test_the_split_defaults_to_stratified_and_run_config_overrides_it(platform):
+    # max_regression: the rerun's model need not beat the first one to be deployed.
+    built = built_from(SEED_SPLIT.replace("stratify: false", "stratify: true") + "        gate: {max_regression: 1}\n")
+    seed(platform, "seed", "breast_cancer", "y")
+    result = ingest_and_train(platform, built)
+    assert result.success, step_errors(result)
+    assert result.asset_materializations_for_node("seed__splits")[0].metadata["Stratified"].value is True
+
+    rerun = run(platform, built, "key:seed/training_data+", run_config={"ops": {"seed__splits": {"config": {
+        "stratify": False, "test_size": 0.3}}}})
+    assert rerun.success, step_errors(rerun)
+    meta = rerun.asset_materializations_for_node("seed__splits")[0].metadata
+    assert meta["Stratified"].value is False and meta["Test size"].value == 0.3
+
+
 # -- stages: timeouts, retries, resources ----------------------------------------------------------
 def test_a_fit_longer_than_the_train_timeout_is_stopped_and_nothing_is_deployed(platform):
     built = built_from("""

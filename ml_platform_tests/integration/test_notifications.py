@@ -359,3 +359,121 @@ def test_run_failures_go_to_the_channels_of_the_failed_jobs_pipeline(platform: P
         sensor(context)
     assert len(webhook.bodies) == 1 and webhook.bodies[0]["fields"]["Job"] == "loud_training"
     assert smtp.messages == []
+
+
+# -- per-pipeline recipients and on_success (the seed's `slack:` / `email:` targets) ---------------
+
+TOLD = """
+    pipelines:
+      - name: told
+        target: y
+        model: {{estimator: random_forest, params: {{n_estimators: 10, max_depth: 4}}}}
+        gate: {{min_accuracy: {threshold}}}
+        notifications:
+          webhook: {{url_env: TOLD_WEBHOOK_URL, channel: "#ml-alerts"}}
+          email: [ml-team@company.com]
+          on_failure: []
+          on_success: {on_success}
+"""
+
+
+def _run_told_job(platform: Platform, threshold: float, on_success: str):
+    """The pipeline's own training job for END_DAY after the window's days were ingested, as the
+    schedule or landing sensor runs it; and the platform's definitions it belongs to."""
+    from ml_platform.factory import build_platform_defs
+    from ml_platform.demo import seed_landing
+    from ml_platform_tests.support.pipelines import built_from
+
+    built = built_from(TOLD.format(threshold=threshold, on_success=on_success))
+    seed_landing(str(platform.landing / "told"), end_day=END_DAY, days=len(DAYS), target="y")
+    defs = build_platform_defs([built.pipeline], platform.resources, dg.in_process_executor)
+    ingest = dg.materialize(built.definitions, selection="key:told/raw_data", instance=platform.instance,
+                            resources=platform.resources, raise_on_error=False, tags={
+                                "dagster/asset_partition_range_start": DAYS[0],
+                                "dagster/asset_partition_range_end": DAYS[-1]})
+    assert ingest.success, step_errors(ingest)
+    result = defs.resolve_job_def("told_training").execute_in_process(
+        partition_key=END_DAY, instance=platform.instance, raise_on_error=False)
+    return defs, result
+
+
+def _evaluate(defs, platform: Platform, sensor_name: str, run_id: str, notifier: Notifier, failed: bool):
+    run = platform.instance.get_run_by_id(run_id)
+    kind = dg.DagsterEventType.RUN_FAILURE if failed else dg.DagsterEventType.RUN_SUCCESS
+    (record,) = platform.instance.get_records_for_run(run_id=run_id, of_type=kind).records
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor_name, dagster_instance=platform.instance, dagster_run=run,
+        dagster_event=record.event_log_entry.dagster_event, resources={"notifier": notifier})
+    with (context.for_run_failure() if failed else context) as built_context:
+        defs.get_sensor_def(sensor_name)(built_context)
+
+
+def test_on_success_reports_a_deploy_to_the_pipelines_own_webhook_channel_and_addresses(
+    platform: Platform, webhook: WebhookServer, smtp: SmtpServer, monkeypatch
+):
+    # The pipeline's webhook URL is a secret: pipelines.yaml names the variable, the environment holds it.
+    monkeypatch.setenv("TOLD_WEBHOOK_URL", webhook.url.rsplit("/", 1)[0] + "/told")
+    defs, result = _run_told_job(platform, 0.8, "[webhook, email]")
+    assert result.success, step_errors(result)
+    production = platform.store.production("told")
+
+    _evaluate(defs, platform, "notify_on_run_success", result.run_id, notifier_for(webhook, smtp), failed=False)
+
+    assert webhook.paths == ["/hooks/told"]  # not the platform's ML_PLATFORM_WEBHOOK_URL
+    (body,) = webhook.bodies
+    assert body["channel"] == "#ml-alerts"
+    assert body["subject"] == "ml_platform run finished: told_training"
+    assert body["fields"]["Outcome"].startswith(f"deployed: told {production.version} (promoted to production")
+    assert body["fields"]["Run id"] == result.run_id and body["fields"]["Partition"] == END_DAY
+    (message,) = smtp.messages
+    assert smtp.envelopes == [(SENDER, ["ml-team@company.com"])]  # the pipeline's addresses
+    assert f"Outcome: deployed: told {production.version}" in body_text(message)
+
+    # A run that failed for another reason (no landing file) held no model back: nothing is sent.
+    failing = dg.materialize(built_assets(defs), selection="key:told/raw_data",
+                             partition_key="2025-12-25", instance=platform.instance,
+                             resources=platform.resources, raise_on_error=False)
+    assert not failing.success
+    _evaluate(defs, platform, "notify_on_held_back_model", failing.run_id, notifier_for(webhook, smtp), failed=True)
+    assert len(webhook.bodies) == 1 and len(smtp.messages) == 1
+
+
+def built_assets(defs: dg.Definitions) -> list:
+    return [*defs.assets, *defs.asset_checks]
+
+
+def test_on_success_says_the_gate_held_the_model_back_and_an_event_can_have_its_own_recipients(
+    platform: Platform, webhook: WebhookServer, smtp: SmtpServer
+):
+    defs, result = _run_told_job(platform, 0.999, "{email: [lead@example.com]}")
+    assert not result.success  # a blocking check that fails ends the run as a failure
+    assert platform.store.production("told") is None
+
+    _evaluate(defs, platform, "notify_on_held_back_model", result.run_id, notifier_for(webhook, smtp), failed=True)
+
+    assert webhook.bodies == []  # on_success names e-mail only
+    (message,) = smtp.messages
+    assert smtp.envelopes == [(SENDER, ["lead@example.com"])]
+    text = body_text(message)
+    assert "Outcome: held back by the gate: accuracy" in text and "< threshold 0.999" in text
+    # on_failure: [] — the failure sensor sends this pipeline's failures nowhere.
+    sensor = defs.get_sensor_def("notify_on_run_failure")
+    with dg.build_run_status_sensor_context(
+        sensor_name="notify_on_run_failure", dagster_instance=platform.instance,
+        dagster_run=platform.instance.get_run_by_id(result.run_id),
+        dagster_event=run_failure_event(platform.instance, result.run_id),
+        resources={"notifier": notifier_for(webhook, smtp)},
+    ).for_run_failure() as context:
+        sensor(context)
+    assert len(smtp.messages) == 1 and webhook.bodies == []
+
+
+def test_a_pipeline_webhook_whose_variable_is_unset_fails_the_tick_naming_it(
+    platform: Platform, webhook: WebhookServer, smtp: SmtpServer, monkeypatch
+):
+    monkeypatch.delenv("TOLD_WEBHOOK_URL", raising=False)
+    defs, result = _run_told_job(platform, 0.8, "[webhook]")
+    assert result.success, step_errors(result)
+    with pytest.raises(NotificationError, match="TOLD_WEBHOOK_URL .* is not set"):
+        _evaluate(defs, platform, "notify_on_run_success", result.run_id, notifier_for(webhook, smtp), failed=False)
+    assert webhook.bodies == []

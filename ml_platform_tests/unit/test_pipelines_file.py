@@ -77,8 +77,31 @@ BAD = [
     ("negative-timeout", "    stages: {train: {timeout_s: -1}}\n", "stages.train.timeout_s: Input should be greater than 0"),
     ("bad-memory", "    stages: {train: {resources: {memory: lots}}}\n",
      "stages.train.resources.memory: 'lots' is not a memory quantity"),
-    ("unknown-channel", "    notifications: {on_failure: [pager]}\n", "notifications.on_failure.0: Input should be"),
+    ("unknown-channel", "    notifications: {on_failure: [pager]}\n", "notifications.on_failure: 'pager' is not a channel: use webhook or email"),
     ("demo-data-of-other-task", "    demo_data: diabetes\n", "demo_data: diabetes is regression data"),
+    ("split-test-size", "    split: {test_size: 1.2}\n", "pipelines[0] (churn): split.test_size: Input should be less than 1"),
+    ("split-unknown-key", "    split: {shuffle: false}\n", "split.shuffle: unknown key"),
+    ("bad-version", "    version: 'v 1'\n", "version: 'v 1' is not a version"),
+    ("gpu-zero", "    stages: {train: {resources: {gpu: 0}}}\n", "stages.train.resources.gpu: Input should be greater"),
+    ("estimator-module-missing", "    model: {estimator: 'no_such_team_module:Model'}\n",
+     "model.estimator: cannot import module 'no_such_team_module'"),
+    ("estimator-attribute-missing", "    model: {estimator: 'sklearn.ensemble:NoSuchForest'}\n",
+     "model.estimator: module 'sklearn.ensemble' has no 'NoSuchForest'"),
+    ("estimator-bad-param", "    model: {estimator: 'sklearn.linear_model:LogisticRegression', params: {n_trees: 3}}\n",
+     "model.params: sklearn.linear_model:LogisticRegression(**params) failed: TypeError:"),
+    ("estimator-of-other-task", "    model: {estimator: 'sklearn.linear_model:Ridge'}\n",
+     "sklearn.linear_model:Ridge gives a regressor, but the task is classification"),
+    ("estimator-not-an-estimator", "    model: {estimator: 'os.path:join', params: {}}\n",
+     "model.estimator: os.path:join(**params) failed: TypeError"),
+    ("transform-missing", "    features: {transform: 'no_such_team_module:add'}\n",
+     "features.transform: cannot import module 'no_such_team_module'"),
+    ("transform-not-callable", "    features: {transform: 'math:pi'}\n",
+     "features.transform: math:pi is a float: give a function DataFrame -> DataFrame"),
+    ("bad-address", "    notifications: {email: [ml-team]}\n", "notifications.email: 'ml-team' is not an e-mail address"),
+    ("webhook-url-in-file", "    notifications: {webhook: {url_env: 'https://hooks.slack.com/x'}}\n",
+     "notifications.webhook.url_env: 'https://hooks.slack.com/x' is not an environment variable name"),
+    ("bad-slack-channel", "    notifications: {webhook: {channel: ml alerts}}\n", "is not a Slack channel"),
+    ("unknown-event-key", "    notifications: {on_success: {pager: [x]}}\n", "notifications.on_success"),
 ]
 
 
@@ -129,3 +152,51 @@ def test_the_reference_page_is_what_the_schema_says():
     for field in ("`features`", "`schema.extra_columns`", "`partitions.start`", "`stages.<stage>.timeout_s`",
                   "`model.variants`", "`scoring.landing`", "`gate.max_regression`"):
         assert f"| {field} |" in PAGE.read_text(), field
+
+
+def test_the_seed_config_fields_parse(tmp_path, monkeypatch):
+    """pipeline.version, resources.gpu, notifications.on_success and per-pipeline recipients; an
+    estimator and a feature function of the team's own module beside pipelines.yaml."""
+    (tmp_path / "team_models.py").write_text(
+        "from sklearn.ensemble import RandomForestClassifier\n\n"
+        "def make_model(trees=10):\n    return RandomForestClassifier(n_estimators=trees)\n\n"
+        "def add_ratio(frame):\n    return frame.assign(ratio=frame['a'] / frame['b'])\n"
+    )
+    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent("""
+        pipelines:
+          - name: churn
+            version: 1.4
+            model: {estimator: "team_models:make_model", params: {trees: 5}}
+            features: {columns: [a, b], transform: "team_models:add_ratio"}
+            stages: {train: {resources: {gpu: 1, memory: 8Gi}}}
+            notifications:
+              webhook: {url_env: CHURN_WEBHOOK_URL, channel: "#ml-alerts"}
+              email: [ml-team@company.com]
+              on_success: [webhook]
+              on_deploy: {email: [lead@company.com]}
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))  # removed again after the test (load adds it too)
+    (churn,) = load_pipelines(load_settings(environ={}), tmp_path / "pipelines.yaml")
+    assert churn.version == "1.4" and churn.model.params == {"trees": 5}
+    assert [f.name for f in churn.features.columns] == ["a", "b"]
+    assert churn.features.transform == "team_models:add_ratio"
+    deploy, success, failure = (churn.notifications.route(e) for e in ("on_deploy", "on_success", "on_failure"))
+    assert (deploy.channels, deploy.email) == (("email",), ("lead@company.com",))
+    assert (success.channels, success.webhook_url_env, success.webhook_channel) == (
+        ("webhook",), "CHURN_WEBHOOK_URL", "#ml-alerts")
+    assert (failure.channels, failure.email) == (None, ("ml-team@company.com",))
+
+    from ml_platform.runtime import PipelineRuntime
+
+    runtime = PipelineRuntime(churn, load_settings(environ={}))
+    assert runtime.op_tags("train") == {"dagster-k8s/config": {"container_config": {"resources": {
+        "requests": {"memory": "8Gi"}, "limits": {"memory": "8Gi", "nvidia.com/gpu": "1"}}}}}
+    assert runtime.asset_options("train", "ml")["code_version"] == "1.4"
+
+
+def test_a_features_list_is_short_for_its_columns():
+    (churn,) = parse("pipelines:\n  - name: churn\n    features: [a, {b: categorical}]\n")
+    assert [(f.name, f.kind) for f in churn.features.columns] == [("a", None), ("b", "categorical")]
+    assert churn.features.transform is None
+    # Left out: no version, no transform, on_success sends nothing.
+    assert churn.version is None and churn.notifications.route("on_success").channels == ()

@@ -1,0 +1,100 @@
+"""What the pipeline's steps record in MLflow (``mlflow`` in pipelines.yaml): one MLflow run per
+trained model (each variant too), its metrics and champion comparison from model_metrics, the gate's
+verdict and the deploy. Every call goes through ``MlflowTracker``, which warns instead of failing."""
+
+from __future__ import annotations
+
+import math
+
+import dagster as dg
+
+from ml_platform.estimators import HEADLINE_METRICS
+from ml_platform.ml import TrainedModel
+from ml_platform.runtime import PipelineRuntime
+
+RUN_ID = "mlflow_run_id"  # in TrainedModel.extra and in model_metrics' value
+
+
+def track_training(context, pipeline: PipelineRuntime, trained: TrainedModel, variant: str | None) -> dict:
+    """Record a fitted model as a new MLflow run; return the asset metadata that links to it."""
+    tracker = pipeline.tracker(context.log.warning)
+    if tracker is None:
+        return {}
+    name = f"{pipeline.name} {trained.data_as_of}" + (f" {variant}" if variant else "")
+    tags = {
+        "dagster.run_id": context.run.run_id,
+        "dagster.asset_key": context.asset_key.to_user_string(),
+        "dagster.partition": str(context.partition_key),
+        "ml_platform.pipeline": pipeline.name,
+        "ml_platform.model_name": pipeline.model_name,
+        "estimator": trained.estimator,
+        "data_fingerprint": trained.data_fingerprint,
+        "data_as_of": trained.data_as_of or "",
+        **({"variant": variant} if variant else {}),
+        **({"pipeline_version": trained.pipeline_version} if trained.pipeline_version else {}),
+        **({"feature_transform": trained.feature_transform} if trained.feature_transform else {}),
+    }
+    run_id = tracker.start_run(name, trained.params, tags)
+    if run_id is None:
+        return {}
+    trained.extra[RUN_ID] = run_id
+    numbers = {"training_rows": float(trained.training_rows), "fit_seconds": float(trained.fit_seconds)}
+    if "cv_score" in trained.extra:
+        numbers[f"cv_{trained.extra['cv_metric']}"] = float(trained.extra["cv_score"])
+    tracker.log_metrics(run_id, numbers)
+    if trained.signature is not None:
+        tracker.log_dict(run_id, trained.signature.to_dict(), "signature.json")
+    if pipeline.spec.mlflow.log_model:
+        tracker.log_model(run_id, trained.model)
+    tracker.end_run(run_id)
+    context.log.info(f"recorded as MLflow run {run_id} (experiment {tracker.experiment!r})")
+    return _link(tracker, run_id)
+
+
+def track_challenger(context, pipeline: PipelineRuntime, best: TrainedModel) -> dict:
+    """Mark the chosen variant's MLflow run as the challenger; the metadata that links to it."""
+    run_id = best.extra.get(RUN_ID)
+    tracker = pipeline.tracker(context.log.warning) if run_id else None
+    if tracker is None:
+        return {}
+    tracker.set_tags(run_id, {"challenger": "true", "challenger.dagster_run_id": context.run.run_id})
+    return _link(tracker, run_id)
+
+
+def track_metrics(context, pipeline: PipelineRuntime, trained: TrainedModel, metrics: dict) -> dict:
+    """model_metrics' scores (and the champion's, on the same rows) on the model's MLflow run."""
+    run_id = trained.extra.get(RUN_ID)
+    tracker = pipeline.tracker(context.log.warning) if run_id else None
+    if tracker is None:
+        return {}
+    metrics[RUN_ID] = run_id
+    numbers = {f"test_{k}": float(metrics[k]) for k in HEADLINE_METRICS[pipeline.task]
+               if isinstance(metrics.get(k), (int, float)) and math.isfinite(float(metrics[k]))}
+    champion = metrics.get("champion")
+    if champion is not None and champion.compared:
+        numbers.update({f"champion_{k}": float(v) for k, v in champion.champion.items()})
+        numbers.update({f"challenger_{k}": float(v) for k, v in champion.challenger.items()})
+    tracker.log_metrics(run_id, numbers)
+    return _link(tracker, run_id)
+
+
+def track_verdict(context, pipeline: PipelineRuntime, metrics: dict, result: dg.AssetCheckResult) -> None:
+    """The gate's verdict as tags of the model's MLflow run."""
+    run_id = metrics.get(RUN_ID)
+    tracker = pipeline.tracker(context.log.warning) if run_id else None
+    if tracker is not None:
+        tracker.set_tags(run_id, {"gate": "passed" if result.passed else "held back",
+                                  "gate.description": result.description or ""})
+
+
+def track_deploy(context, pipeline: PipelineRuntime, metrics: dict, version: str, promoted: bool) -> None:
+    """Which store version the model's MLflow run became, and whether it went to production."""
+    run_id = metrics.get(RUN_ID)
+    tracker = pipeline.tracker(context.log.warning) if run_id else None
+    if tracker is not None:
+        tracker.set_tags(run_id, {"model_store.version": version, "model_store.promoted": str(promoted).lower()})
+
+
+def _link(tracker, run_id: str) -> dict:
+    url = tracker.run_url(run_id)
+    return {"MLflow run": dg.MetadataValue.url(url) if url else run_id}
