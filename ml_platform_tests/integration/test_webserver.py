@@ -75,7 +75,8 @@ def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
     assert sensors == {"demo_landing_zone_sensor": "STOPPED", "diabetes_landing_zone_sensor": "STOPPED",
                        "demo_drift_sensor": "STOPPED", "diabetes_drift_sensor": "STOPPED",
                        "notify_on_run_failure": "RUNNING", "demo_notify_on_deploy": "RUNNING",
-                       "diabetes_notify_on_deploy": "RUNNING"}
+                       "diabetes_notify_on_deploy": "RUNNING", "notify_on_run_success": "RUNNING",
+                       "notify_on_held_back_model": "RUNNING"}
 
     # Launch runs as the UI does: the earlier days as one single-run backfill of raw_data,
     # then the whole pipeline for the newest day.

@@ -67,6 +67,7 @@ def test_schedules_and_sensors_per_pipeline():
     assert {s.name for s in defs.sensors} == {
         "demo_landing_zone_sensor", "demo_notify_on_deploy",
         "diabetes_landing_zone_sensor", "diabetes_notify_on_deploy", "notify_on_run_failure",
+        "notify_on_run_success", "notify_on_held_back_model",
         "demo_drift_sensor", "diabetes_drift_sensor",
     }
     for sensor in defs.sensors:
