@@ -7,6 +7,7 @@ preprocessing and the estimator (``build_model``), so that it predicts on raw ro
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,16 @@ class TrainedModel:
     pipeline_version: str | None = None  # the pipeline's ``version`` in pipelines.yaml
     feature_transform: str | None = None  # its ``features.transform`` (an import path)
 
+    @property
+    def identity(self) -> str:
+        """What the model is built from (``recipe_identity``): the same recipe, the same identity."""
+        return recipe_identity(
+            data_fingerprint=self.data_fingerprint, params=self.params, target=self.target,
+            feature_columns=self.feature_columns, task=self.task, estimator=self.estimator,
+            pipeline_version=self.pipeline_version, feature_transform=self.feature_transform,
+            requirements=self.requirements,
+        )
+
     def __setstate__(self, state: dict) -> None:
         # Stored before the fitted model was named ``model`` (it was ``pipeline``).
         if "pipeline" in state and "model" not in state:
@@ -75,6 +86,37 @@ class TrainedModel:
         state.setdefault("pipeline_version", None)
         state.setdefault("feature_transform", None)
         self.__dict__.update(state)
+
+
+def platform_version() -> str:
+    """The installed ml_platform version, recorded with every model and part of its recipe."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ml_platform")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def recipe_identity(
+    *, data_fingerprint: str, params: dict[str, Any], target: str, feature_columns: list[str], task: str,
+    estimator: str, pipeline_version: str | None, feature_transform: str | None,
+    requirements: list[dict[str, str]],
+) -> str:
+    """sha256 of what a model is built from: the train split's fingerprint, the estimator and its
+    params, the columns, the pipeline's version and own code, ml_platform's and scikit-learn's
+    versions. A stored version with the same identity is the same model: deploy does not store it
+    twice, and trained_model reuses it instead of fitting again."""
+    import sklearn
+
+    recipe = {
+        "data_fingerprint": data_fingerprint, "params": params, "target": target,
+        "feature_columns": feature_columns, "task": task, "estimator": estimator,
+        "platform_version": platform_version(), "scikit_learn": sklearn.__version__,
+        "pipeline_version": pipeline_version, "feature_transform": feature_transform,
+        "requirements": requirements,
+    }
+    return "sha256:" + hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:

@@ -1,6 +1,5 @@
 """deployed_model: the gated model written to the model store and promoted to production."""
 
-import hashlib
 import io
 import json
 
@@ -12,40 +11,10 @@ from ml_platform.assets.tracked import RUN_ID, track_deploy
 from ml_platform.errors import PointerConflictError
 from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
 from ml_platform.metadata import signature_metadata
-from ml_platform.ml import TrainedModel
+from ml_platform.ml import TrainedModel, platform_version
 from ml_platform.resources.model_store import ModelStore
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
-
-
-def code_version() -> str:
-    """The installed ml_platform version, recorded with every model."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("ml_platform")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def model_identity(trained_model: TrainedModel) -> str:
-    """What a model is built from: same data, params, code and library versions, same identity."""
-    import sklearn
-
-    recipe = {
-        "data_fingerprint": trained_model.data_fingerprint,
-        "params": trained_model.params,
-        "target": trained_model.target,
-        "feature_columns": trained_model.feature_columns,
-        "task": getattr(trained_model, "task", "classification"),
-        "estimator": getattr(trained_model, "estimator", "random_forest"),
-        "code_version": code_version(),
-        "pipeline_version": trained_model.pipeline_version,
-        "feature_transform": trained_model.feature_transform,
-        "requirements": trained_model.requirements,
-        "scikit_learn": sklearn.__version__,
-    }
-    return "sha256:" + hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def build_deployed_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
@@ -96,9 +65,12 @@ def _deploy(
         "signature": trained_model.signature.to_dict() if trained_model.signature else None,
         "classes": trained_model.classes,
         "training_rows": trained_model.training_rows,
+        "fit_seconds": trained_model.fit_seconds,
+        "cv_metric": trained_model.extra.get("cv_metric"),  # a variant's cross-validated score
+        "cv_score": trained_model.extra.get("cv_score"),
         "data_fingerprint": trained_model.data_fingerprint,
         "data_as_of": trained_model.data_as_of,
-        "code_version": code_version(),
+        "platform_version": platform_version(),
         "pipeline_version": trained_model.pipeline_version,
         "feature_transform": trained_model.feature_transform,
         "requirements": trained_model.requirements,
@@ -108,7 +80,7 @@ def _deploy(
     if pipeline.task == "classification":
         metadata["confusion_matrix"] = model_metrics["confusion_matrix"]
         metadata["labels"] = model_metrics["labels"]
-    identity = model_identity(trained_model)
+    identity = trained_model.identity
     hashes = trained_model.extra.get("train_row_hashes")
     extras = {}
     if hashes is not None:

@@ -1,5 +1,7 @@
 """training_data, the train/test splits and trained_model."""
 
+import io
+import json
 import time
 
 import dagster as dg
@@ -9,7 +11,7 @@ from pydantic import Field, create_model
 
 from ml_platform import constants, quality
 from ml_platform import drift as feature_drift
-from ml_platform.assets.tracked import track_challenger, track_training
+from ml_platform.assets.tracked import RUN_ID, track_challenger, track_training
 from ml_platform.checks.data_quality import DataQualityConfig
 from ml_platform.errors import DataValidationError
 from ml_platform.estimators import ImportedEstimator, estimator_of
@@ -24,15 +26,16 @@ from ml_platform.ml import (
     fit_with_progress,
     frame_fingerprint,
     make_model,
+    recipe_identity,
     row_hashes,
     split,
     user_objects,
 )
 from ml_platform.partitions import training_window
 from ml_platform.resources.io_managers import PARTITIONS_AS_DICT
-from ml_platform.resources.model_store import ModelStore
+from ml_platform.resources.model_store import ModelStore, ModelVersion
 from ml_platform.runtime import DATE_DIMENSION, VARIANT_DIMENSION, PipelineRuntime
-from ml_platform.signature import infer_signature
+from ml_platform.signature import Signature, infer_signature
 from ml_platform.timeouts import run_with_timeout, stage_timeout
 from ml_platform.user_code import requirements_of
 
@@ -59,9 +62,21 @@ def _class_prefix(pipeline: PipelineRuntime) -> str:
     return pipeline.name.title().replace("_", "")
 
 
+REFIT_DESCRIPTION = ("Fit again even when the model store holds a version of the same recipe (train split,"
+                     " estimator, params, code, library versions); recorded in the asset's metadata.")
+
+
 class TrainingConfig(dg.Config):
     """Base of each pipeline's training config: the estimator's parameters (ml_platform.estimators),
-    defaulting to the values of pipelines.yaml."""
+    defaulting to the values of pipelines.yaml, and ``refit``."""
+
+    refit: bool = Field(default=False, description=REFIT_DESCRIPTION)
+
+
+class VariantConfig(dg.Config):
+    """variant_model takes its params from its partition (pipelines.yaml); only ``refit``."""
+
+    refit: bool = Field(default=False, description=REFIT_DESCRIPTION)
 
 
 def training_config_class(pipeline: PipelineRuntime) -> type[TrainingConfig]:
@@ -268,9 +283,10 @@ def build_trained_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         + f"imputation, scaling, one-hot encoding and {estimator}.",
     )
     def trained_model(
-        context: dg.AssetExecutionContext, config: config_class, train_split: pd.DataFrame
+        context: dg.AssetExecutionContext, config: config_class, model_store: ModelStore, train_split: pd.DataFrame
     ) -> dg.Output[TrainedModel]:
-        return _train(context, pipeline, config.model_dump(), train_split, context.partition_key)
+        return _train(context, pipeline, model_store, config.model_dump(exclude={"refit"}), train_split,
+                      context.partition_key, refit=config.refit)
 
     return trained_model
 
@@ -292,14 +308,16 @@ def build_variant_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         **pipeline.asset_options("train", constants.ML_OWNER, pipeline.variant_partitions),
         io_manager_key="model_io_manager",
         kinds={"scikitlearn"},
-        config_schema={},  # the variant's params are its partition: see pipelines.yaml
         description=f"{estimator} with one hyperparameter variant of pipelines.yaml, fitted on the"
         f" day's train split, scored by {CV_FOLDS}-fold cross-validation ({metric}).",
     )
-    def variant_model(context: dg.AssetExecutionContext, train_split: pd.DataFrame) -> dg.Output[TrainedModel]:
+    def variant_model(
+        context: dg.AssetExecutionContext, config: VariantConfig, model_store: ModelStore, train_split: pd.DataFrame
+    ) -> dg.Output[TrainedModel]:
         key = context.partition_key.keys_by_dimension
         variant = key[VARIANT_DIMENSION]
-        return _train(context, pipeline, pipeline.variants[variant], train_split, key[DATE_DIMENSION], variant)
+        return _train(context, pipeline, model_store, pipeline.variants[variant], train_split, key[DATE_DIMENSION],
+                      variant, refit=config.refit)
 
     return variant_model
 
@@ -380,10 +398,12 @@ def _best_variant(
 def _train(
     context: dg.AssetExecutionContext,
     pipeline: PipelineRuntime,
+    model_store: ModelStore,
     params: dict,
     train_split: pd.DataFrame,
     as_of: str,
     variant: str | None = None,
+    refit: bool = False,
 ) -> dg.Output[TrainedModel]:
     estimator = pipeline.spec.model.estimator
     x_train, y_train = features_and_target(train_split, pipeline.target)
@@ -391,6 +411,21 @@ def _train(
         model = make_model(pipeline.task, estimator, params, pipeline.spec.features.transform)
     except (ValueError, TypeError) as exc:
         raise dg.Failure(description=f"{estimator} parameters: {exc}", allow_retries=False) from exc
+    fingerprint = frame_fingerprint(train_split)
+    requirements = requirements_of(*user_objects(model))
+    identity = recipe_identity(
+        data_fingerprint=fingerprint, params=params, target=pipeline.target,
+        feature_columns=[str(c) for c in x_train.columns], task=pipeline.task, estimator=estimator,
+        pipeline_version=pipeline.spec.version, feature_transform=pipeline.spec.features.transform,
+        requirements=requirements,
+    )
+    same = _same_recipe(model_store, pipeline, identity, as_of, variant)
+    if same is not None and not refit:
+        return _reuse(context, pipeline, model_store, same, identity)
+    refit_note = {}
+    if same is not None:
+        refit_note = {"Refit": f"forced by run config ({same.version} has the same recipe)"}
+        context.log.info(f"refit forced by run config: {same.version} has the same recipe")
     context.log.info(
         f"fitting {type(model.named_steps['model']).__name__}"
         f"({', '.join(f'{k}={v}' for k, v in params.items())})"
@@ -435,13 +470,13 @@ def _train(
         feature_columns=[str(c) for c in x_train.columns],
         classes=classes,
         training_rows=len(x_train),
-        data_fingerprint=frame_fingerprint(train_split),
+        data_fingerprint=fingerprint,
         fit_seconds=fit_seconds,
         data_as_of=as_of,
         task=pipeline.task,
         estimator=estimator,
         signature=infer_signature(x_train, pipeline.target, pipeline.task, classes),
-        requirements=requirements_of(*user_objects(model)),
+        requirements=requirements,
         pipeline_version=pipeline.spec.version,
         feature_transform=pipeline.spec.features.transform,
         # Which rows it learnt from: champion / challenger later compares on rows it never saw; and
@@ -449,11 +484,54 @@ def _train(
         extra={"train_row_hashes": row_hashes(train_split),
                "drift_profile": feature_drift.profile(train_split, pipeline.target), **extra},
     )
-    metadata = {**_model_metadata(trained), **track_training(context, pipeline, trained, variant)}
+    metadata = {**_model_metadata(trained), **refit_note, **track_training(context, pipeline, trained, variant)}
     if extra:
         metadata["Variant"] = variant
         metadata[f"CV {extra['cv_metric']}"] = float(extra["cv_score"])
-    return dg.Output(trained, metadata=metadata)
+    return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
+
+
+def _same_recipe(model_store: ModelStore, pipeline: PipelineRuntime, identity: str, as_of: str,
+                 variant: str | None) -> ModelVersion | None:
+    """The stored version built from this recipe for this day (a variant's with its CV score), or None."""
+    found = model_store.find_version(pipeline.model_name, identity)
+    if found is None or found.metadata.get("data_as_of") != as_of:
+        return None
+    if variant is not None and found.metadata.get("cv_score") is None:
+        return None  # stored before versions recorded the score the choice needs
+    return found
+
+
+def _reuse(context: dg.AssetExecutionContext, pipeline: PipelineRuntime, model_store: ModelStore,
+           version: ModelVersion, identity: str) -> dg.Output[TrainedModel]:
+    """The stored model of the same recipe, loaded (sha256 verified) instead of fitted again."""
+    model, version = model_store.load(pipeline.model_name, version.version)
+    meta = version.metadata
+    hashes = model_store.read_extra(version, constants.TRAIN_ROWS_FILENAME)
+    profile = model_store.read_extra(version, constants.DRIFT_PROFILE_FILENAME)
+    extra = {
+        "train_row_hashes": np.load(io.BytesIO(hashes), allow_pickle=False) if hashes is not None else None,
+        "drift_profile": json.loads(profile) if profile is not None else None,
+        "reused": version.version,
+        **({"variant": meta["variant"], "cv_metric": meta["cv_metric"], "cv_score": meta["cv_score"]}
+           if meta.get("variant") else {}),
+        **({RUN_ID: meta["mlflow_run_id"]} if meta.get("mlflow_run_id") else {}),
+    }
+    trained = TrainedModel(
+        model=model, params=meta["params"], target=meta["target"], feature_columns=meta["feature_columns"],
+        classes=meta.get("classes") or [], training_rows=meta["training_rows"],
+        data_fingerprint=meta["data_fingerprint"], fit_seconds=float(meta.get("fit_seconds") or 0.0),
+        data_as_of=meta.get("data_as_of"), extra={k: v for k, v in extra.items() if v is not None},
+        task=meta.get("task", pipeline.task), estimator=meta["estimator"], signature=Signature.of_version(meta),
+        requirements=meta.get("requirements") or [], pipeline_version=meta.get("pipeline_version"),
+        feature_transform=meta.get("feature_transform"),
+    )
+    context.log.info(f"reused {version.version} (same recipe: train split, estimator, params, code): no fit")
+    metadata = {"Reused": f"{version.version} (same recipe)", **_model_metadata(trained)}
+    if "cv_score" in trained.extra:
+        metadata["Variant"] = trained.extra["variant"]
+        metadata[f"CV {trained.extra['cv_metric']}"] = float(trained.extra["cv_score"])
+    return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
 
 
 def _model_metadata(trained: TrainedModel) -> dict:

@@ -110,9 +110,9 @@ class ModelStore(dg.ConfigurableResource, ABC):
         """
         check_segment(model_name, "model name")
         if identity is not None:
-            for existing in self.list_versions(model_name):
-                if existing.metadata.get("identity") == identity:
-                    return existing
+            existing = self.find_version(model_name, identity)
+            if existing is not None:
+                return existing
 
         buffer = io.BytesIO()
         joblib.dump(model, buffer)
@@ -138,6 +138,13 @@ class ModelStore(dg.ConfigurableResource, ABC):
             self.write_bytes(f"{model_name}/{version}/{check_segment(name, 'file name')}", data)
         self.write_bytes(f"{model_name}/{version}/{constants.METADATA_FILENAME}", encoded)
         return ModelVersion(model_name, version, self.uri(f"{model_name}/{version}"), record)
+
+    def find_version(self, model_name: str, identity: str) -> ModelVersion | None:
+        """The newest complete version built from the recipe ``identity`` (see ``save_version``), or None."""
+        for existing in reversed(self.list_versions(model_name)):
+            if existing.metadata.get("identity") == identity:
+                return existing
+        return None
 
     def read_extra(self, version: ModelVersion, name: str) -> bytes | None:
         """A file saved with the version (``extras``), or None if it has none by that name."""

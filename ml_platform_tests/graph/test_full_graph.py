@@ -35,7 +35,7 @@ def test_full_graph_deploys_a_verified_model_that_predicts_raw_rows(seeded, demo
     version_dir = seeded.store_dir / MODEL_NAME / pointer["version"]
     assert (version_dir / "model.joblib").is_file()
     metadata = json.loads((version_dir / "metadata.json").read_text())
-    for key in ("metrics", "params", "data_fingerprint", "code_version", "sha256", "created_at"):
+    for key in ("metrics", "params", "data_fingerprint", "platform_version", "sha256", "created_at"):
         assert metadata[key], key
     assert metadata["data_as_of"] == END_DAY
     assert metadata["training_rows"] + metadata["metrics"]["test_rows"] == len(demo_frame)
@@ -63,6 +63,61 @@ def test_rerun_on_unchanged_data_is_idempotent(seeded):
     assert len(versions) == 1
     outcome = second.asset_materializations_for_node("demo__deployed_model")[0].metadata["Outcome"].value
     assert outcome == "already in production"
+
+
+def _trained_meta(result) -> dict:
+    return {k: v.value for k, v in result.asset_materializations_for_node("demo__trained_model")[0].metadata.items()}
+
+
+def _logs(platform, result) -> str:
+    """The run's log lines (context.log), as the UI shows them."""
+    return "\n".join(e.user_message for e in platform.instance.all_logs(result.run_id))
+
+
+def test_an_unchanged_rerun_reuses_the_stored_model_instead_of_fitting(seeded):
+    seeded.ingest()
+    first = seeded.train()
+    assert first.success
+    production = seeded.store.production(MODEL_NAME)
+    assert "Reused" not in _trained_meta(first)
+
+    second = seeded.train()
+    assert second.success
+    meta = _trained_meta(second)
+    assert meta["Reused"] == f"{production.version} (same recipe)"
+    assert "fitting " not in _logs(seeded, second) and f"reused {production.version}" in _logs(seeded, second)
+    # The same version, gated and deployed as a fresh fit would be: already in production.
+    assert check_results(second) == {"accuracy_above_threshold": True, "signature_matches_production": True}
+    outcome = second.asset_materializations_for_node("demo__deployed_model")[0].metadata["Outcome"].value
+    assert outcome == "already in production"
+    assert [v.version for v in seeded.store.list_versions(MODEL_NAME)] == [production.version]
+    assert meta["Training rows"] == production.metadata["training_rows"]
+    # Dagster's data version of trained_model is the recipe: unchanged, so nothing downstream is stale.
+    for result in (first, second):
+        materialization = result.asset_materializations_for_node("demo__trained_model")[0]
+        assert materialization.tags["dagster/data_version"] == production.metadata["identity"]
+
+
+def test_a_forced_refit_fits_again_and_says_so(seeded):
+    seeded.ingest()
+    assert seeded.train().success
+    production = seeded.store.production(MODEL_NAME)
+    refit = seeded.train(run_config={"ops": {"demo__trained_model": {"config": {"refit": True}}}})
+    assert refit.success
+    meta = _trained_meta(refit)
+    assert "Reused" not in meta
+    assert meta["Refit"] == f"forced by run config ({production.version} has the same recipe)"
+    assert "fitting RandomForestClassifier" in _logs(seeded, refit)
+    # Same recipe, same model: deploy keeps the version (a forest with a fixed seed fits the same trees).
+    assert seeded.store.production(MODEL_NAME).version == production.version
+
+
+def test_a_changed_param_is_a_new_recipe(seeded):
+    seeded.ingest()
+    assert seeded.train().success
+    changed = seeded.train(run_config={"ops": {"demo__trained_model": {"config": {"n_estimators": 20}}}})
+    assert changed.success
+    assert "Reused" not in _trained_meta(changed) and "fitting " in _logs(seeded, changed)
 
 
 def test_tampered_artifact_is_refused(seeded):

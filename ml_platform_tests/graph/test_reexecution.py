@@ -9,7 +9,6 @@ from pathlib import Path
 import dagster as dg
 import joblib
 
-from ml_platform.assets.deployment import model_identity
 from ml_platform_tests.support.constants import DAYS, END_DAY, MODEL_NAME
 from ml_platform_tests.support.pipelines import ALL_DEFS
 from ml_platform_tests.support.platform import Platform
@@ -93,7 +92,7 @@ def test_reexecution_from_failure_runs_only_the_failed_step(seeded: Platform, mo
 
     production = seeded.store.production(MODEL_NAME)
     assert production is not None
-    assert production.metadata["identity"] == model_identity(trained)
+    assert production.metadata["identity"] == trained.identity
 
     # An uninterrupted run on a copy of the same data deploys the same model with the same metrics.
     clean_root = tmp_path / "clean"

@@ -156,6 +156,33 @@ def test_each_variant_trains_in_its_own_run_and_the_best_is_deployed(platform, c
     assert len(again) == 2 and not {r.run_key for r in again} & {r.run_key for r in requests}
 
 
+def test_the_deployed_variant_is_reused_when_its_recipe_is_unchanged(platform, churn):
+    seed(platform, "churn", "breast_cancer", "target")
+    ingest_and_split(platform, churn)
+    requests, cursor = tick(platform, churn)
+    first = {str(r.partition_key).split("|")[1]: execute(platform, churn, r) for r in requests}
+    (select,), cursor = tick(platform, churn, cursor)
+    assert execute(platform, churn, select).success
+    production = platform.store.production("churn")
+    assert production.metadata["variant"] == STRONG
+
+    # The same partitions again (a re-execution, the sensor after a retry): the stored variant is
+    # loaded instead of fitted; the other one was never stored and fits again.
+    for request in requests:
+        variant = str(request.partition_key).split("|")[1]
+        again = execute(platform, churn, request)
+        assert again.success, step_errors(again)
+        meta = again.asset_materializations_for_node("churn__variant_model")[0].metadata
+        before = first[variant].asset_materializations_for_node("churn__variant_model")[0].metadata
+        assert meta["CV accuracy"].value == before["CV accuracy"].value
+        if variant == STRONG:
+            assert meta["Reused"].value == f"{production.version} (same recipe)"
+        else:
+            assert "Reused" not in meta
+    assert execute(platform, churn, select).success
+    assert [v.version for v in platform.store.list_versions("churn")] == [production.version]
+
+
 def test_turned_on_the_sensor_starts_from_the_newest_split_and_a_day_split_twice_trains_once(platform, churn):
     seed(platform, "churn", "breast_cancer", "target")
     ingest_and_split(platform, churn, DAYS[-2])
