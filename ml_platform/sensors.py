@@ -9,6 +9,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 )
 
 from ml_platform import constants
+from ml_platform.checks.model_quality import gate_check_name
 from ml_platform.estimators import METRIC_LABELS
 from ml_platform.instance_queries import (
     completed_check_results,
@@ -18,7 +19,6 @@ from ml_platform.instance_queries import (
     run_model_events,
     runs_in_flight,
 )
-from ml_platform.checks.model_quality import gate_check_name
 from ml_platform.jobs import job_names, retrain_keys
 from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.notifier import Notifier
@@ -171,28 +171,31 @@ def build_failure_sensor(pipelines: list[PipelineRuntime]) -> dg.SensorDefinitio
             "Failing step": ", ".join(steps) or "-",
             "Error": error or "-",
         }
-        channels = notifier.send(f"ml_platform run failed: {run.job_name}", [], fields, route=routes_by_job.get(run.job_name))
+        channels = notifier.send(f"ml_platform run failed: {run.job_name}", [], fields,
+                                 route=routes_by_job.get(run.job_name))
         sent_to = ", ".join(channels) or "no channel (none configured)"
         context.log.info(f"failure of run {run.run_id} sent to {sent_to}")
 
     return notify_on_run_failure
 
 
-def run_outcome(pipeline: PipelineRuntime, evaluations: list, materializations: dict) -> str:
-    """What came of the model in one finished run: deployed, kept, held back by the gate (or by the
-    signature check), or no model step in the run."""
+def run_outcome(pipeline: PipelineRuntime, evaluations: list, materializations: dict) -> tuple[str, str]:
+    """What came of the model in one finished run, as (kind, sentence): ``deployed`` / ``kept`` (with
+    the version and the deploy's outcome), ``held back`` (by the gate or the signature check, and
+    why), or ``no model`` (no model step in the run)."""
     deployed = materializations.get(pipeline.key("deployed_model"))
     if deployed is not None:
         metadata = {k: v.value for k, v in deployed.metadata.items()}
-        verb = "deployed" if metadata.get("Promoted") else "not promoted"
-        return f"{verb}: {pipeline.model_name} {metadata.get('Version', '?')} ({metadata.get('Outcome', '-')})"
+        kind = "deployed" if metadata.get("Promoted") else "kept"
+        verb = "deployed" if kind == "deployed" else "not promoted"
+        return kind, f"{verb}: {pipeline.model_name} {metadata.get('Version', '?')} ({metadata.get('Outcome', '-')})"
     failed = [e for e in evaluations if e.asset_key == pipeline.key("model_metrics") and not e.passed]
     gate = gate_check_name(pipeline)
     for evaluation in sorted(failed, key=lambda e: e.check_name != gate):
         which = "the gate" if evaluation.check_name == gate else evaluation.check_name
-        return f"held back by {which}: {evaluation.description or evaluation.check_name}"
+        return "held back", f"held back by {which}: {evaluation.description or evaluation.check_name}"
     done = sorted(key.path[-1] for key in materializations)
-    return "no model step in this run" + (f" (materialized: {', '.join(done)})" if done else "")
+    return "no model", "no model step in this run" + (f" (materialized: {', '.join(done)})" if done else "")
 
 
 def build_finished_sensors(pipelines: list[PipelineRuntime]) -> list[dg.SensorDefinition]:
@@ -210,8 +213,8 @@ def build_finished_sensors(pipelines: list[PipelineRuntime]) -> list[dg.SensorDe
         if route.channels == ():
             context.log.info(f"run {run.run_id}: {pipeline.name} has no on_success channel")
             return
-        outcome = run_outcome(pipeline, *run_model_events(context.instance, run.run_id))
-        if held_back_only and not outcome.startswith("held back"):
+        kind, outcome = run_outcome(pipeline, *run_model_events(context.instance, run.run_id))
+        if held_back_only and kind != "held back":
             return
         fields = {
             "Pipeline": pipeline.name,
