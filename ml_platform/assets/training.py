@@ -285,8 +285,10 @@ def build_trained_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     def trained_model(
         context: dg.AssetExecutionContext, config: config_class, model_store: ModelStore, train_split: pd.DataFrame
     ) -> dg.Output[TrainedModel]:
-        return _train(context, pipeline, model_store, config.model_dump(exclude={"refit"}), train_split,
-                      context.partition_key, refit=config.refit)
+        # The file's params, with the run config's values over them (an imported estimator's
+        # params that are not scalars have no run config field, but are still its params).
+        params = {**pipeline.spec.model.params, **config.model_dump(exclude={"refit"})}
+        return _train(context, pipeline, model_store, params, train_split, context.partition_key, refit=config.refit)
 
     return trained_model
 

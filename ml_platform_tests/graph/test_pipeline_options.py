@@ -123,6 +123,27 @@ def test_run_config_overrides_the_yaml_params(platform):
         "n_estimators": 15, "max_depth": 5, "min_samples_leaf": 1, "random_state": 42, "n_jobs": -1}
 
 
+def test_an_imported_estimator_gets_every_param_of_the_file_and_run_config_over_them(platform):
+    """`model.estimator` as an import path: scalar params are run config fields, the others are
+    passed as given."""
+    built = built_from("""
+        pipelines:
+          - name: est
+            target: y
+            model:
+              estimator: "sklearn.linear_model:LogisticRegression"
+              params: {C: 0.5, max_iter: 2000, class_weight: {0: 1.0, 1: 2.0}}
+    """)
+    seed(platform, "est", "breast_cancer", "y")
+    result = ingest_and_train(platform, built, {"ops": {"est__trained_model": {"config": {"C": 2.0}}}})
+    assert result.success, step_errors(result)
+    model, production = platform.store.load("est")
+    assert production.metadata["estimator"] == "sklearn.linear_model:LogisticRegression"
+    estimator = model.named_steps["model"]
+    assert (estimator.C, estimator.max_iter, estimator.class_weight) == (2.0, 2000, {0: 1.0, 1: 2.0})
+    assert production.metadata["requirements"] == []  # scikit-learn is the platform's own
+
+
 # -- the split ------------------------------------------------------------------------------------
 SEED_SPLIT = """
     pipelines:
