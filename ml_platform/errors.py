@@ -79,7 +79,12 @@ class ColumnTypeError(SignatureError):
 
 
 class UserCodeError(ConfigError):
-    """An import path of pipelines.yaml (estimator, feature transform) names nothing usable."""
+    """An import path of pipelines.yaml (estimator, feature transform) names nothing usable, or what
+    it names refuses its params (``about_params``)."""
+
+    def __init__(self, message: str, about_params: bool = False):
+        super().__init__(message)
+        self.about_params = about_params
 
 
 class ModelDependencyError(ModelStoreError):

@@ -110,7 +110,8 @@ class ImportedEstimator:
         try:
             estimator = factory(**params)
         except Exception as exc:  # noqa: BLE001 - the team's code refused the params: say which and why
-            raise UserCodeError(f"{self.import_path}(**params) failed: {type(exc).__name__}: {exc}") from None
+            raise UserCodeError(f"{self.import_path}(**params) failed: {type(exc).__name__}: {exc}",
+                                about_params=bool(params)) from None
         if not (hasattr(estimator, "fit") and hasattr(estimator, "predict")):
             raise UserCodeError(f"{self.import_path} gave a {type(estimator).__name__}, not a scikit-learn"
                                 " estimator (it needs fit and predict)")

@@ -623,8 +623,8 @@ class PipelineSpec(_Strict):
         try:
             return estimator.validate(params)
         except UserCodeError as exc:
-            field = "model.estimator" if where == "model.params" and not params else where
-            raise _FieldError(field, str(exc)) from None
+            # The module, the name or what it gives is the estimator's fault; a refused call, the params'.
+            raise _FieldError(where if exc.about_params else "model.estimator", str(exc)) from None
         except ValidationError as exc:
             first = exc.errors()[0]
             raise _FieldError(

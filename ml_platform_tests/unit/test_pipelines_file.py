@@ -83,7 +83,7 @@ BAD = [
     ("split-unknown-key", "    split: {shuffle: false}\n", "split.shuffle: unknown key"),
     ("bad-version", "    version: 'v 1'\n", "version: 'v 1' is not a version"),
     ("gpu-zero", "    stages: {train: {resources: {gpu: 0}}}\n", "stages.train.resources.gpu: Input should be greater"),
-    ("estimator-module-missing", "    model: {estimator: 'no_such_team_module:Model'}\n",
+    ("estimator-module-missing", "    model: {estimator: 'no_such_team_module:Model', params: {depth: 3}}\n",
      "model.estimator: cannot import module 'no_such_team_module'"),
     ("estimator-attribute-missing", "    model: {estimator: 'sklearn.ensemble:NoSuchForest'}\n",
      "model.estimator: module 'sklearn.ensemble' has no 'NoSuchForest'"),
