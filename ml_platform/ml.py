@@ -71,12 +71,7 @@ class TrainedModel:
     @property
     def identity(self) -> str:
         """What the model is built from (``recipe_identity``): the same recipe, the same identity."""
-        return recipe_identity(
-            data_fingerprint=self.data_fingerprint, params=self.params, target=self.target,
-            feature_columns=self.feature_columns, task=self.task, estimator=self.estimator,
-            pipeline_version=self.pipeline_version, feature_transform=self.feature_transform,
-            requirements=self.requirements,
-        )
+        return recipe_identity(**{name: getattr(self, name) for name in RECIPE_FIELDS})
 
     def __setstate__(self, state: dict) -> None:
         # Stored before the fitted model was named ``model`` (it was ``pipeline``).
@@ -96,6 +91,11 @@ def platform_version() -> str:
         return version("ml_platform")
     except PackageNotFoundError:
         return "unknown"
+
+
+# The TrainedModel fields a model is built from: recipe_identity's arguments.
+RECIPE_FIELDS = ("data_fingerprint", "params", "target", "feature_columns", "task", "estimator",
+                 "pipeline_version", "feature_transform", "requirements")
 
 
 def recipe_identity(

@@ -1,10 +1,6 @@
 """deployed_model: the gated model written to the model store and promoted to production."""
 
-import io
-import json
-
 import dagster as dg
-import numpy as np
 
 from ml_platform import constants
 from ml_platform.assets.tracked import RUN_ID, track_deploy
@@ -12,7 +8,7 @@ from ml_platform.errors import PointerConflictError
 from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
 from ml_platform.metadata import signature_metadata
 from ml_platform.ml import TrainedModel, platform_version
-from ml_platform.resources.model_store import ModelStore
+from ml_platform.resources.model_store import ModelStore, encode_drift_profile, encode_train_rows
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
 
@@ -84,12 +80,10 @@ def _deploy(
     hashes = trained_model.extra.get("train_row_hashes")
     extras = {}
     if hashes is not None:
-        buffer = io.BytesIO()
-        np.save(buffer, hashes, allow_pickle=False)
-        extras[constants.TRAIN_ROWS_FILENAME] = buffer.getvalue()
+        extras[constants.TRAIN_ROWS_FILENAME] = encode_train_rows(hashes)
     profile = trained_model.extra.get("drift_profile")
     if profile is not None:
-        extras[constants.DRIFT_PROFILE_FILENAME] = json.dumps(profile, sort_keys=True).encode()
+        extras[constants.DRIFT_PROFILE_FILENAME] = encode_drift_profile(profile)
     version = model_store.save_version(name, trained_model.model, metadata, identity=identity, extras=extras)
     if version.metadata.get("dagster_run_id") == context.run.run_id:
         context.log.info(f"stored {name} {version.version} at {version.location}")

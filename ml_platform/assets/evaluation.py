@@ -1,6 +1,5 @@
 """model_metrics: how the trained model does on the held-out split."""
 
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +22,7 @@ from ml_platform.ml import (
     regression_metrics,
     row_hashes,
 )
-from ml_platform.resources.model_store import ModelStore
+from ml_platform.resources.model_store import ModelStore, decode_train_rows
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.signature import Signature, SignatureChange
 from ml_platform.signature import compare as compare_signatures
@@ -157,7 +156,7 @@ def champion_scores(
         return ChampionComparison(None, problem=str(exc))
     fresh = test_split
     if seen_bytes is not None:
-        seen = np.load(io.BytesIO(seen_bytes), allow_pickle=False)
+        seen = decode_train_rows(seen_bytes)
         fresh = test_split[~np.isin(row_hashes(test_split), seen)].reset_index(drop=True)
     else:
         context.log.warning(f"{version.version} did not record its training rows: compared on the whole split")

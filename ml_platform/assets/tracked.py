@@ -54,7 +54,7 @@ def track_training(context, pipeline: PipelineRuntime, trained: TrainedModel, va
 def track_challenger(context, pipeline: PipelineRuntime, best: TrainedModel) -> dict:
     """Mark the chosen variant's MLflow run as the challenger; the metadata that links to it."""
     run_id = best.extra.get(RUN_ID)
-    tracker = pipeline.tracker(context.log.warning) if run_id else None
+    tracker = _tracker_of_run(context, pipeline, run_id)
     if tracker is None:
         return {}
     tracker.set_tags(run_id, {"challenger": "true", "challenger.dagster_run_id": context.run.run_id})
@@ -64,7 +64,7 @@ def track_challenger(context, pipeline: PipelineRuntime, best: TrainedModel) -> 
 def track_metrics(context, pipeline: PipelineRuntime, trained: TrainedModel, metrics: dict) -> dict:
     """model_metrics' scores (and the champion's, on the same rows) on the model's MLflow run."""
     run_id = trained.extra.get(RUN_ID)
-    tracker = pipeline.tracker(context.log.warning) if run_id else None
+    tracker = _tracker_of_run(context, pipeline, run_id)
     if tracker is None:
         return {}
     metrics[RUN_ID] = run_id
@@ -81,7 +81,7 @@ def track_metrics(context, pipeline: PipelineRuntime, trained: TrainedModel, met
 def track_verdict(context, pipeline: PipelineRuntime, metrics: dict, result: dg.AssetCheckResult) -> None:
     """The gate's verdict as tags of the model's MLflow run."""
     run_id = metrics.get(RUN_ID)
-    tracker = pipeline.tracker(context.log.warning) if run_id else None
+    tracker = _tracker_of_run(context, pipeline, run_id)
     if tracker is not None:
         tracker.set_tags(run_id, {"gate": "passed" if result.passed else "held back",
                                   "gate.description": result.description or ""})
@@ -90,9 +90,14 @@ def track_verdict(context, pipeline: PipelineRuntime, metrics: dict, result: dg.
 def track_deploy(context, pipeline: PipelineRuntime, metrics: dict, version: str, promoted: bool) -> None:
     """Which store version the model's MLflow run became, and whether it went to production."""
     run_id = metrics.get(RUN_ID)
-    tracker = pipeline.tracker(context.log.warning) if run_id else None
+    tracker = _tracker_of_run(context, pipeline, run_id)
     if tracker is not None:
         tracker.set_tags(run_id, {"model_store.version": version, "model_store.promoted": str(promoted).lower()})
+
+
+def _tracker_of_run(context, pipeline: PipelineRuntime, run_id: str | None):
+    """The pipeline's tracker, when the model has an MLflow run to add to (None otherwise)."""
+    return pipeline.tracker(context.log.warning) if run_id else None
 
 
 def _link(tracker, run_id: str) -> dict:

@@ -1,7 +1,5 @@
 """training_data, the train/test splits and trained_model."""
 
-import io
-import json
 import time
 
 import dagster as dg
@@ -33,7 +31,12 @@ from ml_platform.ml import (
 )
 from ml_platform.partitions import training_window
 from ml_platform.resources.io_managers import PARTITIONS_AS_DICT
-from ml_platform.resources.model_store import ModelStore, ModelVersion
+from ml_platform.resources.model_store import (
+    ModelStore,
+    ModelVersion,
+    decode_drift_profile,
+    decode_train_rows,
+)
 from ml_platform.runtime import DATE_DIMENSION, VARIANT_DIMENSION, PipelineRuntime
 from ml_platform.signature import Signature, infer_signature
 from ml_platform.timeouts import run_with_timeout, stage_timeout
@@ -413,14 +416,14 @@ def _train(
         model = make_model(pipeline.task, estimator, params, pipeline.spec.features.transform)
     except (ValueError, TypeError) as exc:
         raise dg.Failure(description=f"{estimator} parameters: {exc}", allow_retries=False) from exc
-    fingerprint = frame_fingerprint(train_split)
-    requirements = requirements_of(*user_objects(model))
-    identity = recipe_identity(
-        data_fingerprint=fingerprint, params=params, target=pipeline.target,
+    # What the model is built from: the TrainedModel fields of its recipe, known before the fit.
+    recipe = dict(
+        data_fingerprint=frame_fingerprint(train_split), params=params, target=pipeline.target,
         feature_columns=[str(c) for c in x_train.columns], task=pipeline.task, estimator=estimator,
         pipeline_version=pipeline.spec.version, feature_transform=pipeline.spec.features.transform,
-        requirements=requirements,
+        requirements=requirements_of(*user_objects(model)),
     )
+    identity = recipe_identity(**recipe)
     same = _same_recipe(model_store, pipeline, identity, as_of, variant)
     if same is not None and not refit:
         return _reuse(context, pipeline, model_store, same, identity)
@@ -467,29 +470,19 @@ def _train(
     )
     trained = TrainedModel(
         model=model,
-        params=params,
-        target=pipeline.target,
-        feature_columns=[str(c) for c in x_train.columns],
+        **recipe,
         classes=classes,
         training_rows=len(x_train),
-        data_fingerprint=fingerprint,
         fit_seconds=fit_seconds,
         data_as_of=as_of,
-        task=pipeline.task,
-        estimator=estimator,
         signature=infer_signature(x_train, pipeline.target, pipeline.task, classes),
-        requirements=requirements,
-        pipeline_version=pipeline.spec.version,
-        feature_transform=pipeline.spec.features.transform,
         # Which rows it learnt from: champion / challenger later compares on rows it never saw; and
         # their profile, which the drift checks compare new days with once it serves.
         extra={"train_row_hashes": row_hashes(train_split),
                "drift_profile": feature_drift.profile(train_split, pipeline.target), **extra},
     )
-    metadata = {**_model_metadata(trained), **refit_note, **track_training(context, pipeline, trained, variant)}
-    if extra:
-        metadata["Variant"] = variant
-        metadata[f"CV {extra['cv_metric']}"] = float(extra["cv_score"])
+    metadata = {**_model_metadata(trained), **_variant_metadata(trained), **refit_note,
+                **track_training(context, pipeline, trained, variant)}
     return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
 
 
@@ -512,8 +505,8 @@ def _reuse(context: dg.AssetExecutionContext, pipeline: PipelineRuntime, model_s
     hashes = model_store.read_extra(version, constants.TRAIN_ROWS_FILENAME)
     profile = model_store.read_extra(version, constants.DRIFT_PROFILE_FILENAME)
     extra = {
-        "train_row_hashes": np.load(io.BytesIO(hashes), allow_pickle=False) if hashes is not None else None,
-        "drift_profile": json.loads(profile) if profile is not None else None,
+        "train_row_hashes": decode_train_rows(hashes) if hashes is not None else None,
+        "drift_profile": decode_drift_profile(profile) if profile is not None else None,
         "reused": version.version,
         **({"variant": meta["variant"], "cv_metric": meta["cv_metric"], "cv_score": meta["cv_score"]}
            if meta.get("variant") else {}),
@@ -529,11 +522,15 @@ def _reuse(context: dg.AssetExecutionContext, pipeline: PipelineRuntime, model_s
         feature_transform=meta.get("feature_transform"),
     )
     context.log.info(f"reused {version.version} (same recipe: train split, estimator, params, code): no fit")
-    metadata = {"Reused": f"{version.version} (same recipe)", **_model_metadata(trained)}
-    if "cv_score" in trained.extra:
-        metadata["Variant"] = trained.extra["variant"]
-        metadata[f"CV {trained.extra['cv_metric']}"] = float(trained.extra["cv_score"])
+    metadata = {"Reused": f"{version.version} (same recipe)", **_model_metadata(trained), **_variant_metadata(trained)}
     return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
+
+
+def _variant_metadata(trained: TrainedModel) -> dict:
+    """A variant_model's variant and cross-validated score; nothing for other models."""
+    if "cv_score" not in trained.extra:
+        return {}
+    return {"Variant": trained.extra["variant"], f"CV {trained.extra['cv_metric']}": float(trained.extra["cv_score"])}
 
 
 def _model_metadata(trained: TrainedModel) -> dict:

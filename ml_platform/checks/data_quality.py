@@ -1,6 +1,5 @@
 """Blocking data-quality checks on each raw_data partition (the rules live in quality.py)."""
 
-import json
 from collections.abc import Iterator
 
 import dagster as dg
@@ -10,7 +9,7 @@ from pydantic import Field
 from ml_platform import constants, quality
 from ml_platform.errors import ModelStoreError
 from ml_platform.metadata import rows_table
-from ml_platform.resources.model_store import ModelStore, ModelVersion
+from ml_platform.resources.model_store import ModelStore, ModelVersion, decode_drift_profile
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
 
@@ -132,7 +131,7 @@ def drift_reference(model_store: ModelStore, production: ModelVersion | None) ->
     if data is None:
         return None
     as_of = production.metadata.get("data_as_of")
-    return json.loads(data), f"production {production.version}" + (f" (data as of {as_of})" if as_of else "")
+    return decode_drift_profile(data), f"production {production.version}" + (f" (data as of {as_of})" if as_of else "")
 
 
 def drift_result(context, pipeline: "PipelineRuntime", model_store: ModelStore, production: ModelVersion | None,

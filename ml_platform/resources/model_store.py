@@ -53,6 +53,32 @@ class ModelVersion:
         return self.metadata["sha256"]
 
 
+# The files a version keeps beside its model (``extras``), in one format for the writer (deploy)
+# and every reader (champion / challenger, the drift checks, a reused model).
+def encode_train_rows(hashes: Any) -> bytes:
+    """The training rows' hashes (``ml.row_hashes``) as an .npy file (no pickles)."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, hashes, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def decode_train_rows(data: bytes) -> Any:
+    import numpy as np
+
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def encode_drift_profile(profile: dict[str, Any]) -> bytes:
+    """The training data's drift profile (``drift.profile``) as JSON."""
+    return json.dumps(profile, sort_keys=True).encode()
+
+
+def decode_drift_profile(data: bytes) -> dict[str, Any]:
+    return json.loads(data)
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
