@@ -2,30 +2,34 @@
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
 
 import dagster as dg
 import pandas as pd
 
-from ml_platform import constants
-from ml_platform.errors import LandingFileError, StorageAccessError
+from ml_platform import constants, day_work
+from ml_platform.checks.data_quality import day_contract, run_config_of_checks
+from ml_platform.day_work import DayContract, DaySummary
+from ml_platform.errors import LandingFileError, MlPlatformError, StorageAccessError
 from ml_platform.metadata import column_schema, frame_table, rows_table
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.resources.landing_zone import LandingFile, LandingZone
+from ml_platform.resources.model_store import ModelStore
 from ml_platform.timeouts import stage_timeout
 
 
-def _day_metadata(frame: pd.DataFrame, landing_file: LandingFile) -> dict[str, object]:
-    nulls = frame.isna().sum()
+def _day_metadata(summary: DaySummary, landing_file: LandingFile) -> dict[str, object]:
     return {
-        "dagster/row_count": len(frame),
-        "Columns": len(frame.columns),
-        "dagster/column_schema": column_schema(frame),
+        "dagster/row_count": summary.rows,
+        "Columns": len(summary.head.columns),
+        "dagster/column_schema": column_schema(summary.head),
         "Null counts": rows_table(
-            [{"Column": str(c), "Nulls": int(n)} for c, n in nulls.items()],
+            [{"Column": c, "Nulls": n} for c, n in summary.nulls.items()],
             [("Column", "string"), ("Nulls", "int")],
         ),
-        "Preview": frame_table(frame.head(constants.PREVIEW_ROWS)),
+        "Preview": frame_table(summary.head),
         "Source file": dg.MetadataValue.path(landing_file.location),
         "Fingerprint": landing_file.fingerprint,
         "Source size (bytes)": landing_file.size,
@@ -45,29 +49,67 @@ def build_raw_data(pipeline: "PipelineRuntime") -> dg.AssetsDefinition:
         config_schema={},  # takes no config: any key given to it is refused before the run starts
         description=f"One day's batch of labelled rows of {pipeline.name}, read from its landing zone.",
     )
-    def raw_data(context: dg.AssetExecutionContext, landing_zone: LandingZone):
+    def raw_data(context: dg.AssetExecutionContext, landing_zone: LandingZone, model_store: ModelStore):
         with stage_timeout(context, pipeline, "ingest"):
-            return _ingest(context, landing_zone.at(pipeline.spec.landing))
+            return _ingest(context, landing_zone.at(pipeline.spec.landing), context.resources.io_manager,
+                           contract=lambda: _contract(context, pipeline, model_store))
 
     return raw_data
 
 
-def _ingest(context: dg.AssetExecutionContext, landing_zone: LandingZone):
+def _bad_landing(exc: Exception) -> dg.Failure:
+    # Bad input or refused credentials do not get better by retrying: fail now, naming the file.
+    # Unreachable storage (StorageUnavailableError, ConnectionError) is raised as it is: retried.
+    return dg.Failure(description=str(exc), allow_retries=False)
+
+
+def _contract(context: dg.AssetExecutionContext, pipeline: PipelineRuntime, model_store: ModelStore):
+    """The contract the raw_data checks of this run will apply, so that each day is checked where
+    it is parsed; None if it cannot be had here (the checks step then reads and checks the days
+    itself, and reports what is wrong with the model store)."""
+    try:
+        production = pipeline.production(model_store)
+        return day_contract(pipeline, model_store, production, run_config_of_checks(context, pipeline))[0]
+    except (MlPlatformError, OSError, ValueError) as exc:
+        context.log.debug(f"the days are checked in the checks step: {exc}")
+        return None
+
+
+def _ingest(context: dg.AssetExecutionContext, landing_zone: LandingZone, io_manager,
+            contract: Callable[[], DayContract | None] = lambda: None):
+    """Read, check and store the run's days. When the landing zone and the asset storage are
+    local folders, each day is read and stored by ``day_work.ingest_day`` (a range of days in
+    worker processes, when there are cores for it), and the step returns a MaterializeResult:
+    the IO manager stores nothing again. Otherwise (S3) the days are read on a thread per core
+    and handed to the IO manager. Either way each day's materialization gets that day's metadata."""
     days = list(context.partition_keys)
+    try:
+        files = {day: landing_zone.find(day) for day in days}
+    except (LandingFileError, StorageAccessError) as exc:
+        raise _bad_landing(exc) from exc
+    jobs = [(day, landing_zone.local_path(files[day]), io_manager.stored_path(context.asset_key, day))
+            for day in days]
+    if all(source and destination for _, source, destination in jobs):
+        processes = day_work.processes_for(len(days), max(f.size for f in files.values())) if len(days) > 1 else 0
+        day_contract = contract()
+        return _ingest_stored(context, files, [(*job, day_contract) for job in jobs], processes)
+    return _ingest_read(context, landing_zone, files)
+
+
+def _ingest_read(context: dg.AssetExecutionContext, landing_zone: LandingZone, found: dict[str, LandingFile]):
+    days = list(found)
     frames: dict[str, pd.DataFrame] = {}
     files: dict[str, LandingFile] = {}
 
     def read(day: str) -> tuple[pd.DataFrame, LandingFile]:
         try:
-            return landing_zone.read(day)
+            return landing_zone.read_file(found[day])
         except (LandingFileError, StorageAccessError) as exc:
-            # Bad input or refused credentials do not get better by retrying: fail now, naming
-            # the file. Unreachable storage (StorageUnavailableError, ConnectionError) is retried.
-            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+            raise _bad_landing(exc) from exc
 
-    # A range of days (a single-run backfill) is read in parallel: parquet decoding and file
-    # reads release the GIL.
-    workers = max(1, min(len(days), os.cpu_count() or 1))
+    # A range of days on S3 is read on a thread per core: transfers and parquet decoding release
+    # the GIL.
+    workers = max(1, min(len(days), day_work.usable_cores()))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(read, day): day for day in days}
         for number, future in enumerate(as_completed(futures), start=1):
@@ -78,32 +120,47 @@ def _ingest(context: dg.AssetExecutionContext, landing_zone: LandingZone):
                 f"[{number}/{len(days)}] read {landing_file.location}: {len(frame)} rows,"
                 f" {len(frame.columns)} columns"
             )
-    frames = {day: frames[day] for day in days}
-
     if len(days) == 1:
         day = days[0]
-        return dg.Output(frames[day], metadata=_day_metadata(frames[day], files[day]))
+        return dg.Output(frames[day], metadata=_day_metadata(DaySummary.of(frames[day]), files[day]))
+    for day in days:
+        context.add_asset_metadata(_day_metadata(DaySummary.of(frames[day]), files[day]), partition_key=day)
+    return dg.Output({day: frames[day] for day in days}, metadata={"Days in this run": len(days)})
 
-    # A range run records one materialization per day with this summary.
-    summary = [
-        {
-            "Day": day,
-            "Rows": len(frames[day]),
-            "Columns": len(frames[day].columns),
-            "Fingerprint": files[day].fingerprint,
-            "Source file": files[day].location,
-        }
-        for day in days
-    ]
-    return dg.Output(
-        frames,
-        metadata={
-            "Days": len(days),
-            "Total rows": sum(len(f) for f in frames.values()),
-            "Files": rows_table(
-                summary,
-                [("Day", "string"), ("Rows", "int"), ("Columns", "int"), ("Fingerprint", "string"),
-                 ("Source file", "string")],
-            ),
-        },
-    )
+
+def _ingest_stored(context, files: dict[str, LandingFile], jobs: list[tuple], processes: int):
+    days = [job[0] for job in jobs]
+
+    # Progress: every day of a short range, about every tenth of a long one (each line is an
+    # event written to the instance's event log).
+    every = max(1, len(days) // 10)
+
+    def done(number: int, ingested: day_work.IngestedDay) -> None:
+        if number % every == 0 or number == len(days):
+            context.log.info(
+                f"[{number}/{len(days)}] stored {files[ingested.day].location}: {ingested.summary.rows} rows,"
+                f" {len(ingested.summary.head.columns)} columns"
+            )
+
+    if processes >= 2:
+        context.log.info(f"ingesting {len(days)} days in {processes} worker processes")
+    try:
+        ingested = day_work.each_day(day_work.ingest_day, jobs, processes, done=done)
+    except LandingFileError as exc:
+        raise _bad_landing(exc) from exc
+    metadata = {}
+    for (day, _, destination, contract), result in zip(jobs, ingested):
+        metadata[day] = _day_metadata(result.summary, replace(files[day], size=result.size, sha256=result.sha256))
+        if result.checked is not None:
+            day_work.remember_checked(destination, contract, result.checked)
+    stored_at = jobs[0][2] if len(jobs) == 1 else os.path.dirname(jobs[0][2])
+    if len(days) == 1:
+        return dg.MaterializeResult(metadata={**metadata[days[0]], "Stored at": dg.MetadataValue.path(stored_at)})
+    for day in days:
+        context.add_asset_metadata(metadata[day], partition_key=day)
+    # The days are stored already: a MaterializeResult (no value) leaves the IO manager out.
+    return dg.MaterializeResult(metadata={
+        "Days in this run": len(days),
+        "Processes": max(processes, 1),
+        "Stored at": dg.MetadataValue.path(stored_at),
+    })

@@ -37,7 +37,7 @@ def build_scoring_data(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     )
     def scoring_data(context: dg.AssetExecutionContext, landing_zone: LandingZone):
         with stage_timeout(context, pipeline, "ingest"):
-            return _ingest(context, landing_zone.at(spec.landing))
+            return _ingest(context, landing_zone.at(spec.landing), context.resources.io_manager)
 
     return scoring_data
 

@@ -69,6 +69,11 @@ class LocalLandingZone(LandingZone):
         with open(landing_file.location, "rb") as handle:
             return handle.read()
 
+    def local_path(self, landing_file: LandingFile) -> str | None:
+        # A worker reads the file itself only where reading it is a plain file read: a subclass
+        # that reads otherwise (a proxy, a test's flaky zone) is asked for the bytes.
+        return landing_file.location if type(self).read_bytes is LocalLandingZone.read_bytes else None
+
     def list_files(self) -> list[LandingFile]:
         if not os.path.isdir(self.root):
             return []
@@ -153,6 +158,9 @@ class LocalPartitionedIOManager(PartitionedIOManager):
 
     def _exists(self, location: str) -> bool:
         return os.path.exists(location)
+
+    def _local_path(self, location: str) -> str | None:
+        return location
 
 
 class ParquetIOManager(ParquetFormat, LocalPartitionedIOManager):

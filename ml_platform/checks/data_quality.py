@@ -1,14 +1,16 @@
 """Blocking data-quality checks on each raw_data partition (the rules live in quality.py)."""
 
+import os
 from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from ml_platform import constants, quality
-from ml_platform.errors import ModelStoreError
+from ml_platform import constants, day_work, quality
+from ml_platform.errors import ModelStoreError, StorageUnavailableError
 from ml_platform.metadata import rows_table
+from ml_platform.resources.io_managers import PartitionedIOManager, StoredFiles
 from ml_platform.resources.model_store import ModelStore, ModelVersion, decode_drift_profile
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
@@ -57,41 +59,88 @@ def build_raw_data_quality(pipeline: "PipelineRuntime") -> dg.AssetChecksDefinit
 
     @dg.multi_asset_check(
         specs=specs,
-        # The data is loaded once for all five rules.
         name=f"{pipeline.name}__raw_data_quality",
-        ins={"raw_data": dg.AssetIn(key=key)},
         op_tags=pipeline.op_tags("ingest"),
     )
     def raw_data_quality(
-        context: dg.AssetCheckExecutionContext, config: DataQualityConfig, model_store: ModelStore, raw_data
+        context: dg.AssetCheckExecutionContext, config: DataQualityConfig, model_store: ModelStore,
+        io_manager: dg.ResourceParam[PartitionedIOManager],
     ) -> Iterator[dg.AssetCheckResult]:
-        """Runs the data contract on each day; any failure stops training in the same run."""
+        """Runs the data contract on each day; any failure stops training in the same run. The days
+        are read once for every rule; a range of local days is read and checked in worker processes."""
         with stage_timeout(context, pipeline, "ingest"):
-            production = pipeline.production(model_store, warn=context.log.warning)
-            yield from _run_rules(context, pipeline, config, pipeline.schema(production), raw_data)
-            if drift_spec.enabled:
-                days = raw_data if isinstance(raw_data, dict) else {context.partition_key: raw_data}
-                yield drift_result(context, pipeline, model_store, production, days, key)
+            try:
+                days = io_manager.stored_days(key, context.partition_keys)
+            except StorageUnavailableError as exc:  # retried, as an input read by the IO manager is
+                raise dg.RetryRequested(max_retries=pipeline.settings.storage_retries,
+                                        seconds_to_wait=pipeline.settings.retry_delay_s) from exc
+            yield from contract_results(context, pipeline, config, model_store, days)
 
     return raw_data_quality
 
 
-def _run_rules(
-    context: dg.AssetCheckExecutionContext,
-    pipeline: "PipelineRuntime",
-    config: DataQualityConfig,
-    schema: quality.Schema | None,
-    raw_data,
+def contract_results(
+    context: dg.AssetCheckExecutionContext, pipeline: "PipelineRuntime", config: DataQualityConfig,
+    model_store: ModelStore, days: dict,
 ) -> Iterator[dg.AssetCheckResult]:
-    if isinstance(raw_data, pd.DataFrame):  # one day; a range run hands over {day: frame}
-        raw_data = {context.partition_key: raw_data}
+    """The raw_data check results of ``days`` ({day: frame}, or StoredFiles {day: path}): one per
+    rule over all the days, and the drift check when the pipeline's drift is enabled."""
+    production = pipeline.production(model_store, warn=context.log.warning)
+    contract, reference_name = day_contract(pipeline, model_store, production, config)
+    checked = _checked_days(context, days, contract)
+    yield from _rule_results(context, pipeline, checked)
+    if pipeline.spec.drift.enabled:
+        yield drift_summary(context, pipeline, reference_name, {c.day: c.drift_rows for c in checked},
+                            pipeline.key("raw_data"))
+
+
+def day_contract(pipeline: "PipelineRuntime", model_store: ModelStore, production: ModelVersion | None,
+                 config: DataQualityConfig) -> tuple[day_work.DayContract, str | None]:
+    """What each day of ``pipeline`` is checked against, given the production version, and the
+    name of the drift reference (None: drift disabled, or nothing to compare with yet)."""
+    drift_spec = pipeline.spec.drift
+    reference = drift_reference(model_store, production) if drift_spec.enabled else None
+    contract = day_work.DayContract(
+        target=pipeline.target, schema=pipeline.schema(production), max_null_ratio=config.max_null_ratio,
+        task=pipeline.task, drift_reference=reference[0] if reference else None,
+        drift_method=drift_spec.method, drift_limit=drift_spec.limit,
+    )
+    return contract, reference[1] if reference else None
+
+
+def run_config_of_checks(context: dg.AssetExecutionContext, pipeline: "PipelineRuntime") -> DataQualityConfig:
+    """The raw_data checks' config in this run (for raw_data, which checks each day as it reads it)."""
+    ops = (context.run.run_config or {}).get("ops") or {}
+    return DataQualityConfig(**((ops.get(f"{pipeline.name}__raw_data_quality") or {}).get("config") or {}))
+
+
+def _checked_days(context: dg.AssetCheckExecutionContext, raw_data: dict, contract: day_work.DayContract) -> list:
+    """check_day on each day: {day: frame}, or StoredFiles {day: path} of local days. A local day
+    that raw_data checked in this process against the same contract is not read again; the others
+    of a range are read and checked in worker processes."""
+    if not isinstance(raw_data, StoredFiles):
+        return [day_work.check_day(day, frame, contract) for day, frame in sorted(raw_data.items())]
+    checked = {day: day_work.recall_checked(path, contract) for day, path in raw_data.items()}
+    jobs = [(day, raw_data[day], contract) for day in sorted(raw_data) if checked[day] is None]
+    if jobs:
+        processes = day_work.processes_for(len(jobs), max(os.path.getsize(p) for _, p, _ in jobs)) \
+            if len(jobs) > 1 else 0
+        context.log.info(f"checking {len(jobs)} of {len(raw_data)} days in {max(processes, 1)} process(es)")
+        for result in day_work.each_day(day_work.check_day, jobs, processes):
+            checked[result.day] = result
+    return [checked[day] for day in sorted(checked)]
+
+
+def _rule_results(
+    context: dg.AssetCheckExecutionContext, pipeline: "PipelineRuntime", checked: list
+) -> Iterator[dg.AssetCheckResult]:
     names = quality.rule_names(pipeline.task)
     results_by_rule: dict[str, list[tuple[str, quality.RuleResult]]] = {n: [] for n in names}
-    for day, frame in sorted(raw_data.items()):
-        for result in quality.evaluate(frame, pipeline.target, schema, config.max_null_ratio, pipeline.task):
-            results_by_rule[result.name].append((day, result))
+    for day_checked in checked:
+        for result in day_checked.results:
+            results_by_rule[result.name].append((day_checked.day, result))
             if result.passed and result.warning:
-                context.log.warning(f"raw_data {day} check {result.name}: {result.message}")
+                context.log.warning(f"raw_data {day_checked.day} check {result.name}: {result.message}")
 
     for name, day_results in results_by_rule.items():
         failed = [(day, r) for day, r in day_results if not r.passed]
@@ -136,22 +185,32 @@ def drift_reference(model_store: ModelStore, production: ModelVersion | None) ->
 
 def drift_result(context, pipeline: "PipelineRuntime", model_store: ModelStore, production: ModelVersion | None,
                  days: dict[str, pd.DataFrame], asset_key: dg.AssetKey) -> dg.AssetCheckResult:
-    """The no_feature_drift check of ``asset_key`` (raw_data, or scoring_data) over ``days``, against
-    the training data of the production model."""
+    """The no_feature_drift check of ``asset_key`` (scoring_data) over ``days``, against the
+    training data of the production model."""
     from ml_platform import drift
 
     spec = pipeline.spec.drift
     found = drift_reference(model_store, production)
-    if found is None:
+    rows_by_day = {}
+    if found is not None:
+        rows_by_day = {day: drift.compare(found[0], frame, spec.method, spec.limit) for day, frame in days.items()}
+    return drift_summary(context, pipeline, found[1] if found else None, rows_by_day, asset_key)
+
+
+def drift_summary(context, pipeline: "PipelineRuntime", reference_name: str | None,
+                  rows_by_day: dict[str, list[dict]], asset_key: dg.AssetKey) -> dg.AssetCheckResult:
+    """The no_feature_drift check result of ``asset_key`` from each day's comparison with the
+    reference called ``reference_name`` (None: no production model to compare with yet)."""
+    spec = pipeline.spec.drift
+    if reference_name is None:
         return dg.AssetCheckResult(
             check_name=DRIFT_CHECK, asset_key=asset_key, passed=True,
             severity=dg.AssetCheckSeverity.WARN,
             description="no production model yet to compare with", metadata={"Method": spec.method},
         )
-    reference, name = found
+    name = reference_name
     drifted_days, table, worst = [], [], None
-    for day, frame in sorted(days.items()):
-        rows = drift.compare(reference, frame, spec.method, spec.limit)
+    for day, rows in sorted(rows_by_day.items()):
         drifted = [r["Feature"] for r in rows if r["Drifted"]]
         if drifted:
             drifted_days.append(f"{day}: {', '.join(drifted[:5])}" + (" …" if len(drifted) > 5 else ""))

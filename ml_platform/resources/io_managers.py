@@ -6,6 +6,10 @@ covers several partitions (a single-run backfill returns a ``{partition_key: val
 input that spans several partitions (a window of days arrives as a ``{partition_key: value}``
 dict; set the input metadata ``partitions_as_dict`` to get a dict even when the window holds one
 day). Writes are atomic: temp file + rename locally, one PUT on S3.
+
+A step that writes or reads a range of days in worker processes (``day_work``) asks for local
+paths instead of values: ``stored_path`` for an output it writes itself, ``stored_days`` for
+partitions it reads itself.
 """
 
 import contextlib
@@ -25,6 +29,10 @@ from ml_platform.partitions import storage_retry_policy
 
 # Input metadata flag: always hand this input over as {partition_key: value}, even for one day.
 PARTITIONS_AS_DICT = "partitions_as_dict"
+
+
+class StoredFiles(dict):
+    """{partition_key: local path} of stored partitions, not loaded (see ``stored_days``)."""
 
 
 class AssetNotMaterializedError(MlPlatformError, FileNotFoundError):
@@ -136,6 +144,17 @@ class PartitionedIOManager(dg.ConfigurableIOManager):
     @abstractmethod
     def _exists(self, location: str) -> bool: ...
 
+    def _local_path(self, location: str) -> str | None:
+        """``location`` as a local file path, or None when the storage is not a local folder."""
+        return None
+
+    def stored_path(self, asset_key: dg.AssetKey, partition_key: str) -> str | None:
+        """The local file path where this manager stores ``asset_key``'s partition, or None when
+        its storage is not a local folder. A step that writes the file there itself (atomically)
+        returns a MaterializeResult, so that this manager does not write it again."""
+        parts = [_safe_segment(p) for p in asset_key.path] + [_safe_segment(partition_key)]
+        return self._local_path(self._location(parts))
+
     def _parts(self, context: dg.InputContext | dg.OutputContext) -> list[str]:
         path = context.asset_key.path if context.has_asset_key else context.get_identifier()
         return [_safe_segment(p) for p in path]
@@ -187,26 +206,40 @@ class PartitionedIOManager(dg.ConfigurableIOManager):
 
         keys = list(context.asset_partition_keys)
         allow_missing = bool((context.definition_metadata or {}).get("allow_missing_partitions"))
-        present: dict[str, str] = {}
-        for partition_key in keys:
-            location = self._path(context, partition_key)
-            if not self._exists(location):
-                if allow_missing:
-                    context.log.warning(
-                        f"{self._describe(context)} partition {partition_key} is not materialized;"
-                        " leaving it out"
-                    )
-                    continue
-                raise AssetNotMaterializedError(
-                    f"{self._describe(context)} partition {partition_key} has not been materialized:"
-                    f" nothing at {location}"
-                )
-            present[partition_key] = location
+        present = self._present(self._parts(context), self._describe(context), keys, allow_missing, context.log)
         # A window or a range of days is read on several threads.
         loaded = dict(zip(present, _each(self._read, list(present.values()))))
         if _wants_dict(context) or len(keys) != 1:
             return loaded
         return loaded[keys[0]]
+
+    def _present(self, parts: list[str], describe: str, keys: list[str], allow_missing: bool, log) -> dict[str, str]:
+        """{partition_key: location} of the stored partitions among ``keys``; a missing one is left
+        out with a warning (``allow_missing``) or raises AssetNotMaterializedError."""
+        present: dict[str, str] = {}
+        for partition_key in keys:
+            location = self._location([*parts, _safe_segment(partition_key)])
+            if not self._exists(location):
+                if allow_missing:
+                    log.warning(f"{describe} partition {partition_key} is not materialized; leaving it out")
+                    continue
+                raise AssetNotMaterializedError(
+                    f"{describe} partition {partition_key} has not been materialized: nothing at {location}"
+                )
+            present[partition_key] = location
+        return present
+
+    def stored_days(self, asset_key: dg.AssetKey, partition_keys: list[str]) -> dict[str, Any]:
+        """``asset_key``'s stored partitions, for a step that reads them itself (the raw_data checks):
+        StoredFiles {partition_key: local path} when they are local files (the step reads them
+        itself, a range in worker processes), else {partition_key: value}. A partition never
+        materialized raises AssetNotMaterializedError; unreachable storage, StorageUnavailableError."""
+        present = self._present([_safe_segment(p) for p in asset_key.path], asset_key.to_user_string(),
+                                list(partition_keys), False, None)
+        paths = {key: self._local_path(location) for key, location in present.items()}
+        if all(paths.values()):
+            return StoredFiles(paths)
+        return dict(zip(present, _each(self._read, list(present.values()))))
 
     @staticmethod
     def _describe(context: dg.InputContext) -> str:

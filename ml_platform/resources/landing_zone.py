@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 
 import dagster as dg
 import pandas as pd
-import pyarrow as pa
 
 from ml_platform import constants
-from ml_platform.errors import (
-    CorruptLandingFileError,
-    EmptyLandingFileError,
-    LandingFileError,
-)
+from ml_platform.day_work import parse_landing_bytes
+from ml_platform.errors import LandingFileError
 
 
 @dataclass(frozen=True)
@@ -61,23 +56,6 @@ def landing_day(name: str) -> str | None:
     return None
 
 
-def parse_landing_bytes(data: bytes, location: str) -> pd.DataFrame:
-    """Parse one landing file's bytes by its extension; raise a typed error that names the file."""
-    if not data:
-        raise EmptyLandingFileError(f"landing file {location} is empty (0 bytes)")
-    try:
-        if location.endswith(".parquet"):
-            frame = pd.read_parquet(io.BytesIO(data))
-        else:
-            frame = pd.read_csv(io.BytesIO(data))
-    except (pa.ArrowException, OSError, ValueError, pd.errors.ParserError) as exc:
-        # pandas raises EmptyDataError (a ValueError) for a CSV with no header either.
-        if isinstance(exc, pd.errors.EmptyDataError):
-            raise EmptyLandingFileError(f"landing file {location} has no header and no rows") from exc
-        raise CorruptLandingFileError(f"landing file {location} cannot be read: {exc}") from exc
-    return frame
-
-
 class LandingZone(dg.ConfigurableResource, ABC):
     """Where daily batch files land. Implementations: ``backends/local.py`` (a folder) and ``backends/s3.py``
     (a bucket prefix)."""
@@ -102,11 +80,18 @@ class LandingZone(dg.ConfigurableResource, ABC):
         """The landing zone of one pipeline (``landing`` in pipelines.yaml): '.' is this one,
         a relative location is under it, an absolute one replaces it."""
 
+    def local_path(self, landing_file: LandingFile) -> str | None:
+        """The file's path when it is a local file (a worker process can then read it itself),
+        else None."""
+        return None
+
     def read(self, day: str) -> tuple[pd.DataFrame, LandingFile]:
         """Read and parse one day's file; the returned LandingFile carries the content's sha256."""
-        landing_file = self.find(day)
+        return self.read_file(self.find(day))
+
+    def read_file(self, landing_file: LandingFile) -> tuple[pd.DataFrame, LandingFile]:
+        """Read and parse a file that ``find`` returned; the returned LandingFile carries the
+        content's sha256."""
         data = self.read_bytes(landing_file)
         landing_file = replace(landing_file, size=len(data), sha256=hashlib.sha256(data).hexdigest())
         return parse_landing_bytes(data, landing_file.location), landing_file
-
-

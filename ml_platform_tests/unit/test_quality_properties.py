@@ -19,10 +19,9 @@ from hypothesis import strategies as st
 
 from ml_platform import quality
 from ml_platform.backends.local import LocalModelStore
-from ml_platform.checks.data_quality import DataQualityConfig
+from ml_platform.checks.data_quality import DataQualityConfig, contract_results
 from ml_platform_tests.support.pipelines import DEMO
 
-raw_data_quality = DEMO.checks[0]
 INSTANCE = dg.DagsterInstance.ephemeral()
 # No production model: no schema is pinned, the rules judge every column.
 EMPTY_STORE = LocalModelStore(root=tempfile.mkdtemp(prefix="empty-store-"))
@@ -341,7 +340,7 @@ def test_check_verdicts_follow_the_rules_day_by_day(days, threshold):
     frames = {f"2026-01-{i + 1:02d}": DEFECTS[defect](frame) for i, (frame, defect) in enumerate(days)}
     checks = {
         r.check_name: r
-        for r in raw_data_quality(dg.build_asset_check_context(instance=INSTANCE),
+        for r in contract_results(dg.build_asset_check_context(instance=INSTANCE), DEMO.pipeline,
                                   DataQualityConfig(max_null_ratio=threshold), EMPTY_STORE, frames)
     }
     # The six rules, then the drift check (no training data in this instance: nothing to drift from).
