@@ -22,7 +22,7 @@ from ml_platform.ml import (
     regression_metrics,
     row_hashes,
 )
-from ml_platform.resources.model_store import ModelStore, decode_train_rows
+from ml_platform.resources.model_store import ModelStore, ModelVersion, decode_train_rows
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.signature import Signature, SignatureChange
 from ml_platform.signature import compare as compare_signatures
@@ -131,6 +131,7 @@ def champion_scores(
     model_store: ModelStore,
     trained_model: TrainedModel,
     test_split: pd.DataFrame,
+    metrics: dict[str, Any],
 ) -> ChampionComparison | None:
     """The production model (the champion) and the new model (the challenger) scored on the same,
     fresh test rows: the rows of this run's test split that the champion was not trained on
@@ -142,8 +143,14 @@ def champion_scores(
     reason, and the gate falls back to its threshold alone.
     """
     try:
-        model, version = model_store.load(pipeline.model_name)  # verifies the sha256
-        seen_bytes = model_store.read_extra(version, constants.TRAIN_ROWS_FILENAME)
+        production = model_store.production(pipeline.model_name)
+        if production is None:
+            raise NoProductionModelError(pipeline.model_name)
+        # The challenger may be the production version itself (trained_model reused it, or refit
+        # the same recipe): then the champion is not loaded, and both are scored once.
+        itself = trained_model.identity is not None and production.metadata.get("identity") == trained_model.identity
+        model, version = (trained_model.model, production) if itself else model_store.load(pipeline.model_name)
+        fresh = _fresh_rows(context, model_store, version, test_split)
     except NoProductionModelError:
         context.log.info(f"no production {pipeline.model_name} yet: the gate uses its threshold alone")
         return None
@@ -154,12 +161,6 @@ def champion_scores(
     except ModelStoreError as exc:
         context.log.warning(f"the production model cannot be loaded ({exc}): the gate uses its threshold alone")
         return ChampionComparison(None, problem=str(exc))
-    fresh = test_split
-    if seen_bytes is not None:
-        seen = decode_train_rows(seen_bytes)
-        fresh = test_split[~np.isin(row_hashes(test_split), seen)].reset_index(drop=True)
-    else:
-        context.log.warning(f"{version.version} did not record its training rows: compared on the whole split")
     if len(fresh) < constants.MIN_FRESH_TEST_ROWS:
         reason = (f"only {len(fresh)} of {len(test_split)} test rows are new to {version.version}"
                   f" (fewer than {constants.MIN_FRESH_TEST_ROWS})")
@@ -167,6 +168,11 @@ def champion_scores(
         return ChampionComparison(version.version, problem=reason)
     score = classification_metrics if pipeline.task == "classification" else regression_metrics
     keys = HEADLINE_METRICS[pipeline.task]
+    if itself:
+        scores = metrics if len(fresh) == len(test_split) else score(model, fresh, pipeline.target)
+        context.log.info(f"the challenger is production {version.version} itself: scored once, for both")
+        return ChampionComparison(version.version, int(len(fresh)), {k: scores[k] for k in keys},
+                                  {k: scores[k] for k in keys})
     try:
         champion = score(model, fresh, pipeline.target)
     except Exception as exc:  # noqa: BLE001 - any reason it cannot score is reported, not fatal
@@ -178,6 +184,15 @@ def champion_scores(
     challenger = score(trained_model.model, fresh, pipeline.target)
     return ChampionComparison(version.version, int(len(fresh)), {k: champion[k] for k in keys},
                               {k: challenger[k] for k in keys})
+
+
+def _fresh_rows(context, model_store: ModelStore, version: ModelVersion, test_split: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``test_split`` that ``version`` was not trained on."""
+    seen_bytes = model_store.read_extra(version, constants.TRAIN_ROWS_FILENAME)
+    if seen_bytes is None:
+        context.log.warning(f"{version.version} did not record its training rows: compared on the whole split")
+        return test_split
+    return test_split[~np.isin(row_hashes(test_split), decode_train_rows(seen_bytes))].reset_index(drop=True)
 
 
 def signature_change(
@@ -246,7 +261,7 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
                 )
                 metadata = _regression_metadata(metrics)
             metrics["task"] = pipeline.task
-            champion = champion_scores(context, pipeline, model_store, trained_model, test_split)
+            champion = champion_scores(context, pipeline, model_store, trained_model, test_split, metrics)
             metrics["champion"] = champion
             if champion and champion.compared:
                 context.log.info(

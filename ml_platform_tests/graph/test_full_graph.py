@@ -92,6 +92,13 @@ def test_an_unchanged_rerun_reuses_the_stored_model_instead_of_fitting(seeded):
     assert outcome == "already in production"
     assert [v.version for v in seeded.store.list_versions(MODEL_NAME)] == [production.version]
     assert meta["Training rows"] == production.metadata["training_rows"]
+    # model_metrics does not score the same model twice: the challenger is the champion.
+    metrics = second.asset_materializations_for_node("demo__model_metrics")[0].metadata
+    assert f"the challenger is production {production.version} itself: scored once, for both" in _logs(seeded, second)
+    assert metrics["Champion version"].value == production.version
+    assert metrics["Champion Accuracy"].value == metrics["Challenger Accuracy (same rows)"].value
+    first_metrics = first.asset_materializations_for_node("demo__model_metrics")[0].metadata
+    assert metrics["Accuracy"].value == first_metrics["Accuracy"].value
     # Dagster's data version of trained_model is the recipe: unchanged, so nothing downstream is stale.
     for result in (first, second):
         materialization = result.asset_materializations_for_node("demo__trained_model")[0]
