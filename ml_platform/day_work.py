@@ -211,8 +211,8 @@ def _available_mb() -> float | None:
 
 
 def processes_for(days: int, largest_file_bytes: int) -> int:
-    """How many worker processes a range of ``days`` gets: one per day, at most one per usable
-    core, and no more than the available memory holds (0 or 1: do the work in this process).
+    """How many processes (this one and its workers) a range of ``days`` gets: one per day, at most
+    one per usable core, and no more than the available memory holds (0 or 1: this process alone).
     A daemonic process (a Celery prefork worker) may not start processes: none there."""
     if multiprocessing.current_process().daemon:
         return 0
@@ -272,28 +272,45 @@ def each_day(
     processes: int,
     done: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
-    """``work(*job)`` for every job, in ``processes`` worker processes (in this process when fewer
-    than 2), results in the jobs' order. ``done(number, result)`` is called in this process as each
-    job finishes (for progress). The first job that raises stops the rest, and its error is raised
-    as it was (the typed errors of this package pickle as themselves, without the worker's traceback)."""
-    if processes < 2:
-        results = []
-        for number, job in enumerate(jobs, start=1):
-            results.append(work(*job))
-            if done:
-                done(number, results[-1])
+    """``work(*job)`` for every job on ``processes`` processes: this one and ``processes - 1``
+    workers (all in this process when fewer than 2), results in the jobs' order.
+
+    The workers take jobs from the front; this process, idle otherwise, takes them from the back
+    while the workers start (a spawned worker spends about 0.5 s importing pandas before its first
+    job) and until they reach the jobs it has left. ``done(number, result)`` is called in this
+    process as each job finishes (for progress). The first job that raises stops the rest, and its
+    error is raised as it was (the typed errors of this package pickle as themselves, without the
+    worker's traceback)."""
+    results: list[Any] = [None] * len(jobs)
+    finished = 0
+
+    def finish(index: int, result: Any) -> None:
+        nonlocal finished
+        results[index] = result
+        finished += 1
+        if done:
+            done(finished, result)
+
+    if processes < 2 or len(jobs) < 2:
+        for index, job in enumerate(jobs):
+            finish(index, work(*job))
         return results
 
-    from concurrent.futures import FIRST_EXCEPTION, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
-    pool = _pool(processes)
+    pool = _pool(processes - 1)
     with _main_not_rerun():
         futures = [pool.submit(work, *job) for job in jobs]
     try:
-        pending, finished_count = set(futures), 0
+        for index in reversed(range(len(jobs))):
+            if not futures[index].cancel():  # a worker has it: the rest are theirs
+                break
+            finish(index, work(*jobs[index]))
+        pending = {future: index for index, future in enumerate(futures) if not future.cancelled()}
         while pending:
-            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in finished:
+            completed, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in completed:
+                index = pending.pop(future)
                 error = future.exception()
                 if error is not None:
                     if isinstance(error, MlPlatformError):
@@ -301,10 +318,8 @@ def each_day(
                         # its cause) would only bury that sentence. Other errors keep it: a bug.
                         error.__cause__ = None
                     raise error
-                finished_count += 1
-                if done:
-                    done(finished_count, future.result())
-        return [future.result() for future in futures]
+                finish(index, future.result())
+        return results
     except BrokenProcessPool as exc:
         _drop_pool()  # a worker died (killed, out of memory): the next range starts a new pool
         raise MlPlatformError(f"a worker process of this range of days died: {exc}") from exc

@@ -143,7 +143,8 @@ def _ingest_stored(context, files: dict[str, LandingFile], jobs: list[tuple], pr
             )
 
     if processes >= 2:
-        context.log.info(f"ingesting {len(days)} days in {processes} worker processes")
+        context.log.info(f"ingesting {len(days)} days on {processes} processes (this one and {processes - 1}"
+                         f" spawned worker{'s' if processes > 2 else ''})")
     try:
         ingested = day_work.each_day(day_work.ingest_day, jobs, processes, done=done)
     except LandingFileError as exc:

@@ -125,7 +125,7 @@ def _checked_days(context: dg.AssetCheckExecutionContext, raw_data: dict, contra
     if jobs:
         processes = day_work.processes_for(len(jobs), max(os.path.getsize(p) for _, p, _ in jobs)) \
             if len(jobs) > 1 else 0
-        context.log.info(f"checking {len(jobs)} of {len(raw_data)} days in {max(processes, 1)} process(es)")
+        context.log.info(f"checking {len(jobs)} of {len(raw_data)} days on {max(processes, 1)} process(es)")
         for result in day_work.each_day(day_work.check_day, jobs, processes):
             checked[result.day] = result
     return [checked[day] for day in sorted(checked)]

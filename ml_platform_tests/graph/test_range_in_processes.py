@@ -38,7 +38,7 @@ def test_each_day_of_a_range_is_stored_with_its_own_metadata_by_worker_processes
     processes = day_work.processes_for(len(DAYS), 2**20)
     messages = _messages(seeded, result)
     if processes >= 2:
-        assert f"ingesting {len(DAYS)} days in {processes} worker processes" in messages
+        assert any(m.startswith(f"ingesting {len(DAYS)} days on {processes} processes") for m in messages)
     by_day = _materializations(result)
     assert sorted(by_day) == DAYS
     for n, day in enumerate(DAYS):
@@ -69,7 +69,7 @@ def test_the_checks_alone_read_and_check_the_stored_range_in_processes(seeded):
     assert checks_only.success, step_errors(checks_only)
     assert not checks_only.get_asset_materialization_events()
     processes = day_work.processes_for(len(DAYS), 2**20)
-    assert f"checking {len(DAYS)} of {len(DAYS)} days in {max(processes, 1)} process(es)" in _messages(seeded, checks_only)
+    assert f"checking {len(DAYS)} of {len(DAYS)} days on {max(processes, 1)} process(es)" in _messages(seeded, checks_only)
     assert all(check_results(checks_only).values()), check_descriptions(checks_only)
 
 
