@@ -7,6 +7,7 @@ fits it, scores it on the held-out rows, and writes the joblib artifact and its 
 folder. No ml_platform import: this is what a data scientist would run by hand.
 
 Writes ``<out>/model.joblib`` and ``<out>/result.json`` (metrics, sha256, phase timings).
+The steps are functions so that bench/prefect_pipeline.py runs literally the same work as tasks.
 """
 
 import time
@@ -37,8 +38,8 @@ from sklearn.pipeline import Pipeline as SklearnPipeline  # noqa: E402
 from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--landing", required=True, help="folder of YYYY-MM-DD.parquet files")
     parser.add_argument("--days", required=True, help="comma-separated days of the window, oldest first")
     parser.add_argument("--out", required=True, help="folder for model.joblib and result.json")
@@ -48,27 +49,22 @@ def main() -> None:
     parser.add_argument("--n-estimators", type=int, default=100)
     parser.add_argument("--max-depth", type=int, default=10)
     parser.add_argument("--n-jobs", type=int, default=1)
-    args = parser.parse_args()
-    phases = {"imports": time.perf_counter() - _T0}
+    return parser.parse_args(argv)
 
-    def mark(name: str, since: float) -> float:
-        now = time.perf_counter()
-        phases[name] = now - since
-        return now
 
-    t = time.perf_counter()
-    days = args.days.split(",")
-    frame = pd.concat(
-        [pd.read_parquet(os.path.join(args.landing, f"{day}.parquet")) for day in days],
+def load_days(landing: str, days: list[str]) -> pd.DataFrame:
+    return pd.concat(
+        [pd.read_parquet(os.path.join(landing, f"{day}.parquet")) for day in days],
         ignore_index=True,
     )
-    t = mark("load", t)
 
-    train, test = train_test_split(
-        frame, test_size=args.test_size, random_state=args.random_state, stratify=frame[args.target]
-    )
-    t = mark("split", t)
 
+def split(frame: pd.DataFrame, target: str, test_size: float, random_state: int):
+    return train_test_split(frame, test_size=test_size, random_state=random_state, stratify=frame[target])
+
+
+def fit(train: pd.DataFrame, target: str, n_estimators: int, max_depth: int, random_state: int,
+        n_jobs: int) -> SklearnPipeline:
     numeric = SklearnPipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
     categorical = SklearnPipeline(
         [("impute", SimpleImputer(strategy="most_frequent")),
@@ -80,17 +76,19 @@ def main() -> None:
             ("categorical", categorical, make_column_selector(dtype_exclude="number")),
         ])),
         ("model", RandomForestClassifier(
-            n_estimators=args.n_estimators, max_depth=args.max_depth,
-            random_state=args.random_state, n_jobs=args.n_jobs,
+            n_estimators=n_estimators, max_depth=max_depth,
+            random_state=random_state, n_jobs=n_jobs,
         )),
     ])
-    model.fit(train.drop(columns=[args.target]), train[args.target])
-    t = mark("fit", t)
+    model.fit(train.drop(columns=[target]), train[target])
+    return model
 
-    y_test = test[args.target]
-    predicted = model.predict(test.drop(columns=[args.target]))
+
+def evaluate(model: SklearnPipeline, test: pd.DataFrame, target: str) -> dict:
+    y_test = test[target]
+    predicted = model.predict(test.drop(columns=[target]))
     labels = list(model.classes_)
-    metrics = {
+    return {
         "accuracy": float(accuracy_score(y_test, predicted)),
         "precision": float(precision_score(y_test, predicted, average="weighted", zero_division=0)),
         "recall": float(recall_score(y_test, predicted, average="weighted", zero_division=0)),
@@ -99,19 +97,46 @@ def main() -> None:
         "report": classification_report(y_test, predicted, labels=labels, output_dict=True, zero_division=0),
         "test_rows": int(len(test)),
     }
-    t = mark("evaluate", t)
 
+
+def dump(model: SklearnPipeline, out: str) -> str:
+    """Writes ``<out>/model.joblib``; returns its sha256."""
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
     artifact = buffer.getvalue()
     sha256 = hashlib.sha256(artifact).hexdigest()
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "model.joblib"), "wb") as handle:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "model.joblib"), "wb") as handle:
         handle.write(artifact)
-    t = mark("dump", t)
+    return sha256
 
-    with open(os.path.join(args.out, "result.json"), "w") as handle:
-        json.dump({"metrics": metrics, "sha256": sha256, "rows": len(frame), "phases": phases}, handle)
+
+def write_result(out: str, result: dict) -> None:
+    with open(os.path.join(out, "result.json"), "w") as handle:
+        json.dump(result, handle)
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    phases = {"imports": time.perf_counter() - _T0}
+
+    def mark(name: str, since: float) -> float:
+        now = time.perf_counter()
+        phases[name] = now - since
+        return now
+
+    t = time.perf_counter()
+    frame = load_days(args.landing, args.days.split(","))
+    t = mark("load", t)
+    train, test = split(frame, args.target, args.test_size, args.random_state)
+    t = mark("split", t)
+    model = fit(train, args.target, args.n_estimators, args.max_depth, args.random_state, args.n_jobs)
+    t = mark("fit", t)
+    metrics = evaluate(model, test, args.target)
+    t = mark("evaluate", t)
+    sha256 = dump(model, args.out)
+    t = mark("dump", t)
+    write_result(args.out, {"metrics": metrics, "sha256": sha256, "rows": len(frame), "phases": phases})
 
 
 if __name__ == "__main__":

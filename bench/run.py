@@ -4,9 +4,10 @@ Measures (see bench/README.md):
 
 - the pipeline (ingest the 7 window days, then train / evaluate / gate / deploy for the last day)
   on synthetic data (make_classification, 20 features + a categorical column, fixed seed) at each
-  size of --sizes (rows per run, spread over 7 days), three ways, interleaved per repetition:
+  size of --sizes (rows per run, spread over 7 days), several ways, interleaved per repetition:
   the plain script, `dagster asset materialize` (two commands), and `dg.materialize` (a fresh
-  process); whole-process wall time and peak RSS of every process (os.wait4);
+  process), and the plain script's work as a Prefect 3 flow (its own venv, bench/.prefect-venv);
+  whole-process wall time and peak RSS of every process (os.wait4);
 - a 30-day backfill of raw_data: one single-run range vs one run per day, on 2 CPUs and pinned
   to 1 CPU, plus a plain 2-process pool doing the same per-day work, as a reference;
 - one tick of the landing sensor over 1,000 files (time, memory);
@@ -61,6 +62,15 @@ END_DAY = "2026-01-07"  # a fixed day inside the daily partitions: results do no
 WINDOW = constants.DEFAULT_WINDOW_DAYS
 SEED = 0
 SENSOR_PARTITIONS_START = "2020-01-01"  # so that 1,000 consecutive days are all partitions
+# The Prefect variant's own venv (made once, kept; never a dependency of the project): Prefect 3
+# with the project's versions of the packages that do the work, so that only the orchestrator differs.
+PREFECT_VENV = BENCH / ".prefect-venv"
+PREFECT_REQUIREMENT = "prefect>=3,<4"
+PREFECT_PINNED = ("pandas", "pyarrow", "numpy", "scikit-learn", "scipy", "joblib")
+# Prefect as a user gets it (the temporary local API server), without telemetry and with quiet
+# console logs (the flow's logs still go to its API, as by default); PREFECT_HOME is set per project.
+PREFECT_SETTINGS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING"}
 
 BENCH_PIPELINES = f"""pipelines:
   - name: demo
@@ -77,9 +87,12 @@ TARGETS = {
     "cli_ratio_1m": ("max", 1.05),
     "cli_ratio_10k": ("max", 1.6),
     "cli_memory_ratio_1m": ("max", 1.15),
+    # the daily run's peak RSS at most the same work's as a Prefect 3 flow (daily / Prefect)
+    "daily_memory_vs_prefect_1m": ("max", 1.0),
     "rerun_ratio_1m": ("max", 0.10),
     "backfill_speedup": ("min", 1.7),
     "backfill_vs_pool": ("max", 1.15),
+    "backfill_vs_floor_plus_pool": ("max", 1.10),
     "sensor_seconds": ("max", 1.0),
     "sensor_mb": ("max", 200.0),
 }
@@ -112,7 +125,7 @@ def clean_env() -> dict[str, str]:
     """The caller's environment without anything that would point the platform elsewhere."""
     return {
         k: v for k, v in os.environ.items()
-        if not k.startswith(("ML_PLATFORM_", "DAGSTER_", "AWS_")) and k != "PYTHONPATH"
+        if not k.startswith(("ML_PLATFORM_", "DAGSTER_", "AWS_", "PREFECT_")) and k != "PYTHONPATH"
     }
 
 
@@ -200,6 +213,61 @@ class Workspace:
         }
         return root, env
 
+    def prefect_env(self, root: Path, env: dict[str, str], python: Path) -> dict[str, str]:
+        """The project's environment with a PREFECT_HOME of its own: a copy of a template in which
+        one no-op flow ran once, untimed (its temporary server migrated the SQLite database and
+        registered Prefect's block types), as on a machine where Prefect has run before; the
+        Dagster template is migrated once the same way."""
+        template = self.root / "template_prefect_home"
+        if not template.exists():
+            warm_up = "from prefect import flow\n\n@flow\ndef warm_up():\n    pass\n\nwarm_up()\n"
+            done = subprocess.run([str(python), "-c", warm_up],
+                                  env={**clean_env(), **PREFECT_SETTINGS, "PREFECT_HOME": str(template)},
+                                  capture_output=True, text=True, timeout=600)
+            if done.returncode:
+                output = (done.stdout + done.stderr)[-3000:]
+                raise RunFailed(f"a first Prefect flow (untimed, to set up PREFECT_HOME) failed:\n{output}")
+        shutil.copytree(template, root / "prefect_home")
+        return {**env, **PREFECT_SETTINGS, "PREFECT_HOME": str(root / "prefect_home")}
+
+
+def prefect_python() -> Path:
+    """Prefect 3 in its own venv (made once, kept in bench/.prefect-venv; made again if broken or
+    if the project's versions of the work's packages changed)."""
+    from importlib.metadata import version
+
+    pins = {name: version(name) for name in PREFECT_PINNED}
+    python = PREFECT_VENV / "bin" / "python"
+    probe = ("import json, prefect, pandas, pyarrow, numpy, sklearn, scipy, joblib\n"
+             "from importlib.metadata import version\n"
+             f"print(json.dumps({{n: version(n) for n in {list(PREFECT_PINNED)!r} + ['prefect']}}))")
+    if python.exists():
+        check = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=300)
+        try:
+            found = json.loads(check.stdout) if check.returncode == 0 else {}
+        except ValueError:
+            found = {}
+        if found and found["prefect"].startswith("3.") and all(found[n] == v for n, v in pins.items()):
+            return python
+    if PREFECT_VENV.is_symlink() or PREFECT_VENV.is_file():
+        PREFECT_VENV.unlink()
+    elif PREFECT_VENV.exists():
+        shutil.rmtree(PREFECT_VENV)
+    log(f"installing {PREFECT_REQUIREMENT} in {PREFECT_VENV} (its own venv; about a minute, once)")
+    done = subprocess.run([sys.executable, "-m", "venv", str(PREFECT_VENV)], capture_output=True, text=True)
+    if not done.returncode:
+        done = subprocess.run([str(python), "-m", "pip", "install", "-q", PREFECT_REQUIREMENT,
+                               *(f"{name}=={v}" for name, v in pins.items())],
+                              capture_output=True, text=True, timeout=1800)
+    if done.returncode:
+        raise RunFailed(f"installing {PREFECT_REQUIREMENT} in {PREFECT_VENV} failed:\n{done.stderr[-3000:]}")
+    return python
+
+
+def prefect_version(python: Path) -> str:
+    return subprocess.run([str(python), "-c", "import prefect; print(prefect.__version__)"],
+                          capture_output=True, text=True, timeout=300).stdout.strip()
+
 
 def run_events(home: Path) -> list[dict]:
     """Per run, from the instance's SQLite files: when it was created, started and ended, and per
@@ -286,24 +354,34 @@ def same_metrics(plain: dict, platform_metrics: dict | None) -> bool:
 
 
 # -- the pipeline ----------------------------------------------------------------------------------
-def bench_pipeline(ws: Workspace, rows: int, reps: int, keep: bool) -> dict:
+def bench_pipeline(ws: Workspace, rows: int, reps: int, keep: bool, prefect: Path | None = None) -> dict:
+    """The pipeline's variants at one size, interleaved per repetition; ``prefect``: the Prefect
+    venv's interpreter, or None to leave the Prefect variant out."""
     label = rows_label(rows)
     days = days_ending(END_DAY, WINDOW)
     landing = ws.root / f"landing-{label}"
     log(f"pipeline {label}: writing {rows} rows over {len(days)} days to {landing}")
     write_landing(landing, rows, days)
     runs: dict[str, list[dict]] = {"plain": [], "cli": [], "daily": [], "rerun": [], "api": [], "floor": []}
+    if prefect:
+        runs["prefect"] = []
     for rep in range(1, reps + 1):
         plain_metrics = None
-        for variant in runs:  # interleaved: plain, CLI, daily, API, plain, CLI, daily, API, ...
+        for variant in runs:  # interleaved: plain, CLI, daily, API, floor, Prefect, plain, CLI, ...
             if variant == "rerun":
                 continue  # measured right after "daily", on its project
             root, env = ws.project(f"{label}-{variant}-{rep}", landing)
             root.mkdir(exist_ok=True)
             logfile = root / "output.log"
-            if variant == "plain":
-                commands = [[PYTHON, str(BENCH / "plain_pipeline.py"), "--landing", str(landing),
-                             "--days", ",".join(days), "--out", str(root / "plain"),
+            if variant in ("plain", "prefect"):
+                # The same arguments: bench/prefect_pipeline.py runs plain_pipeline.py's functions
+                # as the tasks of a Prefect flow, in Prefect's venv, with a PREFECT_HOME of its own.
+                python, script = (PYTHON, "plain_pipeline.py") if variant == "plain" else (
+                    str(prefect), "prefect_pipeline.py")
+                if variant == "prefect":
+                    env = ws.prefect_env(root, env, prefect)
+                commands = [[python, str(BENCH / script), "--landing", str(landing),
+                             "--days", ",".join(days), "--out", str(root / variant),
                              "--target", constants.DEFAULT_TARGET_COLUMN,
                              "--test-size", str(constants.DEFAULT_TEST_SIZE),
                              "--random-state", str(constants.DEFAULT_RANDOM_STATE),
@@ -342,6 +420,14 @@ def bench_pipeline(ws: Workspace, rows: int, reps: int, keep: bool) -> dict:
                 plain_metrics = result["metrics"]
                 record["phases_s"] = result["phases"]
                 record["metrics"] = {k: plain_metrics[k] for k in ("accuracy", "f1", "test_rows")}
+            elif variant == "prefect":
+                result = json.loads((root / "prefect" / "result.json").read_text())
+                record["phases_s"] = result["phases"]
+                record["same_metrics_as_plain"] = same_metrics(plain_metrics, result["metrics"])
+                # The temporary API server is a process of its own: os.wait4's figure is the larger
+                # of the two (the flow process's), not their sum; its own peak is kept beside it.
+                record["api_server_max_rss_mb"] = result["api_server_max_rss_mb"]
+                record["flow_process_max_rss_mb"] = result["flow_process_max_rss_mb"]
             elif variant != "floor":
                 home = Path(env["DAGSTER_HOME"])
                 record["runs"] = run_events(home)[-1:] if variant == "daily" else run_events(home)
@@ -365,10 +451,12 @@ def bench_pipeline(ws: Workspace, rows: int, reps: int, keep: bool) -> dict:
                     f" ({again['wall_s'] / record['wall_s']:.2f}x the daily run), same version:"
                     f" {again['same_version']}")
             runs[variant].append(record)
-            log(f"pipeline {label} rep {rep}/{reps} {variant:>5}: {record['wall_s']:6.2f} s,"
+            log(f"pipeline {label} rep {rep}/{reps} {variant:>7}: {record['wall_s']:6.2f} s,"
                 f" peak RSS {record['max_rss_mb']:6.0f} MB"
                 + ("" if variant in ("plain", "floor")
-                   else f", same metrics as plain: {record['same_metrics_as_plain']}"))
+                   else f", same metrics as plain: {record['same_metrics_as_plain']}")
+                + (f" (its temporary API server: {record['api_server_max_rss_mb'] or 0:.0f} MB)"
+                   if variant == "prefect" else ""))
             if not keep:
                 shutil.rmtree(root, ignore_errors=True)
     if not keep:
@@ -417,11 +505,15 @@ def summarize_pipeline(runs: dict[str, list[dict]]) -> dict:
                 }
                 per_run.append(item)
             summary[variant]["per_run"] = per_run
+    if runs.get("prefect"):
+        flows = runs["prefect"]
+        summary["prefect"]["same_metrics_as_plain"] = all(r["same_metrics_as_plain"] for r in flows)
+        summary["prefect"]["api_server_max_rss_mb"] = median([r["api_server_max_rss_mb"] for r in flows])
     if runs.get("rerun"):
         summary["rerun"]["same_version"] = all(r["same_version"] for r in runs["rerun"])
         summary["rerun"]["of_daily"] = summary["rerun"]["wall_s"] / summary["daily"]["wall_s"]
     plain = summary["plain"]
-    for variant in ("cli", "daily", "rerun", "api", "floor"):
+    for variant in ("cli", "daily", "rerun", "api", "floor", "prefect"):
         if variant in summary:
             summary[variant]["ratio"] = summary[variant]["wall_s"] / plain["wall_s"]
             summary[variant]["memory_ratio"] = summary[variant]["max_rss_mb"] / plain["max_rss_mb"]
@@ -431,6 +523,9 @@ def summarize_pipeline(runs: dict[str, list[dict]]) -> dict:
         work = plain["wall_s"] - plain["phases_s"]["imports"]
         bound = summary["floor"]["wall_s"] + work
         summary["lower_bound"] = {"wall_s": bound, "ratio": bound / plain["wall_s"], "plain_work_s": work}
+    if "prefect" in summary:
+        # The issue's memory target: the daily run's peak RSS against the same work's as a Prefect flow.
+        summary["daily_memory_vs_prefect"] = summary["daily"]["max_rss_mb"] / summary["prefect"]["max_rss_mb"]
     return summary
 
 
@@ -496,6 +591,9 @@ def bench_backfill(ws: Workspace, days_count: int, rows_per_day: int, reps: int,
     summary["range_vs_plain_pool2"] = work["range_run"] / work["plain_pool2"]
     # No range run doing this work can beat Dagster's no-work range run + the plain pool's work.
     summary["lower_bound_vs_plain_pool2"] = (work["floor_range"] + work["plain_pool2"]) / work["plain_pool2"]
+    # Issue 18's bar: the range run against that bound itself, in the same run.
+    summary["range_vs_floor_plus_pool2"] = work["range_run"] / (work["floor_range"] + work["plain_pool2"])
+    summary["cores"] = len(os.sched_getaffinity(0))
     return {"days": days_count, "rows_per_day": rows_per_day, "runs": runs, "summary": summary}
 
 
@@ -824,6 +922,28 @@ def build_table(results: dict) -> list[tuple[str, str, str, str]]:
         if not (cli["same_metrics_as_plain"] and daily["same_metrics_as_plain"]
                 and api["same_metrics_as_plain"]):
             rows.append((f"pipeline {label} rows: platform metrics == plain metrics", "NO", "equal", "NO"))
+        prefect = s.get("prefect")
+        memory_key = "daily_memory_vs_prefect_1m"
+        if prefect:
+            server = prefect.get("api_server_max_rss_mb")
+            rows.append((f"pipeline {label} rows: Prefect 3 flow, same work as tasks (x plain)",
+                         f"{prefect['wall_s']:.2f} s = {prefect['ratio']:.2f}x,"
+                         f" {prefect['max_rss_mb']:.0f} MB = {prefect['memory_ratio']:.2f}x"
+                         + (f" (its temporary API server, another process: {server:.0f} MB)"
+                            if server else ""), "-", ""))
+            if not prefect["same_metrics_as_plain"]:
+                rows.append((f"pipeline {label} rows: Prefect flow metrics == plain metrics",
+                             "NO", "equal", "NO"))
+            ratio = s["daily_memory_vs_prefect"]
+            target, met = verdict(memory_key, ratio) if label == "1M" else ("-", "")
+            rows.append((f"pipeline {label} rows: daily run peak RSS vs Prefect 3 flow's (daily / Prefect)",
+                         f"{daily['max_rss_mb']:.0f} MB / {prefect['max_rss_mb']:.0f} MB = {ratio:.2f}x"
+                         + (f"; Dagster's floor {floor['max_rss_mb']:.0f} MB" if floor else ""), target, met))
+        elif label == "1M":
+            rows.append(("pipeline 1M rows: daily run peak RSS vs Prefect 3 flow's (daily / Prefect)",
+                         "not run (--skip prefect)", *verdict(memory_key, None)))
+        else:
+            rows.append((f"pipeline {label} rows: Prefect 3 flow", "not run (--skip prefect)", "-", ""))
     for label in ("10k", "1M"):
         if label not in pipeline:
             hint = "" if label == "10k" else " (--sizes 10000,100000,1000000)"
@@ -832,6 +952,8 @@ def build_table(results: dict) -> list[tuple[str, str, str, str]]:
             if label == "1M":
                 rows.append(("pipeline 1M rows: dagster asset materialize peak RSS", "not run",
                              *verdict("cli_memory_ratio_1m", None)))
+                rows.append(("pipeline 1M rows: daily run peak RSS vs Prefect 3 flow's (daily / Prefect)",
+                             "not run", *verdict("daily_memory_vs_prefect_1m", None)))
     backfill = results.get("backfill")
     if backfill:
         s = backfill["summary"]
@@ -858,6 +980,10 @@ def build_table(results: dict) -> list[tuple[str, str, str, str]]:
         rows.append(("backfill lower bound = floor + plain pool work (x plain pool)",
                      f"{s['lower_bound_vs_plain_pool2']:.2f}x",
                      *verdict("backfill_vs_pool", s["lower_bound_vs_plain_pool2"])))
+        rows.append((f"backfill range run vs that lower bound (floor + pool), {s.get('cores', '?')} cores",
+                     f"{s['range_run']['work_s']:.2f} s / {s['floor_range']['work_s'] + s['plain_pool2']['work_s']:.2f} s"
+                     f" = {s['range_vs_floor_plus_pool2']:.2f}x",
+                     *verdict("backfill_vs_floor_plus_pool", s["range_vs_floor_plus_pool2"])))
     else:
         rows.append(("backfill speedup", "not run", *verdict("backfill_speedup", None)))
     queued = results.get("queued")
@@ -936,6 +1062,13 @@ def where_time_goes(results: dict) -> str:
         lines.append(f"pipeline {label}, dg.materialize process {s['api']['wall_s']:.2f} s: "
                      + ", ".join(f"{k} {v:.2f}" for k, v in api.items())
                      + f", interpreter start + exit {s['api']['wall_s'] - sum(api.values()):.2f}")
+        if "prefect" in s:
+            flow = s["prefect"]["phases_s"]
+            lines.append(f"pipeline {label}, Prefect flow process {s['prefect']['wall_s']:.2f} s: "
+                         + ", ".join(f"{k} {v:.2f}" for k, v in flow.items())
+                         + " (the tasks as the plain script's phases; flow_other: the temporary server's"
+                           " start, the flow run and its states), interpreter start + exit (stopping"
+                           f" the server) {s['prefect']['wall_s'] - sum(flow.values()):.2f}")
     backfill = results.get("backfill")
     if backfill:
         s = backfill["summary"]
@@ -989,7 +1122,8 @@ def machine() -> dict:
 
 
 # -- main ------------------------------------------------------------------------------------------
-SECTIONS = ("pipeline", "backfill", "sensor", "dev", "imports", "queued", "serving")
+# "prefect" is the pipeline's Prefect 3 variant (and its venv), not a section of its own.
+SECTIONS = ("pipeline", "backfill", "sensor", "dev", "imports", "queued", "serving", "prefect")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1003,7 +1137,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="CI smoke test: 10k rows, 1 repetition, no dagster dev, no backfill")
     parser.add_argument("--skip", default="",
-                        help=f"sections to leave out, comma-separated: {', '.join(SECTIONS)}")
+                        help=f"sections to leave out, comma-separated: {', '.join(SECTIONS)}"
+                             " (prefect: the pipeline's Prefect 3 variant, and installing its venv)")
     parser.add_argument("--backfill-days", type=int, default=30)
     parser.add_argument("--backfill-rows-per-day", type=int, default=50_000)
     parser.add_argument("--queued-backfill", action="store_true",
@@ -1056,9 +1191,14 @@ def main(argv: list[str] | None = None) -> int:
         if "imports" not in args.skip:
             results["imports"] = bench_imports(ws, args.reps)
         if "pipeline" not in args.skip:
+            prefect = None
+            if "prefect" not in args.skip:
+                prefect = prefect_python()
+                results["machine"]["packages"]["prefect"] = prefect_version(prefect)
             results["pipeline"] = {}
             for rows in args.sizes:
-                results["pipeline"][rows_label(rows)] = bench_pipeline(ws, rows, args.reps, args.keep)
+                results["pipeline"][rows_label(rows)] = bench_pipeline(ws, rows, args.reps, args.keep,
+                                                                       prefect)
         if "backfill" not in args.skip:
             results["backfill"] = bench_backfill(ws, args.backfill_days, args.backfill_rows_per_day,
                                                  args.reps, args.keep)
@@ -1096,7 +1236,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"ml_platform bench: medians of {args.reps} run(s), interleaved; {m.get('cpu_model', '?')},"
           f" {m['cpus']} CPUs, {m.get('memory_gb', '?')} GB; Python {m['python']},"
-          f" dagster {m['packages']['dagster']}, scikit-learn {m['packages']['scikit-learn']};"
+          f" dagster {m['packages']['dagster']}, scikit-learn {m['packages']['scikit-learn']}"
+          + (f", prefect {m['packages']['prefect']}" if "prefect" in m["packages"] else "") + ";"
           f" took {took:.0f} s")
     print()
     print(format_table(table))
@@ -1105,7 +1246,10 @@ def main(argv: list[str] | None = None) -> int:
           "commands; peak RSS is per process (the larger CLI command). Backfill: the work inside one\n"
           "process (imports excluded: the same in every variant); the range-vs-single-runs speedup\n"
           "comes from running fewer runs, the 2nd-core row isolates parallelism. Sensor: the tick alone,\n"
-          "in a process that has loaded the code location; memory = peak RSS during the tick - RSS before.")
+          "in a process that has loaded the code location; memory = peak RSS during the tick - RSS before.\n"
+          "Prefect: the plain script's functions as the tasks of one flow (bench/.prefect-venv), with\n"
+          "the temporary local API server Prefect starts by default; its peak RSS is os.wait4's like\n"
+          "every variant's: the larger of its two processes, not their sum; the server's is beside it.")
     breakdown = where_time_goes(results)
     if breakdown:
         print()
