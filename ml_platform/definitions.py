@@ -4,6 +4,7 @@ import gc
 import os
 
 import dagster as dg
+import pyarrow as pa
 
 from ml_platform.backends import backends_for
 from ml_platform.factory import build_platform_defs
@@ -36,6 +37,12 @@ def executor_for(settings: Settings) -> dg.ExecutorDefinition:
         return dg.multiprocess_executor
     return dg.in_process_executor
 
+
+# Parquet is read and written through Arrow buffers, which its default memory pool (mimalloc) keeps
+# for reuse after the step has turned them into pandas frames: a 1M-row window read in one step
+# stayed in the process through the fit of the next. The system allocator gives them back
+# (measured: the daily run's peak RSS at 1M rows, see docs/performance.md).
+pa.set_memory_pool(pa.system_memory_pool())
 
 settings = load_settings()
 pipelines = [PipelineRuntime(spec, settings) for spec in load_pipelines(settings, pipelines_path())]
