@@ -91,8 +91,8 @@ def _ingest(context: dg.AssetExecutionContext, landing_zone: LandingZone, io_man
             for day in days]
     if all(source and destination for _, source, destination in jobs):
         processes = day_work.processes_for(len(days), max(f.size for f in files.values())) if len(days) > 1 else 0
-        day_contract = contract()
-        return _ingest_stored(context, files, [(*job, day_contract) for job in jobs], processes)
+        checked_against = contract()
+        return _ingest_stored(context, files, [(*job, checked_against) for job in jobs], processes)
     return _ingest_read(context, landing_zone, files)
 
 

@@ -128,3 +128,11 @@ def test_the_repository_pipelines_file_builds_both_pipelines():
     repository = build_platform_defs([PipelineRuntime(s, settings) for s in specs], resources_for(settings),
                                      dg.in_process_executor)
     assert {k.to_user_string() for k in repository.resolve_asset_graph().get_all_asset_keys()} == ASSETS
+
+
+def test_the_code_location_gives_arrow_buffers_back_to_the_system():
+    """Arrow's default pool (mimalloc) kept the buffers of every parquet read and write of a run's
+    steps in the process through the fit (the daily run's peak at 1M rows, make bench)."""
+    import pyarrow as pa
+
+    assert pa.default_memory_pool().backend_name == "system"
