@@ -1,11 +1,11 @@
-"""The per-day work of a range of days, in worker processes.
+"""The per-day work of raw_data, on every core for a range of days.
 
-A single-run backfill of raw_data (``--partition-range``) hands each day to a worker process:
-``ingest_day`` reads the day's landing file, hashes and parses it and writes the stored parquet;
-the raw_data checks then hand each stored day to a worker again: ``check_day`` reads it and runs
-the data contract (and the drift comparison). Only small results come back (counts, a preview,
-the rule results), and the steps turn them into Dagster events. Parsing and validating on
-threads were bound by the GIL; processes use every core.
+``ingest_day`` reads a day's landing file, hashes and parses it, stores it and checks it against
+the run's data contract; the raw_data checks step finds that result (``recall_checked``) and hands
+only the days it lacks to ``check_day``. A single-run backfill (``--partition-range``) spreads the
+days over the step's process and worker processes (``each_day``). Only small results come back
+(counts, a preview, the rule results), and the steps turn them into Dagster events. Parsing and
+validating on threads were bound by the GIL; processes use every core.
 
 This module imports pandas and pyarrow, never Dagster or scikit-learn: a worker's whole start is
 ``import ml_platform.day_work`` (about 0.5 s). Workers are spawned, never forked: the step's
