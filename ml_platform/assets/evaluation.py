@@ -149,7 +149,10 @@ def champion_scores(
         # The challenger may be the production version itself (trained_model reused it, or refit
         # the same recipe): then the champion is not loaded, and both are scored once.
         itself = trained_model.identity is not None and production.metadata.get("identity") == trained_model.identity
-        model, version = (trained_model.model, production) if itself else model_store.load(pipeline.model_name)
+        # The version just read, by name: the pointer is not read again, and the champion loaded
+        # is the one compared with (it verifies the sha256).
+        model, version = (trained_model.model, production) if itself \
+            else model_store.load(pipeline.model_name, production.version)
         fresh = _fresh_rows(context, model_store, version, test_split)
     except NoProductionModelError:
         context.log.info(f"no production {pipeline.model_name} yet: the gate uses its threshold alone")
