@@ -2,6 +2,7 @@
 
 import datetime as dt
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
@@ -18,6 +19,9 @@ from ml_platform.runtime import PipelineRuntime
 from ml_platform.resources.landing_zone import LandingFile, LandingZone
 from ml_platform.resources.model_store import ModelStore
 from ml_platform.timeouts import stage_timeout
+
+# The shortest time between two progress lines of a range run.
+_PROGRESS_EVERY_S = 1.0
 
 
 def _day_metadata(summary: DaySummary, landing_file: LandingFile) -> dict[str, object]:
@@ -131,12 +135,16 @@ def _ingest_read(context: dg.AssetExecutionContext, landing_zone: LandingZone, f
 def _ingest_stored(context, files: dict[str, LandingFile], jobs: list[tuple], processes: int):
     days = [job[0] for job in jobs]
 
-    # Progress: every day of a short range, about every tenth of a long one (each line is an
-    # event written to the instance's event log).
+    # Progress: about every tenth of the range, at most a line a second, and the last day (each
+    # line is an event written to the instance's event log, in the step's process that works too).
     every = max(1, len(days) // 10)
+    last_line = time.monotonic()
 
     def done(number: int, ingested: day_work.IngestedDay) -> None:
-        if number % every == 0 or number == len(days):
+        nonlocal last_line
+        now = time.monotonic()
+        if number == len(days) or (number % every == 0 and now - last_line >= _PROGRESS_EVERY_S):
+            last_line = now
             context.log.info(
                 f"[{number}/{len(days)}] stored {files[ingested.day].location}: {ingested.summary.rows} rows,"
                 f" {len(ingested.summary.head.columns)} columns"

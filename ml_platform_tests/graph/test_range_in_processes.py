@@ -39,6 +39,10 @@ def test_each_day_of_a_range_is_stored_with_its_own_metadata_by_worker_processes
     messages = _messages(seeded, result)
     if processes >= 2:
         assert any(m.startswith(f"ingesting {len(DAYS)} days on {processes} processes") for m in messages)
+    # Progress: the last day always; never more lines than days.
+    progress = [m for m in messages if " stored " in m and m.startswith("[")]
+    assert progress[-1].startswith(f"[{len(DAYS)}/{len(DAYS)}] stored "), progress
+    assert 1 <= len(progress) <= len(DAYS)
     by_day = _materializations(result)
     assert sorted(by_day) == DAYS
     for n, day in enumerate(DAYS):
