@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import dagster as dg
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
@@ -83,6 +84,16 @@ def newest_materialization(instance: dg.DagsterInstance, key: dg.AssetKey):
     """The newest materialization record of ``key``, or None."""
     records = instance.fetch_materializations(key, limit=1).records
     return records[0] if records else None
+
+
+def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> str | None:
+    """The data version Dagster recorded with the latest materialization of ``key``'s partition, or
+    None (never materialized, or materialized without one). The tag's name is imported from its
+    module, as the check status above (pinned to 1.13.27)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    ).records
+    return records[0].asset_materialization.tags.get(DATA_VERSION_TAG) if records else None
 
 
 def latest_storage_ids(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]) -> dict[str, int]:

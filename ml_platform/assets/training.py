@@ -11,9 +11,9 @@ from ml_platform import constants, quality
 from ml_platform import drift as feature_drift
 from ml_platform.assets.tracked import RUN_ID, track_challenger, track_training
 from ml_platform.checks.data_quality import DataQualityConfig
-from ml_platform.errors import DataValidationError
+from ml_platform.errors import DataValidationError, StorageUnavailableError
 from ml_platform.estimators import ImportedEstimator, estimator_of
-from ml_platform.instance_queries import check_verdicts
+from ml_platform.instance_queries import check_verdicts, latest_data_version
 from ml_platform.metadata import rows_table, signature_metadata
 from ml_platform.ml import (
     CV_FOLDS,
@@ -425,12 +425,21 @@ def _train(
     )
     identity = recipe_identity(**recipe)
     same = _same_recipe(model_store, pipeline, identity, as_of, variant)
-    if same is not None and not refit:
-        return _reuse(context, pipeline, model_store, same, identity)
+    # Not in the model store (a variant not chosen, a model the gate stopped): this partition's
+    # own stored output, when Dagster recorded this recipe as its data version.
+    kept = same is None and latest_data_version(context.instance, context.asset_key, str(context.partition_key)) == identity
+    if not refit:
+        if same is not None:
+            return _reuse(context, pipeline, model_store, same, identity)
+        if kept:
+            reused = _reuse_stored(context, identity, as_of)
+            if reused is not None:
+                return reused
     refit_note = {}
-    if same is not None:
-        refit_note = {"Refit": f"forced by run config ({same.version} has the same recipe)"}
-        context.log.info(f"refit forced by run config: {same.version} has the same recipe")
+    if refit and (same is not None or kept):
+        held = same.version if same is not None else f"the stored {context.partition_key}"
+        refit_note = {"Refit": f"forced by run config ({held} has the same recipe)"}
+        context.log.info(f"refit forced by run config: {held} has the same recipe")
     context.log.info(
         f"fitting {type(model.named_steps['model']).__name__}"
         f"({', '.join(f'{k}={v}' for k, v in params.items())})"
@@ -523,6 +532,31 @@ def _reuse(context: dg.AssetExecutionContext, pipeline: PipelineRuntime, model_s
     )
     context.log.info(f"reused {version.version} (same recipe: train split, estimator, params, code): no fit")
     metadata = {"Reused": f"{version.version} (same recipe)", **_model_metadata(trained), **_variant_metadata(trained)}
+    return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
+
+
+def _reuse_stored(context: dg.AssetExecutionContext, identity: str, as_of: str) -> dg.Output[TrainedModel] | None:
+    """This partition's stored output, when it is the model of this recipe; None (fit again, with a
+    warning) when it cannot be read or is not."""
+    partition = str(context.partition_key)
+    io_manager = getattr(context.resources, context.assets_def.get_io_manager_key_for_asset_key(context.asset_key))
+    try:
+        trained = io_manager.stored_value(context.asset_key, partition)
+        problem = None if isinstance(trained, TrainedModel) else f"it holds {type(trained).__name__}"
+        if problem is None and (trained.identity != identity or trained.data_as_of != as_of):
+            problem = "its recipe differs from the one Dagster recorded"
+    except StorageUnavailableError:
+        raise  # retried by the step's retry policy, like any read
+    except Exception as exc:  # noqa: BLE001 - unpickling a damaged file raises anything
+        problem = f"it cannot be read ({type(exc).__name__}: {exc})"
+    if problem is not None:
+        context.log.warning(f"the stored model of {partition} has this recipe but cannot be reused: {problem};"
+                            " fitting again")
+        return None
+    context.log.info(f"reused the stored model of {partition} (same recipe: train split, estimator, params,"
+                     " code): no fit")
+    trained.extra["reused"] = f"stored {partition}"
+    metadata = {"Reused": f"stored {partition} (same recipe)", **_model_metadata(trained), **_variant_metadata(trained)}
     return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
 
 

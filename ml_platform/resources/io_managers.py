@@ -9,7 +9,7 @@ day). Writes are atomic: temp file + rename locally, one PUT on S3.
 
 A step that writes or reads a range of days in worker processes (``day_work``) asks for local
 paths instead of values: ``stored_path`` for an output it writes itself, ``stored_days`` for
-partitions it reads itself.
+partitions it reads itself. ``stored_value`` hands a step its own earlier output.
 """
 
 import contextlib
@@ -240,6 +240,15 @@ class PartitionedIOManager(dg.ConfigurableIOManager):
         if all(paths.values()):
             return StoredFiles(paths)
         return dict(zip(present, _each(self._read, list(present.values()))))
+
+    def stored_value(self, asset_key: dg.AssetKey, partition_key: str) -> Any:
+        """The value stored for ``asset_key``'s partition, or None when nothing is stored there: a
+        step that reuses its own earlier output (a model of the same recipe) reads it here.
+        Unreachable storage raises StorageUnavailableError."""
+        location = self._location([*(_safe_segment(p) for p in asset_key.path), _safe_segment(partition_key)])
+        if not self._exists(location):
+            return None
+        return self._read(location)
 
     @staticmethod
     def _describe(context: dg.InputContext) -> str:

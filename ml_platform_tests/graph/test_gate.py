@@ -95,6 +95,47 @@ def test_gate_blocks_a_noisy_model_and_production_stays(platform, rows):
     assert len(platform.store.list_versions(MODEL_NAME)) == 1
 
 
+def _logs(platform, result) -> str:
+    return "\n".join(e.user_message for e in platform.instance.all_logs(result.run_id))
+
+
+def test_a_model_the_gate_stopped_is_reused_from_its_stored_output_and_stopped_again(platform):
+    platform.seed()
+    add_label_noise(platform, DAYS)
+    ingest_range(platform, DAYS)
+    stopped = platform.train()
+    assert not stopped.success and check_results(stopped)[GATE] is False
+    assert platform.store.list_versions(MODEL_NAME) == []  # never deployed, so not in the model store
+
+    # Unchanged inputs: the partition's stored trained_model is the same recipe (Dagster's data
+    # version says so, the loaded model's identity agrees), so it is not fitted again.
+    again = platform.train()
+    trained = again.asset_materializations_for_node("demo__trained_model")[0]
+    assert trained.metadata["Reused"].value == f"stored {END_DAY} (same recipe)"
+    assert "fitting " not in _logs(platform, again)
+    assert trained.tags["dagster/data_version"] == stopped.asset_materializations_for_node(
+        "demo__trained_model")[0].tags["dagster/data_version"]
+    # ... and the gate judges it as it judged the fresh fit: the same score, stopped again.
+    assert not again.success and check_results(again)[GATE] is False
+    assert gate_evaluation(again).metadata["Accuracy"].value == gate_evaluation(stopped).metadata["Accuracy"].value
+
+    # A damaged stored model is not reused: the run says so and fits again.
+    (stored,) = (platform.assets_dir / "demo" / "trained_model").glob(f"{END_DAY}.*")
+    stored.write_bytes(stored.read_bytes()[:100])
+    damaged = platform.train()
+    logs = _logs(platform, damaged)
+    assert f"the stored model of {END_DAY} has this recipe but cannot be reused: it cannot be read" in logs
+    assert "fitting RandomForestClassifier" in logs
+    assert "Reused" not in damaged.asset_materializations_for_node("demo__trained_model")[0].metadata
+    assert check_results(damaged)[GATE] is False
+
+    # refit: true fits even so, and records why it was forced.
+    refit = platform.train(run_config={"ops": {"demo__trained_model": {"config": {"refit": True}}}})
+    meta = refit.asset_materializations_for_node("demo__trained_model")[0].metadata
+    assert meta["Refit"].value == f"forced by run config (the stored {END_DAY} has the same recipe)"
+    assert "fitting RandomForestClassifier" in _logs(platform, refit)
+
+
 def test_min_accuracy_zero_lets_the_noisy_model_deploy(platform):
     platform.seed()
     add_label_noise(platform, DAYS)
