@@ -1,5 +1,7 @@
 """model_metrics: how the trained model does on the held-out split."""
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,10 +17,13 @@ from ml_platform.errors import (
     StorageUnavailableError,
 )
 from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
+from ml_platform.instance_queries import latest_data_version
 from ml_platform.metadata import markdown_table, rows_table
 from ml_platform.ml import (
     TrainedModel,
     classification_metrics,
+    frame_fingerprint,
+    platform_version,
     regression_metrics,
     row_hashes,
 )
@@ -222,10 +227,73 @@ def signature_change(
             "change": compare_signatures(old, trained_model.signature).to_dict()}
 
 
+def _metrics_metadata(pipeline: PipelineRuntime, metrics: dict[str, Any]) -> dict[str, Any]:
+    """What the UI shows of model_metrics, from the metrics alone (a fresh or a reused score)."""
+    metric = pipeline.spec.gate_metric[0]
+    label = METRIC_LABELS[metric]
+    metadata = (_classification_metadata if pipeline.task == "classification" else _regression_metadata)(metrics)
+    champion = metrics.get("champion")
+    if champion and champion.compared:
+        metadata[f"Champion {label}"] = float(champion.champion[metric])
+        metadata[f"Challenger {label} (same rows)"] = float(champion.challenger[metric])
+        metadata["Champion version"] = champion.version
+        metadata["Rows compared"] = champion.rows
+    else:
+        metadata["Champion version"] = (champion.problem if champion else None) or "none (first model)"
+    change = metrics["signature_change"]
+    metadata["Signature vs production"] = (
+        SignatureChange.from_dict(change["change"]).describe() if "change" in change else change["note"]
+    )
+    return metadata
+
+
+def metrics_recipe(pipeline: PipelineRuntime, model_store: ModelStore, trained_model: TrainedModel,
+                   test_split: pd.DataFrame) -> str | None:
+    """sha256 of what model_metrics is computed from: the model's recipe, the test split, the
+    production version it is compared with, the platform's version. model_metrics' Dagster data
+    version; None when the production version cannot be read (then it is scored, and the reason
+    reported)."""
+    try:
+        production = model_store.production(pipeline.model_name)
+    except StorageUnavailableError as exc:
+        raise dg.RetryRequested(
+            max_retries=pipeline.settings.storage_retries, seconds_to_wait=pipeline.settings.retry_delay_s
+        ) from exc
+    except (ModelStoreError, ValueError, KeyError):
+        return None
+    recipe = {
+        "model": trained_model.identity, "test_split": frame_fingerprint(test_split),
+        "production": [production.version, production.metadata.get("identity")] if production else None,
+        "platform_version": platform_version(), "task": pipeline.task,
+    }
+    return "sha256:" + hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _stored_metrics(context: dg.AssetExecutionContext, recipe: str) -> dict[str, Any] | None:
+    """This partition's stored model_metrics, when Dagster recorded this recipe as its data version
+    and the stored value is a whole score; else None (scored again)."""
+    partition = str(context.partition_key)
+    if latest_data_version(context.instance, context.asset_key, partition) != recipe:
+        return None
+    io_manager = getattr(context.resources, context.assets_def.get_io_manager_key_for_asset_key(context.asset_key))
+    try:
+        stored = io_manager.stored_value(context.asset_key, partition)
+    except StorageUnavailableError:
+        raise  # retried by the step's retry policy, like any read
+    except Exception as exc:  # noqa: BLE001 - unpickling a damaged file raises anything
+        context.log.warning(f"the stored model_metrics of {partition} cannot be read ({type(exc).__name__}: {exc}):"
+                            " scoring again")
+        return None
+    if not isinstance(stored, dict) or not {"task", "champion", "signature_change"} <= set(stored):
+        return None
+    context.log.info(f"reused the stored model_metrics of {partition} (the same model, test split and"
+                     " production version): no scoring")
+    return stored
+
+
 def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     classification = pipeline.task == "classification"
     metric, _, _ = pipeline.spec.gate_metric
-    label = METRIC_LABELS[metric]
 
     @dg.asset(
         key=pipeline.key("model_metrics"),
@@ -249,20 +317,24 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         test_split: pd.DataFrame,
     ) -> dg.Output[dict]:
         with stage_timeout(context, pipeline, "evaluate"):
+            recipe = metrics_recipe(pipeline, model_store, trained_model, test_split)
+            reused = _stored_metrics(context, recipe) if recipe else None
+            if reused is not None:
+                return dg.Output(reused, data_version=dg.DataVersion(recipe), metadata={
+                    "Reused": f"stored {context.partition_key} (same model, test split and production version)",
+                    **_metrics_metadata(pipeline, reused)})
             if classification:
                 metrics = classification_metrics(trained_model.model, test_split, trained_model.target)
                 context.log.info(
                     f"accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f} on"
                     f" {metrics['test_rows']} test rows"
                 )
-                metadata = _classification_metadata(metrics)
             else:
                 metrics = regression_metrics(trained_model.model, test_split, trained_model.target)
                 context.log.info(
                     f"R2 {metrics['r2']:.4f}, RMSE {metrics['rmse']:.4f}, MAE {metrics['mae']:.4f} on"
                     f" {metrics['test_rows']} test rows"
                 )
-                metadata = _regression_metadata(metrics)
             metrics["task"] = pipeline.task
             champion = champion_scores(context, pipeline, model_store, trained_model, test_split, metrics)
             metrics["champion"] = champion
@@ -271,17 +343,10 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
                     f"on the {champion.rows} test rows new to both: champion {champion.version}"
                     f" {metric} {champion.champion[metric]:.4f}, challenger {champion.challenger[metric]:.4f}"
                 )
-                metadata[f"Champion {label}"] = float(champion.champion[metric])
-                metadata[f"Challenger {label} (same rows)"] = float(champion.challenger[metric])
-                metadata["Champion version"] = champion.version
-                metadata["Rows compared"] = champion.rows
-            else:
-                metadata["Champion version"] = (champion.problem if champion else None) or "none (first model)"
-            metrics["signature_change"] = change = signature_change(pipeline, model_store, trained_model)
-            metadata["Signature vs production"] = (
-                SignatureChange.from_dict(change["change"]).describe() if "change" in change else change["note"]
-            )
+            metrics["signature_change"] = signature_change(pipeline, model_store, trained_model)
+            metadata = _metrics_metadata(pipeline, metrics)
             metadata.update(track_metrics(context, pipeline, trained_model, metrics))
-            return dg.Output(metrics, metadata=metadata)
+            return dg.Output(metrics, metadata=metadata,
+                             data_version=dg.DataVersion(recipe) if recipe else None)
 
     return model_metrics

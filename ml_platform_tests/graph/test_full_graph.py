@@ -104,6 +104,32 @@ def test_an_unchanged_rerun_reuses_the_stored_model_instead_of_fitting(seeded):
         materialization = result.asset_materializations_for_node("demo__trained_model")[0]
         assert materialization.tags["dagster/data_version"] == production.metadata["identity"]
 
+    # Once more: now model_metrics' inputs are unchanged too (the same model, test split and
+    # production version), so its stored score is reused instead of scoring again.
+    third = seeded.train()
+    assert third.success
+    reused = third.asset_materializations_for_node("demo__model_metrics")[0]
+    assert reused.metadata["Reused"].value == f"stored {END_DAY} (same model, test split and production version)"
+    lines = _logs(seeded, third).splitlines()
+    assert any(line.endswith("no scoring") for line in lines)
+    assert not [line for line in lines if line.startswith("accuracy ") or "itself: scored once" in line]
+    assert reused.tags["dagster/data_version"] == second.asset_materializations_for_node(
+        "demo__model_metrics")[0].tags["dagster/data_version"]
+    for name in ("Accuracy", "Champion Accuracy", "Champion version", "Rows compared", "Signature vs production"):
+        assert reused.metadata[name].value == metrics[name].value, name
+    assert check_results(third) == check_results(second)
+    outcome = third.asset_materializations_for_node("demo__deployed_model")[0].metadata["Outcome"].value
+    assert outcome == "already in production"
+    # A damaged stored score is not reused: the run says so and scores again.
+    (stored,) = (seeded.assets_dir / "demo" / "model_metrics").glob(f"{END_DAY}.*")
+    stored.write_bytes(b"not a joblib file")
+    fourth = seeded.train()
+    assert fourth.success
+    lines = _logs(seeded, fourth).splitlines()
+    assert any(line.startswith(f"the stored model_metrics of {END_DAY} cannot be read") for line in lines), lines
+    assert any(line.startswith("accuracy ") for line in lines)
+    assert "Reused" not in fourth.asset_materializations_for_node("demo__model_metrics")[0].metadata
+
 
 def test_a_forced_refit_fits_again_and_says_so(seeded):
     seeded.ingest()
