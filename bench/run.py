@@ -362,13 +362,14 @@ def bench_pipeline(ws: Workspace, rows: int, reps: int, keep: bool, prefect: Pat
     landing = ws.root / f"landing-{label}"
     log(f"pipeline {label}: writing {rows} rows over {len(days)} days to {landing}")
     write_landing(landing, rows, days)
-    runs: dict[str, list[dict]] = {"plain": [], "cli": [], "daily": [], "rerun": [], "api": [], "floor": []}
+    runs: dict[str, list[dict]] = {"plain": [], "cli": [], "daily": [], "rerun": [], "rerun_again": [], "api": [],
+                                   "floor": []}
     if prefect:
         runs["prefect"] = []
     for rep in range(1, reps + 1):
         plain_metrics = None
         for variant in runs:  # interleaved: plain, CLI, daily, API, floor, Prefect, plain, CLI, ...
-            if variant == "rerun":
+            if variant in ("rerun", "rerun_again"):
                 continue  # measured right after "daily", on its project
             root, env = ws.project(f"{label}-{variant}-{rep}", landing)
             root.mkdir(exist_ok=True)
@@ -450,6 +451,17 @@ def bench_pipeline(ws: Workspace, rows: int, reps: int, keep: bool, prefect: Pat
                 log(f"pipeline {label} rep {rep}/{reps} rerun: {again['wall_s']:6.2f} s"
                     f" ({again['wall_s'] / record['wall_s']:.2f}x the daily run), same version:"
                     f" {again['same_version']}")
+                # And once more: now model_metrics' inputs (the model, the test split, the production
+                # version) are unchanged too, so its stored score is reused as well.
+                third = {"rep": rep, **run_measured(commands, env, logfile)}
+                third["same_version"] = before == production_version(Path(env["ML_PLATFORM_MODEL_STORE_DIR"]))
+                third["runs"] = run_events(Path(env["DAGSTER_HOME"]))[-1:]
+                third["same_metrics_as_plain"] = same_metrics(
+                    plain_metrics, production_metrics(Path(env["ML_PLATFORM_MODEL_STORE_DIR"])))
+                runs["rerun_again"].append(third)
+                log(f"pipeline {label} rep {rep}/{reps} rerun again: {third['wall_s']:6.2f} s"
+                    f" ({third['wall_s'] / record['wall_s']:.2f}x the daily run), same version:"
+                    f" {third['same_version']}")
             runs[variant].append(record)
             log(f"pipeline {label} rep {rep}/{reps} {variant:>7}: {record['wall_s']:6.2f} s,"
                 f" peak RSS {record['max_rss_mb']:6.0f} MB"
@@ -509,11 +521,12 @@ def summarize_pipeline(runs: dict[str, list[dict]]) -> dict:
         flows = runs["prefect"]
         summary["prefect"]["same_metrics_as_plain"] = all(r["same_metrics_as_plain"] for r in flows)
         summary["prefect"]["api_server_max_rss_mb"] = median([r["api_server_max_rss_mb"] for r in flows])
-    if runs.get("rerun"):
-        summary["rerun"]["same_version"] = all(r["same_version"] for r in runs["rerun"])
-        summary["rerun"]["of_daily"] = summary["rerun"]["wall_s"] / summary["daily"]["wall_s"]
+    for again in ("rerun", "rerun_again"):
+        if runs.get(again):
+            summary[again]["same_version"] = all(r["same_version"] for r in runs[again])
+            summary[again]["of_daily"] = summary[again]["wall_s"] / summary["daily"]["wall_s"]
     plain = summary["plain"]
-    for variant in ("cli", "daily", "rerun", "api", "floor", "prefect"):
+    for variant in ("cli", "daily", "rerun", "rerun_again", "api", "floor", "prefect"):
         if variant in summary:
             summary[variant]["ratio"] = summary[variant]["wall_s"] / plain["wall_s"]
             summary[variant]["memory_ratio"] = summary[variant]["max_rss_mb"] / plain["max_rss_mb"]
@@ -903,6 +916,11 @@ def build_table(results: dict) -> list[tuple[str, str, str, str]]:
                 met = "NO (production moved)"
             rows.append((f"pipeline {label} rows: the daily run again, unchanged data (x the daily run)",
                          f"{rerun['wall_s']:.2f} s = {rerun['of_daily']:.2f}x", target, met))
+        third = s.get("rerun_again")
+        if third:
+            rows.append((f"pipeline {label} rows: and once more (the score reused too) (x the daily run)",
+                         f"{third['wall_s']:.2f} s = {third['of_daily']:.2f}x", "-",
+                         "" if third["same_version"] else "NO (production moved)"))
         if label == "1M":
             target, met = verdict("cli_memory_ratio_1m", cli["memory_ratio"])
         else:

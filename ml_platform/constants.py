@@ -65,3 +65,8 @@ STORAGE_RETRIES = 3
 STORAGE_RETRY_DELAY_S = 2.0
 # Longest a run may take before run monitoring fails it (`dagster/max_runtime`).
 DEFAULT_MAX_RUNTIME_S = 3600
+
+# The model store's recipe index: <model>/recipes/<sha256 of a recipe identity>.json names the
+# newest version of that recipe; INDEXED marks a store whose older versions were indexed too.
+RECIPES_FOLDER = "recipes"
+RECIPES_INDEXED = "INDEXED"

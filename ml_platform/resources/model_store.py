@@ -6,6 +6,7 @@ Layout under the store root (the same keys on every backend)::
     <model_name>/<version>/metadata.json    metrics, params, data fingerprint, sha256, created_at
     <model_name>/production.json            the pointer: which version serves, since when, why
     <model_name>/history/<time>-<version>.json   one record per pointer move
+    <model_name>/recipes/<sha256>.json      the recipe index: the newest version of one recipe identity
 
 A version is complete only once its ``metadata.json`` exists; it is written after the artifact, and
 the pointer is moved after both. Every write is atomic, so a crash leaves either the old state or
@@ -32,6 +33,7 @@ from ml_platform.errors import (
     ModelDependencyError,
     ModelIntegrityError,
     ModelStoreError,
+    MlPlatformError,
     ModelVersionNotFoundError,
     NoProductionModelError,
     PointerConflictError,
@@ -163,14 +165,59 @@ class ModelStore(dg.ConfigurableResource, ABC):
         for name, data in (extras or {}).items():
             self.write_bytes(f"{model_name}/{version}/{check_segment(name, 'file name')}", data)
         self.write_bytes(f"{model_name}/{version}/{constants.METADATA_FILENAME}", encoded)
+        if identity is not None:
+            # After the version is complete: the index never names an incomplete version. (A crash
+            # in between leaves a version the index misses: the same recipe may be stored twice.)
+            self._index_recipe(model_name, identity, version)
         return ModelVersion(model_name, version, self.uri(f"{model_name}/{version}"), record)
 
     def find_version(self, model_name: str, identity: str) -> ModelVersion | None:
-        """The newest complete version built from the recipe ``identity`` (see ``save_version``), or None."""
-        for existing in reversed(self.list_versions(model_name)):
-            if existing.metadata.get("identity") == identity:
-                return existing
-        return None
+        """The newest complete version built from the recipe ``identity`` (see ``save_version``), or None.
+
+        One read of the recipe index (``<model>/recipes/<sha256 of identity>.json``, written by
+        ``save_version`` after the version is complete) and one of the version it names, whatever
+        the number of versions. A store whose versions predate the index is scanned once, and the
+        scan indexes them (``recipes/INDEXED`` says it was done); a damaged or stale entry is
+        settled by a scan too."""
+        check_segment(model_name, "model name")
+        try:
+            entry = json.loads(self.read_bytes(self._recipe_key(model_name, identity)))
+            found = self.get_version(model_name, check_segment(str(entry["version"]), "version"))
+            if found.metadata.get("identity") == identity:
+                return found
+        except FileNotFoundError:
+            if self.exists(f"{model_name}/{constants.RECIPES_FOLDER}/{constants.RECIPES_INDEXED}"):
+                return None
+        except (ModelStoreError, ValueError, KeyError, TypeError):
+            pass  # a damaged entry, or one naming another version: the scan below settles it
+        return self._scan_for_recipe(model_name, identity)
+
+    def _scan_for_recipe(self, model_name: str, identity: str) -> ModelVersion | None:
+        """Every version's metadata read once: the newest of ``identity``, and the index written
+        for all of them (best effort: a store this process may only read is still searched)."""
+        found = None
+        newest: dict[str, str] = {}
+        for existing in self.list_versions(model_name):  # oldest first: the newest of a recipe wins
+            recorded = existing.metadata.get("identity")
+            if recorded:
+                newest[recorded] = existing.version
+            if recorded == identity:
+                found = existing
+        try:
+            for recorded, version in newest.items():
+                self._index_recipe(model_name, recorded, version)
+            self.write_bytes(f"{model_name}/{constants.RECIPES_FOLDER}/{constants.RECIPES_INDEXED}",
+                             json.dumps({"indexed_at": _utcnow().isoformat(), "versions": len(newest)}).encode())
+        except (OSError, MlPlatformError):
+            pass  # refused or unreachable: the next search scans again
+        return found
+
+    def _recipe_key(self, model_name: str, identity: str) -> str:
+        return f"{model_name}/{constants.RECIPES_FOLDER}/{hashlib.sha256(identity.encode()).hexdigest()}.json"
+
+    def _index_recipe(self, model_name: str, identity: str, version: str) -> None:
+        self.write_bytes(self._recipe_key(model_name, identity),
+                         json.dumps({"identity": identity, "version": version}).encode())
 
     def read_extra(self, version: ModelVersion, name: str) -> bytes | None:
         """A file saved with the version (``extras``), or None if it has none by that name."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -166,7 +168,10 @@ def test_save_version_writes_artifact_and_metadata(store, raw):
     after = dt.datetime.now(dt.timezone.utc)
 
     prefix = f"{MODEL}/{version.version}"
-    assert raw.keys() == {f"{prefix}/{ARTIFACT}", f"{prefix}/{METADATA}"}
+    # The version, its recipe's index entry, and the mark that the (new) store's recipes are indexed.
+    assert raw.keys() == {f"{prefix}/{ARTIFACT}", f"{prefix}/{METADATA}", _recipe_key("data-1"),
+                          f"{MODEL}/recipes/INDEXED"}
+    assert json.loads(store.read_bytes(_recipe_key("data-1"))) == {"identity": "data-1", "version": version.version}
     assert version.model_name == MODEL
     assert version.location == store.uri(prefix)
 
@@ -306,6 +311,60 @@ def test_same_identity_returns_the_existing_version(store, raw):
     other = store.save_version(MODEL, fitted(c=1.0), {"run": 3}, identity="data-xyz")
     assert other.version != first.version
     assert [v.version for v in store.list_versions(MODEL)] == [first.version, other.version]
+
+
+def _recipe_key(identity: str) -> str:
+    return f"{MODEL}/recipes/{hashlib.sha256(identity.encode()).hexdigest()}.json"
+
+
+def _version_before_the_index(store: ModelStore, identity: str, stamp: str) -> str:
+    """A version as a store written before the recipe index holds it: artifact and metadata, no entry."""
+    buffer = io.BytesIO()
+    joblib.dump(fitted(), buffer)
+    artifact = buffer.getvalue()
+    version = f"v{stamp}Z-{hashlib.sha256(artifact).hexdigest()[:8]}"
+    store.write_bytes(f"{MODEL}/{version}/{ARTIFACT}", artifact)
+    store.write_bytes(f"{MODEL}/{version}/{METADATA}", json.dumps({
+        "model_name": MODEL, "version": version, "identity": identity, "sha256": hashlib.sha256(artifact).hexdigest(),
+        "size_bytes": len(artifact), "created_at": "2020-01-01T00:00:00+00:00", "extras": []}).encode())
+    return version
+
+
+def test_find_version_reads_the_recipe_index(store):
+    first, second = save(store, identity="a"), save(store, identity="b")
+    assert store.find_version(MODEL, "a").version == first.version
+    assert store.find_version(MODEL, "b").version == second.version
+    assert store.find_version(MODEL, "never stored") is None
+
+
+def test_versions_stored_before_the_index_are_found_by_one_scan_that_indexes_them(store, raw):
+    older = _version_before_the_index(store, "old recipe", "20200101T000000000000")
+    newer = _version_before_the_index(store, "old recipe", "20200102T000000000000")
+    other = _version_before_the_index(store, "other recipe", "20200103T000000000000")
+    assert not [k for k in raw.keys() if "/recipes/" in k]
+
+    found = store.find_version(MODEL, "old recipe")
+    assert found.version == newer and older != newer  # the newest of that recipe
+    # The scan wrote an entry for every recipe it read, and the mark that the store is indexed.
+    assert json.loads(store.read_bytes(_recipe_key("old recipe")))["version"] == newer
+    assert json.loads(store.read_bytes(_recipe_key("other recipe")))["version"] == other
+    assert store.exists(f"{MODEL}/recipes/INDEXED")
+    assert store.find_version(MODEL, "not there") is None
+    # Saving that recipe again returns the version found, and writes nothing.
+    keys = raw.keys()
+    assert store.save_version(MODEL, fitted(), {}, identity="old recipe").version == newer
+    assert raw.keys() == keys
+
+
+def test_a_damaged_index_entry_is_settled_by_a_scan(store):
+    version = save(store, identity="a")
+    store.write_bytes(_recipe_key("a"), b"{not json")
+    assert store.find_version(MODEL, "a").version == version.version
+    assert json.loads(store.read_bytes(_recipe_key("a")))["version"] == version.version  # repaired
+    # An entry naming a version of another recipe is not believed either.
+    other = save(store, identity="b")
+    store.write_bytes(_recipe_key("a"), json.dumps({"identity": "a", "version": other.version}).encode())
+    assert store.find_version(MODEL, "a").version == version.version
 
 
 def test_without_identity_every_save_is_a_new_version(store):
