@@ -30,10 +30,10 @@ import joblib
 
 from ml_platform import constants
 from ml_platform.errors import (
+    MlPlatformError,
     ModelDependencyError,
     ModelIntegrityError,
     ModelStoreError,
-    MlPlatformError,
     ModelVersionNotFoundError,
     NoProductionModelError,
     PointerConflictError,
