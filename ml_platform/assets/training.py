@@ -14,6 +14,7 @@ from ml_platform.checks.data_quality import DataQualityConfig
 from ml_platform.errors import DataValidationError, StorageUnavailableError
 from ml_platform.estimators import ImportedEstimator, estimator_of
 from ml_platform.instance_queries import check_verdicts, latest_data_version
+from ml_platform.memory import release_freed_memory
 from ml_platform.metadata import rows_table, signature_metadata
 from ml_platform.ml import (
     CV_FOLDS,
@@ -458,6 +459,9 @@ def _train(
         metric = pipeline.spec.gate_metric[0]
         context.log.info(f"variant {variant}: {CV_FOLDS}-fold cross-validation ({metric}), then the fit")
         fit, args = fit_variant, (model, x_train, y_train, metric, constants.DEFAULT_RANDOM_STATE)
+    released = release_freed_memory()  # the fit is the run's peak: start it without what earlier steps freed
+    if released:
+        context.log.debug(f"gave {released} MB that earlier steps had freed back to the OS before the fit")
     timeout = pipeline.timeout_s("train")
     if timeout:
         context.log.info(f"fitting in a child process, stopped after {timeout:g} s (stages.train.timeout_s)")
