@@ -440,28 +440,19 @@ def bench_pipeline(ws: Workspace, rows: int, reps: int, keep: bool, prefect: Pat
                 # The same command again on unchanged data (the schedule's retry, the landing sensor's
                 # retrain after a late file that changed nothing): trained_model reuses the stored
                 # version of the same recipe instead of fitting; production must stay where it was.
-                before = production_version(Path(env["ML_PLATFORM_MODEL_STORE_DIR"]))
-                again = {"rep": rep, **run_measured(commands, env, logfile)}
-                again["same_version"] = before is not None and before == production_version(
-                    Path(env["ML_PLATFORM_MODEL_STORE_DIR"]))
-                again["runs"] = run_events(Path(env["DAGSTER_HOME"]))[-1:]
-                again["same_metrics_as_plain"] = same_metrics(
-                    plain_metrics, production_metrics(Path(env["ML_PLATFORM_MODEL_STORE_DIR"])))
-                runs["rerun"].append(again)
-                log(f"pipeline {label} rep {rep}/{reps} rerun: {again['wall_s']:6.2f} s"
-                    f" ({again['wall_s'] / record['wall_s']:.2f}x the daily run), same version:"
-                    f" {again['same_version']}")
-                # And once more: now model_metrics' inputs (the model, the test split, the production
+                # Then once more: now model_metrics' inputs (the model, the test split, the production
                 # version) are unchanged too, so its stored score is reused as well.
-                third = {"rep": rep, **run_measured(commands, env, logfile)}
-                third["same_version"] = before == production_version(Path(env["ML_PLATFORM_MODEL_STORE_DIR"]))
-                third["runs"] = run_events(Path(env["DAGSTER_HOME"]))[-1:]
-                third["same_metrics_as_plain"] = same_metrics(
-                    plain_metrics, production_metrics(Path(env["ML_PLATFORM_MODEL_STORE_DIR"])))
-                runs["rerun_again"].append(third)
-                log(f"pipeline {label} rep {rep}/{reps} rerun again: {third['wall_s']:6.2f} s"
-                    f" ({third['wall_s'] / record['wall_s']:.2f}x the daily run), same version:"
-                    f" {third['same_version']}")
+                store = Path(env["ML_PLATFORM_MODEL_STORE_DIR"])
+                before = production_version(store)
+                for name in ("rerun", "rerun_again"):
+                    again = {"rep": rep, **run_measured(commands, env, logfile)}
+                    again["same_version"] = before is not None and before == production_version(store)
+                    again["runs"] = run_events(Path(env["DAGSTER_HOME"]))[-1:]
+                    again["same_metrics_as_plain"] = same_metrics(plain_metrics, production_metrics(store))
+                    runs[name].append(again)
+                    log(f"pipeline {label} rep {rep}/{reps} {name.replace('_', ' ')}: {again['wall_s']:6.2f} s"
+                        f" ({again['wall_s'] / record['wall_s']:.2f}x the daily run), same version:"
+                        f" {again['same_version']}")
             runs[variant].append(record)
             log(f"pipeline {label} rep {rep}/{reps} {variant:>7}: {record['wall_s']:6.2f} s,"
                 f" peak RSS {record['max_rss_mb']:6.0f} MB"

@@ -203,6 +203,16 @@ def _fresh_rows(context, model_store: ModelStore, version: ModelVersion, test_sp
     return test_split[~np.isin(row_hashes(test_split), decode_train_rows(seen_bytes))].reset_index(drop=True)
 
 
+def _production(pipeline: PipelineRuntime, model_store: ModelStore) -> ModelVersion | None:
+    """The production version (None before the first); unreachable storage retries the step."""
+    try:
+        return model_store.production(pipeline.model_name)
+    except StorageUnavailableError as exc:
+        raise dg.RetryRequested(
+            max_retries=pipeline.settings.storage_retries, seconds_to_wait=pipeline.settings.retry_delay_s
+        ) from exc
+
+
 def signature_change(
     pipeline: PipelineRuntime, model_store: ModelStore, trained_model: TrainedModel
 ) -> dict[str, Any]:
@@ -210,11 +220,7 @@ def signature_change(
     signature_matches_production check: ``{"production_version", "change"}`` (a SignatureChange as
     a dict), or ``{"production_version", "note"}`` when there is nothing to compare."""
     try:
-        production = model_store.production(pipeline.model_name)
-    except StorageUnavailableError as exc:
-        raise dg.RetryRequested(
-            max_retries=pipeline.settings.storage_retries, seconds_to_wait=pipeline.settings.retry_delay_s
-        ) from exc
+        production = _production(pipeline, model_store)
     except (ModelStoreError, ValueError, KeyError) as exc:
         return {"production_version": None, "note": f"the production version cannot be read ({exc})"}
     if production is None:
@@ -254,11 +260,7 @@ def metrics_recipe(pipeline: PipelineRuntime, model_store: ModelStore, trained_m
     version; None when the production version cannot be read (then it is scored, and the reason
     reported)."""
     try:
-        production = model_store.production(pipeline.model_name)
-    except StorageUnavailableError as exc:
-        raise dg.RetryRequested(
-            max_retries=pipeline.settings.storage_retries, seconds_to_wait=pipeline.settings.retry_delay_s
-        ) from exc
+        production = _production(pipeline, model_store)
     except (ModelStoreError, ValueError, KeyError):
         return None
     recipe = {
