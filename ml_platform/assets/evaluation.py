@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ml_platform import constants
-from ml_platform.assets.tracked import track_metrics
+from ml_platform.assets.tracked import RUN_ID, run_link, track_metrics
 from ml_platform.errors import (
     ModelStoreError,
     NoProductionModelError,
@@ -324,7 +324,7 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
             if reused is not None:
                 return dg.Output(reused, data_version=dg.DataVersion(recipe), metadata={
                     "Reused": f"stored {context.partition_key} (same model, test split and production version)",
-                    **_metrics_metadata(pipeline, reused)})
+                    **_metrics_metadata(pipeline, reused), **run_link(context, pipeline, reused.get(RUN_ID))})
             if classification:
                 metrics = classification_metrics(trained_model.model, test_split, trained_model.target)
                 context.log.info(

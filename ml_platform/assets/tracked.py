@@ -95,6 +95,13 @@ def track_deploy(context, pipeline: PipelineRuntime, metrics: dict, version: str
         tracker.set_tags(run_id, {"model_store.version": version, "model_store.promoted": str(promoted).lower()})
 
 
+def run_link(context, pipeline: PipelineRuntime, run_id: str | None) -> dict:
+    """The metadata that links to an MLflow run recorded earlier (a reused model or score), without
+    recording anything: the reuse is the same model, so it has no run of its own."""
+    tracker = _tracker_of_run(context, pipeline, run_id)
+    return _link(tracker, run_id) if tracker is not None else {}
+
+
 def _tracker_of_run(context, pipeline: PipelineRuntime, run_id: str | None):
     """The pipeline's tracker, when the model has an MLflow run to add to (None otherwise)."""
     return pipeline.tracker(context.log.warning) if run_id else None

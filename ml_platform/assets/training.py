@@ -9,7 +9,7 @@ from pydantic import Field, create_model
 
 from ml_platform import constants, quality
 from ml_platform import drift as feature_drift
-from ml_platform.assets.tracked import RUN_ID, track_challenger, track_training
+from ml_platform.assets.tracked import RUN_ID, run_link, track_challenger, track_training
 from ml_platform.checks.data_quality import DataQualityConfig
 from ml_platform.errors import DataValidationError, StorageUnavailableError
 from ml_platform.estimators import ImportedEstimator, estimator_of
@@ -433,7 +433,7 @@ def _train(
         if same is not None:
             return _reuse(context, pipeline, model_store, same, identity)
         if kept:
-            reused = _reuse_stored(context, identity, as_of)
+            reused = _reuse_stored(context, pipeline, identity, as_of)
             if reused is not None:
                 return reused
     refit_note = {}
@@ -535,11 +535,13 @@ def _reuse(context: dg.AssetExecutionContext, pipeline: PipelineRuntime, model_s
         feature_transform=meta.get("feature_transform"),
     )
     context.log.info(f"reused {version.version} (same recipe: train split, estimator, params, code): no fit")
-    metadata = {"Reused": f"{version.version} (same recipe)", **_model_metadata(trained), **_variant_metadata(trained)}
+    metadata = {"Reused": f"{version.version} (same recipe)", **_model_metadata(trained), **_variant_metadata(trained),
+                **run_link(context, pipeline, trained.extra.get(RUN_ID))}
     return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
 
 
-def _reuse_stored(context: dg.AssetExecutionContext, identity: str, as_of: str) -> dg.Output[TrainedModel] | None:
+def _reuse_stored(context: dg.AssetExecutionContext, pipeline: PipelineRuntime, identity: str,
+                  as_of: str) -> dg.Output[TrainedModel] | None:
     """This partition's stored output, when it is the model of this recipe; None (fit again, with a
     warning) when it cannot be read or is not."""
     partition = str(context.partition_key)
@@ -560,7 +562,8 @@ def _reuse_stored(context: dg.AssetExecutionContext, identity: str, as_of: str) 
     context.log.info(f"reused the stored model of {partition} (same recipe: train split, estimator, params,"
                      " code): no fit")
     trained.extra["reused"] = f"stored {partition}"
-    metadata = {"Reused": f"stored {partition} (same recipe)", **_model_metadata(trained), **_variant_metadata(trained)}
+    metadata = {"Reused": f"stored {partition} (same recipe)", **_model_metadata(trained), **_variant_metadata(trained),
+                **run_link(context, pipeline, trained.extra.get(RUN_ID))}
     return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
 
 

@@ -278,6 +278,21 @@ def test_each_variant_becomes_an_mlflow_run_and_the_challenger_carries_metrics_v
     link = deploy.asset_materializations_for_node("churn__model_metrics")[0].metadata["MLflow run"].value
     assert link == f"{mlflow_server}/#/experiments/{chosen.info.experiment_id}/runs/{chosen.info.run_id}"
 
+    # Unchanged inputs again: each variant is reused, not fitted, so MLflow gets no new run, and the
+    # reused model's metadata links to the run that fitted it.
+    import dagster as dg
+
+    def url(run) -> str:
+        return f"{mlflow_server}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+
+    for variant in built.pipeline.variants:
+        again = dg.materialize(built.definitions, selection=[dg.AssetKey(["churn", "variant_model"])],
+                               partition_key=str(built.pipeline.variant_key(END_DAY, variant)),
+                               instance=platform.instance, resources=platform.resources)
+        metadata = again.asset_materializations_for_node("churn__variant_model")[0].metadata
+        assert "Reused" in metadata and metadata["MLflow run"].value == url(by_variant[variant])
+    assert len(client.search_runs([chosen.info.experiment_id])) == 2
+
 
 def test_a_tracker_that_is_down_does_not_stop_the_pipeline_or_the_deploy(platform) -> None:
     import logging
