@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ml_platform import constants
+from ml_platform.assets.stored_output import own_stored_output
 from ml_platform.assets.tracked import RUN_ID, run_link, track_metrics
 from ml_platform.errors import (
     ModelStoreError,
@@ -277,14 +278,9 @@ def _stored_metrics(context: dg.AssetExecutionContext, recipe: str) -> dict[str,
     partition = str(context.partition_key)
     if latest_data_version(context.instance, context.asset_key, partition) != recipe:
         return None
-    io_manager = getattr(context.resources, context.assets_def.get_io_manager_key_for_asset_key(context.asset_key))
-    try:
-        stored = io_manager.stored_value(context.asset_key, partition)
-    except StorageUnavailableError:
-        raise  # retried by the step's retry policy, like any read
-    except Exception as exc:  # noqa: BLE001 - unpickling a damaged file raises anything
-        context.log.warning(f"the stored model_metrics of {partition} cannot be read ({type(exc).__name__}: {exc}):"
-                            " scoring again")
+    stored, problem = own_stored_output(context)
+    if problem is not None:
+        context.log.warning(f"the stored model_metrics of {partition} {problem}: scoring again")
         return None
     if not isinstance(stored, dict) or not {"task", "champion", "signature_change"} <= set(stored):
         return None

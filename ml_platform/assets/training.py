@@ -9,9 +9,10 @@ from pydantic import Field, create_model
 
 from ml_platform import constants, quality
 from ml_platform import drift as feature_drift
+from ml_platform.assets.stored_output import own_stored_output
 from ml_platform.assets.tracked import RUN_ID, run_link, track_challenger, track_training
 from ml_platform.checks.data_quality import DataQualityConfig
-from ml_platform.errors import DataValidationError, StorageUnavailableError
+from ml_platform.errors import DataValidationError
 from ml_platform.estimators import ImportedEstimator, estimator_of
 from ml_platform.instance_queries import check_verdicts, latest_data_version
 from ml_platform.memory import release_freed_memory
@@ -545,16 +546,12 @@ def _reuse_stored(context: dg.AssetExecutionContext, pipeline: PipelineRuntime, 
     """This partition's stored output, when it is the model of this recipe; None (fit again, with a
     warning) when it cannot be read or is not."""
     partition = str(context.partition_key)
-    io_manager = getattr(context.resources, context.assets_def.get_io_manager_key_for_asset_key(context.asset_key))
-    try:
-        trained = io_manager.stored_value(context.asset_key, partition)
-        problem = None if isinstance(trained, TrainedModel) else f"it holds {type(trained).__name__}"
-        if problem is None and (trained.identity != identity or trained.data_as_of != as_of):
-            problem = "its recipe differs from the one Dagster recorded"
-    except StorageUnavailableError:
-        raise  # retried by the step's retry policy, like any read
-    except Exception as exc:  # noqa: BLE001 - unpickling a damaged file raises anything
-        problem = f"it cannot be read ({type(exc).__name__}: {exc})"
+    trained, unreadable = own_stored_output(context)
+    problem = f"it {unreadable}" if unreadable else None
+    if problem is None and not isinstance(trained, TrainedModel):
+        problem = f"it holds {type(trained).__name__}"
+    elif problem is None and (trained.identity != identity or trained.data_as_of != as_of):
+        problem = "its recipe differs from the one Dagster recorded"
     if problem is not None:
         context.log.warning(f"the stored model of {partition} has this recipe but cannot be reused: {problem};"
                             " fitting again")
