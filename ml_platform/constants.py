@@ -18,6 +18,8 @@ DEFAULT_TIMEZONE = "UTC"
 
 # Data quality.
 DEFAULT_MAX_NULL_RATIO = 0.1
+# Rows without a label: their share of a day (quality.target_missing.max_ratio).
+DEFAULT_MAX_TARGET_MISSING = 0.1
 MIN_TARGET_CLASSES = 2
 # A text column whose values are this share numbers is a numeric column with garbage in it.
 NUMERIC_LIKE_SHARE = 0.9
@@ -30,6 +32,12 @@ DEFAULT_N_ESTIMATORS = 100
 DEFAULT_MAX_DEPTH = 10
 DEFAULT_N_JOBS = -1  # every core: the trees are the same for any n_jobs (random_state fixes them)
 TOP_FEATURE_IMPORTANCES = 20
+# Encoding categorical columns (features.encoding): one-hot columns per categorical column, and how
+# few training rows make a value rare (grouped with the other rare ones). hist_gradient_boosting
+# codes categories natively: at most its max_bins (255) per column, rare values one of them.
+DEFAULT_ENCODING_MAX_CATEGORIES = 50
+DEFAULT_ENCODING_MIN_FREQUENCY = 5
+NATIVE_MAX_CATEGORIES = 255
 
 # Deployment gate.
 DEFAULT_MIN_ACCURACY = 0.8

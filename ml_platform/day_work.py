@@ -96,7 +96,7 @@ class DayContract:
 
     target: str
     schema: quality.Schema | None
-    max_null_ratio: float
+    contract: quality.Contract
     task: str
     drift_reference: dict[str, Any] | None = None
     drift_method: str = "psi"
@@ -140,7 +140,7 @@ def check_day(day: str, stored: str | pd.DataFrame, contract: DayContract) -> Ch
     """The data contract (and drift, when the contract carries a reference) on one stored day:
     a parquet file's path, or the frame itself."""
     frame = pd.read_parquet(stored) if isinstance(stored, str) else stored
-    results = quality.evaluate(frame, contract.target, contract.schema, contract.max_null_ratio, contract.task)
+    results = quality.evaluate(frame, contract.target, contract.schema, contract.contract, contract.task)
     drift_rows = None
     if contract.drift_reference is not None:
         from ml_platform import drift

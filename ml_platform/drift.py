@@ -1,7 +1,7 @@
 """Feature drift between a day of raw_data and the data the production model was trained on.
 
-The training data is summarised once, when training_data is materialized, as a *reference profile*
-(stored in its metadata, so the UI shows it and nothing else needs storing): for each numeric
+The training data is summarised once, when trained_model is fitted, as a *reference profile*
+(stored with each model version in the model store, ``drift_profile.json``): for each numeric
 feature its decile edges and the share of rows in each bin (and a sample of values for the KS
 test); for each categorical feature the share of each category. A day is compared with it by
 
@@ -46,7 +46,7 @@ def profile(frame: pd.DataFrame, target: str) -> dict[str, Any]:
         series = frame[column]
         kind, _ = column_kind(series)
         values = series.dropna()
-        if kind == "numeric" and not pd.api.types.is_bool_dtype(series.dtype):
+        if kind == "numeric":
             numbers = values.to_numpy(dtype="float64")
             if len(numbers) == 0:
                 continue
@@ -55,7 +55,7 @@ def profile(frame: pd.DataFrame, target: str) -> dict[str, Any]:
                 "kind": "numeric", "edges": _round(edges), "shares": _round(np.asarray(_numeric_shares(numbers, edges))),
                 "percentiles": _round(np.quantile(numbers, PERCENTILES)),
             }
-        elif kind in ("categorical", "numeric"):  # booleans are categories here
+        elif kind in ("categorical", "boolean"):  # booleans are categories here (dates are not profiled)
             shares = values.astype(str).value_counts(normalize=True)
             features[str(column)] = {"kind": "categorical", "shares": {str(k): float(v) for k, v in shares.items()}}
     return {"rows": int(len(frame)), "features": features}

@@ -71,13 +71,14 @@ class Estimator:
     task: str
     params: type[_Params]
     import_path: str  # module.Class, imported when a model is built
+    fixed: tuple[tuple[str, Any], ...] = ()  # arguments the platform sets, not pipelines.yaml
 
     def make(self, params: dict[str, Any]):
         module, _, cls = self.import_path.rpartition(".")
         import importlib
 
         estimator_cls = getattr(importlib.import_module(module), cls)
-        return estimator_cls(**self.params(**params).model_dump())
+        return estimator_cls(**self.params(**params).model_dump(), **dict(self.fixed))
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
         """The params as the estimator takes them (pydantic ValidationError when one is wrong)."""
@@ -139,19 +140,22 @@ def estimator_of(task: str, name: str) -> Estimator | ImportedEstimator | None:
     return ESTIMATORS.get((task, name))
 
 
+# HistGradientBoosting reads the encoder's pandas categoricals as categories (never one-hot).
+_NATIVE_CATEGORIES = (("categorical_features", "from_dtype"),)
+
 ESTIMATORS: dict[tuple[str, str], Estimator] = {
     (e.task, e.name): e
     for e in [
         Estimator("random_forest", "classification", RandomForestParams,
                   "sklearn.ensemble.RandomForestClassifier"),
         Estimator("hist_gradient_boosting", "classification", HistGradientBoostingParams,
-                  "sklearn.ensemble.HistGradientBoostingClassifier"),
+                  "sklearn.ensemble.HistGradientBoostingClassifier", _NATIVE_CATEGORIES),
         Estimator("logistic_regression", "classification", LogisticRegressionParams,
                   "sklearn.linear_model.LogisticRegression"),
         Estimator("random_forest", "regression", RandomForestParams,
                   "sklearn.ensemble.RandomForestRegressor"),
         Estimator("hist_gradient_boosting", "regression", HistGradientBoostingParams,
-                  "sklearn.ensemble.HistGradientBoostingRegressor"),
+                  "sklearn.ensemble.HistGradientBoostingRegressor", _NATIVE_CATEGORIES),
         Estimator("ridge", "regression", RidgeParams, "sklearn.linear_model.Ridge"),
     ]
 }

@@ -15,8 +15,6 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
 
-from ml_platform import quality
-
 if TYPE_CHECKING:
     from ml_platform.runtime import PipelineRuntime
 
@@ -52,19 +50,42 @@ def completed_check_results(
 def check_verdicts(
     instance: dg.DagsterInstance, pipeline: PipelineRuntime, days: list[str]
 ) -> dict[str, list[str] | None]:
-    """For each day: the names of its failed raw_data checks ([] = all passed), or None when the
-    checks have not completed on the day's current materialization.
+    """For each day: the names of its raw_data checks that failed with severity ERROR ([] = all
+    passed, or failed only as warnings), or None when the checks have not completed on the day's
+    current materialization.
 
     Checks of a single-run range record no per-day result (Dagster 1.13.27 records each day of the
     range as planned/skipped), so such days come back as None and training_data applies the data
     contract itself.
     """
-    names = quality.rule_names(pipeline.task)
+    names = pipeline.raw_data_check_names
     keys = [dg.AssetCheckKey(pipeline.key("raw_data"), name) for name in names]
     verdicts: dict[str, list[str] | None] = {}
     for day, failed in completed_check_results(instance, keys, days).items():
-        verdicts[day] = None if len(failed) < len(keys) else [name for name in names if failed[name]]
+        if len(failed) < len(keys):
+            verdicts[day] = None
+            continue
+        failed_names = [name for name in names if failed[name]]
+        warned = _warned_only(instance, [k for k in keys if k.name in failed_names], day) if failed_names else set()
+        verdicts[day] = [name for name in failed_names if name not in warned]
     return verdicts
+
+
+def _warned_only(instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey], day: str) -> set[str]:
+    """Of these failed checks of ``day``, the names of those whose latest evaluation failed with
+    severity WARN (a ``warn`` rule of the contract): the day is still good for training. The
+    partition filter is imported from its module (pinned to 1.13.27)."""
+    from dagster._core.event_api import PartitionKeyFilter
+
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        keys, partition_filter=PartitionKeyFilter(key=day))
+    warned = set()
+    for key, record in records.items():
+        evaluation = record.event.dagster_event.event_specific_data if record.event and record.event.dagster_event \
+            else None
+        if getattr(evaluation, "severity", None) == dg.AssetCheckSeverity.WARN:
+            warned.add(key.name)
+    return warned
 
 
 def runs_in_flight(instance: dg.DagsterInstance, tags: dict[str, str]) -> int:

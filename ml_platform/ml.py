@@ -14,9 +14,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer, make_column_selector
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-from sklearn.impute import SimpleImputer
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.metrics import (
     accuracy_score,
     classification_report,
@@ -31,8 +34,10 @@ from sklearn.metrics import (
 from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline as SklearnPipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer
 
+from ml_platform import constants
+from ml_platform.encoding import TableEncoder
 from ml_platform.errors import DataValidationError, UserCodeError
 from ml_platform.signature import Signature
 
@@ -67,6 +72,8 @@ class TrainedModel:
     requirements: list[dict[str, str]] = field(default_factory=list)
     pipeline_version: str | None = None  # the pipeline's ``version`` in pipelines.yaml
     feature_transform: str | None = None  # its ``features.transform`` (an import path)
+    # How its columns were encoded (``encoding_recipe``): the declared kinds and the one-hot bound.
+    encoding: dict[str, Any] | None = None
 
     @property
     def identity(self) -> str:
@@ -80,6 +87,7 @@ class TrainedModel:
         state.setdefault("requirements", [])
         state.setdefault("pipeline_version", None)
         state.setdefault("feature_transform", None)
+        state.setdefault("encoding", None)
         self.__dict__.update(state)
 
 
@@ -95,13 +103,13 @@ def platform_version() -> str:
 
 # The TrainedModel fields a model is built from: recipe_identity's arguments.
 RECIPE_FIELDS = ("data_fingerprint", "params", "target", "feature_columns", "task", "estimator",
-                 "pipeline_version", "feature_transform", "requirements")
+                 "pipeline_version", "feature_transform", "requirements", "encoding")
 
 
 def recipe_identity(
     *, data_fingerprint: str, params: dict[str, Any], target: str, feature_columns: list[str], task: str,
     estimator: str, pipeline_version: str | None, feature_transform: str | None,
-    requirements: list[dict[str, str]],
+    requirements: list[dict[str, str]], encoding: dict[str, Any] | None = None,
 ) -> str:
     """sha256 of what a model is built from: the train split's fingerprint, the estimator and its
     params, the columns, the pipeline's version and own code, ml_platform's and scikit-learn's
@@ -116,6 +124,8 @@ def recipe_identity(
         "pipeline_version": pipeline_version, "feature_transform": feature_transform,
         "requirements": requirements,
     }
+    if encoding is not None:  # recorded since models encode by kind (TableEncoder)
+        recipe["encoding"] = encoding
     return "sha256:" + hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -161,30 +171,45 @@ def split(
     return train.reset_index(drop=True), test.reset_index(drop=True), stratified
 
 
-def build_model(estimator: Any, transform: Any = None) -> SklearnPipeline:
+def encoding_recipe(kinds: dict[str, str] | None, max_categories: int = constants.DEFAULT_ENCODING_MAX_CATEGORIES,
+                    min_frequency: int = constants.DEFAULT_ENCODING_MIN_FREQUENCY) -> dict[str, Any]:
+    """What decides how a model's columns are encoded, as recorded with it (part of its recipe)."""
+    return {"encoder": "TableEncoder/1", "kinds": dict(sorted((kinds or {}).items())),
+            "max_categories": max_categories, "min_frequency": min_frequency}
+
+
+def accepts_sparse(estimator: Any) -> bool:
+    """Whether an estimator takes sparse input, by scikit-learn's input tags (an estimator without
+    them is given dense input)."""
+    try:
+        from sklearn.utils import get_tags
+
+        return bool(get_tags(estimator).input_tags.sparse)
+    except Exception:  # noqa: BLE001 - a third-party estimator without scikit-learn's tags
+        return False
+
+
+def native_categories(estimator: Any) -> bool:
+    """Whether an estimator reads pandas categoricals itself (HistGradientBoosting with
+    ``categorical_features="from_dtype"``): its categories are then never one-hot encoded."""
+    return isinstance(estimator, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)) \
+        and getattr(estimator, "categorical_features", None) == "from_dtype"
+
+
+def build_model(estimator: Any, transform: Any = None, encoding: dict[str, Any] | None = None) -> SklearnPipeline:
     """The (unfitted) model of an estimator: preprocessing inside it, so it predicts on raw rows.
 
-    ``transform`` (the pipeline's ``features.transform``) comes first, on the raw rows. Then numeric
-    columns: median imputation + standard scaling; everything else: most-frequent imputation +
-    one-hot encoding that ignores categories unseen in training.
+    ``transform`` (the pipeline's ``features.transform``) comes first, on the raw rows. Then the
+    ``TableEncoder`` (ml_platform.encoding): numbers imputed (median) and scaled, categories one-hot
+    encoded within a bound (sparse where the estimator takes it), or natively for
+    HistGradientBoosting; ``encoding`` (``encoding_recipe``) gives the declared kinds and the bound.
     """
-    numeric = SklearnPipeline(
-        [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
-    )
-    categorical = SklearnPipeline(
-        [
-            ("impute", SimpleImputer(strategy="most_frequent")),
-            ("encode", OneHotEncoder(handle_unknown="ignore")),
-        ]
-    )
-    preprocess = ColumnTransformer(
-        [
-            ("numeric", numeric, make_column_selector(dtype_include="number")),
-            ("categorical", categorical, make_column_selector(dtype_exclude="number")),
-        ]
-    )
+    encoding = encoding or encoding_recipe(None)
+    encoder = TableEncoder(kinds=dict(encoding["kinds"]) or None, native=native_categories(estimator),
+                           sparse=accepts_sparse(estimator), max_categories=encoding["max_categories"],
+                           min_frequency=encoding["min_frequency"])
     steps = [("features", transform)] if transform is not None else []
-    return SklearnPipeline([*steps, ("preprocess", preprocess), ("model", estimator)])
+    return SklearnPipeline([*steps, ("preprocess", encoder), ("model", estimator)])
 
 
 def feature_step(import_path: str) -> Any:
@@ -219,13 +244,14 @@ def user_objects(model: SklearnPipeline) -> list[Any]:
     return found
 
 
-def make_model(task: str, estimator: str, params: dict[str, Any], transform: str | None = None) -> SklearnPipeline:
-    """The (unfitted) model of a pipelines.yaml ``model`` entry (see ml_platform.estimators) and its
-    ``features.transform``."""
+def make_model(task: str, estimator: str, params: dict[str, Any], transform: str | None = None,
+               encoding: dict[str, Any] | None = None) -> SklearnPipeline:
+    """The (unfitted) model of a pipelines.yaml ``model`` entry (see ml_platform.estimators), its
+    ``features.transform`` and its encoding (``encoding_recipe``)."""
     from ml_platform.estimators import estimator_of
 
     return build_model(estimator_of(task, estimator).make(params),
-                       feature_step(transform) if transform else None)
+                       feature_step(transform) if transform else None, encoding)
 
 
 def fit_with_progress(

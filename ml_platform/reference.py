@@ -102,11 +102,21 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, 
         key = info.alias or name
         path = f"{prefix}{key}"
         nested = [m for m in _models(info.annotation) if m is not model]
+        rules = [m for m in nested if issubclass(m, spec._Rule)]
+        if rules:
+            # A contract rule: its value, written plainly or with its own severity; one row.
+            value = rules[0].model_fields["value"]
+            optional = type(None) in typing.get_args(info.annotation)
+            kind = f"{_type_text(value.annotation)} or {{value, severity}}" + (" | None" if optional else "")
+            default = info.default_factory().value if info.default_factory is not None else ""
+            out.append((path, kind, f"`{default!r}`" if default != "" else "", info.description or ""))
+            continue
         out.append((path, _type_text(info.annotation), _default_text(info), info.description or ""))
         for inner in nested:
             is_list = typing.get_origin(info.annotation) is list or any(
                 typing.get_origin(a) is list for a in typing.get_args(info.annotation))
-            out += rows(inner, f"{path}[]." if is_list else f"{path}.")
+            is_dict = typing.get_origin(info.annotation) is dict
+            out += rows(inner, f"{path}[]." if is_list else f"{path}.<column>." if is_dict else f"{path}.")
     return out
 
 

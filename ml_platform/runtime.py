@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 
 from ml_platform.errors import ModelStoreError
+from ml_platform import quality
 from ml_platform.quality import Schema
 from ml_platform.resources.model_store import ModelVersion
 from ml_platform.settings import Settings
@@ -92,6 +93,16 @@ class PipelineRuntime:
             return None
         return signature.schema(f"production model {self.model_name} {production.version}",
                                 enforced=not policy.evolve, extra_columns=policy.extra_columns)
+
+    def contract(self, max_null_ratio: float | None = None) -> quality.Contract:
+        """The data contract of pipelines.yaml (``quality:``); ``max_null_ratio``, a run's config,
+        replaces the pipeline-wide null share for that run."""
+        return self.spec.quality.contract(max_null_ratio)
+
+    @property
+    def raw_data_check_names(self) -> tuple[str, ...]:
+        """The blocking raw_data checks of this pipeline, in a stable order."""
+        return quality.rule_names(self.task, self.contract())
 
     @property
     def window_days(self) -> int:

@@ -34,7 +34,7 @@ from ml_platform.errors import (
     SignatureError,
 )
 from ml_platform.quality import VALUE_KINDS as KINDS
-from ml_platform.quality import Schema, names_text, value_kind
+from ml_platform.quality import Schema, category_text, datetimes, names_text, value_kind
 
 FORMAT_VERSION = 1
 # A categorical column records at most this many categories (more: unseen ones are not counted).
@@ -144,12 +144,15 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def infer_signature(x: pd.DataFrame, target: str, task: str, classes: Sequence[Any] | None = None) -> Signature:
-    """The signature of a model fitted on the feature columns ``x`` (the target left out)."""
+def infer_signature(x: pd.DataFrame, target: str, task: str, classes: Sequence[Any] | None = None,
+                    kinds: Mapping[str, str] | None = None) -> Signature:
+    """The signature of a model fitted on the feature columns ``x`` (the target left out);
+    ``kinds``: the columns' declared (or pinned) kinds, which win over what a column holds."""
     features = []
+    kinds = kinds or {}
     for column in x.columns:
         series = x[column]
-        kind = value_kind(series)
+        kind = kinds.get(str(column)) or value_kind(series)
         if kind not in KINDS:  # the data contract refuses such columns before training
             raise SignatureError(f"column {column!r} has type {series.dtype}: not numeric, boolean or text")
         values = series.dropna()
@@ -159,7 +162,7 @@ def infer_signature(x: pd.DataFrame, target: str, task: str, classes: Sequence[A
             numbers = values.to_numpy(dtype="float64")
             minimum, maximum = float(numbers.min()), float(numbers.max())
         elif kind == "categorical":
-            seen = sorted({str(v) for v in values.unique()})
+            seen = sorted(set(category_text(values).unique()))
             categories = tuple(seen) if len(seen) <= MAX_CATEGORIES else None
         features.append(FeatureSpec(
             name=str(column), kind=kind, dtype=str(series.dtype), nullable=bool(series.isna().any()),
@@ -324,20 +327,25 @@ def _numeric(spec: FeatureSpec, series: pd.Series, report: InputReport) -> pd.Se
 
 
 def _categorical(spec: FeatureSpec, series: pd.Series, report: InputReport) -> pd.Series:
+    """Text; or, for a category the model learnt from numbers (a store id declared categorical),
+    numbers and booleans too, as their text."""
     column = spec.name
     values = series.astype(object)
     present = values.notna().to_numpy()
     if not present.any():
         values = pd.Series(np.nan, index=series.index, dtype=object)
     else:
-        not_text = present & ~values.map(lambda v: isinstance(v, str)).to_numpy()
-        if not_text.any():
-            row, value, count = _first_bad(values, not_text)
+        numbers = _of_numbers(spec.dtype)
+        accepted = values.map(_category_like) if numbers else values.map(lambda v: isinstance(v, str))
+        not_category = present & ~accepted.to_numpy()
+        if not_category.any():
+            row, value, count = _first_bad(values, not_category)
             more = f" ({count} rows like it)" if count > 1 else ""
+            what = "categorical" if numbers else "categorical (text)"
             raise ColumnTypeError(
-                f"column {column!r} is categorical (text) in the signature; row {row} holds a"
+                f"column {column!r} is {what} in the signature; row {row} holds a"
                 f" {type(value).__name__} ({value!r}){more}")
-        values = values.where(present, np.nan)
+        values = category_text(values.where(present, np.nan))
     nulls = int((~present).sum())
     if nulls:
         report.nulls[column] = nulls
@@ -346,6 +354,33 @@ def _categorical(spec: FeatureSpec, series: pd.Series, report: InputReport) -> p
         if unseen:
             report.unseen_categories[column] = unseen
     return values.rename(column)
+
+
+def _of_numbers(dtype: str | None) -> bool:
+    """Whether a training dtype (as the signature recorded it) held numbers or booleans."""
+    try:
+        return dtype is not None and (pd.api.types.is_numeric_dtype(pd.api.types.pandas_dtype(dtype))
+                                      or pd.api.types.is_bool_dtype(pd.api.types.pandas_dtype(dtype)))
+    except TypeError:
+        return False
+
+
+def _category_like(value: Any) -> bool:
+    if isinstance(value, (str, bool, np.bool_, int, np.integer)):
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isfinite(value))
+
+
+def _datetime(spec: FeatureSpec, series: pd.Series, report: InputReport) -> pd.Series:
+    column = spec.name
+    moments = datetimes(series)
+    bad = (moments.isna() & series.notna()).to_numpy()
+    if bad.any():
+        raise _refuse(column, "expects dates and times", series, bad)
+    nulls = int(moments.isna().sum())
+    if nulls:
+        report.nulls[column] = nulls
+    return moments.rename(column)
 
 
 def _boolean(spec: FeatureSpec, series: pd.Series, report: InputReport) -> pd.Series:
@@ -374,7 +409,7 @@ def _boolean(spec: FeatureSpec, series: pd.Series, report: InputReport) -> pd.Se
     return converted.astype(bool).rename(column)
 
 
-_CONVERT = {"numeric": _numeric, "categorical": _categorical, "boolean": _boolean}
+_CONVERT = {"numeric": _numeric, "categorical": _categorical, "boolean": _boolean, "datetime": _datetime}
 
 
 def check_rows(rows: Any, signature: Signature) -> tuple[pd.DataFrame, InputReport]:

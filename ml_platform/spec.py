@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from ml_platform import constants
+from ml_platform import constants, quality
 from ml_platform.errors import ConfigError, UserCodeError
 from ml_platform.estimators import GATE_METRICS, TASKS, estimator_names, estimator_of
 from ml_platform.settings import Settings
@@ -256,8 +256,12 @@ class FeatureColumn(_Strict):
     """One declared feature column: ``age``, or ``{age: numeric}`` with its kind."""
 
     name: str = Field(description="The column's name in the landing files.")
-    kind: Literal["numeric", "boolean", "categorical"] | None = Field(
-        default=None, description="`numeric`, `boolean` or `categorical`; left out: the production model's kind.")
+    kind: Literal["numeric", "boolean", "categorical", "datetime"] | None = Field(
+        default=None,
+        description="`numeric`, `boolean`, `categorical` (kept whatever its number of values, numbers too: a store"
+        " id), or `datetime` (turned into its hour, weekday and month); left out: the production model's kind, or"
+        " what the column holds.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -270,6 +274,22 @@ class FeatureColumn(_Strict):
         if isinstance(value, dict):
             raise ValueError(f"{value!r}: give a column name, or one 'name: kind' pair")
         return value
+
+
+class EncodingSpec(_Strict):
+    """How categorical columns reach the estimator (docs/assets-and-checks.md, "Encodings")."""
+
+    max_categories: int = Field(
+        default=constants.DEFAULT_ENCODING_MAX_CATEGORIES, ge=2, le=10_000,
+        description="Most one-hot columns per categorical column: the most frequent values keep their own, the rest"
+        f" share one (default {constants.DEFAULT_ENCODING_MAX_CATEGORIES}). hist_gradient_boosting codes categories"
+        f" natively, at most {constants.NATIVE_MAX_CATEGORIES} per column.",
+    )
+    min_frequency: int = Field(
+        default=constants.DEFAULT_ENCODING_MIN_FREQUENCY, ge=1,
+        description="Values seen in fewer training rows than this are grouped with the other rare ones (default"
+        f" {constants.DEFAULT_ENCODING_MIN_FREQUENCY}).",
+    )
 
 
 class FeaturesSpec(_Strict):
@@ -288,6 +308,8 @@ class FeaturesSpec(_Strict):
         " predict`, serving and batch scoring compute the same features; the signature describes the raw columns"
         " before it.",
     )
+    encoding: EncodingSpec = Field(default_factory=EncodingSpec, description="How categorical columns are"
+                                   " encoded for the estimator: the width of one-hot encodings.")
 
     @model_validator(mode="before")
     @classmethod
@@ -320,6 +342,147 @@ class SchemaSpec(_Strict):
         description="Whether a new model may take other columns than the production model (added,"
         " removed, re-kinded). Without `features`, the data's columns then replace the pinned schema.",
     )
+
+
+Severity = Literal["block", "warn"]
+_SEVERITY_TEXT = ("`block` (the default) fails the day's check and keeps the day out of training; `warn` fails"
+                  " it as a warning (Dagster's WARN severity) and the day is used.")
+
+
+class _Rule(_Strict):
+    """One rule of the data contract: its value, written plainly (`max: 5000`) or with its own severity
+    (`max: {value: 5000, severity: warn}`)."""
+
+    severity: Severity | None = Field(default=None, description="This rule's severity; left out: its column's"
+                                      " (or `block`). " + _SEVERITY_TEXT)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain(cls, value: Any) -> Any:
+        return value if isinstance(value, dict) else {"value": value}
+
+
+class RatioRule(_Rule):
+    value: float = Field(ge=0, le=1, description="A share of the day's rows, 0..1.")
+
+
+class BoundRule(_Rule):
+    value: float = Field(description="A number.")
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{value!r} is not a number")
+        return value
+
+
+class ValuesRule(_Rule):
+    value: list[str | int | float | bool] = Field(min_length=1, description="The values allowed.")
+
+
+class FlagRule(_Rule):
+    value: bool = Field(description="true or false.")
+
+
+class CountRule(_Rule):
+    value: int = Field(ge=1, description="A count, 1 or more.")
+
+
+class ColumnQualitySpec(_Strict):
+    """The rules of one column (`quality.columns.<column>`), judged on each day it is in."""
+
+    max_null_ratio: RatioRule | None = Field(
+        default=None, description="Largest share of the day's rows this column may leave empty (replaces"
+        " `quality.max_null_ratio` for it).")
+    min: BoundRule | None = Field(default=None, description="Smallest value allowed (numbers).")
+    max: BoundRule | None = Field(default=None, description="Largest value allowed (numbers).")
+    allowed: ValuesRule | None = Field(default=None, description="The only values allowed (a list).")
+    unique: FlagRule | None = Field(default=None, description="`true`: no value repeats within a day (an id).")
+    max_categories: CountRule | None = Field(default=None, description="Most distinct values in a day.")
+    severity: Severity = Field(default="block", description="The severity of this column's rules. " + _SEVERITY_TEXT)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ColumnQualitySpec:
+        if self.min is not None and self.max is not None and self.min.value > self.max.value:
+            raise ValueError(f"min {self.min.value:g} is above max {self.max.value:g}")
+        return self
+
+
+class TargetMissingSpec(_Strict):
+    """Rows without a label: dropped before training and counted per day; their share has its own limit."""
+
+    max_ratio: float = Field(default=constants.DEFAULT_MAX_TARGET_MISSING, ge=0, le=1,
+                             description="Largest share of a day's rows without a label (default"
+                             f" {constants.DEFAULT_MAX_TARGET_MISSING}).")
+    severity: Severity = Field(default="block", description=_SEVERITY_TEXT)
+
+
+class DedupeSpec(_Strict):
+    """Which rows of the training window are duplicates, dropped (keeping the first) and counted per day.
+    `dedupe: true` (the default): a row repeating an earlier landing row in *every* column, those outside the
+    schema too (a day delivered twice); `dedupe: {key: [event_id]}`: a row repeating an earlier row's key;
+    `dedupe: false`: none (repeated rows are distinct events)."""
+
+    enabled: bool = Field(default=True, description="`false`: keep every row (written `dedupe: false`).")
+    key: list[str] | None = Field(default=None, min_length=1, description="The columns that identify an event;"
+                                  " left out: every column of the landing file.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+
+class QualitySpec(_Strict):
+    """The data contract each raw_data day is checked against (docs/assets-and-checks.md, "The data
+    contract"); `ml-platform contract` suggests one from the ingested days."""
+
+    max_null_ratio: RatioRule = Field(
+        default_factory=lambda: RatioRule(value=constants.DEFAULT_MAX_NULL_RATIO),
+        description="Largest share of empty values in any feature column of a day, unless its column says"
+        f" otherwise (default {constants.DEFAULT_MAX_NULL_RATIO}; a number, or `{{value: 0.2, severity: warn}}`)."
+        " The label is judged by `target_missing`.",
+    )
+    min_rows: CountRule | None = Field(default=None, description="Fewest rows a day may have (a number, or"
+                                       " `{value: 500, severity: warn}`).")
+    target_missing: TargetMissingSpec = Field(
+        default_factory=TargetMissingSpec,
+        description="Rows whose label is empty: dropped before training, counted per day, and their share limited.",
+    )
+    columns: dict[str, ColumnQualitySpec] = Field(
+        default_factory=dict,
+        description="Rules per column, by name: `price: {min: 0, max: 5000, max_null_ratio: 0.6}`,"
+        " `store: {allowed: [north, south], severity: warn}`, `order_id: {unique: true}`. Each rule is written"
+        " plainly or with its own severity (`max: {value: 5000, severity: warn}`).",
+    )
+    dedupe: DedupeSpec = Field(default_factory=DedupeSpec, description="Which repeated rows training_data drops:"
+                               " `true` (every landing column equal), `false`, or `{key: [event_id]}`.")
+
+    def contract(self, max_null_ratio: float | None = None) -> quality.Contract:
+        """The rules as ``quality`` applies them; ``max_null_ratio`` (a run's config) replaces the
+        pipeline-wide null share for one run."""
+        def rule(spec: _Rule | None, column_severity: str = "block") -> quality.Rule | None:
+            if spec is None:
+                return None
+            value = tuple(spec.value) if isinstance(spec.value, list) else spec.value
+            return quality.Rule(value, spec.severity or column_severity)
+
+        default = rule(self.max_null_ratio)
+        if max_null_ratio is not None:
+            default = quality.Rule(float(max_null_ratio), default.severity)
+        columns = tuple(
+            (name, quality.ColumnRules(**{
+                field: rule(getattr(rules, field), rules.severity)
+                for field in ("max_null_ratio", "min", "max", "allowed", "unique", "max_categories")
+            }))
+            for name, rules in self.columns.items()
+        )
+        return quality.Contract(
+            max_null_ratio=default, min_rows=rule(self.min_rows),
+            target_missing=quality.Rule(self.target_missing.max_ratio, self.target_missing.severity),
+            columns=columns,
+        )
 
 
 class PartitionsSpec(_Strict):
@@ -525,6 +688,11 @@ class PipelineSpec(_Strict):
         default_factory=SchemaSpec, alias="schema",
         description="What may change about the pipeline's columns (docs/assets-and-checks.md, the input contract).",
     )
+    quality: QualitySpec = Field(
+        default_factory=QualitySpec,
+        description="The data contract of each day: null shares, ranges, allowed values, ids, rows, labels,"
+        " duplicates (docs/assets-and-checks.md, the data contract).",
+    )
     window_days: int | None = Field(
         default=None, ge=1, le=366,
         description="Days of raw_data in one training set, 1-366. Default: ML_PLATFORM_WINDOW_DAYS (7).",
@@ -612,11 +780,22 @@ class PipelineSpec(_Strict):
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise _FieldError("features", f"lists {', '.join(map(repr, duplicates))} more than once")
+        self._check_quality()
         if self.demo_data is not None:
             wanted = "classification" if self.demo_data == "breast_cancer" else "regression"
             if wanted != self.task:
                 raise _FieldError("demo_data", f"{self.demo_data} is {wanted} data, the task is {self.task}")
         return self
+
+    def _check_quality(self) -> None:
+        """The contract's min / max name columns that may hold numbers (the target: _with_defaults)."""
+        declared = {f.name: f.kind for f in self.features.columns or []}
+        for column, rules in self.quality.columns.items():
+            kind = declared.get(column)
+            if kind in ("categorical", "boolean", "datetime") and (rules.min is not None or rules.max is not None):
+                raise _FieldError(f"quality.columns.{column}", f"min / max are for numbers; features declare it"
+                                  f" {kind}")
+        return None
 
     def _validated_params(self, estimator, params: dict[str, Any], where: str) -> dict[str, Any]:
         """``params`` as the estimator takes them; a bad one names ``where.<param>``."""
@@ -685,6 +864,16 @@ def _message(error: dict) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _at(raw: Any, parts: list) -> Any:
+    """What the YAML holds at ``parts`` (None where it holds nothing there)."""
+    for part in parts:
+        try:
+            raw = raw[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return raw
+
+
 def _where(loc: tuple, raw: Any) -> str:
     """('pipelines', 0, 'model', 'estimator') -> "pipelines[0] (churn): model.estimator"."""
     if len(loc) >= 2 and loc[0] == "pipelines" and isinstance(loc[1], int):
@@ -702,6 +891,8 @@ def _where(loc: tuple, raw: Any) -> str:
             short_features = False
         if parts[:2] == ["features", "columns"] and short_features:
             del parts[1]  # written `features: [a, b]`: name the list's item as written
+        if parts and parts[-1] == "value" and not isinstance(_at(raw["pipelines"][loc[1]], parts[:-1]), dict):
+            parts.pop()  # a rule written plainly (`max: 5000`): name the rule as written
         rest = ".".join(str(p) for p in parts)
         return f"{entry}: {rest}" if rest else entry
     return ".".join(str(p) for p in loc) or "(top level)"
@@ -784,6 +975,12 @@ def _with_defaults(spec: PipelineSpec, settings: Settings, source: str, index: i
     if columns and target in [f.name for f in columns]:
         raise ConfigError(f"{source}: pipelines[{index}] ({spec.name}): features: lists the target column"
                           f" {target!r}")
+    rules = spec.quality.columns.get(target)
+    if rules is not None and (rules.max_null_ratio is not None or rules.unique is not None):
+        field = "max_null_ratio" if rules.max_null_ratio is not None else "unique"
+        why = ("the label's empty share is quality.target_missing.max_ratio" if field == "max_null_ratio"
+               else "a label is not an id")
+        raise ConfigError(f"{source}: pipelines[{index}] ({spec.name}): quality.columns.{target}.{field}: {why}")
     return spec.model_copy(update={
         "target": target,
         "features": spec.features.model_copy(update={"columns": columns if columns is not None else (

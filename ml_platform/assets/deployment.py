@@ -70,6 +70,7 @@ def _deploy(
         "pipeline_version": trained_model.pipeline_version,
         "feature_transform": trained_model.feature_transform,
         "requirements": trained_model.requirements,
+        "encoding": trained_model.encoding,
         "mlflow_run_id": trained_model.extra.get(RUN_ID),
         "dagster_run_id": context.run.run_id,
     }

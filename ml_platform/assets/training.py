@@ -11,7 +11,7 @@ from ml_platform import constants, quality
 from ml_platform import drift as feature_drift
 from ml_platform.assets.stored_output import own_stored_output
 from ml_platform.assets.tracked import RUN_ID, run_link, track_challenger, track_training
-from ml_platform.checks.data_quality import DataQualityConfig
+from ml_platform.encoding import inferred_kind
 from ml_platform.errors import DataValidationError
 from ml_platform.estimators import ImportedEstimator, estimator_of
 from ml_platform.instance_queries import check_verdicts, latest_data_version
@@ -21,6 +21,7 @@ from ml_platform.ml import (
     CV_FOLDS,
     TrainedModel,
     feature_importances,
+    encoding_recipe,
     features_and_target,
     fit_variant,
     fit_with_progress,
@@ -138,33 +139,7 @@ def _training_data(
     schema: quality.Schema | None,
     raw_data: dict[str, pd.DataFrame],
 ) -> dg.Output[pd.DataFrame]:
-    used, excluded = [], []
-    days = sorted(raw_data)
-    # The checks' own results decide (with the thresholds they ran with); a day without a
-    # completed check result on its current data is checked here with the default contract.
-    verdicts = check_verdicts(context.instance, pipeline, days)
-    default_ratio = DataQualityConfig().max_null_ratio
-    for day in days:
-        results = {
-            r.name: r
-            for r in quality.evaluate(raw_data[day], pipeline.target, schema, default_ratio, pipeline.task)
-        }
-        failed_checks = verdicts.get(day)
-        if failed_checks is None:
-            failed_checks = [name for name, r in results.items() if not r.passed]
-        if failed_checks:
-            # A day whose checks failed (in an earlier run) must not reach training.
-            reason = "failed " + "; ".join(f"{name} ({results[name].message})" for name in failed_checks)
-            context.log.warning(f"leaving out raw_data {day}: {reason}")
-            excluded.append({"Day": day, "Reason": reason})
-        else:
-            used.append(day)
-    if not used:
-        raise DataValidationError(
-            f"no usable raw_data in the {pipeline.window_days}-day window ending"
-            f" {context.partition_key}: "
-            + ("; ".join(f"{e['Day']}: {e['Reason']}" for e in excluded) or "no day is materialized")
-        )
+    used, excluded = _days_that_passed(context, pipeline, schema, raw_data)
     # A model as of day D must hold D's data: trained without it, it would only replace
     # production with a model of fewer days.
     as_of = context.partition_key
@@ -189,26 +164,26 @@ def _training_data(
         context.log.warning(f"raw_data {day}: ignored column(s) outside the schema: {quality.names_text(names)}")
     # One column order for every day: the schema's, or (no schema yet) the newest day's.
     order = columns[as_of]
-    frames = {day: raw_data[day][order] for day in used}
-    drift = quality.schema_drift(frames)
+    drift = quality.schema_drift({day: raw_data[day][order] for day in used})
     if not drift.passed:
         raise DataValidationError(
             f"schema drift in the {pipeline.window_days}-day window ending {as_of}: {drift.message};"
             " make the landing files agree and ingest them again"
         )
-    frame = pd.concat([frames[day] for day in used], ignore_index=True)
-    # Exact duplicate rows (a batch delivered twice, within a day or across days) are dropped,
-    # keeping the first: they would weigh double and could sit on both sides of the split.
-    duplicates = quality.duplicate_rows(frame)
-    if duplicates.any():
-        row_days = pd.Series(np.repeat(used, [len(raw_data[day]) for day in used]))
-        per_day = row_days[duplicates].value_counts().sort_index()
-        context.log.warning(
-            f"dropped {int(duplicates.sum())} duplicate row(s): "
-            + ", ".join(f"{day}: {count}" for day, count in per_day.items())
-        )
-        frame = frame[~duplicates].reset_index(drop=True)
+    dropped = _rows_dropped(pipeline, {day: raw_data[day] for day in used})
+    frame = pd.concat([raw_data[day].loc[~dropped[day]["mask"], order] for day in used], ignore_index=True)
+    counts = [{"Day": day, "Rows": len(raw_data[day]), "Without label": dropped[day]["unlabelled"],
+               "Duplicates": dropped[day]["repeated"], "Used": len(raw_data[day]) - int(dropped[day]["mask"].sum())}
+              for day in used]
+    unlabelled = sum(c["Without label"] for c in counts)
+    repeated = sum(c["Duplicates"] for c in counts)
+    for what, total, key in (("row(s) without a label", unlabelled, "Without label"),
+                             ("duplicate row(s)", repeated, "Duplicates")):
+        if total:
+            context.log.warning(f"dropped {total} {what}: "
+                                + ", ".join(f"{c['Day']}: {c[key]}" for c in counts if c[key]))
     context.log.info(f"training data: {len(frame)} rows from {len(used)} day(s): {', '.join(used)}")
+    dedupe = pipeline.spec.quality.dedupe
     return dg.Output(
         frame,
         metadata={
@@ -222,10 +197,68 @@ def _training_data(
                 [{"Day": day, "Columns": ", ".join(names)} for day, names in ignored.items()],
                 [("Day", "string"), ("Columns", "string")],
             ),
-            "Duplicate rows dropped": int(duplicates.sum()),
+            "Rows without a label dropped": unlabelled,
+            "Duplicate rows dropped": repeated,
+            "Duplicates": ("off (quality.dedupe: false)" if not dedupe.enabled
+                           else f"the same {', '.join(dedupe.key)}" if dedupe.key
+                           else "equal in every landing column"),
+            "Rows per day": rows_table(counts, [("Day", "string"), ("Rows", "int"), ("Without label", "int"),
+                                                ("Duplicates", "int"), ("Used", "int")]),
             "Fingerprint": frame_fingerprint(frame),
         },
     )
+
+
+def _days_that_passed(
+    context: dg.AssetExecutionContext, pipeline: PipelineRuntime, schema: quality.Schema | None,
+    raw_data: dict[str, pd.DataFrame],
+) -> tuple[list[str], list[dict[str, str]]]:
+    """(the days of the window to train on, the days left out with why). The checks' own results
+    decide (with the thresholds they ran with; a check that failed as a warning lets its day in);
+    a day without a completed check result on its current data is checked here against the
+    pipeline's contract."""
+    used, excluded = [], []
+    days = sorted(raw_data)
+    verdicts = check_verdicts(context.instance, pipeline, days)
+    contract = pipeline.contract()
+    for day in days:
+        failed_checks = verdicts.get(day)
+        results = {}
+        if failed_checks is None or failed_checks:  # judged here, or a reason to give
+            results = {r.name: r for r in quality.evaluate(raw_data[day], pipeline.target, schema, contract,
+                                                            pipeline.task)}
+        if failed_checks is None:
+            failed_checks = quality.blocking_failures(list(results.values()))
+        if failed_checks:
+            # A day whose checks failed (in an earlier run) must not reach training.
+            reason = "failed " + "; ".join(
+                f"{name} ({results[name].message})" if name in results else name for name in failed_checks)
+            context.log.warning(f"leaving out raw_data {day}: {reason}")
+            excluded.append({"Day": day, "Reason": reason})
+        else:
+            used.append(day)
+    if not used:
+        raise DataValidationError(
+            f"no usable raw_data in the {pipeline.window_days}-day window ending"
+            f" {context.partition_key}: "
+            + ("; ".join(f"{e['Day']}: {e['Reason']}" for e in excluded) or "no day is materialized")
+        )
+    return used, excluded
+
+
+def _rows_dropped(pipeline: PipelineRuntime, frames: dict[str, pd.DataFrame]) -> dict[str, dict]:
+    """Per day: the mask of the rows training leaves out, and how many of them had no label and
+    how many repeated an earlier row (``quality.dedupe``: in every landing column, those outside the
+    schema too, or in the declared key; a row both unlabelled and repeated counts as unlabelled)."""
+    dedupe = pipeline.spec.quality.dedupe
+    repeated = quality.repeated_rows(frames, dedupe.key) if dedupe.enabled else {
+        day: np.zeros(len(frame), dtype=bool) for day, frame in frames.items()}
+    dropped = {}
+    for day, frame in frames.items():
+        unlabelled = frame[pipeline.target].isna().to_numpy()
+        dropped[day] = {"mask": unlabelled | repeated[day], "unlabelled": int(unlabelled.sum()),
+                        "repeated": int((repeated[day] & ~unlabelled).sum())}
+    return dropped
 
 
 def build_splits(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
@@ -285,7 +318,8 @@ def build_trained_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         kinds={"scikitlearn"},
         description="The model: a scikit-learn Pipeline of "
         + (f"your feature step {pipeline.spec.features.transform}, " if pipeline.spec.features.transform else "")
-        + f"imputation, scaling, one-hot encoding and {estimator}.",
+        + f"the encoding of each column by its kind (numbers imputed and scaled, categories encoded as {estimator}"
+        " takes them) and the estimator.",
     )
     def trained_model(
         context: dg.AssetExecutionContext, config: config_class, model_store: ModelStore, train_split: pd.DataFrame
@@ -414,8 +448,13 @@ def _train(
 ) -> dg.Output[TrainedModel]:
     estimator = pipeline.spec.model.estimator
     x_train, y_train = features_and_target(train_split, pipeline.target)
+    # The columns' kinds, declared in pipelines.yaml or pinned by the production model, decide how
+    # each is encoded (a store id declared categorical stays a category, a datetime its parts).
+    kinds = _declared_kinds(pipeline, model_store, context, x_train)
+    encoding = pipeline.spec.features.encoding
+    recipe_encoding = encoding_recipe(kinds, encoding.max_categories, encoding.min_frequency)
     try:
-        model = make_model(pipeline.task, estimator, params, pipeline.spec.features.transform)
+        model = make_model(pipeline.task, estimator, params, pipeline.spec.features.transform, recipe_encoding)
     except (ValueError, TypeError) as exc:
         raise dg.Failure(description=f"{estimator} parameters: {exc}", allow_retries=False) from exc
     # What the model is built from: the TrainedModel fields of its recipe, known before the fit.
@@ -423,7 +462,7 @@ def _train(
         data_fingerprint=frame_fingerprint(train_split), params=params, target=pipeline.target,
         feature_columns=[str(c) for c in x_train.columns], task=pipeline.task, estimator=estimator,
         pipeline_version=pipeline.spec.version, feature_transform=pipeline.spec.features.transform,
-        requirements=requirements_of(*user_objects(model)),
+        requirements=requirements_of(*user_objects(model)), encoding=recipe_encoding,
     )
     identity = recipe_identity(**recipe)
     same = _same_recipe(model_store, pipeline, identity, as_of, variant)
@@ -489,7 +528,7 @@ def _train(
         training_rows=len(x_train),
         fit_seconds=fit_seconds,
         data_as_of=as_of,
-        signature=infer_signature(x_train, pipeline.target, pipeline.task, classes),
+        signature=infer_signature(x_train, pipeline.target, pipeline.task, classes, kinds),
         # Which rows it learnt from: champion / challenger later compares on rows it never saw; and
         # their profile, which the drift checks compare new days with once it serves.
         extra={"train_row_hashes": row_hashes(train_split),
@@ -498,6 +537,17 @@ def _train(
     metadata = {**_model_metadata(trained), **_variant_metadata(trained), **refit_note,
                 **track_training(context, pipeline, trained, variant)}
     return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
+
+
+def _declared_kinds(pipeline: PipelineRuntime, model_store: ModelStore, context: dg.AssetExecutionContext,
+                    x_train: pd.DataFrame) -> dict[str, str]:
+    """The kinds of the training columns that pipelines.yaml declares or the production model's
+    signature pins (the schema's) where they differ from what the column holds: what the encoding
+    and the signature must be told. A kind the data shows anyway is left out, so that pinning the
+    first model's kinds does not change the next model's recipe."""
+    schema = pipeline.schema(pipeline.production(model_store, warn=context.log.warning))
+    kinds = dict(schema.kinds) if schema is not None else {}
+    return {c: kinds[c] for c in map(str, x_train.columns) if c in kinds and kinds[c] != inferred_kind(x_train[c])}
 
 
 def _same_recipe(model_store: ModelStore, pipeline: PipelineRuntime, identity: str, as_of: str,
@@ -533,7 +583,7 @@ def _reuse(context: dg.AssetExecutionContext, pipeline: PipelineRuntime, model_s
         data_as_of=meta.get("data_as_of"), extra={k: v for k, v in extra.items() if v is not None},
         task=meta.get("task", pipeline.task), estimator=meta["estimator"], signature=Signature.of_version(meta),
         requirements=meta.get("requirements") or [], pipeline_version=meta.get("pipeline_version"),
-        feature_transform=meta.get("feature_transform"),
+        feature_transform=meta.get("feature_transform"), encoding=meta.get("encoding"),
     )
     context.log.info(f"reused {version.version} (same recipe: train split, estimator, params, code): no fit")
     metadata = {"Reused": f"{version.version} (same recipe)", **_model_metadata(trained), **_variant_metadata(trained),

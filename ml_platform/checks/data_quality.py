@@ -19,11 +19,12 @@ from ml_platform.timeouts import stage_timeout
 class DataQualityConfig(dg.Config):
     """Thresholds of the data contract."""
 
-    max_null_ratio: float = Field(
-        default=constants.DEFAULT_MAX_NULL_RATIO,
+    max_null_ratio: float | None = Field(
+        default=None,
         ge=0.0,
         le=1.0,
-        description="Largest share of nulls allowed in any column of one day's data.",
+        description="Largest share of nulls allowed in a feature column of one day's data, for this run:"
+        " replaces quality.max_null_ratio of pipelines.yaml (columns with their own limit keep it).",
     )
 
 
@@ -34,7 +35,7 @@ def build_raw_data_quality(pipeline: "PipelineRuntime") -> dg.AssetChecksDefinit
     """The data contract of one pipeline's raw_data, one blocking check per rule, and the drift
     check (WARN, not blocking) when the pipeline's drift is enabled."""
     key = pipeline.key("raw_data")
-    names = quality.rule_names(pipeline.task)
+    names = pipeline.raw_data_check_names
     drift_spec = pipeline.spec.drift
     specs = [
         dg.AssetCheckSpec(
@@ -101,7 +102,7 @@ def day_contract(pipeline: "PipelineRuntime", model_store: ModelStore, productio
     drift_spec = pipeline.spec.drift
     reference = drift_reference(model_store, production) if drift_spec.enabled else None
     contract = day_work.DayContract(
-        target=pipeline.target, schema=pipeline.schema(production), max_null_ratio=config.max_null_ratio,
+        target=pipeline.target, schema=pipeline.schema(production), contract=pipeline.contract(config.max_null_ratio),
         task=pipeline.task, drift_reference=reference[0] if reference else None,
         drift_method=drift_spec.method, drift_limit=drift_spec.limit,
     )
@@ -134,19 +135,22 @@ def _checked_days(context: dg.AssetCheckExecutionContext, raw_data: dict, contra
 def _rule_results(
     context: dg.AssetCheckExecutionContext, pipeline: "PipelineRuntime", checked: list
 ) -> Iterator[dg.AssetCheckResult]:
-    names = quality.rule_names(pipeline.task)
+    names = pipeline.raw_data_check_names
     results_by_rule: dict[str, list[tuple[str, quality.RuleResult]]] = {n: [] for n in names}
     for day_checked in checked:
         for result in day_checked.results:
-            results_by_rule[result.name].append((day_checked.day, result))
+            results_by_rule.setdefault(result.name, []).append((day_checked.day, result))
             if result.passed and result.warning:
                 context.log.warning(f"raw_data {day_checked.day} check {result.name}: {result.message}")
 
     for name, day_results in results_by_rule.items():
         failed = [(day, r) for day, r in day_results if not r.passed]
+        blocking = any(r.severity == "block" for _, r in failed)
+        rows = [{"Day": day, **row} for day, r in day_results for row in r.rows]
         if len(day_results) == 1:
             day, result = day_results[0]
             message, metadata = result.message, dict(result.metadata)
+            rows = [{k: v for k, v in row.items() if k != "Day"} for row in rows]
         else:
             warned = [(day, r) for day, r in day_results if r.passed and r.warning]
             message = (
@@ -156,13 +160,19 @@ def _rule_results(
                 + "".join(f"; {day}: {r.message}" for day, r in warned)
             )
             metadata = {"Days checked": len(day_results), "Days failed": len(failed)}
+            rows = sorted(rows, key=lambda r: r["Passed"])[: quality.TABLE_ROWS]
+        if rows:
+            metadata["Rules"] = rows_table(rows, [
+                *([("Day", "string")] if len(day_results) > 1 else []), ("Column", "string"), ("Rule", "string"),
+                ("Observed", "string"), ("Limit", "string"), ("Passed", "bool"), ("Severity", "string")])
         if failed:
-            context.log.error(f"raw_data check {name} failed: {message}")
+            log = context.log.error if blocking else context.log.warning
+            log(f"raw_data check {name} failed{'' if blocking else ' (severity warn)'}: {message}")
         yield dg.AssetCheckResult(
             check_name=name,
             asset_key=pipeline.key("raw_data"),
             passed=not failed,
-            severity=dg.AssetCheckSeverity.ERROR,
+            severity=dg.AssetCheckSeverity.ERROR if blocking or not failed else dg.AssetCheckSeverity.WARN,
             description=message,
             metadata={**metadata, "Result": message},
         )

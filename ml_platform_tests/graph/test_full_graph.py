@@ -20,8 +20,8 @@ from ml_platform_tests.support.results import check_results, materialized
 def test_full_graph_deploys_a_verified_model_that_predicts_raw_rows(seeded, demo_frame):
     for result in seeded.ingest():
         assert result.success
-        # The six data-contract rules and the drift check (no production model yet: nothing drifts).
-        assert all(check_results(result).values()) and len(check_results(result)) == 7
+        # The seven data-contract rules and the drift check (no production model yet: nothing drifts).
+        assert all(check_results(result).values()) and len(check_results(result)) == 8
 
     result = seeded.train()
     assert result.success

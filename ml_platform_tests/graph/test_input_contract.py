@@ -66,11 +66,12 @@ def test_declared_features_are_the_only_model_inputs_in_the_declared_order(seede
 
 
 def test_a_declared_kind_is_enforced_at_ingest(platform, demo_frame):
-    built = declared('["mean radius", {"mean texture": categorical}]')
+    # Numbers declared categorical are categories (a store id); declared boolean, they are refused.
+    built = declared('["mean radius", {"mean texture": boolean}]')
     platform.write_day(END_DAY, demo_frame.head(80))
     result = run(platform, built, "key:demo/raw_data")
     assert check_results(result)["schema_matches"] is False
-    assert "column 'mean texture' is numeric, the schema says categorical" in check_descriptions(result)["schema_matches"]
+    assert "column 'mean texture' is numeric, the schema says boolean" in check_descriptions(result)["schema_matches"]
 
 
 @pytest.mark.parametrize(("text", "says"), [

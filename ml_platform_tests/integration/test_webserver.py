@@ -57,7 +57,7 @@ def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
         assert node["groupName"] and node["description"] and node["kinds"] and node["owners"], name
     assert {n["groupName"] for n in nodes.values()} == {"demo", "diabetes"}
     raw_checks = {c["name"]: c["blocking"] for c in nodes["demo/raw_data"]["assetChecksOrError"]["checks"]}
-    assert len(raw_checks) == 7 and raw_checks.pop("no_feature_drift") is False  # drift only warns
+    assert len(raw_checks) == 8 and raw_checks.pop("no_feature_drift") is False  # drift only warns
     assert all(raw_checks.values())
     gate = nodes["demo/model_metrics"]["assetChecksOrError"]["checks"]
     assert gate == [{"name": "accuracy_above_threshold", "blocking": True},

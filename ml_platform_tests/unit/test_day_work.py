@@ -10,7 +10,7 @@ from ml_platform import constants, day_work, quality
 from ml_platform.errors import CorruptLandingFileError, EmptyLandingFileError
 from ml_platform_tests.support.constants import TARGET
 
-CONTRACT = day_work.DayContract(target=TARGET, schema=None, max_null_ratio=0.1, task="classification")
+CONTRACT = day_work.DayContract(target=TARGET, schema=None, contract=quality.Contract.of(0.1), task="classification")
 
 
 def _frame(rows: int = 40, offset: int = 0) -> pd.DataFrame:
@@ -85,7 +85,7 @@ def test_a_kept_check_result_is_used_only_for_the_same_file_and_contract(tmp_pat
     ingested = day_work.ingest_day(day, source, destination, CONTRACT)
     day_work.remember_checked(destination, CONTRACT, ingested.checked)
     assert day_work.recall_checked(destination, CONTRACT) == ingested.checked
-    stricter = day_work.DayContract(target=TARGET, schema=None, max_null_ratio=0.0, task="classification")
+    stricter = day_work.DayContract(target=TARGET, schema=None, contract=quality.Contract.of(0.0), task="classification")
     assert day_work.recall_checked(destination, stricter) is None
     _frame(12).to_parquet(destination, index=False)  # the stored day is replaced
     assert day_work.recall_checked(destination, CONTRACT) is None

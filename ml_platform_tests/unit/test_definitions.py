@@ -11,7 +11,7 @@ ASSET_NAMES = {"raw_data", "training_data", "train_split", "test_split", "traine
 PIPELINES = {"demo": "classification", "diabetes": "regression"}
 ASSETS = {f"{p}/{name}" for p in PIPELINES for name in ASSET_NAMES}
 RULES = {"not_empty", "target_column_present", "schema_matches", "null_ratio_below_threshold",
-         "feature_columns_valid"}
+         "feature_columns_valid", "target_missing_below_threshold"}
 CHECKS = {
     *((f"{p}/raw_data", rule) for p in PIPELINES for rule in RULES),
     ("demo/raw_data", "at_least_two_classes"),

@@ -71,9 +71,9 @@ def numeric_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def nullable_features(frame: pd.DataFrame) -> list[str]:
-    """Features that can hold nulls and keep their kind. A bool column with nulls becomes an
-    object column of bools, which the contract refuses ("holds bool values")."""
-    return [c for c in frame.columns if c != TARGET and not pd.api.types.is_bool_dtype(frame[c])]
+    """Features that can hold nulls and keep their kind: every one (a bool column with nulls becomes
+    an object column of True, False and NaN, still booleans to the contract)."""
+    return [c for c in frame.columns if c != TARGET]
 
 
 def schema_of(expected) -> quality.Schema | None:
@@ -167,7 +167,7 @@ def test_nulls_above_the_threshold_fail_naming_the_column(frame, data):
 def test_missing_target_fails_naming_it(frame):
     frame = frame.drop(columns=[TARGET])
     failed = failing(frame)
-    assert set(failed) == {"target_column_present", "at_least_two_classes"}
+    assert set(failed) == {"target_column_present", "at_least_two_classes", "target_missing_below_threshold"}
     assert all(repr(TARGET) in message for message in failed.values())
     assert all(str(c) in failed["target_column_present"] for c in frame.columns)  # what is there instead
 
@@ -199,8 +199,10 @@ def test_text_garbage_in_a_numeric_column_fails_naming_column_and_value(frame, d
 @given(valid_frames())
 def test_an_empty_frame_fails_saying_it_has_no_rows(frame):
     failed = failing(frame.iloc[:0])
-    assert set(failed) == {"not_empty", "null_ratio_below_threshold", "at_least_two_classes"}
+    assert set(failed) == {"not_empty", "null_ratio_below_threshold", "at_least_two_classes",
+                           "target_missing_below_threshold"}
     assert "no rows" in failed["not_empty"] and "no rows" in failed["null_ratio_below_threshold"]
+    assert "no rows" in failed["target_missing_below_threshold"]
     assert failed["at_least_two_classes"].startswith("0 target classes")
 
 
@@ -210,7 +212,7 @@ def test_a_column_of_an_unusable_kind_fails_naming_it(frame, column, kind, data)
     assume(column not in frame.columns)
     rows = len(frame)
     if kind == "dates":
-        frame[column], says = pd.date_range("2026-01-01", periods=rows), "has type datetime64"
+        frame[column], says = pd.date_range("2026-01-01", periods=rows), "holds dates and times (datetime64"
     elif kind == "infinity":
         count = data.draw(st.integers(1, rows))
         frame[column] = np.where(rows_where(data.draw, frame, count), np.inf, 1.5)
@@ -227,13 +229,19 @@ def test_a_column_of_an_unusable_kind_fails_naming_it(frame, column, kind, data)
 
 @PROPERTIES
 @given(valid_frames(min_rows=quality.HIGH_CARDINALITY_VALUES + 1, max_rows=150), names, st.data())
-def test_an_identifier_column_fails_naming_it(frame, column, data):
+def test_an_identifier_column_is_a_warning_naming_it_and_the_fix(frame, column, data):
     assume(column not in frame.columns)
     rows = len(frame)
     frame[column] = [f"id-{i}" for i in data.draw(st.permutations(range(rows)))]  # one value per row
-    failed = failing(frame)
-    assert set(failed) == {"feature_columns_valid"}
-    assert f"column {column!r} has {rows} distinct values in {rows} rows" in failed["feature_columns_valid"]
+    assert failing(frame) == {}
+    result = results(frame)["feature_columns_valid"]
+    assert result.warning
+    assert f"column {column!r} has {rows} distinct values in {rows} rows" in result.message
+    assert f"declare it `{{{column}: categorical}}` under features" in result.message
+    # Declared categorical (here pinned through the schema's kinds), it is kept without a word.
+    declared = quality.Schema(tuple(c for c in frame.columns if c != TARGET), {column: "categorical"}, "declared")
+    kept = {r.name: r for r in quality.evaluate(frame, TARGET, declared)}["feature_columns_valid"]
+    assert kept.passed and not kept.warning, kept.message
 
 
 @PROPERTIES
@@ -308,7 +316,7 @@ def test_rules_never_raise(frame, threshold, expected):
         assert isinstance(result.passed, bool) and isinstance(result.message, str) and result.message
     assert isinstance(quality.schema_drift({"2026-01-01": frame, "2026-01-02": frame.iloc[:1]}).passed, bool)
     # The fast duplicate finder agrees with pandas' exact one.
-    assert quality.duplicate_rows(frame).tolist() == frame.duplicated().tolist()
+    assert quality.repeated_rows({"2026-01-01": frame})["2026-01-01"].tolist() == frame.duplicated().tolist()
 
 
 @PROPERTIES
@@ -316,7 +324,7 @@ def test_rules_never_raise(frame, threshold, expected):
 def test_duplicate_rows_are_exactly_the_repeats(frame, data):
     repeats = data.draw(st.lists(st.integers(0, len(frame) - 1), max_size=10))
     doubled = pd.concat([frame, frame.iloc[repeats]], ignore_index=True)
-    mask = quality.duplicate_rows(doubled)
+    mask = quality.repeated_rows({"2026-01-01": doubled})["2026-01-01"]
     assert mask.tolist() == doubled.duplicated().tolist()
     assert mask[len(frame):].all()  # every repeated row is found
     assert doubled[~mask].reset_index(drop=True).equals(frame.drop_duplicates().reset_index(drop=True))
@@ -343,7 +351,7 @@ def test_check_verdicts_follow_the_rules_day_by_day(days, threshold):
         for r in contract_results(dg.build_asset_check_context(instance=INSTANCE), DEMO.pipeline,
                                   DataQualityConfig(max_null_ratio=threshold), EMPTY_STORE, frames)
     }
-    # The six rules, then the drift check (no training data in this instance: nothing to drift from).
+    # The seven rules, then the drift check (no training data in this instance: nothing to drift from).
     assert tuple(checks) == (*quality.RULE_NAMES, "no_feature_drift")
     assert checks.pop("no_feature_drift").passed
     for name, check in checks.items():
