@@ -12,6 +12,7 @@ from ml_platform import constants
 from ml_platform.checks.model_quality import gate_check_name
 from ml_platform.estimators import METRIC_LABELS
 from ml_platform.instance_queries import (
+    check_verdicts,
     completed_check_results,
     latest_storage_ids,
     materializations_after,
@@ -26,8 +27,13 @@ from ml_platform.runtime import DATE_DIMENSION, PipelineRuntime
 
 
 def _load_cursor(raw: str | None) -> dict:
+    """The landing sensor's cursor: the fingerprint of each day's file, and the days ingested since
+    the last retraining run (a cursor of an older version named one day to retrain: ``retrain``)."""
     cursor = json.loads(raw) if raw else {}
-    return {"files": cursor.get("files", {}), "retrain": cursor.get("retrain")}
+    pending = cursor.get("pending")
+    if pending is None:
+        pending = [cursor["retrain"]] if cursor.get("retrain") else []
+    return {"files": cursor.get("files", {}), "pending": sorted(pending)}
 
 
 def landing_sensor_name(pipeline: PipelineRuntime) -> str:
@@ -67,8 +73,10 @@ def _landing_tick(context: dg.SensorEvaluationContext, pipeline: PipelineRuntime
       changed gets an ingest run of
       `raw_data` for that day; run_key = day + fingerprint, so a file never triggers twice and a
       corrected file triggers again.
-    - Once no ingest run is in flight, one retraining run (`training_data` and downstream) for
-      the newest day with data, so a late correction of an old day reaches production too.
+    - Once no ingest run is in flight, one retraining run (`training_data` and downstream) for the
+      newest day whose checks passed, so a late correction of an old day reaches production too;
+      none when no newly ingested day passed its checks (that day's failed run has already said
+      why: one alert per bad file, not a second one from a retraining run bound to fail).
     """
     cursor = _load_cursor(context.cursor)
     seen: dict[str, str] = cursor["files"]
@@ -93,33 +101,52 @@ def _landing_tick(context: dg.SensorEvaluationContext, pipeline: PipelineRuntime
     present = {f.day for f in files}
     seen = {day: fp for day, fp in seen.items() if day in present}
 
-    retrain = cursor["retrain"]
+    pending = [day for day in cursor["pending"] if day in present]
     skip_reason = "no new or changed landing files"
     if requests and files:
-        retrain = max(present)  # ingest first; retrain on a later tick
-    elif retrain:
+        pending = sorted(set(pending) | {r.partition_key for r in requests})  # ingest first; retrain later
+    elif pending:
         in_flight = runs_in_flight(
             context.instance,
             {constants.TRIGGER_TAG: constants.LANDING_INGEST_TRIGGER, constants.PIPELINE_TAG: pipeline.name},
         )
         if in_flight:
-            skip_reason = f"waiting for {in_flight} ingest run(s) before retraining on {retrain}"
+            skip_reason = f"waiting for {in_flight} ingest run(s) before retraining"
             context.log.info(skip_reason)
         else:
-            state = json.dumps(sorted(seen.items()))
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"retrain:{retrain}:{hashlib.sha256(state.encode()).hexdigest()[:16]}",
-                    partition_key=retrain,
-                    asset_selection=retrain_keys(pipeline),
-                    tags={constants.TRIGGER_TAG: constants.LANDING_RETRAIN_TRIGGER, constants.PIPELINE_TAG: pipeline.name},
+            day, skip_reason = _day_to_retrain(context.instance, pipeline, pending, present)
+            if day is not None:
+                state = json.dumps(sorted(seen.items()))
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"retrain:{day}:{hashlib.sha256(state.encode()).hexdigest()[:16]}",
+                        partition_key=day,
+                        asset_selection=retrain_keys(pipeline),
+                        tags={constants.TRIGGER_TAG: constants.LANDING_RETRAIN_TRIGGER,
+                              constants.PIPELINE_TAG: pipeline.name},
+                    )
                 )
-            )
-            retrain = None
-    new_cursor = json.dumps({"files": seen, "retrain": retrain}, sort_keys=True)
+            else:
+                context.log.info(skip_reason)
+            pending = []
+    new_cursor = json.dumps({"files": seen, "pending": pending}, sort_keys=True)
     if not requests:
         return dg.SensorResult(skip_reason=skip_reason, cursor=new_cursor)
     return dg.SensorResult(run_requests=requests, cursor=new_cursor)
+
+
+def _day_to_retrain(instance: dg.DagsterInstance, pipeline: PipelineRuntime, ingested: list[str],
+                    present: set[str]) -> tuple[str | None, str]:
+    """(the newest day with a landing file whose raw_data checks passed, or None; why not). None
+    unless one of the ``ingested`` days passed: a bad file's failed ingest run is its one alert."""
+    verdicts = check_verdicts(instance, pipeline, ingested)
+    passed = [day for day in ingested if verdicts.get(day) == []]
+    if not passed:
+        failed = [f"{day} ({', '.join(verdicts[day]) if verdicts.get(day) else 'not checked'})" for day in ingested]
+        return None, f"no retraining: no newly ingested day passed its checks: {'; '.join(failed)}"
+    newer = sorted((day for day in present if day > max(passed)), reverse=True)
+    newer_verdicts = check_verdicts(instance, pipeline, newer) if newer else {}
+    return next((day for day in newer if newer_verdicts.get(day) == []), max(passed)), ""
 
 
 # Errors Dagster wraps around the user's error (a step that ran out of retries).

@@ -53,7 +53,9 @@ def test_new_file_then_same_file_then_modified_file(platform, demo_frame):
     assert request.run_key == f"ingest:{END_DAY}:{fingerprint}"
     assert json.loads(cursor)["files"] == {END_DAY: fingerprint}
 
-    # Same file: no new ingest; the retrain that waited for the ingest is requested once.
+    # Same file: no new ingest; once the ingest ran (its checks passed), the retrain that waited
+    # for it is requested once.
+    assert platform.materialize(request.asset_selection, request.partition_key, tags=request.tags).success
     requests, cursor = tick(platform, cursor)
     assert ingest_requests(requests) == []
     (retrain,) = requests
@@ -77,7 +79,7 @@ def test_cursor_round_trips_and_only_changed_days_are_requested(platform, demo_f
     assert sorted(r.partition_key for r in ingest_requests(requests)) == DAYS
 
     restored = json.loads(cursor)
-    assert set(restored["files"]) == set(DAYS) and restored["retrain"] == END_DAY
+    assert set(restored["files"]) == set(DAYS) and restored["pending"] == DAYS
     time.sleep(0.01)
     platform.write_day(DAYS[2], demo_frame.iloc[:60])
     requests, _ = tick(platform, json.dumps(restored))
@@ -96,7 +98,7 @@ def test_retrain_waits_for_ingest_runs_in_flight(platform, demo_frame):
         )
     )
     requests, cursor = tick(platform, cursor)
-    assert requests == [] and json.loads(cursor)["retrain"] == END_DAY
+    assert requests == [] and json.loads(cursor)["pending"] == [END_DAY]
 
 
 def test_files_that_are_not_complete_days_are_ignored(platform, demo_frame):
@@ -120,3 +122,40 @@ def test_sensor_requests_run_end_to_end(platform, demo_frame):
     assert result.success and "deployed_model" in materialized(result)
     assert platform.store.production(MODEL_NAME).metadata["data_as_of"] == END_DAY
     assert os.path.isfile(platform.store_dir / MODEL_NAME / "production.json")
+
+
+def test_a_day_that_fails_its_checks_is_not_retrained_on(platform, demo_frame):
+    """One alert per bad file: its ingest run fails (the failure sensor says why), and the sensor
+    retrains on the newest day that passed, never on the day that just failed."""
+    platform.seed()
+    platform.write_day(END_DAY, demo_frame.iloc[:80].drop(columns=["target"]))  # fails its checks
+    requests, cursor = tick(platform)
+    for request in requests:
+        result = platform.materialize(request.asset_selection, request.partition_key, tags=request.tags)
+        assert result.success is (request.partition_key != END_DAY)
+    (retrain,), cursor = tick(platform, cursor)
+    assert retrain.partition_key == DAYS[-2]  # the newest day that passed
+    assert retrain.run_key.startswith(f"retrain:{DAYS[-2]}:")
+
+    # A new bad file for the day: its ingest fails again, and no retraining run follows it.
+    time.sleep(0.01)
+    platform.write_day(END_DAY, demo_frame.iloc[:90].drop(columns=["target"]))
+    (again,), cursor = tick(platform, cursor)
+    assert not platform.materialize(again.asset_selection, again.partition_key, tags=again.tags).success
+    context = dg.build_sensor_context(instance=platform.instance, cursor=cursor,
+                                      resources={"landing_zone": LocalLandingZone(root=str(platform.landing))})
+    result = landing_zone_sensor(context)
+    assert not result.run_requests
+    assert result.skip_reason.skip_message == (f"no retraining: no newly ingested day passed its checks: {END_DAY}"
+                                  " (target_column_present, at_least_two_classes, target_missing_below_threshold)")
+    assert json.loads(result.cursor)["pending"] == []
+
+
+def test_an_older_cursor_still_retrains(platform, demo_frame):
+    """A cursor written before the sensor kept its pending days (it named one day to retrain)."""
+    platform.write_day(END_DAY, demo_frame.iloc[:100])
+    (request,), cursor = tick(platform)
+    assert platform.materialize(request.asset_selection, request.partition_key, tags=request.tags).success
+    old = json.dumps({"files": json.loads(cursor)["files"], "retrain": END_DAY})
+    (retrain,), _ = tick(platform, old)
+    assert retrain.partition_key == END_DAY and retrain.asset_selection == RETRAIN_ASSETS
