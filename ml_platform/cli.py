@@ -371,6 +371,66 @@ def _signature_lines(metadata: dict) -> list[str]:
     return lines
 
 
+def cmd_contract(args: argparse.Namespace) -> int:
+    """Print a ``quality:`` block for pipelines.yaml that the newest ingested days of a pipeline meet."""
+    import dagster as dg
+
+    from ml_platform.backends import backends_for
+    from ml_platform.quality import suggest_contract
+
+    if args.days < 1:
+        raise MlPlatformError("--days must be >= 1")
+    settings = _settings()
+    specs = _pipelines(settings)
+    spec = next((s for s in specs if args.model in (s.name, s.model_name)), None)
+    if spec is None:
+        names = ", ".join(f"{s.name} (model {s.model_name})" for s in specs)
+        raise MlPlatformError(f"--model {args.model!r} is neither a pipeline nor a model of the pipelines file"
+                              f" ({names})")
+    io_manager = backends_for(settings).io_manager
+    key = dg.AssetKey([spec.name, "raw_data"])
+    days = io_manager.stored_partitions(key)[-args.days:]
+    if not days:
+        raise MlPlatformError(f"no ingested days of {spec.name}: materialize {spec.name}/raw_data first"
+                              " (`dagster asset materialize --select 'key:" + spec.name + "/raw_data' ...`)")
+    frames = {day: io_manager.stored_value(key, day) for day in days}
+    kinds = {f.name: f.kind for f in spec.features.columns or [] if f.kind}
+    contract, notes = suggest_contract(frames, spec.target, spec.task, kinds)
+    rows = sum(len(frame) for frame in frames.values())
+    indent = " " * args.indent
+    lines = [f"{indent}# The data contract of {spec.name}, as its {len(days)} newest ingested days ({days[0]} …"
+             f" {days[-1]}, {rows} rows) meet it; paste it into its entry of pipelines.yaml and tighten",
+             f"{indent}# what you know better (docs/assets-and-checks.md, the data contract).",
+             f"{indent}quality:"]
+    inner = indent + "  "
+    for field in ("max_null_ratio", "min_rows", "target_missing"):
+        value = contract.get(field)
+        if value is not None:
+            lines.append(f"{inner}{field}: {_flow(value)}")
+    if contract.get("columns"):
+        lines.append(f"{inner}columns:")
+        for name, rules in contract["columns"].items():
+            note = f"   # {notes[name]}" if name in notes else ""
+            lines.append(f"{inner}  {_flow_key(name)}: {_flow(rules)}{note}")
+    for name, note in notes.items():
+        if name not in contract.get("columns", {}):
+            lines.append(f"{inner}# {name}: {note}")
+    lines.append(f"{inner}# dedupe: true (the default) drops rows equal in every landing column;"
+                 " {key: [event_id]} or false")
+    print("\n".join(lines))
+    return 0
+
+
+def _flow(value) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000).strip()
+
+
+def _flow_key(name: str) -> str:
+    return _flow({name: 0}).strip("{}").rsplit(":", 1)[0]
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the production models over HTTP until stopped (SIGINT/SIGTERM)."""
     from ml_platform.resources.model_store import check_segment
@@ -427,6 +487,16 @@ def build_parser() -> argparse.ArgumentParser:
     docs = sub.add_parser("docs", help="write docs/pipelines.md from the schema's field descriptions")
     docs.add_argument("--check", action="store_true", help="only check that the page is current (exit 2 if not)")
     docs.set_defaults(func=cmd_docs)
+
+    con = sub.add_parser("contract", help="print a quality: block for pipelines.yaml from the ingested days",
+                         description="Read a pipeline's newest ingested raw_data days and print a `quality:` block"
+                         " (null shares, ranges, categories, ids, rows, labels) that they meet, to paste into its"
+                         " entry of pipelines.yaml.")
+    con.add_argument("--model", required=True, help="the pipeline (its name, or its model's name)")
+    con.add_argument("--days", type=int, default=30, help="newest ingested days to read (default %(default)s)")
+    con.add_argument("--indent", type=int, default=4, choices=range(0, 13), metavar="N",
+                     help="spaces before `quality:`, as the entry's keys are indented (default %(default)s)")
+    con.set_defaults(func=cmd_contract)
 
     srv = sub.add_parser("serve", help="serve the production models over HTTP (hot reload, metrics)",
                          description="Serve every model of the pipelines file (or the --model ones) over HTTP:"

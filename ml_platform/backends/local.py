@@ -162,6 +162,12 @@ class LocalPartitionedIOManager(PartitionedIOManager):
     def _local_path(self, location: str) -> str | None:
         return location
 
+    def _names(self, parts: list[str]) -> list[str]:
+        try:
+            return os.listdir(os.path.join(self.base_dir, *parts))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
 
 class ParquetIOManager(ParquetFormat, LocalPartitionedIOManager):
     """DataFrames as local parquet files (the default IO manager)."""

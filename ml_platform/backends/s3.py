@@ -179,6 +179,9 @@ class S3PartitionedIOManager(PartitionedIOManager):
     def _exists(self, location: str) -> bool:
         return self._bucket().head(self._relative(location)) is not None
 
+    def _names(self, parts: list[str]) -> list[str]:
+        return self._bucket().children("/".join(parts))
+
 
 class S3ParquetIOManager(ParquetFormat, S3PartitionedIOManager):
     """DataFrames as parquet objects on S3."""

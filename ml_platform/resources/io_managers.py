@@ -9,7 +9,8 @@ day). Writes are atomic: temp file + rename locally, one PUT on S3.
 
 A step that writes or reads a range of days in worker processes (``day_work``) asks for local
 paths instead of values: ``stored_path`` for an output it writes itself, ``stored_days`` for
-partitions it reads itself. ``stored_value`` hands a step its own earlier output.
+partitions it reads itself. ``stored_value`` hands a step its own earlier output;
+``stored_partitions`` lists what is stored of an asset.
 """
 
 import contextlib
@@ -147,6 +148,17 @@ class PartitionedIOManager(dg.ConfigurableIOManager):
     def _local_path(self, location: str) -> str | None:
         """``location`` as a local file path, or None when the storage is not a local folder."""
         return None
+
+    @abstractmethod
+    def _names(self, parts: list[str]) -> list[str]:
+        """The names stored directly under the folder ``parts`` (none when there is no such folder)."""
+
+    def stored_partitions(self, asset_key: dg.AssetKey) -> list[str]:
+        """The partition keys stored for ``asset_key``, sorted (for a reader outside a run, such as
+        ``ml-platform contract``, that takes what was ingested)."""
+        names = self._names([_safe_segment(p) for p in asset_key.path])
+        return sorted(n.removesuffix(self.extension) for n in names if n.endswith(self.extension)
+                      and not n.startswith("."))
 
     def stored_path(self, asset_key: dg.AssetKey, partition_key: str) -> str | None:
         """The local file path where this manager stores ``asset_key``'s partition, or None when
