@@ -10,6 +10,8 @@ Measures (see bench/README.md):
   whole-process wall time and peak RSS of every process (os.wait4);
 - a 30-day backfill of raw_data: one single-run range vs one run per day, on 2 CPUs and pinned
   to 1 CPU, plus a plain 2-process pool doing the same per-day work, as a reference;
+- raw_data of the 7 window days (1M rows) with a 21-rule data contract declared, against the
+  same range run without one (time, memory);
 - one tick of the landing sensor over 1,000 files (time, memory);
 - `dagster dev`: time to the first page and to a loaded code location;
 - with --queued-backfill: a backfill of the whole training job in `dagster dev`, one run
@@ -95,7 +97,22 @@ TARGETS = {
     "backfill_vs_floor_plus_pool": ("max", 1.10),
     "sensor_seconds": ("max", 1.0),
     "sensor_mb": ("max", 200.0),
+    # raw_data of the window with a 21-rule data contract declared, against the same run without one
+    "contract_ratio_1m": ("max", 1.2),
+    "contract_memory_ratio_1m": ("max", 1.2),
 }
+
+# The 21 rules of the contract section: 3 pipeline-wide (null share, rows a day, labels) + min and
+# max of 8 features + the segment's allowed values + one column's own null share.
+CONTRACT_PIPELINES = BENCH_PIPELINES + """    quality:
+      max_null_ratio: 0.1
+      min_rows: 10
+      target_missing: {max_ratio: 0.05}
+      columns:
+""" + "".join(f"        feature_{i:02d}: {{min: -1000, max: 1000}}\n" for i in range(8)) + """\
+        feature_08: {max_null_ratio: 0.2, severity: warn}
+        segment: {allowed: [north, south, east, west]}
+"""
 
 
 # -- small helpers ---------------------------------------------------------------------------------
@@ -601,6 +618,38 @@ def bench_backfill(ws: Workspace, days_count: int, rows_per_day: int, reps: int,
     return {"days": days_count, "rows_per_day": rows_per_day, "runs": runs, "summary": summary}
 
 
+# -- the data contract -----------------------------------------------------------------------------
+def bench_contract(ws: Workspace, rows: int, reps: int, keep: bool) -> dict:
+    """raw_data of the 7 window days (one range run: ingest + the checks step) with the 21-rule
+    contract of CONTRACT_PIPELINES declared, and the same run without it, interleaved per repetition."""
+    days = days_ending(END_DAY, WINDOW)
+    landing = ws.root / f"landing-contract-{rows}"
+    write_landing(landing, rows, days)
+    declared = ws.root / "pipelines-contract.yaml"
+    declared.write_text(CONTRACT_PIPELINES)
+    command = [DAGSTER, "asset", "materialize", "-m", MODULE, "--select", "key:demo/raw_data",
+               "--partition-range", f"{days[0]}...{days[-1]}"]
+    runs: dict[str, list[dict]] = {"without": [], "with": []}
+    for rep in range(1, reps + 1):
+        for name in runs:
+            extra = {"ML_PLATFORM_PIPELINES": str(declared)} if name == "with" else {}
+            root, env = ws.project(f"contract-{name}-{rep}", landing, **extra)
+            measured = run_measured([command], env, root / "output.log")
+            runs[name].append({"rep": rep, **measured})
+            log(f"contract {rows_label(rows)} rep {rep}/{reps} {name:>7} the contract: {measured['wall_s']:6.2f} s,"
+                f" peak RSS {measured['max_rss_mb']:5.0f} MB")
+            if not keep:
+                shutil.rmtree(root, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(landing, ignore_errors=True)
+    summary = {name: {"wall_s": median([r["wall_s"] for r in records]),
+                      "max_rss_mb": median([r["max_rss_mb"] for r in records])} for name, records in runs.items()}
+    summary["time_ratio"] = summary["with"]["wall_s"] / summary["without"]["wall_s"]
+    summary["memory_ratio"] = summary["with"]["max_rss_mb"] / summary["without"]["max_rss_mb"]
+    summary["per_rep_time_ratios"] = [w["wall_s"] / o["wall_s"] for w, o in zip(runs["with"], runs["without"])]
+    return {"rows": rows, "rules": 21, "runs": runs, "summary": summary}
+
+
 # -- the landing sensor ----------------------------------------------------------------------------
 def bench_sensor(ws: Workspace, files: int, reps: int, keep: bool) -> dict:
     import pandas as pd
@@ -1004,6 +1053,21 @@ def build_table(results: dict) -> list[tuple[str, str, str, str]]:
                          f"{s[f'concurrent_{k}']['created_to_last_end_s']:.1f} s", "", ""))
         rows.append(("queued backfill speedup, 2 runs at a time vs 1", f"{s['speedup_2_vs_1']:.2f}x",
                      *verdict("backfill_speedup", s["speedup_2_vs_1"])))
+    contract = results.get("contract")
+    if contract:
+        s, label = contract["summary"], rows_label(contract["rows"])
+        keys = ("contract_ratio_1m", "contract_memory_ratio_1m") if label == "1M" else (None, None)
+        rows.append((f"raw_data {label} rows, 7 days, one range run: no contract declared",
+                     f"{s['without']['wall_s']:.2f} s, {s['without']['max_rss_mb']:.0f} MB", "", ""))
+        rows.append((f"raw_data {label} rows with a {contract['rules']}-rule contract: time (x without)",
+                     f"{s['with']['wall_s']:.2f} s = {s['time_ratio']:.2f}x",
+                     *(verdict(keys[0], s["time_ratio"]) if keys[0] else ("-", ""))))
+        rows.append((f"raw_data {label} rows with a {contract['rules']}-rule contract: peak RSS (x without)",
+                     f"{s['with']['max_rss_mb']:.0f} MB = {s['memory_ratio']:.2f}x",
+                     *(verdict(keys[1], s["memory_ratio"]) if keys[1] else ("-", ""))))
+    else:
+        rows.append(("raw_data 1M rows with a 21-rule contract (x without)", "not run",
+                     *verdict("contract_ratio_1m", None)))
     sensor = results.get("sensor")
     if sensor:
         s = sensor["summary"]
@@ -1132,7 +1196,7 @@ def machine() -> dict:
 
 # -- main ------------------------------------------------------------------------------------------
 # "prefect" is the pipeline's Prefect 3 variant (and its venv), not a section of its own.
-SECTIONS = ("pipeline", "backfill", "sensor", "dev", "imports", "queued", "serving", "prefect")
+SECTIONS = ("pipeline", "backfill", "contract", "sensor", "dev", "imports", "queued", "serving", "prefect")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1156,6 +1220,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queued-days", type=int, default=30)
     parser.add_argument("--queued-rows-per-day", type=int, default=1000)
     parser.add_argument("--queued-reps", type=int, default=1)
+    parser.add_argument("--contract-rows", type=int, default=1_000_000,
+                        help="rows of the window the data-contract measure ingests (default 1000000)")
     parser.add_argument("--sensor-files", type=int, default=1000)
     parser.add_argument("--serving-seconds", type=float, default=10.0,
                         help="length of each serving load measure (default 10)")
@@ -1164,7 +1230,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temp projects and logs")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.reps = "10000", 1
+        args.sizes, args.reps, args.contract_rows = "10000", 1, 10_000
         args.skip = ",".join(filter(None, [args.skip, "dev", "backfill", "serving"]))
     args.sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -1211,6 +1277,8 @@ def main(argv: list[str] | None = None) -> int:
         if "backfill" not in args.skip:
             results["backfill"] = bench_backfill(ws, args.backfill_days, args.backfill_rows_per_day,
                                                  args.reps, args.keep)
+        if "contract" not in args.skip:
+            results["contract"] = bench_contract(ws, args.contract_rows, args.reps, args.keep)
         if "queued" not in args.skip:
             results["queued"] = bench_queued(ws, args.queued_days, args.queued_rows_per_day,
                                              args.queued_reps, args.keep)

@@ -424,7 +424,8 @@ def cmd_contract(args: argparse.Namespace) -> int:
 def _flow(value) -> str:
     import yaml
 
-    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000).strip()
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000)
+    return text.removesuffix("\n...\n").strip()  # a scalar is dumped as a document: no end marker
 
 
 def _flow_key(name: str) -> str:

@@ -860,11 +860,14 @@ def _round_up(share: float) -> float:
 
 
 def _outward(value: float, up: bool) -> float:
-    """``value`` with six significant digits, rounded away from the range's inside."""
+    """``value`` in six significant digits, rounded away from the range's inside when it has more."""
     if value == 0 or not np.isfinite(value):
         return float(value)
-    scale = 10 ** (int(np.floor(np.log10(abs(value)))) - 5)
-    return float((np.ceil if up else np.floor)(value / scale) * scale)
+    tidy = float(f"{value:.6g}")
+    if tidy == value or (tidy > value if up else tidy < value):
+        return tidy
+    scale = 10.0 ** (int(np.floor(np.log10(abs(value)))) - 5)
+    return float(f"{(np.ceil if up else np.floor)(value / scale) * scale:.6g}")
 
 
 def suggest_contract(frames: Mapping[str, pd.DataFrame], target: str, task: str,
@@ -900,6 +903,8 @@ def suggest_contract(frames: Mapping[str, pd.DataFrame], target: str, task: str,
         if kind == "numeric" and len(values) and not (name == target and task == "classification"):
             numbers = values.to_numpy(dtype="float64")
             rules["min"], rules["max"] = _outward(float(numbers.min()), False), _outward(float(numbers.max()), True)
+            if pd.api.types.is_integer_dtype(together.dtype):
+                rules["min"], rules["max"] = int(rules["min"]), int(rules["max"])
         elif kind in ("categorical", "numeric") and len(values):
             text = category_text(values)
             distinct = sorted(set(text))
@@ -915,6 +920,7 @@ def suggest_contract(frames: Mapping[str, pd.DataFrame], target: str, task: str,
         elif kind == "datetime":
             notes[name] = "dates and times: declare it `{" + name + ": datetime}` under features to use it"
         if name != target and kind in ("categorical", "numeric") and len(values) and _unique_every_day(present):
+            rules = {k: v for k, v in rules.items() if k not in ("min", "max", "max_categories")}
             rules["unique"] = True
             notes[name] = "no value repeats within a day: an id? (`quality.dedupe: {key: [" + name + "]}`)"
         if rules:

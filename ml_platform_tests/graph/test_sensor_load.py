@@ -56,8 +56,15 @@ def test_one_run_request_per_new_fingerprint_over_1000_files(tmp_path: Path, ins
     assert retrain == []  # retraining waits until the ingests are requested
     assert len(json.loads(cursor)["files"]) == 365
 
-    # Nothing changed: no ingest again; the one retraining run on the newest day.
-    ingest, retrain, cursor = tick(landing, instance, cursor)
+    # Nothing changed: no ingest again; the one retraining run on the newest day once its ingest
+    # run's checks passed (recorded here as that run would; none ran yet on the first tick after).
+    pending = cursor
+    ingest, retrain, _ = tick(landing, instance, pending)
+    assert ingest == [] and retrain == []
+    for name in DEMO.pipeline.raw_data_check_names:
+        instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+            asset_key=DEMO.pipeline.key("raw_data"), check_name=name, passed=True, partition=YEAR[-1]))
+    ingest, retrain, cursor = tick(landing, instance, pending)
     assert ingest == []
     assert [r.partition_key for r in retrain] == [YEAR[-1]]
     ingest, retrain, cursor = tick(landing, instance, cursor)

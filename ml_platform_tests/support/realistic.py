@@ -1,0 +1,78 @@
+"""A realistic table, generated: a year of daily orders of a shop, with what real data has.
+
+- bursts of missing values: on some days a share (10-57 %) of ``distance`` is empty, and the label
+  ``churned`` is empty on the same rows (the courier's feed was down: no delivery, no outcome);
+- a column with hundreds of categories (``product``: 400 values, a long tail) and an int id that is
+  a category (``store``);
+- repeated feature rows that are distinct events: about one order in ten has the same features as
+  another order of the day (and the same outcome), with its own ``order_id``;
+- class imbalance (about one order in four churns), a drift in prices over the year, booleans.
+
+The label is learnable (price, distance, membership and the region move it), so a model beats the
+majority class. Nothing here comes from scikit-learn's bundled sets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# The columns a model of it uses (the schema); order_id is outside it.
+FEATURES = ["region", "store", "product", "price", "qty", "distance", "member"]
+TARGET = "churned"
+REGIONS = ["north", "south", "east"]
+PRODUCTS = [f"sku-{i:04d}" for i in range(400)]
+
+
+def days_of(start: str, count: int) -> list[str]:
+    first = dt.date.fromisoformat(start)
+    return [(first + dt.timedelta(days=i)).isoformat() for i in range(count)]
+
+
+def burst_days(days: list[str], every: int = 15) -> set[str]:
+    """Every ``every``-th day, and the last one, have a burst of missing values."""
+    return {day for index, day in enumerate(days) if index % every == every - 1} | {days[-1]}
+
+
+def shop_day(day: str, rows: int, seed: int, index: int = 0, burst: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    base = rows - rows // 10
+    region = rng.choice(REGIONS, base, p=[0.5, 0.3, 0.2])
+    weights = 1.0 / np.arange(1, len(PRODUCTS) + 1)  # a long tail
+    product = rng.choice(PRODUCTS, base, p=weights / weights.sum())
+    price = np.round(rng.lognormal(3.5 + index / 730, 0.9, base).clip(0.5, 4999.0), 2)  # drifts up
+    distance = np.round(rng.gamma(2.0, 4.0, base), 1)
+    member = rng.random(base) < 0.35
+    qty = rng.integers(1, 11, base)
+    score = (-1.5 + 0.08 * distance + 0.15 * np.log(price) - 1.0 * member + 0.6 * (region == "east")
+             + rng.normal(0, 0.5, base))
+    churned = np.where(score > 0, "yes", "no")
+    frame = pd.DataFrame({
+        "region": region, "store": rng.integers(100, 115, base), "product": product, "price": price,
+        "qty": qty, "distance": distance, "member": member, TARGET: churned,
+    })
+    # About one order in ten repeats another order's features and outcome: a distinct event.
+    repeats = frame.iloc[rng.integers(0, base, rows - base)]
+    frame = pd.concat([frame, repeats], ignore_index=True).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    frame.insert(0, "order_id", [f"{day}-{i:05d}" for i in range(len(frame))])
+    if burst:
+        empty = rng.random(len(frame)) < burst
+        frame["distance"] = frame["distance"].where(~empty)
+        frame[TARGET] = frame[TARGET].astype(object).where(~empty, None)
+    return frame
+
+
+def write_year(landing: Path, start: str, days: int = 365, rows: int = 250, seed: int = 0) -> list[str]:
+    """One parquet file a day under ``landing``; returns the days."""
+    landing.mkdir(parents=True, exist_ok=True)
+    every = days_of(start, days)
+    bursts = burst_days(every)
+    rng = np.random.default_rng(seed)
+    for index, day in enumerate(every):
+        share = float(rng.uniform(0.12, 0.57)) if day in bursts else 0.0
+        frame = shop_day(day, int(rows * rng.uniform(0.8, 1.2)), seed * 100_000 + index, index, share)
+        frame.to_parquet(landing / f"{day}.parquet", index=False)
+    return every
