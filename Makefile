@@ -64,9 +64,12 @@ dev: instance
 services:
 	scripts/install_services.sh
 
+# Test files run side by side, one per worker at a time (pytest-xdist): one worker per core.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+
 # Every layer (ml_platform_tests/unit, graph, integration), with the real services: what CI runs.
 test: install services mlflow-server
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The unit layer alone (no servers, no runs: under a minute), while you work.
 test-fast: install
