@@ -14,8 +14,8 @@ from typing import Any
 
 import dagster as dg
 
-from ml_platform.errors import ModelStoreError
 from ml_platform import quality
+from ml_platform.errors import ModelStoreError
 from ml_platform.quality import Schema
 from ml_platform.resources.model_store import ModelVersion
 from ml_platform.settings import Settings

@@ -156,6 +156,10 @@ def test_cli_in_prod_mode_against_s3(s3_platform, tmp_path):
     assert info["location"].startswith(f"s3://{s3_platform.server.bucket}/{s3_platform.prefix}/")
     assert info["sha256_verified"] is True and info["metrics"]["accuracy"] >= 0.9
     assert not (tmp_path / "cli" / "model_store").exists()
+    # The suggested contract reads the ingested days from the bucket too.
+    suggested = run(str(BIN / "ml-platform"), "contract", "--model", "demo", "--days", "30").stdout
+    assert f"as its {len(DAYS)} newest ingested days ({DAYS[0]} … {DAYS[-1]}," in suggested
+    assert "      columns:" in suggested and "target: {allowed: [0, 1]}" in suggested
 
 
 def test_load_production_model_follows_ml_platform_env(s3_platform, monkeypatch):
