@@ -24,7 +24,7 @@ def _last_day() -> str:
 
 
 def _pipelines(settings):
-    from ml_platform.spec import load_pipelines
+    from ml_platform.loading import load_pipelines
 
     return load_pipelines(settings)
 
@@ -100,7 +100,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace):
-    from ml_platform.backends import model_store_of
+    from ml_platform.backends.environment import model_store_of
 
     settings = _settings()
     store = model_store_of(settings, args.store_dir)
@@ -375,7 +375,7 @@ def cmd_contract(args: argparse.Namespace) -> int:
     """Print a ``quality:`` block for pipelines.yaml that the newest ingested days of a pipeline meet."""
     import dagster as dg
 
-    from ml_platform.backends import backends_for
+    from ml_platform.backends.environment import backends_for
     from ml_platform.quality import suggest_contract
 
     if args.days < 1:

@@ -30,7 +30,7 @@ VARIANT_DIMENSION = "variant"
 
 
 class PipelineRuntime:
-    """One pipeline as the asset builders see it: its spec (complete: ``load_pipelines`` resolved
+    """One pipeline as the asset builders see it: its spec (complete: ``parse_pipelines`` resolved
     every default), the platform settings, its partitions, and what each stage's steps share."""
 
     def __init__(self, spec: PipelineSpec, settings: Settings):

@@ -1,13 +1,15 @@
-"""The pipelines file (``pipelines.yaml``): its schema (pydantic), loaded and defaulted in one place.
+"""The pipelines file (``pipelines.yaml``): its schema (pydantic), validated and defaulted in one place.
 
 Each entry is a pipeline's spec (``PipelineSpec``); ``ml_platform.factory`` builds its asset group,
 checks, jobs, schedule and sensors. The file is validated when the code location loads, so an
 unknown key, a bad cron, an unknown estimator or a duplicate name fails ``dagster definitions
-validate`` (and ``dg check defs``) with the file, the entry and the field.
+validate`` (and ``dg check defs``) with the file, the entry and the field. The team's own code an
+entry names (an estimator, a feature step) is checked here by its import path's syntax alone;
+``ml_platform.loading`` reads the file, parses it here, then imports that code.
 
 Fields an entry leaves out are resolved here, once (``_with_defaults``), from the platform settings
 of ``ml_platform.settings`` (environment): target column, feature columns, training window, model
-name, landing, time zone, partitions start. What ``load_pipelines`` returns is complete: nothing
+name, landing, time zone, partitions start. What ``parse_pipelines`` returns is complete: nothing
 downstream falls back to the settings again. The reference of every field, docs/pipelines.md, is
 generated from the field descriptions below (``ml-platform docs``).
 """
@@ -15,10 +17,8 @@ generated from the field descriptions below (``ml-platform docs``).
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 import re
-from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -33,12 +33,9 @@ from pydantic import (
 
 from ml_platform import constants, quality
 from ml_platform.errors import ConfigError, UserCodeError
-from ml_platform.estimators import GATE_METRICS, TASKS, estimator_names, estimator_of
+from ml_platform.estimators import GATE_METRICS, TASKS, ImportedEstimator, estimator_names, estimator_of
 from ml_platform.settings import Settings
-from ml_platform.user_code import make_importable
-
-PIPELINES_ENV = "ML_PLATFORM_PIPELINES"
-DEFAULT_PIPELINES_FILE = "pipelines.yaml"
+from ml_platform.user_code import check_syntax
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
@@ -321,11 +318,8 @@ class FeaturesSpec(_Strict):
     @field_validator("transform")
     @classmethod
     def _transform(cls, value: str | None) -> str | None:
-        if value is not None:
-            from ml_platform.ml import feature_step
-
-            feature_step(value)  # UserCodeError (a ValueError): which module or name is wrong
-        return value
+        # Its syntax only: the team's module is imported once the file is valid (ml_platform.loading).
+        return check_syntax(value) if value is not None else None
 
 
 class SchemaSpec(_Strict):
@@ -756,6 +750,11 @@ class PipelineSpec(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
         estimator = estimator_of(self.task, self.model.estimator)
+        if isinstance(estimator, ImportedEstimator):
+            try:
+                check_syntax(estimator.import_path)
+            except UserCodeError as exc:
+                raise _FieldError("model.estimator", str(exc)) from None
         if estimator is None:
             raise _FieldError(
                 "model.estimator",
@@ -798,7 +797,10 @@ class PipelineSpec(_Strict):
         return None
 
     def _validated_params(self, estimator, params: dict[str, Any], where: str) -> dict[str, Any]:
-        """``params`` as the estimator takes them; a bad one names ``where.<param>``."""
+        """``params`` as the estimator takes them; a bad one names ``where.<param>``. A team's own
+        estimator takes them as given: ml_platform.loading builds it with them, once the file is valid."""
+        if isinstance(estimator, ImportedEstimator):
+            return dict(params)
         try:
             return estimator.validate(params)
         except UserCodeError as exc:
@@ -829,7 +831,7 @@ class PipelineSpec(_Strict):
                 raise _FieldError(where, f"duplicate of model.variants[{seen[name]}] ({name})")
             seen[name] = index
 
-    # -- what the factory reads (defaults resolved by load_pipelines) --------------------------
+    # -- what the factory reads (defaults resolved by parse_pipelines) -------------------------
     @property
     def gate_metric(self) -> tuple[str, float, bool]:
         """(metric, threshold, higher_is_better)."""
@@ -896,18 +898,6 @@ def _where(loc: tuple, raw: Any) -> str:
         rest = ".".join(str(p) for p in parts)
         return f"{entry}: {rest}" if rest else entry
     return ".".join(str(p) for p in loc) or "(top level)"
-
-
-def pipelines_path(environ: dict[str, str] | None = None) -> Path:
-    """ML_PLATFORM_PIPELINES, else pipelines.yaml in the current directory, else the project's."""
-    environ = os.environ if environ is None else environ
-    configured = environ.get(PIPELINES_ENV, "").strip()
-    if configured:
-        return Path(configured).absolute()
-    here = Path(DEFAULT_PIPELINES_FILE).absolute()
-    if here.exists():
-        return here
-    return Path(__file__).resolve().parents[1] / DEFAULT_PIPELINES_FILE
 
 
 def parse_pipelines(text: str, source: str, settings: Settings) -> list[PipelineSpec]:
@@ -993,24 +983,8 @@ def _with_defaults(spec: PipelineSpec, settings: Settings, source: str, index: i
     })
 
 
-def load_pipelines(settings: Settings, path: Path | None = None) -> list[PipelineSpec]:
-    """Read and validate the pipelines file (see ``pipelines_path``)."""
-    path = path or pipelines_path()
-    # The project's own modules (estimators, feature functions) live beside the file.
-    make_importable(path.parent)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"pipelines file {path} does not exist (set {PIPELINES_ENV} to a pipelines.yaml)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"pipelines file {path} cannot be read: {exc}") from None
-    return parse_pipelines(text, str(path), settings)
-
-
 __all__ = [
     "CHANNELS", "DEMO_DATASETS", "STAGES", "TASKS", "FeatureColumn", "FeaturesSpec", "MlflowSpec", "GateSpec", "ModelSpec", "PartitionsSpec",
     "PipelineSpec", "SchemaSpec", "ScoringSpec",
-    "ResourcesSpec", "ScheduleSpec", "SplitSpec", "StageSpec", "load_pipelines", "parse_pipelines", "pipelines_path",
+    "ResourcesSpec", "ScheduleSpec", "SplitSpec", "StageSpec", "parse_pipelines",
 ]

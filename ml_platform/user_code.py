@@ -2,10 +2,9 @@
 (``lightgbm:LGBMClassifier``, ``features:add_ratios``), and what a model built with it needs to load.
 
 Import paths are ``module:attribute``. Modules come from the installed packages or from the folder of
-the pipelines file (``ML_PLATFORM_PIPELINES``, else ``./pipelines.yaml``), which is added to the end
-of ``sys.path`` when the file is loaded and before a model is loaded, so a ``features.py`` beside
-pipelines.yaml is found by the code location, its step processes, ``ml-platform predict`` and
-``ml-platform serve`` alike.
+the pipelines file (ml_platform.paths), put on ``sys.path`` before the team's code is imported.
+``check_syntax`` is all pipelines.yaml's schema asks of an import path; ``import_object`` imports it
+(ml_platform.loading does, once the file is valid).
 
 A model pickles the functions and classes it holds by reference: loading it needs the same modules.
 Each model records them (``requirements_of``): for an installed package its distribution and version,
@@ -21,11 +20,11 @@ import importlib
 import importlib.metadata
 import importlib.util
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 from ml_platform.errors import ModelDependencyError, UserCodeError
+from ml_platform.paths import code_dir, make_importable
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_.]*$")
 # Modules of the platform and its own dependencies: their versions are the platform's, not the model's.
@@ -37,26 +36,16 @@ def is_import_path(text: str) -> bool:
     return ":" in text
 
 
-def code_dir(environ: dict[str, str] | None = None) -> Path:
-    """The folder of the pipelines file: where a project's own modules live."""
-    from ml_platform.spec import pipelines_path
-
-    return pipelines_path(environ).parent
-
-
-def make_importable(folder: Path) -> None:
-    """Put ``folder`` at the end of sys.path (once), so the project's own modules import. At the end:
-    a project file named like a standard or installed module (``platform.py``, ``test.py``) must not
-    replace that module for everything else the process imports (spawned fit processes included)."""
-    text = str(folder)
-    if text not in sys.path:
-        sys.path.append(text)
+def check_syntax(path: str) -> str:
+    """``path`` if it is written ``module:attribute``; UserCodeError otherwise. Imports nothing."""
+    if not _IMPORT_PATH.match(path):
+        raise UserCodeError(f"{path!r} is not an import path: write module:attribute, e.g. lightgbm:LGBMClassifier")
+    return path
 
 
 def import_object(path: str) -> Any:
     """The object an import path names; UserCodeError says which part is wrong."""
-    if not _IMPORT_PATH.match(path):
-        raise UserCodeError(f"{path!r} is not an import path: write module:attribute, e.g. lightgbm:LGBMClassifier")
+    check_syntax(path)
     module_name, _, attribute = path.partition(":")
     try:
         module = importlib.import_module(module_name)

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field
 
 from ml_platform import constants
-from ml_platform.backends import Backends
+from ml_platform.backends.base import Backends
 from ml_platform.errors import (
     ConfigError,
     LandingFileError,

@@ -17,7 +17,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from ml_platform import constants
-from ml_platform.backends import Backends
+from ml_platform.backends.base import Backends
 from ml_platform.backends.s3_bucket import PreconditionFailed, S3Bucket, client_for
 from ml_platform.errors import (
     ConfigError,

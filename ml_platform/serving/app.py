@@ -67,7 +67,7 @@ class ServeConfig:
         return cls(**json.loads(os.environ[CONFIG_ENV]))
 
     def store(self):
-        from ml_platform.backends import model_store_of
+        from ml_platform.backends.environment import model_store_of
         from ml_platform.settings import load_settings
 
         return model_store_of(load_settings(), self.store_dir)

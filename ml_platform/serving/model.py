@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ml_platform.errors import PredictionError
-from ml_platform.backends import model_store_of
+from ml_platform.backends.environment import model_store_of
 from ml_platform.resources.model_store import ModelVersion
 from ml_platform.settings import load_settings
 from ml_platform.signature import InputReport, Signature, check_rows

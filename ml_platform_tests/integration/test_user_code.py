@@ -99,7 +99,7 @@ def test_predict_applies_the_feature_function_inside_the_model(project):
 
     # The same answers as the saved model itself, which computes the ratios from the raw columns.
     from ml_platform.backends.local import LocalModelStore
-    from ml_platform.user_code import make_importable
+    from ml_platform.paths import make_importable
 
     make_importable(root / "project")
     model, _ = LocalModelStore(root=str(root / "model_store")).load("shop")

@@ -12,7 +12,8 @@ from ml_platform.demo import seed_landing
 from ml_platform.factory import build_pipeline_defs
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.settings import load_settings
-from ml_platform.spec import PipelineSpec, load_pipelines, parse_pipelines
+from ml_platform.loading import load_pipelines, pipelines_from_text
+from ml_platform.spec import PipelineSpec
 from ml_platform_tests.support.constants import DAYS, END_DAY, TEST_PIPELINES_FILE
 from ml_platform_tests.support.results import step_errors
 
@@ -65,7 +66,7 @@ def build(spec: PipelineSpec, settings=None) -> BuiltPipeline:
 def built_from(text: str) -> BuiltPipeline:
     """A pipeline built from YAML text, exactly as the code location builds pipelines.yaml."""
     settings = load_settings()
-    (spec,) = parse_pipelines(textwrap.dedent(text), "test.yaml", settings)
+    (spec,) = pipelines_from_text(textwrap.dedent(text), "test.yaml", settings)
     return build(spec, settings)
 
 

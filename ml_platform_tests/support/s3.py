@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from ml_platform.backends import backends_for
+from ml_platform.backends.environment import backends_for
 from ml_platform.backends.s3 import S3ModelStore
 from ml_platform.backends.s3_bucket import S3Bucket
 from ml_platform.definitions import resources_for

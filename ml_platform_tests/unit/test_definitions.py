@@ -116,7 +116,7 @@ def test_the_repository_pipelines_file_builds_both_pipelines():
     from ml_platform.factory import build_platform_defs
     from ml_platform.runtime import PipelineRuntime
     from ml_platform.settings import load_settings
-    from ml_platform.spec import load_pipelines
+    from ml_platform.loading import load_pipelines
     from ml_platform_tests.support.constants import ROOT
 
     settings = load_settings()

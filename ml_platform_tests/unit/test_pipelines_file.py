@@ -7,7 +7,8 @@ import pytest
 
 from ml_platform.errors import ConfigError
 from ml_platform.settings import load_settings
-from ml_platform.spec import load_pipelines, parse_pipelines, pipelines_path
+from ml_platform.loading import load_pipelines, pipelines_from_text
+from ml_platform.paths import pipelines_path
 from ml_platform_tests.support.constants import ROOT
 
 GOOD = """
@@ -31,7 +32,7 @@ pipelines:
 
 
 def parse(text: str):
-    return parse_pipelines(textwrap.dedent(text), "pipelines.yaml", load_settings(environ={}))
+    return pipelines_from_text(textwrap.dedent(text), "pipelines.yaml", load_settings(environ={}))
 
 
 def test_a_valid_file_with_defaults_filled_in():

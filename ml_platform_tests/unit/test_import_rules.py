@@ -1,0 +1,158 @@
+"""The import rules of docs/design.md, read off the package's own import graph: every import of every
+module, at its top and inside its functions (an import inside a function still ties two modules).
+
+- No cycle. Importing ``a.b.c`` runs the package ``a.b`` first, so it counts as importing ``a.b``
+  too (how a backend module importing its package's ``__init__`` closed a circle); the root package
+  ``ml_platform`` is left out of that, its lazy ``defs`` / ``load_production_model`` being the users'
+  entry points, not a layer.
+- The rules and the ML are free of Dagster: neither they nor any module of the package they import
+  imports ``dagster`` (or a ``dagster_*`` library).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from ml_platform_tests.support.constants import ROOT
+
+PACKAGE = "ml_platform"
+FREE_OF_DAGSTER = (
+    "ml_platform.ml", "ml_platform.quality", "ml_platform.drift", "ml_platform.signature", "ml_platform.tracking",
+    "ml_platform.encoding", "ml_platform.day_work", "ml_platform.estimators", "ml_platform.user_code",
+    "ml_platform.paths", "ml_platform.errors", "ml_platform.constants",
+)
+
+
+def module_files(root: Path = ROOT) -> dict[str, Path]:
+    """{dotted module name: file} of every module of the package (a package is its __init__)."""
+    found = {}
+    for path in sorted((root / PACKAGE).rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def imported_names(name: str, path: Path) -> set[str]:
+    """Every module name ``name``'s file imports, anywhere in it (relative imports resolved)."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import module`
+    return names
+
+
+def import_graph(root: Path = ROOT) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """({module: the package's modules it imports}, {module: the outside top-level packages it imports})."""
+    files = module_files(root)
+    inside: dict[str, set[str]] = {}
+    outside: dict[str, set[str]] = {}
+    for name, path in files.items():
+        targets, others = set(), set()
+        for imported in imported_names(name, path):
+            if imported.split(".")[0] != PACKAGE:
+                others.add(imported.split(".")[0])
+                continue
+            parts = imported.split(".")
+            # The module itself when it is one (``from pkg import name`` may name an attribute), and
+            # every package above it but the root, which Python runs first.
+            for end in range(2, len(parts) + 1):
+                candidate = ".".join(parts[:end])
+                if candidate in files and candidate != name:
+                    targets.add(candidate)
+        inside[name], outside[name] = targets, others
+    return inside, outside
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each as a path."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = {start}, [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def dagster_paths(graph: dict[str, set[str]], outside: dict[str, set[str]], start: str) -> list[str]:
+    """Each module reachable from ``start`` that imports dagster, as 'a -> b -> c (imports dagster)'."""
+    paths = []
+    for module in sorted(reachable(graph, start)):
+        if any(p == "dagster" or p.startswith("dagster_") for p in outside.get(module, ())):
+            paths.append(f"{start} ... {module} (imports dagster)")
+    return paths
+
+
+def test_the_package_has_no_import_cycle():
+    graph, _ = import_graph()
+    assert cycles(graph) == [], "import cycles (modules that import each other, maybe inside a function)"
+
+
+def test_the_rules_and_the_ml_never_import_dagster():
+    graph, outside = import_graph()
+    for module in FREE_OF_DAGSTER:
+        assert module in graph, f"{module} is gone: update FREE_OF_DAGSTER and docs/design.md"
+        assert dagster_paths(graph, outside, module) == [], module
+
+
+def test_the_checks_see_what_they_are_meant_to(tmp_path):
+    """The checks themselves, on a small package written here: a cycle closed inside a function and
+    through a package's __init__ is found, and so is dagster imported two modules away."""
+    package = tmp_path / PACKAGE
+    (package / "backends").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "backends" / "__init__.py").write_text("def chosen():\n    from . import local\n")
+    (package / "backends" / "local.py").write_text("from ml_platform.backends import base\n")
+    (package / "backends" / "base.py").write_text("X = 1\n")
+    (package / "ml.py").write_text("def fit():\n    from ml_platform import helpers\n")
+    (package / "helpers.py").write_text("import dagster as dg\n")
+    graph, outside = import_graph(tmp_path)
+    assert cycles(graph) == [["ml_platform.backends", "ml_platform.backends.local"]]
+    assert dagster_paths(graph, outside, "ml_platform.ml") == ["ml_platform.ml ... ml_platform.helpers"
+                                                               " (imports dagster)"]
