@@ -10,7 +10,7 @@ MAX_CONCURRENT_RUNS ?= $(shell nproc 2>/dev/null || echo 2)
 # Run events at INFO in the terminal (Dagster's console default is DEBUG).
 QUIET := --config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
-.PHONY: install services mlflow-server demo dev test test-fast bench instance docs clean
+.PHONY: install services mlflow-server demo dev lint test test-fast bench instance docs clean
 
 # Re-installs when the project's dependencies change.
 $(BIN)/.installed: pyproject.toml setup.cfg
@@ -67,13 +67,20 @@ services:
 # Test files run side by side, one per worker at a time (pytest-xdist): one worker per core.
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
+# The linter (ruff's rules and its formatter, configured in pyproject.toml) and the import rules
+# (no cycle; the rules and the ML free of Dagster: docs/design.md), in seconds; first in both below.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest ml_platform_tests/unit/test_import_rules.py -q -p no:cacheprovider
+
 # Every layer (ml_platform_tests/unit, graph, integration), with the real services: what CI runs.
-test: install services mlflow-server
+test: lint services mlflow-server
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-# The unit layer alone (no servers, no runs: under a minute), while you work.
-test-fast: install
-	$(BIN)/python -m pytest ml_platform_tests/unit -q $(PYTEST_ARGS)
+# The linter, then the unit layer alone (no servers, no runs: under a minute), while you work.
+test-fast: lint
+	$(BIN)/python -m pytest ml_platform_tests/unit -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Benchmarks (never part of `make test`): BENCH_ARGS='--quick' for a 10k smoke run,
 # BENCH_ARGS='--sizes 10000,100000,1000000' to add 1M rows. Results: bench/results/*.json.

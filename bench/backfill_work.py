@@ -76,14 +76,16 @@ def main() -> None:
         result["rows"] = sum(rows)
     elif args.mode == "floor":
         import dagster as dg
-
         import floor_defs  # bench/, beside this file
 
         instance = dg.DagsterInstance.get()
         result["imports_s"] = time.perf_counter() - _T0
         started = time.perf_counter()
-        run = dg.materialize([floor_defs.raw_data_range], instance=instance, tags={
-            "dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]})
+        run = dg.materialize(
+            [floor_defs.raw_data_range],
+            instance=instance,
+            tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
+        )
         result["work_s"] = time.perf_counter() - started
         result["runs"] = 1
         result["materialized_days"] = len({e.partition for e in run.get_asset_materialization_events()})
@@ -97,22 +99,34 @@ def main() -> None:
         result["imports_s"] = time.perf_counter() - _T0
         started = time.perf_counter()
         if args.mode == "range":
-            runs = [dg.materialize(
-                assets, selection="key:demo/raw_data", instance=instance, resources=defs.resources,
-                tags={"dagster/asset_partition_range_start": days[0],
-                      "dagster/asset_partition_range_end": days[-1]},
-            )]
+            runs = [
+                dg.materialize(
+                    assets,
+                    selection="key:demo/raw_data",
+                    instance=instance,
+                    resources=defs.resources,
+                    tags={
+                        "dagster/asset_partition_range_start": days[0],
+                        "dagster/asset_partition_range_end": days[-1],
+                    },
+                )
+            ]
         else:
             runs = [
-                dg.materialize(assets, selection="key:demo/raw_data", instance=instance,
-                               resources=defs.resources, partition_key=day)
+                dg.materialize(
+                    assets,
+                    selection="key:demo/raw_data",
+                    instance=instance,
+                    resources=defs.resources,
+                    partition_key=day,
+                )
                 for day in days
             ]
         result["work_s"] = time.perf_counter() - started
         result["runs"] = len(runs)
-        result["materialized_days"] = len({
-            event.partition for run in runs for event in run.get_asset_materialization_events()
-        })
+        result["materialized_days"] = len(
+            {event.partition for run in runs for event in run.get_asset_materialization_events()}
+        )
 
     with open(args.result, "w") as handle:
         json.dump(result, handle)

@@ -63,23 +63,35 @@ def split(frame: pd.DataFrame, target: str, test_size: float, random_state: int)
     return train_test_split(frame, test_size=test_size, random_state=random_state, stratify=frame[target])
 
 
-def fit(train: pd.DataFrame, target: str, n_estimators: int, max_depth: int, random_state: int,
-        n_jobs: int) -> SklearnPipeline:
+def fit(
+    train: pd.DataFrame, target: str, n_estimators: int, max_depth: int, random_state: int, n_jobs: int
+) -> SklearnPipeline:
     numeric = SklearnPipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
     categorical = SklearnPipeline(
-        [("impute", SimpleImputer(strategy="most_frequent")),
-         ("encode", OneHotEncoder(handle_unknown="ignore"))]
+        [("impute", SimpleImputer(strategy="most_frequent")), ("encode", OneHotEncoder(handle_unknown="ignore"))]
     )
-    model = SklearnPipeline([
-        ("preprocess", ColumnTransformer([
-            ("numeric", numeric, make_column_selector(dtype_include="number")),
-            ("categorical", categorical, make_column_selector(dtype_exclude="number")),
-        ])),
-        ("model", RandomForestClassifier(
-            n_estimators=n_estimators, max_depth=max_depth,
-            random_state=random_state, n_jobs=n_jobs,
-        )),
-    ])
+    model = SklearnPipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [
+                        ("numeric", numeric, make_column_selector(dtype_include="number")),
+                        ("categorical", categorical, make_column_selector(dtype_exclude="number")),
+                    ]
+                ),
+            ),
+            (
+                "model",
+                RandomForestClassifier(
+                    n_estimators=n_estimators,
+                    max_depth=max_depth,
+                    random_state=random_state,
+                    n_jobs=n_jobs,
+                ),
+            ),
+        ]
+    )
     model.fit(train.drop(columns=[target]), train[target])
     return model
 

@@ -21,16 +21,18 @@ import os  # noqa: E402
 # Set before prefect is imported (its settings are read then); run.py sets them too. No telemetry
 # (client and server side); console logs at WARNING (the bench reads figures, not flow logs), while
 # the flow's and tasks' logs still go to the API, as by default.
-for _name, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("DO_NOT_TRACK", "1"),
-                      ("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")):
+for _name, _value in (
+    ("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
+    ("DO_NOT_TRACK", "1"),
+    ("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING"),
+):
     os.environ.setdefault(_name, _value)
 
 import resource  # noqa: E402
 
+import plain_pipeline as plain  # noqa: E402  (bench/, the script's folder, is on sys.path)
 from prefect import __version__ as prefect_version  # noqa: E402
 from prefect import flow, task  # noqa: E402
-
-import plain_pipeline as plain  # noqa: E402  (bench/, the script's folder, is on sys.path)
 
 
 @task
@@ -59,8 +61,17 @@ def save(model, out: str) -> str:
 
 
 @flow
-def train_pipeline(landing: str, days: list[str], out: str, target: str, test_size: float,
-                   random_state: int, n_estimators: int, max_depth: int, n_jobs: int) -> dict:
+def train_pipeline(
+    landing: str,
+    days: list[str],
+    out: str,
+    target: str,
+    test_size: float,
+    random_state: int,
+    n_estimators: int,
+    max_depth: int,
+    n_jobs: int,
+) -> dict:
     # Each task call as the plain script's phase of the same name; the time includes the task's
     # run, its states and their API calls.
     phases = {}
@@ -96,8 +107,17 @@ def main() -> None:
     args = plain.parse_args(__doc__.splitlines()[0])
     phases = {"imports": time.perf_counter() - _T0}
     started = time.perf_counter()
-    result = train_pipeline(args.landing, args.days.split(","), args.out, args.target, args.test_size,
-                            args.random_state, args.n_estimators, args.max_depth, args.n_jobs)
+    result = train_pipeline(
+        args.landing,
+        args.days.split(","),
+        args.out,
+        args.target,
+        args.test_size,
+        args.random_state,
+        args.n_estimators,
+        args.max_depth,
+        args.n_jobs,
+    )
     flow_s = time.perf_counter() - started
     phases.update(result["phases"])
     # The rest of the flow call: starting the temporary server, the flow run and its states.

@@ -71,8 +71,11 @@ PREFECT_REQUIREMENT = "prefect>=3,<4"
 PREFECT_PINNED = ("pandas", "pyarrow", "numpy", "scikit-learn", "scipy", "joblib")
 # Prefect as a user gets it (the temporary local API server), without telemetry and with quiet
 # console logs (the flow's logs still go to its API, as by default); PREFECT_HOME is set per project.
-PREFECT_SETTINGS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING"}
+PREFECT_SETTINGS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+}
 
 BENCH_PIPELINES = f"""pipelines:
   - name: demo
@@ -104,15 +107,20 @@ TARGETS = {
 
 # The 21 rules of the contract section: 3 pipeline-wide (null share, rows a day, labels) + min and
 # max of 8 features + the segment's allowed values + one column's own null share.
-CONTRACT_PIPELINES = BENCH_PIPELINES + """    quality:
+CONTRACT_PIPELINES = (
+    BENCH_PIPELINES
+    + """    quality:
       max_null_ratio: 0.1
       min_rows: 10
       target_missing: {max_ratio: 0.05}
       columns:
-""" + "".join(f"        feature_{i:02d}: {{min: -1000, max: 1000}}\n" for i in range(8)) + """\
+"""
+    + "".join(f"        feature_{i:02d}: {{min: -1000, max: 1000}}\n" for i in range(8))
+    + """\
         feature_08: {max_null_ratio: 0.2, severity: warn}
         segment: {allowed: [north, south, east, west]}
 """
+)
 
 
 # -- small helpers ---------------------------------------------------------------------------------
@@ -141,7 +149,8 @@ def days_ending(end_day: str, days: int) -> list[str]:
 def clean_env() -> dict[str, str]:
     """The caller's environment without anything that would point the platform elsewhere."""
     return {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(("ML_PLATFORM_", "DAGSTER_", "AWS_", "PREFECT_")) and k != "PYTHONPATH"
     }
 
@@ -150,16 +159,25 @@ class RunFailed(RuntimeError):
     pass
 
 
-def run_measured(commands: list[list[str]], env: dict, log_path: Path, cpus: set[int] | None = None,
-                 timeout: float = 3600) -> dict:
+def run_measured(
+    commands: list[list[str]], env: dict, log_path: Path, cpus: set[int] | None = None, timeout: float = 3600
+) -> dict:
     """Run commands one after the other, each in its own process, under bench/measure.py (a bare
     wrapper interpreter): wall time and peak RSS of each process, from os.wait4 of that process."""
     result_path = log_path.with_suffix(".measure.json")
-    wrapper = [PYTHON, "-I", "-S", str(BENCH / "measure.py"), str(result_path),
-               ",".join(map(str, sorted(cpus))) if cpus else "", json.dumps(commands)]
+    wrapper = [
+        PYTHON,
+        "-I",
+        "-S",
+        str(BENCH / "measure.py"),
+        str(result_path),
+        ",".join(map(str, sorted(cpus))) if cpus else "",
+        json.dumps(commands),
+    ]
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen(wrapper, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            wrapper, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -208,8 +226,13 @@ class Workspace:
         text = (ROOT / "deploy" / "dagster.local.yaml").read_text()
         (self.template_home / "dagster.yaml").write_text(text.replace("@MAX_CONCURRENT_RUNS@", str(cores)))
         # Migrated once, untimed; every project gets a copy (as `make instance` does once per home).
-        subprocess.run([DAGSTER, "instance", "migrate"], env={**clean_env(), "DAGSTER_HOME":
-                       str(self.template_home)}, check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [DAGSTER, "instance", "migrate"],
+            env={**clean_env(), "DAGSTER_HOME": str(self.template_home)},
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         self.count = 0
         # One pipeline, the plain script's work: the demo entry of pipelines.yaml on the bench's data.
         self.pipelines = root / "pipelines.yaml"
@@ -238,9 +261,13 @@ class Workspace:
         template = self.root / "template_prefect_home"
         if not template.exists():
             warm_up = "from prefect import flow\n\n@flow\ndef warm_up():\n    pass\n\nwarm_up()\n"
-            done = subprocess.run([str(python), "-c", warm_up],
-                                  env={**clean_env(), **PREFECT_SETTINGS, "PREFECT_HOME": str(template)},
-                                  capture_output=True, text=True, timeout=600)
+            done = subprocess.run(
+                [str(python), "-c", warm_up],
+                env={**clean_env(), **PREFECT_SETTINGS, "PREFECT_HOME": str(template)},
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             if done.returncode:
                 output = (done.stdout + done.stderr)[-3000:]
                 raise RunFailed(f"a first Prefect flow (untimed, to set up PREFECT_HOME) failed:\n{output}")
@@ -255,9 +282,11 @@ def prefect_python() -> Path:
 
     pins = {name: version(name) for name in PREFECT_PINNED}
     python = PREFECT_VENV / "bin" / "python"
-    probe = ("import json, prefect, pandas, pyarrow, numpy, sklearn, scipy, joblib\n"
-             "from importlib.metadata import version\n"
-             f"print(json.dumps({{n: version(n) for n in {list(PREFECT_PINNED)!r} + ['prefect']}}))")
+    probe = (
+        "import json, prefect, pandas, pyarrow, numpy, sklearn, scipy, joblib\n"
+        "from importlib.metadata import version\n"
+        f"print(json.dumps({{n: version(n) for n in {list(PREFECT_PINNED)!r} + ['prefect']}}))"
+    )
     if python.exists():
         check = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=300)
         try:
@@ -273,17 +302,29 @@ def prefect_python() -> Path:
     log(f"installing {PREFECT_REQUIREMENT} in {PREFECT_VENV} (its own venv; about a minute, once)")
     done = subprocess.run([sys.executable, "-m", "venv", str(PREFECT_VENV)], capture_output=True, text=True)
     if not done.returncode:
-        done = subprocess.run([str(python), "-m", "pip", "install", "-q", PREFECT_REQUIREMENT,
-                               *(f"{name}=={v}" for name, v in pins.items())],
-                              capture_output=True, text=True, timeout=1800)
+        done = subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                PREFECT_REQUIREMENT,
+                *(f"{name}=={v}" for name, v in pins.items()),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
     if done.returncode:
         raise RunFailed(f"installing {PREFECT_REQUIREMENT} in {PREFECT_VENV} failed:\n{done.stderr[-3000:]}")
     return python
 
 
 def prefect_version(python: Path) -> str:
-    return subprocess.run([str(python), "-c", "import prefect; print(prefect.__version__)"],
-                          capture_output=True, text=True, timeout=300).stdout.strip()
+    return subprocess.run(
+        [str(python), "-c", "import prefect; print(prefect.__version__)"], capture_output=True, text=True, timeout=300
+    ).stdout.strip()
 
 
 def run_events(home: Path) -> list[dict]:
@@ -294,7 +335,7 @@ def run_events(home: Path) -> list[dict]:
     import sqlite3
 
     def stamp(text: str) -> float:
-        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc).timestamp()
+        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp()
 
     runs = []
     with contextlib.closing(sqlite3.connect(home / "history" / "runs.db")) as db:
@@ -321,18 +362,23 @@ def run_events(home: Path) -> list[dict]:
             steps[step] = m["STEP_SUCCESS"] - m["STEP_START"]
             inputs_done = m.get("STEP_INPUT", m["STEP_START"])
             first_output = m.get("STEP_OUTPUT", m["STEP_SUCCESS"])
-            phases[step] = {"inputs": inputs_done - m["STEP_START"], "compute": first_output - inputs_done,
-                            "outputs": m["STEP_SUCCESS"] - first_output}
-        runs.append({
-            "run_id": run_id,
-            "status": status,
-            "created_at": stamp(created),
-            "start_at": start,
-            "end_at": end,
-            "run_s": (end - start) if start and end else None,
-            "steps_s": steps,
-            "step_phases_s": phases,
-        })
+            phases[step] = {
+                "inputs": inputs_done - m["STEP_START"],
+                "compute": first_output - inputs_done,
+                "outputs": m["STEP_SUCCESS"] - first_output,
+            }
+        runs.append(
+            {
+                "run_id": run_id,
+                "status": status,
+                "created_at": stamp(created),
+                "start_at": start,
+                "end_at": end,
+                "run_s": (end - start) if start and end else None,
+                "steps_s": steps,
+                "step_phases_s": phases,
+            }
+        )
     return runs
 
 
@@ -344,8 +390,12 @@ def events_total(runs: list[dict]) -> dict:
             for phase, value in values.items():
                 phases.setdefault(step, {}).setdefault(phase, 0.0)
                 phases[step][phase] += value
-    return {"runs": len(runs), "setup_s": sum(r["start_at"] - r["created_at"] for r in runs),
-            "run_s": sum(r["run_s"] for r in runs), "step_phases_s": phases}
+    return {
+        "runs": len(runs),
+        "setup_s": sum(r["start_at"] - r["created_at"] for r in runs),
+        "run_s": sum(r["run_s"] for r in runs),
+        "step_phases_s": phases,
+    }
 
 
 def production_metrics(store: Path) -> dict | None:
@@ -353,8 +403,7 @@ def production_metrics(store: Path) -> dict | None:
     if not pointer.exists():
         return None
     version = json.loads(pointer.read_text())["version"]
-    metadata = json.loads((store / constants.DEFAULT_MODEL_NAME / version / constants.METADATA_FILENAME)
-                          .read_text())
+    metadata = json.loads((store / constants.DEFAULT_MODEL_NAME / version / constants.METADATA_FILENAME).read_text())
     return metadata["metrics"]
 
 
@@ -379,8 +428,15 @@ def bench_pipeline(ws: Workspace, rows: int, reps: int, keep: bool, prefect: Pat
     landing = ws.root / f"landing-{label}"
     log(f"pipeline {label}: writing {rows} rows over {len(days)} days to {landing}")
     write_landing(landing, rows, days)
-    runs: dict[str, list[dict]] = {"plain": [], "cli": [], "daily": [], "rerun": [], "rerun_again": [], "api": [],
-                                   "floor": []}
+    runs: dict[str, list[dict]] = {
+        "plain": [],
+        "cli": [],
+        "daily": [],
+        "rerun": [],
+        "rerun_again": [],
+        "api": [],
+        "floor": [],
+    }
     if prefect:
         runs["prefect"] = []
     for rep in range(1, reps + 1):
@@ -394,43 +450,108 @@ def bench_pipeline(ws: Workspace, rows: int, reps: int, keep: bool, prefect: Pat
             if variant in ("plain", "prefect"):
                 # The same arguments: bench/prefect_pipeline.py runs plain_pipeline.py's functions
                 # as the tasks of a Prefect flow, in Prefect's venv, with a PREFECT_HOME of its own.
-                python, script = (PYTHON, "plain_pipeline.py") if variant == "plain" else (
-                    str(prefect), "prefect_pipeline.py")
+                python, script = (
+                    (PYTHON, "plain_pipeline.py") if variant == "plain" else (str(prefect), "prefect_pipeline.py")
+                )
                 if variant == "prefect":
                     env = ws.prefect_env(root, env, prefect)
-                commands = [[python, str(BENCH / script), "--landing", str(landing),
-                             "--days", ",".join(days), "--out", str(root / variant),
-                             "--target", constants.DEFAULT_TARGET_COLUMN,
-                             "--test-size", str(constants.DEFAULT_TEST_SIZE),
-                             "--random-state", str(constants.DEFAULT_RANDOM_STATE),
-                             "--n-estimators", str(constants.DEFAULT_N_ESTIMATORS),
-                             "--max-depth", str(constants.DEFAULT_MAX_DEPTH),
-                             "--n-jobs", str(constants.DEFAULT_N_JOBS)]]
+                commands = [
+                    [
+                        python,
+                        str(BENCH / script),
+                        "--landing",
+                        str(landing),
+                        "--days",
+                        ",".join(days),
+                        "--out",
+                        str(root / variant),
+                        "--target",
+                        constants.DEFAULT_TARGET_COLUMN,
+                        "--test-size",
+                        str(constants.DEFAULT_TEST_SIZE),
+                        "--random-state",
+                        str(constants.DEFAULT_RANDOM_STATE),
+                        "--n-estimators",
+                        str(constants.DEFAULT_N_ESTIMATORS),
+                        "--max-depth",
+                        str(constants.DEFAULT_MAX_DEPTH),
+                        "--n-jobs",
+                        str(constants.DEFAULT_N_JOBS),
+                    ]
+                ]
             elif variant == "cli":
                 commands = [
-                    [DAGSTER, "asset", "materialize", "-m", MODULE, "--select", "key:demo/raw_data",
-                     "--partition-range", f"{days[0]}...{days[-1]}"],
-                    [DAGSTER, "asset", "materialize", "-m", MODULE, "--select", "key:demo/training_data+",
-                     "--partition", days[-1]],
+                    [
+                        DAGSTER,
+                        "asset",
+                        "materialize",
+                        "-m",
+                        MODULE,
+                        "--select",
+                        "key:demo/raw_data",
+                        "--partition-range",
+                        f"{days[0]}...{days[-1]}",
+                    ],
+                    [
+                        DAGSTER,
+                        "asset",
+                        "materialize",
+                        "-m",
+                        MODULE,
+                        "--select",
+                        "key:demo/training_data+",
+                        "--partition",
+                        days[-1],
+                    ],
                 ]
             elif variant == "daily":
                 # The daily run (what the schedule starts): the earlier days were ingested by
                 # earlier runs (untimed here); one command ingests the last day and retrains.
-                prep = [DAGSTER, "asset", "materialize", "-m", MODULE, "--select", "key:demo/raw_data",
-                        "--partition-range", f"{days[0]}...{days[-2]}"]
+                prep = [
+                    DAGSTER,
+                    "asset",
+                    "materialize",
+                    "-m",
+                    MODULE,
+                    "--select",
+                    "key:demo/raw_data",
+                    "--partition-range",
+                    f"{days[0]}...{days[-2]}",
+                ]
                 with open(logfile, "ab") as out:
-                    subprocess.run(prep, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                   check=True, timeout=3600)
-                commands = [[DAGSTER, "asset", "materialize", "-m", MODULE, "--select", "*",
-                             "--partition", days[-1]]]
+                    subprocess.run(
+                        prep, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=True, timeout=3600
+                    )
+                commands = [[DAGSTER, "asset", "materialize", "-m", MODULE, "--select", "*", "--partition", days[-1]]]
             elif variant == "api":
-                commands = [[PYTHON, str(BENCH / "api_pipeline.py"), "--first", days[0], "--last", days[-1],
-                             "--out", str(root / "api.json")]]
+                commands = [
+                    [
+                        PYTHON,
+                        str(BENCH / "api_pipeline.py"),
+                        "--first",
+                        days[0],
+                        "--last",
+                        days[-1],
+                        "--out",
+                        str(root / "api.json"),
+                    ]
+                ]
             else:
                 # Dagster's own floor: the same command as the daily run on the same instance, over
                 # five assets that do nothing (bench/floor_defs.py, the plain script's imports).
-                commands = [[DAGSTER, "asset", "materialize", "-f", str(BENCH / "floor_defs.py"),
-                             "--select", "*", "--partition", days[-1]]]
+                commands = [
+                    [
+                        DAGSTER,
+                        "asset",
+                        "materialize",
+                        "-f",
+                        str(BENCH / "floor_defs.py"),
+                        "--select",
+                        "*",
+                        "--partition",
+                        days[-1],
+                    ]
+                ]
             measured = run_measured(commands, env, logfile)
             record = {"rep": rep, **measured}
             if variant == "plain":
@@ -450,7 +571,8 @@ def bench_pipeline(ws: Workspace, rows: int, reps: int, keep: bool, prefect: Pat
                 home = Path(env["DAGSTER_HOME"])
                 record["runs"] = run_events(home)[-1:] if variant == "daily" else run_events(home)
                 record["same_metrics_as_plain"] = same_metrics(
-                    plain_metrics, production_metrics(Path(env["ML_PLATFORM_MODEL_STORE_DIR"])))
+                    plain_metrics, production_metrics(Path(env["ML_PLATFORM_MODEL_STORE_DIR"]))
+                )
                 if variant == "api":
                     record["phases_s"] = json.loads((root / "api.json").read_text())["phases"]
             if variant == "daily":
@@ -467,16 +589,26 @@ def bench_pipeline(ws: Workspace, rows: int, reps: int, keep: bool, prefect: Pat
                     again["runs"] = run_events(Path(env["DAGSTER_HOME"]))[-1:]
                     again["same_metrics_as_plain"] = same_metrics(plain_metrics, production_metrics(store))
                     runs[name].append(again)
-                    log(f"pipeline {label} rep {rep}/{reps} {name.replace('_', ' ')}: {again['wall_s']:6.2f} s"
+                    log(
+                        f"pipeline {label} rep {rep}/{reps} {name.replace('_', ' ')}: {again['wall_s']:6.2f} s"
                         f" ({again['wall_s'] / record['wall_s']:.2f}x the daily run), same version:"
-                        f" {again['same_version']}")
+                        f" {again['same_version']}"
+                    )
             runs[variant].append(record)
-            log(f"pipeline {label} rep {rep}/{reps} {variant:>7}: {record['wall_s']:6.2f} s,"
+            log(
+                f"pipeline {label} rep {rep}/{reps} {variant:>7}: {record['wall_s']:6.2f} s,"
                 f" peak RSS {record['max_rss_mb']:6.0f} MB"
-                + ("" if variant in ("plain", "floor")
-                   else f", same metrics as plain: {record['same_metrics_as_plain']}")
-                + (f" (its temporary API server: {record['api_server_max_rss_mb'] or 0:.0f} MB)"
-                   if variant == "prefect" else ""))
+                + (
+                    ""
+                    if variant in ("plain", "floor")
+                    else f", same metrics as plain: {record['same_metrics_as_plain']}"
+                )
+                + (
+                    f" (its temporary API server: {record['api_server_max_rss_mb'] or 0:.0f} MB)"
+                    if variant == "prefect"
+                    else ""
+                )
+            )
             if not keep:
                 shutil.rmtree(root, ignore_errors=True)
     if not keep:
@@ -508,19 +640,22 @@ def summarize_pipeline(runs: dict[str, list[dict]]) -> dict:
                     procs = [r["processes"][index] for r in records]
                     item["process_s"] = median([p["wall_s"] for p in procs])
                     item["process_max_rss_mb"] = median([p["max_rss_mb"] for p in procs])
-                    item["load_s"] = median([r["runs"][index]["created_at"] - proc["started_at"]
-                                             for r, proc in zip(records, procs)])
-                    item["setup_s"] = median([r["runs"][index]["start_at"] - r["runs"][index]["created_at"]
-                                              for r in records])
-                    item["exit_s"] = median([r["processes"][index]["ended_at"] - r["runs"][index]["end_at"]
-                                             for r in records])
+                    item["load_s"] = median(
+                        [r["runs"][index]["created_at"] - proc["started_at"] for r, proc in zip(records, procs)]
+                    )
+                    item["setup_s"] = median(
+                        [r["runs"][index]["start_at"] - r["runs"][index]["created_at"] for r in records]
+                    )
+                    item["exit_s"] = median(
+                        [r["processes"][index]["ended_at"] - r["runs"][index]["end_at"] for r in records]
+                    )
                 steps = records[0]["runs"][index]["steps_s"]
-                item["steps_s"] = {
-                    k: median([r["runs"][index]["steps_s"].get(k) for r in records]) for k in steps}
+                item["steps_s"] = {k: median([r["runs"][index]["steps_s"].get(k) for r in records]) for k in steps}
                 item["step_phases_s"] = {
-                    k: {phase: median([r["runs"][index]["step_phases_s"].get(k, {}).get(phase)
-                                       for r in records])
-                        for phase in ("inputs", "compute", "outputs")}
+                    k: {
+                        phase: median([r["runs"][index]["step_phases_s"].get(k, {}).get(phase) for r in records])
+                        for phase in ("inputs", "compute", "outputs")
+                    }
                     for k in steps
                 }
                 per_run.append(item)
@@ -571,9 +706,19 @@ def bench_backfill(ws: Workspace, days_count: int, rows_per_day: int, reps: int,
             root, env = ws.project(f"backfill-{name}-{rep}", landing)
             root.mkdir(exist_ok=True)
             result_file = root / "result.json"
-            command = [PYTHON, str(BENCH / "backfill_work.py"), mode, "--landing", str(landing),
-                       "--days", ",".join(days), "--out", str(root / "plain_out"),
-                       "--result", str(result_file)]
+            command = [
+                PYTHON,
+                str(BENCH / "backfill_work.py"),
+                mode,
+                "--landing",
+                str(landing),
+                "--days",
+                ",".join(days),
+                "--out",
+                str(root / "plain_out"),
+                "--result",
+                str(result_file),
+            ]
             measured = run_measured([command], env, root / "output.log", cpus=cpus)
             record = {"rep": rep, **measured, **json.loads(result_file.read_text())}
             if not mode.startswith("plain"):
@@ -583,16 +728,22 @@ def bench_backfill(ws: Workspace, days_count: int, rows_per_day: int, reps: int,
                 if mode != "floor":
                     record["events"] = events_total(run_events(Path(env["DAGSTER_HOME"])))
             runs[name].append(record)
-            log(f"backfill rep {rep}/{reps} {name:>15}: work {record['work_s']:6.2f} s"
-                f" (process {record['wall_s']:6.2f} s, peak RSS {record['max_rss_mb']:5.0f} MB)")
+            log(
+                f"backfill rep {rep}/{reps} {name:>15}: work {record['work_s']:6.2f} s"
+                f" (process {record['wall_s']:6.2f} s, peak RSS {record['max_rss_mb']:5.0f} MB)"
+            )
             if not keep:
                 shutil.rmtree(root, ignore_errors=True)
     if not keep:
         shutil.rmtree(landing, ignore_errors=True)
-    summary = {name: {"work_s": median([r["work_s"] for r in records]),
-                      "wall_s": median([r["wall_s"] for r in records]),
-                      "max_rss_mb": median([r["max_rss_mb"] for r in records])}
-               for name, records in runs.items()}
+    summary = {
+        name: {
+            "work_s": median([r["work_s"] for r in records]),
+            "wall_s": median([r["wall_s"] for r in records]),
+            "max_rss_mb": median([r["max_rss_mb"] for r in records]),
+        }
+        for name, records in runs.items()
+    }
     for name, records in runs.items():
         if "events" in records[0]:
             first = records[0]["events"]
@@ -601,9 +752,11 @@ def bench_backfill(ws: Workspace, days_count: int, rows_per_day: int, reps: int,
                 "setup_s": median([r["events"]["setup_s"] for r in records]),
                 "run_s": median([r["events"]["run_s"] for r in records]),
                 "step_phases_s": {
-                    step: {phase: median([r["events"]["step_phases_s"][step][phase] for r in records])
-                           for phase in phases}
-                    for step, phases in first["step_phases_s"].items()},
+                    step: {
+                        phase: median([r["events"]["step_phases_s"][step][phase] for r in records]) for phase in phases
+                    }
+                    for step, phases in first["step_phases_s"].items()
+                },
             }
     work = {name: values["work_s"] for name, values in summary.items()}
     summary["speedup_range_vs_single_runs"] = work["single_runs"] / work["range_run"]
@@ -627,8 +780,17 @@ def bench_contract(ws: Workspace, rows: int, reps: int, keep: bool) -> dict:
     write_landing(landing, rows, days)
     declared = ws.root / "pipelines-contract.yaml"
     declared.write_text(CONTRACT_PIPELINES)
-    command = [DAGSTER, "asset", "materialize", "-m", MODULE, "--select", "key:demo/raw_data",
-               "--partition-range", f"{days[0]}...{days[-1]}"]
+    command = [
+        DAGSTER,
+        "asset",
+        "materialize",
+        "-m",
+        MODULE,
+        "--select",
+        "key:demo/raw_data",
+        "--partition-range",
+        f"{days[0]}...{days[-1]}",
+    ]
     runs: dict[str, list[dict]] = {"without": [], "with": []}
     for rep in range(1, reps + 1):
         for name in runs:
@@ -636,14 +798,21 @@ def bench_contract(ws: Workspace, rows: int, reps: int, keep: bool) -> dict:
             root, env = ws.project(f"contract-{name}-{rep}", landing, **extra)
             measured = run_measured([command], env, root / "output.log")
             runs[name].append({"rep": rep, **measured})
-            log(f"contract {rows_label(rows)} rep {rep}/{reps} {name:>7} the contract: {measured['wall_s']:6.2f} s,"
-                f" peak RSS {measured['max_rss_mb']:5.0f} MB")
+            log(
+                f"contract {rows_label(rows)} rep {rep}/{reps} {name:>7} the contract: {measured['wall_s']:6.2f} s,"
+                f" peak RSS {measured['max_rss_mb']:5.0f} MB"
+            )
             if not keep:
                 shutil.rmtree(root, ignore_errors=True)
     if not keep:
         shutil.rmtree(landing, ignore_errors=True)
-    summary = {name: {"wall_s": median([r["wall_s"] for r in records]),
-                      "max_rss_mb": median([r["max_rss_mb"] for r in records])} for name, records in runs.items()}
+    summary = {
+        name: {
+            "wall_s": median([r["wall_s"] for r in records]),
+            "max_rss_mb": median([r["max_rss_mb"] for r in records]),
+        }
+        for name, records in runs.items()
+    }
     summary["time_ratio"] = summary["with"]["wall_s"] / summary["without"]["wall_s"]
     summary["memory_ratio"] = summary["with"]["max_rss_mb"] / summary["without"]["max_rss_mb"]
     summary["per_rep_time_ratios"] = [w["wall_s"] / o["wall_s"] for w, o in zip(runs["with"], runs["without"])]
@@ -656,8 +825,13 @@ def bench_sensor(ws: Workspace, files: int, reps: int, keep: bool) -> dict:
 
     landing = ws.root / "landing-sensor"
     landing.mkdir()
-    tiny = pd.DataFrame({"feature_00": [0.1, 0.2, 0.3], "segment": ["north", "south", "east"],
-                         constants.DEFAULT_TARGET_COLUMN: [0, 1, 0]})
+    tiny = pd.DataFrame(
+        {
+            "feature_00": [0.1, 0.2, 0.3],
+            "segment": ["north", "south", "east"],
+            constants.DEFAULT_TARGET_COLUMN: [0, 1, 0],
+        }
+    )
     tiny.to_parquet(landing / "tiny.parquet", index=False)
     data = (landing / "tiny.parquet").read_bytes()
     (landing / "tiny.parquet").unlink()
@@ -668,24 +842,33 @@ def bench_sensor(ws: Workspace, files: int, reps: int, keep: bool) -> dict:
     for rep in range(1, reps + 1):
         root, env = ws.project(f"sensor-{rep}", landing, ML_PLATFORM_PARTITIONS_START=SENSOR_PARTITIONS_START)
         root.mkdir(exist_ok=True)
-        command = [PYTHON, str(BENCH / "sensor_tick.py"), "--landing", str(landing),
-                   "--result", str(root / "result.json")]
+        command = [
+            PYTHON,
+            str(BENCH / "sensor_tick.py"),
+            "--landing",
+            str(landing),
+            "--result",
+            str(root / "result.json"),
+        ]
         measured = run_measured([command], env, root / "output.log")
         record = {"rep": rep, **measured, **json.loads((root / "result.json").read_text())}
         first = record["ticks"][0]
         if first["ingest_requests"] != files:
             raise RunFailed(f"sensor tick 1: {first['ingest_requests']} ingest requests for {files} files")
         runs.append(record)
-        log(f"sensor rep {rep}/{reps}: tick 1 {first['seconds']:.3f} s, +{first['delta_mb']:.1f} MB"
+        log(
+            f"sensor rep {rep}/{reps}: tick 1 {first['seconds']:.3f} s, +{first['delta_mb']:.1f} MB"
             f" ({first['run_requests']} run requests); tick 2 {record['ticks'][1]['seconds']:.3f} s;"
-            f" process peak RSS {record['max_rss_mb']:.0f} MB")
+            f" process peak RSS {record['max_rss_mb']:.0f} MB"
+        )
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
     if not keep:
         shutil.rmtree(landing, ignore_errors=True)
     summary = {
         f"tick{n}_{k}": median([r["ticks"][n - 1][k] for r in runs])
-        for n in (1, 2) for k in ("seconds", "delta_mb", "peak_mb")
+        for n in (1, 2)
+        for k in ("seconds", "delta_mb", "peak_mb")
     }
     summary["process_max_rss_mb"] = median([r["max_rss_mb"] for r in runs])
     summary["rss_before_ticks_mb"] = median([r["rss_before_ticks_mb"] for r in runs])
@@ -739,9 +922,14 @@ def dev_server(root: Path, env: dict[str, str]):
     url = f"http://127.0.0.1:{port}"
     log_handle = open(root / "dagster_dev.log", "wb")
     started = time.perf_counter()
-    proc = subprocess.Popen([DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                            cwd=ROOT, env=env, stdout=log_handle, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log_handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     record: dict = {"url": url}
     try:
         deadline = started + 240
@@ -800,12 +988,15 @@ def bench_dev(ws: Workspace, landing: Path, reps: int, keep: bool) -> dict:
             pass
         record = {"rep": rep, **record}
         runs.append(record)
-        log(f"dagster dev rep {rep}/{reps}: first page {record['first_page_s']:.2f} s, code location loaded"
-            f" {record['location_loaded_s']:.2f} s, {record['process_group_rss_mb']:.0f} MB in its processes")
+        log(
+            f"dagster dev rep {rep}/{reps}: first page {record['first_page_s']:.2f} s, code location loaded"
+            f" {record['location_loaded_s']:.2f} s, {record['process_group_rss_mb']:.0f} MB in its processes"
+        )
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
-    summary = {k: median([r[k] for r in runs])
-               for k in ("first_page_s", "location_loaded_s", "process_group_rss_mb", "stop_s")}
+    summary = {
+        k: median([r[k] for r in runs]) for k in ("first_page_s", "location_loaded_s", "process_group_rss_mb", "stop_s")
+    }
     return {"runs": runs, "summary": summary}
 
 
@@ -824,12 +1015,14 @@ def backfill_runs(home: Path, backfill_id: str) -> list[tuple[str, float, float 
     try:
         uri = f"file:{home / 'history' / 'runs.db'}?mode=ro"
         with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
-            rows = db.execute("select status, create_timestamp, start_time, end_time from runs"
-                              " where backfill_id = ?", (backfill_id,)).fetchall()
+            rows = db.execute(
+                "select status, create_timestamp, start_time, end_time from runs where backfill_id = ?", (backfill_id,)
+            ).fetchall()
     except sqlite3.OperationalError:  # locked by a writer: ask again on the next poll
         return []
+
     def stamp(text: str) -> float:
-        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc).timestamp()
+        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp()
 
     return [(status, stamp(created), start, end) for status, created, start, end in rows]
 
@@ -849,14 +1042,15 @@ def bench_queued(ws: Workspace, days_count: int, rows_per_day: int, reps: int, k
             root, env = ws.project(f"queued-{name}-{rep}", landing)
             config = (ROOT / "deploy" / "dagster.local.yaml").read_text()
             (root / "dagster_home" / "dagster.yaml").write_text(
-                config.replace("@MAX_CONCURRENT_RUNS@", str(concurrency)))
+                config.replace("@MAX_CONCURRENT_RUNS@", str(concurrency))
+            )
             home = root / "dagster_home"
             with dev_server(root, env) as server:
-                repository = {"repositoryLocationName": server["location_name"],
-                              "repositoryName": "__repository__"}
-                params = {"selector": {"partitionSetName": "demo_training_partition_set",
-                                       "repositorySelector": repository},
-                          "partitionNames": days}
+                repository = {"repositoryLocationName": server["location_name"], "repositoryName": "__repository__"}
+                params = {
+                    "selector": {"partitionSetName": "demo_training_partition_set", "repositorySelector": repository},
+                    "partitionNames": days,
+                }
                 launched_at = time.time()
                 answer = graphql(server["url"], LAUNCH_BACKFILL, {"params": params})
                 answer = answer["launchPartitionBackfill"]
@@ -873,34 +1067,47 @@ def bench_queued(ws: Workspace, days_count: int, rows_per_day: int, reps: int, k
                 finished_at = time.time()
             failed = [row[0] for row in rows if row[0] != "SUCCESS"]
             if failed:
-                raise RunFailed(f"queued backfill ({name}): {len(failed)} run(s) did not succeed;"
-                                f" see {root / 'dagster_dev.log'}")
+                raise RunFailed(
+                    f"queued backfill ({name}): {len(failed)} run(s) did not succeed; see {root / 'dagster_dev.log'}"
+                )
             # From the first run created (queued) to the last run ended: queueing, a process per run
             # (interpreter, imports, code location), the runs. Launch to done adds the backfill
             # daemon's pickup and the polling.
             first_created = min(row[1] for row in rows)
             last_end = max(row[3] for row in rows)
-            record = {"rep": rep, "concurrency": concurrency, "runs": len(rows),
-                      "launch_to_done_s": finished_at - launched_at,
-                      "created_to_last_end_s": last_end - first_created,
-                      "first_start_to_last_end_s": last_end - min(row[2] for row in rows),
-                      "run_s_mean": statistics.mean(end - start for _, _, start, end in rows),
-                      "timeline": sorted((round(c - first_created, 2), round(a - first_created, 2),
-                                          round(b - first_created, 2)) for _, c, a, b in rows)}
+            record = {
+                "rep": rep,
+                "concurrency": concurrency,
+                "runs": len(rows),
+                "launch_to_done_s": finished_at - launched_at,
+                "created_to_last_end_s": last_end - first_created,
+                "first_start_to_last_end_s": last_end - min(row[2] for row in rows),
+                "run_s_mean": statistics.mean(end - start for _, _, start, end in rows),
+                "timeline": sorted(
+                    (round(c - first_created, 2), round(a - first_created, 2), round(b - first_created, 2))
+                    for _, c, a, b in rows
+                ),
+            }
             runs[name].append(record)
-            log(f"queued backfill rep {rep}/{reps}, {concurrency} at a time: {record['runs']} runs,"
+            log(
+                f"queued backfill rep {rep}/{reps}, {concurrency} at a time: {record['runs']} runs,"
                 f" first created to last end {record['created_to_last_end_s']:.1f} s,"
-                f" launch to done {record['launch_to_done_s']:.1f} s")
+                f" launch to done {record['launch_to_done_s']:.1f} s"
+            )
             if not keep:
                 shutil.rmtree(root, ignore_errors=True)
     if not keep:
         shutil.rmtree(landing, ignore_errors=True)
-    summary = {name: {k: median([r[k] for r in records])
-                      for k in ("launch_to_done_s", "created_to_last_end_s", "first_start_to_last_end_s",
-                                "run_s_mean")}
-               for name, records in runs.items()}
-    summary["speedup_2_vs_1"] = (summary["concurrent_1"]["created_to_last_end_s"]
-                                 / summary["concurrent_2"]["created_to_last_end_s"])
+    summary = {
+        name: {
+            k: median([r[k] for r in records])
+            for k in ("launch_to_done_s", "created_to_last_end_s", "first_start_to_last_end_s", "run_s_mean")
+        }
+        for name, records in runs.items()
+    }
+    summary["speedup_2_vs_1"] = (
+        summary["concurrent_1"]["created_to_last_end_s"] / summary["concurrent_2"]["created_to_last_end_s"]
+    )
     return {"days": days_count, "rows_per_day": rows_per_day, "runs": runs, "summary": summary}
 
 
@@ -913,8 +1120,7 @@ def bench_imports(ws: Workspace, reps: int) -> dict:
         out = root / "imports.json"
         with open(out, "wb") as handle:
             started = time.perf_counter()
-            subprocess.run([PYTHON, str(BENCH / "import_cost.py")], env=env, cwd=ROOT, stdout=handle,
-                           check=True)
+            subprocess.run([PYTHON, str(BENCH / "import_cost.py")], env=env, cwd=ROOT, stdout=handle, check=True)
             wall = time.perf_counter() - started
         runs.append({"rep": rep, "process_wall_s": wall, **json.loads(out.read_text())})
         shutil.rmtree(root, ignore_errors=True)
@@ -940,108 +1146,229 @@ def build_table(results: dict) -> list[tuple[str, str, str, str]]:
     for label, data in pipeline.items():
         s = data["summary"]
         plain, cli, daily, api = s["plain"], s["cli"], s["daily"], s["api"]
-        rows.append((f"pipeline {label} rows: plain scikit-learn script",
-                     f"{plain['wall_s']:.2f} s, {plain['max_rss_mb']:.0f} MB", "", ""))
+        rows.append(
+            (
+                f"pipeline {label} rows: plain scikit-learn script",
+                f"{plain['wall_s']:.2f} s, {plain['max_rss_mb']:.0f} MB",
+                "",
+                "",
+            )
+        )
         ratio_key = {"10k": "cli_ratio_10k", "1M": "cli_ratio_1m"}.get(label)
         target, met = verdict(ratio_key, cli["ratio"]) if ratio_key else ("-", "")
-        rows.append((f"pipeline {label} rows: dagster asset materialize, fresh project, 2 commands (x plain)",
-                     f"{cli['wall_s']:.2f} s = {cli['ratio']:.2f}x", target, met))
+        rows.append(
+            (
+                f"pipeline {label} rows: dagster asset materialize, fresh project, 2 commands (x plain)",
+                f"{cli['wall_s']:.2f} s = {cli['ratio']:.2f}x",
+                target,
+                met,
+            )
+        )
         target, met = verdict(ratio_key, daily["ratio"]) if ratio_key else ("-", "")
-        rows.append((f"pipeline {label} rows: dagster asset materialize, daily run, 1 command (x plain)",
-                     f"{daily['wall_s']:.2f} s = {daily['ratio']:.2f}x", target, met))
+        rows.append(
+            (
+                f"pipeline {label} rows: dagster asset materialize, daily run, 1 command (x plain)",
+                f"{daily['wall_s']:.2f} s = {daily['ratio']:.2f}x",
+                target,
+                met,
+            )
+        )
         rerun = s.get("rerun")
         if rerun:
             target, met = verdict("rerun_ratio_1m", rerun["of_daily"]) if label == "1M" else ("-", "")
             if not rerun["same_version"]:
                 met = "NO (production moved)"
-            rows.append((f"pipeline {label} rows: the daily run again, unchanged data (x the daily run)",
-                         f"{rerun['wall_s']:.2f} s = {rerun['of_daily']:.2f}x", target, met))
+            rows.append(
+                (
+                    f"pipeline {label} rows: the daily run again, unchanged data (x the daily run)",
+                    f"{rerun['wall_s']:.2f} s = {rerun['of_daily']:.2f}x",
+                    target,
+                    met,
+                )
+            )
         third = s.get("rerun_again")
         if third:
-            rows.append((f"pipeline {label} rows: and once more (the score reused too) (x the daily run)",
-                         f"{third['wall_s']:.2f} s = {third['of_daily']:.2f}x", "-",
-                         "" if third["same_version"] else "NO (production moved)"))
+            rows.append(
+                (
+                    f"pipeline {label} rows: and once more (the score reused too) (x the daily run)",
+                    f"{third['wall_s']:.2f} s = {third['of_daily']:.2f}x",
+                    "-",
+                    "" if third["same_version"] else "NO (production moved)",
+                )
+            )
         if label == "1M":
             target, met = verdict("cli_memory_ratio_1m", cli["memory_ratio"])
         else:
             target, met = "-", ""
-        rows.append((f"pipeline {label} rows: dagster asset materialize peak RSS",
-                     f"{cli['max_rss_mb']:.0f} MB = {cli['memory_ratio']:.2f}x", target, met))
+        rows.append(
+            (
+                f"pipeline {label} rows: dagster asset materialize peak RSS",
+                f"{cli['max_rss_mb']:.0f} MB = {cli['memory_ratio']:.2f}x",
+                target,
+                met,
+            )
+        )
         floor, bound = s.get("floor"), s.get("lower_bound")
         if floor and bound:
-            rows.append((f"pipeline {label} rows: Dagster's floor, same command, 5 no-op assets (x plain)",
-                         f"{floor['wall_s']:.2f} s = {floor['ratio']:.2f}x", "-", ""))
-            rows.append((f"pipeline {label} rows: lower bound = floor + plain work {bound['plain_work_s']:.2f} s"
-                         " (x plain)", f"{bound['wall_s']:.2f} s = {bound['ratio']:.2f}x",
-                         *(verdict(ratio_key, bound["ratio"]) if ratio_key else ("-", ""))))
-        rows.append((f"pipeline {label} rows: dg.materialize (x plain)",
-                     f"{api['wall_s']:.2f} s = {api['ratio']:.2f}x, {api['max_rss_mb']:.0f} MB"
-                     f" = {api['memory_ratio']:.2f}x", "-", ""))
-        if not (cli["same_metrics_as_plain"] and daily["same_metrics_as_plain"]
-                and api["same_metrics_as_plain"]):
+            rows.append(
+                (
+                    f"pipeline {label} rows: Dagster's floor, same command, 5 no-op assets (x plain)",
+                    f"{floor['wall_s']:.2f} s = {floor['ratio']:.2f}x",
+                    "-",
+                    "",
+                )
+            )
+            rows.append(
+                (
+                    f"pipeline {label} rows: lower bound = floor + plain work {bound['plain_work_s']:.2f} s (x plain)",
+                    f"{bound['wall_s']:.2f} s = {bound['ratio']:.2f}x",
+                    *(verdict(ratio_key, bound["ratio"]) if ratio_key else ("-", "")),
+                )
+            )
+        rows.append(
+            (
+                f"pipeline {label} rows: dg.materialize (x plain)",
+                f"{api['wall_s']:.2f} s = {api['ratio']:.2f}x, {api['max_rss_mb']:.0f} MB = {api['memory_ratio']:.2f}x",
+                "-",
+                "",
+            )
+        )
+        if not (cli["same_metrics_as_plain"] and daily["same_metrics_as_plain"] and api["same_metrics_as_plain"]):
             rows.append((f"pipeline {label} rows: platform metrics == plain metrics", "NO", "equal", "NO"))
         prefect = s.get("prefect")
         memory_key = "daily_memory_vs_prefect_1m"
         if prefect:
             server = prefect.get("api_server_max_rss_mb")
-            rows.append((f"pipeline {label} rows: Prefect 3 flow, same work as tasks (x plain)",
-                         f"{prefect['wall_s']:.2f} s = {prefect['ratio']:.2f}x,"
-                         f" {prefect['max_rss_mb']:.0f} MB = {prefect['memory_ratio']:.2f}x"
-                         + (f" (its temporary API server, another process: {server:.0f} MB)"
-                            if server else ""), "-", ""))
+            rows.append(
+                (
+                    f"pipeline {label} rows: Prefect 3 flow, same work as tasks (x plain)",
+                    f"{prefect['wall_s']:.2f} s = {prefect['ratio']:.2f}x,"
+                    f" {prefect['max_rss_mb']:.0f} MB = {prefect['memory_ratio']:.2f}x"
+                    + (f" (its temporary API server, another process: {server:.0f} MB)" if server else ""),
+                    "-",
+                    "",
+                )
+            )
             if not prefect["same_metrics_as_plain"]:
-                rows.append((f"pipeline {label} rows: Prefect flow metrics == plain metrics",
-                             "NO", "equal", "NO"))
+                rows.append((f"pipeline {label} rows: Prefect flow metrics == plain metrics", "NO", "equal", "NO"))
             ratio = s["daily_memory_vs_prefect"]
             target, met = verdict(memory_key, ratio) if label == "1M" else ("-", "")
-            rows.append((f"pipeline {label} rows: daily run peak RSS vs Prefect 3 flow's (daily / Prefect)",
-                         f"{daily['max_rss_mb']:.0f} MB / {prefect['max_rss_mb']:.0f} MB = {ratio:.2f}x"
-                         + (f"; Dagster's floor {floor['max_rss_mb']:.0f} MB" if floor else ""), target, met))
+            rows.append(
+                (
+                    f"pipeline {label} rows: daily run peak RSS vs Prefect 3 flow's (daily / Prefect)",
+                    f"{daily['max_rss_mb']:.0f} MB / {prefect['max_rss_mb']:.0f} MB = {ratio:.2f}x"
+                    + (f"; Dagster's floor {floor['max_rss_mb']:.0f} MB" if floor else ""),
+                    target,
+                    met,
+                )
+            )
         elif label == "1M":
-            rows.append(("pipeline 1M rows: daily run peak RSS vs Prefect 3 flow's (daily / Prefect)",
-                         "not run (--skip prefect)", *verdict(memory_key, None)))
+            rows.append(
+                (
+                    "pipeline 1M rows: daily run peak RSS vs Prefect 3 flow's (daily / Prefect)",
+                    "not run (--skip prefect)",
+                    *verdict(memory_key, None),
+                )
+            )
         else:
             rows.append((f"pipeline {label} rows: Prefect 3 flow", "not run (--skip prefect)", "-", ""))
     for label in ("10k", "1M"):
         if label not in pipeline:
             hint = "" if label == "10k" else " (--sizes 10000,100000,1000000)"
-            rows.append((f"pipeline {label} rows: dagster asset materialize (x plain)", "not run" + hint,
-                         *verdict("cli_ratio_10k" if label == "10k" else "cli_ratio_1m", None)))
+            rows.append(
+                (
+                    f"pipeline {label} rows: dagster asset materialize (x plain)",
+                    "not run" + hint,
+                    *verdict("cli_ratio_10k" if label == "10k" else "cli_ratio_1m", None),
+                )
+            )
             if label == "1M":
-                rows.append(("pipeline 1M rows: dagster asset materialize peak RSS", "not run",
-                             *verdict("cli_memory_ratio_1m", None)))
-                rows.append(("pipeline 1M rows: daily run peak RSS vs Prefect 3 flow's (daily / Prefect)",
-                             "not run", *verdict("daily_memory_vs_prefect_1m", None)))
+                rows.append(
+                    (
+                        "pipeline 1M rows: dagster asset materialize peak RSS",
+                        "not run",
+                        *verdict("cli_memory_ratio_1m", None),
+                    )
+                )
+                rows.append(
+                    (
+                        "pipeline 1M rows: daily run peak RSS vs Prefect 3 flow's (daily / Prefect)",
+                        "not run",
+                        *verdict("daily_memory_vs_prefect_1m", None),
+                    )
+                )
     backfill = results.get("backfill")
     if backfill:
         s = backfill["summary"]
         n, per_day = backfill["days"], rows_label(backfill["rows_per_day"])
-        rows.append((f"backfill {n} days x {per_day} rows: {n} single-day runs in sequence",
-                     f"{s['single_runs']['work_s']:.2f} s", "", ""))
-        rows.append((f"backfill {n} days x {per_day} rows: one range run (--partition-range)",
-                     f"{s['range_run']['work_s']:.2f} s", "", ""))
-        rows.append(("backfill speedup: range run vs single-day runs",
-                     f"{s['speedup_range_vs_single_runs']:.2f}x",
-                     *verdict("backfill_speedup", s["speedup_range_vs_single_runs"])))
-        rows.append(("backfill speedup from the 2nd core (range run, 1 vs 2 CPUs)",
-                     f"{s['speedup_range_2cpu_vs_1cpu']:.2f}x",
-                     *verdict("backfill_speedup", s["speedup_range_2cpu_vs_1cpu"])))
+        rows.append(
+            (
+                f"backfill {n} days x {per_day} rows: {n} single-day runs in sequence",
+                f"{s['single_runs']['work_s']:.2f} s",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"backfill {n} days x {per_day} rows: one range run (--partition-range)",
+                f"{s['range_run']['work_s']:.2f} s",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "backfill speedup: range run vs single-day runs",
+                f"{s['speedup_range_vs_single_runs']:.2f}x",
+                *verdict("backfill_speedup", s["speedup_range_vs_single_runs"]),
+            )
+        )
+        rows.append(
+            (
+                "backfill speedup from the 2nd core (range run, 1 vs 2 CPUs)",
+                f"{s['speedup_range_2cpu_vs_1cpu']:.2f}x",
+                *verdict("backfill_speedup", s["speedup_range_2cpu_vs_1cpu"]),
+            )
+        )
         # The same bar for the plain reference: what 2 cores can give this per-day work at all.
-        rows.append(("backfill reference: plain per-day work, 2-process pool vs loop",
-                     f"{s['speedup_plain_pool2_vs_loop']:.2f}x",
-                     *verdict("backfill_speedup", s["speedup_plain_pool2_vs_loop"])))
-        rows.append(("backfill range run vs plain 2-process pool (same per-day work)",
-                     f"{s['range_vs_plain_pool2']:.2f}x",
-                     *verdict("backfill_vs_pool", s["range_vs_plain_pool2"])))
-        rows.append((f"backfill Dagster's floor: range run of {n} days doing no work",
-                     f"{s['floor_range']['work_s']:.2f} s", "-", ""))
-        rows.append(("backfill lower bound = floor + plain pool work (x plain pool)",
-                     f"{s['lower_bound_vs_plain_pool2']:.2f}x",
-                     *verdict("backfill_vs_pool", s["lower_bound_vs_plain_pool2"])))
-        rows.append((f"backfill range run vs that lower bound (floor + pool), {s.get('cores', '?')} cores",
-                     f"{s['range_run']['work_s']:.2f} s / {s['floor_range']['work_s'] + s['plain_pool2']['work_s']:.2f} s"
-                     f" = {s['range_vs_floor_plus_pool2']:.2f}x",
-                     *verdict("backfill_vs_floor_plus_pool", s["range_vs_floor_plus_pool2"])))
+        rows.append(
+            (
+                "backfill reference: plain per-day work, 2-process pool vs loop",
+                f"{s['speedup_plain_pool2_vs_loop']:.2f}x",
+                *verdict("backfill_speedup", s["speedup_plain_pool2_vs_loop"]),
+            )
+        )
+        rows.append(
+            (
+                "backfill range run vs plain 2-process pool (same per-day work)",
+                f"{s['range_vs_plain_pool2']:.2f}x",
+                *verdict("backfill_vs_pool", s["range_vs_plain_pool2"]),
+            )
+        )
+        rows.append(
+            (
+                f"backfill Dagster's floor: range run of {n} days doing no work",
+                f"{s['floor_range']['work_s']:.2f} s",
+                "-",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "backfill lower bound = floor + plain pool work (x plain pool)",
+                f"{s['lower_bound_vs_plain_pool2']:.2f}x",
+                *verdict("backfill_vs_pool", s["lower_bound_vs_plain_pool2"]),
+            )
+        )
+        rows.append(
+            (
+                f"backfill range run vs that lower bound (floor + pool), {s.get('cores', '?')} cores",
+                f"{s['range_run']['work_s']:.2f} s / {s['floor_range']['work_s'] + s['plain_pool2']['work_s']:.2f} s"
+                f" = {s['range_vs_floor_plus_pool2']:.2f}x",
+                *verdict("backfill_vs_floor_plus_pool", s["range_vs_floor_plus_pool2"]),
+            )
+        )
     else:
         rows.append(("backfill speedup", "not run", *verdict("backfill_speedup", None)))
     queued = results.get("queued")
@@ -1049,37 +1376,78 @@ def build_table(results: dict) -> list[tuple[str, str, str, str]]:
         s = queued["summary"]
         n = queued["days"]
         for k in (1, 2):
-            rows.append((f"queued backfill: {n} training runs, {k} at a time",
-                         f"{s[f'concurrent_{k}']['created_to_last_end_s']:.1f} s", "", ""))
-        rows.append(("queued backfill speedup, 2 runs at a time vs 1", f"{s['speedup_2_vs_1']:.2f}x",
-                     *verdict("backfill_speedup", s["speedup_2_vs_1"])))
+            rows.append(
+                (
+                    f"queued backfill: {n} training runs, {k} at a time",
+                    f"{s[f'concurrent_{k}']['created_to_last_end_s']:.1f} s",
+                    "",
+                    "",
+                )
+            )
+        rows.append(
+            (
+                "queued backfill speedup, 2 runs at a time vs 1",
+                f"{s['speedup_2_vs_1']:.2f}x",
+                *verdict("backfill_speedup", s["speedup_2_vs_1"]),
+            )
+        )
     contract = results.get("contract")
     if contract:
         s, label = contract["summary"], rows_label(contract["rows"])
         keys = ("contract_ratio_1m", "contract_memory_ratio_1m") if label == "1M" else (None, None)
-        rows.append((f"raw_data {label} rows, 7 days, one range run: no contract declared",
-                     f"{s['without']['wall_s']:.2f} s, {s['without']['max_rss_mb']:.0f} MB", "", ""))
-        rows.append((f"raw_data {label} rows with a {contract['rules']}-rule contract: time (x without)",
-                     f"{s['with']['wall_s']:.2f} s = {s['time_ratio']:.2f}x",
-                     *(verdict(keys[0], s["time_ratio"]) if keys[0] else ("-", ""))))
-        rows.append((f"raw_data {label} rows with a {contract['rules']}-rule contract: peak RSS (x without)",
-                     f"{s['with']['max_rss_mb']:.0f} MB = {s['memory_ratio']:.2f}x",
-                     *(verdict(keys[1], s["memory_ratio"]) if keys[1] else ("-", ""))))
+        rows.append(
+            (
+                f"raw_data {label} rows, 7 days, one range run: no contract declared",
+                f"{s['without']['wall_s']:.2f} s, {s['without']['max_rss_mb']:.0f} MB",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"raw_data {label} rows with a {contract['rules']}-rule contract: time (x without)",
+                f"{s['with']['wall_s']:.2f} s = {s['time_ratio']:.2f}x",
+                *(verdict(keys[0], s["time_ratio"]) if keys[0] else ("-", "")),
+            )
+        )
+        rows.append(
+            (
+                f"raw_data {label} rows with a {contract['rules']}-rule contract: peak RSS (x without)",
+                f"{s['with']['max_rss_mb']:.0f} MB = {s['memory_ratio']:.2f}x",
+                *(verdict(keys[1], s["memory_ratio"]) if keys[1] else ("-", "")),
+            )
+        )
     else:
-        rows.append(("raw_data 1M rows with a 21-rule contract (x without)", "not run",
-                     *verdict("contract_ratio_1m", None)))
+        rows.append(
+            ("raw_data 1M rows with a 21-rule contract (x without)", "not run", *verdict("contract_ratio_1m", None))
+        )
     sensor = results.get("sensor")
     if sensor:
         s = sensor["summary"]
         n = sensor["files"]
-        rows.append((f"landing sensor tick over {n:,} new files: time", f"{s['tick1_seconds']:.3f} s",
-                     *verdict("sensor_seconds", s["tick1_seconds"])))
-        rows.append((f"landing sensor tick over {n:,} new files: memory of the tick",
-                     f"+{s['tick1_delta_mb']:.1f} MB", *verdict("sensor_mb", s["tick1_delta_mb"])))
-        rows.append(("landing sensor: process peak RSS (code location loaded + ticks)",
-                     f"{s['process_max_rss_mb']:.0f} MB", "-", ""))
-        rows.append((f"landing sensor tick over {n:,} unchanged files: time", f"{s['tick2_seconds']:.3f} s",
-                     "-", ""))
+        rows.append(
+            (
+                f"landing sensor tick over {n:,} new files: time",
+                f"{s['tick1_seconds']:.3f} s",
+                *verdict("sensor_seconds", s["tick1_seconds"]),
+            )
+        )
+        rows.append(
+            (
+                f"landing sensor tick over {n:,} new files: memory of the tick",
+                f"+{s['tick1_delta_mb']:.1f} MB",
+                *verdict("sensor_mb", s["tick1_delta_mb"]),
+            )
+        )
+        rows.append(
+            (
+                "landing sensor: process peak RSS (code location loaded + ticks)",
+                f"{s['process_max_rss_mb']:.0f} MB",
+                "-",
+                "",
+            )
+        )
+        rows.append((f"landing sensor tick over {n:,} unchanged files: time", f"{s['tick2_seconds']:.3f} s", "-", ""))
     else:
         rows.append(("landing sensor tick", "not run", *verdict("sensor_seconds", None)))
     if results.get("serving"):
@@ -1114,54 +1482,67 @@ def where_time_goes(results: dict) -> str:
             f" + rest of ml_platform.definitions {imports['ml_platform_definitions_rest']:.2f} s;"
             f" (prod mode only: + dagster_aws.s3 {imports['dagster_aws_s3']:.2f} s); whole process"
             f" {imports['process_wall_s']:.2f} s, of which"
-            f" interpreter start + exit {imports['process_wall_s'] - imports['total_in_process']:.2f} s")
+            f" interpreter start + exit {imports['process_wall_s'] - imports['total_in_process']:.2f} s"
+        )
     for label, data in results.get("pipeline", {}).items():
         s = data["summary"]
         plain = s["plain"]["phases_s"]
-        lines.append(f"pipeline {label}, plain script {s['plain']['wall_s']:.2f} s: "
-                     + ", ".join(f"{k} {v:.2f}" for k, v in plain.items()))
+        lines.append(
+            f"pipeline {label}, plain script {s['plain']['wall_s']:.2f} s: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in plain.items())
+        )
         cli = s["cli"]
         for name, run in [*zip(("ingest", "train"), cli["per_run"]), ("daily", s["daily"]["per_run"][0])]:
-            steps = ", ".join(f"{k} {v:.2f} ({phase_text(run['step_phases_s'][k])})"
-                              for k, v in run["steps_s"].items())
+            steps = ", ".join(f"{k} {v:.2f} ({phase_text(run['step_phases_s'][k])})" for k, v in run["steps_s"].items())
             in_steps = sum(run["steps_s"].values())
             lines.append(
                 f"pipeline {label}, CLI {name} command {run['process_s']:.2f} s"
                 f" (peak {run['process_max_rss_mb']:.0f} MB)"
                 f" = start to run created {run['load_s']:.2f} (interpreter, imports, CLI, code location)"
                 f" + run setup {run['setup_s']:.2f} + run {run['run_s']:.2f} + exit {run['exit_s']:.2f};"
-                f" in the run: steps {in_steps:.2f} [{steps}], between steps {run['run_s'] - in_steps:.2f}")
+                f" in the run: steps {in_steps:.2f} [{steps}], between steps {run['run_s'] - in_steps:.2f}"
+            )
         api = s["api"]["phases_s"]
-        lines.append(f"pipeline {label}, dg.materialize process {s['api']['wall_s']:.2f} s: "
-                     + ", ".join(f"{k} {v:.2f}" for k, v in api.items())
-                     + f", interpreter start + exit {s['api']['wall_s'] - sum(api.values()):.2f}")
+        lines.append(
+            f"pipeline {label}, dg.materialize process {s['api']['wall_s']:.2f} s: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in api.items())
+            + f", interpreter start + exit {s['api']['wall_s'] - sum(api.values()):.2f}"
+        )
         if "prefect" in s:
             flow = s["prefect"]["phases_s"]
-            lines.append(f"pipeline {label}, Prefect flow process {s['prefect']['wall_s']:.2f} s: "
-                         + ", ".join(f"{k} {v:.2f}" for k, v in flow.items())
-                         + " (the tasks as the plain script's phases; flow_other: the temporary server's"
-                           " start, the flow run and its states), interpreter start + exit (stopping"
-                           f" the server) {s['prefect']['wall_s'] - sum(flow.values()):.2f}")
+            lines.append(
+                f"pipeline {label}, Prefect flow process {s['prefect']['wall_s']:.2f} s: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in flow.items())
+                + " (the tasks as the plain script's phases; flow_other: the temporary server's"
+                " start, the flow run and its states), interpreter start + exit (stopping"
+                f" the server) {s['prefect']['wall_s'] - sum(flow.values()):.2f}"
+            )
     backfill = results.get("backfill")
     if backfill:
         s = backfill["summary"]
         for name in ("single_runs", "range_run", "range_run_1cpu"):
             e = s[name]["events"]
             steps = ", ".join(f"{step} ({phase_text(p)})" for step, p in e["step_phases_s"].items())
-            lines.append(f"backfill {name}: work {s[name]['work_s']:.2f} = {e['runs']} run(s):"
-                         f" setup {e['setup_s']:.2f}"
-                         f" + runs {e['run_s']:.2f} [{steps}]")
-        lines.append(f"backfill plain per-day work (read, sha256, parse, validate, write parquet): loop"
-                     f" {s['plain_loop']['work_s']:.2f}, 2-process pool {s['plain_pool2']['work_s']:.2f}")
+            lines.append(
+                f"backfill {name}: work {s[name]['work_s']:.2f} = {e['runs']} run(s):"
+                f" setup {e['setup_s']:.2f}"
+                f" + runs {e['run_s']:.2f} [{steps}]"
+            )
+        lines.append(
+            f"backfill plain per-day work (read, sha256, parse, validate, write parquet): loop"
+            f" {s['plain_loop']['work_s']:.2f}, 2-process pool {s['plain_pool2']['work_s']:.2f}"
+        )
     queued = results.get("queued")
     if queued:
         s = queued["summary"]
         for k in (1, 2):
             q = s[f"concurrent_{k}"]
-            lines.append(f"queued backfill, {k} at a time: launch to done {q['launch_to_done_s']:.1f},"
-                         f" first run created to last run ended {q['created_to_last_end_s']:.1f},"
-                         f" first run started to last run ended {q['first_start_to_last_end_s']:.1f},"
-                         f" mean run (start to end, inside its process) {q['run_s_mean']:.2f}")
+            lines.append(
+                f"queued backfill, {k} at a time: launch to done {q['launch_to_done_s']:.1f},"
+                f" first run created to last run ended {q['created_to_last_end_s']:.1f},"
+                f" first run started to last run ended {q['first_start_to_last_end_s']:.1f},"
+                f" mean run (start to end, inside its process) {q['run_s_mean']:.2f}"
+            )
     return "\n".join(lines)
 
 
@@ -1170,12 +1551,17 @@ def phase_text(phases: dict) -> str:
 
 
 def machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0))}
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+    }
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
-        info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-                                 if line.startswith("model name"))
+        info["cpu_model"] = next(
+            line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")
+        )
         meminfo = Path("/proc/meminfo").read_text()
         info["memory_gb"] = round(int(meminfo.split("MemTotal:")[1].split()[0]) / 1024 / 1024, 1)
     except (OSError, StopIteration, IndexError):
@@ -1184,10 +1570,12 @@ def machine() -> dict:
 
     info["packages"] = {p: version(p) for p in ("dagster", "pandas", "numpy", "scikit-learn", "pyarrow")}
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True,
-                               text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
         info["git"] = commit + ("-dirty" if dirty else "")
     except OSError:
         pass
@@ -1201,30 +1589,45 @@ SECTIONS = ("pipeline", "backfill", "contract", "sensor", "dev", "imports", "que
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="bench/run.py", description=__doc__.split("\n\n")[0],
+        prog="bench/run.py",
+        description=__doc__.split("\n\n")[0],
         epilog="Examples: make bench; make bench BENCH_ARGS='--sizes 10000,100000,1000000';"
-               " python bench/run.py --quick")
-    parser.add_argument("--sizes", default="10000,100000",
-                        help="rows per pipeline run, comma-separated (default 10000,100000)")
+        " python bench/run.py --quick",
+    )
+    parser.add_argument(
+        "--sizes", default="10000,100000", help="rows per pipeline run, comma-separated (default 10000,100000)"
+    )
     parser.add_argument("--reps", type=int, default=3, help="repetitions of every measure (default 3)")
-    parser.add_argument("--quick", action="store_true",
-                        help="CI smoke test: 10k rows, 1 repetition, no dagster dev, no backfill")
-    parser.add_argument("--skip", default="",
-                        help=f"sections to leave out, comma-separated: {', '.join(SECTIONS)}"
-                             " (prefect: the pipeline's Prefect 3 variant, and installing its venv)")
+    parser.add_argument(
+        "--quick", action="store_true", help="CI smoke test: 10k rows, 1 repetition, no dagster dev, no backfill"
+    )
+    parser.add_argument(
+        "--skip",
+        default="",
+        help=f"sections to leave out, comma-separated: {', '.join(SECTIONS)}"
+        " (prefect: the pipeline's Prefect 3 variant, and installing its venv)",
+    )
     parser.add_argument("--backfill-days", type=int, default=30)
     parser.add_argument("--backfill-rows-per-day", type=int, default=50_000)
-    parser.add_argument("--queued-backfill", action="store_true",
-                        help="also backfill the whole training job in `dagster dev`, 1 vs 2 runs at"
-                             " a time (queued run coordinator; about 8 minutes per repetition)")
+    parser.add_argument(
+        "--queued-backfill",
+        action="store_true",
+        help="also backfill the whole training job in `dagster dev`, 1 vs 2 runs at"
+        " a time (queued run coordinator; about 8 minutes per repetition)",
+    )
     parser.add_argument("--queued-days", type=int, default=30)
     parser.add_argument("--queued-rows-per-day", type=int, default=1000)
     parser.add_argument("--queued-reps", type=int, default=1)
-    parser.add_argument("--contract-rows", type=int, default=1_000_000,
-                        help="rows of the window the data-contract measure ingests (default 1000000)")
+    parser.add_argument(
+        "--contract-rows",
+        type=int,
+        default=1_000_000,
+        help="rows of the window the data-contract measure ingests (default 1000000)",
+    )
     parser.add_argument("--sensor-files", type=int, default=1000)
-    parser.add_argument("--serving-seconds", type=float, default=10.0,
-                        help="length of each serving load measure (default 10)")
+    parser.add_argument(
+        "--serving-seconds", type=float, default=10.0, help="length of each serving load measure (default 10)"
+    )
     parser.add_argument("--results-dir", default=str(BENCH / "results"))
     parser.add_argument("--workdir", default=None, help="where temp projects go (default: a new temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the temp projects and logs")
@@ -1246,20 +1649,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ml_platform_bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    log(f"work folder {workdir}; sizes {args.sizes}; {args.reps} repetition(s);"
-        f" skipping {', '.join(sorted(args.skip)) or 'nothing'}")
-    results: dict = {"started": started.isoformat(), "machine": machine(), "targets": TARGETS,
-                     "args": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(args).items()},
-                     "method": {
-                         "wall": "whole-process wall time (perf_counter around posix_spawn..wait4),"
-                                 " imports included",
-                         "memory": "peak RSS of each process (ru_maxrss from os.wait4 of that process); for"
-                                   " two CLI commands the larger of the two",
-                         "median_of": args.reps,
-                     }}
+    log(
+        f"work folder {workdir}; sizes {args.sizes}; {args.reps} repetition(s);"
+        f" skipping {', '.join(sorted(args.skip)) or 'nothing'}"
+    )
+    results: dict = {
+        "started": started.isoformat(),
+        "machine": machine(),
+        "targets": TARGETS,
+        "args": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(args).items()},
+        "method": {
+            "wall": "whole-process wall time (perf_counter around posix_spawn..wait4), imports included",
+            "memory": "peak RSS of each process (ru_maxrss from os.wait4 of that process); for"
+            " two CLI commands the larger of the two",
+            "median_of": args.reps,
+        },
+    }
     exit_code = 0
     try:
         ws = Workspace(workdir / "projects")
@@ -1272,16 +1680,17 @@ def main(argv: list[str] | None = None) -> int:
                 results["machine"]["packages"]["prefect"] = prefect_version(prefect)
             results["pipeline"] = {}
             for rows in args.sizes:
-                results["pipeline"][rows_label(rows)] = bench_pipeline(ws, rows, args.reps, args.keep,
-                                                                       prefect)
+                results["pipeline"][rows_label(rows)] = bench_pipeline(ws, rows, args.reps, args.keep, prefect)
         if "backfill" not in args.skip:
-            results["backfill"] = bench_backfill(ws, args.backfill_days, args.backfill_rows_per_day,
-                                                 args.reps, args.keep)
+            results["backfill"] = bench_backfill(
+                ws, args.backfill_days, args.backfill_rows_per_day, args.reps, args.keep
+            )
         if "contract" not in args.skip:
             results["contract"] = bench_contract(ws, args.contract_rows, args.reps, args.keep)
         if "queued" not in args.skip:
-            results["queued"] = bench_queued(ws, args.queued_days, args.queued_rows_per_day,
-                                             args.queued_reps, args.keep)
+            results["queued"] = bench_queued(
+                ws, args.queued_days, args.queued_rows_per_day, args.queued_reps, args.keep
+            )
         if "sensor" not in args.skip:
             results["sensor"] = bench_sensor(ws, args.sensor_files, args.reps, args.keep)
         if "dev" not in args.skip:
@@ -1297,7 +1706,7 @@ def main(argv: list[str] | None = None) -> int:
         results["error"] = str(exc)
         exit_code = 1
     finally:
-        results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
+        results["finished"] = dt.datetime.now(dt.UTC).isoformat()
         table = build_table(results)
         results["table"] = [dict(zip(("measure", "figure", "target", "met"), row)) for row in table]
         out_dir = Path(args.results_dir)
@@ -1311,22 +1720,27 @@ def main(argv: list[str] | None = None) -> int:
     m = results["machine"]
     took = (dt.datetime.fromisoformat(results["finished"]) - started).total_seconds()
     print()
-    print(f"ml_platform bench: medians of {args.reps} run(s), interleaved; {m.get('cpu_model', '?')},"
-          f" {m['cpus']} CPUs, {m.get('memory_gb', '?')} GB; Python {m['python']},"
-          f" dagster {m['packages']['dagster']}, scikit-learn {m['packages']['scikit-learn']}"
-          + (f", prefect {m['packages']['prefect']}" if "prefect" in m["packages"] else "") + ";"
-          f" took {took:.0f} s")
+    print(
+        f"ml_platform bench: medians of {args.reps} run(s), interleaved; {m.get('cpu_model', '?')},"
+        f" {m['cpus']} CPUs, {m.get('memory_gb', '?')} GB; Python {m['python']},"
+        f" dagster {m['packages']['dagster']}, scikit-learn {m['packages']['scikit-learn']}"
+        + (f", prefect {m['packages']['prefect']}" if "prefect" in m["packages"] else "")
+        + ";"
+        f" took {took:.0f} s"
+    )
     print()
     print(format_table(table))
     print()
-    print("Pipeline: whole processes (imports included), the CLI is two `dagster asset materialize`\n"
-          "commands; peak RSS is per process (the larger CLI command). Backfill: the work inside one\n"
-          "process (imports excluded: the same in every variant); the range-vs-single-runs speedup\n"
-          "comes from running fewer runs, the 2nd-core row isolates parallelism. Sensor: the tick alone,\n"
-          "in a process that has loaded the code location; memory = peak RSS during the tick - RSS before.\n"
-          "Prefect: the plain script's functions as the tasks of one flow (bench/.prefect-venv), with\n"
-          "the temporary local API server Prefect starts by default; its peak RSS is os.wait4's like\n"
-          "every variant's: the larger of its two processes, not their sum; the server's is beside it.")
+    print(
+        "Pipeline: whole processes (imports included), the CLI is two `dagster asset materialize`\n"
+        "commands; peak RSS is per process (the larger CLI command). Backfill: the work inside one\n"
+        "process (imports excluded: the same in every variant); the range-vs-single-runs speedup\n"
+        "comes from running fewer runs, the 2nd-core row isolates parallelism. Sensor: the tick alone,\n"
+        "in a process that has loaded the code location; memory = peak RSS during the tick - RSS before.\n"
+        "Prefect: the plain script's functions as the tasks of one flow (bench/.prefect-venv), with\n"
+        "the temporary local API server Prefect starts by default; its peak RSS is os.wait4's like\n"
+        "every variant's: the larger of its two processes, not their sum; the server's is beside it."
+    )
     breakdown = where_time_goes(results)
     if breakdown:
         print()

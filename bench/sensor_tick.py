@@ -21,8 +21,8 @@ import json  # noqa: E402
 
 import dagster as dg  # noqa: E402
 
-from ml_platform.definitions import defs  # noqa: E402
 from ml_platform.backends.local import LocalLandingZone  # noqa: E402
+from ml_platform.definitions import defs  # noqa: E402
 
 
 def _status_kb(field: str) -> int:
@@ -60,25 +60,25 @@ def main() -> None:
         exact = _reset_peak()
         rss_before = _status_kb("VmRSS")
         started = time.perf_counter()
-        context = dg.build_sensor_context(
-            instance=instance, cursor=cursor, resources={"landing_zone": landing}
-        )
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"landing_zone": landing})
         outcome = sensor(context)
         seconds = time.perf_counter() - started
         rss_after = _status_kb("VmRSS")
         peak = _status_kb("VmHWM") if exact else rss_after
         requests = list(outcome.run_requests or []) if isinstance(outcome, dg.SensorResult) else []
         cursor = outcome.cursor if isinstance(outcome, dg.SensorResult) else cursor
-        ticks.append({
-            "tick": number,
-            "seconds": seconds,
-            "rss_before_mb": rss_before / 1024,
-            "peak_mb": peak / 1024,
-            "delta_mb": (peak - rss_before) / 1024,
-            "peak_exact": exact,
-            "run_requests": len(requests),
-            "ingest_requests": sum(1 for r in requests if r.run_key.startswith("ingest:")),
-        })
+        ticks.append(
+            {
+                "tick": number,
+                "seconds": seconds,
+                "rss_before_mb": rss_before / 1024,
+                "peak_mb": peak / 1024,
+                "delta_mb": (peak - rss_before) / 1024,
+                "peak_exact": exact,
+                "run_requests": len(requests),
+                "ingest_requests": sum(1 for r in requests if r.run_key.startswith("ingest:")),
+            }
+        )
     result["ticks"] = ticks
     with open(args.result, "w") as handle:
         json.dump(result, handle)

@@ -41,7 +41,8 @@ RELOADS = 10
 
 TARGETS = {
     # p50 of one single-row request (1 client) at most 1.5x the in-process call plus 1 ms
-    "serve_p50_factor": 1.5, "serve_p50_plus_ms": 1.0,
+    "serve_p50_factor": 1.5,
+    "serve_p50_plus_ms": 1.0,
     # requests (or rows) per second at 16 clients at least 2x MLflow's
     "serve_throughput_vs_mlflow": 2.0,
     "serve_reload_errors": 0,
@@ -61,9 +62,9 @@ def free_port() -> int:
 # -- models ------------------------------------------------------------------------------------
 def build_models(store_dir: Path) -> dict[str, dict]:
     """The two models in a local model store (promoted), and a second demo version for reloads."""
+    from ml_platform.backends.local import LocalModelStore
     from ml_platform.demo import breast_cancer_frame, synthetic_frame
     from ml_platform.ml import make_model
-    from ml_platform.backends.local import LocalModelStore
     from ml_platform.signature import infer_signature
 
     store = LocalModelStore(root=str(store_dir))
@@ -76,12 +77,18 @@ def build_models(store_dir: Path) -> dict[str, dict]:
         x, y = frame.drop(columns=["target"]), frame["target"]
         versions = []
         for seed in (42, 7):
-            model = make_model("classification", "random_forest",
-                               {"n_estimators": 100, "max_depth": 10, "random_state": seed})
+            model = make_model(
+                "classification", "random_forest", {"n_estimators": 100, "max_depth": 10, "random_state": seed}
+            )
             model.fit(x, y)
             signature = infer_signature(x, "target", "classification", list(model.classes_))
-            metadata = {"task": "classification", "signature": signature.to_dict(), "metrics": {},
-                        "feature_columns": list(x.columns), "target": "target"}
+            metadata = {
+                "task": "classification",
+                "signature": signature.to_dict(),
+                "metrics": {},
+                "feature_columns": list(x.columns),
+                "target": "target",
+            }
             versions.append(store.save_version(name, model, metadata).version)
         store.promote(name, versions[0], reason="bench")
         models[name] = {"x": x, "versions": versions}
@@ -111,9 +118,21 @@ def wrk(url: str, body: bytes, clients: int, seconds: float, workdir: Path, head
     )
     threads = min(clients, 2)
     proc = subprocess.run(
-        [ensure_wrk(), f"-t{threads}", f"-c{clients}", f"-d{seconds:g}s", "--latency", "--timeout", "30s",
-         "-s", str(script), url],
-        capture_output=True, text=True, timeout=seconds + 120,
+        [
+            ensure_wrk(),
+            f"-t{threads}",
+            f"-c{clients}",
+            f"-d{seconds:g}s",
+            "--latency",
+            "--timeout",
+            "30s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
     )
     return parse_wrk(proc.stdout + proc.stderr)
 
@@ -141,18 +160,23 @@ def parse_wrk(output: str) -> dict:
 
 # -- servers -------------------------------------------------------------------------------------
 class Server:
-    def __init__(self, command: list[str], port: int, env: dict, log_path: Path, ready_path: str,
-                 ready_body: bytes | None = None):
+    def __init__(
+        self, command: list[str], port: int, env: dict, log_path: Path, ready_path: str, ready_body: bytes | None = None
+    ):
         self.port, self.log_path = port, log_path
-        self.process = subprocess.Popen(command, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            command, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{command[:3]} exited:\n{log_path.read_text()[-3000:]}")
             try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}{ready_path}", data=ready_body,
-                                                 headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}{ready_path}",
+                    data=ready_body,
+                    headers={"Content-Type": "application/json"},
+                )
                 with urllib.request.urlopen(request, timeout=5) as response:
                     if response.status == 200:
                         return
@@ -178,22 +202,26 @@ def mlflow_python() -> Path:
     import sklearn
 
     if python.exists():
-        check = subprocess.run([str(python), "-c", "import mlflow, sklearn; print(sklearn.__version__)"],
-                               capture_output=True, text=True)
+        check = subprocess.run(
+            [str(python), "-c", "import mlflow, sklearn; print(sklearn.__version__)"], capture_output=True, text=True
+        )
         if check.returncode == 0 and check.stdout.strip() == sklearn.__version__:
             return python
         shutil.rmtree(MLFLOW_VENV)
     log(f"installing {MLFLOW_REQUIREMENT} in {MLFLOW_VENV} (its own venv; a few minutes, once)")
     subprocess.run([sys.executable, "-m", "venv", str(MLFLOW_VENV)], check=True)
     # The same scikit-learn as the project's: the model pickle is loaded as it is.
-    subprocess.run([str(python), "-m", "pip", "install", "-q", MLFLOW_REQUIREMENT,
-                    f"scikit-learn=={sklearn.__version__}"], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", MLFLOW_REQUIREMENT, f"scikit-learn=={sklearn.__version__}"],
+        check=True,
+    )
     return python
 
 
 def mlflow_version(python: Path) -> str:
-    return subprocess.run([str(python), "-c", "import mlflow; print(mlflow.__version__)"], capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        [str(python), "-c", "import mlflow; print(mlflow.__version__)"], capture_output=True, text=True
+    ).stdout.strip()
 
 
 def mlflow_model(python: Path, artifact: Path, example: pd.DataFrame, out: Path) -> Path:
@@ -236,8 +264,12 @@ def in_process(model, x: pd.DataFrame, seconds: float, clients: int, rows: int) 
         t.join()
     took = time.perf_counter() - started
     every = [v for part in latencies for v in part]
-    return {"p50_ms": float(np.percentile(every, 50)), "p99_ms": float(np.percentile(every, 99)),
-            "requests_per_s": len(every) / took, "requests": len(every)}
+    return {
+        "p50_ms": float(np.percentile(every, 50)),
+        "p99_ms": float(np.percentile(every, 99)),
+        "requests_per_s": len(every) / took,
+        "requests": len(every),
+    }
 
 
 def bodies(x: pd.DataFrame) -> dict[str, dict[str, bytes]]:
@@ -245,10 +277,14 @@ def bodies(x: pd.DataFrame) -> dict[str, dict[str, bytes]]:
     big = x.sample(BIG_ROWS, replace=True, random_state=0)
     split = lambda f: json.loads(f.to_json(orient="split", index=False))  # noqa: E731
     return {
-        "ours": {"one": json.dumps({"columns": split(one)["columns"], "data": split(one)["data"]}).encode(),
-                 "big": json.dumps({"columns": split(big)["columns"], "data": split(big)["data"]}).encode()},
-        "mlflow": {"one": json.dumps({"dataframe_split": split(one)}).encode(),
-                   "big": json.dumps({"dataframe_split": split(big)}).encode()},
+        "ours": {
+            "one": json.dumps({"columns": split(one)["columns"], "data": split(one)["data"]}).encode(),
+            "big": json.dumps({"columns": split(big)["columns"], "data": split(big)["data"]}).encode(),
+        },
+        "mlflow": {
+            "one": json.dumps({"dataframe_split": split(one)}).encode(),
+            "big": json.dumps({"dataframe_split": split(big)}).encode(),
+        },
     }
 
 
@@ -266,39 +302,85 @@ def bench_serving(workdir: Path, seconds: float = 10.0) -> dict:
     env.pop("ML_PLATFORM_SERVE_TOKEN", None)
     results: dict = {"seconds_per_measure": seconds, "models": {}, "mlflow": mlflow_version(python)}
     ours_port = free_port()
-    ours = Server([str(BIN / "ml-platform"), "serve", "--store-dir", str(store_dir), "--model", "demo", "--model",
-                   "forest20", "--port", str(ours_port), "--reload-interval", "0.5"],
-                  ours_port, env, workdir / "serve.log", "/readyz")
+    ours = Server(
+        [
+            str(BIN / "ml-platform"),
+            "serve",
+            "--store-dir",
+            str(store_dir),
+            "--model",
+            "demo",
+            "--model",
+            "forest20",
+            "--port",
+            str(ours_port),
+            "--reload-interval",
+            "0.5",
+        ],
+        ours_port,
+        env,
+        workdir / "serve.log",
+        "/readyz",
+    )
     try:
         for name, info in models.items():
             x = info["x"]
             sklearn_model, version = store.load(name)
             model = for_requests(sklearn_model)
             body = bodies(x)
-            out = mlflow_model(python, store_dir / name / version.version / "model.joblib", x.head(50),
-                               workdir / f"mlflow-{name}")
+            out = mlflow_model(
+                python, store_dir / name / version.version / "model.joblib", x.head(50), workdir / f"mlflow-{name}"
+            )
             port = free_port()
-            mlflow_env = {**os.environ, "MLFLOW_TRACKING_URI": str(workdir / "mlruns"),
-                          "PATH": f"{python.parent}:{os.environ['PATH']}"}
+            mlflow_env = {
+                **os.environ,
+                "MLFLOW_TRACKING_URI": str(workdir / "mlruns"),
+                "PATH": f"{python.parent}:{os.environ['PATH']}",
+            }
             log(f"{name}: starting mlflow models serve")
-            mlflow = Server([str(python.parent / "mlflow"), "models", "serve", "-m", str(out), "-h", "127.0.0.1",
-                             "-p", str(port), "--env-manager", "local"], port, mlflow_env,
-                            workdir / f"mlflow-{name}.log", "/invocations", body["mlflow"]["one"])
+            mlflow = Server(
+                [
+                    str(python.parent / "mlflow"),
+                    "models",
+                    "serve",
+                    "-m",
+                    str(out),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "--env-manager",
+                    "local",
+                ],
+                port,
+                mlflow_env,
+                workdir / f"mlflow-{name}.log",
+                "/invocations",
+                body["mlflow"]["one"],
+            )
             measured: dict = {}
             try:
                 for clients in (1, 16):
                     log(f"{name}: single-row, {clients} client(s)")
                     measured[f"limit_one_c{clients}"] = in_process(model, x, seconds, clients, 1)
-                    measured[f"ours_one_c{clients}"] = wrk(f"http://127.0.0.1:{ours_port}/v1/models/{name}/predict",
-                                                           body["ours"]["one"], clients, seconds, workdir)
-                    measured[f"mlflow_one_c{clients}"] = wrk(f"http://127.0.0.1:{port}/invocations",
-                                                             body["mlflow"]["one"], clients, seconds, workdir)
+                    measured[f"ours_one_c{clients}"] = wrk(
+                        f"http://127.0.0.1:{ours_port}/v1/models/{name}/predict",
+                        body["ours"]["one"],
+                        clients,
+                        seconds,
+                        workdir,
+                    )
+                    measured[f"mlflow_one_c{clients}"] = wrk(
+                        f"http://127.0.0.1:{port}/invocations", body["mlflow"]["one"], clients, seconds, workdir
+                    )
                 log(f"{name}: {BIG_ROWS}-row requests, 16 clients")
                 measured["limit_big_c16"] = in_process(model, x, seconds, 16, BIG_ROWS)
-                measured["ours_big_c16"] = wrk(f"http://127.0.0.1:{ours_port}/v1/models/{name}/predict",
-                                               body["ours"]["big"], 16, seconds, workdir)
-                measured["mlflow_big_c16"] = wrk(f"http://127.0.0.1:{port}/invocations", body["mlflow"]["big"],
-                                                 16, seconds, workdir)
+                measured["ours_big_c16"] = wrk(
+                    f"http://127.0.0.1:{ours_port}/v1/models/{name}/predict", body["ours"]["big"], 16, seconds, workdir
+                )
+                measured["mlflow_big_c16"] = wrk(
+                    f"http://127.0.0.1:{port}/invocations", body["mlflow"]["big"], 16, seconds, workdir
+                )
             finally:
                 mlflow.stop()
             results["models"][name] = measured
@@ -333,11 +415,13 @@ def reload_under_load(store, versions: list[str], port: int, workdir: Path, seco
     mover.join()
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    loaded = sum(float(line.split()[-1]) for line in text.splitlines()
-                 if line.startswith('ml_platform_model_reloads_total{model="demo",outcome="loaded"}'))
+    loaded = sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith('ml_platform_model_reloads_total{model="demo",outcome="loaded"}')
+    )
     load.pop("raw", None)
-    return {"moves": len(moves), "reloads_loaded": loaded, **load,
-            "errors": load["non_2xx"] + load["socket_errors"]}
+    return {"moves": len(moves), "reloads_loaded": loaded, **load, "errors": load["non_2xx"] + load["socket_errors"]}
 
 
 def table_rows(results: dict) -> list[tuple[str, str, str, str]]:
@@ -346,30 +430,52 @@ def table_rows(results: dict) -> list[tuple[str, str, str, str]]:
         label = "demo model (100 trees, 30 features)" if name == "demo" else "100-tree forest, 20 features"
         limit, ours, mlflow = m["limit_one_c1"], m["ours_one_c1"], m["mlflow_one_c1"]
         bound = TARGETS["serve_p50_factor"] * limit["p50_ms"] + TARGETS["serve_p50_plus_ms"]
-        rows.append((f"serving {label}: single row, 1 client, p50 / p99: in-process / ml-platform serve / MLflow",
-                     f"{limit['p50_ms']:.2f}/{limit['p99_ms']:.2f} ms | {ours['p50_ms']:.2f}/{ours['p99_ms']:.2f} ms"
-                     f" | {mlflow['p50_ms']:.2f}/{mlflow['p99_ms']:.2f} ms",
-                     f"p50 <= 1.5x in-process + 1 ms = {bound:.2f} ms", "yes" if ours["p50_ms"] <= bound else "NO"))
+        rows.append(
+            (
+                f"serving {label}: single row, 1 client, p50 / p99: in-process / ml-platform serve / MLflow",
+                f"{limit['p50_ms']:.2f}/{limit['p99_ms']:.2f} ms | {ours['p50_ms']:.2f}/{ours['p99_ms']:.2f} ms"
+                f" | {mlflow['p50_ms']:.2f}/{mlflow['p99_ms']:.2f} ms",
+                f"p50 <= 1.5x in-process + 1 ms = {bound:.2f} ms",
+                "yes" if ours["p50_ms"] <= bound else "NO",
+            )
+        )
         limit, ours, mlflow = m["limit_one_c16"], m["ours_one_c16"], m["mlflow_one_c16"]
         ratio = ours["requests_per_s"] / mlflow["requests_per_s"]
-        rows.append((f"serving {label}: single row, 16 clients, p50 / p99 and requests/s:"
-                     " in-process / ml-platform serve / MLflow",
-                     f"{limit['p50_ms']:.1f}/{limit['p99_ms']:.1f} ms {limit['requests_per_s']:.0f}/s |"
-                     f" {ours['p50_ms']:.1f}/{ours['p99_ms']:.1f} ms {ours['requests_per_s']:.0f}/s |"
-                     f" {mlflow['p50_ms']:.1f}/{mlflow['p99_ms']:.1f} ms {mlflow['requests_per_s']:.0f}/s"
-                     f" = {ratio:.2f}x MLflow", ">= 2x MLflow", "yes" if ratio >= 2 else "NO"))
+        rows.append(
+            (
+                f"serving {label}: single row, 16 clients, p50 / p99 and requests/s:"
+                " in-process / ml-platform serve / MLflow",
+                f"{limit['p50_ms']:.1f}/{limit['p99_ms']:.1f} ms {limit['requests_per_s']:.0f}/s |"
+                f" {ours['p50_ms']:.1f}/{ours['p99_ms']:.1f} ms {ours['requests_per_s']:.0f}/s |"
+                f" {mlflow['p50_ms']:.1f}/{mlflow['p99_ms']:.1f} ms {mlflow['requests_per_s']:.0f}/s"
+                f" = {ratio:.2f}x MLflow",
+                ">= 2x MLflow",
+                "yes" if ratio >= 2 else "NO",
+            )
+        )
         limit, ours, mlflow = m["limit_big_c16"], m["ours_big_c16"], m["mlflow_big_c16"]
         ratio = ours["requests_per_s"] / mlflow["requests_per_s"]
-        rows.append((f"serving {label}: {BIG_ROWS}-row requests, 16 clients, rows/s: in-process / ml-platform serve"
-                     " / MLflow",
-                     f"{limit['requests_per_s'] * BIG_ROWS:,.0f} | {ours['requests_per_s'] * BIG_ROWS:,.0f} |"
-                     f" {mlflow['requests_per_s'] * BIG_ROWS:,.0f} = {ratio:.2f}x MLflow", ">= 2x MLflow",
-                     "yes" if ratio >= 2 else "NO"))
+        rows.append(
+            (
+                f"serving {label}: {BIG_ROWS}-row requests, 16 clients, rows/s: in-process / ml-platform serve"
+                " / MLflow",
+                f"{limit['requests_per_s'] * BIG_ROWS:,.0f} | {ours['requests_per_s'] * BIG_ROWS:,.0f} |"
+                f" {mlflow['requests_per_s'] * BIG_ROWS:,.0f} = {ratio:.2f}x MLflow",
+                ">= 2x MLflow",
+                "yes" if ratio >= 2 else "NO",
+            )
+        )
     reload = results.get("reload")
     if reload:
-        rows.append((f"serving: {reload['moves']} production moves under 16 clients ({reload['requests']:,} requests,"
-                     f" {reload['reloads_loaded']:.0f} versions loaded)", f"{reload['errors']} failed requests",
-                     "0", "yes" if reload["errors"] == 0 and reload["reloads_loaded"] >= reload["moves"] else "NO"))
+        rows.append(
+            (
+                f"serving: {reload['moves']} production moves under 16 clients ({reload['requests']:,} requests,"
+                f" {reload['reloads_loaded']:.0f} versions loaded)",
+                f"{reload['errors']} failed requests",
+                "0",
+                "yes" if reload["errors"] == 0 and reload["reloads_loaded"] >= reload["moves"] else "NO",
+            )
+        )
     return rows
 
 

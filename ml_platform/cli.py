@@ -153,8 +153,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             gate = versions[-1].metadata.get("gate_metric") or metrics[0]
             higher = GATE_METRICS.get(task, {}).get(gate, True)
             worst = float("-inf") if higher else float("inf")
-            versions = sorted(versions, key=lambda v: v.metadata.get("metrics", {}).get(gate, worst),
-                              reverse=higher)
+            versions = sorted(versions, key=lambda v: v.metadata.get("metrics", {}).get(gate, worst), reverse=higher)
         rows = [
             {
                 "model": name,
@@ -277,11 +276,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         actor = getpass.getuser()
     except (KeyError, OSError):
         actor = "unknown"
-    record = store.promote(
-        name, target, reason=args.reason or "rollback", actor=f"ml-platform rollback ({actor})"
+    record = store.promote(name, target, reason=args.reason or "rollback", actor=f"ml-platform rollback ({actor})")
+    print(
+        f"production {name}: {pointer['version']} -> {record['version']}"
+        f" (by {record['actor']} at {record['promoted_at']}: {record['reason']})"
     )
-    print(f"production {name}: {pointer['version']} -> {record['version']}"
-          f" (by {record['actor']} at {record['promoted_at']}: {record['reason']})")
     note = _signature_note(store.get_version(name, pointer["version"]), target_version)
     if note:
         print(note)
@@ -298,8 +297,10 @@ def _signature_note(old, new) -> str | None:
     change = compare(before, after)
     if not change.breaking:
         return None
-    return (f"note: {new.version} takes other columns than {old.version} did ({change.describe()}):"
-            " callers must send its columns")
+    return (
+        f"note: {new.version} takes other columns than {old.version} did ({change.describe()}):"
+        " callers must send its columns"
+    )
 
 
 def cmd_production(args: argparse.Namespace) -> int:
@@ -335,21 +336,24 @@ def _human(info: dict, metadata: dict) -> str:
         f"sha256 (verified): {info['sha256']}",
         f"Promoted at      : {info['promoted_at']}",
         f"Data as of       : {info['data_as_of']}",
-        f"Estimator        : {info['estimator']}"
-        + (f" (variant {info['variant']})" if info.get("variant") else ""),
+        f"Estimator        : {info['estimator']}" + (f" (variant {info['variant']})" if info.get("variant") else ""),
     ]
     if info.get("feature_transform"):
         lines.append(f"Feature transform: {info['feature_transform']}")
     if info.get("pipeline_version"):
         lines.append(f"Pipeline version : {info['pipeline_version']}")
     for entry in info.get("requirements") or []:
-        pinned = (f"{entry['distribution']}=={entry['version']}" if "distribution" in entry
-                  else f"{entry.get('file', '?')} {entry.get('sha256', '')[:19]}")
+        pinned = (
+            f"{entry['distribution']}=={entry['version']}"
+            if "distribution" in entry
+            else f"{entry.get('file', '?')} {entry.get('sha256', '')[:19]}"
+        )
         lines.append(f"Needs            : module {entry['module']} ({pinned})")
     from ml_platform.estimators import METRIC_LABELS
 
-    lines += [f"{METRIC_LABELS.get(k, k.capitalize()):<17}: {v:.4f}" for k, v in metrics.items()
-              if isinstance(v, float)]
+    lines += [
+        f"{METRIC_LABELS.get(k, k.capitalize()):<17}: {v:.4f}" for k, v in metrics.items() if isinstance(v, float)
+    ]
     lines += _signature_lines(metadata)
     return "\n".join(lines)
 
@@ -385,23 +389,28 @@ def cmd_contract(args: argparse.Namespace) -> int:
     spec = next((s for s in specs if args.model in (s.name, s.model_name)), None)
     if spec is None:
         names = ", ".join(f"{s.name} (model {s.model_name})" for s in specs)
-        raise MlPlatformError(f"--model {args.model!r} is neither a pipeline nor a model of the pipelines file"
-                              f" ({names})")
+        raise MlPlatformError(
+            f"--model {args.model!r} is neither a pipeline nor a model of the pipelines file ({names})"
+        )
     io_manager = backends_for(settings).io_manager
     key = dg.AssetKey([spec.name, "raw_data"])
-    days = io_manager.stored_partitions(key)[-args.days:]
+    days = io_manager.stored_partitions(key)[-args.days :]
     if not days:
-        raise MlPlatformError(f"no ingested days of {spec.name}: materialize {spec.name}/raw_data first"
-                              " (`dagster asset materialize --select 'key:" + spec.name + "/raw_data' ...`)")
+        raise MlPlatformError(
+            f"no ingested days of {spec.name}: materialize {spec.name}/raw_data first"
+            " (`dagster asset materialize --select 'key:" + spec.name + "/raw_data' ...`)"
+        )
     frames = {day: io_manager.stored_value(key, day) for day in days}
     kinds = {f.name: f.kind for f in spec.features.columns or [] if f.kind}
     contract, notes = suggest_contract(frames, spec.target, spec.task, kinds)
     rows = sum(len(frame) for frame in frames.values())
     indent = " " * args.indent
-    lines = [f"{indent}# The data contract of {spec.name}, as its {len(days)} newest ingested days ({days[0]} …"
-             f" {days[-1]}, {rows} rows) meet it; paste it into its entry of pipelines.yaml and tighten",
-             f"{indent}# what you know better (docs/assets-and-checks.md, the data contract).",
-             f"{indent}quality:"]
+    lines = [
+        f"{indent}# The data contract of {spec.name}, as its {len(days)} newest ingested days ({days[0]} …"
+        f" {days[-1]}, {rows} rows) meet it; paste it into its entry of pipelines.yaml and tighten",
+        f"{indent}# what you know better (docs/assets-and-checks.md, the data contract).",
+        f"{indent}quality:",
+    ]
     inner = indent + "  "
     for field in ("max_null_ratio", "min_rows", "target_missing"):
         value = contract.get(field)
@@ -415,8 +424,9 @@ def cmd_contract(args: argparse.Namespace) -> int:
     for name, note in notes.items():
         if name not in contract.get("columns", {}):
             lines.append(f"{inner}# {name}: {note}")
-    lines.append(f"{inner}# dedupe: true (the default) drops rows equal in every landing column;"
-                 " {key: [event_id]} or false")
+    lines.append(
+        f"{inner}# dedupe: true (the default) drops rows equal in every landing column; {{key: [event_id]}} or false"
+    )
     print("\n".join(lines))
     return 0
 
@@ -451,12 +461,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise MlPlatformError(f"--port {args.port} is not a TCP port")
     config = ServeConfig(
-        models=list(dict.fromkeys(models)), store_dir=args.store_dir, reload_interval_s=args.reload_interval,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_batch_rows=args.max_batch_rows,
+        models=list(dict.fromkeys(models)),
+        store_dir=args.store_dir,
+        reload_interval_s=args.reload_interval,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_batch_rows=args.max_batch_rows,
     )
-    print(f"serving {', '.join(config.models)} on http://{args.host}:{args.port}"
-          f" ({args.workers} worker{'s' if args.workers > 1 else ''}; pointers followed every"
-          f" {args.reload_interval:g} s and on SIGHUP)", flush=True)
+    print(
+        f"serving {', '.join(config.models)} on http://{args.host}:{args.port}"
+        f" ({args.workers} worker{'s' if args.workers > 1 else ''}; pointers followed every"
+        f" {args.reload_interval:g} s and on SIGHUP)",
+        flush=True,
+    )
     serve(config, args.host, args.port, args.workers, log_level=args.log_level, access_log=args.access_log)
     return 0
 
@@ -489,30 +505,54 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--check", action="store_true", help="only check that the page is current (exit 2 if not)")
     docs.set_defaults(func=cmd_docs)
 
-    con = sub.add_parser("contract", help="print a quality: block for pipelines.yaml from the ingested days",
-                         description="Read a pipeline's newest ingested raw_data days and print a `quality:` block"
-                         " (null shares, ranges, categories, ids, rows, labels) that they meet, to paste into its"
-                         " entry of pipelines.yaml.")
+    con = sub.add_parser(
+        "contract",
+        help="print a quality: block for pipelines.yaml from the ingested days",
+        description="Read a pipeline's newest ingested raw_data days and print a `quality:` block"
+        " (null shares, ranges, categories, ids, rows, labels) that they meet, to paste into its"
+        " entry of pipelines.yaml.",
+    )
     con.add_argument("--model", required=True, help="the pipeline (its name, or its model's name)")
     con.add_argument("--days", type=int, default=30, help="newest ingested days to read (default %(default)s)")
-    con.add_argument("--indent", type=int, default=4, choices=range(0, 13), metavar="N",
-                     help="spaces before `quality:`, as the entry's keys are indented (default %(default)s)")
+    con.add_argument(
+        "--indent",
+        type=int,
+        default=4,
+        choices=range(0, 13),
+        metavar="N",
+        help="spaces before `quality:`, as the entry's keys are indented (default %(default)s)",
+    )
     con.set_defaults(func=cmd_contract)
 
-    srv = sub.add_parser("serve", help="serve the production models over HTTP (hot reload, metrics)",
-                         description="Serve every model of the pipelines file (or the --model ones) over HTTP:"
-                         " POST /v1/models/NAME/predict, GET /v1/models, /livez, /readyz, /metrics."
-                         " ML_PLATFORM_SERVE_TOKEN, when set, is the bearer token every route but the probes needs.")
+    srv = sub.add_parser(
+        "serve",
+        help="serve the production models over HTTP (hot reload, metrics)",
+        description="Serve every model of the pipelines file (or the --model ones) over HTTP:"
+        " POST /v1/models/NAME/predict, GET /v1/models, /livez, /readyz, /metrics."
+        " ML_PLATFORM_SERVE_TOKEN, when set, is the bearer token every route but the probes needs.",
+    )
     srv.add_argument("--model", action="append", help="a model to serve (repeat; default: every pipeline's)")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     srv.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
     srv.add_argument("--workers", type=int, default=1, help="worker processes on the port (default %(default)s)")
-    srv.add_argument("--reload-interval", type=float, default=5.0,
-                     help="seconds between looks at the production pointers (default %(default)s)")
-    srv.add_argument("--max-body-mb", type=float, default=10.0,
-                     help="largest request body, in MiB; larger ones get 413 (default %(default)s)")
-    srv.add_argument("--max-batch-rows", type=int, default=10_000,
-                     help="most rows scored in one predict call when requests arrive together (default %(default)s)")
+    srv.add_argument(
+        "--reload-interval",
+        type=float,
+        default=5.0,
+        help="seconds between looks at the production pointers (default %(default)s)",
+    )
+    srv.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=10.0,
+        help="largest request body, in MiB; larger ones get 413 (default %(default)s)",
+    )
+    srv.add_argument(
+        "--max-batch-rows",
+        type=int,
+        default=10_000,
+        help="most rows scored in one predict call when requests arrive together (default %(default)s)",
+    )
     srv.add_argument("--store-dir", help="a local model store folder (default: the store of ML_PLATFORM_ENV)")
     srv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     srv.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
@@ -534,15 +574,18 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("production", "models"):
             p.add_argument("--json", action="store_true", help="print JSON")
         if name == "models":
-            p.add_argument("--compare", action="store_true",
-                           help="experiment history: params, data and scores of every version, best first"
-                           " by the gate's metric")
+            p.add_argument(
+                "--compare",
+                action="store_true",
+                help="experiment history: params, data and scores of every version, best first by the gate's metric",
+            )
         if name == "predict":
             p.add_argument("--input", required=True, help="rows to predict: .csv, .parquet or .json (records)")
             p.add_argument("--output", help="where to write, .csv or .parquet (default: INPUT.predictions.csv)")
             p.add_argument("--version", help="a stored version instead of production")
-            p.add_argument("--proba", action="store_true",
-                           help="also write each class's probability (proba_<class>; classifiers)")
+            p.add_argument(
+                "--proba", action="store_true", help="also write each class's probability (proba_<class>; classifiers)"
+            )
         if name == "rollback":
             p.add_argument("--to", help="version to put in production (default: the previous one)")
             p.add_argument("--reason", help="why, recorded in the store's history")

@@ -70,7 +70,7 @@ class DaySummary:
     head: pd.DataFrame
 
     @classmethod
-    def of(cls, frame: pd.DataFrame) -> "DaySummary":
+    def of(cls, frame: pd.DataFrame) -> DaySummary:
         return cls(
             rows=len(frame),
             nulls={str(c): int(n) for c, n in frame.isna().sum().items()},
@@ -86,7 +86,7 @@ class IngestedDay:
     sha256: str
     size: int
     summary: DaySummary
-    checked: "CheckedDay | None" = None
+    checked: CheckedDay | None = None
 
 
 @dataclass(frozen=True)
@@ -126,14 +126,22 @@ def ingest_day(day: str, source: str, destination: str, contract: DayContract | 
     except OSError as exc:
         raise CorruptLandingFileError(f"landing file {source} cannot be read: {exc}") from exc
     frame = parse_landing_bytes(data, source)
-    if source.endswith(".parquet") and isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 \
-            and frame.index.step == 1:
+    if (
+        source.endswith(".parquet")
+        and isinstance(frame.index, pd.RangeIndex)
+        and frame.index.start == 0
+        and frame.index.step == 1
+    ):
         atomic_write(destination, lambda handle: handle.write(data))
     else:
         atomic_write(destination, lambda handle: frame.to_parquet(handle, index=False))
-    return IngestedDay(day=day, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-                       summary=DaySummary.of(frame),
-                       checked=check_day(day, frame, contract) if contract is not None else None)
+    return IngestedDay(
+        day=day,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        summary=DaySummary.of(frame),
+        checked=check_day(day, frame, contract) if contract is not None else None,
+    )
 
 
 def check_day(day: str, stored: str | pd.DataFrame, contract: DayContract) -> CheckedDay:

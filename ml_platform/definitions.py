@@ -8,10 +8,10 @@ import pyarrow as pa
 
 from ml_platform.backends.environment import backends_for
 from ml_platform.factory import build_platform_defs
-from ml_platform.resources.notifier import notifier_from_env
-from ml_platform.runtime import PipelineRuntime
 from ml_platform.loading import load_pipelines
 from ml_platform.paths import pipelines_path
+from ml_platform.resources.notifier import notifier_from_env
+from ml_platform.runtime import PipelineRuntime
 from ml_platform.settings import Settings, load_settings
 
 

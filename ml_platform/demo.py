@@ -39,9 +39,7 @@ DATASETS = {"breast_cancer": breast_cancer_frame, "diabetes": diabetes_frame}
 
 def synthetic_frame(rows: int, seed: int, target: str) -> pd.DataFrame:
     """20 numeric features and one categorical column, from make_classification."""
-    x, y = make_classification(
-        n_samples=rows, n_features=20, n_informative=10, n_redundant=4, random_state=seed
-    )
+    x, y = make_classification(n_samples=rows, n_features=20, n_informative=10, n_redundant=4, random_state=seed)
     frame = pd.DataFrame(x, columns=[f"feature_{i:02d}" for i in range(x.shape[1])])
     rng = np.random.default_rng(seed)
     frame["segment"] = rng.choice(SEGMENTS, size=rows)

@@ -52,7 +52,9 @@ def profile(frame: pd.DataFrame, target: str) -> dict[str, Any]:
                 continue
             edges = np.unique(np.quantile(numbers, np.linspace(0, 1, BINS + 1)[1:-1]))
             features[str(column)] = {
-                "kind": "numeric", "edges": _round(edges), "shares": _round(np.asarray(_numeric_shares(numbers, edges))),
+                "kind": "numeric",
+                "edges": _round(edges),
+                "shares": _round(np.asarray(_numeric_shares(numbers, edges))),
                 "percentiles": _round(np.quantile(numbers, PERCENTILES)),
             }
         elif kind in ("categorical", "boolean"):  # booleans are categories here (dates are not profiled)
@@ -66,8 +68,9 @@ def _numeric_shares(numbers: np.ndarray, edges: np.ndarray) -> list[float]:
     return (counts / max(1, counts.sum())).tolist()
 
 
-def psi(expected: list[float] | np.ndarray, actual: list[float] | np.ndarray,
-        n_expected: int = 0, n_actual: int = 0) -> float:
+def psi(
+    expected: list[float] | np.ndarray, actual: list[float] | np.ndarray, n_expected: int = 0, n_actual: int = 0
+) -> float:
     """PSI of two share vectors. With the row counts, shares are smoothed (half a row added to
     every bin), so a bin that happens to be empty in a small day does not count as drift."""
     q = np.asarray(expected, dtype="float64")
@@ -105,22 +108,37 @@ def compare(reference: dict[str, Any], frame: pd.DataFrame, method: str, thresho
     rows = []
     for column, ref in reference["features"].items():
         if column not in frame.columns:
-            rows.append({"Feature": column, "Statistic": "missing", "Value": float("nan"),
-                         "Threshold": threshold, "Drifted": True})
+            rows.append(
+                {
+                    "Feature": column,
+                    "Statistic": "missing",
+                    "Value": float("nan"),
+                    "Threshold": threshold,
+                    "Drifted": True,
+                }
+            )
             continue
         values = frame[column].dropna()
         if ref["kind"] == "numeric":
             try:
                 numbers = values.to_numpy(dtype="float64")
             except (TypeError, ValueError):
-                rows.append({"Feature": column, "Statistic": "not numeric", "Value": float("nan"),
-                             "Threshold": threshold, "Drifted": True})
+                rows.append(
+                    {
+                        "Feature": column,
+                        "Statistic": "not numeric",
+                        "Value": float("nan"),
+                        "Threshold": threshold,
+                        "Drifted": True,
+                    }
+                )
                 continue
             if method == "ks":
                 value, statistic = ks(ref["percentiles"], numbers), "KS"
             else:
-                value = psi(ref["shares"], _numeric_shares(numbers, np.asarray(ref["edges"])),
-                            reference["rows"], len(numbers))
+                value = psi(
+                    ref["shares"], _numeric_shares(numbers, np.asarray(ref["edges"])), reference["rows"], len(numbers)
+                )
                 statistic = "PSI"
         else:
             shares = values.astype(str).value_counts(normalize=True)
@@ -132,6 +150,13 @@ def compare(reference: dict[str, Any], frame: pd.DataFrame, method: str, thresho
         limit = threshold if statistic == method.upper() else DEFAULT_THRESHOLDS["psi"]
         bins = len(ref["shares"]) + (1 if ref["kind"] == "categorical" else 0)
         limit = round(max(limit, noise_floor(statistic, bins, len(values), reference["rows"])), 6)
-        rows.append({"Feature": column, "Statistic": statistic, "Value": round(value, 6),
-                     "Threshold": limit, "Drifted": bool(value > limit)})
+        rows.append(
+            {
+                "Feature": column,
+                "Statistic": statistic,
+                "Value": round(value, 6),
+                "Threshold": limit,
+                "Drifted": bool(value > limit),
+            }
+        )
     return sorted(rows, key=lambda r: (-1 if np.isnan(r["Value"]) else 0, -np.nan_to_num(r["Value"])))

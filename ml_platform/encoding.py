@@ -51,7 +51,7 @@ def inferred_kind(series: pd.Series) -> str:
         return "numeric"
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return "datetime"
-    if dtype == object:
+    if pd.api.types.is_object_dtype(dtype):
         values = series.dropna()
         if len(values) and values.map(lambda v: isinstance(v, (bool, np.bool_))).all():
             return "boolean"
@@ -73,9 +73,14 @@ class TableEncoder(TransformerMixin, BaseEstimator):
     input. ``max_categories`` / ``min_frequency``: the bound of a one-hot encoding.
     """
 
-    def __init__(self, kinds: dict[str, str] | None = None, native: bool = False, sparse: bool = False,
-                 max_categories: int = constants.DEFAULT_ENCODING_MAX_CATEGORIES,
-                 min_frequency: int = constants.DEFAULT_ENCODING_MIN_FREQUENCY):
+    def __init__(
+        self,
+        kinds: dict[str, str] | None = None,
+        native: bool = False,
+        sparse: bool = False,
+        max_categories: int = constants.DEFAULT_ENCODING_MAX_CATEGORIES,
+        min_frequency: int = constants.DEFAULT_ENCODING_MIN_FREQUENCY,
+    ):
         self.kinds = kinds
         self.native = native
         self.sparse = sparse
@@ -101,8 +106,11 @@ class TableEncoder(TransformerMixin, BaseEstimator):
         width = len(self.number_names_)
         if self.categorical_:
             self.onehot_ = OneHotEncoder(
-                handle_unknown="infrequent_if_exist", max_categories=self.max_categories,
-                min_frequency=self.min_frequency, sparse_output=True, dtype=np.float64,
+                handle_unknown="infrequent_if_exist",
+                max_categories=self.max_categories,
+                min_frequency=self.min_frequency,
+                sparse_output=True,
+                dtype=np.float64,
             ).fit(self._texts(frame))
             width += len(self.onehot_.get_feature_names_out())
         filled = len(self.number_names_) + len(self.categorical_)  # one non-zero per categorical column
@@ -154,7 +162,9 @@ class TableEncoder(TransformerMixin, BaseEstimator):
     # -- the columns -------------------------------------------------------------------------------
     def _frame(self, X: Any, fitting: bool = False) -> pd.DataFrame:
         if not isinstance(X, pd.DataFrame):
-            raise TypeError(f"TableEncoder takes a DataFrame (its columns have names and kinds), got {type(X).__name__}")
+            raise TypeError(
+                f"TableEncoder takes a DataFrame (its columns have names and kinds), got {type(X).__name__}"
+            )
         frame = X.rename(columns=str)
         if fitting:
             self.feature_names_in_ = np.asarray(list(frame.columns), dtype=object)
@@ -181,5 +191,4 @@ class TableEncoder(TransformerMixin, BaseEstimator):
         return pd.DataFrame(columns, index=frame.index)
 
     def _texts(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame({c: category_text(frame[c]).fillna(MISSING) for c in self.categorical_},
-                            index=frame.index)
+        return pd.DataFrame({c: category_text(frame[c]).fillna(MISSING) for c in self.categorical_}, index=frame.index)

@@ -111,11 +111,14 @@ class ImportedEstimator:
         try:
             estimator = factory(**params)
         except Exception as exc:  # noqa: BLE001 - the team's code refused the params: say which and why
-            raise UserCodeError(f"{self.import_path}(**params) failed: {type(exc).__name__}: {exc}",
-                                about_params=bool(params)) from None
+            raise UserCodeError(
+                f"{self.import_path}(**params) failed: {type(exc).__name__}: {exc}", about_params=bool(params)
+            ) from None
         if not (hasattr(estimator, "fit") and hasattr(estimator, "predict")):
-            raise UserCodeError(f"{self.import_path} gave a {type(estimator).__name__}, not a scikit-learn"
-                                " estimator (it needs fit and predict)")
+            raise UserCodeError(
+                f"{self.import_path} gave a {type(estimator).__name__}, not a scikit-learn"
+                " estimator (it needs fit and predict)"
+            )
         try:
             wrong = is_regressor(estimator) if self.task == "classification" else is_classifier(estimator)
         except Exception:  # noqa: BLE001 - an estimator without scikit-learn's tags: take it as given
@@ -146,16 +149,25 @@ _NATIVE_CATEGORIES = (("categorical_features", "from_dtype"),)
 ESTIMATORS: dict[tuple[str, str], Estimator] = {
     (e.task, e.name): e
     for e in [
-        Estimator("random_forest", "classification", RandomForestParams,
-                  "sklearn.ensemble.RandomForestClassifier"),
-        Estimator("hist_gradient_boosting", "classification", HistGradientBoostingParams,
-                  "sklearn.ensemble.HistGradientBoostingClassifier", _NATIVE_CATEGORIES),
-        Estimator("logistic_regression", "classification", LogisticRegressionParams,
-                  "sklearn.linear_model.LogisticRegression"),
-        Estimator("random_forest", "regression", RandomForestParams,
-                  "sklearn.ensemble.RandomForestRegressor"),
-        Estimator("hist_gradient_boosting", "regression", HistGradientBoostingParams,
-                  "sklearn.ensemble.HistGradientBoostingRegressor", _NATIVE_CATEGORIES),
+        Estimator("random_forest", "classification", RandomForestParams, "sklearn.ensemble.RandomForestClassifier"),
+        Estimator(
+            "hist_gradient_boosting",
+            "classification",
+            HistGradientBoostingParams,
+            "sklearn.ensemble.HistGradientBoostingClassifier",
+            _NATIVE_CATEGORIES,
+        ),
+        Estimator(
+            "logistic_regression", "classification", LogisticRegressionParams, "sklearn.linear_model.LogisticRegression"
+        ),
+        Estimator("random_forest", "regression", RandomForestParams, "sklearn.ensemble.RandomForestRegressor"),
+        Estimator(
+            "hist_gradient_boosting",
+            "regression",
+            HistGradientBoostingParams,
+            "sklearn.ensemble.HistGradientBoostingRegressor",
+            _NATIVE_CATEGORIES,
+        ),
         Estimator("ridge", "regression", RidgeParams, "sklearn.linear_model.Ridge"),
     ]
 }
@@ -178,6 +190,12 @@ HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
 }
 
 METRIC_LABELS = {
-    "accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1": "F1",
-    "r2": "R2", "rmse": "RMSE", "mae": "MAE", "test_rows": "Test rows",
+    "accuracy": "Accuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "f1": "F1",
+    "r2": "R2",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "test_rows": "Test rows",
 }

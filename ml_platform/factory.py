@@ -57,7 +57,10 @@ def build_pipeline_defs(pipeline: PipelineRuntime) -> dg.Definitions:
     if spec.scoring is not None:
         sensors.append(build_scoring_sensor(pipeline, jobs[-1]))
     return dg.Definitions(
-        assets=assets, asset_checks=checks, jobs=jobs, schedules=[build_schedule(pipeline, training_job)],
+        assets=assets,
+        asset_checks=checks,
+        jobs=jobs,
+        schedules=[build_schedule(pipeline, training_job)],
         sensors=sensors,
     )
 
@@ -67,6 +70,9 @@ def build_platform_defs(pipelines: list[PipelineRuntime], resources: dict, execu
     that announce failed and finished runs to each pipeline's channels."""
     return dg.Definitions.merge(
         *(build_pipeline_defs(pipeline) for pipeline in pipelines),
-        dg.Definitions(sensors=[build_failure_sensor(pipelines), *build_finished_sensors(pipelines)],
-                       resources=resources, executor=executor),
+        dg.Definitions(
+            sensors=[build_failure_sensor(pipelines), *build_finished_sensors(pipelines)],
+            resources=resources,
+            executor=executor,
+        ),
     )

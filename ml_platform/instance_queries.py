@@ -40,10 +40,15 @@ def completed_check_results(
     ``dagster``; it is imported from its module (pinned to 1.13.27)."""
     results: dict[str, dict[str, bool]] = {day: {} for day in days or []}
     for info in instance.event_log_storage.get_asset_check_partition_info(keys, partition_keys=days):
-        if (info.partition_key and (days is None or info.partition_key in results)
-                and info.is_current and info.latest_execution_status in _DONE):
+        if (
+            info.partition_key
+            and (days is None or info.partition_key in results)
+            and info.is_current
+            and info.latest_execution_status in _DONE
+        ):
             results.setdefault(info.partition_key, {})[info.check_key.name] = (
-                info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED)
+                info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED
+            )
     return results
 
 
@@ -78,11 +83,13 @@ def _warned_only(instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey], day
     from dagster._core.event_api import PartitionKeyFilter
 
     records = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        keys, partition_filter=PartitionKeyFilter(key=day))
+        keys, partition_filter=PartitionKeyFilter(key=day)
+    )
     warned = set()
     for key, record in records.items():
-        evaluation = record.event.dagster_event.event_specific_data if record.event and record.event.dagster_event \
-            else None
+        evaluation = (
+            record.event.dagster_event.event_specific_data if record.event and record.event.dagster_event else None
+        )
         if getattr(evaluation, "severity", None) == dg.AssetCheckSeverity.WARN:
             warned.add(key.name)
     return warned
@@ -93,11 +100,14 @@ def runs_in_flight(instance: dg.DagsterInstance, tags: dict[str, str]) -> int:
     return instance.get_runs_count(dg.RunsFilter(statuses=IN_FLIGHT, tags=tags))
 
 
-def materializations_after(instance: dg.DagsterInstance, key: dg.AssetKey, after_storage_id: int | None,
-                           limit: int = 100) -> list:
+def materializations_after(
+    instance: dg.DagsterInstance, key: dg.AssetKey, after_storage_id: int | None, limit: int = 100
+) -> list:
     """The materialization records of ``key`` after a storage id (a sensor's cursor), oldest first."""
     return instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, after_storage_id=after_storage_id), limit=limit, ascending=True,
+        dg.AssetRecordsFilter(asset_key=key, after_storage_id=after_storage_id),
+        limit=limit,
+        ascending=True,
     ).records
 
 
@@ -134,11 +144,13 @@ def run_model_events(instance: dg.DagsterInstance, run_id: str) -> tuple[list, d
     evaluations = [
         record.event_log_entry.dagster_event.event_specific_data
         for record in instance.get_records_for_run(
-            run_id=run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=1000).records
+            run_id=run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=1000
+        ).records
     ]
     materializations = {}
     for record in instance.get_records_for_run(
-            run_id=run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10000).records:
+        run_id=run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10000
+    ).records:
         materialization = record.event_log_entry.asset_materialization
         materializations[materialization.asset_key] = materialization
     return evaluations, materializations

@@ -13,9 +13,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from ml_platform.runtime import PipelineRuntime
 
 # The retraining part of a pipeline: everything from training_data down.
-RETRAIN_ASSET_NAMES = (
-    "training_data", "train_split", "test_split", "trained_model", "model_metrics", "deployed_model"
-)
+RETRAIN_ASSET_NAMES = ("training_data", "train_split", "test_split", "trained_model", "model_metrics", "deployed_model")
 # What a pipeline with variants does after the variants: choose, evaluate, gate, deploy.
 SELECT_ASSET_NAMES = ("trained_model", "model_metrics", "deployed_model")
 
@@ -65,29 +63,47 @@ def build_jobs(pipeline: PipelineRuntime) -> list[UnresolvedAssetJobDefinition]:
     if pipeline.spec.scoring is not None:
         group = group - dg.AssetSelection.assets(*(pipeline.key(n) for n in SCORING_ASSET_NAMES))
     if not pipeline.variants:
-        jobs = [(job_name(pipeline), group, f"{pipeline.name}: ingest one day, retrain on the window ending"
-                 " that day, evaluate, gate and deploy.")]
+        jobs = [
+            (
+                job_name(pipeline),
+                group,
+                f"{pipeline.name}: ingest one day, retrain on the window ending that day, evaluate, gate and deploy.",
+            )
+        ]
     else:
         variant = dg.AssetSelection.assets(pipeline.key("variant_model"))
         select = dg.AssetSelection.assets(*(pipeline.key(n) for n in SELECT_ASSET_NAMES))
         jobs = [
-            (job_name(pipeline), group - variant - select,
-             f"{pipeline.name}: ingest one day and split the window ending that day; the variants sensor"
-             f" then runs {variants_job_name(pipeline)} and {select_job_name(pipeline)}."),
-            (variants_job_name(pipeline), variant,
-             f"{pipeline.name}: fit one hyperparameter variant on one day's train split (partition"
-             " day|variant)."),
-            (select_job_name(pipeline), select,
-             f"{pipeline.name}: choose the best variant of the day as the challenger, evaluate, gate and"
-             " deploy."),
+            (
+                job_name(pipeline),
+                group - variant - select,
+                f"{pipeline.name}: ingest one day and split the window ending that day; the variants sensor"
+                f" then runs {variants_job_name(pipeline)} and {select_job_name(pipeline)}.",
+            ),
+            (
+                variants_job_name(pipeline),
+                variant,
+                f"{pipeline.name}: fit one hyperparameter variant on one day's train split (partition day|variant).",
+            ),
+            (
+                select_job_name(pipeline),
+                select,
+                f"{pipeline.name}: choose the best variant of the day as the challenger, evaluate, gate and deploy.",
+            ),
         ]
     if pipeline.spec.scoring is not None:
-        jobs.append((scoring_job_name(pipeline),
-                     dg.AssetSelection.assets(*(pipeline.key(n) for n in SCORING_ASSET_NAMES)),
-                     f"{pipeline.name}: score one day of {pipeline.spec.scoring.landing} with the production model."))
+        jobs.append(
+            (
+                scoring_job_name(pipeline),
+                dg.AssetSelection.assets(*(pipeline.key(n) for n in SCORING_ASSET_NAMES)),
+                f"{pipeline.name}: score one day of {pipeline.spec.scoring.landing} with the production model.",
+            )
+        )
     return [
         dg.define_asset_job(
-            name=name, selection=selection, description=description,
+            name=name,
+            selection=selection,
+            description=description,
             # Run monitoring (dagster.yaml) fails a run that exceeds this; training is the long step.
             tags={"dagster/max_runtime": pipeline.settings.max_runtime_s},
         )

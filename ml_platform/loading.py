@@ -28,16 +28,13 @@ def load_pipelines(settings: Settings, path: Path | None = None) -> list[Pipelin
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(
-            f"pipelines file {path} does not exist (set {PIPELINES_ENV} to a pipelines.yaml)"
-        ) from None
+        raise ConfigError(f"pipelines file {path} does not exist (set {PIPELINES_ENV} to a pipelines.yaml)") from None
     except OSError as exc:
         raise ConfigError(f"pipelines file {path} cannot be read: {exc}") from None
     return pipelines_from_text(text, str(path), settings, code_dir=path.parent)
 
 
-def pipelines_from_text(text: str, source: str, settings: Settings, code_dir: Path | None = None
-                        ) -> list[PipelineSpec]:
+def pipelines_from_text(text: str, source: str, settings: Settings, code_dir: Path | None = None) -> list[PipelineSpec]:
     """``parse_pipelines``, then the team's code of every entry imported and called with its
     params; ``code_dir``, the folder its own modules live in, is made importable first."""
     if code_dir is not None:

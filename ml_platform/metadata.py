@@ -43,9 +43,7 @@ def frame_table(frame: pd.DataFrame) -> dg.MetadataValue:
     """A small DataFrame as a UI table."""
     frame = frame.copy()
     frame.columns = [str(c) for c in frame.columns]
-    schema = dg.TableSchema(
-        columns=[dg.TableColumn(name=c, type=_column_type(frame[c])) for c in frame.columns]
-    )
+    schema = dg.TableSchema(columns=[dg.TableColumn(name=c, type=_column_type(frame[c])) for c in frame.columns])
     records = [
         dg.TableRecord({c: _cell(v) for c, v in zip(frame.columns, row)})
         for row in frame.itertuples(index=False, name=None)
@@ -62,13 +60,12 @@ def rows_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]
 
 def column_schema(frame: pd.DataFrame) -> dg.TableSchema:
     """Column names and pandas dtypes, for the standard ``dagster/column_schema`` entry."""
-    return dg.TableSchema(
-        columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in frame.dtypes.items()]
-    )
+    return dg.TableSchema(columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in frame.dtypes.items()])
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub-flavoured markdown table (no extra dependency)."""
+
     def fmt(v: Any) -> str:
         if isinstance(v, float):
             return f"{v:.3f}"
@@ -87,8 +84,15 @@ def signature_metadata(signature) -> dict[str, Any]:
     return {
         "Signature": rows_table(
             signature.rows(),
-            [("Column", "string"), ("Kind", "string"), ("Dtype", "string"), ("Nulls seen", "bool"),
-             ("Min", "float"), ("Max", "float"), ("Categories", "string")],
+            [
+                ("Column", "string"),
+                ("Kind", "string"),
+                ("Dtype", "string"),
+                ("Nulls seen", "bool"),
+                ("Min", "float"),
+                ("Max", "float"),
+                ("Categories", "string"),
+            ],
         ),
         "Signature digest": f"{signature.digest}: {signature.describe()}",
     }

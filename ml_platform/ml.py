@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
@@ -31,7 +32,6 @@ from sklearn.metrics import (
     r2_score,
     recall_score,
 )
-from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline as SklearnPipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -45,8 +45,12 @@ PROGRESS_STEPS = 10
 CV_FOLDS = 3
 # A gate metric as a scikit-learn scorer (errors are scored negated: higher is better).
 CV_SCORERS = {
-    "accuracy": "accuracy", "f1": "f1_weighted", "precision": "precision_weighted",
-    "recall": "recall_weighted", "r2": "r2", "rmse": "neg_root_mean_squared_error",
+    "accuracy": "accuracy",
+    "f1": "f1_weighted",
+    "precision": "precision_weighted",
+    "recall": "recall_weighted",
+    "r2": "r2",
+    "rmse": "neg_root_mean_squared_error",
     "mae": "neg_mean_absolute_error",
 }
 
@@ -102,14 +106,32 @@ def platform_version() -> str:
 
 
 # The TrainedModel fields a model is built from: recipe_identity's arguments.
-RECIPE_FIELDS = ("data_fingerprint", "params", "target", "feature_columns", "task", "estimator",
-                 "pipeline_version", "feature_transform", "requirements", "encoding")
+RECIPE_FIELDS = (
+    "data_fingerprint",
+    "params",
+    "target",
+    "feature_columns",
+    "task",
+    "estimator",
+    "pipeline_version",
+    "feature_transform",
+    "requirements",
+    "encoding",
+)
 
 
 def recipe_identity(
-    *, data_fingerprint: str, params: dict[str, Any], target: str, feature_columns: list[str], task: str,
-    estimator: str, pipeline_version: str | None, feature_transform: str | None,
-    requirements: list[dict[str, str]], encoding: dict[str, Any] | None = None,
+    *,
+    data_fingerprint: str,
+    params: dict[str, Any],
+    target: str,
+    feature_columns: list[str],
+    task: str,
+    estimator: str,
+    pipeline_version: str | None,
+    feature_transform: str | None,
+    requirements: list[dict[str, str]],
+    encoding: dict[str, Any] | None = None,
 ) -> str:
     """sha256 of what a model is built from: the train split's fingerprint, the estimator and its
     params, the columns, the pipeline's version and own code, ml_platform's and scikit-learn's
@@ -118,10 +140,16 @@ def recipe_identity(
     import sklearn
 
     recipe = {
-        "data_fingerprint": data_fingerprint, "params": params, "target": target,
-        "feature_columns": feature_columns, "task": task, "estimator": estimator,
-        "platform_version": platform_version(), "scikit_learn": sklearn.__version__,
-        "pipeline_version": pipeline_version, "feature_transform": feature_transform,
+        "data_fingerprint": data_fingerprint,
+        "params": params,
+        "target": target,
+        "feature_columns": feature_columns,
+        "task": task,
+        "estimator": estimator,
+        "platform_version": platform_version(),
+        "scikit_learn": sklearn.__version__,
+        "pipeline_version": pipeline_version,
+        "feature_transform": feature_transform,
         "requirements": requirements,
     }
     if encoding is not None:  # recorded since models encode by kind (TableEncoder)
@@ -171,11 +199,18 @@ def split(
     return train.reset_index(drop=True), test.reset_index(drop=True), stratified
 
 
-def encoding_recipe(kinds: dict[str, str] | None, max_categories: int = constants.DEFAULT_ENCODING_MAX_CATEGORIES,
-                    min_frequency: int = constants.DEFAULT_ENCODING_MIN_FREQUENCY) -> dict[str, Any]:
+def encoding_recipe(
+    kinds: dict[str, str] | None,
+    max_categories: int = constants.DEFAULT_ENCODING_MAX_CATEGORIES,
+    min_frequency: int = constants.DEFAULT_ENCODING_MIN_FREQUENCY,
+) -> dict[str, Any]:
     """What decides how a model's columns are encoded, as recorded with it (part of its recipe)."""
-    return {"encoder": "TableEncoder/1", "kinds": dict(sorted((kinds or {}).items())),
-            "max_categories": max_categories, "min_frequency": min_frequency}
+    return {
+        "encoder": "TableEncoder/1",
+        "kinds": dict(sorted((kinds or {}).items())),
+        "max_categories": max_categories,
+        "min_frequency": min_frequency,
+    }
 
 
 def accepts_sparse(estimator: Any) -> bool:
@@ -192,8 +227,10 @@ def accepts_sparse(estimator: Any) -> bool:
 def native_categories(estimator: Any) -> bool:
     """Whether an estimator reads pandas categoricals itself (HistGradientBoosting with
     ``categorical_features="from_dtype"``): its categories are then never one-hot encoded."""
-    return isinstance(estimator, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)) \
+    return (
+        isinstance(estimator, (HistGradientBoostingClassifier, HistGradientBoostingRegressor))
         and getattr(estimator, "categorical_features", None) == "from_dtype"
+    )
 
 
 def build_model(estimator: Any, transform: Any = None, encoding: dict[str, Any] | None = None) -> SklearnPipeline:
@@ -205,9 +242,13 @@ def build_model(estimator: Any, transform: Any = None, encoding: dict[str, Any] 
     HistGradientBoosting; ``encoding`` (``encoding_recipe``) gives the declared kinds and the bound.
     """
     encoding = encoding or encoding_recipe(None)
-    encoder = TableEncoder(kinds=dict(encoding["kinds"]) or None, native=native_categories(estimator),
-                           sparse=accepts_sparse(estimator), max_categories=encoding["max_categories"],
-                           min_frequency=encoding["min_frequency"])
+    encoder = TableEncoder(
+        kinds=dict(encoding["kinds"]) or None,
+        native=native_categories(estimator),
+        sparse=accepts_sparse(estimator),
+        max_categories=encoding["max_categories"],
+        min_frequency=encoding["min_frequency"],
+    )
     steps = [("features", transform)] if transform is not None else []
     return SklearnPipeline([*steps, ("preprocess", encoder), ("model", estimator)])
 
@@ -231,8 +272,10 @@ def feature_step(import_path: str) -> Any:
         return found
     if callable(found):
         return FunctionTransformer(found, validate=False)
-    raise UserCodeError(f"{import_path} is a {type(found).__name__}: give a function DataFrame -> DataFrame"
-                        " or a transformer (fit and transform)")
+    raise UserCodeError(
+        f"{import_path} is a {type(found).__name__}: give a function DataFrame -> DataFrame"
+        " or a transformer (fit and transform)"
+    )
 
 
 def user_objects(model: SklearnPipeline) -> list[Any]:
@@ -244,14 +287,20 @@ def user_objects(model: SklearnPipeline) -> list[Any]:
     return found
 
 
-def make_model(task: str, estimator: str, params: dict[str, Any], transform: str | None = None,
-               encoding: dict[str, Any] | None = None) -> SklearnPipeline:
+def make_model(
+    task: str,
+    estimator: str,
+    params: dict[str, Any],
+    transform: str | None = None,
+    encoding: dict[str, Any] | None = None,
+) -> SklearnPipeline:
     """The (unfitted) model of a pipelines.yaml ``model`` entry (see ml_platform.estimators), its
     ``features.transform`` and its encoding (``encoding_recipe``)."""
     from ml_platform.estimators import estimator_of
 
-    return build_model(estimator_of(task, estimator).make(params),
-                       feature_step(transform) if transform else None, encoding)
+    return build_model(
+        estimator_of(task, estimator).make(params), feature_step(transform) if transform else None, encoding
+    )
 
 
 def fit_with_progress(
@@ -355,9 +404,7 @@ def classification_metrics(model: SklearnPipeline, test: pd.DataFrame, target: s
         "f1": float(f1_score(y_test, predicted, average="weighted", zero_division=0)),
         "labels": [_plain(v) for v in labels],
         "confusion_matrix": confusion_matrix(y_test, predicted, labels=labels).tolist(),
-        "report": classification_report(
-            y_test, predicted, labels=labels, output_dict=True, zero_division=0
-        ),
+        "report": classification_report(y_test, predicted, labels=labels, output_dict=True, zero_division=0),
         "test_rows": int(len(x_test)),
     }
 
@@ -372,17 +419,19 @@ def regression_metrics(model: SklearnPipeline, test: pd.DataFrame, target: str) 
     residuals = actual - predicted
     bins = pd.qcut(pd.Series(actual), q=min(10, max(1, len(np.unique(actual)))), duplicates="drop")
     calibration = [
-        {"Actual (bin)": str(interval), "Rows": int(len(group)), "Mean actual": float(group["a"].mean()),
-         "Mean predicted": float(group["p"].mean())}
+        {
+            "Actual (bin)": str(interval),
+            "Rows": int(len(group)),
+            "Mean actual": float(group["a"].mean()),
+            "Mean predicted": float(group["p"].mean()),
+        }
         for interval, group in pd.DataFrame({"a": actual, "p": predicted}).groupby(bins, observed=True)
     ]
     return {
         "r2": float(r2_score(actual, predicted)) if len(actual) > 1 else float("nan"),
         "rmse": float(np.sqrt(mean_squared_error(actual, predicted))),
         "mae": float(mean_absolute_error(actual, predicted)),
-        "residual_quantiles": {
-            f"p{q}": float(np.percentile(residuals, q)) for q in (5, 25, 50, 75, 95)
-        },
+        "residual_quantiles": {f"p{q}": float(np.percentile(residuals, q)) for q in (5, 25, 50, 75, 95)},
         "calibration": calibration,
         "test_rows": int(len(x_test)),
     }

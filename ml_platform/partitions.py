@@ -23,9 +23,7 @@ _settings = load_settings()
 
 # One partition per day of landing data. The newest partition is yesterday: a day is complete
 # once it has ended in the configured time zone. (Pipelines: the same, in their own time zone.)
-daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=_settings.partitions_start, timezone=_settings.timezone
-)
+daily_partitions = dg.DailyPartitionsDefinition(start_date=_settings.partitions_start, timezone=_settings.timezone)
 
 
 def training_window(window_days: int) -> dg.TimeWindowPartitionMapping:

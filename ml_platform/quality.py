@@ -80,8 +80,11 @@ class ColumnRules:
 
     def value_rules(self) -> list[tuple[str, Rule]]:
         """The rules of ``declared_rules_met`` (everything but the null share), in a stable order."""
-        return [(name, rule) for name in ("min", "max", "allowed", "unique", "max_categories")
-                if (rule := getattr(self, name)) is not None]
+        return [
+            (name, rule)
+            for name in ("min", "max", "allowed", "unique", "max_categories")
+            if (rule := getattr(self, name)) is not None
+        ]
 
 
 @dataclass(frozen=True)
@@ -153,8 +156,9 @@ def _normalized(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def likely_renames(missing: Sequence[str], extra: Sequence[str], kinds: Mapping[str, str],
-                   extra_kinds: Mapping[str, str]) -> list[tuple[str, str]]:
+def likely_renames(
+    missing: Sequence[str], extra: Sequence[str], kinds: Mapping[str, str], extra_kinds: Mapping[str, str]
+) -> list[tuple[str, str]]:
     """(missing, extra) pairs that look like one column renamed: the same name but for case and
     punctuation, a close spelling, or the only missing and the only new column of the same kind."""
     pairs, left = [], list(extra)
@@ -175,8 +179,7 @@ def schema_matches(frame: pd.DataFrame, target: str, schema: Schema | None) -> R
     ``extra_columns: fail``) no column outside it. Column order does not matter."""
     name = "schema_matches"
     if schema is None:
-        return RuleResult(name, True, "no schema yet: the first model's signature pins it",
-                          {"Schema": "none yet"})
+        return RuleResult(name, True, "no schema yet: the first model's signature pins it", {"Schema": "none yet"})
     present = set(frame.columns)
     missing = [c for c in schema.features if c not in present]
     expected = set(schema.features)
@@ -200,18 +203,26 @@ def schema_matches(frame: pd.DataFrame, target: str, schema: Schema | None) -> R
     if renames:
         problems.append("likely renamed: " + ", ".join(f"{old!r} -> {new!r}" for old, new in renames))
     problems += [f"column {c!r} is {got}, the schema says {want}" for c, want, got in rekinded]
-    metadata = {"Schema": schema.source, "Feature columns": len(schema.features),
-                "Missing columns": len(missing), "Unexpected columns": len(extra),
-                "Re-kinded columns": len(rekinded)}
+    metadata = {
+        "Schema": schema.source,
+        "Feature columns": len(schema.features),
+        "Missing columns": len(missing),
+        "Unexpected columns": len(extra),
+        "Re-kinded columns": len(rekinded),
+    }
     if not schema.enforced:
-        message = (f"differs from {schema.source}: {'; '.join(problems)} (schema.evolve: true lets the"
-                   " next model take the data's columns)" if problems
-                   else f"the {len(schema.features)} feature columns of {schema.source}")
+        message = (
+            f"differs from {schema.source}: {'; '.join(problems)} (schema.evolve: true lets the"
+            " next model take the data's columns)"
+            if problems
+            else f"the {len(schema.features)} feature columns of {schema.source}"
+        )
         return RuleResult(name, True, message, metadata, warning=bool(problems))
     if missing or rekinded or (extra and schema.extra_columns == "fail"):
-        hint = (" (schema.extra_columns: fail)" if extra and not missing and not rekinded else "")
-        return RuleResult(name, False, f"{'; '.join(problems)}{hint}; expected the columns of {schema.source}",
-                          metadata)
+        hint = " (schema.extra_columns: fail)" if extra and not missing and not rekinded else ""
+        return RuleResult(
+            name, False, f"{'; '.join(problems)}{hint}; expected the columns of {schema.source}", metadata
+        )
     message = f"the {len(schema.features)} feature columns of {schema.source}"
     if extra:
         message += f"; ignored unexpected column(s) {names_text(extra)} (schema.extra_columns: ignore)"
@@ -230,7 +241,8 @@ def columns_agree(columns_by_day: Mapping[str, Sequence[str]]) -> RuleResult:
             having = [day for day in days if column in sets[day]]
             problems.append(f"{column!r} is in {_days_text(having)} but not in {_days_text(lacking)}")
     message = "; ".join(problems[:LISTED_NAMES]) + (
-        f" … and {len(problems) - LISTED_NAMES} more columns" if len(problems) > LISTED_NAMES else "")
+        f" … and {len(problems) - LISTED_NAMES} more columns" if len(problems) > LISTED_NAMES else ""
+    )
     return RuleResult(
         "consistent_columns",
         not problems,
@@ -300,9 +312,7 @@ def column_kind(series: pd.Series) -> tuple[str, str | None]:
         if share >= constants.NUMERIC_LIKE_SHARE:
             bad = distinct[numeric.isna()].tolist()[:3]
             if bad:
-                return "invalid", (
-                    f"is {share:.0%} numbers with non-numeric values such as {bad}"
-                )
+                return "invalid", (f"is {share:.0%} numbers with non-numeric values such as {bad}")
             return "invalid", "holds numbers stored as text"
         if _looks_like_dates(distinct):
             return "datetime", None
@@ -400,8 +410,14 @@ def target_present(frame: pd.DataFrame, target: str) -> RuleResult:
 
 
 def _row(column: str, rule: str, observed: Any, limit: Any, passed: bool, severity: str) -> dict[str, Any]:
-    return {"Column": column, "Rule": rule, "Observed": _shown(observed), "Limit": _shown(limit),
-            "Passed": passed, "Severity": severity}
+    return {
+        "Column": column,
+        "Rule": rule,
+        "Observed": _shown(observed),
+        "Limit": _shown(limit),
+        "Passed": passed,
+        "Severity": severity,
+    }
 
 
 def _shown(value: Any) -> str:
@@ -459,9 +475,12 @@ def null_ratio(features: pd.DataFrame, contract: Contract | float) -> RuleResult
         severity = _failure_severity(rows)
         message += _warn_note(severity)
     return RuleResult(
-        name, not over, message,
+        name,
+        not over,
+        message,
         {"Max null ratio": worst, "Worst column": worst_column, "Threshold": float(default.value)},
-        severity=severity, rows=_table_rows(rows),
+        severity=severity,
+        rows=_table_rows(rows),
     )
 
 
@@ -479,8 +498,10 @@ def _kind_problem(column: str, series: pd.Series, declared: str | None) -> tuple
             return None, None
         return f"is declared datetime but holds {problem or kind + ' values'}", None
     if kind == "datetime":
-        return (f"holds dates and times ({series.dtype}): declare it `{{{column}: datetime}}` under features"
-                " (its hour, weekday and month become inputs) or leave it out of the data"), None
+        return (
+            f"holds dates and times ({series.dtype}): declare it `{{{column}: datetime}}` under features"
+            " (its hour, weekday and month become inputs) or leave it out of the data"
+        ), None
     if declared == "categorical":
         # Kept whatever its number of values; numbers and numbers stored as text are categories too.
         if kind in ("numeric", "boolean", "categorical") or (problem and "number" in problem):
@@ -489,8 +510,10 @@ def _kind_problem(column: str, series: pd.Series, declared: str | None) -> tuple
     if kind == "categorical":
         crowded = cardinality_problem(series)
         if crowded:
-            return None, (f"{crowded} declare it `{{{column}: categorical}}` under features to keep it (its rare"
-                          " values grouped), or leave it out of the data")
+            return None, (
+                f"{crowded} declare it `{{{column}: categorical}}` under features to keep it (its rare"
+                " values grouped), or leave it out of the data"
+            )
         return None, None
     return problem, None
 
@@ -513,8 +536,11 @@ def feature_types(frame: pd.DataFrame, target: str, kinds: Mapping[str, str] | N
             problems.append(f"column {column!r} {problem}")
         if warning:
             warnings.append(f"column {column!r} {warning}")
-    message = "; ".join(problems + warnings) if problems or warnings else \
-        f"{len(features)} numeric, boolean, categorical or datetime feature columns"
+    message = (
+        "; ".join(problems + warnings)
+        if problems or warnings
+        else f"{len(features)} numeric, boolean, categorical or datetime feature columns"
+    )
     return RuleResult(
         "feature_columns_valid",
         not problems,
@@ -537,12 +563,17 @@ def target_missing(frame: pd.DataFrame, target: str, contract: Contract | float 
     missing = int(frame[target].isna().sum())
     share = missing / len(frame)
     passed = share <= float(rule.value)
-    message = (f"{missing} of {len(frame)} rows ({share:.3f}) have no label"
-               + (f" <= {rule.value}" if passed else f", above {rule.value}{_warn_note(rule.severity)}"))
-    return RuleResult(name, passed, message,
-                      {"Rows without a label": missing, "Share": float(share), "Threshold": float(rule.value)},
-                      severity=rule.severity,
-                      rows=(_row(target, "target_missing", float(share), float(rule.value), passed, rule.severity),))
+    message = f"{missing} of {len(frame)} rows ({share:.3f}) have no label" + (
+        f" <= {rule.value}" if passed else f", above {rule.value}{_warn_note(rule.severity)}"
+    )
+    return RuleResult(
+        name,
+        passed,
+        message,
+        {"Rows without a label": missing, "Share": float(share), "Threshold": float(rule.value)},
+        severity=rule.severity,
+        rows=(_row(target, "target_missing", float(share), float(rule.value), passed, rule.severity),),
+    )
 
 
 def declared_rules(frame: pd.DataFrame, contract: Contract) -> RuleResult:
@@ -575,24 +606,34 @@ def declared_rules(frame: pd.DataFrame, contract: Contract) -> RuleResult:
     severity = _failure_severity(rows)
     failed = [r for r in rows if not r["Passed"]]
     message = ("; ".join(problems) + _warn_note(severity)) if failed else f"all {len(rows)} declared rules hold"
-    return RuleResult("declared_rules_met", not failed, message,
-                      {"Rules": len(rows), "Rules failed": len(failed)}, severity=severity, rows=_table_rows(rows))
+    return RuleResult(
+        "declared_rules_met",
+        not failed,
+        message,
+        {"Rules": len(rows), "Rules failed": len(failed)},
+        severity=severity,
+        rows=_table_rows(rows),
+    )
 
 
 def _limit(rule_name: str, rule: Rule) -> Any:
     return {"unique": "unique", "allowed": list(rule.value) if rule_name == "allowed" else rule.value}.get(
-        rule_name, rule.value)
+        rule_name, rule.value
+    )
 
 
 def _judge(rule_name: str, limit: Any, values: pd.Series) -> tuple[Any, bool, str]:
     """(observed, passed, what is wrong) of one declared rule on a column's non-null values."""
     if rule_name in ("min", "max"):
-        numbers = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_numeric_dtype(values.dtype) \
-            else values
+        numbers = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_numeric_dtype(values.dtype) else values
         if pd.api.types.is_bool_dtype(numbers.dtype):
             numbers = numbers.astype("float64")
         if numbers.isna().any():
-            return "not numbers", False, f"holds values that are not numbers, such as {values[numbers.isna()].tolist()[:3]}"
+            return (
+                "not numbers",
+                False,
+                f"holds values that are not numbers, such as {values[numbers.isna()].tolist()[:3]}",
+            )
         if not len(numbers):
             return "no values", True, ""
         if rule_name == "min":
@@ -652,10 +693,13 @@ def numeric_target(frame: pd.DataFrame, target: str) -> RuleResult:
         return RuleResult(name, False, f"target column {target!r} holds {infinite} infinite value(s)")
     distinct = int(series.nunique(dropna=True))
     if distinct < 2:
-        return RuleResult(name, False, f"target column {target!r} has {distinct} distinct value(s): nothing"
-                          " to learn", {"Distinct targets": distinct})
-    return RuleResult(name, True, f"numeric target, {distinct} distinct values",
-                      {"Distinct targets": distinct})
+        return RuleResult(
+            name,
+            False,
+            f"target column {target!r} has {distinct} distinct value(s): nothing to learn",
+            {"Distinct targets": distinct},
+        )
+    return RuleResult(name, True, f"numeric target, {distinct} distinct values", {"Distinct targets": distinct})
 
 
 VALUE_KINDS = ("numeric", "boolean", "categorical", "datetime")
@@ -694,8 +738,7 @@ def schema_drift(frames: Mapping[str, pd.DataFrame]) -> RuleResult:
                 kinds.setdefault(value_kind(frame[column]), []).append(day)
     drifting = {column: kinds for column, kinds in days_by_kind.items() if len(kinds) > 1}
     message = "; ".join(
-        f"column {column!r} is "
-        + " but ".join(f"{kind} on {', '.join(days)}" for kind, days in kinds.items())
+        f"column {column!r} is " + " but ".join(f"{kind} on {', '.join(days)}" for kind, days in kinds.items())
         for column, kinds in drifting.items()
     )
     return RuleResult(
@@ -709,8 +752,11 @@ def schema_drift(frames: Mapping[str, pd.DataFrame]) -> RuleResult:
 def _hashable(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame with numbers and booleans as floats: a row hashes the same on a day whose column
     is int and on one where it is float (a null made it so)."""
-    converted = {c: frame[c].astype("float64") for c in frame.columns
-                 if pd.api.types.is_numeric_dtype(frame[c].dtype) or pd.api.types.is_bool_dtype(frame[c].dtype)}
+    converted = {
+        c: frame[c].astype("float64")
+        for c in frame.columns
+        if pd.api.types.is_numeric_dtype(frame[c].dtype) or pd.api.types.is_bool_dtype(frame[c].dtype)
+    }
     if not converted:
         return frame
     out = frame.copy(deep=False)
@@ -755,18 +801,27 @@ def repeated_rows(frames: Mapping[str, pd.DataFrame], key: Sequence[str] | None 
         offsets = np.cumsum([0, *sizes])
         chosen = []
         for index, day in enumerate(days):
-            mask = candidates.to_numpy()[offsets[index]:offsets[index + 1]]
+            mask = candidates.to_numpy()[offsets[index] : offsets[index + 1]]
             if mask.any():
                 rows = _hashable(parts[day])[mask]
-                rows = rows.set_axis([f"{i}\x1f{c}" for i, c in enumerate(rows.columns)], axis=1) \
-                    if key is None else rows.set_axis(list(map(str, rows.columns)), axis=1)
-                chosen.append(rows.assign(**{_COLUMNS: hash(tuple(map(str, parts[day].columns))),
-                                             _POSITION: np.flatnonzero(mask) + offsets[index]}))
+                rows = (
+                    rows.set_axis([f"{i}\x1f{c}" for i, c in enumerate(rows.columns)], axis=1)
+                    if key is None
+                    else rows.set_axis(list(map(str, rows.columns)), axis=1)
+                )
+                chosen.append(
+                    rows.assign(
+                        **{
+                            _COLUMNS: hash(tuple(map(str, parts[day].columns))),
+                            _POSITION: np.flatnonzero(mask) + offsets[index],
+                        }
+                    )
+                )
         together = pd.concat(chosen, ignore_index=True)
         compared = [c for c in together.columns if c != _POSITION]
         repeated[together[_POSITION].to_numpy()[together.duplicated(subset=compared).to_numpy()]] = True
     offsets = np.cumsum([0, *sizes])
-    return {day: repeated[offsets[i]:offsets[i + 1]] for i, day in enumerate(days)}
+    return {day: repeated[offsets[i] : offsets[i + 1]] for i, day in enumerate(days)}
 
 
 def evaluate(
@@ -872,8 +927,9 @@ def _outward(value: float, up: bool) -> float:
     return float(f"{(np.ceil if up else np.floor)(value / scale) * scale:.6g}")
 
 
-def suggest_contract(frames: Mapping[str, pd.DataFrame], target: str, task: str,
-                     kinds: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+def suggest_contract(
+    frames: Mapping[str, pd.DataFrame], target: str, task: str, kinds: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
     """A ``quality:`` mapping that the days ``frames`` meet (as TFX's SchemaGen infers a schema),
     and a note per column worth a comment: what was seen, each with some headroom: null shares and
     the unlabelled share a little above the largest day's, ranges as seen, the values of a
@@ -887,8 +943,11 @@ def suggest_contract(frames: Mapping[str, pd.DataFrame], target: str, task: str,
         return contract, notes
     contract["min_rows"] = max(1, min(len(day) for day in days) // 2)
     missing = max((float(day[target].isna().mean()) if target in day and len(day) else 0.0) for day in days)
-    contract["target_missing"] = {"max_ratio": max(constants.DEFAULT_MAX_TARGET_MISSING,
-                                                   _round_up(missing + SUGGESTED_NULL_MARGIN) if missing else 0.0)}
+    contract["target_missing"] = {
+        "max_ratio": max(
+            constants.DEFAULT_MAX_TARGET_MISSING, _round_up(missing + SUGGESTED_NULL_MARGIN) if missing else 0.0
+        )
+    }
     columns: dict[str, dict[str, Any]] = {}
     names = list(dict.fromkeys(str(c) for day in days for c in day.columns))
     for name in names:
@@ -917,8 +976,10 @@ def suggest_contract(frames: Mapping[str, pd.DataFrame], target: str, task: str,
                 rules["max_categories"] = int(np.ceil(per_day * SUGGESTED_CATEGORY_FACTOR))
                 crowded = cardinality_problem(present[-1])
                 if crowded and kinds.get(name) != "categorical":
-                    notes[name] = (f"{per_day} values a day: declare it `{{{name}: categorical}}` under features to"
-                                   " keep it, or leave it out of the data")
+                    notes[name] = (
+                        f"{per_day} values a day: declare it `{{{name}: categorical}}` under features to"
+                        " keep it, or leave it out of the data"
+                    )
         elif kind == "datetime":
             notes[name] = "dates and times: declare it `{" + name + ": datetime}` under features to use it"
         if name != target and kind in ("categorical", "numeric") and len(values) and _unique_every_day(present):

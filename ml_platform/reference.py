@@ -114,7 +114,8 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, 
         out.append((path, _type_text(info.annotation), _default_text(info), info.description or ""))
         for inner in nested:
             is_list = typing.get_origin(info.annotation) is list or any(
-                typing.get_origin(a) is list for a in typing.get_args(info.annotation))
+                typing.get_origin(a) is list for a in typing.get_args(info.annotation)
+            )
             is_dict = typing.get_origin(info.annotation) is dict
             out += rows(inner, f"{path}[]." if is_list else f"{path}.<column>." if is_dict else f"{path}.")
     return out
@@ -131,6 +132,8 @@ def _cell(text: str) -> str:
 
 def pipelines_reference() -> str:
     table = ["| field | type | default | meaning |", "|---|---|---|---|"]
-    table += [f"| `{path}` | {_cell(kind)} | {default} | {_cell(description)} |"
-              for path, kind, default, description in rows(spec.PipelineSpec)]
+    table += [
+        f"| `{path}` | {_cell(kind)} | {default} | {_cell(description)} |"
+        for path, kind, default, description in rows(spec.PipelineSpec)
+    ]
     return INTRO + "\n" + "\n".join(table) + "\n"

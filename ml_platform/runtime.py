@@ -23,8 +23,6 @@ from ml_platform.signature import Signature
 from ml_platform.spec import PipelineSpec
 from ml_platform.tracking import MlflowTracker, tracking_uri_from
 
-
-
 DATE_DIMENSION = "date"
 VARIANT_DIMENSION = "variant"
 
@@ -41,10 +39,16 @@ class PipelineRuntime:
         )
         # Hyperparameter variants: variant_model is partitioned by day x variant.
         self.variants = spec.model.variant_params()
-        self.variant_partitions = dg.MultiPartitionsDefinition({
-            DATE_DIMENSION: self.partitions,
-            VARIANT_DIMENSION: dg.StaticPartitionsDefinition(list(self.variants)),
-        }) if self.variants else None
+        self.variant_partitions = (
+            dg.MultiPartitionsDefinition(
+                {
+                    DATE_DIMENSION: self.partitions,
+                    VARIANT_DIMENSION: dg.StaticPartitionsDefinition(list(self.variants)),
+                }
+            )
+            if self.variants
+            else None
+        )
 
     @property
     def name(self) -> str:
@@ -85,14 +89,24 @@ class PipelineRuntime:
         policy = self.spec.schema_policy
         signature = Signature.of_version(production.metadata) if production else None
         if self.features:
-            kinds = {**(signature.kinds if signature else {}),
-                     **{f.name: f.kind for f in self.spec.features.columns if f.kind}}
-            return Schema(self.features, {c: k for c, k in kinds.items() if c in self.features},
-                          "the features of pipelines.yaml", True, policy.extra_columns)
+            kinds = {
+                **(signature.kinds if signature else {}),
+                **{f.name: f.kind for f in self.spec.features.columns if f.kind},
+            }
+            return Schema(
+                self.features,
+                {c: k for c, k in kinds.items() if c in self.features},
+                "the features of pipelines.yaml",
+                True,
+                policy.extra_columns,
+            )
         if signature is None:
             return None
-        return signature.schema(f"production model {self.model_name} {production.version}",
-                                enforced=not policy.evolve, extra_columns=policy.extra_columns)
+        return signature.schema(
+            f"production model {self.model_name} {production.version}",
+            enforced=not policy.evolve,
+            extra_columns=policy.extra_columns,
+        )
 
     def contract(self, max_null_ratio: float | None = None) -> quality.Contract:
         """The data contract of pipelines.yaml (``quality:``); ``max_null_ratio``, a run's config,
@@ -154,8 +168,9 @@ class PipelineRuntime:
         if resources.gpu:
             # Kubernetes schedules extended resources by their limit (the request defaults to it).
             limits["nvidia.com/gpu"] = str(resources.gpu)
-        container = {"resources": {**({"requests": requests} if requests else {}),
-                                   **({"limits": limits} if limits else {})}}
+        container = {
+            "resources": {**({"requests": requests} if requests else {}), **({"limits": limits} if limits else {})}
+        }
         return {"dagster-k8s/config": {"container_config": container}}
 
     def variant_key(self, day: str, variant: str) -> dg.MultiPartitionKey:

@@ -9,8 +9,8 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from ml_platform import constants
 from ml_platform.errors import LandingFileMissingError
-from ml_platform.runtime import PipelineRuntime
 from ml_platform.resources.landing_zone import LandingZone
+from ml_platform.runtime import PipelineRuntime
 
 
 def previous_day(moment: dt.datetime, timezone: str) -> str:

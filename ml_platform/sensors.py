@@ -61,7 +61,8 @@ def _files_of_partitions(pipeline: PipelineRuntime, landing_zone: LandingZone) -
     last_partition = pipeline.partitions.get_last_partition_key()
     first_partition = pipeline.partitions.get_first_partition_key()
     return [
-        f for f in landing_zone.list_files()
+        f
+        for f in landing_zone.list_files()
         if first_partition and last_partition and first_partition <= f.day <= last_partition
     ]
 
@@ -122,8 +123,10 @@ def _landing_tick(context: dg.SensorEvaluationContext, pipeline: PipelineRuntime
                         run_key=f"retrain:{day}:{hashlib.sha256(state.encode()).hexdigest()[:16]}",
                         partition_key=day,
                         asset_selection=retrain_keys(pipeline),
-                        tags={constants.TRIGGER_TAG: constants.LANDING_RETRAIN_TRIGGER,
-                              constants.PIPELINE_TAG: pipeline.name},
+                        tags={
+                            constants.TRIGGER_TAG: constants.LANDING_RETRAIN_TRIGGER,
+                            constants.PIPELINE_TAG: pipeline.name,
+                        },
                     )
                 )
             else:
@@ -135,8 +138,9 @@ def _landing_tick(context: dg.SensorEvaluationContext, pipeline: PipelineRuntime
     return dg.SensorResult(run_requests=requests, cursor=new_cursor)
 
 
-def _day_to_retrain(instance: dg.DagsterInstance, pipeline: PipelineRuntime, ingested: list[str],
-                    present: set[str]) -> tuple[str | None, str]:
+def _day_to_retrain(
+    instance: dg.DagsterInstance, pipeline: PipelineRuntime, ingested: list[str], present: set[str]
+) -> tuple[str | None, str]:
     """(the newest day with a landing file whose raw_data checks passed, or None; why not). None
     unless one of the ``ingested`` days passed: a bad file's failed ingest run is its one alert."""
     verdicts = check_verdicts(instance, pipeline, ingested)
@@ -165,8 +169,10 @@ def _failure_summary(context: dg.RunFailureSensorContext) -> tuple[list[str], st
             # Skip Dagster's wrappers down to the user's error, but no further: its own
             # causes (pyarrow, sockets) say less than it does.
             error = data.error if data else None
-            while error is not None and error.cause is not None and (
-                error.cls_name.startswith("Dagster") or error.cls_name in _DAGSTER_WRAPPERS
+            while (
+                error is not None
+                and error.cause is not None
+                and (error.cls_name.startswith("Dagster") or error.cls_name in _DAGSTER_WRAPPERS)
             ):
                 error = error.cause
             message = error.message.strip() if error else ""
@@ -198,8 +204,9 @@ def build_failure_sensor(pipelines: list[PipelineRuntime]) -> dg.SensorDefinitio
             "Failing step": ", ".join(steps) or "-",
             "Error": error or "-",
         }
-        channels = notifier.send(f"ml_platform run failed: {run.job_name}", [], fields,
-                                 route=routes_by_job.get(run.job_name))
+        channels = notifier.send(
+            f"ml_platform run failed: {run.job_name}", [], fields, route=routes_by_job.get(run.job_name)
+        )
         sent_to = ", ".join(channels) or "no channel (none configured)"
         context.log.info(f"failure of run {run.run_id} sent to {sent_to}")
 
@@ -288,8 +295,7 @@ def build_deploy_sensor(pipeline: PipelineRuntime) -> dg.SensorDefinition:
 
     @dg.sensor(
         name=deploy_sensor_name(pipeline),
-        description=f"Announces each {key.to_user_string()} materialization: promoted or kept, version,"
-        f" {metric}.",
+        description=f"Announces each {key.to_user_string()} materialization: promoted or kept, version, {metric}.",
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=30,
     )
@@ -312,7 +318,9 @@ def build_deploy_sensor(pipeline: PipelineRuntime) -> dg.SensorDefinition:
                 "Outcome": str(metadata.get("Outcome", "-")),
             }
             channels = notifier.send(
-                f"ml_platform model deployed: {pipeline.model_name}", [], fields,
+                f"ml_platform model deployed: {pipeline.model_name}",
+                [],
+                fields,
                 route=pipeline.spec.notifications.route("on_deploy"),
             )
             # Advance past each sent message: a failed send retries only what was not sent.
@@ -345,10 +353,9 @@ def build_drift_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefinit
         """One tick: the drift check's latest result per day (current materializations only); if the
         newest ``sustained_days`` checked days all drifted, one retraining run for the newest."""
         results = sorted(
-            (day, failed[DRIFT_CHECK])
-            for day, failed in completed_check_results(context.instance, [check_key]).items()
+            (day, failed[DRIFT_CHECK]) for day, failed in completed_check_results(context.instance, [check_key]).items()
         )
-        newest = results[-spec.sustained_days:]
+        newest = results[-spec.sustained_days :]
         if len(newest) < spec.sustained_days or not all(drifted for _, drifted in newest):
             streak = 0
             for _, drifted in reversed(results):
@@ -433,9 +440,14 @@ def build_variants_sensor(
             if waiting:
                 context.log.info(f"{day}: waiting for variant(s) {', '.join(waiting)}")
                 continue
-            requests.append(dg.RunRequest(
-                job_name=select_job.name, partition_key=day, run_key=f"select:{day}:{split_id}", tags=tags,
-            ))
+            requests.append(
+                dg.RunRequest(
+                    job_name=select_job.name,
+                    partition_key=day,
+                    run_key=f"select:{day}:{split_id}",
+                    tags=tags,
+                )
+            )
         context.update_cursor(json.dumps(cursor))
         if not requests:
             return dg.SkipReason("no new train split and no day whose variants are all fitted")
@@ -467,12 +479,17 @@ def build_scoring_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefin
         for scoring_file in files:
             if seen.get(scoring_file.day) == scoring_file.fingerprint:
                 continue
-            requests.append(dg.RunRequest(
-                run_key=f"score:{scoring_file.day}:{scoring_file.fingerprint}",
-                partition_key=scoring_file.day,
-                tags={constants.TRIGGER_TAG: "scoring", constants.FINGERPRINT_TAG: scoring_file.fingerprint,
-                      constants.PIPELINE_TAG: pipeline.name},
-            ))
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"score:{scoring_file.day}:{scoring_file.fingerprint}",
+                    partition_key=scoring_file.day,
+                    tags={
+                        constants.TRIGGER_TAG: "scoring",
+                        constants.FINGERPRINT_TAG: scoring_file.fingerprint,
+                        constants.PIPELINE_TAG: pipeline.name,
+                    },
+                )
+            )
             seen[scoring_file.day] = scoring_file.fingerprint
         present = {f.day for f in files}
         cursor = json.dumps({day: fp for day, fp in seen.items() if day in present}, sort_keys=True)

@@ -123,9 +123,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         env=env,
         landing_dir=_path(environ, "ML_PLATFORM_LANDING_DIR", constants.DEFAULT_LANDING_DIR),
         model_store_dir=_path(environ, "ML_PLATFORM_MODEL_STORE_DIR", constants.DEFAULT_MODEL_STORE_DIR),
-        asset_storage_dir=_path(
-            environ, "ML_PLATFORM_ASSET_STORAGE_DIR", constants.DEFAULT_ASSET_STORAGE_DIR
-        ),
+        asset_storage_dir=_path(environ, "ML_PLATFORM_ASSET_STORAGE_DIR", constants.DEFAULT_ASSET_STORAGE_DIR),
         model_name=model_name,
         target_column=target,
         feature_columns=features,
@@ -135,9 +133,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         storage_retries=_int(environ, "ML_PLATFORM_STORAGE_RETRIES", constants.STORAGE_RETRIES, 0),
         retry_delay_s=_float(environ, "ML_PLATFORM_RETRY_DELAY_S", constants.STORAGE_RETRY_DELAY_S, 0.0),
         max_runtime_s=_int(environ, "ML_PLATFORM_MAX_RUNTIME_S", constants.DEFAULT_MAX_RUNTIME_S, 1),
-        sensor_interval_s=_int(
-            environ, "ML_PLATFORM_SENSOR_INTERVAL_S", constants.LANDING_SENSOR_INTERVAL_S, 1
-        ),
+        sensor_interval_s=_int(environ, "ML_PLATFORM_SENSOR_INTERVAL_S", constants.LANDING_SENSOR_INTERVAL_S, 1),
         executor=executor,
         s3_bucket=s3_bucket,
         s3_prefix=environ.get("ML_PLATFORM_S3_PREFIX", "").strip().strip("/") or "ml_platform",

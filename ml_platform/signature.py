@@ -114,8 +114,12 @@ class Signature:
         if not names:
             return None
         classes = metadata.get("classes")
-        return cls(tuple(FeatureSpec(str(n), None) for n in names), metadata.get("target", ""),
-                   metadata.get("task", "classification"), tuple(classes) if classes else None)
+        return cls(
+            tuple(FeatureSpec(str(n), None) for n in names),
+            metadata.get("target", ""),
+            metadata.get("task", "classification"),
+            tuple(classes) if classes else None,
+        )
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per feature column, for a table (UI metadata, ``ml-platform production``)."""
@@ -125,18 +129,24 @@ class Signature:
                 shown = ", ".join(f.categories[:8]) + (f" … ({len(f.categories)})" if len(f.categories) > 8 else "")
             else:
                 shown = ""
-            rows.append({
-                "Column": f.name, "Kind": f.kind or "unknown", "Dtype": f.dtype or "",
-                "Nulls seen": f.nullable, "Min": f.minimum, "Max": f.maximum, "Categories": shown,
-            })
+            rows.append(
+                {
+                    "Column": f.name,
+                    "Kind": f.kind or "unknown",
+                    "Dtype": f.dtype or "",
+                    "Nulls seen": f.nullable,
+                    "Min": f.minimum,
+                    "Max": f.maximum,
+                    "Categories": shown,
+                }
+            )
         return rows
 
     def describe(self) -> str:
         """One line: 30 columns (30 numeric), target 'target', classes 0, 1."""
         counts = {k: sum(1 for f in self.features if f.kind == k) for k in KINDS}
         kinds = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
-        outcome = (f"classes {', '.join(map(str, self.classes))}" if self.classes is not None
-                   else "regression")
+        outcome = f"classes {', '.join(map(str, self.classes))}" if self.classes is not None else "regression"
         return f"{len(self.features)} columns ({kinds or 'kinds unknown'}), target {self.target!r}, {outcome}"
 
 
@@ -144,8 +154,13 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def infer_signature(x: pd.DataFrame, target: str, task: str, classes: Sequence[Any] | None = None,
-                    kinds: Mapping[str, str] | None = None) -> Signature:
+def infer_signature(
+    x: pd.DataFrame,
+    target: str,
+    task: str,
+    classes: Sequence[Any] | None = None,
+    kinds: Mapping[str, str] | None = None,
+) -> Signature:
     """The signature of a model fitted on the feature columns ``x`` (the target left out);
     ``kinds``: the columns' declared (or pinned) kinds, which win over what a column holds."""
     features = []
@@ -164,12 +179,23 @@ def infer_signature(x: pd.DataFrame, target: str, task: str, classes: Sequence[A
         elif kind == "categorical":
             seen = sorted(set(category_text(values).unique()))
             categories = tuple(seen) if len(seen) <= MAX_CATEGORIES else None
-        features.append(FeatureSpec(
-            name=str(column), kind=kind, dtype=str(series.dtype), nullable=bool(series.isna().any()),
-            categories=categories, minimum=minimum, maximum=maximum,
-        ))
-    return Signature(tuple(features), target, task,
-                     tuple(_plain(c) for c in classes) if task == "classification" and classes is not None else None)
+        features.append(
+            FeatureSpec(
+                name=str(column),
+                kind=kind,
+                dtype=str(series.dtype),
+                nullable=bool(series.isna().any()),
+                categories=categories,
+                minimum=minimum,
+                maximum=maximum,
+            )
+        )
+    return Signature(
+        tuple(features),
+        target,
+        task,
+        tuple(_plain(c) for c in classes) if task == "classification" and classes is not None else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -198,13 +224,21 @@ class SignatureChange:
         return "; ".join(parts) or "the same columns and kinds"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"added": list(self.added), "removed": list(self.removed),
-                "rekinded": [list(r) for r in self.rekinded], "reordered": self.reordered}
+        return {
+            "added": list(self.added),
+            "removed": list(self.removed),
+            "rekinded": [list(r) for r in self.rekinded],
+            "reordered": self.reordered,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SignatureChange:
-        return cls(tuple(data["added"]), tuple(data["removed"]), tuple(tuple(r) for r in data["rekinded"]),
-                   bool(data["reordered"]))
+        return cls(
+            tuple(data["added"]),
+            tuple(data["removed"]),
+            tuple(tuple(r) for r in data["rekinded"]),
+            bool(data["reordered"]),
+        )
 
 
 def compare(old: Signature, new: Signature) -> SignatureChange:
@@ -214,7 +248,8 @@ def compare(old: Signature, new: Signature) -> SignatureChange:
     added = tuple(c for c in new.columns if c not in old_kinds)
     removed = tuple(c for c in old.columns if c not in new_kinds)
     rekinded = tuple(
-        (c, old_kinds[c], new_kinds[c]) for c in new.columns
+        (c, old_kinds[c], new_kinds[c])
+        for c in new.columns
         if c in old_kinds and old_kinds[c] and new_kinds[c] and old_kinds[c] != new_kinds[c]
     )
     common = [c for c in old.columns if c in new_kinds]
@@ -240,11 +275,15 @@ class InputReport:
         """What a person should know, one line each (nothing when the rows were plain)."""
         lines = []
         if self.dropped_columns:
-            lines.append(f"dropped {len(self.dropped_columns)} column(s) the model does not take:"
-                         f" {names_text(self.dropped_columns)}")
-        for what, counts in (("nulls (imputed as in training)", self.nulls),
-                             ("unseen categories (encoded as none of the known ones)", self.unseen_categories),
-                             ("values outside the training range", self.outside_training_range)):
+            lines.append(
+                f"dropped {len(self.dropped_columns)} column(s) the model does not take:"
+                f" {names_text(self.dropped_columns)}"
+            )
+        for what, counts in (
+            ("nulls (imputed as in training)", self.nulls),
+            ("unseen categories (encoded as none of the known ones)", self.unseen_categories),
+            ("values outside the training range", self.outside_training_range),
+        ):
             if counts:
                 lines.append(f"{what}: " + ", ".join(f"{c!r} {n} row(s)" for c, n in counts.items()))
         return lines
@@ -293,15 +332,18 @@ def _numeric(spec: FeatureSpec, series: pd.Series, report: InputReport) -> pd.Se
     else:
         values = series.astype(object)
         present = values.notna().to_numpy()
-        wrong_type = present & values.map(
-            lambda v: isinstance(v, bool) or not isinstance(v, (str, int, float, np.number))).to_numpy()
+        wrong_type = (
+            present
+            & values.map(lambda v: isinstance(v, bool) or not isinstance(v, (str, int, float, np.number))).to_numpy()
+        )
         if wrong_type.any():
             row, value, _ = _first_bad(values, wrong_type)
             raise ColumnTypeError(
-                f"column {column!r} is numeric in the signature; row {row} holds a {type(value).__name__}"
-                f" ({value!r})")
-        numbers = pd.to_numeric(values.map(lambda v: v.strip() if isinstance(v, str) else v),
-                                errors="coerce").astype("float64")
+                f"column {column!r} is numeric in the signature; row {row} holds a {type(value).__name__} ({value!r})"
+            )
+        numbers = pd.to_numeric(values.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce").astype(
+            "float64"
+        )
         text = present & numbers.isna().to_numpy()
         if text.any():
             raise _refuse(column, "expects numbers", values, text)
@@ -316,8 +358,7 @@ def _numeric(spec: FeatureSpec, series: pd.Series, report: InputReport) -> pd.Se
             absurd = (array < spec.minimum - reach) | (array > spec.maximum + reach)
             outside = int(((array < spec.minimum) | (array > spec.maximum)).sum())
         if absurd.any():
-            raise _refuse(column, f"is out of range (trained on {spec.minimum:g} .. {spec.maximum:g})",
-                          series, absurd)
+            raise _refuse(column, f"is out of range (trained on {spec.minimum:g} .. {spec.maximum:g})", series, absurd)
         if outside:
             report.outside_training_range[column] = outside
     nulls = int(np.isnan(array).sum())
@@ -344,7 +385,8 @@ def _categorical(spec: FeatureSpec, series: pd.Series, report: InputReport) -> p
             what = "categorical" if numbers else "categorical (text)"
             raise ColumnTypeError(
                 f"column {column!r} is {what} in the signature; row {row} holds a"
-                f" {type(value).__name__} ({value!r}){more}")
+                f" {type(value).__name__} ({value!r}){more}"
+            )
         values = category_text(values.where(present, np.nan))
     nulls = int((~present).sum())
     if nulls:
@@ -359,8 +401,10 @@ def _categorical(spec: FeatureSpec, series: pd.Series, report: InputReport) -> p
 def _of_numbers(dtype: str | None) -> bool:
     """Whether a training dtype (as the signature recorded it) held numbers or booleans."""
     try:
-        return dtype is not None and (pd.api.types.is_numeric_dtype(pd.api.types.pandas_dtype(dtype))
-                                      or pd.api.types.is_bool_dtype(pd.api.types.pandas_dtype(dtype)))
+        return dtype is not None and (
+            pd.api.types.is_numeric_dtype(pd.api.types.pandas_dtype(dtype))
+            or pd.api.types.is_bool_dtype(pd.api.types.pandas_dtype(dtype))
+        )
     except TypeError:
         return False
 
@@ -397,8 +441,9 @@ def _boolean(spec: FeatureSpec, series: pd.Series, report: InputReport) -> pd.Se
             return v.strip().lower() in _TRUE
         return None
 
-    converted = pd.Series([as_bool(v) if p else None for v, p in zip(values, present)],
-                          index=series.index, dtype=object)
+    converted = pd.Series(
+        [as_bool(v) if p else None for v, p in zip(values, present)], index=series.index, dtype=object
+    )
     bad = present & converted.isna().to_numpy()
     if bad.any():
         raise _refuse(column, "expects booleans (true/false)", values, bad)

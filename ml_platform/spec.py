@@ -17,8 +17,8 @@ generated from the field descriptions below (``ml-platform docs``).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -36,6 +36,7 @@ from ml_platform.errors import ConfigError, UserCodeError
 from ml_platform.estimators import GATE_METRICS, TASKS, ImportedEstimator, estimator_names, estimator_of
 from ml_platform.settings import Settings
 from ml_platform.user_code import check_syntax
+
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
@@ -56,8 +57,12 @@ class ResourcesSpec(_Strict):
 
     cpu: str | None = Field(default=None, description='CPU, e.g. 4, "500m".')
     memory: str | None = Field(default=None, description='Memory, e.g. "16Gi", "512Mi".')
-    gpu: int | None = Field(default=None, ge=1, le=64, description="NVIDIA GPUs: the `nvidia.com/gpu` limit (Kubernetes"
-                            " schedules GPUs by their limit).")
+    gpu: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="NVIDIA GPUs: the `nvidia.com/gpu` limit (Kubernetes schedules GPUs by their limit).",
+    )
 
     @field_validator("cpu", "memory", mode="before")
     @classmethod
@@ -65,7 +70,8 @@ class ResourcesSpec(_Strict):
         if value is None:
             return None
         pattern, what, example = {
-            "cpu": (_CPU, "CPU", "2, 0.5, 500m"), "memory": (_MEMORY, "memory", "16Gi, 512Mi"),
+            "cpu": (_CPU, "CPU", "2, 0.5, 500m"),
+            "memory": (_MEMORY, "memory", "16Gi, 512Mi"),
         }[info.field_name]
         text = str(value)
         if isinstance(value, bool) or not pattern.match(text):
@@ -75,12 +81,15 @@ class ResourcesSpec(_Strict):
 
 class StageSpec(_Strict):
     timeout_s: float | None = Field(
-        default=None, gt=0,
+        default=None,
+        gt=0,
         description="Longest the stage's step may take, in seconds; then it fails with StageTimeoutError (a fit"
         " is stopped in its child process, any other step by a timer). Default: none.",
     )
     retries: int | None = Field(
-        default=None, ge=0, le=20,
+        default=None,
+        ge=0,
+        le=20,
         description="Retries of the stage's steps (RetryPolicy with exponential backoff from ML_PLATFORM_RETRY_DELAY_S"
         " and jitter). Default: ML_PLATFORM_STORAGE_RETRIES (3) for ingest, deploy and score, which touch storage;"
         " 0 for train and evaluate.",
@@ -94,9 +103,17 @@ class StageSpec(_Strict):
 
 
 class StagesSpec(_Strict):
-    ingest: StageSpec = Field(default_factory=StageSpec, description="The ingest stage: raw_data and its checks; scoring_data.")
-    train: StageSpec = Field(default_factory=StageSpec, description="The train stage: training_data, the splits, variant_model, trained_model.")
-    evaluate: StageSpec = Field(default_factory=StageSpec, description="The evaluate stage: model_metrics and its checks (the gate, the signature).")
+    ingest: StageSpec = Field(
+        default_factory=StageSpec, description="The ingest stage: raw_data and its checks; scoring_data."
+    )
+    train: StageSpec = Field(
+        default_factory=StageSpec,
+        description="The train stage: training_data, the splits, variant_model, trained_model.",
+    )
+    evaluate: StageSpec = Field(
+        default_factory=StageSpec,
+        description="The evaluate stage: model_metrics and its checks (the gate, the signature).",
+    )
     deploy: StageSpec = Field(default_factory=StageSpec, description="The deploy stage: deployed_model.")
     score: StageSpec = Field(default_factory=StageSpec, description="The score stage: predictions.")
 
@@ -154,7 +171,9 @@ class SplitSpec(_Strict):
     ``<name>__splits`` op can still override each field for one run."""
 
     test_size: float = Field(
-        default=constants.DEFAULT_TEST_SIZE, gt=0, lt=1,
+        default=constants.DEFAULT_TEST_SIZE,
+        gt=0,
+        lt=1,
         description=f"Share of rows held out for testing, between 0 and 1 (default {constants.DEFAULT_TEST_SIZE}).",
     )
     random_state: int = Field(
@@ -174,13 +193,23 @@ class GateSpec(_Strict):
     errors; none given means ``min_accuracy: 0.8`` (classification) or ``min_r2: 0.0``. And the
     champion/challenger margin ``max_regression``."""
 
-    min_accuracy: float | None = Field(default=None, ge=0, le=1, description='Smallest test accuracy deployed (classification; default gate: 0.8).')
-    min_f1: float | None = Field(default=None, ge=0, le=1, description='Smallest test weighted F1 deployed (classification).')
-    min_precision: float | None = Field(default=None, ge=0, le=1, description='Smallest test weighted precision deployed (classification).')
-    min_recall: float | None = Field(default=None, ge=0, le=1, description='Smallest test weighted recall deployed (classification).')
-    min_r2: float | None = Field(default=None, le=1, description='Smallest test R2 deployed (regression; default gate: 0.0).')
-    max_rmse: float | None = Field(default=None, ge=0, description='Largest test RMSE deployed (regression).')
-    max_mae: float | None = Field(default=None, ge=0, description='Largest test MAE deployed (regression).')
+    min_accuracy: float | None = Field(
+        default=None, ge=0, le=1, description="Smallest test accuracy deployed (classification; default gate: 0.8)."
+    )
+    min_f1: float | None = Field(
+        default=None, ge=0, le=1, description="Smallest test weighted F1 deployed (classification)."
+    )
+    min_precision: float | None = Field(
+        default=None, ge=0, le=1, description="Smallest test weighted precision deployed (classification)."
+    )
+    min_recall: float | None = Field(
+        default=None, ge=0, le=1, description="Smallest test weighted recall deployed (classification)."
+    )
+    min_r2: float | None = Field(
+        default=None, le=1, description="Smallest test R2 deployed (regression; default gate: 0.0)."
+    )
+    max_rmse: float | None = Field(default=None, ge=0, description="Largest test RMSE deployed (regression).")
+    max_mae: float | None = Field(default=None, ge=0, description="Largest test MAE deployed (regression).")
     max_regression: float = Field(
         default=0.0,
         ge=0,
@@ -228,8 +257,10 @@ class DriftSpec(_Strict):
     """Feature drift of each new raw_data (or scoring_data) day against the data the production model
     was trained on (ml_platform.drift)."""
 
-    enabled: bool = Field(default=True, description="The no_feature_drift check on raw_data (and scoring_data)"
-                          " and the <name>_drift_sensor.")
+    enabled: bool = Field(
+        default=True,
+        description="The no_feature_drift check on raw_data (and scoring_data) and the <name>_drift_sensor.",
+    )
     method: Literal["psi", "ks"] = Field(
         default="psi",
         description="`psi` (population stability index over deciles / categories) or `ks` (Kolmogorov-Smirnov"
@@ -277,13 +308,16 @@ class EncodingSpec(_Strict):
     """How categorical columns reach the estimator (docs/assets-and-checks.md, "Encodings")."""
 
     max_categories: int = Field(
-        default=constants.DEFAULT_ENCODING_MAX_CATEGORIES, ge=2, le=10_000,
+        default=constants.DEFAULT_ENCODING_MAX_CATEGORIES,
+        ge=2,
+        le=10_000,
         description="Most one-hot columns per categorical column: the most frequent values keep their own, the rest"
         f" share one (default {constants.DEFAULT_ENCODING_MAX_CATEGORIES}). hist_gradient_boosting codes categories"
         f" natively, at most {constants.NATIVE_MAX_CATEGORIES} per column.",
     )
     min_frequency: int = Field(
-        default=constants.DEFAULT_ENCODING_MIN_FREQUENCY, ge=1,
+        default=constants.DEFAULT_ENCODING_MIN_FREQUENCY,
+        ge=1,
         description="Values seen in fewer training rows than this are grouped with the other rare ones (default"
         f" {constants.DEFAULT_ENCODING_MIN_FREQUENCY}).",
     )
@@ -305,8 +339,10 @@ class FeaturesSpec(_Strict):
         " predict`, serving and batch scoring compute the same features; the signature describes the raw columns"
         " before it.",
     )
-    encoding: EncodingSpec = Field(default_factory=EncodingSpec, description="How categorical columns are"
-                                   " encoded for the estimator: the width of one-hot encodings.")
+    encoding: EncodingSpec = Field(
+        default_factory=EncodingSpec,
+        description="How categorical columns are encoded for the estimator: the width of one-hot encodings.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -339,16 +375,19 @@ class SchemaSpec(_Strict):
 
 
 Severity = Literal["block", "warn"]
-_SEVERITY_TEXT = ("`block` (the default) fails the day's check and keeps the day out of training; `warn` fails"
-                  " it as a warning (Dagster's WARN severity) and the day is used.")
+_SEVERITY_TEXT = (
+    "`block` (the default) fails the day's check and keeps the day out of training; `warn` fails"
+    " it as a warning (Dagster's WARN severity) and the day is used."
+)
 
 
 class _Rule(_Strict):
     """One rule of the data contract: its value, written plainly (`max: 5000`) or with its own severity
     (`max: {value: 5000, severity: warn}`)."""
 
-    severity: Severity | None = Field(default=None, description="This rule's severity; left out: its column's"
-                                      " (or `block`). " + _SEVERITY_TEXT)
+    severity: Severity | None = Field(
+        default=None, description="This rule's severity; left out: its column's (or `block`). " + _SEVERITY_TEXT
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -387,8 +426,10 @@ class ColumnQualitySpec(_Strict):
     """The rules of one column (`quality.columns.<column>`), judged on each day it is in."""
 
     max_null_ratio: RatioRule | None = Field(
-        default=None, description="Largest share of the day's rows this column may leave empty (replaces"
-        " `quality.max_null_ratio` for it).")
+        default=None,
+        description="Largest share of the day's rows this column may leave empty (replaces"
+        " `quality.max_null_ratio` for it).",
+    )
     min: BoundRule | None = Field(default=None, description="Smallest value allowed (numbers).")
     max: BoundRule | None = Field(default=None, description="Largest value allowed (numbers).")
     allowed: ValuesRule | None = Field(default=None, description="The only values allowed (a list).")
@@ -406,9 +447,12 @@ class ColumnQualitySpec(_Strict):
 class TargetMissingSpec(_Strict):
     """Rows without a label: dropped before training and counted per day; their share has its own limit."""
 
-    max_ratio: float = Field(default=constants.DEFAULT_MAX_TARGET_MISSING, ge=0, le=1,
-                             description="Largest share of a day's rows without a label (default"
-                             f" {constants.DEFAULT_MAX_TARGET_MISSING}).")
+    max_ratio: float = Field(
+        default=constants.DEFAULT_MAX_TARGET_MISSING,
+        ge=0,
+        le=1,
+        description=f"Largest share of a day's rows without a label (default {constants.DEFAULT_MAX_TARGET_MISSING}).",
+    )
     severity: Severity = Field(default="block", description=_SEVERITY_TEXT)
 
 
@@ -419,8 +463,11 @@ class DedupeSpec(_Strict):
     `dedupe: false`: none (repeated rows are distinct events)."""
 
     enabled: bool = Field(default=True, description="`false`: keep every row (written `dedupe: false`).")
-    key: list[str] | None = Field(default=None, min_length=1, description="The columns that identify an event;"
-                                  " left out: every column of the landing file.")
+    key: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="The columns that identify an event; left out: every column of the landing file.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -438,8 +485,9 @@ class QualitySpec(_Strict):
         f" otherwise (default {constants.DEFAULT_MAX_NULL_RATIO}; a number, or `{{value: 0.2, severity: warn}}`)."
         " The label is judged by `target_missing`.",
     )
-    min_rows: CountRule | None = Field(default=None, description="Fewest rows a day may have (a number, or"
-                                       " `{value: 500, severity: warn}`).")
+    min_rows: CountRule | None = Field(
+        default=None, description="Fewest rows a day may have (a number, or `{value: 500, severity: warn}`)."
+    )
     target_missing: TargetMissingSpec = Field(
         default_factory=TargetMissingSpec,
         description="Rows whose label is empty: dropped before training, counted per day, and their share limited.",
@@ -450,12 +498,16 @@ class QualitySpec(_Strict):
         " `store: {allowed: [north, south], severity: warn}`, `order_id: {unique: true}`. Each rule is written"
         " plainly or with its own severity (`max: {value: 5000, severity: warn}`).",
     )
-    dedupe: DedupeSpec = Field(default_factory=DedupeSpec, description="Which repeated rows training_data drops:"
-                               " `true` (every landing column equal), `false`, or `{key: [event_id]}`.")
+    dedupe: DedupeSpec = Field(
+        default_factory=DedupeSpec,
+        description="Which repeated rows training_data drops:"
+        " `true` (every landing column equal), `false`, or `{key: [event_id]}`.",
+    )
 
     def contract(self, max_null_ratio: float | None = None) -> quality.Contract:
         """The rules as ``quality`` applies them; ``max_null_ratio`` (a run's config) replaces the
         pipeline-wide null share for one run."""
+
         def rule(spec: _Rule | None, column_severity: str = "block") -> quality.Rule | None:
             if spec is None:
                 return None
@@ -466,14 +518,20 @@ class QualitySpec(_Strict):
         if max_null_ratio is not None:
             default = quality.Rule(float(max_null_ratio), default.severity)
         columns = tuple(
-            (name, quality.ColumnRules(**{
-                field: rule(getattr(rules, field), rules.severity)
-                for field in ("max_null_ratio", "min", "max", "allowed", "unique", "max_categories")
-            }))
+            (
+                name,
+                quality.ColumnRules(
+                    **{
+                        field: rule(getattr(rules, field), rules.severity)
+                        for field in ("max_null_ratio", "min", "max", "allowed", "unique", "max_categories")
+                    }
+                ),
+            )
             for name, rules in self.columns.items()
         )
         return quality.Contract(
-            max_null_ratio=default, min_rows=rule(self.min_rows),
+            max_null_ratio=default,
+            min_rows=rule(self.min_rows),
             target_missing=quality.Rule(self.target_missing.max_ratio, self.target_missing.severity),
             columns=columns,
         )
@@ -514,7 +572,7 @@ class WebhookSpec(_Strict):
     )
     channel: str | None = Field(
         default=None,
-        description='A Slack channel, e.g. "#ml-alerts": sent as the payload\'s `channel`. Left out: the webhook\'s'
+        description="A Slack channel, e.g. \"#ml-alerts\": sent as the payload's `channel`. Left out: the webhook's"
         " own channel.",
     )
 
@@ -522,8 +580,10 @@ class WebhookSpec(_Strict):
     @classmethod
     def _env(cls, value: str | None) -> str | None:
         if value is not None and not _ENV_NAME.match(value):
-            raise ValueError(f"{value!r} is not an environment variable name (e.g. CHURN_SLACK_WEBHOOK);"
-                             " the URL itself stays in the environment")
+            raise ValueError(
+                f"{value!r} is not an environment variable name (e.g. CHURN_SLACK_WEBHOOK);"
+                " the URL itself stays in the environment"
+            )
         return value
 
     @field_validator("channel")
@@ -546,9 +606,12 @@ class RouteSpec(_Strict):
     its own recipients (`{email: [lead@example.com]}`: the channels named are the ones used)."""
 
     channels: list[Channel] | None = Field(
-        default=None, description="The channels, written as the event's list itself: `on_failure: [webhook]`.")
-    webhook: WebhookSpec | None = Field(default=None, description="Send to a webhook: `{}` for the pipeline's, or"
-                                        " `{channel: '#ml-deploys'}`, `{url_env: ...}`.")
+        default=None, description="The channels, written as the event's list itself: `on_failure: [webhook]`."
+    )
+    webhook: WebhookSpec | None = Field(
+        default=None,
+        description="Send to a webhook: `{}` for the pipeline's, or `{channel: '#ml-deploys'}`, `{url_env: ...}`.",
+    )
     email: list[str] | None = Field(default=None, description="Send e-mail to these addresses.")
 
     @model_validator(mode="before")
@@ -590,20 +653,29 @@ class NotificationsSpec(_Strict):
     the pipeline's recipients, or a mapping of its own recipients (`{email: [lead@example.com]}`)."""
 
     webhook: WebhookSpec | None = Field(
-        default=None, description="This pipeline's webhook and Slack channel. Default: ML_PLATFORM_WEBHOOK_URL, its"
-        " own channel.")
+        default=None,
+        description="This pipeline's webhook and Slack channel. Default: ML_PLATFORM_WEBHOOK_URL, its own channel.",
+    )
     email: list[str] | None = Field(
-        default=None, description="This pipeline's e-mail addresses (the seed's `ml-team@company.com`). Default:"
-        " ML_PLATFORM_SMTP_RECIPIENTS. The SMTP server and its login stay in the environment.")
+        default=None,
+        description="This pipeline's e-mail addresses (the seed's `ml-team@company.com`). Default:"
+        " ML_PLATFORM_SMTP_RECIPIENTS. The SMTP server and its login stay in the environment.",
+    )
     on_failure: RouteSpec | None = Field(
-        default=None, description="Failed runs: `[webhook]`, `[email]`, both, `[]`, or a mapping of recipients."
-        " Default: every configured channel.")
+        default=None,
+        description="Failed runs: `[webhook]`, `[email]`, both, `[]`, or a mapping of recipients."
+        " Default: every configured channel.",
+    )
     on_deploy: RouteSpec | None = Field(
-        default=None, description="deployed_model materializations (promoted or kept): channels or recipients."
-        " Default: every configured channel.")
+        default=None,
+        description="deployed_model materializations (promoted or kept): channels or recipients."
+        " Default: every configured channel.",
+    )
     on_success: RouteSpec = Field(
-        default_factory=lambda: RouteSpec(channels=[]), description="Finished runs of the pipeline's jobs, saying what came of the model:"
-        " deployed, kept, or held back by the gate (which metric, which threshold). Default: `[]` (none).")
+        default_factory=lambda: RouteSpec(channels=[]),
+        description="Finished runs of the pipeline's jobs, saying what came of the model:"
+        " deployed, kept, or held back by the gate (which metric, which threshold). Default: `[]` (none).",
+    )
 
     @field_validator("email")
     @classmethod
@@ -618,8 +690,9 @@ class NotificationsSpec(_Strict):
             return Route(None, webhook.url_env, webhook.channel, tuple(email) if email is not None else None)
         channels = chosen.chosen()
         if chosen.webhook is not None:
-            webhook = WebhookSpec(url_env=chosen.webhook.url_env or webhook.url_env,
-                                  channel=chosen.webhook.channel or webhook.channel)
+            webhook = WebhookSpec(
+                url_env=chosen.webhook.url_env or webhook.url_env, channel=chosen.webhook.channel or webhook.channel
+            )
         email = chosen.email if chosen.email is not None else email
         return Route(channels, webhook.url_env, webhook.channel, tuple(email) if email is not None else None)
 
@@ -665,11 +738,12 @@ class PipelineSpec(_Strict):
         " or the bucket's landing/ prefix in prod), '.' for the root itself, an absolute folder, or"
         " s3://bucket/prefix (prod). Default: the pipeline's name under the landing root.",
     )
-    target: str | None = Field(default=None, description="The label column. Default: ML_PLATFORM_TARGET_COLUMN"
-                               " (`target`).")
+    target: str | None = Field(
+        default=None, description="The label column. Default: ML_PLATFORM_TARGET_COLUMN (`target`)."
+    )
     version: str | None = Field(
         default=None,
-        description="The pipeline's version (`\"1.4.0\"`): the `code_version` of its assets, so Dagster shows them"
+        description='The pipeline\'s version (`"1.4.0"`): the `code_version` of its assets, so Dagster shows them'
         " stale when it changes, and recorded with each model version (`pipeline_version`). Raise it when the"
         " pipeline's own code (a feature function) changes.",
     )
@@ -679,7 +753,8 @@ class PipelineSpec(_Strict):
         " (`features: {columns: [...], transform: module:function}`).",
     )
     schema_policy: SchemaSpec = Field(
-        default_factory=SchemaSpec, alias="schema",
+        default_factory=SchemaSpec,
+        alias="schema",
         description="What may change about the pipeline's columns (docs/assets-and-checks.md, the input contract).",
     )
     quality: QualitySpec = Field(
@@ -688,13 +763,16 @@ class PipelineSpec(_Strict):
         " duplicates (docs/assets-and-checks.md, the data contract).",
     )
     window_days: int | None = Field(
-        default=None, ge=1, le=366,
+        default=None,
+        ge=1,
+        le=366,
         description="Days of raw_data in one training set, 1-366. Default: ML_PLATFORM_WINDOW_DAYS (7).",
     )
     partitions: PartitionsSpec = Field(default_factory=PartitionsSpec, description="The daily partitions.")
     model_name: str | None = Field(
-        default=None, description="The model's name in the model store; unique across pipelines. Default: the"
-        " pipeline's name.")
+        default=None,
+        description="The model's name in the model store; unique across pipelines. Default: the pipeline's name.",
+    )
     model: ModelSpec = Field(default_factory=ModelSpec, description="The estimator and its parameters.")
     split: SplitSpec = Field(default_factory=SplitSpec, description="The train/test split.")
     gate: GateSpec = Field(
@@ -703,16 +781,21 @@ class PipelineSpec(_Strict):
         " which becomes the blocking check `<metric>_above_threshold` / `<metric>_below_threshold`, and"
         " `max_regression` against production.",
     )
-    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="The daily schedule <name>_daily_training.")
+    schedule: ScheduleSpec = Field(
+        default_factory=ScheduleSpec, description="The daily schedule <name>_daily_training."
+    )
     stages: StagesSpec = Field(default_factory=StagesSpec, description="Timeout, retries and resources per stage.")
     notifications: NotificationsSpec = Field(
         default_factory=NotificationsSpec,
         description="Where this pipeline's messages go: which channels per event, and its own webhook, Slack channel"
-        " and addresses; the servers and secrets stay in the environment (ML_PLATFORM_WEBHOOK_URL, ML_PLATFORM_SMTP_*).",
+        " and addresses; the servers and secrets stay in the environment (ML_PLATFORM_WEBHOOK_URL,"
+        " ML_PLATFORM_SMTP_*).",
     )
     mlflow: MlflowSpec = Field(default_factory=MlflowSpec, description="MLflow experiment tracking (optional).")
-    drift: DriftSpec = Field(default_factory=DriftSpec, description="Feature drift of each new day against the"
-                             " data the production model was trained on.")
+    drift: DriftSpec = Field(
+        default_factory=DriftSpec,
+        description="Feature drift of each new day against the data the production model was trained on.",
+    )
     scoring: ScoringSpec | None = Field(
         default=None, description="Batch scoring of unlabelled days: scoring_data[day] and predictions[day]."
     )
@@ -792,8 +875,7 @@ class PipelineSpec(_Strict):
         for column, rules in self.quality.columns.items():
             kind = declared.get(column)
             if kind in ("categorical", "boolean", "datetime") and (rules.min is not None or rules.max is not None):
-                raise _FieldError(f"quality.columns.{column}", f"min / max are for numbers; features declare it"
-                                  f" {kind}")
+                raise _FieldError(f"quality.columns.{column}", f"min / max are for numbers; features declare it {kind}")
         return None
 
     def _validated_params(self, estimator, params: dict[str, Any], where: str) -> dict[str, Any]:
@@ -810,8 +892,10 @@ class PipelineSpec(_Strict):
             first = exc.errors()[0]
             raise _FieldError(
                 where + "." + ".".join(map(str, first["loc"])),
-                _message(first) + f" (parameters of {self.model.estimator}: "
-                + ", ".join(estimator.params.model_fields) + ")",
+                _message(first)
+                + f" (parameters of {self.model.estimator}: "
+                + ", ".join(estimator.params.model_fields)
+                + ")",
             ) from None
 
     def _check_variants(self, estimator) -> None:
@@ -825,8 +909,9 @@ class PipelineSpec(_Strict):
             overrides = self.model.variants[index] = {k: validated[k] for k in overrides}
             name = variant_name(overrides)
             if not _VARIANT_NAME.match(name):
-                raise _FieldError(where, f"{name!r} cannot name a partition: values of letters, digits,"
-                                  " '_', '.', '-' only")
+                raise _FieldError(
+                    where, f"{name!r} cannot name a partition: values of letters, digits, '_', '.', '-' only"
+                )
             if name in seen:
                 raise _FieldError(where, f"duplicate of model.variants[{seen[name]}] ({name})")
             seen[name] = index
@@ -837,8 +922,9 @@ class PipelineSpec(_Strict):
         """(metric, threshold, higher_is_better)."""
         thresholds = self.gate.thresholds()
         if not thresholds:
-            default = ("min_accuracy", constants.DEFAULT_MIN_ACCURACY) if self.task == "classification" \
-                else ("min_r2", 0.0)
+            default = (
+                ("min_accuracy", constants.DEFAULT_MIN_ACCURACY) if self.task == "classification" else ("min_r2", 0.0)
+            )
             thresholds = dict([default])
         key, value = next(iter(thresholds.items()))
         metric = key.split("_", 1)[1]
@@ -960,31 +1046,61 @@ def _with_defaults(spec: PipelineSpec, settings: Settings, source: str, index: i
     target = spec.target or settings.target_column
     columns = spec.features.columns
     if columns is None and settings.feature_columns and target in settings.feature_columns:
-        raise ConfigError(f"{source}: pipelines[{index}] ({spec.name}): target: {target!r} is one of the"
-                          " feature columns of ML_PLATFORM_FEATURE_COLUMNS")
+        raise ConfigError(
+            f"{source}: pipelines[{index}] ({spec.name}): target: {target!r} is one of the"
+            " feature columns of ML_PLATFORM_FEATURE_COLUMNS"
+        )
     if columns and target in [f.name for f in columns]:
-        raise ConfigError(f"{source}: pipelines[{index}] ({spec.name}): features: lists the target column"
-                          f" {target!r}")
+        raise ConfigError(f"{source}: pipelines[{index}] ({spec.name}): features: lists the target column {target!r}")
     rules = spec.quality.columns.get(target)
     if rules is not None and (rules.max_null_ratio is not None or rules.unique is not None):
         field = "max_null_ratio" if rules.max_null_ratio is not None else "unique"
-        why = ("the label's empty share is quality.target_missing.max_ratio" if field == "max_null_ratio"
-               else "a label is not an id")
+        why = (
+            "the label's empty share is quality.target_missing.max_ratio"
+            if field == "max_null_ratio"
+            else "a label is not an id"
+        )
         raise ConfigError(f"{source}: pipelines[{index}] ({spec.name}): quality.columns.{target}.{field}: {why}")
-    return spec.model_copy(update={
-        "target": target,
-        "features": spec.features.model_copy(update={"columns": columns if columns is not None else (
-            [FeatureColumn(name=c) for c in settings.feature_columns] if settings.feature_columns else None)}),
-        "window_days": spec.window_days or settings.window_days,
-        "model_name": spec.model_name or spec.name,
-        "landing": spec.landing if spec.landing is not None else spec.name,
-        "schedule": spec.schedule.model_copy(update={"timezone": spec.schedule.timezone or settings.timezone}),
-        "partitions": spec.partitions.model_copy(update={"start": spec.partitions.start or settings.partitions_start}),
-    })
+    return spec.model_copy(
+        update={
+            "target": target,
+            "features": spec.features.model_copy(
+                update={
+                    "columns": columns
+                    if columns is not None
+                    else (
+                        [FeatureColumn(name=c) for c in settings.feature_columns] if settings.feature_columns else None
+                    )
+                }
+            ),
+            "window_days": spec.window_days or settings.window_days,
+            "model_name": spec.model_name or spec.name,
+            "landing": spec.landing if spec.landing is not None else spec.name,
+            "schedule": spec.schedule.model_copy(update={"timezone": spec.schedule.timezone or settings.timezone}),
+            "partitions": spec.partitions.model_copy(
+                update={"start": spec.partitions.start or settings.partitions_start}
+            ),
+        }
+    )
 
 
 __all__ = [
-    "CHANNELS", "DEMO_DATASETS", "STAGES", "TASKS", "FeatureColumn", "FeaturesSpec", "MlflowSpec", "GateSpec", "ModelSpec", "PartitionsSpec",
-    "PipelineSpec", "SchemaSpec", "ScoringSpec",
-    "ResourcesSpec", "ScheduleSpec", "SplitSpec", "StageSpec", "parse_pipelines",
+    "CHANNELS",
+    "DEMO_DATASETS",
+    "STAGES",
+    "TASKS",
+    "FeatureColumn",
+    "FeaturesSpec",
+    "MlflowSpec",
+    "GateSpec",
+    "ModelSpec",
+    "PartitionsSpec",
+    "PipelineSpec",
+    "SchemaSpec",
+    "ScoringSpec",
+    "ResourcesSpec",
+    "ScheduleSpec",
+    "SplitSpec",
+    "StageSpec",
+    "parse_pipelines",
 ]

@@ -61,6 +61,7 @@ def stage_timeout(context: Any, pipeline: Any, stage: str) -> Iterator[None]:
 def _child_fit(conn: Any, fit: Callable[..., Any], args: tuple) -> None:
     """In the child: run ``fit(*args, report)``; send progress, then the result or the error."""
     try:
+
         def report(done: int, total: int) -> None:
             conn.send(("progress", done, total))
 

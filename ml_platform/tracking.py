@@ -73,8 +73,9 @@ class MlflowTracker:
     (connect, and each read; whole seconds).
     """
 
-    def __init__(self, tracking_uri: str, experiment: str, warn: Callable[[str], None], retries: int = 2,
-                 timeout_s: float = 5.0):
+    def __init__(
+        self, tracking_uri: str, experiment: str, warn: Callable[[str], None], retries: int = 2, timeout_s: float = 5.0
+    ):
         self.tracking_uri = tracking_uri.rstrip("/")
         self.experiment = experiment
         self.warn = warn
@@ -94,8 +95,9 @@ class MlflowTracker:
 
             client = self._client()
             experiment_id = self._experiment_id(client)
-            run = client.create_run(experiment_id, run_name=run_name,
-                                    tags={_key(k): _tag_value(v) for k, v in tags.items()})
+            run = client.create_run(
+                experiment_id, run_name=run_name, tags={_key(k): _tag_value(v) for k, v in tags.items()}
+            )
             run_id = run.info.run_id
             self._experiment_ids[run_id] = experiment_id
             items = [Param(_key(k), _param_value(v)) for k, v in params.items()]
@@ -115,8 +117,10 @@ class MlflowTracker:
                 pass
         if len(numbers) < len(metrics) and run_id is not None:
             left_out = sorted(set(map(str, metrics)) - set(numbers))
-            self.warn(f"MLflow tracking at {self.tracking_uri}: metrics that are not numbers were not "
-                      f"recorded: {', '.join(left_out)}.")
+            self.warn(
+                f"MLflow tracking at {self.tracking_uri}: metrics that are not numbers were not "
+                f"recorded: {', '.join(left_out)}."
+            )
 
         def call() -> bool:
             from mlflow.entities import Metric
@@ -177,7 +181,6 @@ class MlflowTracker:
             fitted = _load_joblib(model) if isinstance(model, (str, Path)) else model
             try:
                 import mlflow.sklearn
-
                 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
             except ImportError:
                 return self._log_joblib(run_id, model)
@@ -185,7 +188,9 @@ class MlflowTracker:
                 # The fluent API reads the process-wide tracking URI: ours only for this call.
                 with _use_tracking_uri(self.tracking_uri):
                     info = mlflow.sklearn.log_model(
-                        fitted, name="model", run_id=run_id,
+                        fitted,
+                        name="model",
+                        run_id=run_id,
                         serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
                         pip_requirements=_requirements(fitted),
                     )
@@ -213,8 +218,11 @@ class MlflowTracker:
             return None
         experiment_id = self._experiment_ids.get(run_id)
         if experiment_id is None:
-            experiment_id = self._guarded(lambda: self._client().get_run(run_id).info.experiment_id,
-                                          f"the link to run {run_id} is not known", run_id)
+            experiment_id = self._guarded(
+                lambda: self._client().get_run(run_id).info.experiment_id,
+                f"the link to run {run_id} is not known",
+                run_id,
+            )
             if experiment_id is None:
                 return None
             self._experiment_ids[run_id] = experiment_id
@@ -231,8 +239,10 @@ class MlflowTracker:
         with _lock:
             until = _down_until.get(self.tracking_uri, 0.0)
             if time.monotonic() < until:
-                self.warn(f"MLflow tracking at {self.tracking_uri} is skipped (it did not answer "
-                          f"{DOWN_FOR_S - (until - time.monotonic()):.0f}s ago): {not_recorded}.")
+                self.warn(
+                    f"MLflow tracking at {self.tracking_uri} is skipped (it did not answer "
+                    f"{DOWN_FOR_S - (until - time.monotonic()):.0f}s ago): {not_recorded}."
+                )
                 return None
             started = time.monotonic()
             attempt = 0
@@ -248,8 +258,10 @@ class MlflowTracker:
                     if (own := _own_error(exc)) is not None:
                         raise own from exc
                     if isinstance(exc, ImportError):
-                        self.warn(f"MLflow tracking at {self.tracking_uri} needs the MLflow client "
-                                  f"(pip install 'ml_platform[mlflow]'): {not_recorded}.")
+                        self.warn(
+                            f"MLflow tracking at {self.tracking_uri} needs the MLflow client "
+                            f"(pip install 'ml_platform[mlflow]'): {not_recorded}."
+                        )
                         return None
                     transient = _transient(exc)
                     spent = time.monotonic() - started
@@ -325,6 +337,7 @@ class MlflowTracker:
 
 # -- helpers ----------------------------------------------------------------------------------
 
+
 def _key(key: Any) -> str:
     return str(key)[:MAX_KEY_CHARS]
 
@@ -343,7 +356,7 @@ def _tag_value(value: Any) -> str:
 
 def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _load_joblib(path: str | Path) -> Any:

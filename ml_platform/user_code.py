@@ -120,8 +120,11 @@ def check_requirements(requirements: list[dict[str, str]] | None, what: str) -> 
         except (ImportError, ValueError):
             spec = None
         if spec is None:
-            needs = (f"{entry['distribution']}=={entry['version']}" if "distribution" in entry
-                     else f"{entry.get('file', module_name + '.py')} beside pipelines.yaml")
+            needs = (
+                f"{entry['distribution']}=={entry['version']}"
+                if "distribution" in entry
+                else f"{entry.get('file', module_name + '.py')} beside pipelines.yaml"
+            )
             raise ModelDependencyError(
                 f"{what} needs module {module_name!r}, which cannot be imported here: install {needs}"
                 " (or add its folder to PYTHONPATH)"
@@ -137,7 +140,7 @@ def check_requirements(requirements: list[dict[str, str]] | None, what: str) -> 
             found = _file_digest(module_name)
             if found is not None and found[1] != entry["sha256"]:
                 raise ModelDependencyError(
-                    f"{what} was trained with another {found[0]} (module {module_name!r}; sha256 {entry['sha256'][7:19]}…,"
-                    f" here {found[1][7:19]}…): its features could differ; restore that file, or deploy a model"
-                    " trained with this one"
+                    f"{what} was trained with another {found[0]} (module {module_name!r};"
+                    f" sha256 {entry['sha256'][7:19]}…, here {found[1][7:19]}…): its features could differ;"
+                    " restore that file, or deploy a model trained with this one"
                 )

@@ -120,8 +120,7 @@ def _deploy(
         break
     else:
         raise PointerConflictError(
-            f"the production pointer of {name} kept moving; gave up after"
-            f" {constants.PROMOTE_ATTEMPTS} attempts"
+            f"the production pointer of {name} kept moving; gave up after {constants.PROMOTE_ATTEMPTS} attempts"
         )
     context.log.info(f"{name} {version.version}: {note}")
 

@@ -56,23 +56,31 @@ def report_markdown(metrics: dict[str, Any]) -> str:
     per_class = markdown_table(
         ["Class", "Precision", "Recall", "F1", "Support"],
         [
-            [label, report[label]["precision"], report[label]["recall"], report[label]["f1-score"],
-             int(report[label]["support"])]
+            [
+                label,
+                report[label]["precision"],
+                report[label]["recall"],
+                report[label]["f1-score"],
+                int(report[label]["support"]),
+            ]
             for label in labels
             if label in report
         ],
     )
     return (
-        f"## Evaluation\n\n{headline}\n\n### Confusion matrix\n\n{confusion}\n\n"
-        f"### Per-class scores\n\n{per_class}\n"
+        f"## Evaluation\n\n{headline}\n\n### Confusion matrix\n\n{confusion}\n\n### Per-class scores\n\n{per_class}\n"
     )
 
 
 def regression_report_markdown(metrics: dict[str, Any]) -> str:
     headline = markdown_table(
         ["Metric", "Value"],
-        [["R2", metrics["r2"]], ["RMSE", metrics["rmse"]], ["MAE", metrics["mae"]],
-         ["Test rows", metrics["test_rows"]]],
+        [
+            ["R2", metrics["r2"]],
+            ["RMSE", metrics["rmse"]],
+            ["MAE", metrics["mae"]],
+            ["Test rows", metrics["test_rows"]],
+        ],
     )
     residuals = markdown_table(
         ["Residual quantile", "Value"], [[q, v] for q, v in metrics["residual_quantiles"].items()]
@@ -107,8 +115,7 @@ def _regression_metadata(metrics: dict[str, Any]) -> dict[str, Any]:
         "Test rows": metrics["test_rows"],
         "Predicted vs actual": rows_table(
             metrics["calibration"],
-            [("Actual (bin)", "string"), ("Rows", "int"), ("Mean actual", "float"),
-             ("Mean predicted", "float")],
+            [("Actual (bin)", "string"), ("Rows", "int"), ("Mean actual", "float"), ("Mean predicted", "float")],
         ),
         "Report": dg.MetadataValue.md(regression_report_markdown(metrics)),
     }
@@ -157,8 +164,9 @@ def champion_scores(
         itself = trained_model.identity is not None and production.metadata.get("identity") == trained_model.identity
         # The version just read, by name: the pointer is not read again, and the champion loaded
         # is the one compared with (it verifies the sha256).
-        model, version = (trained_model.model, production) if itself \
-            else model_store.load(pipeline.model_name, production.version)
+        model, version = (
+            (trained_model.model, production) if itself else model_store.load(pipeline.model_name, production.version)
+        )
         fresh = _fresh_rows(context, model_store, version, test_split)
     except NoProductionModelError:
         context.log.info(f"no production {pipeline.model_name} yet: the gate uses its threshold alone")
@@ -171,8 +179,10 @@ def champion_scores(
         context.log.warning(f"the production model cannot be loaded ({exc}): the gate uses its threshold alone")
         return ChampionComparison(None, problem=str(exc))
     if len(fresh) < constants.MIN_FRESH_TEST_ROWS:
-        reason = (f"only {len(fresh)} of {len(test_split)} test rows are new to {version.version}"
-                  f" (fewer than {constants.MIN_FRESH_TEST_ROWS})")
+        reason = (
+            f"only {len(fresh)} of {len(test_split)} test rows are new to {version.version}"
+            f" (fewer than {constants.MIN_FRESH_TEST_ROWS})"
+        )
         context.log.warning(f"{reason}: the gate uses its threshold alone")
         return ChampionComparison(version.version, problem=reason)
     score = classification_metrics if pipeline.task == "classification" else regression_metrics
@@ -180,8 +190,9 @@ def champion_scores(
     if itself:
         scores = metrics if len(fresh) == len(test_split) else score(model, fresh, pipeline.target)
         context.log.info(f"the challenger is production {version.version} itself: scored once, for both")
-        return ChampionComparison(version.version, int(len(fresh)), {k: scores[k] for k in keys},
-                                  {k: scores[k] for k in keys})
+        return ChampionComparison(
+            version.version, int(len(fresh)), {k: scores[k] for k in keys}, {k: scores[k] for k in keys}
+        )
     try:
         champion = score(model, fresh, pipeline.target)
     except Exception as exc:  # noqa: BLE001 - any reason it cannot score is reported, not fatal
@@ -191,8 +202,9 @@ def champion_scores(
         )
         return ChampionComparison(version.version, problem=f"{type(exc).__name__}: {exc}")
     challenger = score(trained_model.model, fresh, pipeline.target)
-    return ChampionComparison(version.version, int(len(fresh)), {k: champion[k] for k in keys},
-                              {k: challenger[k] for k in keys})
+    return ChampionComparison(
+        version.version, int(len(fresh)), {k: champion[k] for k in keys}, {k: challenger[k] for k in keys}
+    )
 
 
 def _fresh_rows(context, model_store: ModelStore, version: ModelVersion, test_split: pd.DataFrame) -> pd.DataFrame:
@@ -214,9 +226,7 @@ def _production(pipeline: PipelineRuntime, model_store: ModelStore) -> ModelVers
         ) from exc
 
 
-def signature_change(
-    pipeline: PipelineRuntime, model_store: ModelStore, trained_model: TrainedModel
-) -> dict[str, Any]:
+def signature_change(pipeline: PipelineRuntime, model_store: ModelStore, trained_model: TrainedModel) -> dict[str, Any]:
     """How the new model's signature differs from the production model's, for the
     signature_matches_production check: ``{"production_version", "change"}`` (a SignatureChange as
     a dict), or ``{"production_version", "note"}`` when there is nothing to compare."""
@@ -228,10 +238,14 @@ def signature_change(
         return {"production_version": None, "note": "no production model yet"}
     old = Signature.of_version(production.metadata)
     if old is None or trained_model.signature is None:
-        return {"production_version": production.version,
-                "note": f"{production.version} records no signature to compare with"}
-    return {"production_version": production.version,
-            "change": compare_signatures(old, trained_model.signature).to_dict()}
+        return {
+            "production_version": production.version,
+            "note": f"{production.version} records no signature to compare with",
+        }
+    return {
+        "production_version": production.version,
+        "change": compare_signatures(old, trained_model.signature).to_dict(),
+    }
 
 
 def _metrics_metadata(pipeline: PipelineRuntime, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -254,8 +268,9 @@ def _metrics_metadata(pipeline: PipelineRuntime, metrics: dict[str, Any]) -> dic
     return metadata
 
 
-def metrics_recipe(pipeline: PipelineRuntime, model_store: ModelStore, trained_model: TrainedModel,
-                   test_split: pd.DataFrame) -> str | None:
+def metrics_recipe(
+    pipeline: PipelineRuntime, model_store: ModelStore, trained_model: TrainedModel, test_split: pd.DataFrame
+) -> str | None:
     """sha256 of what model_metrics is computed from: the model's recipe, the test split, the
     production version it is compared with, the platform's version. model_metrics' Dagster data
     version; None when the production version cannot be read (then it is scored, and the reason
@@ -265,9 +280,11 @@ def metrics_recipe(pipeline: PipelineRuntime, model_store: ModelStore, trained_m
     except (ModelStoreError, ValueError, KeyError):
         return None
     recipe = {
-        "model": trained_model.identity, "test_split": frame_fingerprint(test_split),
+        "model": trained_model.identity,
+        "test_split": frame_fingerprint(test_split),
         "production": [production.version, production.metadata.get("identity")] if production else None,
-        "platform_version": platform_version(), "task": pipeline.task,
+        "platform_version": platform_version(),
+        "task": pipeline.task,
     }
     return "sha256:" + hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -284,8 +301,10 @@ def _stored_metrics(context: dg.AssetExecutionContext, recipe: str) -> dict[str,
         return None
     if not isinstance(stored, dict) or not {"task", "champion", "signature_change"} <= set(stored):
         return None
-    context.log.info(f"reused the stored model_metrics of {partition} (the same model, test split and"
-                     " production version): no scoring")
+    context.log.info(
+        f"reused the stored model_metrics of {partition} (the same model, test split and"
+        " production version): no scoring"
+    )
     return stored
 
 
@@ -305,8 +324,10 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         config_schema={},  # takes no config: any key given to it is refused before the run starts
         description=(
             "Accuracy, weighted precision/recall/F1, confusion matrix and report on the test split,"
-            if classification else "R2, RMSE, MAE and residuals on the test split,"
-        ) + " and the production model's scores on the same split.",
+            if classification
+            else "R2, RMSE, MAE and residuals on the test split,"
+        )
+        + " and the production model's scores on the same split.",
     )
     def model_metrics(
         context: dg.AssetExecutionContext,
@@ -318,14 +339,19 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
             recipe = metrics_recipe(pipeline, model_store, trained_model, test_split)
             reused = _stored_metrics(context, recipe) if recipe else None
             if reused is not None:
-                return dg.Output(reused, data_version=dg.DataVersion(recipe), metadata={
-                    "Reused": f"stored {context.partition_key} (same model, test split and production version)",
-                    **_metrics_metadata(pipeline, reused), **run_link(context, pipeline, reused.get(RUN_ID))})
+                return dg.Output(
+                    reused,
+                    data_version=dg.DataVersion(recipe),
+                    metadata={
+                        "Reused": f"stored {context.partition_key} (same model, test split and production version)",
+                        **_metrics_metadata(pipeline, reused),
+                        **run_link(context, pipeline, reused.get(RUN_ID)),
+                    },
+                )
             if classification:
                 metrics = classification_metrics(trained_model.model, test_split, trained_model.target)
                 context.log.info(
-                    f"accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f} on"
-                    f" {metrics['test_rows']} test rows"
+                    f"accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f} on {metrics['test_rows']} test rows"
                 )
             else:
                 metrics = regression_metrics(trained_model.model, test_split, trained_model.target)
@@ -344,7 +370,6 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
             metrics["signature_change"] = signature_change(pipeline, model_store, trained_model)
             metadata = _metrics_metadata(pipeline, metrics)
             metadata.update(track_metrics(context, pipeline, trained_model, metrics))
-            return dg.Output(metrics, metadata=metadata,
-                             data_version=dg.DataVersion(recipe) if recipe else None)
+            return dg.Output(metrics, metadata=metadata, data_version=dg.DataVersion(recipe) if recipe else None)
 
     return model_metrics

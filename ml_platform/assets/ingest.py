@@ -15,9 +15,9 @@ from ml_platform.checks.data_quality import day_contract, run_config_of_checks
 from ml_platform.day_work import DayContract, DaySummary
 from ml_platform.errors import LandingFileError, MlPlatformError, StorageAccessError
 from ml_platform.metadata import column_schema, frame_table, rows_table
-from ml_platform.runtime import PipelineRuntime
 from ml_platform.resources.landing_zone import LandingFile, LandingZone
 from ml_platform.resources.model_store import ModelStore
+from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
 
 # The shortest time between two progress lines of a range run.
@@ -37,7 +37,7 @@ def _day_metadata(summary: DaySummary, landing_file: LandingFile) -> dict[str, o
         "Source file": dg.MetadataValue.path(landing_file.location),
         "Fingerprint": landing_file.fingerprint,
         "Source size (bytes)": landing_file.size,
-        "Source modified": dt.datetime.fromtimestamp(landing_file.modified, dt.timezone.utc).isoformat(),
+        "Source modified": dt.datetime.fromtimestamp(landing_file.modified, dt.UTC).isoformat(),
     }
 
 
@@ -55,8 +55,12 @@ def build_raw_data(pipeline: "PipelineRuntime") -> dg.AssetsDefinition:
     )
     def raw_data(context: dg.AssetExecutionContext, landing_zone: LandingZone, model_store: ModelStore):
         with stage_timeout(context, pipeline, "ingest"):
-            return _ingest(context, landing_zone.at(pipeline.spec.landing), context.resources.io_manager,
-                           contract=lambda: _contract(context, pipeline, model_store))
+            return _ingest(
+                context,
+                landing_zone.at(pipeline.spec.landing),
+                context.resources.io_manager,
+                contract=lambda: _contract(context, pipeline, model_store),
+            )
 
     return raw_data
 
@@ -79,8 +83,12 @@ def _contract(context: dg.AssetExecutionContext, pipeline: PipelineRuntime, mode
         return None
 
 
-def _ingest(context: dg.AssetExecutionContext, landing_zone: LandingZone, io_manager,
-            contract: Callable[[], DayContract | None] = lambda: None):
+def _ingest(
+    context: dg.AssetExecutionContext,
+    landing_zone: LandingZone,
+    io_manager,
+    contract: Callable[[], DayContract | None] = lambda: None,
+):
     """Read, check and store the run's days. When the landing zone and the asset storage are
     local folders, each day is read and stored by ``day_work.ingest_day`` (a range of days in
     worker processes, when there are cores for it), and the step returns a MaterializeResult:
@@ -91,8 +99,7 @@ def _ingest(context: dg.AssetExecutionContext, landing_zone: LandingZone, io_man
         files = {day: landing_zone.find(day) for day in days}
     except (LandingFileError, StorageAccessError) as exc:
         raise _bad_landing(exc) from exc
-    jobs = [(day, landing_zone.local_path(files[day]), io_manager.stored_path(context.asset_key, day))
-            for day in days]
+    jobs = [(day, landing_zone.local_path(files[day]), io_manager.stored_path(context.asset_key, day)) for day in days]
     if all(source and destination for _, source, destination in jobs):
         processes = day_work.processes_for(len(days), max(f.size for f in files.values())) if len(days) > 1 else 0
         checked_against = contract()
@@ -121,8 +128,7 @@ def _ingest_read(context: dg.AssetExecutionContext, landing_zone: LandingZone, f
             frame, landing_file = future.result()
             frames[day], files[day] = frame, landing_file
             context.log.info(
-                f"[{number}/{len(days)}] read {landing_file.location}: {len(frame)} rows,"
-                f" {len(frame.columns)} columns"
+                f"[{number}/{len(days)}] read {landing_file.location}: {len(frame)} rows, {len(frame.columns)} columns"
             )
     if len(days) == 1:
         day = days[0]
@@ -151,8 +157,10 @@ def _ingest_stored(context, files: dict[str, LandingFile], jobs: list[tuple], pr
             )
 
     if processes >= 2:
-        context.log.info(f"ingesting {len(days)} days on {processes} processes (this one and {processes - 1}"
-                         f" spawned worker{'s' if processes > 2 else ''})")
+        context.log.info(
+            f"ingesting {len(days)} days on {processes} processes (this one and {processes - 1}"
+            f" spawned worker{'s' if processes > 2 else ''})"
+        )
     try:
         ingested = day_work.each_day(day_work.ingest_day, jobs, processes, done=done)
     except LandingFileError as exc:
@@ -168,8 +176,10 @@ def _ingest_stored(context, files: dict[str, LandingFile], jobs: list[tuple], pr
     for day in days:
         context.add_asset_metadata(metadata[day], partition_key=day)
     # The days are stored already: a MaterializeResult (no value) leaves the IO manager out.
-    return dg.MaterializeResult(metadata={
-        "Days in this run": len(days),
-        "Processes": max(processes, 1),
-        "Stored at": dg.MetadataValue.path(stored_at),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "Days in this run": len(days),
+            "Processes": max(processes, 1),
+            "Stored at": dg.MetadataValue.path(stored_at),
+        }
+    )

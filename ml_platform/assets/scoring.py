@@ -58,19 +58,31 @@ def _production(pipeline: PipelineRuntime, model_store: ModelStore):
 def build_scoring_checks(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition:
     """rows_match_signature (blocking) and, with drift enabled, no_feature_drift (a warning)."""
     key = pipeline.key("scoring_data")
-    specs = [dg.AssetCheckSpec(
-        name=SIGNATURE_CHECK, asset=key, blocking=True, partitions_def=pipeline.partitions,
-        description="The day's rows meet the production model's signature (columns, kinds); otherwise"
-        " predictions does not run.",
-    )]
+    specs = [
+        dg.AssetCheckSpec(
+            name=SIGNATURE_CHECK,
+            asset=key,
+            blocking=True,
+            partitions_def=pipeline.partitions,
+            description="The day's rows meet the production model's signature (columns, kinds); otherwise"
+            " predictions does not run.",
+        )
+    ]
     if pipeline.spec.drift.enabled:
-        specs.append(dg.AssetCheckSpec(
-            name=DRIFT_CHECK, asset=key, blocking=False, partitions_def=pipeline.partitions,
-            description="No feature of the day drifts from the last training data (a warning).",
-        ))
+        specs.append(
+            dg.AssetCheckSpec(
+                name=DRIFT_CHECK,
+                asset=key,
+                blocking=False,
+                partitions_def=pipeline.partitions,
+                description="No feature of the day drifts from the last training data (a warning).",
+            )
+        )
 
     @dg.multi_asset_check(
-        specs=specs, name=f"{pipeline.name}__scoring_data_checks", ins={"scoring_data": dg.AssetIn(key=key)},
+        specs=specs,
+        name=f"{pipeline.name}__scoring_data_checks",
+        ins={"scoring_data": dg.AssetIn(key=key)},
         op_tags=pipeline.op_tags("ingest"),
     )
     def scoring_data_checks(context: dg.AssetCheckExecutionContext, model_store: ModelStore, scoring_data):
@@ -89,7 +101,10 @@ def _signature_result(pipeline: PipelineRuntime, production: ModelVersion | None
     signature = Signature.of_version(production.metadata) if production else None
     if signature is None:
         return dg.AssetCheckResult(
-            check_name=SIGNATURE_CHECK, asset_key=key, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+            check_name=SIGNATURE_CHECK,
+            asset_key=key,
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
             description=f"model {pipeline.model_name!r} has no production version with a signature to score with",
         )
     problems, reports = [], {}
@@ -99,19 +114,40 @@ def _signature_result(pipeline: PipelineRuntime, production: ModelVersion | None
         except SignatureError as exc:
             problems.append(f"{day}: {exc}" if len(days) > 1 else str(exc))
     report_rows = [
-        {"Day": day, "Rows": r.rows, "Dropped columns": ", ".join(r.dropped_columns),
-         "Nulls": sum(r.nulls.values()), "Unseen categories": sum(r.unseen_categories.values())}
+        {
+            "Day": day,
+            "Rows": r.rows,
+            "Dropped columns": ", ".join(r.dropped_columns),
+            "Nulls": sum(r.nulls.values()),
+            "Unseen categories": sum(r.unseen_categories.values()),
+        }
         for day, r in reports.items()
     ]
-    description = "; ".join(problems) if problems else (
-        f"the columns of production {production.version}" + (f" on all {len(days)} days" if len(days) > 1 else ""))
+    description = (
+        "; ".join(problems)
+        if problems
+        else (
+            f"the columns of production {production.version}" + (f" on all {len(days)} days" if len(days) > 1 else "")
+        )
+    )
     return dg.AssetCheckResult(
-        check_name=SIGNATURE_CHECK, asset_key=key, passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
+        check_name=SIGNATURE_CHECK,
+        asset_key=key,
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
         description=description,
         metadata={
             "Production version": production.version,
-            "Checked": rows_table(report_rows, [("Day", "string"), ("Rows", "int"), ("Dropped columns", "string"),
-                                                ("Nulls", "int"), ("Unseen categories", "int")]),
+            "Checked": rows_table(
+                report_rows,
+                [
+                    ("Day", "string"),
+                    ("Rows", "int"),
+                    ("Dropped columns", "string"),
+                    ("Nulls", "int"),
+                    ("Unseen categories", "int"),
+                ],
+            ),
         },
     )
 
@@ -126,7 +162,8 @@ def build_predictions(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         kinds={"pandas", "scikitlearn"},
         config_schema={},
         description=f"Each scoring row of the day with the prediction of production {pipeline.model_name}"
-        + (" and its class probabilities" if classification else "") + "; the version and sha256 that made them.",
+        + (" and its class probabilities" if classification else "")
+        + "; the version and sha256 that made them.",
     )
     def predictions(context: dg.AssetExecutionContext, model_store: ModelStore, scoring_data: pd.DataFrame):
         with stage_timeout(context, pipeline, "evaluate"):
@@ -134,8 +171,9 @@ def build_predictions(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
             try:
                 result = model.predict_with_report(scoring_data, proba=classification)
             except SignatureError as exc:
-                raise dg.Failure(description=f"scoring_data {context.partition_key}: {exc}",
-                                 allow_retries=False) from exc
+                raise dg.Failure(
+                    description=f"scoring_data {context.partition_key}: {exc}", allow_retries=False
+                ) from exc
             out = scoring_data.copy()
             out["prediction"] = result.predictions
             if result.probabilities is not None:
@@ -163,11 +201,13 @@ def _prediction_metadata(out: pd.DataFrame, result, classification: bool) -> dic
         counts = out["prediction"].value_counts().sort_index()
         metadata["Predicted classes"] = rows_table(
             [{"Class": str(c), "Rows": int(n), "Share": float(n / len(out))} for c, n in counts.items()],
-            [("Class", "string"), ("Rows", "int"), ("Share", "float")])
+            [("Class", "string"), ("Rows", "int"), ("Share", "float")],
+        )
     else:
         quantiles = out["prediction"].quantile([0.05, 0.25, 0.5, 0.75, 0.95])
         metadata["Mean prediction"] = float(out["prediction"].mean())
         metadata["Prediction quantiles"] = rows_table(
             [{"Quantile": f"p{int(q * 100)}", "Value": float(v)} for q, v in quantiles.items()],
-            [("Quantile", "string"), ("Value", "float")])
+            [("Quantile", "string"), ("Value", "float")],
+        )
     return metadata

@@ -68,8 +68,11 @@ def track_metrics(context, pipeline: PipelineRuntime, trained: TrainedModel, met
     if tracker is None:
         return {}
     metrics[RUN_ID] = run_id
-    numbers = {f"test_{k}": float(metrics[k]) for k in HEADLINE_METRICS[pipeline.task]
-               if isinstance(metrics.get(k), (int, float)) and math.isfinite(float(metrics[k]))}
+    numbers = {
+        f"test_{k}": float(metrics[k])
+        for k in HEADLINE_METRICS[pipeline.task]
+        if isinstance(metrics.get(k), (int, float)) and math.isfinite(float(metrics[k]))
+    }
     champion = metrics.get("champion")
     if champion is not None and champion.compared:
         numbers.update({f"champion_{k}": float(v) for k, v in champion.champion.items()})
@@ -83,8 +86,9 @@ def track_verdict(context, pipeline: PipelineRuntime, metrics: dict, result: dg.
     run_id = metrics.get(RUN_ID)
     tracker = _tracker_of_run(context, pipeline, run_id)
     if tracker is not None:
-        tracker.set_tags(run_id, {"gate": "passed" if result.passed else "held back",
-                                  "gate.description": result.description or ""})
+        tracker.set_tags(
+            run_id, {"gate": "passed" if result.passed else "held back", "gate.description": result.description or ""}
+        )
 
 
 def track_deploy(context, pipeline: PipelineRuntime, metrics: dict, version: str, promoted: bool) -> None:

@@ -20,8 +20,8 @@ from ml_platform.metadata import rows_table, signature_metadata
 from ml_platform.ml import (
     CV_FOLDS,
     TrainedModel,
-    feature_importances,
     encoding_recipe,
+    feature_importances,
     features_and_target,
     fit_variant,
     fit_with_progress,
@@ -54,12 +54,22 @@ class SplitConfig(dg.Config):
 def split_config_class(pipeline: PipelineRuntime) -> type[SplitConfig]:
     split = pipeline.spec.split
     fields = {
-        "test_size": (float, Field(default=split.test_size, gt=0.0, lt=1.0,
-                                   description="Share of rows held out for testing.")),
-        "random_state": (int, Field(default=split.random_state, description="Seed of the split: same seed,"
-                                    " same split.")),
-        "stratify": (bool, Field(default=split.stratify, description="Classification: stratify on the target"
-                                 " when every class has enough rows; false for a plain shuffled split.")),
+        "test_size": (
+            float,
+            Field(default=split.test_size, gt=0.0, lt=1.0, description="Share of rows held out for testing."),
+        ),
+        "random_state": (
+            int,
+            Field(default=split.random_state, description="Seed of the split: same seed, same split."),
+        ),
+        "stratify": (
+            bool,
+            Field(
+                default=split.stratify,
+                description="Classification: stratify on the target"
+                " when every class has enough rows; false for a plain shuffled split.",
+            ),
+        ),
     }
     return create_model(f"{_class_prefix(pipeline)}SplitConfig", __base__=SplitConfig, **fields)
 
@@ -68,8 +78,10 @@ def _class_prefix(pipeline: PipelineRuntime) -> str:
     return pipeline.name.title().replace("_", "")
 
 
-REFIT_DESCRIPTION = ("Fit again even when the model store holds a version of the same recipe (train split,"
-                     " estimator, params, code, library versions); recorded in the asset's metadata.")
+REFIT_DESCRIPTION = (
+    "Fit again even when the model store holds a version of the same recipe (train split,"
+    " estimator, params, code, library versions); recorded in the asset's metadata."
+)
 
 
 class TrainingConfig(dg.Config):
@@ -102,9 +114,7 @@ def training_config_class(pipeline: PipelineRuntime) -> type[TrainingConfig]:
             **{k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)},
         )
         fields[name] = (info.annotation, field)
-    return create_model(
-        f"{_class_prefix(pipeline)}TrainingConfig", __base__=TrainingConfig, **fields
-    )
+    return create_model(f"{_class_prefix(pipeline)}TrainingConfig", __base__=TrainingConfig, **fields)
 
 
 def build_training_data(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
@@ -172,16 +182,26 @@ def _training_data(
         )
     dropped = _rows_dropped(pipeline, {day: raw_data[day] for day in used})
     frame = pd.concat([raw_data[day].loc[~dropped[day]["mask"], order] for day in used], ignore_index=True)
-    counts = [{"Day": day, "Rows": len(raw_data[day]), "Without label": dropped[day]["unlabelled"],
-               "Duplicates": dropped[day]["repeated"], "Used": len(raw_data[day]) - int(dropped[day]["mask"].sum())}
-              for day in used]
+    counts = [
+        {
+            "Day": day,
+            "Rows": len(raw_data[day]),
+            "Without label": dropped[day]["unlabelled"],
+            "Duplicates": dropped[day]["repeated"],
+            "Used": len(raw_data[day]) - int(dropped[day]["mask"].sum()),
+        }
+        for day in used
+    ]
     unlabelled = sum(c["Without label"] for c in counts)
     repeated = sum(c["Duplicates"] for c in counts)
-    for what, total, key in (("row(s) without a label", unlabelled, "Without label"),
-                             ("duplicate row(s)", repeated, "Duplicates")):
+    for what, total, key in (
+        ("row(s) without a label", unlabelled, "Without label"),
+        ("duplicate row(s)", repeated, "Duplicates"),
+    ):
         if total:
-            context.log.warning(f"dropped {total} {what}: "
-                                + ", ".join(f"{c['Day']}: {c[key]}" for c in counts if c[key]))
+            context.log.warning(
+                f"dropped {total} {what}: " + ", ".join(f"{c['Day']}: {c[key]}" for c in counts if c[key])
+            )
     context.log.info(f"training data: {len(frame)} rows from {len(used)} day(s): {', '.join(used)}")
     dedupe = pipeline.spec.quality.dedupe
     return dg.Output(
@@ -191,7 +211,9 @@ def _training_data(
             "Days used": ", ".join(used),
             "Days in window": float(len(used)),
             "Days left out": rows_table(excluded, [("Day", "string"), ("Reason", "string")]),
-            "Schema": schema.source if schema and schema.enforced else "the data's columns"
+            "Schema": schema.source
+            if schema and schema.enforced
+            else "the data's columns"
             + (f" (schema.evolve: true; production: {schema.source})" if schema else " (no model yet)"),
             "Ignored columns": rows_table(
                 [{"Day": day, "Columns": ", ".join(names)} for day, names in ignored.items()],
@@ -199,18 +221,26 @@ def _training_data(
             ),
             "Rows without a label dropped": unlabelled,
             "Duplicate rows dropped": repeated,
-            "Duplicates": ("off (quality.dedupe: false)" if not dedupe.enabled
-                           else f"the same {', '.join(dedupe.key)}" if dedupe.key
-                           else "equal in every landing column"),
-            "Rows per day": rows_table(counts, [("Day", "string"), ("Rows", "int"), ("Without label", "int"),
-                                                ("Duplicates", "int"), ("Used", "int")]),
+            "Duplicates": (
+                "off (quality.dedupe: false)"
+                if not dedupe.enabled
+                else f"the same {', '.join(dedupe.key)}"
+                if dedupe.key
+                else "equal in every landing column"
+            ),
+            "Rows per day": rows_table(
+                counts,
+                [("Day", "string"), ("Rows", "int"), ("Without label", "int"), ("Duplicates", "int"), ("Used", "int")],
+            ),
             "Fingerprint": frame_fingerprint(frame),
         },
     )
 
 
 def _days_that_passed(
-    context: dg.AssetExecutionContext, pipeline: PipelineRuntime, schema: quality.Schema | None,
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineRuntime,
+    schema: quality.Schema | None,
     raw_data: dict[str, pd.DataFrame],
 ) -> tuple[list[str], list[dict[str, str]]]:
     """(the days of the window to train on, the days left out with why). The checks' own results
@@ -225,14 +255,16 @@ def _days_that_passed(
         failed_checks = verdicts.get(day)
         results = {}
         if failed_checks is None or failed_checks:  # judged here, or a reason to give
-            results = {r.name: r for r in quality.evaluate(raw_data[day], pipeline.target, schema, contract,
-                                                            pipeline.task)}
+            results = {
+                r.name: r for r in quality.evaluate(raw_data[day], pipeline.target, schema, contract, pipeline.task)
+            }
         if failed_checks is None:
             failed_checks = quality.blocking_failures(list(results.values()))
         if failed_checks:
             # A day whose checks failed (in an earlier run) must not reach training.
             reason = "failed " + "; ".join(
-                f"{name} ({results[name].message})" if name in results else name for name in failed_checks)
+                f"{name} ({results[name].message})" if name in results else name for name in failed_checks
+            )
             context.log.warning(f"leaving out raw_data {day}: {reason}")
             excluded.append({"Day": day, "Reason": reason})
         else:
@@ -251,13 +283,19 @@ def _rows_dropped(pipeline: PipelineRuntime, frames: dict[str, pd.DataFrame]) ->
     how many repeated an earlier row (``quality.dedupe``: in every landing column, those outside the
     schema too, or in the declared key; a row both unlabelled and repeated counts as unlabelled)."""
     dedupe = pipeline.spec.quality.dedupe
-    repeated = quality.repeated_rows(frames, dedupe.key) if dedupe.enabled else {
-        day: np.zeros(len(frame), dtype=bool) for day, frame in frames.items()}
+    repeated = (
+        quality.repeated_rows(frames, dedupe.key)
+        if dedupe.enabled
+        else {day: np.zeros(len(frame), dtype=bool) for day, frame in frames.items()}
+    )
     dropped = {}
     for day, frame in frames.items():
         unlabelled = frame[pipeline.target].isna().to_numpy()
-        dropped[day] = {"mask": unlabelled | repeated[day], "unlabelled": int(unlabelled.sum()),
-                        "repeated": int((repeated[day] & ~unlabelled).sum())}
+        dropped[day] = {
+            "mask": unlabelled | repeated[day],
+            "unlabelled": int(unlabelled.sum()),
+            "repeated": int((repeated[day] & ~unlabelled).sum()),
+        }
     return dropped
 
 
@@ -357,8 +395,16 @@ def build_variant_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     ) -> dg.Output[TrainedModel]:
         key = context.partition_key.keys_by_dimension
         variant = key[VARIANT_DIMENSION]
-        return _train(context, pipeline, model_store, pipeline.variants[variant], train_split, key[DATE_DIMENSION],
-                      variant, refit=config.refit)
+        return _train(
+            context,
+            pipeline,
+            model_store,
+            pipeline.variants[variant],
+            train_split,
+            key[DATE_DIMENSION],
+            variant,
+            refit=config.refit,
+        )
 
     return variant_model
 
@@ -380,8 +426,7 @@ def _build_best_variant(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         io_manager_key="model_io_manager",
         kinds={"scikitlearn"},
         config_schema={},
-        description=f"The challenger: the best of the day's variant_model partitions by cross-validated"
-        f" {metric}.",
+        description=f"The challenger: the best of the day's variant_model partitions by cross-validated {metric}.",
     )
     def trained_model(
         context: dg.AssetExecutionContext, train_split: pd.DataFrame, variant_model: dict[str, TrainedModel]
@@ -415,9 +460,7 @@ def _best_variant(
             f" materialize those variant_model partitions ({day}|<variant>) first — the"
             f" {pipeline.name}_variants_sensor does it after each new train split"
         )
-    ranked = sorted(
-        pipeline.variants, key=lambda v: by_name[v].extra["cv_score"], reverse=higher_is_better
-    )
+    ranked = sorted(pipeline.variants, key=lambda v: by_name[v].extra["cv_score"], reverse=higher_is_better)
     best = by_name[ranked[0]]
     context.log.info(
         f"challenger: variant {ranked[0]} (cross-validated {metric} {best.extra['cv_score']:.4f});"
@@ -427,13 +470,16 @@ def _best_variant(
         {"Variant": v, f"CV {metric}": round(by_name[v].extra["cv_score"], 6), "Chosen": v == ranked[0]}
         for v in pipeline.variants
     ]
-    return dg.Output(best, metadata={
-        **track_challenger(context, pipeline, best),
-        "Chosen variant": ranked[0],
-        f"CV {metric}": float(best.extra["cv_score"]),
-        "Variants": rows_table(rows, [("Variant", "string"), (f"CV {metric}", "float"), ("Chosen", "bool")]),
-        **_model_metadata(best),
-    })
+    return dg.Output(
+        best,
+        metadata={
+            **track_challenger(context, pipeline, best),
+            "Chosen variant": ranked[0],
+            f"CV {metric}": float(best.extra["cv_score"]),
+            "Variants": rows_table(rows, [("Variant", "string"), (f"CV {metric}", "float"), ("Chosen", "bool")]),
+            **_model_metadata(best),
+        },
+    )
 
 
 def _train(
@@ -459,16 +505,25 @@ def _train(
         raise dg.Failure(description=f"{estimator} parameters: {exc}", allow_retries=False) from exc
     # What the model is built from: the TrainedModel fields of its recipe, known before the fit.
     recipe = dict(
-        data_fingerprint=frame_fingerprint(train_split), params=params, target=pipeline.target,
-        feature_columns=[str(c) for c in x_train.columns], task=pipeline.task, estimator=estimator,
-        pipeline_version=pipeline.spec.version, feature_transform=pipeline.spec.features.transform,
-        requirements=requirements_of(*user_objects(model)), encoding=recipe_encoding,
+        data_fingerprint=frame_fingerprint(train_split),
+        params=params,
+        target=pipeline.target,
+        feature_columns=[str(c) for c in x_train.columns],
+        task=pipeline.task,
+        estimator=estimator,
+        pipeline_version=pipeline.spec.version,
+        feature_transform=pipeline.spec.features.transform,
+        requirements=requirements_of(*user_objects(model)),
+        encoding=recipe_encoding,
     )
     identity = recipe_identity(**recipe)
     same = _same_recipe(model_store, pipeline, identity, as_of, variant)
     # Not in the model store (a variant not chosen, a model the gate stopped): this partition's
     # own stored output, when Dagster recorded this recipe as its data version.
-    kept = same is None and latest_data_version(context.instance, context.asset_key, str(context.partition_key)) == identity
+    kept = (
+        same is None
+        and latest_data_version(context.instance, context.asset_key, str(context.partition_key)) == identity
+    )
     if not refit:
         if same is not None:
             return _reuse(context, pipeline, model_store, same, identity)
@@ -518,8 +573,7 @@ def _train(
     context.log.info(f"fitted in {fit_seconds:.2f} s")
 
     classes = (
-        [c.item() if hasattr(c, "item") else c for c in model.classes_]
-        if pipeline.task == "classification" else []
+        [c.item() if hasattr(c, "item") else c for c in model.classes_] if pipeline.task == "classification" else []
     )
     trained = TrainedModel(
         model=model,
@@ -531,16 +585,24 @@ def _train(
         signature=infer_signature(x_train, pipeline.target, pipeline.task, classes, kinds),
         # Which rows it learnt from: champion / challenger later compares on rows it never saw; and
         # their profile, which the drift checks compare new days with once it serves.
-        extra={"train_row_hashes": row_hashes(train_split),
-               "drift_profile": feature_drift.profile(train_split, pipeline.target), **extra},
+        extra={
+            "train_row_hashes": row_hashes(train_split),
+            "drift_profile": feature_drift.profile(train_split, pipeline.target),
+            **extra,
+        },
     )
-    metadata = {**_model_metadata(trained), **_variant_metadata(trained), **refit_note,
-                **track_training(context, pipeline, trained, variant)}
+    metadata = {
+        **_model_metadata(trained),
+        **_variant_metadata(trained),
+        **refit_note,
+        **track_training(context, pipeline, trained, variant),
+    }
     return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
 
 
-def _declared_kinds(pipeline: PipelineRuntime, model_store: ModelStore, context: dg.AssetExecutionContext,
-                    x_train: pd.DataFrame) -> dict[str, str]:
+def _declared_kinds(
+    pipeline: PipelineRuntime, model_store: ModelStore, context: dg.AssetExecutionContext, x_train: pd.DataFrame
+) -> dict[str, str]:
     """The kinds of the training columns that pipelines.yaml declares or the production model's
     signature pins (the schema's) where they differ from what the column holds: what the encoding
     and the signature must be told. A kind the data shows anyway is left out, so that pinning the
@@ -550,8 +612,9 @@ def _declared_kinds(pipeline: PipelineRuntime, model_store: ModelStore, context:
     return {c: kinds[c] for c in map(str, x_train.columns) if c in kinds and kinds[c] != inferred_kind(x_train[c])}
 
 
-def _same_recipe(model_store: ModelStore, pipeline: PipelineRuntime, identity: str, as_of: str,
-                 variant: str | None) -> ModelVersion | None:
+def _same_recipe(
+    model_store: ModelStore, pipeline: PipelineRuntime, identity: str, as_of: str, variant: str | None
+) -> ModelVersion | None:
     """The stored version built from this recipe for this day (a variant's with its CV score), or None."""
     found = model_store.find_version(pipeline.model_name, identity)
     if found is None or found.metadata.get("data_as_of") != as_of:
@@ -561,8 +624,13 @@ def _same_recipe(model_store: ModelStore, pipeline: PipelineRuntime, identity: s
     return found
 
 
-def _reuse(context: dg.AssetExecutionContext, pipeline: PipelineRuntime, model_store: ModelStore,
-           version: ModelVersion, identity: str) -> dg.Output[TrainedModel]:
+def _reuse(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineRuntime,
+    model_store: ModelStore,
+    version: ModelVersion,
+    identity: str,
+) -> dg.Output[TrainedModel]:
     """The stored model of the same recipe, loaded (sha256 verified) instead of fitted again."""
     model, version = model_store.load(pipeline.model_name, version.version)
     meta = version.metadata
@@ -572,27 +640,45 @@ def _reuse(context: dg.AssetExecutionContext, pipeline: PipelineRuntime, model_s
         "train_row_hashes": decode_train_rows(hashes) if hashes is not None else None,
         "drift_profile": decode_drift_profile(profile) if profile is not None else None,
         "reused": version.version,
-        **({"variant": meta["variant"], "cv_metric": meta["cv_metric"], "cv_score": meta["cv_score"]}
-           if meta.get("variant") else {}),
+        **(
+            {"variant": meta["variant"], "cv_metric": meta["cv_metric"], "cv_score": meta["cv_score"]}
+            if meta.get("variant")
+            else {}
+        ),
         **({RUN_ID: meta["mlflow_run_id"]} if meta.get("mlflow_run_id") else {}),
     }
     trained = TrainedModel(
-        model=model, params=meta["params"], target=meta["target"], feature_columns=meta["feature_columns"],
-        classes=meta.get("classes") or [], training_rows=meta["training_rows"],
-        data_fingerprint=meta["data_fingerprint"], fit_seconds=float(meta.get("fit_seconds") or 0.0),
-        data_as_of=meta.get("data_as_of"), extra={k: v for k, v in extra.items() if v is not None},
-        task=meta.get("task", pipeline.task), estimator=meta["estimator"], signature=Signature.of_version(meta),
-        requirements=meta.get("requirements") or [], pipeline_version=meta.get("pipeline_version"),
-        feature_transform=meta.get("feature_transform"), encoding=meta.get("encoding"),
+        model=model,
+        params=meta["params"],
+        target=meta["target"],
+        feature_columns=meta["feature_columns"],
+        classes=meta.get("classes") or [],
+        training_rows=meta["training_rows"],
+        data_fingerprint=meta["data_fingerprint"],
+        fit_seconds=float(meta.get("fit_seconds") or 0.0),
+        data_as_of=meta.get("data_as_of"),
+        extra={k: v for k, v in extra.items() if v is not None},
+        task=meta.get("task", pipeline.task),
+        estimator=meta["estimator"],
+        signature=Signature.of_version(meta),
+        requirements=meta.get("requirements") or [],
+        pipeline_version=meta.get("pipeline_version"),
+        feature_transform=meta.get("feature_transform"),
+        encoding=meta.get("encoding"),
     )
     context.log.info(f"reused {version.version} (same recipe: train split, estimator, params, code): no fit")
-    metadata = {"Reused": f"{version.version} (same recipe)", **_model_metadata(trained), **_variant_metadata(trained),
-                **run_link(context, pipeline, trained.extra.get(RUN_ID))}
+    metadata = {
+        "Reused": f"{version.version} (same recipe)",
+        **_model_metadata(trained),
+        **_variant_metadata(trained),
+        **run_link(context, pipeline, trained.extra.get(RUN_ID)),
+    }
     return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
 
 
-def _reuse_stored(context: dg.AssetExecutionContext, pipeline: PipelineRuntime, identity: str,
-                  as_of: str) -> dg.Output[TrainedModel] | None:
+def _reuse_stored(
+    context: dg.AssetExecutionContext, pipeline: PipelineRuntime, identity: str, as_of: str
+) -> dg.Output[TrainedModel] | None:
     """This partition's stored output, when it is the model of this recipe; None (fit again, with a
     warning) when it cannot be read or is not."""
     partition = str(context.partition_key)
@@ -603,14 +689,20 @@ def _reuse_stored(context: dg.AssetExecutionContext, pipeline: PipelineRuntime, 
     elif problem is None and (trained.identity != identity or trained.data_as_of != as_of):
         problem = "its recipe differs from the one Dagster recorded"
     if problem is not None:
-        context.log.warning(f"the stored model of {partition} has this recipe but cannot be reused: {problem};"
-                            " fitting again")
+        context.log.warning(
+            f"the stored model of {partition} has this recipe but cannot be reused: {problem}; fitting again"
+        )
         return None
-    context.log.info(f"reused the stored model of {partition} (same recipe: train split, estimator, params,"
-                     " code): no fit")
+    context.log.info(
+        f"reused the stored model of {partition} (same recipe: train split, estimator, params, code): no fit"
+    )
     trained.extra["reused"] = f"stored {partition}"
-    metadata = {"Reused": f"stored {partition} (same recipe)", **_model_metadata(trained), **_variant_metadata(trained),
-                **run_link(context, pipeline, trained.extra.get(RUN_ID))}
+    metadata = {
+        "Reused": f"stored {partition} (same recipe)",
+        **_model_metadata(trained),
+        **_variant_metadata(trained),
+        **run_link(context, pipeline, trained.extra.get(RUN_ID)),
+    }
     return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
 
 

@@ -13,4 +13,3 @@ Layout of the bucket in prod (``ML_PLATFORM_S3_BUCKET``, prefix ``ML_PLATFORM_S3
     <prefix>/model_store/...   model versions and production pointers
     <prefix>/assets/...        asset values of the IO managers
 """
-

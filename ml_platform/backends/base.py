@@ -16,5 +16,9 @@ class Backends:
 
     def resources(self) -> dict[str, Any]:
         """As Dagster resources, by the keys the assets ask for."""
-        return {"landing_zone": self.landing_zone, "model_store": self.model_store,
-                "io_manager": self.io_manager, "model_io_manager": self.model_io_manager}
+        return {
+            "landing_zone": self.landing_zone,
+            "model_store": self.model_store,
+            "io_manager": self.io_manager,
+            "model_io_manager": self.model_io_manager,
+        }

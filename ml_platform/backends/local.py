@@ -38,7 +38,7 @@ class LocalLandingZone(LandingZone):
 
     root: str = Field(description="Folder that holds one file per day.")
 
-    def at(self, location: str) -> "LocalLandingZone":
+    def at(self, location: str) -> LocalLandingZone:
         if location in ("", "."):
             return self
         if location.startswith("s3://"):
@@ -58,8 +58,7 @@ class LocalLandingZone(LandingZone):
             )
         if len(present) > 1:
             raise LandingFileError(
-                f"two landing files for {day} in {self.root} ({', '.join(map(os.path.basename, present))}):"
-                " keep one"
+                f"two landing files for {day} in {self.root} ({', '.join(map(os.path.basename, present))}): keep one"
             )
         path = present[0]
         stat = os.stat(path)
@@ -84,9 +83,7 @@ class LocalLandingZone(LandingZone):
                 if day is None or not entry.is_file():
                     continue
                 stat = entry.stat()
-                files.append(
-                    LandingFile(day=day, location=entry.path, size=stat.st_size, modified=stat.st_mtime)
-                )
+                files.append(LandingFile(day=day, location=entry.path, size=stat.st_size, modified=stat.st_mtime))
         return sorted(files, key=lambda f: (f.day, f.location))
 
 

@@ -49,7 +49,7 @@ class S3LandingZone(LandingZone):
     def _bucket(self) -> S3Bucket:
         return S3Bucket(client_for(self.s3), self.bucket, self.prefix)
 
-    def at(self, location: str) -> "S3LandingZone":
+    def at(self, location: str) -> S3LandingZone:
         if location in ("", "."):
             return self
         if location.startswith("s3://"):
@@ -69,12 +69,10 @@ class S3LandingZone(LandingZone):
             )
         if len(present) > 1:
             raise LandingFileError(
-                f"two landing files for {day} in {bucket.uri('')} ({', '.join(o.key for o in present)}):"
-                " keep one"
+                f"two landing files for {day} in {bucket.uri('')} ({', '.join(o.key for o in present)}): keep one"
             )
         obj = present[0]
-        return LandingFile(day=day, location=bucket.uri(obj.key), size=obj.size, modified=obj.modified,
-                           etag=obj.etag)
+        return LandingFile(day=day, location=bucket.uri(obj.key), size=obj.size, modified=obj.modified, etag=obj.etag)
 
     def read_bytes(self, landing_file: LandingFile) -> bytes:
         bucket = self._bucket()
@@ -86,8 +84,11 @@ class S3LandingZone(LandingZone):
         for obj in bucket.objects(""):
             day = landing_day(obj.key) if "/" not in obj.key else None
             if day is not None:
-                files.append(LandingFile(day=day, location=bucket.uri(obj.key), size=obj.size,
-                                         modified=obj.modified, etag=obj.etag))
+                files.append(
+                    LandingFile(
+                        day=day, location=bucket.uri(obj.key), size=obj.size, modified=obj.modified, etag=obj.etag
+                    )
+                )
         return sorted(files, key=lambda f: (f.day, f.location))
 
 

@@ -22,8 +22,7 @@ from botocore.exceptions import (
 
 from ml_platform.errors import StorageAccessError, StorageUnavailableError
 
-_DENIED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken",
-           "ExpiredToken"}
+_DENIED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken", "ExpiredToken"}
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
 

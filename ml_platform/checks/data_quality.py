@@ -48,15 +48,17 @@ def build_raw_data_quality(pipeline: "PipelineRuntime") -> dg.AssetChecksDefinit
         for name in names
     ]
     if drift_spec.enabled:
-        specs.append(dg.AssetCheckSpec(
-            name=DRIFT_CHECK,
-            asset=key,
-            blocking=False,
-            description=f"No feature drifts from the last training data ({drift_spec.method.upper()} over"
-            f" {drift_spec.limit:g}, per feature); a warning, and {drift_spec.sustained_days} drifting days"
-            " in a row make the drift sensor retrain.",
-            partitions_def=pipeline.partitions,
-        ))
+        specs.append(
+            dg.AssetCheckSpec(
+                name=DRIFT_CHECK,
+                asset=key,
+                blocking=False,
+                description=f"No feature drifts from the last training data ({drift_spec.method.upper()} over"
+                f" {drift_spec.limit:g}, per feature); a warning, and {drift_spec.sustained_days} drifting days"
+                " in a row make the drift sensor retrain.",
+                partitions_def=pipeline.partitions,
+            )
+        )
 
     @dg.multi_asset_check(
         specs=specs,
@@ -64,7 +66,9 @@ def build_raw_data_quality(pipeline: "PipelineRuntime") -> dg.AssetChecksDefinit
         op_tags=pipeline.op_tags("ingest"),
     )
     def raw_data_quality(
-        context: dg.AssetCheckExecutionContext, config: DataQualityConfig, model_store: ModelStore,
+        context: dg.AssetCheckExecutionContext,
+        config: DataQualityConfig,
+        model_store: ModelStore,
         io_manager: dg.ResourceParam[PartitionedIOManager],
     ) -> Iterator[dg.AssetCheckResult]:
         """Runs the data contract on each day; any failure stops training in the same run. The days
@@ -73,16 +77,20 @@ def build_raw_data_quality(pipeline: "PipelineRuntime") -> dg.AssetChecksDefinit
             try:
                 days = io_manager.stored_days(key, context.partition_keys)
             except StorageUnavailableError as exc:  # retried, as an input read by the IO manager is
-                raise dg.RetryRequested(max_retries=pipeline.settings.storage_retries,
-                                        seconds_to_wait=pipeline.settings.retry_delay_s) from exc
+                raise dg.RetryRequested(
+                    max_retries=pipeline.settings.storage_retries, seconds_to_wait=pipeline.settings.retry_delay_s
+                ) from exc
             yield from contract_results(context, pipeline, config, model_store, days)
 
     return raw_data_quality
 
 
 def contract_results(
-    context: dg.AssetCheckExecutionContext, pipeline: "PipelineRuntime", config: DataQualityConfig,
-    model_store: ModelStore, days: dict,
+    context: dg.AssetCheckExecutionContext,
+    pipeline: "PipelineRuntime",
+    config: DataQualityConfig,
+    model_store: ModelStore,
+    days: dict,
 ) -> Iterator[dg.AssetCheckResult]:
     """The raw_data check results of ``days`` ({day: frame}, or StoredFiles {day: path}): one per
     rule over all the days, and the drift check when the pipeline's drift is enabled."""
@@ -91,20 +99,26 @@ def contract_results(
     checked = _checked_days(context, days, contract)
     yield from _rule_results(context, pipeline, checked)
     if pipeline.spec.drift.enabled:
-        yield drift_summary(context, pipeline, reference_name, {c.day: c.drift_rows for c in checked},
-                            pipeline.key("raw_data"))
+        yield drift_summary(
+            context, pipeline, reference_name, {c.day: c.drift_rows for c in checked}, pipeline.key("raw_data")
+        )
 
 
-def day_contract(pipeline: "PipelineRuntime", model_store: ModelStore, production: ModelVersion | None,
-                 config: DataQualityConfig) -> tuple[day_work.DayContract, str | None]:
+def day_contract(
+    pipeline: "PipelineRuntime", model_store: ModelStore, production: ModelVersion | None, config: DataQualityConfig
+) -> tuple[day_work.DayContract, str | None]:
     """What each day of ``pipeline`` is checked against, given the production version, and the
     name of the drift reference (None: drift disabled, or nothing to compare with yet)."""
     drift_spec = pipeline.spec.drift
     reference = drift_reference(model_store, production) if drift_spec.enabled else None
     contract = day_work.DayContract(
-        target=pipeline.target, schema=pipeline.schema(production), contract=pipeline.contract(config.max_null_ratio),
-        task=pipeline.task, drift_reference=reference[0] if reference else None,
-        drift_method=drift_spec.method, drift_limit=drift_spec.limit,
+        target=pipeline.target,
+        schema=pipeline.schema(production),
+        contract=pipeline.contract(config.max_null_ratio),
+        task=pipeline.task,
+        drift_reference=reference[0] if reference else None,
+        drift_method=drift_spec.method,
+        drift_limit=drift_spec.limit,
     )
     return contract, reference[1] if reference else None
 
@@ -124,8 +138,9 @@ def _checked_days(context: dg.AssetCheckExecutionContext, raw_data: dict, contra
     checked = {day: day_work.recall_checked(path, contract) for day, path in raw_data.items()}
     jobs = [(day, raw_data[day], contract) for day in sorted(raw_data) if checked[day] is None]
     if jobs:
-        processes = day_work.processes_for(len(jobs), max(os.path.getsize(p) for _, p, _ in jobs)) \
-            if len(jobs) > 1 else 0
+        processes = (
+            day_work.processes_for(len(jobs), max(os.path.getsize(p) for _, p, _ in jobs)) if len(jobs) > 1 else 0
+        )
         context.log.info(f"checking {len(jobs)} of {len(raw_data)} days on {max(processes, 1)} process(es)")
         for result in day_work.each_day(day_work.check_day, jobs, processes):
             checked[result.day] = result
@@ -156,15 +171,23 @@ def _rule_results(
             message = (
                 "; ".join(f"{day}: {r.message}" for day, r in failed)
                 if failed
-                else f"passed on all {len(day_results)} days"
-                + "".join(f"; {day}: {r.message}" for day, r in warned)
+                else f"passed on all {len(day_results)} days" + "".join(f"; {day}: {r.message}" for day, r in warned)
             )
             metadata = {"Days checked": len(day_results), "Days failed": len(failed)}
             rows = sorted(rows, key=lambda r: r["Passed"])[: quality.TABLE_ROWS]
         if rows:
-            metadata["Rules"] = rows_table(rows, [
-                *([("Day", "string")] if len(day_results) > 1 else []), ("Column", "string"), ("Rule", "string"),
-                ("Observed", "string"), ("Limit", "string"), ("Passed", "bool"), ("Severity", "string")])
+            metadata["Rules"] = rows_table(
+                rows,
+                [
+                    *([("Day", "string")] if len(day_results) > 1 else []),
+                    ("Column", "string"),
+                    ("Rule", "string"),
+                    ("Observed", "string"),
+                    ("Limit", "string"),
+                    ("Passed", "bool"),
+                    ("Severity", "string"),
+                ],
+            )
         if failed:
             log = context.log.error if blocking else context.log.warning
             log(f"raw_data check {name} failed{'' if blocking else ' (severity warn)'}: {message}")
@@ -193,8 +216,14 @@ def drift_reference(model_store: ModelStore, production: ModelVersion | None) ->
     return decode_drift_profile(data), f"production {production.version}" + (f" (data as of {as_of})" if as_of else "")
 
 
-def drift_result(context, pipeline: "PipelineRuntime", model_store: ModelStore, production: ModelVersion | None,
-                 days: dict[str, pd.DataFrame], asset_key: dg.AssetKey) -> dg.AssetCheckResult:
+def drift_result(
+    context,
+    pipeline: "PipelineRuntime",
+    model_store: ModelStore,
+    production: ModelVersion | None,
+    days: dict[str, pd.DataFrame],
+    asset_key: dg.AssetKey,
+) -> dg.AssetCheckResult:
     """The no_feature_drift check of ``asset_key`` (scoring_data) over ``days``, against the
     training data of the production model."""
     from ml_platform import drift
@@ -207,16 +236,24 @@ def drift_result(context, pipeline: "PipelineRuntime", model_store: ModelStore, 
     return drift_summary(context, pipeline, found[1] if found else None, rows_by_day, asset_key)
 
 
-def drift_summary(context, pipeline: "PipelineRuntime", reference_name: str | None,
-                  rows_by_day: dict[str, list[dict]], asset_key: dg.AssetKey) -> dg.AssetCheckResult:
+def drift_summary(
+    context,
+    pipeline: "PipelineRuntime",
+    reference_name: str | None,
+    rows_by_day: dict[str, list[dict]],
+    asset_key: dg.AssetKey,
+) -> dg.AssetCheckResult:
     """The no_feature_drift check result of ``asset_key`` from each day's comparison with the
     reference called ``reference_name`` (None: no production model to compare with yet)."""
     spec = pipeline.spec.drift
     if reference_name is None:
         return dg.AssetCheckResult(
-            check_name=DRIFT_CHECK, asset_key=asset_key, passed=True,
+            check_name=DRIFT_CHECK,
+            asset_key=asset_key,
+            passed=True,
             severity=dg.AssetCheckSeverity.WARN,
-            description="no production model yet to compare with", metadata={"Method": spec.method},
+            description="no production model yet to compare with",
+            metadata={"Method": spec.method},
         )
     name = reference_name
     drifted_days, table, worst = [], [], None
@@ -229,8 +266,7 @@ def drift_summary(context, pipeline: "PipelineRuntime", reference_name: str | No
     message = (
         f"drift against the training data of {name} in " + "; ".join(drifted_days)
         if drifted_days
-        else f"no feature drifts from the training data of {name}"
-        f" ({spec.method.upper()}, threshold {spec.limit:g})"
+        else f"no feature drifts from the training data of {name} ({spec.method.upper()}, threshold {spec.limit:g})"
     )
     if drifted_days:
         context.log.warning(f"{asset_key.path[-1]} {message}")
@@ -246,8 +282,13 @@ def drift_summary(context, pipeline: "PipelineRuntime", reference_name: str | No
             "Drifted features": sum(1 for r in table if r["Drifted"]),
             "Features": rows_table(
                 [{**r, "Value": None if r["Value"] != r["Value"] else r["Value"]} for r in table[:30]],
-                [("Feature", "string"), ("Statistic", "string"), ("Value", "float"), ("Threshold", "float"),
-                 ("Drifted", "bool")],
+                [
+                    ("Feature", "string"),
+                    ("Statistic", "string"),
+                    ("Value", "float"),
+                    ("Threshold", "float"),
+                    ("Drifted", "bool"),
+                ],
             ),
         },
     )

@@ -24,10 +24,14 @@ def gate_config_class(pipeline: PipelineRuntime) -> type[GateConfig]:
     """A Config with the pipeline's threshold as the default (run config may change it)."""
     metric, threshold, higher_is_better = pipeline.spec.gate_metric
     field = f"{'min' if higher_is_better else 'max'}_{metric}"
-    bounds = {"ge": 0.0, "le": 1.0} if metric in ("accuracy", "f1", "precision", "recall") else (
-        {"le": 1.0} if metric == "r2" else {"ge": 0.0})
+    bounds = (
+        {"ge": 0.0, "le": 1.0}
+        if metric in ("accuracy", "f1", "precision", "recall")
+        else ({"le": 1.0} if metric == "r2" else {"ge": 0.0})
+    )
     description = (
-        f"Smallest test {METRIC_LABELS[metric]} that may be deployed." if higher_is_better
+        f"Smallest test {METRIC_LABELS[metric]} that may be deployed."
+        if higher_is_better
         else f"Largest test {METRIC_LABELS[metric]} that may be deployed."
     )
     return create_model(
@@ -35,11 +39,15 @@ def gate_config_class(pipeline: PipelineRuntime) -> type[GateConfig]:
         __base__=GateConfig,
         **{
             field: (float, Field(default=threshold, description=description, **bounds)),
-            "max_regression": (float, Field(
-                default=pipeline.spec.gate.max_regression, ge=0.0,
-                description=f"How much worse than the production model's {METRIC_LABELS[metric]} on the"
-                " same test split a new model may be and still be deployed.",
-            )),
+            "max_regression": (
+                float,
+                Field(
+                    default=pipeline.spec.gate.max_regression,
+                    ge=0.0,
+                    description=f"How much worse than the production model's {METRIC_LABELS[metric]} on the"
+                    " same test split a new model may be and still be deployed.",
+                ),
+            ),
         },
     )
 
@@ -61,8 +69,9 @@ def build_gate(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition:
     )
     def gate(context: dg.AssetCheckExecutionContext, config: config_class, model_metrics: dict):
         with stage_timeout(context, pipeline, "evaluate"):
-            result = evaluate_gate(model_metrics, metric, float(getattr(config, field)),
-                                   float(config.max_regression), higher_is_better)
+            result = evaluate_gate(
+                model_metrics, metric, float(getattr(config, field)), float(config.max_regression), higher_is_better
+            )
             track_verdict(context, pipeline, model_metrics, result)
             return result
 
@@ -92,8 +101,14 @@ def evaluate_gate(
             f" {champion.version} {best:.4f}:"
             f" {'kept within' if beats else 'worse by more than'} {max_regression:g}"
         )
-        metadata.update({f"Champion {label}": best, f"Challenger {label}": challenger,
-                         "Champion version": champion.version, "Rows compared": champion.rows})
+        metadata.update(
+            {
+                f"Champion {label}": best,
+                f"Challenger {label}": challenger,
+                "Champion version": champion.version,
+                "Rows compared": champion.rows,
+            }
+        )
     else:
         problem = champion.problem if champion is not None else None
         description += "; no champion to compare with" + (f" ({problem})" if problem else "")
@@ -117,8 +132,11 @@ def build_signature_check(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition
         blocking=True,
         partitions_def=pipeline.partitions,
         description="The new model takes the same columns, of the same kinds, as the production model"
-        + (" (schema.evolve: true allows a change, and says so)." if evolve
-           else "; otherwise deployed_model does not run (schema.evolve: true in pipelines.yaml allows a change)."),
+        + (
+            " (schema.evolve: true allows a change, and says so)."
+            if evolve
+            else "; otherwise deployed_model does not run (schema.evolve: true in pipelines.yaml allows a change)."
+        ),
         op_tags=pipeline.op_tags("evaluate"),
     )
     def signature_check(context: dg.AssetCheckExecutionContext, model_metrics: dict):
@@ -135,7 +153,8 @@ def evaluate_signature_change(record: dict, evolve: bool) -> dg.AssetCheckResult
     if "change" not in record:
         note = record.get("note") or "no signature change recorded"
         return dg.AssetCheckResult(
-            passed=True, severity=dg.AssetCheckSeverity.ERROR,
+            passed=True,
+            severity=dg.AssetCheckSeverity.ERROR,
             description=f"{note}: this model's signature becomes the pipeline's schema",
             metadata={"Production version": version or "-"},
         )
@@ -143,16 +162,21 @@ def evaluate_signature_change(record: dict, evolve: bool) -> dg.AssetCheckResult
     if not change.breaking:
         passed = True
         description = f"the same columns and kinds as production {version}" + (
-            " (in another order: callers may send columns in any order)" if change.reordered else "")
+            " (in another order: callers may send columns in any order)" if change.reordered else ""
+        )
     elif evolve:
         passed = True
-        description = (f"the signature changes from production {version}: {change.describe()};"
-                       " allowed by schema.evolve: true (callers must send the new columns once it is deployed)")
+        description = (
+            f"the signature changes from production {version}: {change.describe()};"
+            " allowed by schema.evolve: true (callers must send the new columns once it is deployed)"
+        )
     else:
         passed = False
-        description = (f"the signature differs from production {version}: {change.describe()}; the callers of"
-                       " production send its columns, so this model is not deployed (to change the schema on"
-                       " purpose, set schema: {evolve: true} in pipelines.yaml)")
+        description = (
+            f"the signature differs from production {version}: {change.describe()}; the callers of"
+            " production send its columns, so this model is not deployed (to change the schema on"
+            " purpose, set schema: {evolve: true} in pipelines.yaml)"
+        )
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,

@@ -157,8 +157,9 @@ class PartitionedIOManager(dg.ConfigurableIOManager):
         """The partition keys stored for ``asset_key``, sorted (for a reader outside a run, such as
         ``ml-platform contract``, that takes what was ingested)."""
         names = self._names([_safe_segment(p) for p in asset_key.path])
-        return sorted(n.removesuffix(self.extension) for n in names if n.endswith(self.extension)
-                      and not n.startswith("."))
+        return sorted(
+            n.removesuffix(self.extension) for n in names if n.endswith(self.extension) and not n.startswith(".")
+        )
 
     def stored_path(self, asset_key: dg.AssetKey, partition_key: str) -> str | None:
         """The local file path where this manager stores ``asset_key``'s partition, or None when
@@ -246,8 +247,9 @@ class PartitionedIOManager(dg.ConfigurableIOManager):
         StoredFiles {partition_key: local path} when they are local files (the step reads them
         itself, a range in worker processes), else {partition_key: value}. A partition never
         materialized raises AssetNotMaterializedError; unreachable storage, StorageUnavailableError."""
-        present = self._present([_safe_segment(p) for p in asset_key.path], asset_key.to_user_string(),
-                                list(partition_keys), False, None)
+        present = self._present(
+            [_safe_segment(p) for p in asset_key.path], asset_key.to_user_string(), list(partition_keys), False, None
+        )
         paths = {key: self._local_path(location) for key, location in present.items()}
         if all(paths.values()):
             return StoredFiles(paths)
@@ -265,5 +267,3 @@ class PartitionedIOManager(dg.ConfigurableIOManager):
     @staticmethod
     def _describe(context: dg.InputContext) -> str:
         return context.asset_key.to_user_string() if context.has_asset_key else "input"
-
-

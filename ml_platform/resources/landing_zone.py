@@ -76,7 +76,7 @@ class LandingZone(dg.ConfigurableResource, ABC):
         """
 
     @abstractmethod
-    def at(self, location: str) -> "LandingZone":
+    def at(self, location: str) -> LandingZone:
         """The landing zone of one pipeline (``landing`` in pipelines.yaml): '.' is this one,
         a relative location is under it, an absolute one replaces it."""
 

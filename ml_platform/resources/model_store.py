@@ -82,7 +82,7 @@ def decode_drift_profile(data: bytes) -> dict[str, Any]:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def check_segment(value: str, what: str) -> str:
@@ -206,8 +206,10 @@ class ModelStore(dg.ConfigurableResource, ABC):
         try:
             for recorded, version in newest.items():
                 self._index_recipe(model_name, recorded, version)
-            self.write_bytes(f"{model_name}/{constants.RECIPES_FOLDER}/{constants.RECIPES_INDEXED}",
-                             json.dumps({"indexed_at": _utcnow().isoformat(), "versions": len(newest)}).encode())
+            self.write_bytes(
+                f"{model_name}/{constants.RECIPES_FOLDER}/{constants.RECIPES_INDEXED}",
+                json.dumps({"indexed_at": _utcnow().isoformat(), "versions": len(newest)}).encode(),
+            )
         except (OSError, MlPlatformError):
             pass  # refused or unreachable: the next search scans again
         return found
@@ -216,8 +218,9 @@ class ModelStore(dg.ConfigurableResource, ABC):
         return f"{model_name}/{constants.RECIPES_FOLDER}/{hashlib.sha256(identity.encode()).hexdigest()}.json"
 
     def _index_recipe(self, model_name: str, identity: str, version: str) -> None:
-        self.write_bytes(self._recipe_key(model_name, identity),
-                         json.dumps({"identity": identity, "version": version}).encode())
+        self.write_bytes(
+            self._recipe_key(model_name, identity), json.dumps({"identity": identity, "version": version}).encode()
+        )
 
     def read_extra(self, version: ModelVersion, name: str) -> bytes | None:
         """A file saved with the version (``extras``), or None if it has none by that name."""
@@ -307,8 +310,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
         current, token = self.pointer_state(model_name)
         if expected is not ... and expected != token:
             raise PointerConflictError(
-                f"the production pointer of {model_name!r} moved to"
-                f" {current['version'] if current else None} meanwhile"
+                f"the production pointer of {model_name!r} moved to {current['version'] if current else None} meanwhile"
             )
         now = _utcnow()
         record = {
@@ -374,7 +376,6 @@ class ModelStore(dg.ConfigurableResource, ABC):
             return joblib.load(io.BytesIO(artifact)), model_version
         except (ModuleNotFoundError, AttributeError) as exc:
             # Pickles name their classes and functions by module; one that is gone here says so.
-            raise ModelDependencyError(f"{what} cannot be loaded here: {exc} (the code it was trained"
-                                       " with is missing or changed)") from None
-
-
+            raise ModelDependencyError(
+                f"{what} cannot be loaded here: {exc} (the code it was trained with is missing or changed)"
+            ) from None

@@ -76,7 +76,9 @@ class Notifier(dg.ConfigurableResource):
                 errors.append(f"webhook: {route.webhook_url_env} (the pipeline's webhook URL) is not set")
             else:
                 request = urllib.request.Request(
-                    url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"},
+                    url,
+                    data=json.dumps(payload).encode(),
+                    headers={"Content-Type": "application/json"},
                     method="POST",
                 )
                 try:

@@ -84,21 +84,43 @@ class Metrics:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         registry = None if self.multiprocess else CollectorRegistry()
         kwargs = {"registry": registry} if registry is not None else {}
-        self.requests = Counter("ml_platform_http_requests", "HTTP requests by route and status.",
-                                ["route", "status"], **kwargs)
+        self.requests = Counter(
+            "ml_platform_http_requests", "HTTP requests by route and status.", ["route", "status"], **kwargs
+        )
         self.latency = Histogram(
-            "ml_platform_http_request_duration_seconds", "Time from request to answer, by route.", ["route"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), **kwargs)
-        self.rows = Counter("ml_platform_predicted_rows", "Rows predicted, by model and version.",
-                            ["model", "version"], **kwargs)
-        self.batches = Histogram("ml_platform_batch_requests", "Requests scored in one predict call.",
-                                 ["model"], buckets=(1, 2, 4, 8, 16, 32, 64), **kwargs)
-        self.served = Gauge("ml_platform_served_version", "1 for the version a model is served with.",
-                            ["model", "version", "sha256"], multiprocess_mode="livemax", **kwargs)
-        self.ready = Gauge("ml_platform_model_ready", "1 when the model is loaded and verified.", ["model"],
-                           multiprocess_mode="livemin", **kwargs)
-        self.reloads = Counter("ml_platform_model_reloads", "Versions loaded or refused, by model.",
-                               ["model", "outcome"], **kwargs)
+            "ml_platform_http_request_duration_seconds",
+            "Time from request to answer, by route.",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            **kwargs,
+        )
+        self.rows = Counter(
+            "ml_platform_predicted_rows", "Rows predicted, by model and version.", ["model", "version"], **kwargs
+        )
+        self.batches = Histogram(
+            "ml_platform_batch_requests",
+            "Requests scored in one predict call.",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            **kwargs,
+        )
+        self.served = Gauge(
+            "ml_platform_served_version",
+            "1 for the version a model is served with.",
+            ["model", "version", "sha256"],
+            multiprocess_mode="livemax",
+            **kwargs,
+        )
+        self.ready = Gauge(
+            "ml_platform_model_ready",
+            "1 when the model is loaded and verified.",
+            ["model"],
+            multiprocess_mode="livemin",
+            **kwargs,
+        )
+        self.reloads = Counter(
+            "ml_platform_model_reloads", "Versions loaded or refused, by model.", ["model", "outcome"], **kwargs
+        )
         self._registry = registry
 
     def text(self) -> bytes:
@@ -165,7 +187,7 @@ class Batcher:
                 break
             batch.append(pending)
             rows += len(pending.frame)
-        del self._queue[:len(batch)]
+        del self._queue[: len(batch)]
         return batch
 
     async def _drain(self) -> None:
@@ -286,8 +308,11 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
                 if protected and token is not None:
                     given = request.headers.get("authorization", "")
                     if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                        response = _error(401, "missing or wrong bearer token (Authorization: Bearer …)",
-                                          {"WWW-Authenticate": "Bearer"})
+                        response = _error(
+                            401,
+                            "missing or wrong bearer token (Authorization: Bearer …)",
+                            {"WWW-Authenticate": "Bearer"},
+                        )
                         return response
                 response = await handler(request)
             except RequestError as exc:

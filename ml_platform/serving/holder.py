@@ -82,7 +82,8 @@ class ModelHolder:
                 if pointer.get("sha256") and pointer["sha256"] != version.sha256:
                     raise MlPlatformError(
                         f"the pointer names sha256 {pointer['sha256'][:12]}…, the version records"
-                        f" {version.sha256[:12]}…")
+                        f" {version.sha256[:12]}…"
+                    )
                 model = CheckedModel(for_requests(sklearn_model), version)
             except StorageUnavailableError as exc:
                 # Not the version's fault: try again at the next poll.
@@ -93,7 +94,7 @@ class ModelHolder:
             self.current = model  # the swap: one reference assignment
             self._token, self.problem = token, None
             self.promoted_at = pointer.get("promoted_at")
-            self.loaded_at = dt.datetime.now(dt.timezone.utc).isoformat()
+            self.loaded_at = dt.datetime.now(dt.UTC).isoformat()
             logger.info(f"{self.model_name}: serving {target}" + (f" (was {previous})" if previous else ""))
             return Swap(self.model_name, "loaded", target, previous)
 

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml_platform.errors import PredictionError
 from ml_platform.backends.environment import model_store_of
+from ml_platform.errors import PredictionError
 from ml_platform.resources.model_store import ModelVersion
 from ml_platform.settings import load_settings
 from ml_platform.signature import InputReport, Signature, check_rows
@@ -77,13 +77,15 @@ class CheckedModel:
             probabilities = None
             if proba:
                 probabilities = pd.DataFrame(
-                    self.sklearn_model.predict_proba(frame), index=frame.index,
+                    self.sklearn_model.predict_proba(frame),
+                    index=frame.index,
                     columns=[str(c) for c in self.sklearn_model.classes_],
                 )
         except (ValueError, TypeError) as exc:
             # Only a version stored before signatures (kinds unknown) gets here with bad rows.
-            raise PredictionError(f"{self.version.model_name} {self.version.version} cannot predict these"
-                                  f" rows: {exc}") from exc
+            raise PredictionError(
+                f"{self.version.model_name} {self.version.version} cannot predict these rows: {exc}"
+            ) from exc
         return predictions, probabilities
 
     def predict_with_report(self, rows: Any, proba: bool = False) -> PredictionResult:

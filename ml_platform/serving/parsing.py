@@ -45,7 +45,7 @@ def flag(value: str | None, name: str) -> bool:
 def parse_rows(body: bytes, kind: str, signature: Signature) -> Any:
     """The rows of a request body, as ``ml_platform.signature.as_frame`` takes them."""
     if not body.strip():
-        raise RequestError(400, "the request body is empty: send rows as JSON records, {\"columns\", \"data\"} or CSV")
+        raise RequestError(400, 'the request body is empty: send rows as JSON records, {"columns", "data"} or CSV')
     if kind in CSV_TYPES:
         text_columns = {f.name: str for f in signature.features if f.kind == "categorical"}
         try:
@@ -59,14 +59,18 @@ def parse_rows(body: bytes, kind: str, signature: Signature) -> Any:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(400, f"the body is not valid JSON: {exc}") from None
     if isinstance(rows, dict) and set(rows) == {"columns", "data"}:
-        if not isinstance(rows["columns"], list) or not isinstance(rows["data"], list) or not all(
-                isinstance(r, list) for r in rows["data"]):
+        if (
+            not isinstance(rows["columns"], list)
+            or not isinstance(rows["data"], list)
+            or not all(isinstance(r, list) for r in rows["data"])
+        ):
             raise RequestError(400, '"columns" must be a list of names and "data" a list of rows (lists)')
         width = len(rows["columns"])
         uneven = next((i for i, r in enumerate(rows["data"]) if len(r) != width), None)
         if uneven is not None:
-            raise RequestError(400, f"row {uneven} of \"data\" has {len(rows['data'][uneven])} values for"
-                               f" {width} columns")
+            raise RequestError(
+                400, f'row {uneven} of "data" has {len(rows["data"][uneven])} values for {width} columns'
+            )
         return rows
     if isinstance(rows, list) and all(isinstance(r, dict) for r in rows):
         return rows

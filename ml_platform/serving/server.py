@@ -9,8 +9,9 @@ import tempfile
 from ml_platform.serving.app import CONFIG_ENV, ServeConfig
 
 
-def serve(config: ServeConfig, host: str, port: int, workers: int, log_level: str = "info",
-          access_log: bool = False) -> None:
+def serve(
+    config: ServeConfig, host: str, port: int, workers: int, log_level: str = "info", access_log: bool = False
+) -> None:
     """Serve until SIGINT/SIGTERM (requests in flight finish first). With several workers, uvicorn's
     supervisor restarts them one by one on SIGHUP; each worker also follows the pointers itself."""
     import uvicorn
@@ -23,8 +24,14 @@ def serve(config: ServeConfig, host: str, port: int, workers: int, log_level: st
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         uvicorn.run(
-            "ml_platform.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
-            log_level=log_level, access_log=access_log, timeout_graceful_shutdown=30,
+            "ml_platform.serving.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=access_log,
+            timeout_graceful_shutdown=30,
         )
     finally:
         if metrics_dir:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_platform_tests.support.constants import DAYS, CHAIN, MODEL_NAME, TARGET
+from ml_platform_tests.support.constants import CHAIN, DAYS, MODEL_NAME, TARGET
 from ml_platform_tests.support.good_platform import (  # noqa: F401 (deployed, good_template: fixtures)
     DAY,
     NEW_DAY,
@@ -38,7 +38,6 @@ from ml_platform_tests.support.results import (
     materialized,
     step_errors,
 )
-
 
 PIPELINE = "*"  # every asset and check for one day: the training job
 INGEST = "key:demo/raw_data"
@@ -139,118 +138,193 @@ def with_duplicates(frame: pd.DataFrame, platform: Platform) -> pd.DataFrame:
 
 LANDING_CASES = [
     pytest.param(
-        Case(READ_FAILS, ("no landing file for {day}", "{day}.parquet", "{day}.csv", "{landing}"),
-             error="LandingFileMissingError"),
+        Case(
+            READ_FAILS,
+            ("no landing file for {day}", "{day}.parquet", "{day}.csv", "{landing}"),
+            error="LandingFileMissingError",
+        ),
         id="missing-file",
     ),
     pytest.param(
-        Case(READ_FAILS, ("{landing}/{day}.csv", "is empty (0 bytes)"), raw_bytes(lambda good: b"", "csv"),
-             error="EmptyLandingFileError"),
+        Case(
+            READ_FAILS,
+            ("{landing}/{day}.csv", "is empty (0 bytes)"),
+            raw_bytes(lambda good: b"", "csv"),
+            error="EmptyLandingFileError",
+        ),
         id="empty-0-byte-csv",
     ),
     pytest.param(
-        Case(READ_FAILS, ("{landing}/{day}.parquet", "is empty (0 bytes)"),
-             raw_bytes(lambda good: b"", "parquet"), error="EmptyLandingFileError"),
+        Case(
+            READ_FAILS,
+            ("{landing}/{day}.parquet", "is empty (0 bytes)"),
+            raw_bytes(lambda good: b"", "parquet"),
+            error="EmptyLandingFileError",
+        ),
         id="empty-0-byte-parquet",
     ),
     pytest.param(
-        Case(READ_FAILS, ("{landing}/{day}.csv", "has no header and no rows"),
-             raw_bytes(lambda good: b"  \n\n", "csv"), error="EmptyLandingFileError"),
+        Case(
+            READ_FAILS,
+            ("{landing}/{day}.csv", "has no header and no rows"),
+            raw_bytes(lambda good: b"  \n\n", "csv"),
+            error="EmptyLandingFileError",
+        ),
         id="blank-csv",
     ),
     pytest.param(
-        Case(READ_FAILS, ("{landing}/{day}.parquet", "cannot be read"),
-             raw_bytes(lambda good: good[: len(good) // 2], "parquet"), error="CorruptLandingFileError"),
+        Case(
+            READ_FAILS,
+            ("{landing}/{day}.parquet", "cannot be read"),
+            raw_bytes(lambda good: good[: len(good) // 2], "parquet"),
+            error="CorruptLandingFileError",
+        ),
         id="truncated-parquet",
     ),
     pytest.param(
-        Case(READ_FAILS, ("{landing}/{day}.parquet", "cannot be read"),
-             raw_bytes(lambda good: good[:-12] + b"\x00" * 8 + good[-4:], "parquet"),  # footer length garbage
-             error="CorruptLandingFileError"),
+        Case(
+            READ_FAILS,
+            ("{landing}/{day}.parquet", "cannot be read"),
+            raw_bytes(lambda good: good[:-12] + b"\x00" * 8 + good[-4:], "parquet"),  # footer length garbage
+            error="CorruptLandingFileError",
+        ),
         id="parquet-bad-footer",
     ),
     pytest.param(
-        Case(READ_FAILS, ("{landing}/{day}.parquet", "cannot be read"),
-             raw_bytes(lambda good: np.random.default_rng(7).bytes(4096), "parquet"),
-             error="CorruptLandingFileError"),
+        Case(
+            READ_FAILS,
+            ("{landing}/{day}.parquet", "cannot be read"),
+            raw_bytes(lambda good: np.random.default_rng(7).bytes(4096), "parquet"),
+            error="CorruptLandingFileError",
+        ),
         id="parquet-random-bytes",
     ),
     pytest.param(
-        Case(READ_FAILS, ("two landing files for {day}", "{day}.parquet", "{day}.csv", "keep one"), two_files,
-             error="LandingFileError"),
+        Case(
+            READ_FAILS,
+            ("two landing files for {day}", "{day}.parquet", "{day}.csv", "keep one"),
+            two_files,
+            error="LandingFileError",
+        ),
         id="two-files-for-one-day",
     ),
     pytest.param(
-        Case(CHECK_FAILS, ("the data has no rows",), write(lambda f, _: f.iloc[:0], "csv"),
-             check="not_empty"),
+        Case(CHECK_FAILS, ("the data has no rows",), write(lambda f, _: f.iloc[:0], "csv"), check="not_empty"),
         id="header-only-csv",
     ),
     pytest.param(
-        Case(CHECK_FAILS, (f"target column {TARGET!r} is missing",),
-             write(lambda f, _: f.drop(columns=[TARGET])), check="target_column_present"),
+        Case(
+            CHECK_FAILS,
+            (f"target column {TARGET!r} is missing",),
+            write(lambda f, _: f.drop(columns=[TARGET])),
+            check="target_column_present",
+        ),
         id="missing-target-column",
     ),
     pytest.param(
-        Case(CHECK_FAILS, (f"target column {TARGET!r} is missing", "mean radius;mean texture",
-                           "holding ';'", "comma-separated"),
-             write(lambda f, _: f, "csv", sep=";"), check="target_column_present"),
+        Case(
+            CHECK_FAILS,
+            (f"target column {TARGET!r} is missing", "mean radius;mean texture", "holding ';'", "comma-separated"),
+            write(lambda f, _: f, "csv", sep=";"),
+            check="target_column_present",
+        ),
         id="semicolon-delimited-csv",
     ),
     pytest.param(
-        Case(CHECK_FAILS, (f"null ratio above 0.1 in: {NUMERIC_COLUMN} (1.000)",),
-             write(lambda f, _: with_column(f, NUMERIC_COLUMN, np.nan)), check="null_ratio_below_threshold"),
+        Case(
+            CHECK_FAILS,
+            (f"null ratio above 0.1 in: {NUMERIC_COLUMN} (1.000)",),
+            write(lambda f, _: with_column(f, NUMERIC_COLUMN, np.nan)),
+            check="null_ratio_below_threshold",
+        ),
         id="all-nan-column",
     ),
     pytest.param(
-        Case(CHECK_FAILS, (f"null ratio above 0.1 in: {NUMERIC_COLUMN} (0.300)",), write(nulls_at_30_percent),
-             check="null_ratio_below_threshold"),
+        Case(
+            CHECK_FAILS,
+            (f"null ratio above 0.1 in: {NUMERIC_COLUMN} (0.300)",),
+            write(nulls_at_30_percent),
+            check="null_ratio_below_threshold",
+        ),
         id="nulls-over-threshold",
     ),
     pytest.param(
-        Case(CHECK_FAILS, ("1 target class; need at least 2",), write(lambda f, _: with_column(f, TARGET, 1)),
-             check="at_least_two_classes"),
+        Case(
+            CHECK_FAILS,
+            ("1 target class; need at least 2",),
+            write(lambda f, _: with_column(f, TARGET, 1)),
+            check="at_least_two_classes",
+        ),
         id="single-class-target",
     ),
     pytest.param(
-        Case(CHECK_FAILS, (f"column {NUMERIC_COLUMN!r} is", "non-numeric values such as ['abc']"),
-             write(garbage, "csv"), check="feature_columns_valid"),
+        Case(
+            CHECK_FAILS,
+            (f"column {NUMERIC_COLUMN!r} is", "non-numeric values such as ['abc']"),
+            write(garbage, "csv"),
+            check="feature_columns_valid",
+        ),
         id="string-garbage-in-numeric-column-csv",
     ),
     pytest.param(
-        Case(CHECK_FAILS, (f"column {NUMERIC_COLUMN!r} is", "non-numeric values such as ['abc']"),
-             write(garbage), check="feature_columns_valid"),
+        Case(
+            CHECK_FAILS,
+            (f"column {NUMERIC_COLUMN!r} is", "non-numeric values such as ['abc']"),
+            write(garbage),
+            check="feature_columns_valid",
+        ),
         id="string-garbage-in-numeric-column-parquet",
     ),
     pytest.param(
-        Case(CHECK_FAILS, (f"column {NUMERIC_COLUMN!r} holds 3 infinite value(s)",),
-             write(infinite), check="feature_columns_valid"),
+        Case(
+            CHECK_FAILS,
+            (f"column {NUMERIC_COLUMN!r} holds 3 infinite value(s)",),
+            write(infinite),
+            check="feature_columns_valid",
+        ),
         id="infinite-values-in-numeric-column",
     ),
     pytest.param(
         # An identifier would fail feature_columns_valid, but outside the schema it never reaches the
         # model: the day is ingested with a warning and the window is production's own data again.
-        Case(EXTRA_IGNORED, ("ignored unexpected column(s) 'customer_id' (schema.extra_columns: ignore)",),
-             write(lambda f, _: with_column(f, "customer_id", [f"c{i:06d}" for i in range(len(f))]), day=DAY),
-             day=DAY, check="schema_matches"),
+        Case(
+            EXTRA_IGNORED,
+            ("ignored unexpected column(s) 'customer_id' (schema.extra_columns: ignore)",),
+            write(lambda f, _: with_column(f, "customer_id", [f"c{i:06d}" for i in range(len(f))]), day=DAY),
+            day=DAY,
+            check="schema_matches",
+        ),
         id="identifier-column-outside-the-schema",
     ),
     pytest.param(
         # Production's signature says numeric: the day is stopped at ingest, before it meets the window.
-        Case(CHECK_FAILS, (f"column {NUMERIC_COLUMN!r} is categorical, the schema says numeric",
-                           f"expected the columns of production model {MODEL_NAME}"),
-             write(radius_as_text), check="schema_matches"),
+        Case(
+            CHECK_FAILS,
+            (
+                f"column {NUMERIC_COLUMN!r} is categorical, the schema says numeric",
+                f"expected the columns of production model {MODEL_NAME}",
+            ),
+            write(radius_as_text),
+            check="schema_matches",
+        ),
         id="numeric-column-turned-text",
     ),
     pytest.param(
-        Case(TRAINING_FAILS, ("schema drift", f"column {TARGET!r} is numeric on {DAYS[1]}",
-                              f"but categorical on {NEW_DAY}"),
-             write(lambda f, _: with_column(f, TARGET, f[TARGET].map({0: "malignant", 1: "benign"}))),
-             error="DataValidationError"),
+        Case(
+            TRAINING_FAILS,
+            ("schema drift", f"column {TARGET!r} is numeric on {DAYS[1]}", f"but categorical on {NEW_DAY}"),
+            write(lambda f, _: with_column(f, TARGET, f[TARGET].map({0: "malignant", 1: "benign"}))),
+            error="DataValidationError",
+        ),
         id="schema-drift-target-labels-as-text",
     ),
     pytest.param(
-        Case(DUPLICATES_DROPPED, (f"dropped {DUPLICATES} duplicate row(s): {DAY}: {DUPLICATES}",),
-             write(with_duplicates, day=DAY), day=DAY),
+        Case(
+            DUPLICATES_DROPPED,
+            (f"dropped {DUPLICATES} duplicate row(s): {DAY}: {DUPLICATES}",),
+            write(with_duplicates, day=DAY),
+            day=DAY,
+        ),
         id="duplicate-rows",
     ),
 ]
@@ -266,42 +340,84 @@ def config(op: str, **values) -> dict:
 
 
 def refused_config(op, selection, key, **values):
-    return Case(REFUSED, (f'"{key}"', f"demo__{op}"), day=DAY, error="DagsterInvalidConfigError",
-                selections=(selection,), run_config=config(op, **values))
+    return Case(
+        REFUSED,
+        (f'"{key}"', f"demo__{op}"),
+        day=DAY,
+        error="DagsterInvalidConfigError",
+        selections=(selection,),
+        run_config=config(op, **values),
+    )
 
 
 def out_of_range(op, config_class, key, value, shown, selection=CHAIN, *also):
-    return Case(STEP_FAILS, (config_class, f"{key}\n", f"input_value={shown}", *also), day=DAY,
-                error="ValidationError", selections=(selection,), run_config=config(op, **{key: value}))
+    return Case(
+        STEP_FAILS,
+        (config_class, f"{key}\n", f"input_value={shown}", *also),
+        day=DAY,
+        error="ValidationError",
+        selections=(selection,),
+        run_config=config(op, **{key: value}),
+    )
 
 
 CONFIG_CASES = [
-    pytest.param(refused_config("trained_model", CHAIN, "n_trees", n_trees=5),
-                 id="unknown-key-trained_model"),
-    pytest.param(refused_config("raw_data_quality", INGEST, "max_nulls", max_nulls=0.5),
-                 id="unknown-key-raw_data_quality"),
-    pytest.param(refused_config("raw_data", INGEST, "landing_dir", landing_dir="/tmp"),
-                 id="config-for-raw_data-which-takes-none"),
-    pytest.param(refused_config("training_data", CHAIN, "window_days", window_days=3),
-                 id="config-for-training_data-which-takes-none"),
-    pytest.param(refused_config("model_metrics", CHAIN, "metric", metric="f1"),
-                 id="config-for-model_metrics-which-takes-none"),
-    pytest.param(refused_config("deployed_model", CHAIN, "force", force=True),
-                 id="config-for-deployed_model-which-takes-none"),
-    pytest.param(Case(REFUSED, ('"no_such_op"',), day=DAY, error="DagsterInvalidConfigError",
-                      run_config=config("no_such_op", x=1)), id="unknown-op"),
-    pytest.param(Case(REFUSED, ("n_estimators", '"many"'), day=DAY, error="DagsterInvalidConfigError",
-                      run_config=config("trained_model", n_estimators="many")),
-                 id="n_estimators-not-a-number"),
+    pytest.param(refused_config("trained_model", CHAIN, "n_trees", n_trees=5), id="unknown-key-trained_model"),
+    pytest.param(
+        refused_config("raw_data_quality", INGEST, "max_nulls", max_nulls=0.5), id="unknown-key-raw_data_quality"
+    ),
+    pytest.param(
+        refused_config("raw_data", INGEST, "landing_dir", landing_dir="/tmp"), id="config-for-raw_data-which-takes-none"
+    ),
+    pytest.param(
+        refused_config("training_data", CHAIN, "window_days", window_days=3),
+        id="config-for-training_data-which-takes-none",
+    ),
+    pytest.param(
+        refused_config("model_metrics", CHAIN, "metric", metric="f1"), id="config-for-model_metrics-which-takes-none"
+    ),
+    pytest.param(
+        refused_config("deployed_model", CHAIN, "force", force=True), id="config-for-deployed_model-which-takes-none"
+    ),
+    pytest.param(
+        Case(
+            REFUSED, ('"no_such_op"',), day=DAY, error="DagsterInvalidConfigError", run_config=config("no_such_op", x=1)
+        ),
+        id="unknown-op",
+    ),
+    pytest.param(
+        Case(
+            REFUSED,
+            ("n_estimators", '"many"'),
+            day=DAY,
+            error="DagsterInvalidConfigError",
+            run_config=config("trained_model", n_estimators="many"),
+        ),
+        id="n_estimators-not-a-number",
+    ),
     *[
         pytest.param(out_of_range(op, cls, key, value, shown, selection, *also), id=f"{key}={value}")
         for op, cls, key, value, shown, selection, also in [
             ("trained_model", "TrainingConfig", "n_estimators", 0, "0", CHAIN, ('op "demo__trained_model"',)),
             ("trained_model", "TrainingConfig", "n_estimators", -1, "-1", CHAIN, ('op "demo__trained_model"',)),
-            ("trained_model", "TrainingConfig", "max_depth", 0, "0", CHAIN,
-             ('op "demo__trained_model"', "greater than or equal to 1")),
-            ("trained_model", "TrainingConfig", "max_depth", -1, "-1", CHAIN,
-             ('op "demo__trained_model"', "greater than or equal to 1")),
+            (
+                "trained_model",
+                "TrainingConfig",
+                "max_depth",
+                0,
+                "0",
+                CHAIN,
+                ('op "demo__trained_model"', "greater than or equal to 1"),
+            ),
+            (
+                "trained_model",
+                "TrainingConfig",
+                "max_depth",
+                -1,
+                "-1",
+                CHAIN,
+                ('op "demo__trained_model"', "greater than or equal to 1"),
+            ),
             ("trained_model", "RandomForestParams", "n_jobs", 0, "0", CHAIN, ("use -1 for all cores",)),
             ("splits", "SplitConfig", "test_size", 0, "0.0", CHAIN, ()),
             ("splits", "SplitConfig", "test_size", 1.5, "1.5", CHAIN, ()),
@@ -324,8 +440,13 @@ PARTITION_KEYS = [
 ]
 PARTITION_CASES = [
     pytest.param(
-        Case(REFUSED, (f"Could not find a partition with key `{key}`",), day=key,
-             error="DagsterUnknownPartitionError", selections=(PIPELINE, INGEST, CHAIN)),
+        Case(
+            REFUSED,
+            (f"Could not find a partition with key `{key}`",),
+            day=key,
+            error="DagsterUnknownPartitionError",
+            selections=(PIPELINE, INGEST, CHAIN),
+        ),
         id=f"partition-key-{key}",
     )
     for key in PARTITION_KEYS

@@ -20,7 +20,8 @@ STUMP = {"demo__trained_model": {"config": {"n_estimators": 1, "max_depth": 1}}}
 
 def gate(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
     (evaluation,) = [
-        e.asset_check_evaluation_data for e in result.all_events
+        e.asset_check_evaluation_data
+        for e in result.all_events
         if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
         and e.asset_check_evaluation_data.check_name.endswith("_threshold")
     ]

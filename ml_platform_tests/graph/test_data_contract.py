@@ -36,8 +36,15 @@ def write(platform, frames: dict[str, pd.DataFrame]) -> None:
 
 def run(platform, built, selection: str, day: str | None = None) -> dg.ExecuteInProcessResult:
     tags = {} if day else {"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": LAST}
-    return dg.materialize(built.definitions, selection=selection, partition_key=day, instance=platform.instance,
-                          resources=platform.resources, tags=tags, raise_on_error=False)
+    return dg.materialize(
+        built.definitions,
+        selection=selection,
+        partition_key=day,
+        instance=platform.instance,
+        resources=platform.resources,
+        tags=tags,
+        raise_on_error=False,
+    )
 
 
 def evaluations(result) -> dict:
@@ -62,7 +69,10 @@ def test_a_warn_rule_fails_as_a_warning_and_its_day_is_trained_on(platform):
     assert "distance (0.2" in null.description and "(severity warn: the day is still used)" in null.description
     table = {(r.data["Column"], r.data["Rule"]): r.data for r in null.metadata["Rules"].value.records}
     assert table["distance", "max_null_ratio"]["Passed"] is False
-    assert table["distance", "max_null_ratio"]["Severity"] == "warn" and table["distance", "max_null_ratio"]["Limit"] == "0.1"
+    assert (
+        table["distance", "max_null_ratio"]["Severity"] == "warn"
+        and table["distance", "max_null_ratio"]["Limit"] == "0.1"
+    )
     assert table["price", "max_null_ratio"]["Passed"] is True
     declared = checks["declared_rules_met"]
     assert declared.passed and {r.data["Rule"] for r in declared.metadata["Rules"].value.records} == {"min", "max"}
@@ -77,8 +87,10 @@ def test_a_warn_rule_fails_as_a_warning_and_its_day_is_trained_on(platform):
     assert evaluations(result)["null_ratio_below_threshold"].severity == dg.AssetCheckSeverity.ERROR
     result = run(platform, blocked, "key:shop/training_data", LAST)
     assert not result.success
-    assert f"cannot train a model as of {LAST}: raw_data {LAST} failed null_ratio_below_threshold (null ratio" \
-           " above 0.1 in: distance (0.2" in step_errors(result)
+    assert (
+        f"cannot train a model as of {LAST}: raw_data {LAST} failed null_ratio_below_threshold (null ratio"
+        " above 0.1 in: distance (0.2" in step_errors(result)
+    )
 
 
 def test_unlabelled_and_repeated_rows_are_dropped_and_counted_but_distinct_events_are_kept(platform):
@@ -89,8 +101,11 @@ def test_unlabelled_and_repeated_rows_are_dropped_and_counted_but_distinct_event
     built = shop(platform, "target_missing: {max_ratio: 0.2}")
     assert run(platform, built, "key:shop/raw_data").success
     # shop_day repeats about one order in ten with its own order_id: same features, distinct events.
-    same_features = int(frames[DAYS[0]].duplicated(subset=["region", "store", "product", "price", "qty", "distance",
-                                                           "member", "churned"]).sum())
+    same_features = int(
+        frames[DAYS[0]]
+        .duplicated(subset=["region", "store", "product", "price", "qty", "distance", "member", "churned"])
+        .sum()
+    )
     assert same_features >= 5
     result = run(platform, built, "key:shop/training_data", LAST)
     assert result.success, step_errors(result)
@@ -108,8 +123,11 @@ def test_unlabelled_and_repeated_rows_are_dropped_and_counted_but_distinct_event
     keyed = shop(platform, "target_missing: {max_ratio: 0.2}, dedupe: {key: [order_id]}")
     assert training_metadata(run(platform, keyed, "key:shop/training_data", LAST))["Duplicate rows dropped"] == 100
     # By the features alone (a key of every feature and the label): the repeated orders go too.
-    by_features = shop(platform, "target_missing: {max_ratio: 0.2}, dedupe: {key: [region, store, product, price,"
-                       " qty, distance, member, churned]}")
+    by_features = shop(
+        platform,
+        "target_missing: {max_ratio: 0.2}, dedupe: {key: [region, store, product, price,"
+        " qty, distance, member, churned]}",
+    )
     dropped = training_metadata(run(platform, by_features, "key:shop/training_data", LAST))["Duplicate rows dropped"]
     assert dropped > 100
     # Never: every row is trained on.

@@ -61,8 +61,13 @@ def test_ks_matches_the_exact_two_sample_statistic():
     rng = np.random.default_rng(0)
     a, b = rng.normal(0, 1, 20_000), rng.normal(0.3, 1, 3_000)
     reference = drift.profile(__import__("pandas").DataFrame({"x": a, "target": 0}), "target")
-    exact = max(abs(np.searchsorted(np.sort(a), v, side="right") / len(a)
-                    - np.searchsorted(np.sort(b), v, side="right") / len(b)) for v in np.sort(b))
+    exact = max(
+        abs(
+            np.searchsorted(np.sort(a), v, side="right") / len(a)
+            - np.searchsorted(np.sort(b), v, side="right") / len(b)
+        )
+        for v in np.sort(b)
+    )
     assert drift.ks(reference["features"]["x"]["percentiles"], b) == pytest.approx(exact, abs=0.015)
 
 
@@ -73,9 +78,12 @@ def write_new_day(platform, demo_frame, day: str, shift: float = 1.0, seed: int 
 
 
 def drift_evaluation(result) -> dg.AssetCheckEvaluation:
-    (evaluation,) = [e.asset_check_evaluation_data for e in result.all_events
-                     if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
-                     and e.asset_check_evaluation_data.check_name == "no_feature_drift"]
+    (evaluation,) = [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        and e.asset_check_evaluation_data.check_name == "no_feature_drift"
+    ]
     return evaluation
 
 
@@ -127,8 +135,7 @@ class Tick:
     """One evaluation of the drift sensor, as the daemon runs it: its request or skip, its cursor."""
 
     def __init__(self, platform, cursor=None):
-        context = dg.build_sensor_context(instance=platform.instance, cursor=cursor,
-                                          sensor_name="demo_drift_sensor")
+        context = dg.build_sensor_context(instance=platform.instance, cursor=cursor, sensor_name="demo_drift_sensor")
         result = drift_sensor(context)
         self.run_requests = [result] if isinstance(result, dg.RunRequest) else []
         self.skip_message = result.skip_message if isinstance(result, dg.SkipReason) else None

@@ -26,9 +26,13 @@ from ml_platform_tests.support.results import step_errors
 DAY = "2026-01-07"
 ROWS = 240
 ESTIMATORS = {
-    "classification": ["random_forest", "hist_gradient_boosting", "logistic_regression",
-                       # Refuses sparse input (scikit-learn's input tags say so): it must get dense input.
-                       "sklearn.naive_bayes:GaussianNB"],
+    "classification": [
+        "random_forest",
+        "hist_gradient_boosting",
+        "logistic_regression",
+        # Refuses sparse input (scikit-learn's input tags say so): it must get dense input.
+        "sklearn.naive_bayes:GaussianNB",
+    ],
     "regression": ["random_forest", "hist_gradient_boosting", "ridge"],
 }
 PARAMS = {"random_forest": "{n_estimators: 10, max_depth: 6}", "hist_gradient_boosting": "{max_iter: 20}"}
@@ -53,8 +57,9 @@ def two_hundred_categories(rng, rows):
 
 def five_thousand_declared(rng, rows):
     # A store id: numbers, 5,000 of them, declared categorical: kept as a category.
-    frame = pd.DataFrame({**_numbers(rng, rows), "store": rng.permutation(5000)[:rows] if rows <= 5000
-                          else rng.integers(0, 5000, rows)})
+    frame = pd.DataFrame(
+        {**_numbers(rng, rows), "store": rng.permutation(5000)[:rows] if rows <= 5000 else rng.integers(0, 5000, rows)}
+    )
     return frame, "[x1, x2, {store: categorical}]"
 
 
@@ -65,8 +70,13 @@ def booleans(rng, rows):
 
 
 def nulls_everywhere(rng, rows):
-    frame = pd.DataFrame({**_numbers(rng, rows), "colour": rng.choice(["red", "green", "blue"], rows),
-                          "member": pd.Series(rng.random(rows) < 0.5, dtype=object)})
+    frame = pd.DataFrame(
+        {
+            **_numbers(rng, rows),
+            "colour": rng.choice(["red", "green", "blue"], rows),
+            "member": pd.Series(rng.random(rows) < 0.5, dtype=object),
+        }
+    )
     for column in frame.columns:
         frame.loc[rng.random(rows) < 0.06, column] = None
     return frame, None
@@ -74,23 +84,31 @@ def nulls_everywhere(rng, rows):
 
 def a_datetime(rng, rows):
     seen = pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 7 * 24 * 60, rows), unit="min")
-    return pd.DataFrame({**_numbers(rng, rows), "seen_at": seen.strftime("%Y-%m-%d %H:%M")}), \
-        "[x1, x2, {seen_at: datetime}]"
+    return pd.DataFrame(
+        {**_numbers(rng, rows), "seen_at": seen.strftime("%Y-%m-%d %H:%M")}
+    ), "[x1, x2, {seen_at: datetime}]"
 
 
 def mostly_zeros(rng, rows):
     # Four columns of 60 values each: a one-hot encoding about 3 % dense.
-    return pd.DataFrame({**_numbers(rng, rows), **{f"c{j}": [f"v{i}" for i in rng.integers(0, 60, rows)]
-                                                   for j in range(4)}}), None
+    return pd.DataFrame(
+        {**_numbers(rng, rows), **{f"c{j}": [f"v{i}" for i in rng.integers(0, 60, rows)] for j in range(4)}}
+    ), None
 
 
 SHAPES = {
-    "numbers": numbers_only, "three_categories": three_categories, "categories_200": two_hundred_categories,
-    "declared_5000": five_thousand_declared, "booleans": booleans, "nulls_everywhere": nulls_everywhere,
-    "datetime": a_datetime, "one_hot_sparse": mostly_zeros,
+    "numbers": numbers_only,
+    "three_categories": three_categories,
+    "categories_200": two_hundred_categories,
+    "declared_5000": five_thousand_declared,
+    "booleans": booleans,
+    "nulls_everywhere": nulls_everywhere,
+    "datetime": a_datetime,
+    "one_hot_sparse": mostly_zeros,
 }
-CELLS = [(task, estimator, shape) for task, estimators in ESTIMATORS.items() for estimator in estimators
-         for shape in SHAPES]
+CELLS = [
+    (task, estimator, shape) for task, estimators in ESTIMATORS.items() for estimator in estimators for shape in SHAPES
+]
 
 
 def _target(task, frame, rng):
@@ -128,17 +146,25 @@ def matrix(tmp_path_factory):
         rows_by_cell[index] = frame
         entries.append(_cell_yaml(index, task, estimator, shape, features))
     settings = load_settings()
-    specs = parse_pipelines("pipelines:\n" + "".join(textwrap.indent(e, "  ") for e in entries), "matrix.yaml",
-                            settings)
+    specs = parse_pipelines(
+        "pipelines:\n" + "".join(textwrap.indent(e, "  ") for e in entries), "matrix.yaml", settings
+    )
     definitions = [d for spec in specs for d in build(spec, settings).definitions]
     models = JoblibIOManager(base_dir=str(root / "assets"))
     result = dg.materialize(
-        definitions, partition_key=DAY, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        definitions,
+        partition_key=DAY,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
         selection=dg.AssetSelection.assets(*(dg.AssetKey([f"cell_{i}", "trained_model"]) for i in rows_by_cell))
-        .upstream().required_multi_asset_neighbors(),
-        resources={"landing_zone": LocalLandingZone(root=str(root / "landing")),
-                   "model_store": LocalModelStore(root=str(root / "store")),
-                   "io_manager": ParquetIOManager(base_dir=str(root / "assets")), "model_io_manager": models},
+        .upstream()
+        .required_multi_asset_neighbors(),
+        resources={
+            "landing_zone": LocalLandingZone(root=str(root / "landing")),
+            "model_store": LocalModelStore(root=str(root / "store")),
+            "io_manager": ParquetIOManager(base_dir=str(root / "assets")),
+            "model_io_manager": models,
+        },
     )
     trained = {i: models.stored_value(dg.AssetKey([f"cell_{i}", "trained_model"]), DAY) for i in rows_by_cell}
     return result, trained, rows_by_cell
@@ -193,10 +219,17 @@ def test_an_undeclared_datetime_column_is_refused_at_ingest_in_one_sentence(plat
             landing: .
             partitions: {start: "2026-01-01"}
     """)
-    result = dg.materialize(built.definitions, selection="key:demo/raw_data", partition_key=DAY,
-                            instance=platform.instance, resources=platform.resources, raise_on_error=False)
+    result = dg.materialize(
+        built.definitions,
+        selection="key:demo/raw_data",
+        partition_key=DAY,
+        instance=platform.instance,
+        resources=platform.resources,
+        raise_on_error=False,
+    )
     (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "feature_columns_valid"]
     assert not evaluation.passed
     assert evaluation.description == (
         "column 'seen_at' holds dates and times (str): declare it `{seen_at: datetime}` under features (its hour,"
-        " weekday and month become inputs) or leave it out of the data")
+        " weekday and month become inputs) or leave it out of the data"
+    )

@@ -26,7 +26,12 @@ def test_full_graph_deploys_a_verified_model_that_predicts_raw_rows(seeded, demo
     result = seeded.train()
     assert result.success
     assert materialized(result) == {
-        "training_data", "train_split", "test_split", "trained_model", "model_metrics", "deployed_model"
+        "training_data",
+        "train_split",
+        "test_split",
+        "trained_model",
+        "model_metrics",
+        "deployed_model",
     }
     assert check_results(result) == {"accuracy_above_threshold": True, "signature_matches_production": True}
 
@@ -113,8 +118,10 @@ def test_an_unchanged_rerun_reuses_the_stored_model_instead_of_fitting(seeded):
     lines = _logs(seeded, third).splitlines()
     assert any(line.endswith("no scoring") for line in lines)
     assert not [line for line in lines if line.startswith("accuracy ") or "itself: scored once" in line]
-    assert reused.tags["dagster/data_version"] == second.asset_materializations_for_node(
-        "demo__model_metrics")[0].tags["dagster/data_version"]
+    assert (
+        reused.tags["dagster/data_version"]
+        == second.asset_materializations_for_node("demo__model_metrics")[0].tags["dagster/data_version"]
+    )
     for name in ("Accuracy", "Champion Accuracy", "Champion version", "Rows compared", "Signature vs production"):
         assert reused.metadata[name].value == metrics[name].value, name
     assert check_results(third) == check_results(second)
@@ -170,34 +177,40 @@ def test_tampered_artifact_is_refused(seeded):
 def _plain_model() -> SklearnPipeline:
     numeric = SklearnPipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
     categorical = SklearnPipeline(
-        [("impute", SimpleImputer(strategy="most_frequent")),
-         ("encode", OneHotEncoder(handle_unknown="ignore"))]
+        [("impute", SimpleImputer(strategy="most_frequent")), ("encode", OneHotEncoder(handle_unknown="ignore"))]
     )
-    return SklearnPipeline([
-        ("preprocess", ColumnTransformer([
-            ("numeric", numeric, make_column_selector(dtype_include="number")),
-            ("categorical", categorical, make_column_selector(dtype_exclude="number")),
-        ])),
-        ("model", RandomForestClassifier(n_estimators=50, max_depth=6, random_state=7, n_jobs=1)),
-    ])
+    return SklearnPipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [
+                        ("numeric", numeric, make_column_selector(dtype_include="number")),
+                        ("categorical", categorical, make_column_selector(dtype_exclude="number")),
+                    ]
+                ),
+            ),
+            ("model", RandomForestClassifier(n_estimators=50, max_depth=6, random_state=7, n_jobs=1)),
+        ]
+    )
 
 
 def test_metrics_equal_a_plain_scikit_learn_run(seeded):
     """The platform adds orchestration, not different numbers."""
     seeded.seed(synthetic_rows=300)  # includes a categorical column, to exercise one-hot encoding
     seeded.ingest()
-    run_config = {"ops": {
-        "demo__splits": {"config": {"test_size": 0.3, "random_state": 11}},
-        "demo__trained_model": {"config": {"n_estimators": 50, "max_depth": 6, "random_state": 7}},
-    }}
+    run_config = {
+        "ops": {
+            "demo__splits": {"config": {"test_size": 0.3, "random_state": 11}},
+            "demo__trained_model": {"config": {"n_estimators": 50, "max_depth": 6, "random_state": 7}},
+        }
+    }
     result = seeded.train(run_config=run_config)
     assert result.success
     platform_metrics = seeded.store.production(MODEL_NAME).metadata["metrics"]
 
     # The same work by hand: the landing files in day order, the same split and parameters.
-    frame = pd.concat(
-        [pd.read_parquet(seeded.landing / f"{day}.parquet") for day in DAYS], ignore_index=True
-    )
+    frame = pd.concat([pd.read_parquet(seeded.landing / f"{day}.parquet") for day in DAYS], ignore_index=True)
     train, test = train_test_split(frame, test_size=0.3, random_state=11, stratify=frame[TARGET])
     model = _plain_model().fit(train.drop(columns=[TARGET]), train[TARGET])
     predicted = model.predict(test.drop(columns=[TARGET]))

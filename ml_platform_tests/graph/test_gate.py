@@ -113,8 +113,10 @@ def test_a_model_the_gate_stopped_is_reused_from_its_stored_output_and_stopped_a
     trained = again.asset_materializations_for_node("demo__trained_model")[0]
     assert trained.metadata["Reused"].value == f"stored {END_DAY} (same recipe)"
     assert "fitting " not in _logs(platform, again)
-    assert trained.tags["dagster/data_version"] == stopped.asset_materializations_for_node(
-        "demo__trained_model")[0].tags["dagster/data_version"]
+    assert (
+        trained.tags["dagster/data_version"]
+        == stopped.asset_materializations_for_node("demo__trained_model")[0].tags["dagster/data_version"]
+    )
     # ... and the gate judges it as it judged the fresh fit: the same score, stopped again.
     assert not again.success and check_results(again)[GATE] is False
     assert gate_evaluation(again).metadata["Accuracy"].value == gate_evaluation(stopped).metadata["Accuracy"].value

@@ -44,8 +44,13 @@ def run(platform: Platform, built, selection: str, day: str = END_DAY, range_: b
     """``selection`` of ``built`` for ``day``, or for all of DAYS in one run (``range_``)."""
     tags = {"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]}
     return dg.materialize(
-        built.definitions, selection=selection, instance=platform.instance, resources=platform.resources,
-        partition_key=None if range_ else day, tags=tags if range_ else None, raise_on_error=False,
+        built.definitions,
+        selection=selection,
+        instance=platform.instance,
+        resources=platform.resources,
+        partition_key=None if range_ else day,
+        tags=tags if range_ else None,
+        raise_on_error=False,
     )
 
 
@@ -74,26 +79,34 @@ def test_a_declared_kind_is_enforced_at_ingest(platform, demo_frame):
     assert "column 'mean texture' is numeric, the schema says boolean" in check_descriptions(result)["schema_matches"]
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ('["a", {"b": textual}]', "features.1.kind"),
-    ('["a", {"b": numeric, "c": numeric}]', "give a column name, or one 'name: kind' pair"),
-    ('["a", "a"]', "lists 'a' more than once"),
-    ('["a", "target"]', "lists the target column 'target'"),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('["a", {"b": textual}]', "features.1.kind"),
+        ('["a", {"b": numeric, "c": numeric}]', "give a column name, or one 'name: kind' pair"),
+        ('["a", "a"]', "lists 'a' more than once"),
+        ('["a", "target"]', "lists the target column 'target'"),
+    ],
+)
 def test_bad_declared_features_are_named_at_load(text, says):
     with pytest.raises(ConfigError) as raised:
-        parse_pipelines(textwrap.dedent(f"""
+        parse_pipelines(
+            textwrap.dedent(f"""
             pipelines:
               - name: churn
                 features: {text}
-        """), "test.yaml", load_settings())
+        """),
+            "test.yaml",
+            load_settings(),
+        )
     assert "pipelines[0] (churn): features" in str(raised.value) and says in str(raised.value)
 
 
 def test_schema_policy_is_validated_at_load():
     with pytest.raises(ConfigError) as raised:
-        parse_pipelines("pipelines:\n  - name: churn\n    schema: {extra_columns: drop}\n", "test.yaml",
-                        load_settings())
+        parse_pipelines(
+            "pipelines:\n  - name: churn\n    schema: {extra_columns: drop}\n", "test.yaml", load_settings()
+        )
     assert "pipelines[0] (churn): schema.extra_columns" in str(raised.value)
 
 

@@ -26,10 +26,15 @@ from ml_platform_tests.support.results import check_results, step_errors
 
 def run(platform: Platform, built, selection: str, day: str | None = END_DAY, run_config=None, tags=None):
     return dg.materialize(
-        built.definitions, selection=selection, partition_key=day, instance=platform.instance,
-        resources=platform.resources, run_config=run_config or {}, tags=tags, raise_on_error=False,
+        built.definitions,
+        selection=selection,
+        partition_key=day,
+        instance=platform.instance,
+        resources=platform.resources,
+        run_config=run_config or {},
+        tags=tags,
+        raise_on_error=False,
     )
-
 
 
 # -- regression ------------------------------------------------------------------------------------
@@ -73,19 +78,23 @@ def test_a_regression_target_that_is_text_fails_its_check(platform, demo_frame):
     frame = demo_frame.assign(target=np.where(demo_frame["target"] == 1, "yes", "no"))
     (platform.landing / "diabetes").mkdir(parents=True)
     frame.rename(columns={"target": "progression"}).to_parquet(
-        platform.landing / "diabetes" / f"{END_DAY}.parquet", index=False)
+        platform.landing / "diabetes" / f"{END_DAY}.parquet", index=False
+    )
     result = run(platform, DIABETES, "key:diabetes/raw_data")
     assert check_results(result)["target_is_numeric"] is False
 
 
 # -- estimators ------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("task", "estimator", "params", "gate"), [
-    ("classification", "hist_gradient_boosting", "{max_iter: 30}", "{min_accuracy: 0.8}"),
-    ("classification", "logistic_regression", "{C: 0.5}", "{min_f1: 0.8}"),
-    ("classification", "random_forest", "{n_estimators: 20, max_depth: 4}", "{min_recall: 0.8}"),
-    ("regression", "random_forest", "{n_estimators: 20, max_depth: 6}", "{max_rmse: 80}"),
-    ("regression", "ridge", "{alpha: 0.1}", "{max_mae: 70}"),
-])
+@pytest.mark.parametrize(
+    ("task", "estimator", "params", "gate"),
+    [
+        ("classification", "hist_gradient_boosting", "{max_iter: 30}", "{min_accuracy: 0.8}"),
+        ("classification", "logistic_regression", "{C: 0.5}", "{min_f1: 0.8}"),
+        ("classification", "random_forest", "{n_estimators: 20, max_depth: 4}", "{min_recall: 0.8}"),
+        ("regression", "random_forest", "{n_estimators: 20, max_depth: 6}", "{max_rmse: 80}"),
+        ("regression", "ridge", "{alpha: 0.1}", "{max_mae: 70}"),
+    ],
+)
 def test_each_estimator_trains_and_deploys(platform, task, estimator, params, gate):
     dataset = "breast_cancer" if task == "classification" else "diabetes"
     built = built_from(f"""
@@ -120,7 +129,12 @@ def test_run_config_overrides_the_yaml_params(platform):
     result = ingest_and_train(platform, built, {"ops": {"est__trained_model": {"config": {"max_depth": 5}}}})
     assert result.success, step_errors(result)
     assert platform.store.production("est").metadata["params"] == {
-        "n_estimators": 15, "max_depth": 5, "min_samples_leaf": 1, "random_state": 42, "n_jobs": -1}
+        "n_estimators": 15,
+        "max_depth": 5,
+        "min_samples_leaf": 1,
+        "random_state": 42,
+        "n_jobs": -1,
+    }
 
 
 def test_an_imported_estimator_gets_every_param_of_the_file_and_run_config_over_them(platform):
@@ -178,8 +192,10 @@ def test_the_split_of_pipelines_yaml_reproduces_the_seed_scripts_accuracy(platfo
 
     split_meta = result.asset_materializations_for_node("seed__splits")[0].metadata
     assert split_meta["Stratified"].value is False and split_meta["Test size"].value == 0.2
-    frame = pd.concat([pd.read_parquet(platform.landing / "seed" / f"{day}.parquet") for day in demo_days(
-        END_DAY, 7)], ignore_index=True)
+    frame = pd.concat(
+        [pd.read_parquet(platform.landing / "seed" / f"{day}.parquet") for day in demo_days(END_DAY, 7)],
+        ignore_index=True,
+    )
     accuracy, test_rows = _seed_script_accuracy(frame)
     metrics = platform.store.production("seed").metadata["metrics"]
     assert metrics["test_rows"] == test_rows
@@ -194,8 +210,12 @@ def test_the_split_defaults_to_stratified_and_run_config_overrides_it(platform):
     assert result.success, step_errors(result)
     assert result.asset_materializations_for_node("seed__splits")[0].metadata["Stratified"].value is True
 
-    rerun = run(platform, built, "key:seed/training_data+", run_config={"ops": {"seed__splits": {"config": {
-        "stratify": False, "test_size": 0.3}}}})
+    rerun = run(
+        platform,
+        built,
+        "key:seed/training_data+",
+        run_config={"ops": {"seed__splits": {"config": {"stratify": False, "test_size": 0.3}}}},
+    )
     assert rerun.success, step_errors(rerun)
     meta = rerun.asset_materializations_for_node("seed__splits")[0].metadata
     assert meta["Stratified"].value is False and meta["Test size"].value == 0.3
@@ -271,16 +291,40 @@ def test_two_pipelines_side_by_side_through_the_cli(tmp_path):
     days = demo_days(END_DAY, 7)
     for args in (
         [str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY],
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "ml_platform.definitions",
-         "--select", "key:*/raw_data", "--partition-range", f"{days[0]}...{days[-1]}"],
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "ml_platform.definitions",
-         "--select", "key:*/training_data+", "--partition", END_DAY],
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "ml_platform.definitions",
+            "--select",
+            "key:*/raw_data",
+            "--partition-range",
+            f"{days[0]}...{days[-1]}",
+        ],
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "ml_platform.definitions",
+            "--select",
+            "key:*/training_data+",
+            "--partition",
+            END_DAY,
+        ],
     ):
         proc = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-4000:])
     for model, metric in (("demo_classifier", "accuracy"), ("diabetes", "r2")):
-        shown = subprocess.run([str(BIN / "ml-platform"), "production", "--json", "--model", model],
-                               env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        shown = subprocess.run(
+            [str(BIN / "ml-platform"), "production", "--json", "--model", model],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["metrics"][metric] > 0.2
     assert (tmp_path / "landing" / "diabetes" / f"{END_DAY}.parquet").is_file()
@@ -307,12 +351,18 @@ def test_landing_locations_resolve_under_the_root_or_replace_it(tmp_path):
     assert (s3.at("s3://other/in/here/").bucket, s3.at("s3://other/in/here/").prefix) == ("other", "in/here")
 
 
-@pytest.mark.parametrize(("env", "landing", "says"), [
-    ({}, "s3://bucket/x", "'s3://bucket/x' is on S3; S3 needs ML_PLATFORM_ENV=prod"),
-    ({"ML_PLATFORM_ENV": "prod", "ML_PLATFORM_S3_BUCKET": "b"}, "/srv/landing",
-     "'/srv/landing' is a local folder; ML_PLATFORM_ENV=prod reads from S3"),
-    ({}, "../outside", "'../outside' must not climb out of the landing root with '..'"),
-])
+@pytest.mark.parametrize(
+    ("env", "landing", "says"),
+    [
+        ({}, "s3://bucket/x", "'s3://bucket/x' is on S3; S3 needs ML_PLATFORM_ENV=prod"),
+        (
+            {"ML_PLATFORM_ENV": "prod", "ML_PLATFORM_S3_BUCKET": "b"},
+            "/srv/landing",
+            "'/srv/landing' is a local folder; ML_PLATFORM_ENV=prod reads from S3",
+        ),
+        ({}, "../outside", "'../outside' must not climb out of the landing root with '..'"),
+    ],
+)
 def test_a_landing_the_environment_cannot_read_fails_at_load(env, landing, says):
     from ml_platform.errors import ConfigError
 

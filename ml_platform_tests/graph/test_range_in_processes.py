@@ -20,8 +20,9 @@ def _messages(platform, result: dg.ExecuteInProcessResult) -> list[str]:
 
 
 def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
-    return {e.partition: e.materialization.metadata for e in result.get_asset_materialization_events()
-            if e.asset_key == RAW}
+    return {
+        e.partition: e.materialization.metadata for e in result.get_asset_materialization_events() if e.asset_key == RAW
+    }
 
 
 def test_each_day_of_a_range_is_stored_with_its_own_metadata_by_worker_processes(seeded):
@@ -65,15 +66,20 @@ def test_each_day_of_a_range_is_stored_with_its_own_metadata_by_worker_processes
 def test_the_checks_alone_read_and_check_the_stored_range_in_processes(seeded):
     assert seeded.ingest_range(DAYS).success
     checks_only = dg.materialize(
-        ALL_DEFS, selection=dg.AssetSelection.checks_for_assets(RAW), instance=seeded.instance,
-        resources=seeded.resources, raise_on_error=False,
+        ALL_DEFS,
+        selection=dg.AssetSelection.checks_for_assets(RAW),
+        instance=seeded.instance,
+        resources=seeded.resources,
+        raise_on_error=False,
         tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]},
         run_config={"ops": {f"{PREFIX}__raw_data_quality": {"config": {"max_null_ratio": 0.0}}}},
     )
     assert checks_only.success, step_errors(checks_only)
     assert not checks_only.get_asset_materialization_events()
     processes = day_work.processes_for(len(DAYS), 2**20)
-    assert f"checking {len(DAYS)} of {len(DAYS)} days on {max(processes, 1)} process(es)" in _messages(seeded, checks_only)
+    assert f"checking {len(DAYS)} of {len(DAYS)} days on {max(processes, 1)} process(es)" in _messages(
+        seeded, checks_only
+    )
     assert all(check_results(checks_only).values()), check_descriptions(checks_only)
 
 

@@ -14,15 +14,15 @@ from ml_platform_tests.support.pipelines import ALL_DEFS
 from ml_platform_tests.support.platform import Platform
 from ml_platform_tests.support.results import materialized, step_errors
 
-CHAIN_KEYS = ["training_data", "train_split", "test_split", "trained_model", "model_metrics",
-              "deployed_model"]
+CHAIN_KEYS = ["training_data", "train_split", "test_split", "trained_model", "model_metrics", "deployed_model"]
 
 
 def pipeline_job() -> dg.JobDefinition:
     """The training job on the folders of $REEXEC_ROOT (reconstructable: a module-level function)."""
     root = Path(os.environ["REEXEC_ROOT"])
-    platform = Platform(root=root, landing=root / "landing", store_dir=root / "model_store",
-                        assets_dir=root / "assets", instance=None)  # type: ignore[arg-type]
+    platform = Platform(
+        root=root, landing=root / "landing", store_dir=root / "model_store", assets_dir=root / "assets", instance=None
+    )  # type: ignore[arg-type]
     defs = dg.Definitions(
         assets=ALL_DEFS[:6],
         asset_checks=ALL_DEFS[6:],
@@ -52,8 +52,11 @@ def started_steps(instance: dg.DagsterInstance, run_id: str) -> set[str]:
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_reexecution_from_failure_runs_only_the_failed_step(seeded: Platform, monkeypatch, tmp_path):
@@ -81,8 +84,12 @@ def test_reexecution_from_failure_runs_only_the_failed_step(seeded: Platform, mo
         rerun_id = rerun.run_id
         assert materialized(rerun) == {"trained_model", "model_metrics", "deployed_model"}
     assert started_steps(instance, rerun_id) == {
-        "demo__trained_model", "demo__model_metrics", "demo__model_metrics_accuracy_above_threshold",
-        "demo__model_metrics_signature_matches_production", "demo__deployed_model"}
+        "demo__trained_model",
+        "demo__model_metrics",
+        "demo__model_metrics_accuracy_above_threshold",
+        "demo__model_metrics_signature_matches_production",
+        "demo__deployed_model",
+    }
     assert instance.get_run_by_id(rerun_id).parent_run_id == failed_run_id
     # Upstream assets were read, not recomputed: their stored files are untouched.
     after = snapshot(seeded.assets_dir)
@@ -98,9 +105,13 @@ def test_reexecution_from_failure_runs_only_the_failed_step(seeded: Platform, mo
     clean_root = tmp_path / "clean"
     shutil.copytree(seeded.landing, clean_root / "landing")
     with dg.instance_for_test() as clean_instance:
-        clean = Platform(root=clean_root, landing=clean_root / "landing",
-                         store_dir=clean_root / "model_store", assets_dir=clean_root / "assets",
-                         instance=clean_instance)
+        clean = Platform(
+            root=clean_root,
+            landing=clean_root / "landing",
+            store_dir=clean_root / "model_store",
+            assets_dir=clean_root / "assets",
+            instance=clean_instance,
+        )
         assert clean.ingest_range(DAYS).success
         assert clean.train().success
         reference = clean.store.production(MODEL_NAME)

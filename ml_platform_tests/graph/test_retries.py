@@ -51,9 +51,7 @@ class FlakyLandingZone(LocalLandingZone):
 
 
 def flaky_zone(platform: Platform, failures: int) -> FlakyLandingZone:
-    return FlakyLandingZone(
-        root=str(platform.landing), state_file=str(platform.root / "reads.txt"), failures=failures
-    )
+    return FlakyLandingZone(root=str(platform.landing), state_file=str(platform.root / "reads.txt"), failures=failures)
 
 
 def materialize_raw_data(platform: Platform, zone: LocalLandingZone, day: str) -> dg.ExecuteInProcessResult:

@@ -16,7 +16,7 @@ from ml_platform_tests.support.results import materialized
 
 daily_training = DEMO.schedule
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _evaluate(landing_dir, when: dt.datetime):

@@ -59,16 +59,27 @@ def write_scoring(platform: Platform, day: str, frame: pd.DataFrame) -> Path:
 
 
 def run(platform: Platform, selection: str, day: str = END_DAY, tags=None):
-    return dg.materialize(BUILT.definitions, selection=selection, partition_key=day, instance=platform.instance,
-                          resources=platform.resources, raise_on_error=False, tags=tags)
+    return dg.materialize(
+        BUILT.definitions,
+        selection=selection,
+        partition_key=day,
+        instance=platform.instance,
+        resources=platform.resources,
+        raise_on_error=False,
+        tags=tags,
+    )
 
 
 @pytest.fixture
 def trained(seeded: Platform) -> Platform:
-    ingest = dg.materialize(BUILT.definitions, selection="key:demo/raw_data", instance=seeded.instance,
-                            resources=seeded.resources, raise_on_error=False,
-                            tags={"dagster/asset_partition_range_start": DAYS[0],
-                                  "dagster/asset_partition_range_end": DAYS[-1]})
+    ingest = dg.materialize(
+        BUILT.definitions,
+        selection="key:demo/raw_data",
+        instance=seeded.instance,
+        resources=seeded.resources,
+        raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]},
+    )
     assert ingest.success, step_errors(ingest)
     result = run(seeded, "key:demo/training_data+")
     assert result.success, step_errors(result)
@@ -114,8 +125,9 @@ def test_the_scoring_sensor_scores_each_new_or_changed_file_once(trained):
     assert sensor.job_name == "demo_scoring"
 
     def tick(cursor=None):
-        context = dg.build_sensor_context(instance=trained.instance, cursor=cursor,
-                                          resources={"landing_zone": trained.resources["landing_zone"]})
+        context = dg.build_sensor_context(
+            instance=trained.instance, cursor=cursor, resources={"landing_zone": trained.resources["landing_zone"]}
+        )
         return sensor(context), context
 
     path = write_scoring(trained, SCORING_DAY, scoring_rows(trained))
@@ -136,15 +148,33 @@ def test_the_scoring_sensor_scores_each_new_or_changed_file_once(trained):
 def test_scoring_through_the_cli(trained, tmp_path):
     write_scoring(trained, SCORING_DAY, scoring_rows(trained))
     (tmp_path / "cli").mkdir()
-    env = {**project_env(tmp_path / "cli"),
-           "ML_PLATFORM_LANDING_DIR": str(trained.landing), "ML_PLATFORM_MODEL_STORE_DIR": str(trained.store_dir),
-           "ML_PLATFORM_ASSET_STORAGE_DIR": str(tmp_path / "cli_assets")}
+    env = {
+        **project_env(tmp_path / "cli"),
+        "ML_PLATFORM_LANDING_DIR": str(trained.landing),
+        "ML_PLATFORM_MODEL_STORE_DIR": str(trained.store_dir),
+        "ML_PLATFORM_ASSET_STORAGE_DIR": str(tmp_path / "cli_assets"),
+    }
     pipelines = tmp_path / "pipelines.yaml"
     pipelines.write_text(textwrap.dedent(YAML))
     env["ML_PLATFORM_PIPELINES"] = str(pipelines)
-    proc = subprocess.run([str(BIN / "dagster"), "asset", "materialize", "-m", "ml_platform.definitions",
-                           "--select", "key:demo/scoring_data+", "--partition", SCORING_DAY],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "ml_platform.definitions",
+            "--select",
+            "key:demo/scoring_data+",
+            "--partition",
+            SCORING_DAY,
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     written = pd.read_parquet(tmp_path / "cli_assets" / "demo" / "predictions" / f"{SCORING_DAY}.parquet")
     model, _ = load_production_model(MODEL_NAME, store_dir=str(trained.store_dir))
@@ -157,6 +187,5 @@ def test_scoring_through_the_cli(trained, tmp_path):
 
 def test_the_scoring_landing_is_validated_at_load():
     with pytest.raises(ConfigError) as raised:
-        parse_pipelines("pipelines:\n  - name: churn\n    scoring: {landing: 3, extra: 1}\n", "t.yaml",
-                        load_settings())
+        parse_pipelines("pipelines:\n  - name: churn\n    scoring: {landing: 3, extra: 1}\n", "t.yaml", load_settings())
     assert "pipelines[0] (churn): scoring.extra: unknown key" in str(raised.value)

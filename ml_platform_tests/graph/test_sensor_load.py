@@ -17,7 +17,7 @@ from ml_platform_tests.support.pipelines import DEMO
 landing_zone_sensor = DEMO.sensor("landing_zone_sensor")
 daily_training = DEMO.schedule
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 FIRST = dt.date(2025, 3, 1)
 YEAR = [(FIRST + dt.timedelta(days=i)).isoformat() for i in range(365)]
 
@@ -62,8 +62,11 @@ def test_one_run_request_per_new_fingerprint_over_1000_files(tmp_path: Path, ins
     ingest, retrain, _ = tick(landing, instance, pending)
     assert ingest == [] and retrain == []
     for name in DEMO.pipeline.raw_data_check_names:
-        instance.report_runless_asset_event(dg.AssetCheckEvaluation(
-            asset_key=DEMO.pipeline.key("raw_data"), check_name=name, passed=True, partition=YEAR[-1]))
+        instance.report_runless_asset_event(
+            dg.AssetCheckEvaluation(
+                asset_key=DEMO.pipeline.key("raw_data"), check_name=name, passed=True, partition=YEAR[-1]
+            )
+        )
     ingest, retrain, cursor = tick(landing, instance, pending)
     assert ingest == []
     assert [r.partition_key for r in retrain] == [YEAR[-1]]
@@ -91,8 +94,9 @@ def test_the_schedule_requests_each_day_once_among_1000_files(tmp_path: Path, in
     sampled = YEAR[::5]
     for day in sampled:
         tick_time = dt.datetime.fromisoformat(day).replace(tzinfo=UTC) + dt.timedelta(days=1, hours=2)
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick_time,
-                                            resources={"landing_zone": zone})
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=tick_time, resources={"landing_zone": zone}
+        )
         request = daily_training(context)
         assert isinstance(request, dg.RunRequest), request
         assert request.partition_key == day

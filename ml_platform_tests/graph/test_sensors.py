@@ -142,12 +142,17 @@ def test_a_day_that_fails_its_checks_is_not_retrained_on(platform, demo_frame):
     platform.write_day(END_DAY, demo_frame.iloc[:90].drop(columns=["target"]))
     (again,), cursor = tick(platform, cursor)
     assert not platform.materialize(again.asset_selection, again.partition_key, tags=again.tags).success
-    context = dg.build_sensor_context(instance=platform.instance, cursor=cursor,
-                                      resources={"landing_zone": LocalLandingZone(root=str(platform.landing))})
+    context = dg.build_sensor_context(
+        instance=platform.instance,
+        cursor=cursor,
+        resources={"landing_zone": LocalLandingZone(root=str(platform.landing))},
+    )
     result = landing_zone_sensor(context)
     assert not result.run_requests
-    assert result.skip_reason.skip_message == (f"no retraining: no newly ingested day passed its checks: {END_DAY}"
-                                  " (target_column_present, at_least_two_classes, target_missing_below_threshold)")
+    assert result.skip_reason.skip_message == (
+        f"no retraining: no newly ingested day passed its checks: {END_DAY}"
+        " (target_column_present, at_least_two_classes, target_missing_below_threshold)"
+    )
     assert json.loads(result.cursor)["pending"] == []
 
 

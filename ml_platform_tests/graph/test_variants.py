@@ -36,29 +36,42 @@ def keys(*names):
 def ingest_and_split(platform, built, day=END_DAY):
     """The pipeline's job, as its schedule runs it: with variants it stops at the splits."""
     ingest = dg.materialize(
-        built.definitions, selection=keys("raw_data"), instance=platform.instance,
-        resources=platform.resources, raise_on_error=False,
+        built.definitions,
+        selection=keys("raw_data"),
+        instance=platform.instance,
+        resources=platform.resources,
+        raise_on_error=False,
         tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]},
     )
     assert ingest.success, step_errors(ingest)
     result = dg.materialize(
-        built.definitions, selection=retrain_keys(built.pipeline), partition_key=day,
-        instance=platform.instance, resources=platform.resources, raise_on_error=False,
+        built.definitions,
+        selection=retrain_keys(built.pipeline),
+        partition_key=day,
+        instance=platform.instance,
+        resources=platform.resources,
+        raise_on_error=False,
     )
     assert result.success, step_errors(result)
     return result
 
 
 def definitions(platform, built) -> dg.Definitions:
-    return dg.Definitions(assets=built.assets, asset_checks=built.checks, jobs=built.jobs,
-                          sensors=built.sensors, resources=platform.resources)
+    return dg.Definitions(
+        assets=built.assets,
+        asset_checks=built.checks,
+        jobs=built.jobs,
+        sensors=built.sensors,
+        resources=platform.resources,
+    )
 
 
 def tick(platform, built, cursor=None):
     """One evaluation of the variants sensor, as the daemon runs it: its requests and cursor."""
     sensor = built.sensor("variants_sensor")
-    with dg.build_sensor_context(instance=platform.instance, cursor=cursor, sensor_name=sensor.name,
-                                 definitions=definitions(platform, built)) as context:
+    with dg.build_sensor_context(
+        instance=platform.instance, cursor=cursor, sensor_name=sensor.name, definitions=definitions(platform, built)
+    ) as context:
         result = sensor.evaluate_tick(context)
     return result.run_requests or [], result.cursor
 
@@ -70,20 +83,28 @@ def execute(platform, built, request):
         "churn_select_and_deploy": keys("trained_model", "model_metrics", "deployed_model"),
     }[request.job_name]
     return dg.materialize(
-        built.definitions, selection=selection, partition_key=str(request.partition_key),
-        instance=platform.instance, resources=platform.resources, tags=request.tags, raise_on_error=False,
+        built.definitions,
+        selection=selection,
+        partition_key=str(request.partition_key),
+        instance=platform.instance,
+        resources=platform.resources,
+        tags=request.tags,
+        raise_on_error=False,
     )
 
 
 # -- the file --------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("variants", "says"), [
-    ("[{max_depth: 5}, {max_dept: 10}]", "pipelines[0] (churn): model.variants[1].max_dept: unknown"),
-    ("[{max_depth: 0}]", "model.variants[0].max_depth: Input should be greater than or equal to 1"),
-    ("[{max_depth: 5}, {max_depth: 5}]", "model.variants[1]: duplicate of model.variants[0] (max_depth=5)"),
-    ("[{max_depth: 5}, {max_depth: '5'}]", "model.variants[1]: duplicate of model.variants[0] (max_depth=5)"),
-    ("[{}]", "model.variants[0]: empty"),
-    ("[{max_features: 'a|b'}]", "model.variants[0]"),
-])
+@pytest.mark.parametrize(
+    ("variants", "says"),
+    [
+        ("[{max_depth: 5}, {max_dept: 10}]", "pipelines[0] (churn): model.variants[1].max_dept: unknown"),
+        ("[{max_depth: 0}]", "model.variants[0].max_depth: Input should be greater than or equal to 1"),
+        ("[{max_depth: 5}, {max_depth: 5}]", "model.variants[1]: duplicate of model.variants[0] (max_depth=5)"),
+        ("[{max_depth: 5}, {max_depth: '5'}]", "model.variants[1]: duplicate of model.variants[0] (max_depth=5)"),
+        ("[{}]", "model.variants[0]: empty"),
+        ("[{max_features: 'a|b'}]", "model.variants[0]"),
+    ],
+)
 def test_bad_variants_fail_at_load_naming_the_entry_and_field(variants, says):
     text = f"pipelines:\n  - name: churn\n    model: {{estimator: random_forest, variants: {variants}}}\n"
     with pytest.raises(ConfigError) as error:
@@ -102,13 +123,21 @@ def test_variants_are_static_partitions_of_variant_model_in_a_job_of_their_own(p
     assert {d.name for d in partitions.partitions_defs} == {"date", "variant"}
     assert [j.name for j in churn.jobs] == ["churn_training", "churn_variants", "churn_select_and_deploy"]
     defs = definitions(platform, churn)
-    assert {k.path[1] for k in defs.resolve_job_def("churn_training").asset_layer.executable_asset_keys} \
-        == {"raw_data", "training_data", "train_split", "test_split"}
-    assert {k.path[1] for k in defs.resolve_job_def("churn_variants").asset_layer.executable_asset_keys} \
-        == {"variant_model"}
+    assert {k.path[1] for k in defs.resolve_job_def("churn_training").asset_layer.executable_asset_keys} == {
+        "raw_data",
+        "training_data",
+        "train_split",
+        "test_split",
+    }
+    assert {k.path[1] for k in defs.resolve_job_def("churn_variants").asset_layer.executable_asset_keys} == {
+        "variant_model"
+    }
     select = defs.resolve_job_def("churn_select_and_deploy")
-    assert {k.path[1] for k in select.asset_layer.executable_asset_keys} \
-        == {"trained_model", "model_metrics", "deployed_model"}
+    assert {k.path[1] for k in select.asset_layer.executable_asset_keys} == {
+        "trained_model",
+        "model_metrics",
+        "deployed_model",
+    }
     # The deploy gate runs with the model it gates.
     assert {c.name for c in select.asset_layer.asset_graph.asset_check_keys if c.asset_key.path[1] == "model_metrics"}
 
@@ -119,8 +148,9 @@ def test_each_variant_trains_in_its_own_run_and_the_best_is_deployed(platform, c
     ingest_and_split(platform, churn)
 
     requests, cursor = tick(platform, churn)
-    assert sorted((r.job_name, str(r.partition_key)) for r in requests) == sorted([
-        ("churn_variants", f"{END_DAY}|{STRONG}"), ("churn_variants", f"{END_DAY}|{WEAK}")])
+    assert sorted((r.job_name, str(r.partition_key)) for r in requests) == sorted(
+        [("churn_variants", f"{END_DAY}|{STRONG}"), ("churn_variants", f"{END_DAY}|{WEAK}")]
+    )
     assert len({r.run_key for r in requests}) == 2
     for request in requests:
         result = execute(platform, churn, request)
@@ -205,8 +235,12 @@ def test_choosing_before_every_variant_is_fitted_fails_and_names_what_is_missing
     assert tick(platform, churn, cursor)[0] == []  # the sensor waits for the other variant
 
     early = dg.materialize(
-        churn.definitions, selection=keys("trained_model", "model_metrics", "deployed_model"),
-        partition_key=END_DAY, instance=platform.instance, resources=platform.resources, raise_on_error=False,
+        churn.definitions,
+        selection=keys("trained_model", "model_metrics", "deployed_model"),
+        partition_key=END_DAY,
+        instance=platform.instance,
+        resources=platform.resources,
+        raise_on_error=False,
     )
     assert not early.success
     assert f"not trained: {STRONG}" in step_errors(early)
@@ -221,14 +255,22 @@ def test_variants_of_an_older_split_are_not_chosen(platform, churn):
         assert execute(platform, churn, request).success
     # A different split of the same day: the fitted variants no longer match it.
     resplit = dg.materialize(
-        churn.definitions, selection=keys("train_split", "test_split"), partition_key=END_DAY,
-        instance=platform.instance, resources=platform.resources,
-        run_config={"ops": {"churn__splits": {"config": {"random_state": 7}}}}, raise_on_error=False,
+        churn.definitions,
+        selection=keys("train_split", "test_split"),
+        partition_key=END_DAY,
+        instance=platform.instance,
+        resources=platform.resources,
+        run_config={"ops": {"churn__splits": {"config": {"random_state": 7}}}},
+        raise_on_error=False,
     )
     assert resplit.success, step_errors(resplit)
     stale = dg.materialize(
-        churn.definitions, selection=keys("trained_model", "model_metrics", "deployed_model"),
-        partition_key=END_DAY, instance=platform.instance, resources=platform.resources, raise_on_error=False,
+        churn.definitions,
+        selection=keys("trained_model", "model_metrics", "deployed_model"),
+        partition_key=END_DAY,
+        instance=platform.instance,
+        resources=platform.resources,
+        raise_on_error=False,
     )
     assert not stale.success
     assert "trained on an older train split" in step_errors(stale)
@@ -255,8 +297,12 @@ def test_a_regression_chooses_the_lowest_error_and_variants_fit_within_the_train
     scores = {}
     for variant in built.pipeline.variants:
         result = dg.materialize(
-            built.definitions, selection=keys("variant_model"), partition_key=f"{END_DAY}|{variant}",
-            instance=platform.instance, resources=platform.resources, raise_on_error=False,
+            built.definitions,
+            selection=keys("variant_model"),
+            partition_key=f"{END_DAY}|{variant}",
+            instance=platform.instance,
+            resources=platform.resources,
+            raise_on_error=False,
         )
         assert result.success, step_errors(result)
         scores[variant] = result.asset_materializations_for_node("churn__variant_model")[0].metadata["CV rmse"].value
@@ -264,12 +310,18 @@ def test_a_regression_chooses_the_lowest_error_and_variants_fit_within_the_train
         assert any("fitting in a child process" in m for m in logs)
     assert scores["max_iter=1"] > scores["max_iter=100"] > 0  # one boosting step barely learns
     result = dg.materialize(
-        built.definitions, selection=keys("trained_model", "model_metrics", "deployed_model"),
-        partition_key=END_DAY, instance=platform.instance, resources=platform.resources, raise_on_error=False,
+        built.definitions,
+        selection=keys("trained_model", "model_metrics", "deployed_model"),
+        partition_key=END_DAY,
+        instance=platform.instance,
+        resources=platform.resources,
+        raise_on_error=False,
     )
     assert result.success, step_errors(result)
-    assert result.asset_materializations_for_node("churn__trained_model")[0].metadata[
-        "Chosen variant"].value == "max_iter=100"
+    assert (
+        result.asset_materializations_for_node("churn__trained_model")[0].metadata["Chosen variant"].value
+        == "max_iter=100"
+    )
     assert check_results(result) == {"rmse_below_threshold": True, "signature_matches_production": True}
     assert platform.store.production("churn").metadata["variant"] == "max_iter=100"
 
@@ -284,16 +336,21 @@ def test_a_pipeline_with_variants_through_the_cli(tmp_path):
     steps = [
         [str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY],
         [*dagster, "--select", "key:churn/raw_data", "--partition", END_DAY],
-        [*dagster, "--select", "key:churn/training_data+ and not key:churn/variant_model+",
-         "--partition", END_DAY],
+        [*dagster, "--select", "key:churn/training_data+ and not key:churn/variant_model+", "--partition", END_DAY],
         *([*dagster, "--select", "key:churn/variant_model", "--partition", f"{END_DAY}|{v}"] for v in (WEAK, STRONG)),
         [*dagster, "--select", "key:churn/trained_model+", "--partition", END_DAY],
     ]
     for args in steps:
         proc = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-4000:])
-    shown = subprocess.run([str(BIN / "ml-platform"), "production", "--json", "--model", "churn"],
-                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [str(BIN / "ml-platform"), "production", "--json", "--model", "churn"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     production = json.loads(shown.stdout)
     assert production["variant"] == STRONG and production["params"]["max_depth"] == 8
@@ -322,7 +379,11 @@ def test_the_daemon_trains_the_variants_in_parallel_runs_then_deploys_the_best(t
     log = (tmp_path / "daemon.log").open("w")
     daemon = subprocess.Popen(
         [str(BIN / "dagster-daemon"), "run", "-m", "ml_platform.definitions"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
@@ -334,13 +395,15 @@ def test_the_daemon_trains_the_variants_in_parallel_runs_then_deploys_the_best(t
                 assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-4000:]
                 time.sleep(1)
             else:
-                pytest.fail("no select-and-deploy run finished within 300 s:\n"
-                            + (tmp_path / "daemon.log").read_text()[-4000:])
+                pytest.fail(
+                    "no select-and-deploy run finished within 300 s:\n" + (tmp_path / "daemon.log").read_text()[-4000:]
+                )
             (select,) = instance.get_runs(dg.RunsFilter(job_name="churn_select_and_deploy"))
             variants = instance.get_runs(dg.RunsFilter(job_name="churn_variants"))
             assert select.is_success, step_log(instance, select)
             assert sorted(r.tags["dagster/partition"] for r in variants) == sorted(
-                f"{END_DAY}|{v}" for v in (WEAK, STRONG))
+                f"{END_DAY}|{v}" for v in (WEAK, STRONG)
+            )
             assert all(r.is_success for r in variants)
             assert all(r.tags["ml_platform/trigger"] == "variants" for r in [*variants, select])
             # Side by side, not one after the other: both runs were queued (by one sensor tick) before
@@ -355,8 +418,14 @@ def test_the_daemon_trains_the_variants_in_parallel_runs_then_deploys_the_best(t
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait(10)
         log.close()
-    shown = subprocess.run([str(BIN / "ml-platform"), "production", "--json", "--model", "churn"],
-                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [str(BIN / "ml-platform"), "production", "--json", "--model", "churn"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["variant"] == STRONG
 

@@ -114,11 +114,24 @@ def celery_cluster(redis: str, tmp_path: Path) -> Iterator[CeleryCluster]:  # no
             log = tmp_path / f"{name}.log"
             with open(log, "wb") as out:
                 proc = subprocess.Popen(
-                    [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-                     "-y", str(WORKER_CONFIG), "--name", name, "--loglevel", "INFO",
-                     # Celery's own options go after `--`: one process per worker, so each worker
-                     # runs one step at a time and a second ready step must go to the other one.
-                     "--", "--concurrency", "1"],
+                    [
+                        str(BIN / "dagster-celery"),
+                        "worker",
+                        "start",
+                        "-A",
+                        "dagster_celery.app",
+                        "-y",
+                        str(WORKER_CONFIG),
+                        "--name",
+                        name,
+                        "--loglevel",
+                        "INFO",
+                        # Celery's own options go after `--`: one process per worker, so each worker
+                        # runs one step at a time and a second ready step must go to the other one.
+                        "--",
+                        "--concurrency",
+                        "1",
+                    ],
                     cwd=ROOT,
                     env=env,
                     stdout=out,
@@ -135,9 +148,7 @@ def celery_cluster(redis: str, tmp_path: Path) -> Iterator[CeleryCluster]:  # no
         while waiting and time.monotonic() < deadline:
             for worker in list(waiting):
                 if worker.proc.poll() is not None:
-                    pytest.fail(
-                        f"worker {worker.name} exited with {worker.proc.returncode}\n{cluster.logs()}"
-                    )
+                    pytest.fail(f"worker {worker.name} exited with {worker.proc.returncode}\n{cluster.logs()}")
                 if f"{worker.name}@" in worker.log_text() and " ready." in worker.log_text():
                     waiting.remove(worker)
             time.sleep(0.2)
@@ -174,9 +185,7 @@ def finish(cluster: CeleryCluster, procs: list[subprocess.Popen]) -> None:
             output, _ = proc.communicate()
         outputs.append(output)
     for proc, output in zip(procs, outputs):
-        assert proc.returncode == 0, (
-            f"{proc.args} exited {proc.returncode}\n{output[-6000:]}\n{cluster.logs()}"
-        )
+        assert proc.returncode == 0, f"{proc.args} exited {proc.returncode}\n{output[-6000:]}\n{cluster.logs()}"
 
 
 @dataclass
@@ -220,17 +229,25 @@ def test_backfill_steps_spread_over_two_celery_workers(celery_cluster: CeleryClu
     cluster = celery_cluster
     subprocess.run(
         [str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY, "--days", str(len(ALL_DAYS))],
-        cwd=ROOT, env=cluster.env, check=True, capture_output=True, timeout=120,
+        cwd=ROOT,
+        env=cluster.env,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
 
     # 1. The ingest backfill: every day in ONE run (raw_data's single-run policy), through Celery.
-    finish(cluster, [materialize(cluster, "--select", "key:demo/raw_data", "--partition-range",
-                                 f"{ALL_DAYS[0]}...{ALL_DAYS[-1]}")])
+    finish(
+        cluster,
+        [materialize(cluster, "--select", "key:demo/raw_data", "--partition-range", f"{ALL_DAYS[0]}...{ALL_DAYS[-1]}")],
+    )
     # 2. The training backfill: one run per day, all launched at once; with two single-process
     #    workers, the steps of these runs are shared between them.
     training_days = ALL_DAYS[-TRAINING_DAYS:]
-    finish(cluster, [materialize(cluster, "--select", "key:demo/training_data+", "--partition", day)
-                     for day in training_days])
+    finish(
+        cluster,
+        [materialize(cluster, "--select", "key:demo/training_data+", "--partition", day) for day in training_days],
+    )
 
     with dg.DagsterInstance.from_config(str(cluster.home)) as instance:
         runs = instance.get_runs()
@@ -259,9 +276,7 @@ def test_backfill_steps_spread_over_two_celery_workers(celery_cluster: CeleryClu
     by_worker: dict[str, list[StepRecord]] = defaultdict(list)
     for step in all_steps:
         by_worker[step.worker.split("@")[0]].append(step)
-    summary = {
-        w: sorted(f"{s.step_key}[{s.run_id[:8]}] pid {s.pid}" for s in ss) for w, ss in by_worker.items()
-    }
+    summary = {w: sorted(f"{s.step_key}[{s.run_id[:8]}] pid {s.pid}" for s in ss) for w, ss in by_worker.items()}
     print("steps per worker:", summary)  # shown with -rP or -s
     # The backfill's steps ran in BOTH workers, i.e. in (at least) two different processes.
     assert set(by_worker) == set(WORKER_NAMES), summary

@@ -28,15 +28,15 @@ def run(args: list[str], env: dict[str, str], expect: int = 0) -> subprocess.Com
 
 
 def materialize(env: dict[str, str], *args: str, expect: int = 0) -> subprocess.CompletedProcess:
-    return run(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "ml_platform.definitions", *args], env, expect
-    )
+    return run([str(BIN / "dagster"), "asset", "materialize", "-m", "ml_platform.definitions", *args], env, expect)
 
 
 def test_cli_backfills_30_days_in_one_run_then_trains_once(cli_env, tmp_path):
     days = demo_days(END_DAY, 30)
-    run([str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY, "--days", "30",
-         "--synthetic-rows", "200"], cli_env)
+    run(
+        [str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY, "--days", "30", "--synthetic-rows", "200"],
+        cli_env,
+    )
     materialize(cli_env, "--select", "key:demo/raw_data", "--partition-range", f"{days[0]}...{days[-1]}")
     materialize(cli_env, "--select", "key:demo/training_data+", "--partition", END_DAY)
 
@@ -99,9 +99,19 @@ def trained_cli(cli_env):
 
 def test_asset_list_and_selections_by_asset_group_and_partition(trained_cli):
     listed = run([str(BIN / "dagster"), "asset", "list", "-m", "ml_platform.definitions"], trained_cli)
-    assert set(listed.stdout.split()) >= {f"{p}/{a}" for p in ("demo", "diabetes") for a in (
-        "raw_data", "training_data", "train_split", "test_split", "trained_model", "model_metrics",
-        "deployed_model")}
+    assert set(listed.stdout.split()) >= {
+        f"{p}/{a}"
+        for p in ("demo", "diabetes")
+        for a in (
+            "raw_data",
+            "training_data",
+            "train_split",
+            "test_split",
+            "trained_model",
+            "model_metrics",
+            "deployed_model",
+        )
+    }
     # One asset for one partition, then a whole group: the runs succeed and say what they did.
     one = materialize(trained_cli, "--select", "key:demo/raw_data", "--partition", END_DAY)
     assert "RUN_SUCCESS" in one.stdout + one.stderr
@@ -125,8 +135,10 @@ def test_predict_writes_predictions_with_the_verified_model(trained_cli, tmp_pat
 
     frame.drop(columns=["target", "mean radius"]).to_csv(rows, index=False)
     bad = run([str(BIN / "ml-platform"), "predict", "--input", str(rows)], trained_cli, expect=2)
-    assert bad.stderr.startswith(f"ml-platform: error: --input {rows}: missing feature column(s) 'mean radius'"
-                                 " of the model's 30 (the input has 'mean texture'")
+    assert bad.stderr.startswith(
+        f"ml-platform: error: --input {rows}: missing feature column(s) 'mean radius'"
+        " of the model's 30 (the input has 'mean texture'"
+    )
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
@@ -134,8 +146,15 @@ def test_rollback_moves_the_pointer_back_and_records_who_and_why(trained_cli, tm
     store_dir = tmp_path / "model_store"
     first = json.loads((store_dir / MODEL_NAME / "production.json").read_text())["version"]
     # A second model (other hyperparameters) replaces the first.
-    materialize(trained_cli, "--select", "key:demo/trained_model+", "--partition", END_DAY, "--config-json",
-                json.dumps({"ops": {"demo__trained_model": {"config": {"n_estimators": 20, "max_depth": 4}}}}))
+    materialize(
+        trained_cli,
+        "--select",
+        "key:demo/trained_model+",
+        "--partition",
+        END_DAY,
+        "--config-json",
+        json.dumps({"ops": {"demo__trained_model": {"config": {"n_estimators": 20, "max_depth": 4}}}}),
+    )
     second = json.loads((store_dir / MODEL_NAME / "production.json").read_text())
     assert second["version"] != first and second["previous"] == first
 

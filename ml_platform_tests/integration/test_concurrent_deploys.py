@@ -41,8 +41,7 @@ def _deploy(store_kwargs: dict, kind: str, number: int, start, results) -> None:
 def _run_deploys(kind: str, store_kwargs: dict):
     ctx = multiprocessing.get_context("spawn")
     start, results = ctx.Barrier(PROCESSES), ctx.Queue()
-    procs = [ctx.Process(target=_deploy, args=(store_kwargs, kind, n, start, results))
-             for n in range(PROCESSES)]
+    procs = [ctx.Process(target=_deploy, args=(store_kwargs, kind, n, start, results)) for n in range(PROCESSES)]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -58,8 +57,11 @@ def store_setup(request, tmp_path):
         return "local", kwargs, LocalModelStore(**kwargs)
     server = request.getfixturevalue("s3_server")
     prefix = f"{server.fresh_prefix()}/model_store"
-    kwargs = {"s3": {"endpoint_url": server.endpoint, "region_name": "us-east-1"},
-              "bucket": server.bucket, "prefix": prefix}
+    kwargs = {
+        "s3": {"endpoint_url": server.endpoint, "region_name": "us-east-1"},
+        "bucket": server.bucket,
+        "prefix": prefix,
+    }
     return "s3", kwargs, S3ModelStore(s3=server.resource(), bucket=server.bucket, prefix=prefix)
 
 

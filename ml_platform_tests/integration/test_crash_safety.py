@@ -25,13 +25,22 @@ POINTER_MOVED = {"before-history"}
 
 def chain_args(n_estimators: int) -> list[str]:
     config = {"ops": {"demo__trained_model": {"config": {"n_estimators": n_estimators}}}}
-    return ["asset", "materialize", "-m", MODULE, "--select", "key:demo/training_data+",
-            "--partition", END_DAY, "--config-json", json.dumps(config)]
+    return [
+        "asset",
+        "materialize",
+        "-m",
+        MODULE,
+        "--select",
+        "key:demo/training_data+",
+        "--partition",
+        END_DAY,
+        "--config-json",
+        json.dumps(config),
+    ]
 
 
 def dagster(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "dagster"), *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([str(BIN / "dagster"), *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +49,17 @@ def deployed_project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("deployed")
     env = project_env(root)
     seed_landing(str(root / "landing"), end_day=END_DAY, days=len(DAYS), target=TARGET)
-    ingest = dagster(env, "asset", "materialize", "-m", MODULE, "--select", "key:demo/raw_data",
-                     "--partition-range", f"{DAYS[0]}...{DAYS[-1]}")
+    ingest = dagster(
+        env,
+        "asset",
+        "materialize",
+        "-m",
+        MODULE,
+        "--select",
+        "key:demo/raw_data",
+        "--partition-range",
+        f"{DAYS[0]}...{DAYS[-1]}",
+    )
     assert ingest.returncode == 0, ingest.stderr[-3000:]
     train = dagster(env, *chain_args(10))
     assert train.returncode == 0, train.stderr[-3000:]
@@ -68,9 +86,11 @@ def test_a_run_killed_mid_deploy_leaves_a_loadable_store_and_the_rerun_completes
 
     marker = tmp_path / "killed.txt"
     killed = subprocess.run(
-        [sys.executable, "-m", "ml_platform_tests.support.killpoint", point, str(marker), "--",
-         *chain_args(12)],
-        env=env, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "ml_platform_tests.support.killpoint", point, str(marker), "--", *chain_args(12)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert killed.returncode == -9, f"not killed ({killed.returncode}): {killed.stderr[-3000:]}"
     assert marker.exists(), "the run died before reaching the kill point"

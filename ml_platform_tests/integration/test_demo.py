@@ -25,20 +25,29 @@ def test_make_demo_deploys_both_pipelines_and_records_each_days_checks(tmp_path)
         "ML_PLATFORM_ASSET_STORAGE_DIR": str(tmp_path / "assets"),
         "ML_PLATFORM_PIPELINES": str(ROOT / "pipelines.yaml"),  # the repository's own, as make demo uses it
     }
-    proc = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "demo"], env=env, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), "demo"], env=env, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Production model : demo_classifier v" in proc.stdout and "Production model : diabetes v" in proc.stdout
     assert (tmp_path / "model_store" / "demo_classifier" / "production.json").is_file()
 
-    days = subprocess.run([str(ROOT / ".venv" / "bin" / "ml-platform"), "demo-range", "--list"], env=env,
-                          capture_output=True, text=True, check=True).stdout.split()
+    days = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "ml-platform"), "demo-range", "--list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert days == demo_days(days[-1], 7)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for pipeline, task in (("demo", "classification"), ("diabetes", "regression")):
-            keys = [dg.AssetCheckKey(dg.AssetKey([pipeline, "raw_data"]), name)
-                    for name in (*rule_names(task), DRIFT_CHECK)]
-            statuses = {(info.check_key.name, info.partition_key): info.latest_execution_status.value
-                        for info in instance.event_log_storage.get_asset_check_partition_info(keys, partition_keys=days)}
+            keys = [
+                dg.AssetCheckKey(dg.AssetKey([pipeline, "raw_data"]), name) for name in (*rule_names(task), DRIFT_CHECK)
+            ]
+            statuses = {
+                (info.check_key.name, info.partition_key): info.latest_execution_status.value
+                for info in instance.event_log_storage.get_asset_check_partition_info(keys, partition_keys=days)
+            }
             assert {(k.name, day) for k in keys for day in days} <= set(statuses), pipeline
             assert set(statuses.values()) == {"SUCCEEDED"}, {k: v for k, v in statuses.items() if v != "SUCCEEDED"}

@@ -84,6 +84,7 @@ LOCAL = Backend(
     outside_root=_local_outside,
 )
 
+
 def _s3_store(sandbox: Path) -> ModelStore:
     # The sandbox's name is unique per test: it becomes the store's prefix in the shared bucket.
     server = _S3["server"]
@@ -151,26 +152,27 @@ def save(store: ModelStore, identity: str | None = None, **metadata) -> ModelVer
 
 
 def history(store: ModelStore) -> list[dict]:
-    return [
-        json.loads(store.read_bytes(f"{MODEL}/history/{name}"))
-        for name in store.list_children(f"{MODEL}/history")
-    ]
+    return [json.loads(store.read_bytes(f"{MODEL}/history/{name}")) for name in store.list_children(f"{MODEL}/history")]
 
 
 # -- the contract --------------------------------------------------------------------------------
 
 
 def test_save_version_writes_artifact_and_metadata(store, raw):
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     version = store.save_version(
         MODEL, fitted(), {"metrics": {"accuracy": 0.93}, "params": {"C": 1.0}}, identity="data-1"
     )
-    after = dt.datetime.now(dt.timezone.utc)
+    after = dt.datetime.now(dt.UTC)
 
     prefix = f"{MODEL}/{version.version}"
     # The version, its recipe's index entry, and the mark that the (new) store's recipes are indexed.
-    assert raw.keys() == {f"{prefix}/{ARTIFACT}", f"{prefix}/{METADATA}", _recipe_key("data-1"),
-                          f"{MODEL}/recipes/INDEXED"}
+    assert raw.keys() == {
+        f"{prefix}/{ARTIFACT}",
+        f"{prefix}/{METADATA}",
+        _recipe_key("data-1"),
+        f"{MODEL}/recipes/INDEXED",
+    }
     assert json.loads(store.read_bytes(_recipe_key("data-1"))) == {"identity": "data-1", "version": version.version}
     assert version.model_name == MODEL
     assert version.location == store.uri(prefix)
@@ -324,9 +326,20 @@ def _version_before_the_index(store: ModelStore, identity: str, stamp: str) -> s
     artifact = buffer.getvalue()
     version = f"v{stamp}Z-{hashlib.sha256(artifact).hexdigest()[:8]}"
     store.write_bytes(f"{MODEL}/{version}/{ARTIFACT}", artifact)
-    store.write_bytes(f"{MODEL}/{version}/{METADATA}", json.dumps({
-        "model_name": MODEL, "version": version, "identity": identity, "sha256": hashlib.sha256(artifact).hexdigest(),
-        "size_bytes": len(artifact), "created_at": "2020-01-01T00:00:00+00:00", "extras": []}).encode())
+    store.write_bytes(
+        f"{MODEL}/{version}/{METADATA}",
+        json.dumps(
+            {
+                "model_name": MODEL,
+                "version": version,
+                "identity": identity,
+                "sha256": hashlib.sha256(artifact).hexdigest(),
+                "size_bytes": len(artifact),
+                "created_at": "2020-01-01T00:00:00+00:00",
+                "extras": [],
+            }
+        ).encode(),
+    )
     return version
 
 
@@ -486,9 +499,10 @@ def test_local_store_files_are_real_files_under_the_root(tmp_path):
     store.promote(MODEL, version.version, reason="test")
     folder = tmp_path / "store" / MODEL / version.version
     assert (folder / ARTIFACT).is_file()
-    assert json.loads((folder / METADATA).read_text())["sha256"] == hashlib.sha256(
-        (folder / ARTIFACT).read_bytes()
-    ).hexdigest()
+    assert (
+        json.loads((folder / METADATA).read_text())["sha256"]
+        == hashlib.sha256((folder / ARTIFACT).read_bytes()).hexdigest()
+    )
     assert json.loads((tmp_path / "store" / MODEL / POINTER).read_text())["version"] == version.version
     assert len(list((tmp_path / "store" / MODEL / "history").glob("*.json"))) == 1
 

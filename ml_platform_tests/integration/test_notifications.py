@@ -29,7 +29,6 @@ from ml_platform_tests.support.servers import SmtpServer, WebhookServer, free_po
 MISSING_DAY = "2026-01-01"  # `platform` has no landing files at all
 
 
-
 # -- real servers on 127.0.0.1 -------------------------------------------------------------------
 
 
@@ -74,9 +73,7 @@ def test_send_delivers_to_webhook_and_email(webhook: WebhookServer, smtp: SmtpSe
 
 
 def test_send_with_several_recipients(webhook: WebhookServer, smtp: SmtpServer):
-    notifier = Notifier(
-        smtp_host=smtp.host, smtp_port=smtp.port, smtp_recipients="ops@example.com,ml@example.com"
-    )
+    notifier = Notifier(smtp_host=smtp.host, smtp_port=smtp.port, smtp_recipients="ops@example.com,ml@example.com")
 
     assert notifier.send("hello", [], {"Version": "v1"}) == ["email"]
 
@@ -321,8 +318,9 @@ def test_a_pipeline_sends_deploys_only_to_its_on_deploy_channels(platform: Platf
     seed_landing(str(platform.landing / "quiet"), end_day=END_DAY, days=len(DAYS), target="y")
     assert ingest_and_train(platform, built).success
     deploy_sensor = built.sensor("notify_on_deploy")
-    with dg.build_sensor_context(instance=platform.instance, sensor_name=deploy_sensor.name,
-                                 resources={"notifier": notifier_for(webhook, smtp)}) as context:
+    with dg.build_sensor_context(
+        instance=platform.instance, sensor_name=deploy_sensor.name, resources={"notifier": notifier_for(webhook, smtp)}
+    ) as context:
         deploy_sensor.evaluate_tick(context)
     assert webhook.bodies == []  # configured, but not this pipeline's deploy channel
     assert len(smtp.messages) == 1
@@ -344,7 +342,9 @@ def test_run_failures_go_to_the_channels_of_the_failed_jobs_pipeline(platform: P
     defs = build_platform_defs([built.pipeline], platform.resources, dg.in_process_executor)
     job = defs.resolve_job_def("loud_training")
     result = job.execute_in_process(  # no landing file: raw_data fails for real
-        partition_key=END_DAY, instance=platform.instance, raise_on_error=False,
+        partition_key=END_DAY,
+        instance=platform.instance,
+        raise_on_error=False,
         asset_selection=[dg.AssetKey(["loud", "raw_data"])],
     )
     assert not result.success
@@ -380,20 +380,25 @@ TOLD = """
 def _run_told_job(platform: Platform, threshold: float, on_success: str):
     """The pipeline's own training job for END_DAY after the window's days were ingested, as the
     schedule or landing sensor runs it; and the platform's definitions it belongs to."""
-    from ml_platform.factory import build_platform_defs
     from ml_platform.demo import seed_landing
+    from ml_platform.factory import build_platform_defs
     from ml_platform_tests.support.pipelines import built_from
 
     built = built_from(TOLD.format(threshold=threshold, on_success=on_success))
     seed_landing(str(platform.landing / "told"), end_day=END_DAY, days=len(DAYS), target="y")
     defs = build_platform_defs([built.pipeline], platform.resources, dg.in_process_executor)
-    ingest = dg.materialize(built.definitions, selection="key:told/raw_data", instance=platform.instance,
-                            resources=platform.resources, raise_on_error=False, tags={
-                                "dagster/asset_partition_range_start": DAYS[0],
-                                "dagster/asset_partition_range_end": DAYS[-1]})
+    ingest = dg.materialize(
+        built.definitions,
+        selection="key:told/raw_data",
+        instance=platform.instance,
+        resources=platform.resources,
+        raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]},
+    )
     assert ingest.success, step_errors(ingest)
     result = defs.resolve_job_def("told_training").execute_in_process(
-        partition_key=END_DAY, instance=platform.instance, raise_on_error=False)
+        partition_key=END_DAY, instance=platform.instance, raise_on_error=False
+    )
     return defs, result
 
 
@@ -402,9 +407,13 @@ def _evaluate(defs, platform: Platform, sensor_name: str, run_id: str, notifier:
     kind = dg.DagsterEventType.RUN_FAILURE if failed else dg.DagsterEventType.RUN_SUCCESS
     (record,) = platform.instance.get_records_for_run(run_id=run_id, of_type=kind).records
     context = dg.build_run_status_sensor_context(
-        sensor_name=sensor_name, dagster_instance=platform.instance, dagster_run=run,
-        dagster_event=record.event_log_entry.dagster_event, resources={"notifier": notifier})
-    with (context.for_run_failure() if failed else context) as built_context:
+        sensor_name=sensor_name,
+        dagster_instance=platform.instance,
+        dagster_run=run,
+        dagster_event=record.event_log_entry.dagster_event,
+        resources={"notifier": notifier},
+    )
+    with context.for_run_failure() if failed else context as built_context:
         defs.get_sensor_def(sensor_name)(built_context)
 
 
@@ -430,9 +439,14 @@ def test_on_success_reports_a_deploy_to_the_pipelines_own_webhook_channel_and_ad
     assert f"Outcome: deployed: told {production.version}" in body_text(message)
 
     # A run that failed for another reason (no landing file) held no model back: nothing is sent.
-    failing = dg.materialize(built_assets(defs), selection="key:told/raw_data",
-                             partition_key="2025-12-25", instance=platform.instance,
-                             resources=platform.resources, raise_on_error=False)
+    failing = dg.materialize(
+        built_assets(defs),
+        selection="key:told/raw_data",
+        partition_key="2025-12-25",
+        instance=platform.instance,
+        resources=platform.resources,
+        raise_on_error=False,
+    )
     assert not failing.success
     _evaluate(defs, platform, "notify_on_held_back_model", failing.run_id, notifier_for(webhook, smtp), failed=True)
     assert len(webhook.bodies) == 1 and len(smtp.messages) == 1
@@ -459,7 +473,8 @@ def test_on_success_says_the_gate_held_the_model_back_and_an_event_can_have_its_
     # on_failure: [] — the failure sensor sends this pipeline's failures nowhere.
     sensor = defs.get_sensor_def("notify_on_run_failure")
     with dg.build_run_status_sensor_context(
-        sensor_name="notify_on_run_failure", dagster_instance=platform.instance,
+        sensor_name="notify_on_run_failure",
+        dagster_instance=platform.instance,
         dagster_run=platform.instance.get_run_by_id(result.run_id),
         dagster_event=run_failure_event(platform.instance, result.run_id),
         resources={"notifier": notifier_for(webhook, smtp)},

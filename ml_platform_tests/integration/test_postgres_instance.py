@@ -49,7 +49,9 @@ def materialize(env: dict[str, str], *args: str) -> None:
 
 
 def test_pipeline_runs_on_the_postgres_instance_of_deploy_dagster_yaml(
-    postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    postgres: PostgresServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
 ):
     db = postgres.create_database(f"pipeline_{uuid.uuid4().hex[:8]}")
     home = pg_home(tmp_path)
@@ -82,8 +84,14 @@ def test_pipeline_runs_on_the_postgres_instance_of_deploy_dagster_yaml(
         chain = {key: (partition, run_id) for key, partition, run_id in events if key != '["demo", "raw_data"]'}
         assert set(chain) == {
             f'["demo", "{name}"]'
-            for name in ("training_data", "train_split", "test_split", "trained_model", "model_metrics",
-                         "deployed_model")
+            for name in (
+                "training_data",
+                "train_split",
+                "test_split",
+                "trained_model",
+                "model_metrics",
+                "deployed_model",
+            )
         }
         assert set(chain.values()) == {(END_DAY, chain_run)}
 
@@ -117,14 +125,17 @@ def test_pipeline_runs_on_the_postgres_instance_of_deploy_dagster_yaml(
 
 
 def test_the_password_comes_from_the_environment(
-    postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    postgres: PostgresServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
 ):
     text = DEPLOY_YAML.read_text()
     assert postgres.password not in text
     postgres_db = yaml.safe_load(text)["storage"]["postgres"]["postgres_db"]
     assert postgres_db["password"] == {"env": "DAGSTER_PG_PASSWORD"}
-    assert all(isinstance(value, dict) and set(value) == {"env"}
-               for key, value in postgres_db.items() if key != "scheme"), postgres_db
+    assert all(
+        isinstance(value, dict) and set(value) == {"env"} for key, value in postgres_db.items() if key != "scheme"
+    ), postgres_db
 
     home = pg_home(tmp_path)
     env = {

@@ -70,8 +70,13 @@ def store_dir(tmp_path_factory) -> Path:
     """A model store with the mixed classifier and the diabetes regression, both deployed by the pipeline."""
     root = tmp_path_factory.mktemp("predict")
     with dg.instance_for_test() as instance:
-        platform = Platform(root=root, landing=root / "landing", store_dir=root / "model_store",
-                            assets_dir=root / "assets", instance=instance)
+        platform = Platform(
+            root=root,
+            landing=root / "landing",
+            store_dir=root / "model_store",
+            assets_dir=root / "assets",
+            instance=instance,
+        )
         folder = root / "landing" / MIXED  # the pipeline's landing: its name under the landing root
         folder.mkdir(parents=True)
         for index, day in enumerate(DAYS):
@@ -97,7 +102,9 @@ def with_values(column: str, values: list) -> pd.DataFrame:
 def predict_cli(store_dir: Path, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [str(BIN / "ml-platform"), "predict", "--store-dir", str(store_dir), *args],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == expect, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -136,40 +143,69 @@ def _write(rows: Any, path: Path, fmt: str) -> Path:
 BAD_ROWS = {
     "header only": BadRows("the input has no rows", EmptyInputError, lambda: good_rows().iloc[:0]),
     "a feature column missing": BadRows(
-        "missing feature column(s) 'feature_03' of the model's 22", MissingColumnsError,
-        lambda: good_rows().drop(columns=["feature_03"])),
+        "missing feature column(s) 'feature_03' of the model's 22",
+        MissingColumnsError,
+        lambda: good_rows().drop(columns=["feature_03"]),
+    ),
     "the categorical column missing": BadRows(
-        "missing feature column(s) 'segment'", MissingColumnsError, lambda: good_rows().drop(columns=["segment"])),
+        "missing feature column(s) 'segment'", MissingColumnsError, lambda: good_rows().drop(columns=["segment"])
+    ),
     "text in a numeric column": BadRows(
-        "column 'feature_01' expects numbers: row 2 holds 'abc'", ColumnTypeError,
-        lambda: with_values("feature_01", [0.5, 1.5, "abc", 2.0])),
+        "column 'feature_01' expects numbers: row 2 holds 'abc'",
+        ColumnTypeError,
+        lambda: with_values("feature_01", [0.5, 1.5, "abc", 2.0]),
+    ),
     "infinity in a numeric column": BadRows(
-        "column 'feature_02' expects finite numbers", ColumnTypeError,
-        lambda: with_values("feature_02", [0.5, float("inf")])),
+        "column 'feature_02' expects finite numbers",
+        ColumnTypeError,
+        lambda: with_values("feature_02", [0.5, float("inf")]),
+    ),
     "a number far out of range": BadRows(
-        "column 'feature_04' is out of range (trained on", ColumnTypeError,
-        lambda: with_values("feature_04", [0.5, 1e300])),
+        "column 'feature_04' is out of range (trained on",
+        ColumnTypeError,
+        lambda: with_values("feature_04", [0.5, 1e300]),
+    ),
     "numbers in the categorical column": BadRows(
-        "column 'segment' is categorical (text) in the signature; row 0 holds a int", ColumnTypeError,
-        lambda: good_rows().assign(segment=7), fmt="parquet"),
+        "column 'segment' is categorical (text) in the signature; row 0 holds a int",
+        ColumnTypeError,
+        lambda: good_rows().assign(segment=7),
+        fmt="parquet",
+    ),
     "a word in the boolean column": BadRows(
-        "column 'member' expects booleans (true/false): row 1 holds 'maybe'", ColumnTypeError,
-        lambda: with_values("member", [True, "maybe", False])),
+        "column 'member' expects booleans (true/false): row 1 holds 'maybe'",
+        ColumnTypeError,
+        lambda: with_values("member", [True, "maybe", False]),
+    ),
     "dates in a numeric column": BadRows(
-        "column 'feature_05' is numeric in the signature; got datetime64", ColumnTypeError,
-        lambda: good_rows(2).assign(feature_05=pd.to_datetime(["2026-01-01", "2026-01-02"])), fmt="parquet"),
+        "column 'feature_05' is numeric in the signature; got datetime64",
+        ColumnTypeError,
+        lambda: good_rows(2).assign(feature_05=pd.to_datetime(["2026-01-01", "2026-01-02"])),
+        fmt="parquet",
+    ),
     "booleans in a numeric column": BadRows(
-        "column 'feature_06' is numeric in the signature; got booleans", ColumnTypeError,
-        lambda: good_rows().assign(feature_06=True), fmt="parquet"),
+        "column 'feature_06' is numeric in the signature; got booleans",
+        ColumnTypeError,
+        lambda: good_rows().assign(feature_06=True),
+        fmt="parquet",
+    ),
     "a list in a record": BadRows(
-        "column 'feature_07' is numeric in the signature; row 0 holds a list", ColumnTypeError,
-        lambda: [{**json.loads(good_rows(1).to_json(orient="records"))[0], "feature_07": [1, 2]}], fmt="json"),
+        "column 'feature_07' is numeric in the signature; row 0 holds a list",
+        ColumnTypeError,
+        lambda: [{**json.loads(good_rows(1).to_json(orient="records"))[0], "feature_07": [1, 2]}],
+        fmt="json",
+    ),
     "a column twice": BadRows(
-        "column 'feature_08' appears more than once", SignatureError,
-        lambda: {"columns": [*good_rows().columns, "feature_08"],
-                 "data": [[*row, 0.0] for row in json.loads(good_rows().to_json(orient="values"))]}, fmt="json"),
-    "not rows at all": BadRows("expected rows as a DataFrame, a list of records", SignatureError,
-                               lambda: 42, fmt="json"),
+        "column 'feature_08' appears more than once",
+        SignatureError,
+        lambda: {
+            "columns": [*good_rows().columns, "feature_08"],
+            "data": [[*row, 0.0] for row in json.loads(good_rows().to_json(orient="values"))],
+        },
+        fmt="json",
+    ),
+    "not rows at all": BadRows(
+        "expected rows as a DataFrame, a list of records", SignatureError, lambda: 42, fmt="json"
+    ),
 }
 
 
@@ -202,23 +238,47 @@ def _semicolons(path: Path) -> Path:
 # Files the CLI is given that are not rows at all, and store problems (the API has its own below).
 BAD_FILES = {
     "no such file": (lambda p: p.with_suffix(".csv"), (), "no such file"),
-    "an empty file": (lambda p: (p.with_suffix(".csv").write_bytes(b""), p.with_suffix(".csv"))[1], (),
-                      "is empty (0 bytes)"),
-    "a corrupt parquet file": (lambda p: (p.with_suffix(".parquet").write_bytes(b"PAR1 not really"),
-                                          p.with_suffix(".parquet"))[1], (), "cannot be read"),
-    "malformed JSON": (lambda p: (p.with_suffix(".json").write_text('[{"feature_00": 1,'),
-                                  p.with_suffix(".json"))[1], (), "cannot be read"),
-    "an unknown format": (lambda p: (p.with_suffix(".xlsx").write_bytes(b"x"), p.with_suffix(".xlsx"))[1], (),
-                          "expected a .csv, .parquet or .json file"),
+    "an empty file": (
+        lambda p: (p.with_suffix(".csv").write_bytes(b""), p.with_suffix(".csv"))[1],
+        (),
+        "is empty (0 bytes)",
+    ),
+    "a corrupt parquet file": (
+        lambda p: (p.with_suffix(".parquet").write_bytes(b"PAR1 not really"), p.with_suffix(".parquet"))[1],
+        (),
+        "cannot be read",
+    ),
+    "malformed JSON": (
+        lambda p: (p.with_suffix(".json").write_text('[{"feature_00": 1,'), p.with_suffix(".json"))[1],
+        (),
+        "cannot be read",
+    ),
+    "an unknown format": (
+        lambda p: (p.with_suffix(".xlsx").write_bytes(b"x"), p.with_suffix(".xlsx"))[1],
+        (),
+        "expected a .csv, .parquet or .json file",
+    ),
     "a CSV separated by semicolons": (_semicolons, (), "a CSV must be comma-separated"),
-    "an output that is not csv or parquet": (lambda p: _write(good_rows(), p, "csv"),
-                                             ("--output", "out.xlsx"), "--output out.xlsx: expected a .csv"),
-    "a version that does not exist": (lambda p: _write(good_rows(), p, "csv"), ("--version", "v123"),
-                                      "has no complete version 'v123'"),
-    "probabilities of a regression": (lambda p: _write(good_rows(), p, "csv"), ("--model", "diabetes", "--proba"),
-                                      "is a regression: it has no class probabilities"),
-    "a model that does not exist": (lambda p: _write(good_rows(), p, "csv"), ("--model", "nope"),
-                                    "model 'nope' has no production version"),
+    "an output that is not csv or parquet": (
+        lambda p: _write(good_rows(), p, "csv"),
+        ("--output", "out.xlsx"),
+        "--output out.xlsx: expected a .csv",
+    ),
+    "a version that does not exist": (
+        lambda p: _write(good_rows(), p, "csv"),
+        ("--version", "v123"),
+        "has no complete version 'v123'",
+    ),
+    "probabilities of a regression": (
+        lambda p: _write(good_rows(), p, "csv"),
+        ("--model", "diabetes", "--proba"),
+        "is a regression: it has no class probabilities",
+    ),
+    "a model that does not exist": (
+        lambda p: _write(good_rows(), p, "csv"),
+        ("--model", "nope"),
+        "model 'nope' has no production version",
+    ),
 }
 
 
@@ -268,7 +328,7 @@ def test_rows_in_another_order_with_extra_columns_are_predicted_and_the_extras_r
     model = api(store_dir)
     assert written["prediction"].tolist() == model.sklearn_model.predict(good_rows()).tolist()
     assert written[["proba_0", "proba_1"]].sum(axis=1).round(6).eq(1.0).all()
-    assert list(written.columns[:len(rows.columns)]) == list(rows.columns)  # the input is kept as given
+    assert list(written.columns[: len(rows.columns)]) == list(rows.columns)  # the input is kept as given
 
 
 def test_nulls_and_unseen_categories_are_predicted_and_counted(store_dir, tmp_path):
@@ -301,14 +361,18 @@ def test_a_regression_predicts_numbers(store_dir, tmp_path):
 
 def test_models_lists_every_model_with_its_own_metrics_and_signature(store_dir):
     def models(*args: str) -> subprocess.CompletedProcess:
-        proc = subprocess.run([str(BIN / "ml-platform"), "models", "--store-dir", str(store_dir), *args],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [str(BIN / "ml-platform"), "models", "--store-dir", str(store_dir), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         return proc
 
     listing = models().stdout
     assert "diabetes (regression)" in listing and f"{MIXED} (classification)" in listing
-    regression = listing[listing.index("diabetes (regression)"):listing.index(f"{MIXED} (classification)")]
+    regression = listing[listing.index("diabetes (regression)") : listing.index(f"{MIXED} (classification)")]
     header = regression.splitlines()[1].split()
     assert header[1:4] == ["R2", "RMSE", "MAE"] and "Accuracy" not in regression
     production = json.loads((store_dir / "diabetes" / "production.json").read_text())
@@ -325,12 +389,21 @@ def test_models_lists_every_model_with_its_own_metrics_and_signature(store_dir):
 
 
 def test_production_prints_the_signature(store_dir):
-    proc = subprocess.run([str(BIN / "ml-platform"), "production", "--store-dir", str(store_dir), "--model", MIXED],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(BIN / "ml-platform"), "production", "--store-dir", str(store_dir), "--model", MIXED],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "22 columns (20 numeric, 1 boolean, 1 categorical), target 'churned', classes 0, 1" in proc.stdout
     assert "  segment " in proc.stdout and "east, north, south, west" in proc.stdout
-    shown = json.loads(subprocess.run(
-        [str(BIN / "ml-platform"), "production", "--store-dir", str(store_dir), "--model", MIXED, "--json"],
-        capture_output=True, text=True, timeout=120).stdout)
+    shown = json.loads(
+        subprocess.run(
+            [str(BIN / "ml-platform"), "production", "--store-dir", str(store_dir), "--model", MIXED, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    )
     assert [f["name"] for f in shown["signature"]["features"]][-2:] == ["segment", "member"]

@@ -4,7 +4,6 @@ instance the UI reads; `ml-platform contract` suggests a contract that, pasted, 
 
 import json
 import subprocess
-import textwrap
 from pathlib import Path
 
 import dagster as dg
@@ -73,7 +72,8 @@ def test_a_year_of_real_looking_days_deploys_once_its_contract_is_declared(tmp_p
         key = dg.AssetKey(["shop", "raw_data"])
         assert len(instance.fetch_materializations(key, limit=400).records) == 365
         check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            [dg.AssetCheckKey(key, "null_ratio_below_threshold")])
+            [dg.AssetCheckKey(key, "null_ratio_below_threshold")]
+        )
         (record,) = check.values()
         description = record.event.dagster_event.event_specific_data.description
         for day in bursts:
@@ -81,13 +81,16 @@ def test_a_year_of_real_looking_days_deploys_once_its_contract_is_declared(tmp_p
         assert f"{last}: null ratio above 0.1 in: distance (" in description
         # The product column (hundreds of values a day) is a warning naming the fix, not a failure.
         valid = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            [dg.AssetCheckKey(key, "feature_columns_valid")])
+            [dg.AssetCheckKey(key, "feature_columns_valid")]
+        )
         assert list(valid.values())[0].status.value == "SUCCEEDED"
 
     # Training as of the last day (a burst day): refused, saying why in one sentence.
     output = materialize(env, "--select", "key:shop/training_data+", "--partition", last, expect=1)
-    sentence = (f"cannot train a model as of {last}: raw_data {last} failed null_ratio_below_threshold (null ratio"
-                " above 0.1 in: distance (")
+    sentence = (
+        f"cannot train a model as of {last}: raw_data {last} failed null_ratio_below_threshold (null ratio"
+        " above 0.1 in: distance ("
+    )
     assert sentence in output
     assert "target_missing_below_threshold (" in output and "have no label, above 0.1)" in output
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:

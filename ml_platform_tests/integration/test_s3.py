@@ -63,8 +63,10 @@ def test_pipeline_end_to_end_on_s3(s3_platform, demo_frame):
     trained = result.asset_value(["demo", "trained_model"])
     assert Signature.from_dict(stored["signature"]) == trained.signature
     assert Signature.of_version(version.metadata).columns == list(demo_frame.drop(columns=[TARGET]).columns)
-    assert version.location == f"s3://{s3_platform.server.bucket}/{s3_platform.prefix}/model_store/" \
+    assert (
+        version.location == f"s3://{s3_platform.server.bucket}/{s3_platform.prefix}/model_store/"
         f"{MODEL_NAME}/{version.version}"
+    )
     predictions = model.predict(demo_frame.drop(columns=[TARGET]).head(20))
     assert len(predictions) == 20
 
@@ -82,12 +84,14 @@ def test_landing_zone_on_s3_reads_and_fingerprints_by_etag(s3_platform, demo_fra
 
 def _tick(platform, cursor=None):
     with dg.build_sensor_context(
-        instance=platform.instance, cursor=cursor,
+        instance=platform.instance,
+        cursor=cursor,
         resources={"landing_zone": platform.resources["landing_zone"]},
     ) as context:
         result = DEMO.sensor("landing_zone_sensor")(context)
-    ingests = [r for r in result.run_requests or []
-               if r.tags[constants.TRIGGER_TAG] == constants.LANDING_INGEST_TRIGGER]
+    ingests = [
+        r for r in result.run_requests or [] if r.tags[constants.TRIGGER_TAG] == constants.LANDING_INGEST_TRIGGER
+    ]
     return ingests, result.cursor
 
 
@@ -106,21 +110,29 @@ def test_landing_sensor_over_an_s3_prefix(s3_platform, demo_frame):
 
 
 def test_wrong_credentials_give_a_clear_error(s3_server, s3_platform, demo_frame):
-    wrong = S3Resource(endpoint_url=s3_server.endpoint, region_name=REGION,
-                       aws_access_key_id="not-the-key", aws_secret_access_key="not-the-secret")
+    wrong = S3Resource(
+        endpoint_url=s3_server.endpoint,
+        region_name=REGION,
+        aws_access_key_id="not-the-key",
+        aws_secret_access_key="not-the-secret",
+    )
     store = S3ModelStore(s3=wrong, bucket=s3_server.bucket, prefix=f"{s3_platform.prefix}/model_store")
     with pytest.raises(StorageAccessError, match="refused access.*InvalidAccessKeyId.*credentials"):
         store.list_versions(MODEL_NAME)
 
     # In a run: raw_data fails at once (no retries for refused credentials), naming the cause.
     s3_platform.write_day(END_DAY, demo_frame.head(50))
-    resources = {**s3_platform.resources,
-                 "landing_zone": S3LandingZone(s3=wrong, bucket=s3_server.bucket,
-                                               prefix=f"{s3_platform.prefix}/landing")}
+    resources = {
+        **s3_platform.resources,
+        "landing_zone": S3LandingZone(s3=wrong, bucket=s3_server.bucket, prefix=f"{s3_platform.prefix}/landing"),
+    }
     result = dg.materialize(
         ALL_DEFS,
-        selection="key:demo/raw_data", partition_key=END_DAY, instance=s3_platform.instance,
-        resources=resources, raise_on_error=False,
+        selection="key:demo/raw_data",
+        partition_key=END_DAY,
+        instance=s3_platform.instance,
+        resources=resources,
+        raise_on_error=False,
     )
     assert not result.success
     assert "refused access" in step_errors(result) and "credentials" in step_errors(result)
@@ -133,8 +145,7 @@ def test_cli_in_prod_mode_against_s3(s3_platform, tmp_path):
     s3_platform.seed()
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        proc = subprocess.run([*args], env=env, capture_output=True, text=True, timeout=300,
-                              cwd=ROOT)
+        proc = subprocess.run([*args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc
 

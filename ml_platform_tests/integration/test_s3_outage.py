@@ -107,8 +107,11 @@ def start_server(mini: WeedMini, timeout: float = 60) -> None:
 def outage_server(weed_mini: WeedMini, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     """The private server, running (whatever the previous test left), with the platform's
     credentials in the environment (the standard AWS chain)."""
-    for key, value in (("AWS_ACCESS_KEY_ID", ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-                       ("AWS_REGION", REGION)):
+    for key, value in (
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ("AWS_REGION", REGION),
+    ):
         monkeypatch.setenv(key, value)
     if not weed_mini.running:
         start_server(weed_mini)
@@ -166,9 +169,21 @@ class CliRun:
         }
         with open(self.log_path, "wb") as log:  # a file, not a pipe: nothing can block on it
             self.proc = subprocess.Popen(
-                [str(BIN / "dagster"), "asset", "materialize", "-m", "ml_platform.definitions",
-                 "--select", RUN_SELECTION, "--partition", END_DAY],
-                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    str(BIN / "dagster"),
+                    "asset",
+                    "materialize",
+                    "-m",
+                    "ml_platform.definitions",
+                    "--select",
+                    RUN_SELECTION,
+                    "--partition",
+                    END_DAY,
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         self._run_id: str | None = None
 
@@ -188,10 +203,7 @@ class CliRun:
         if self.run_id is None:
             return []
         records = self.instance.get_records_for_run(run_id=self.run_id, of_type=event_type).records
-        return [
-            r.event_log_entry.dagster_event for r in records
-            if step is None or r.event_log_entry.step_key == step
-        ]
+        return [r.event_log_entry.dagster_event for r in records if step is None or r.event_log_entry.step_key == step]
 
     def wait_for(self, event_type: dg.DagsterEventType, count: int, timeout: float = 120) -> None:
         """Until the storage step has `count` events of this type (the run must still be going)."""
@@ -264,9 +276,18 @@ def test_transient_outage_is_retried_and_the_run_deploys(project: OutageProject,
         assert run.events(dg.DagsterEventType.STEP_UP_FOR_RETRY, step=step) == []
         assert len(run.events(dg.DagsterEventType.STEP_SUCCESS, step=step)) == 1
     materializations = run.events(dg.DagsterEventType.ASSET_MATERIALIZATION, step=None)
-    assert {e.asset_key.to_user_string() for e in materializations} >= {f"demo/{name}" for name in (
-        "raw_data", "training_data", "train_split", "test_split", "trained_model", "model_metrics",
-        "deployed_model")}
+    assert {e.asset_key.to_user_string() for e in materializations} >= {
+        f"demo/{name}"
+        for name in (
+            "raw_data",
+            "training_data",
+            "train_split",
+            "test_split",
+            "trained_model",
+            "model_metrics",
+            "deployed_model",
+        )
+    }
 
     # The new model serves, from S3, with a verified sha256; the previous one is still stored.
     model, version = project.store.load(MODEL_NAME)
@@ -347,6 +368,9 @@ def test_outage_in_a_retraining_run_is_retried(
 
     assert not result.success and "training_data" not in materialized(result)
     assert UNAVAILABLE in step_errors(result)
-    retried = [e for e in result.all_events
-               if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY and e.step_key == "demo__training_data"]
+    retried = [
+        e
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY and e.step_key == "demo__training_data"
+    ]
     assert len(retried) == retries

@@ -64,8 +64,10 @@ def deployed_project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("schema_project")
     env = {**project_env(root), "ML_PLATFORM_PIPELINES": str(write_pipelines(root))}
     assert run(env, str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY).returncode == 0
-    for args in (("--select", "key:demo/raw_data", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}"),
-                 ("--select", "key:demo/training_data+", "--partition", END_DAY)):
+    for args in (
+        ("--select", "key:demo/raw_data", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}"),
+        ("--select", "key:demo/training_data+", "--partition", END_DAY),
+    ):
         proc = materialize(env, *args)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return root
@@ -154,31 +156,85 @@ FEATURES_BUT_TEXTURE = "{features but one}"
 
 CASES = {
     "added (default: ignored)": Case(
-        added, "", "passes", f"ignored unexpected column(s) '{ADDED}' (schema.extra_columns: ignore)",
-        "trains", "keeps production's signature", "the same columns and kinds as production"),
+        added,
+        "",
+        "passes",
+        f"ignored unexpected column(s) '{ADDED}' (schema.extra_columns: ignore)",
+        "trains",
+        "keeps production's signature",
+        "the same columns and kinds as production",
+    ),
     "added, extra_columns: fail": Case(
-        added, "schema: {extra_columns: fail}", "fails",
-        f"unexpected column(s) '{ADDED}' (schema.extra_columns: fail)", "does not run", "does not run"),
+        added,
+        "schema: {extra_columns: fail}",
+        "fails",
+        f"unexpected column(s) '{ADDED}' (schema.extra_columns: fail)",
+        "does not run",
+        "does not run",
+    ),
     "dropped": Case(dropped, "", "fails", f"missing feature column(s) '{DROPPED}'", "does not run", "does not run"),
-    "renamed": Case(renamed, "", "fails", f"likely renamed: '{RENAMED}' -> '{RENAMED.replace(' ', '_')}'",
-                    "does not run", "does not run"),
-    "re-kinded": Case(rekinded, "", "fails", f"column '{REKINDED}' is categorical, the schema says numeric",
-                      "does not run", "does not run"),
-    "reordered": Case(reordered, "", "passes", "the 30 feature columns of production model", "trains",
-                      "keeps production's signature", "the same columns and kinds as production"),
+    "renamed": Case(
+        renamed,
+        "",
+        "fails",
+        f"likely renamed: '{RENAMED}' -> '{RENAMED.replace(' ', '_')}'",
+        "does not run",
+        "does not run",
+    ),
+    "re-kinded": Case(
+        rekinded,
+        "",
+        "fails",
+        f"column '{REKINDED}' is categorical, the schema says numeric",
+        "does not run",
+        "does not run",
+    ),
+    "reordered": Case(
+        reordered,
+        "",
+        "passes",
+        "the 30 feature columns of production model",
+        "trains",
+        "keeps production's signature",
+        "the same columns and kinds as production",
+    ),
     "added, evolve: true, one day": Case(
-        added, "schema: {evolve: true}", "passes", f"differs from production model {MODEL_NAME}", "refuses",
-        "does not run", f"'{ADDED}' is in {NEW_DAY} but not in {WINDOW[0]} … {WINDOW[-2]} (6 days)"),
+        added,
+        "schema: {evolve: true}",
+        "passes",
+        f"differs from production model {MODEL_NAME}",
+        "refuses",
+        "does not run",
+        f"'{ADDED}' is in {NEW_DAY} but not in {WINDOW[0]} … {WINDOW[-2]} (6 days)",
+    ),
     "added, evolve: true, the whole window": Case(
-        added, "schema: {evolve: true}", "passes", f"unexpected column(s) '{ADDED}'", "trains",
-        "changes the signature", f"columns added: '{ADDED}'; allowed by schema.evolve: true", days=tuple(WINDOW)),
+        added,
+        "schema: {evolve: true}",
+        "passes",
+        f"unexpected column(s) '{ADDED}'",
+        "trains",
+        "changes the signature",
+        f"columns added: '{ADDED}'; allowed by schema.evolve: true",
+        days=tuple(WINDOW),
+    ),
     "a feature taken out of pipelines.yaml": Case(
-        unchanged, FEATURES_BUT_TEXTURE, "passes", f"ignored unexpected column(s) '{DROPPED}'", "trains",
-        "is blocked", f"columns removed: '{DROPPED}'; the callers of production send its columns"),
+        unchanged,
+        FEATURES_BUT_TEXTURE,
+        "passes",
+        f"ignored unexpected column(s) '{DROPPED}'",
+        "trains",
+        "is blocked",
+        f"columns removed: '{DROPPED}'; the callers of production send its columns",
+    ),
     "a feature taken out of pipelines.yaml, evolve: true": Case(
-        unchanged, FEATURES_BUT_TEXTURE + "\nschema: {evolve: true}", "passes",
-        f"ignored unexpected column(s) '{DROPPED}'", "trains", "changes the signature",
-        f"columns removed: '{DROPPED}'; allowed by schema.evolve: true"),
+        unchanged,
+        FEATURES_BUT_TEXTURE + "\nschema: {evolve: true}",
+        "passes",
+        f"ignored unexpected column(s) '{DROPPED}'",
+        "trains",
+        "changes the signature",
+        f"columns removed: '{DROPPED}'; allowed by schema.evolve: true",
+    ),
 }
 
 
@@ -188,8 +244,7 @@ def test_a_column_change_meets_ingest_training_and_deploy(deployed_project, tmp_
     shutil.copytree(deployed_project, root)
     version, signature = production(root)
     features = signature.columns
-    schema = case.schema.replace(
-        FEATURES_BUT_TEXTURE, "features: " + json.dumps([c for c in features if c != DROPPED]))
+    schema = case.schema.replace(FEATURES_BUT_TEXTURE, "features: " + json.dumps([c for c in features if c != DROPPED]))
     env = {**project_vars(root), "ML_PLATFORM_PIPELINES": str(write_pipelines(root, schema))}
     # The new day brings the rows of the day that leaves the window: the same data, another day.
     sources = {day: (DAYS[0] if day == NEW_DAY else day) for day in case.days}

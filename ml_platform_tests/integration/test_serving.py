@@ -54,8 +54,15 @@ class Server:
     process: subprocess.Popen
     log: Path
 
-    def request(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json",
-                token: str | None = TOKEN, timeout: float = 30) -> tuple[int, dict | str, dict]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        token: str | None = TOKEN,
+        timeout: float = 30,
+    ) -> tuple[int, dict | str, dict]:
         headers = {"Content-Type": content_type} if body is not None else {}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -89,7 +96,9 @@ def start_server(env: dict[str, str], log: Path, *args: str, ready: bool = True)
     port = free_port()
     process = subprocess.Popen(
         [str(BIN / "ml-platform"), "serve", "--port", str(port), *args],
-        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     server = Server(f"http://127.0.0.1:{port}", process, log)
     deadline = time.monotonic() + 60
@@ -126,8 +135,15 @@ def deploy_both(platform: Platform) -> None:
 def deployed_store(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("serving")
     with dg.instance_for_test() as instance:
-        deploy_both(Platform(root=root, landing=root / "landing", store_dir=root / "model_store",
-                             assets_dir=root / "assets", instance=instance))
+        deploy_both(
+            Platform(
+                root=root,
+                landing=root / "landing",
+                store_dir=root / "model_store",
+                assets_dir=root / "assets",
+                instance=instance,
+            )
+        )
     return root / "model_store"
 
 
@@ -136,8 +152,18 @@ def server(deployed_store, tmp_path_factory) -> Iterator[Server]:
     """One server for the route and bad-request tests: both models, a token, a 64 KB body limit."""
     log = tmp_path_factory.mktemp("serve_log") / "serve.log"
     env = {**os.environ, "ML_PLATFORM_SERVE_TOKEN": TOKEN}
-    running = start_server(env, log, "--store-dir", str(deployed_store), "--model", MODEL_NAME,
-                           "--model", "diabetes", "--max-body-mb", "0.0625")
+    running = start_server(
+        env,
+        log,
+        "--store-dir",
+        str(deployed_store),
+        "--model",
+        MODEL_NAME,
+        "--model",
+        "diabetes",
+        "--max-body-mb",
+        "0.0625",
+    )
     yield running
     running.stop()
 
@@ -161,8 +187,9 @@ def test_predict_answers_with_the_version_that_served_and_the_signature_report(s
     assert status == 200 and by_columns["predictions"] == answer["predictions"]
     assert by_columns["classes"] == ["0", "1"]
     assert np.allclose(np.sum(by_columns["probabilities"], axis=1), 1.0)
-    status, by_csv, _ = server.predict(ROWS[list(reversed(ROWS.columns))].to_csv(index=False).encode(),
-                                       content_type="text/csv")
+    status, by_csv, _ = server.predict(
+        ROWS[list(reversed(ROWS.columns))].to_csv(index=False).encode(), content_type="text/csv"
+    )
     assert status == 200 and by_csv["predictions"] == answer["predictions"]
 
 
@@ -209,50 +236,135 @@ def test_the_server_listens_on_loopback_only(server):
 
 TEXT = records(ROWS.head(3).astype({"mean radius": object}).assign(**{"mean radius": [1.0, "abc", 2.0]}))
 BAD_REQUESTS = {
-    "malformed JSON": ("POST", f"/v1/models/{MODEL_NAME}/predict", b'[{"mean radius": 1', "application/json",
-                       400, "the body is not valid JSON"),
-    "an empty body": ("POST", f"/v1/models/{MODEL_NAME}/predict", b"", "application/json", 400,
-                      "the request body is empty"),
-    "a JSON scalar": ("POST", f"/v1/models/{MODEL_NAME}/predict", b"42", "application/json", 400,
-                      "expected a JSON list of records"),
-    "uneven columns and data": ("POST", f"/v1/models/{MODEL_NAME}/predict",
-                                json.dumps({"columns": ["a", "b"], "data": [[1, 2], [3]]}).encode(),
-                                "application/json", 400, 'row 1 of "data" has 1 values for 2 columns'),
-    "an unknown model": ("POST", "/v1/models/nope/predict", json.dumps(records(ROWS.head(1))).encode(),
-                         "application/json", 404, "unknown model 'nope'; served: demo_classifier, diabetes"),
+    "malformed JSON": (
+        "POST",
+        f"/v1/models/{MODEL_NAME}/predict",
+        b'[{"mean radius": 1',
+        "application/json",
+        400,
+        "the body is not valid JSON",
+    ),
+    "an empty body": (
+        "POST",
+        f"/v1/models/{MODEL_NAME}/predict",
+        b"",
+        "application/json",
+        400,
+        "the request body is empty",
+    ),
+    "a JSON scalar": (
+        "POST",
+        f"/v1/models/{MODEL_NAME}/predict",
+        b"42",
+        "application/json",
+        400,
+        "expected a JSON list of records",
+    ),
+    "uneven columns and data": (
+        "POST",
+        f"/v1/models/{MODEL_NAME}/predict",
+        json.dumps({"columns": ["a", "b"], "data": [[1, 2], [3]]}).encode(),
+        "application/json",
+        400,
+        'row 1 of "data" has 1 values for 2 columns',
+    ),
+    "an unknown model": (
+        "POST",
+        "/v1/models/nope/predict",
+        json.dumps(records(ROWS.head(1))).encode(),
+        "application/json",
+        404,
+        "unknown model 'nope'; served: demo_classifier, diabetes",
+    ),
     "an unknown route": ("GET", "/v2/everything", None, "application/json", 404, "no route /v2/everything"),
-    "a GET of predict": ("GET", f"/v1/models/{MODEL_NAME}/predict", None, "application/json", 405,
-                         "GET is not allowed"),
-    "another content type": ("POST", f"/v1/models/{MODEL_NAME}/predict", b"<rows/>", "application/xml", 415,
-                             "content type 'application/xml' is not application/json or text/csv"),
-    "a body over the limit": ("POST", f"/v1/models/{MODEL_NAME}/predict",
-                              json.dumps(records(pd.concat([ROWS] * 10))).encode(), "application/json", 413,
-                              "the limit is 65536"),
-    "no rows": ("POST", f"/v1/models/{MODEL_NAME}/predict", b"[]", "application/json", 422,
-                "the input has no rows"),
-    "a missing column": ("POST", f"/v1/models/{MODEL_NAME}/predict",
-                         json.dumps(records(ROWS.head(2).drop(columns=["mean area"]))).encode(), "application/json",
-                         422, "missing feature column(s) 'mean area'"),
-    "text in a numeric column": ("POST", f"/v1/models/{MODEL_NAME}/predict", json.dumps(TEXT).encode(),
-                                 "application/json", 422, "column 'mean radius' expects numbers: row 1 holds 'abc'"),
-    "a list in a record": ("POST", f"/v1/models/{MODEL_NAME}/predict",
-                           json.dumps([{**records(ROWS.head(1))[0], "mean area": [1, 2]}]).encode(),
-                           "application/json", 422, "row 0 holds a list"),
-    "probabilities of a regression": ("POST", "/v1/models/diabetes/predict?proba=true", b"[{}]",
-                                      "application/json", 400, "is a regression: it has no class probabilities"),
-    "a bad proba flag": ("POST", f"/v1/models/{MODEL_NAME}/predict?proba=maybe", b"[{}]", "application/json",
-                         400, "query parameter proba='maybe' is not true or false"),
-    "an unreadable CSV": ("POST", f"/v1/models/{MODEL_NAME}/predict", b'a,b\n"1,2\n', "text/csv", 400,
-                          "the CSV body cannot be read"),
-    "a CSV separated by semicolons": ("POST", f"/v1/models/{MODEL_NAME}/predict",
-                                      ROWS.head(2).to_csv(index=False, sep=";").encode(), "text/csv", 422,
-                                      "a CSV must be comma-separated"),
+    "a GET of predict": (
+        "GET",
+        f"/v1/models/{MODEL_NAME}/predict",
+        None,
+        "application/json",
+        405,
+        "GET is not allowed",
+    ),
+    "another content type": (
+        "POST",
+        f"/v1/models/{MODEL_NAME}/predict",
+        b"<rows/>",
+        "application/xml",
+        415,
+        "content type 'application/xml' is not application/json or text/csv",
+    ),
+    "a body over the limit": (
+        "POST",
+        f"/v1/models/{MODEL_NAME}/predict",
+        json.dumps(records(pd.concat([ROWS] * 10))).encode(),
+        "application/json",
+        413,
+        "the limit is 65536",
+    ),
+    "no rows": ("POST", f"/v1/models/{MODEL_NAME}/predict", b"[]", "application/json", 422, "the input has no rows"),
+    "a missing column": (
+        "POST",
+        f"/v1/models/{MODEL_NAME}/predict",
+        json.dumps(records(ROWS.head(2).drop(columns=["mean area"]))).encode(),
+        "application/json",
+        422,
+        "missing feature column(s) 'mean area'",
+    ),
+    "text in a numeric column": (
+        "POST",
+        f"/v1/models/{MODEL_NAME}/predict",
+        json.dumps(TEXT).encode(),
+        "application/json",
+        422,
+        "column 'mean radius' expects numbers: row 1 holds 'abc'",
+    ),
+    "a list in a record": (
+        "POST",
+        f"/v1/models/{MODEL_NAME}/predict",
+        json.dumps([{**records(ROWS.head(1))[0], "mean area": [1, 2]}]).encode(),
+        "application/json",
+        422,
+        "row 0 holds a list",
+    ),
+    "probabilities of a regression": (
+        "POST",
+        "/v1/models/diabetes/predict?proba=true",
+        b"[{}]",
+        "application/json",
+        400,
+        "is a regression: it has no class probabilities",
+    ),
+    "a bad proba flag": (
+        "POST",
+        f"/v1/models/{MODEL_NAME}/predict?proba=maybe",
+        b"[{}]",
+        "application/json",
+        400,
+        "query parameter proba='maybe' is not true or false",
+    ),
+    "an unreadable CSV": (
+        "POST",
+        f"/v1/models/{MODEL_NAME}/predict",
+        b'a,b\n"1,2\n',
+        "text/csv",
+        400,
+        "the CSV body cannot be read",
+    ),
+    "a CSV separated by semicolons": (
+        "POST",
+        f"/v1/models/{MODEL_NAME}/predict",
+        ROWS.head(2).to_csv(index=False, sep=";").encode(),
+        "text/csv",
+        422,
+        "a CSV must be comma-separated",
+    ),
     "an unknown model's info": ("GET", "/v1/models/nope", None, "application/json", 404, "unknown model 'nope'"),
 }
 
 
-@pytest.mark.parametrize(("method", "path", "body", "kind", "status", "says"), list(BAD_REQUESTS.values()),
-                         ids=list(BAD_REQUESTS))
+@pytest.mark.parametrize(
+    ("method", "path", "body", "kind", "status", "says"), list(BAD_REQUESTS.values()), ids=list(BAD_REQUESTS)
+)
 def test_bad_requests_get_4xx_with_one_json_line(server, method, path, body, kind, status, says):
     got, answer, headers = server.request(method, path, body, content_type=kind)
     assert got == status, answer
@@ -326,8 +438,11 @@ SLACK_S = 5.0  # loading and verifying a 100-tree forest, on a busy 2-core machi
 def tamper_a_copy(store, name: str, version: str) -> str:
     """A new version that is the given one with its artifact changed after its sha256 was recorded."""
     model, original = store.load(name, version=version)
-    fake = store.save_version(name, model, {**{k: v for k, v in original.metadata.items()
-                                                if k not in ("version", "sha256", "created_at", "identity")}})
+    fake = store.save_version(
+        name,
+        model,
+        {**{k: v for k, v in original.metadata.items() if k not in ("version", "sha256", "created_at", "identity")}},
+    )
     key = f"{name}/{fake.version}/model.joblib"
     store.write_bytes(key, store.read_bytes(key) + b"\0")
     return fake.version
@@ -340,16 +455,23 @@ def hot_reload_under_traffic(platform: Platform, server: Server, env: dict[str, 
         time.sleep(1.0)
         # The pipeline promotes a new version (other hyperparameters: another model, same data).
         retrain = platform.materialize(
-            "key:demo/trained_model+", END_DAY,
-            {"ops": {"demo__trained_model": {"config": {"n_estimators": 30, "max_depth": 6}}}})
+            "key:demo/trained_model+",
+            END_DAY,
+            {"ops": {"demo__trained_model": {"config": {"n_estimators": 30, "max_depth": 6}}}},
+        )
         assert retrain.success, step_errors(retrain)
         second = store.production(MODEL_NAME).version
         assert second != first
         promoted = time.monotonic()
         assert traffic.wait_for(second, promoted) <= RELOAD_S + SLACK_S
         # ml-platform rollback moves it back.
-        back = subprocess.run([str(BIN / "ml-platform"), "rollback", "--reason", "test"], env=env,
-                              capture_output=True, text=True, timeout=120)
+        back = subprocess.run(
+            [str(BIN / "ml-platform"), "rollback", "--reason", "test"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert back.returncode == 0, back.stderr
         rolled = time.monotonic()
         assert traffic.wait_for(first, rolled) <= RELOAD_S + SLACK_S
@@ -371,8 +493,13 @@ def hot_reload_under_traffic(platform: Platform, server: Server, env: dict[str, 
 
 
 def test_hot_reload_under_traffic_on_the_local_store(tmp_path, instance):
-    platform = Platform(root=tmp_path, landing=tmp_path / "landing", store_dir=tmp_path / "model_store",
-                        assets_dir=tmp_path / "assets", instance=instance)
+    platform = Platform(
+        root=tmp_path,
+        landing=tmp_path / "landing",
+        store_dir=tmp_path / "model_store",
+        assets_dir=tmp_path / "assets",
+        instance=instance,
+    )
     platform.seed()
     assert platform.ingest_range(DAYS).success and platform.train().success
     env = {**os.environ, "ML_PLATFORM_MODEL_STORE_DIR": str(platform.store_dir), "ML_PLATFORM_SERVE_TOKEN": TOKEN}
@@ -401,13 +528,13 @@ def test_sighup_reloads_at_once_and_a_model_without_production_is_not_ready(depl
     store_dir = tmp_path / "store"
     shutil.copytree(deployed_store, store_dir)
     env = {**os.environ, "ML_PLATFORM_MODEL_STORE_DIR": str(store_dir)}
-    server = start_server(env, tmp_path / "serve.log", "--model", MODEL_NAME, "--model", "churn",
-                          "--reload-interval", "3600", ready=False)
+    server = start_server(
+        env, tmp_path / "serve.log", "--model", MODEL_NAME, "--model", "churn", "--reload-interval", "3600", ready=False
+    )
     try:
         status, ready, _ = server.request("GET", "/readyz", token=None)
         assert status == 503 and ready["ready"] is False
-        assert ready["models"]["churn"] == {"version": None,
-                                            "problem": "model 'churn' has no production version yet"}
+        assert ready["models"]["churn"] == {"version": None, "problem": "model 'churn' has no production version yet"}
         status, answer, _ = server.predict(records(ROWS.head(1)), model="churn", token=None)
         assert status == 503 and "model 'churn' is not ready" in answer["error"]
 
@@ -415,8 +542,9 @@ def test_sighup_reloads_at_once_and_a_model_without_production_is_not_ready(depl
 
         store = LocalModelStore(root=str(store_dir))
         first = store.production(MODEL_NAME).version
-        copy = store.save_version(MODEL_NAME, store.load(MODEL_NAME)[0],
-                                  {**store.production(MODEL_NAME).metadata, "identity": None})
+        copy = store.save_version(
+            MODEL_NAME, store.load(MODEL_NAME)[0], {**store.production(MODEL_NAME).metadata, "identity": None}
+        )
         store.promote(MODEL_NAME, copy.version, reason="test")
         time.sleep(1.5)  # an hour between polls: nothing moves by itself
         assert server.predict(records(ROWS.head(1)), token=None)[1]["version"] == first
@@ -432,15 +560,19 @@ def test_sighup_reloads_at_once_and_a_model_without_production_is_not_ready(depl
 
 def test_several_workers_share_the_port_and_their_metrics(deployed_store, tmp_path):
     env = dict(os.environ)
-    server = start_server(env, tmp_path / "serve.log", "--store-dir", str(deployed_store), "--model", MODEL_NAME,
-                          "--workers", "2")
+    server = start_server(
+        env, tmp_path / "serve.log", "--store-dir", str(deployed_store), "--model", MODEL_NAME, "--workers", "2"
+    )
     try:
         for _ in range(30):
             status, answer, _ = server.predict(records(ROWS.head(2)), token=None)
             assert status == 200, answer
         status, text, _ = server.request("GET", "/metrics", token=None)
-        line = next(x for x in text.splitlines()
-                    if x.startswith('ml_platform_http_requests_total{route="/v1/models/{name}/predict",status="200"}'))
+        line = next(
+            x
+            for x in text.splitlines()
+            if x.startswith('ml_platform_http_requests_total{route="/v1/models/{name}/predict",status="200"}')
+        )
         assert float(line.split()[-1]) == 30.0  # summed over both workers
         workers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == server.process.pid]
         assert len(workers) >= 2
@@ -456,14 +588,12 @@ def _parent(proc: Path) -> int | None:
         return None
 
 
-
 def test_the_kubernetes_deployment_runs_a_command_the_cli_takes_and_probes_real_routes():
     import yaml
 
     from ml_platform.cli import build_parser
 
-    documents = list(yaml.safe_load_all((ROOT / "deploy" / "kubernetes"
-                                         / "serving.yaml").read_text()))
+    documents = list(yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "serving.yaml").read_text()))
     deployment = next(d for d in documents if d["kind"] == "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     command = container["command"]

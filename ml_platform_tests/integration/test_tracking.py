@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import joblib
+import mlflow  # noqa: E402,F401 - the client (mlflow-skinny) comes with the dev extra: a missing one fails
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,8 +24,6 @@ from sklearn.preprocessing import StandardScaler
 from ml_platform.tracking import MAX_PARAM_VALUE_CHARS, MlflowTracker, tracking_uri_from
 from ml_platform_tests.support.mlflow_server import mlflow_server  # noqa: F401 (fixture, used by name)
 from ml_platform_tests.support.servers import free_port
-
-import mlflow  # noqa: E402,F401 - the client (mlflow-skinny) comes with the dev extra: a missing one fails
 
 
 def frame(rows: int = 60) -> tuple[pd.DataFrame, pd.Series]:
@@ -45,16 +44,21 @@ def load_model(uri: str, tracking_uri: str, monkeypatch: pytest.MonkeyPatch):
     return mlflow.sklearn.load_model(uri)
 
 
-def test_a_run_is_recorded_and_its_model_loads_back(mlflow_server: str, tmp_path: Path,  # noqa: F811
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_is_recorded_and_its_model_loads_back(
+    mlflow_server: str,
+    tmp_path: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from mlflow.tracking import MlflowClient
 
     x, y = frame()
     model = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
     model_file = tmp_path / "model.joblib"
     joblib.dump(model, model_file)
-    signature = {"features": [{"name": "age", "kind": "numeric"}, {"name": "income", "kind": "numeric"}],
-                 "target": {"name": "label", "classes": [0, 1]}}
+    signature = {
+        "features": [{"name": "age", "kind": "numeric"}, {"name": "income", "kind": "numeric"}],
+        "target": {"name": "label", "classes": [0, 1]},
+    }
     warnings: list[str] = []
     experiment = experiment_name()
     tracker = MlflowTracker(mlflow_server, experiment, warnings.append)
@@ -106,8 +110,10 @@ def test_a_run_is_recorded_and_its_model_loads_back(mlflow_server: str, tmp_path
     assert MlflowTracker(mlflow_server, experiment, warnings.append).run_url(run_id) == url
 
 
-def test_a_lightgbm_model_object_is_logged_with_its_requirements(mlflow_server: str,  # noqa: F811
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lightgbm_model_object_is_logged_with_its_requirements(
+    mlflow_server: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     lightgbm = pytest.importorskip("lightgbm")
     from mlflow.tracking import MlflowClient
 
@@ -170,9 +176,11 @@ def test_a_tracker_that_goes_down_during_a_run_is_skipped_after_the_first_failur
     names = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
     http_settings = {name: os.environ.get(name) for name in names}
     started = time.monotonic()
-    results = (tracker.log_metrics(run_id, {"accuracy": 0.9}),
-               tracker.log_model(run_id, LogisticRegression()),
-               tracker.end_run(run_id, status="FAILED"))
+    results = (
+        tracker.log_metrics(run_id, {"accuracy": 0.9}),
+        tracker.log_model(run_id, LogisticRegression()),
+        tracker.end_run(run_id, status="FAILED"),
+    )
     seconds = time.monotonic() - started
     print(f"tracker down mid-run, log_metrics..end_run: {seconds:.2f}s")
     assert results == (False, None, False)
@@ -222,23 +230,42 @@ def _train_variants_and_deploy(platform, built):
 
     seed(platform, "churn", "breast_cancer", "target")
     common = {"instance": platform.instance, "resources": platform.resources, "raise_on_error": False}
-    runs = [dg.materialize(built.definitions, selection=[dg.AssetKey(["churn", "raw_data"])], **common, tags={
-        "dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]})]
-    runs.append(dg.materialize(built.definitions, selection=retrain_keys(built.pipeline), partition_key=END_DAY,
-                               **common))
+    runs = [
+        dg.materialize(
+            built.definitions,
+            selection=[dg.AssetKey(["churn", "raw_data"])],
+            **common,
+            tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]},
+        )
+    ]
+    runs.append(
+        dg.materialize(built.definitions, selection=retrain_keys(built.pipeline), partition_key=END_DAY, **common)
+    )
     for variant in built.pipeline.variants:
-        runs.append(dg.materialize(built.definitions, selection=[dg.AssetKey(["churn", "variant_model"])],
-                                   partition_key=str(built.pipeline.variant_key(END_DAY, variant)), **common))
-    runs.append(dg.materialize(
-        built.definitions, partition_key=END_DAY, **common,
-        selection=[dg.AssetKey(["churn", n]) for n in ("trained_model", "model_metrics", "deployed_model")]))
+        runs.append(
+            dg.materialize(
+                built.definitions,
+                selection=[dg.AssetKey(["churn", "variant_model"])],
+                partition_key=str(built.pipeline.variant_key(END_DAY, variant)),
+                **common,
+            )
+        )
+    runs.append(
+        dg.materialize(
+            built.definitions,
+            partition_key=END_DAY,
+            **common,
+            selection=[dg.AssetKey(["churn", n]) for n in ("trained_model", "model_metrics", "deployed_model")],
+        )
+    )
     for run in runs:
         assert run.success, step_errors(run)
     return runs
 
 
 def test_each_variant_becomes_an_mlflow_run_and_the_challenger_carries_metrics_verdict_and_deploy(
-    mlflow_server: str, platform  # noqa: F811
+    mlflow_server: str,
+    platform,  # noqa: F811
 ) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -286,9 +313,13 @@ def test_each_variant_becomes_an_mlflow_run_and_the_challenger_carries_metrics_v
         return f"{mlflow_server}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
     for variant in built.pipeline.variants:
-        again = dg.materialize(built.definitions, selection=[dg.AssetKey(["churn", "variant_model"])],
-                               partition_key=str(built.pipeline.variant_key(END_DAY, variant)),
-                               instance=platform.instance, resources=platform.resources)
+        again = dg.materialize(
+            built.definitions,
+            selection=[dg.AssetKey(["churn", "variant_model"])],
+            partition_key=str(built.pipeline.variant_key(END_DAY, variant)),
+            instance=platform.instance,
+            resources=platform.resources,
+        )
         metadata = again.asset_materializations_for_node("churn__variant_model")[0].metadata
         assert "Reused" in metadata and metadata["MLflow run"].value == url(by_variant[variant])
     assert len(client.search_runs([chosen.info.experiment_id])) == 2
@@ -306,6 +337,9 @@ def test_a_tracker_that_is_down_does_not_stop_the_pipeline_or_the_deploy(platfor
     production = platform.store.production("churn")
     assert production is not None and production.metadata["mlflow_run_id"] is None
     for variant_run in runs[2:4]:  # each variant's run: warned, naming the tracker, and succeeded
-        warned = [e.user_message for e in platform.instance.all_logs(variant_run.run_id)
-                  if e.level >= logging.WARNING and "MLflow tracking at" in e.user_message]
+        warned = [
+            e.user_message
+            for e in platform.instance.all_logs(variant_run.run_id)
+            if e.level >= logging.WARNING and "MLflow tracking at" in e.user_message
+        ]
         assert warned and all(down in message for message in warned), warned

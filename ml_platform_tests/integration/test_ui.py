@@ -47,8 +47,7 @@ CHROMIUM_ARGS = [
 HOW_TO_INSTALL = "apt-get install chromium (or: make services)"
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
 GROUPS = ["demo", "diabetes"]  # one asset group per pipeline of pipelines.yaml
-ASSETS = ["raw_data", "training_data", "train_split", "test_split", "trained_model", "model_metrics",
-          "deployed_model"]
+ASSETS = ["raw_data", "training_data", "train_split", "test_split", "trained_model", "model_metrics", "deployed_model"]
 # Wide enough for the expanded graph to draw full asset nodes, not the zoomed-out outlines.
 VIEWPORT = {"width": 2400, "height": 1200}
 

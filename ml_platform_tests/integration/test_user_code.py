@@ -92,8 +92,20 @@ def test_predict_applies_the_feature_function_inside_the_model(project):
     root, env = project
     rows = pd.read_parquet(root / "landing" / "shop" / f"{END_DAY}.parquet").drop(columns=["y"])
     (root / "rows.csv").write_text(rows.head(20).to_csv(index=False))
-    run([str(BIN / "ml-platform"), "predict", "--model", "shop", "--input", str(root / "rows.csv"),
-         "--output", str(root / "out.csv")], env, root)
+    run(
+        [
+            str(BIN / "ml-platform"),
+            "predict",
+            "--model",
+            "shop",
+            "--input",
+            str(root / "rows.csv"),
+            "--output",
+            str(root / "out.csv"),
+        ],
+        env,
+        root,
+    )
     predicted = pd.read_csv(root / "out.csv")
     assert len(predicted) == 20 and set(predicted["prediction"]) <= {0, 1}
 
@@ -113,8 +125,12 @@ def test_a_model_whose_module_is_missing_fails_with_one_line_naming_it(project):
     moved = root / "features.py.away"
     shutil.move(features, moved)
     try:
-        proc = run([str(BIN / "ml-platform"), "predict", "--model", "shop", "--input", str(root / "rows.csv")],
-                   env, root, expect=2)
+        proc = run(
+            [str(BIN / "ml-platform"), "predict", "--model", "shop", "--input", str(root / "rows.csv")],
+            env,
+            root,
+            expect=2,
+        )
     finally:
         shutil.move(moved, features)
     assert "needs module 'features', which cannot be imported here" in proc.stderr
@@ -128,8 +144,12 @@ def test_a_model_whose_module_changed_fails_naming_the_file(project):
     original = features.read_text()
     features.write_text(original.replace('out["mean area"] / out["mean perimeter"]', 'out["mean area"]'))
     try:
-        proc = run([str(BIN / "ml-platform"), "predict", "--model", "shop", "--input", str(root / "rows.csv")],
-                   env, root, expect=2)
+        proc = run(
+            [str(BIN / "ml-platform"), "predict", "--model", "shop", "--input", str(root / "rows.csv")],
+            env,
+            root,
+            expect=2,
+        )
     finally:
         features.write_text(original)
     assert "was trained with another features.py (module 'features'" in proc.stderr

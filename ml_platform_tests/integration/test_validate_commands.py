@@ -22,8 +22,11 @@ def _validate(command: list[str], pipelines_file: Path, home: Path) -> subproces
 def test_definitions_validate_fails_on_a_bad_file_naming_the_field(tmp_path, cli):
     bad = tmp_path / "pipelines.yaml"
     bad.write_text("pipelines:\n  - name: churn\n    model: {estimator: xgboost}\n")
-    command = ([str(BIN / "dagster"), "definitions", "validate", "-m", "ml_platform.definitions"]
-               if cli == "dagster" else [str(BIN / "dg"), "check", "defs"])
+    command = (
+        [str(BIN / "dagster"), "definitions", "validate", "-m", "ml_platform.definitions"]
+        if cli == "dagster"
+        else [str(BIN / "dg"), "check", "defs"]
+    )
     result = _validate(command, bad, tmp_path / "dagster_home")
     output = result.stdout + result.stderr
     assert result.returncode != 0, output

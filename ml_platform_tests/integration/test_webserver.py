@@ -50,9 +50,19 @@ def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
 
     nodes = {"/".join(n["assetKey"]["path"]): n for n in graphql(url, ASSET_NODES)["assetNodes"]}
     # Both pipelines of pipelines.yaml, each its own group.
-    assert set(nodes) == {f"{p}/{a}" for p in ("demo", "diabetes") for a in (
-        "raw_data", "training_data", "train_split", "test_split", "trained_model", "model_metrics",
-        "deployed_model")}
+    assert set(nodes) == {
+        f"{p}/{a}"
+        for p in ("demo", "diabetes")
+        for a in (
+            "raw_data",
+            "training_data",
+            "train_split",
+            "test_split",
+            "trained_model",
+            "model_metrics",
+            "deployed_model",
+        )
+    }
     for name, node in nodes.items():
         assert node["groupName"] and node["description"] and node["kinds"] and node["owners"], name
     assert {n["groupName"] for n in nodes.values()} == {"demo", "diabetes"}
@@ -60,11 +70,15 @@ def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
     assert len(raw_checks) == 8 and raw_checks.pop("no_feature_drift") is False  # drift only warns
     assert all(raw_checks.values())
     gate = nodes["demo/model_metrics"]["assetChecksOrError"]["checks"]
-    assert gate == [{"name": "accuracy_above_threshold", "blocking": True},
-                    {"name": "signature_matches_production", "blocking": True}]
+    assert gate == [
+        {"name": "accuracy_above_threshold", "blocking": True},
+        {"name": "signature_matches_production", "blocking": True},
+    ]
     gate = nodes["diabetes/model_metrics"]["assetChecksOrError"]["checks"]
-    assert gate == [{"name": "r2_above_threshold", "blocking": True},
-                    {"name": "signature_matches_production", "blocking": True}]
+    assert gate == [
+        {"name": "r2_above_threshold", "blocking": True},
+        {"name": "signature_matches_production", "blocking": True},
+    ]
 
     # The schedule and sensors appear, with the states they start in.
     (location,) = graphql(url, AUTOMATION)["workspaceOrError"]["locationEntries"]
@@ -72,11 +86,17 @@ def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
     schedules = sorted((s["name"], s["cronSchedule"]) for s in repository["schedules"])
     assert schedules == [("demo_daily_training", "0 2 * * *"), ("diabetes_daily_training", "30 2 * * *")]
     sensors = {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]}
-    assert sensors == {"demo_landing_zone_sensor": "STOPPED", "diabetes_landing_zone_sensor": "STOPPED",
-                       "demo_drift_sensor": "STOPPED", "diabetes_drift_sensor": "STOPPED",
-                       "notify_on_run_failure": "RUNNING", "demo_notify_on_deploy": "RUNNING",
-                       "diabetes_notify_on_deploy": "RUNNING", "notify_on_run_success": "RUNNING",
-                       "notify_on_held_back_model": "RUNNING"}
+    assert sensors == {
+        "demo_landing_zone_sensor": "STOPPED",
+        "diabetes_landing_zone_sensor": "STOPPED",
+        "demo_drift_sensor": "STOPPED",
+        "diabetes_drift_sensor": "STOPPED",
+        "notify_on_run_failure": "RUNNING",
+        "demo_notify_on_deploy": "RUNNING",
+        "diabetes_notify_on_deploy": "RUNNING",
+        "notify_on_run_success": "RUNNING",
+        "notify_on_held_back_model": "RUNNING",
+    }
 
     # Launch runs as the UI does: the earlier days as one single-run backfill of raw_data,
     # then the whole pipeline for the newest day.
@@ -118,7 +138,11 @@ def test_daemon_runs_the_landing_sensor_and_reruns_on_a_corrected_file(dagster_d
     url, _, tmp_path, env, _ = dagster_dev
     subprocess.run(
         [str(BIN / "dagster"), "sensor", "start", "demo_landing_zone_sensor", "-w", "workspace.yaml"],
-        cwd=ROOT, env=env, check=True, capture_output=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     ingests = _wait_for_runs(url, constants.LANDING_INGEST_TRIGGER, len(DAYS))
     assert len(ingests) == len(DAYS)
@@ -159,8 +183,10 @@ def test_dagster_dev_runs_a_pipeline_with_variants_to_the_best_model(tmp_path):
     pipelines = tmp_path / "pipelines.yaml"
     pipelines.write_text(textwrap.dedent(VARIANTS_YAML))
     with running_dagster_dev(tmp_path, {"ML_PLATFORM_PIPELINES": str(pipelines)}) as (url, port, *_):
-        dimensions = {d["name"]: d["partitionKeys"] for d in
-                      graphql(url, VARIANT_NODE)["assetNodeOrError"]["partitionKeysByDimension"]}
+        dimensions = {
+            d["name"]: d["partitionKeys"]
+            for d in graphql(url, VARIANT_NODE)["assetNodeOrError"]["partitionKeysByDimension"]
+        }
         assert dimensions["variant"] == [WEAK, STRONG]
         assert END_DAY in dimensions["date"]
         (location,) = graphql(url, AUTOMATION)["workspaceOrError"]["locationEntries"]

@@ -28,13 +28,22 @@ def running_dagster_dev(tmp_path: Path, extra_env: dict[str, str] | None = None)
     """`dagster dev` (webserver + daemon) on a free port of 127.0.0.1, stopped by process group."""
     # The sensors look every 5 s instead of every minute.
     env = {**project_env(tmp_path), "ML_PLATFORM_SENSOR_INTERVAL_S": "5", **(extra_env or {})}
-    subprocess.run([str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY], env=env,
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [str(BIN / "ml-platform"), "seed-demo", "--end-day", END_DAY],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     port = _free_port()
     log = open(tmp_path / "dagster_dev.log", "w")
     proc = subprocess.Popen(
         [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -66,8 +75,7 @@ def dagster_dev(tmp_path: Path):
 
 
 def graphql(url: str, query: str, variables: dict | None = None) -> dict:
-    response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables or {}},
-                             timeout=60)
+    response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
     assert response.ok, response.text
     body = response.json()
     assert "errors" not in body, body

@@ -52,9 +52,13 @@ def install(point: str, marker: str) -> None:
     def atomic_write(path, write):
         in_store = os.path.realpath(path).startswith(store_root + os.sep)
         name = os.path.basename(path)
-        mid = {"artifact-mid-write": "model.joblib", "metadata-mid-write": "metadata.json",
-               "pointer-mid-write": "production.json"}.get(point)
+        mid = {
+            "artifact-mid-write": "model.joblib",
+            "metadata-mid-write": "metadata.json",
+            "pointer-mid-write": "production.json",
+        }.get(point)
         if in_store and name == mid:
+
             def half(handle):
                 buffer = io.BytesIO()
                 write(buffer)

@@ -98,9 +98,21 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         url = f"http://127.0.0.1:{port}"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                [binary, "server", "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
-                 "--artifacts-destination", str(workdir / "artifacts"), "--serve-artifacts",
-                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                [
+                    binary,
+                    "server",
+                    "--backend-store-uri",
+                    f"sqlite:///{workdir / 'mlflow.db'}",
+                    "--artifacts-destination",
+                    str(workdir / "artifacts"),
+                    "--serve-artifacts",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -114,13 +126,17 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if proc.poll() is None and healthy(url):
             print(f"mlflow server ready at {url} in {time.monotonic() - started:.1f}s")
             break
-        why = (f"exited with {proc.returncode}" if proc.poll() is not None
-               else f"did not answer /health within {START_TIMEOUT_S:.0f}s")
+        why = (
+            f"exited with {proc.returncode}"
+            if proc.poll() is not None
+            else f"did not answer /health within {START_TIMEOUT_S:.0f}s"
+        )
         stop(proc)
         proc = None
     if proc is None:
-        service_unavailable("The MLflow server", f"{HOW_TO_INSTALL} (mlflow server {why}; its log:\n"
-                                                 f"{_log_tail(log_path)})")
+        service_unavailable(
+            "The MLflow server", f"{HOW_TO_INSTALL} (mlflow server {why}; its log:\n{_log_tail(log_path)})"
+        )
     try:
         yield url
     finally:

@@ -10,9 +10,9 @@ import dagster as dg
 
 from ml_platform.demo import seed_landing
 from ml_platform.factory import build_pipeline_defs
+from ml_platform.loading import load_pipelines, pipelines_from_text
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.settings import load_settings
-from ml_platform.loading import load_pipelines, pipelines_from_text
 from ml_platform.spec import PipelineSpec
 from ml_platform_tests.support.constants import DAYS, END_DAY, TEST_PIPELINES_FILE
 from ml_platform_tests.support.results import step_errors
@@ -80,18 +80,26 @@ def ingest_and_train(platform, built: BuiltPipeline, run_config=None) -> dg.Exec
     """raw_data of DAYS in one range run, then the training chain for END_DAY."""
     name = built.pipeline.name
     ingest = dg.materialize(
-        built.definitions, selection=f"key:{name}/raw_data", instance=platform.instance,
-        resources=platform.resources, raise_on_error=False,
+        built.definitions,
+        selection=f"key:{name}/raw_data",
+        instance=platform.instance,
+        resources=platform.resources,
+        raise_on_error=False,
         tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]},
     )
     assert ingest.success, step_errors(ingest)
     return dg.materialize(
-        built.definitions, selection=f"key:{name}/training_data+", partition_key=END_DAY,
-        instance=platform.instance, resources=platform.resources, run_config=run_config or {},
+        built.definitions,
+        selection=f"key:{name}/training_data+",
+        partition_key=END_DAY,
+        instance=platform.instance,
+        resources=platform.resources,
+        run_config=run_config or {},
         raise_on_error=False,
     )
 
 
 def seed(platform, folder: str, dataset: str, target: str, **kwargs) -> None:
-    seed_landing(str(platform.landing / folder), end_day=END_DAY, days=len(DAYS), target=target,
-                 dataset=dataset, **kwargs)
+    seed_landing(
+        str(platform.landing / folder), end_day=END_DAY, days=len(DAYS), target=target, dataset=dataset, **kwargs
+    )

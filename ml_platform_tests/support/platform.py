@@ -152,9 +152,7 @@ def project_env(root: Path) -> dict[str, str]:
     home.mkdir(parents=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = project_vars(root)
-    subprocess.run(
-        [str(BIN / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True, timeout=120
-    )
+    subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True, timeout=120)
     return env
 
 

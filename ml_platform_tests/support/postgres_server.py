@@ -68,8 +68,12 @@ class PostgresServer:
     def connect(self, db: str | None = None):
         """A psycopg2 connection as the login user over TCP (autocommit)."""
         conn = psycopg2.connect(
-            host=self.host, port=self.port, user=self.user, password=self.password,
-            dbname=db or self.db, connect_timeout=5,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=db or self.db,
+            connect_timeout=5,
         )
         conn.autocommit = True
         return conn
@@ -95,7 +99,11 @@ def _as_cluster_owner(args: list[str]) -> list[str]:
 
 def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
-        _as_cluster_owner(args), check=False, capture_output=True, text=True, timeout=timeout,
+        _as_cluster_owner(args),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
 
@@ -121,8 +129,10 @@ def _stop(bindir: Path, data_dir: Path) -> None:
     """`pg_ctl stop -m fast`; if the postmaster is still there, kill it by its PID."""
     pid = _postmaster_pid(data_dir)
     try:
-        _run([str(bindir / "pg_ctl"), "-D", str(data_dir), "stop", "-m", "fast", "-w",
-              "-t", str(STOP_TIMEOUT_S)], timeout=STOP_TIMEOUT_S + 10)
+        _run(
+            [str(bindir / "pg_ctl"), "-D", str(data_dir), "stop", "-m", "fast", "-w", "-t", str(STOP_TIMEOUT_S)],
+            timeout=STOP_TIMEOUT_S + 10,
+        )
     except subprocess.TimeoutExpired:
         pass
     if pid is None or not _alive(pid):
@@ -173,8 +183,19 @@ def postgres() -> Iterator[PostgresServer]:
     started = False
     try:
         init = _run(
-            [str(bindir / "initdb"), "-D", str(data_dir), "-U", "postgres", "-E", "UTF8",
-             "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"],
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--no-sync",
+            ],
             timeout=120,
         )
         if init.returncode != 0:
@@ -190,8 +211,19 @@ def postgres() -> Iterator[PostgresServer]:
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             )
             start = _run(
-                [str(bindir / "pg_ctl"), "-D", str(data_dir), "-l", str(log), "-w",
-                 "-t", str(START_TIMEOUT_S), "-o", options, "start"],
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(data_dir),
+                    "-l",
+                    str(log),
+                    "-w",
+                    "-t",
+                    str(START_TIMEOUT_S),
+                    "-o",
+                    options,
+                    "start",
+                ],
                 timeout=START_TIMEOUT_S + 10,
             )
             if start.returncode == 0:
@@ -218,8 +250,13 @@ def postgres() -> Iterator[PostgresServer]:
             admin.close()
 
         server = PostgresServer(
-            host="127.0.0.1", port=port, user=user, password=password, db=db,
-            socket_dir=socket_dir, data_dir=data_dir,
+            host="127.0.0.1",
+            port=port,
+            user=user,
+            password=password,
+            db=db,
+            socket_dir=socket_dir,
+            data_dir=data_dir,
         )
         # Ready when the login user gets in over TCP with its password.
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -47,13 +47,27 @@ def shop_day(day: str, rows: int, seed: int, index: int = 0, burst: float = 0.0)
     distance = np.round(rng.gamma(2.0, 4.0, base), 1)
     member = rng.random(base) < 0.35
     qty = rng.integers(1, 11, base)
-    score = (-1.5 + 0.08 * distance + 0.15 * np.log(price) - 1.0 * member + 0.6 * (region == "east")
-             + rng.normal(0, 0.5, base))
+    score = (
+        -1.5
+        + 0.08 * distance
+        + 0.15 * np.log(price)
+        - 1.0 * member
+        + 0.6 * (region == "east")
+        + rng.normal(0, 0.5, base)
+    )
     churned = np.where(score > 0, "yes", "no")
-    frame = pd.DataFrame({
-        "region": region, "store": rng.integers(100, 115, base), "product": product, "price": price,
-        "qty": qty, "distance": distance, "member": member, TARGET: churned,
-    })
+    frame = pd.DataFrame(
+        {
+            "region": region,
+            "store": rng.integers(100, 115, base),
+            "product": product,
+            "price": price,
+            "qty": qty,
+            "distance": distance,
+            "member": member,
+            TARGET: churned,
+        }
+    )
     # About one order in ten repeats another order's features and outcome: a distinct event.
     repeats = frame.iloc[rng.integers(0, base, rows - base)]
     frame = pd.concat([frame, repeats], ignore_index=True).sample(frac=1.0, random_state=seed).reset_index(drop=True)

@@ -64,8 +64,23 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         port = free_port()
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-                 "--dir", str(workdir), "--protected-mode", "yes", "--daemonize", "no"],
+                [
+                    binary,
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(workdir),
+                    "--protected-mode",
+                    "yes",
+                    "--daemonize",
+                    "no",
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -27,10 +27,7 @@ def check_descriptions(result: dg.ExecuteInProcessResult) -> dict[str, str]:
 
 def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
     """The assets a run materialized; the demo pipeline's by name (``raw_data``), others by key."""
-    return {
-        e.asset_key.to_user_string().removeprefix(f"{PREFIX}/")
-        for e in result.get_asset_materialization_events()
-    }
+    return {e.asset_key.to_user_string().removeprefix(f"{PREFIX}/") for e in result.get_asset_materialization_events()}
 
 
 def _failure_chains(result: dg.ExecuteInProcessResult) -> Iterator:

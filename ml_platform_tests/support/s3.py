@@ -54,8 +54,11 @@ class S3Platform(Platform):
 def s3_platform_on(server: S3Server, root: Path, instance: dg.DagsterInstance, cls=None) -> S3Platform:
     """A prod platform (``cls``, default S3Platform) on ``server`` under a fresh prefix."""
     platform = (cls or S3Platform)(
-        root=root, landing=root / "landing", store_dir=root / "model_store",
-        assets_dir=root / "assets", instance=instance,
+        root=root,
+        landing=root / "landing",
+        store_dir=root / "model_store",
+        assets_dir=root / "assets",
+        instance=instance,
     )
     platform.server, platform.prefix = server, server.fresh_prefix()
     return platform

@@ -84,11 +84,18 @@ class WeedMini:
     for the internal services, see `pinned_ports`).
     """
 
-    ARGS = ("-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false", "-admin.ui=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0")
+    ARGS = (
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        "-admin.ui=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+    )
 
-    def __init__(self, weed: str, data_dir: Path, s3_port: int, bucket: str = BUCKET,
-                 extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, weed: str, data_dir: Path, s3_port: int, bucket: str = BUCKET, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.weed = weed
         self.data_dir = Path(data_dir)
         self.s3_port = s3_port
@@ -123,13 +130,19 @@ class WeedMini:
             return
         self._reap()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-               "S3_BUCKET": self.bucket}
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "S3_BUCKET": self.bucket,
+        }
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self._proc = subprocess.Popen(
-                [self.weed, "mini", f"-dir={self.data_dir}", *self.ARGS, f"-s3.port={self.s3_port}",
-                 *self.extra_args],
-                cwd=self.data_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                [self.weed, "mini", f"-dir={self.data_dir}", *self.ARGS, f"-s3.port={self.s3_port}", *self.extra_args],
+                cwd=self.data_dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
@@ -199,8 +212,17 @@ def pinned_ports() -> tuple[str, ...]:
     defaults, or the next free ones), so that a restart finds the same master, volume server and
     filer addresses, and a `weed mini` starting elsewhere at the same moment (which probes for the
     next free port after each default) does not pick the same ones."""
-    names = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-             "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc")
+    names = (
+        "master.port",
+        "master.port.grpc",
+        "volume.port",
+        "volume.port.grpc",
+        "filer.port",
+        "filer.port.grpc",
+        "s3.port.grpc",
+        "admin.port",
+        "admin.port.grpc",
+    )
     return (*(f"-{name}={_free_port()}" for name in names), "-webdav=false")
 
 
@@ -229,8 +251,7 @@ def s3_server() -> Iterator[S3Server]:
     with running_weed_mini("weed-") as mini:
         # The platform reads credentials through the standard AWS chain: the environment.
         saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
-        os.environ.update({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-                           "AWS_REGION": REGION})
+        os.environ.update({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": REGION})
         server = mini.server()
         _wait_for_bucket(server)
         yield server

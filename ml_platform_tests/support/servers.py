@@ -94,8 +94,6 @@ def smtp() -> Iterator[SmtpServer]:
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
-        yield SmtpServer(
-            host="127.0.0.1", port=controller.port, messages=handler.messages, envelopes=handler.envelopes
-        )
+        yield SmtpServer(host="127.0.0.1", port=controller.port, messages=handler.messages, envelopes=handler.envelopes)
     finally:
         controller.stop()

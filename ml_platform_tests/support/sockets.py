@@ -40,8 +40,10 @@ def _address(hex_address: str) -> tuple[str, int]:
     if len(raw) == 4:
         address = socket.inet_ntop(socket.AF_INET, raw[::-1])
     else:  # /proc prints IPv6 as four little-endian 32-bit words
-        address = socket.inet_ntop(socket.AF_INET6, b"".join(
-            struct.pack(">I", struct.unpack("<I", raw[i:i + 4])[0]) for i in range(0, 16, 4)))
+        address = socket.inet_ntop(
+            socket.AF_INET6,
+            b"".join(struct.pack(">I", struct.unpack("<I", raw[i : i + 4])[0]) for i in range(0, 16, 4)),
+        )
     return str(ipaddress.ip_address(address)), int(port, 16)
 
 

@@ -16,7 +16,8 @@ TARGET = "target"
 
 def spec_of(quality_yaml: str, extra: str = ""):
     text = f"pipelines:\n  - name: shop\n{extra}    quality:\n" + "".join(
-        f"      {line}\n" for line in quality_yaml.strip().splitlines())
+        f"      {line}\n" for line in quality_yaml.strip().splitlines()
+    )
     (spec,) = parse_pipelines(text, "pipelines.yaml", load_settings(environ={}))
     return spec
 
@@ -52,8 +53,9 @@ columns:
     assert contract.column("store").allowed == quality.Rule(("north", "south", 3), "block")
     assert contract.declares_values
     # A run's config replaces the pipeline-wide null share, keeping its severity.
-    assert spec_of("max_null_ratio: {value: 0.2, severity: warn}").quality.contract(0.5).max_null_ratio == \
-        quality.Rule(0.5, "warn")
+    assert spec_of("max_null_ratio: {value: 0.2, severity: warn}").quality.contract(0.5).max_null_ratio == quality.Rule(
+        0.5, "warn"
+    )
 
 
 def test_no_quality_block_is_the_default_contract():
@@ -63,20 +65,27 @@ def test_no_quality_block_is_the_default_contract():
     assert spec.quality.dedupe.enabled and spec.quality.dedupe.key is None
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ("max_null_ratio: 1.5", "quality.max_null_ratio: Input should be less than or equal to 1"),
-    ("max_null_ratio: {value: 0.2, severity: loud}", "quality.max_null_ratio.severity: Input should be 'block' or"
-                                                      " 'warn'"),
-    ("columns: {price: {min: 10, max: 1}}", "quality.columns.price: min 10 is above max 1"),
-    ("columns: {price: {min: cheap}}", "quality.columns.price.min: 'cheap' is not a number"),
-    ("columns: {price: {between: [1, 2]}}", "quality.columns.price.between: unknown key"),
-    ("columns: {store: {allowed: []}}", "quality.columns.store.allowed: List should have at least 1 item"),
-    ("columns: {target: {max_null_ratio: 0.3}}", "quality.columns.target.max_null_ratio: the label's empty share is"
-                                                 " quality.target_missing.max_ratio"),
-    ("columns: {target: {unique: true}}", "quality.columns.target.unique: a label is not an id"),
-    ("dedupe: {key: []}", "quality.dedupe.key: List should have at least 1 item"),
-    ("min_rows: 0", "quality.min_rows: Input should be greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("max_null_ratio: 1.5", "quality.max_null_ratio: Input should be less than or equal to 1"),
+        (
+            "max_null_ratio: {value: 0.2, severity: loud}",
+            "quality.max_null_ratio.severity: Input should be 'block' or 'warn'",
+        ),
+        ("columns: {price: {min: 10, max: 1}}", "quality.columns.price: min 10 is above max 1"),
+        ("columns: {price: {min: cheap}}", "quality.columns.price.min: 'cheap' is not a number"),
+        ("columns: {price: {between: [1, 2]}}", "quality.columns.price.between: unknown key"),
+        ("columns: {store: {allowed: []}}", "quality.columns.store.allowed: List should have at least 1 item"),
+        (
+            "columns: {target: {max_null_ratio: 0.3}}",
+            "quality.columns.target.max_null_ratio: the label's empty share is quality.target_missing.max_ratio",
+        ),
+        ("columns: {target: {unique: true}}", "quality.columns.target.unique: a label is not an id"),
+        ("dedupe: {key: []}", "quality.dedupe.key: List should have at least 1 item"),
+        ("min_rows: 0", "quality.min_rows: Input should be greater than or equal to 1"),
+    ],
+)
 def test_a_bad_contract_fails_at_load_naming_the_field(text, says):
     with pytest.raises(ConfigError) as raised:
         spec_of(text)
@@ -85,8 +94,9 @@ def test_a_bad_contract_fails_at_load_naming_the_field(text, says):
 
 
 def test_min_and_max_on_a_column_declared_categorical_fail_at_load():
-    with pytest.raises(ConfigError, match="quality.columns.store: min / max are for numbers; features declare it"
-                                          " categorical"):
+    with pytest.raises(
+        ConfigError, match="quality.columns.store: min / max are for numbers; features declare it categorical"
+    ):
         spec_of("columns: {store: {min: 1}}", extra="    features: [price, {store: categorical}]\n")
 
 
@@ -109,8 +119,14 @@ def test_null_shares_are_judged_per_column_against_their_own_limits():
     assert not result.passed and result.severity == "block"
     assert result.message == "null ratio above 0.1 in: price (0.200)"
     table = rows_of(result)
-    assert table["distance", "max_null_ratio"] == {"Column": "distance", "Rule": "max_null_ratio", "Observed": "0.5",
-                                                   "Limit": "0.6", "Passed": True, "Severity": "block"}
+    assert table["distance", "max_null_ratio"] == {
+        "Column": "distance",
+        "Rule": "max_null_ratio",
+        "Observed": "0.5",
+        "Limit": "0.6",
+        "Passed": True,
+        "Severity": "block",
+    }
     assert table["price", "max_null_ratio"]["Passed"] is False
     assert list(result.rows)[0]["Column"] == "price"  # the failed rows first
 
@@ -147,20 +163,34 @@ columns:
   city: {max_categories: 2}
   zone: {min: 1, severity: warn}
 """)
-    frame = day(price=[5.0, -1.0, 250.0, np.nan, 7.0], store=["north", "east", "south", "west", None],
-                order_id=["a", "b", "b", "c", "d"], city=["x", "y", "z", "x", "y"], zone=[1, 2, 3, 4, 5])
+    frame = day(
+        price=[5.0, -1.0, 250.0, np.nan, 7.0],
+        store=["north", "east", "south", "west", None],
+        order_id=["a", "b", "b", "c", "d"],
+        city=["x", "y", "z", "x", "y"],
+        zone=[1, 2, 3, 4, 5],
+    )
     result = results(frame, contract)["declared_rules_met"]
     assert not result.passed and result.severity == "block"
-    for part in ("5 rows, fewer than min_rows 20", "'price' has 1 value(s) below min 0 (lowest -1)",
-                 "'price' has 1 value(s) above max 100 (highest 250)",
-                 "'store' has 2 value(s) outside allowed, such as ['east', 'west']",
-                 "'order_id' repeats 1 value(s), such as ['b']",
-                 "'city' has 3 distinct values, more than max_categories 2"):
+    for part in (
+        "5 rows, fewer than min_rows 20",
+        "'price' has 1 value(s) below min 0 (lowest -1)",
+        "'price' has 1 value(s) above max 100 (highest 250)",
+        "'store' has 2 value(s) outside allowed, such as ['east', 'west']",
+        "'order_id' repeats 1 value(s), such as ['b']",
+        "'city' has 3 distinct values, more than max_categories 2",
+    ):
         assert part in result.message
     table = rows_of(result)
     assert table["zone", "min"]["Passed"] and table["zone", "min"]["Severity"] == "warn"
-    assert table["price", "max"] == {"Column": "price", "Rule": "max", "Observed": "250", "Limit": "100",
-                                     "Passed": False, "Severity": "block"}
+    assert table["price", "max"] == {
+        "Column": "price",
+        "Rule": "max",
+        "Observed": "250",
+        "Limit": "100",
+        "Passed": False,
+        "Severity": "block",
+    }
     assert table["(day)", "min_rows"]["Observed"] == "5"
 
 
@@ -190,16 +220,21 @@ def test_booleans_with_nulls_are_booleans():
     assert results(frame, quality.Contract.of(0.5))["feature_columns_valid"].passed
 
 
-@pytest.mark.parametrize("values", [
-    ["2026-01-03", "2026-01-04 10:30", "2026-02-01T08:00:00Z", None],
-    ["03/01/2026", "04/01/2026 10:30", "15.02.2026", "16.02.2026"],
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["2026-01-03", "2026-01-04 10:30", "2026-02-01T08:00:00Z", None],
+        ["03/01/2026", "04/01/2026 10:30", "15.02.2026", "16.02.2026"],
+    ],
+)
 def test_text_dates_are_a_datetime_column_to_declare(values):
     frame = day(x=[1.0] * 4, seen_at=values)
     result = quality.feature_types(frame, TARGET)
     assert not result.passed
-    assert ("column 'seen_at' holds dates and times (str): declare it `{seen_at: datetime}` under features (its"
-            " hour, weekday and month become inputs) or leave it out of the data") in result.message
+    assert (
+        "column 'seen_at' holds dates and times (str): declare it `{seen_at: datetime}` under features (its"
+        " hour, weekday and month become inputs) or leave it out of the data"
+    ) in result.message
     declared = quality.feature_types(frame, TARGET, {"seen_at": "datetime"})
     assert declared.passed, declared.message
 
@@ -249,8 +284,9 @@ def test_rows_of_days_with_other_columns_never_repeat_each_other():
 
 def test_a_dedupe_key_missing_from_a_day_names_it():
     with pytest.raises(DataValidationError, match="quality.dedupe.key: 'event_id' is not in 2026-01-02"):
-        quality.repeated_rows({"2026-01-01": pd.DataFrame({"event_id": [1]}),
-                               "2026-01-02": pd.DataFrame({"id": [1]})}, ["event_id"])
+        quality.repeated_rows(
+            {"2026-01-01": pd.DataFrame({"event_id": [1]}), "2026-01-02": pd.DataFrame({"id": [1]})}, ["event_id"]
+        )
 
 
 # -- the suggested contract -----------------------------------------------------------------------
@@ -261,11 +297,15 @@ def test_the_suggested_contract_is_met_by_the_days_it_was_read_from():
     frames = {}
     for index in range(5):
         n = 100 + index
-        frame = pd.DataFrame({
-            "price": rng.uniform(3, 900, n), "store": rng.choice(["north", "south", "east"], n),
-            "product": [f"p{i}" for i in rng.integers(0, 400, n)], "order_id": [f"o{index}-{i}" for i in range(n)],
-            TARGET: rng.choice(["yes", "no"], n).astype(object),
-        })
+        frame = pd.DataFrame(
+            {
+                "price": rng.uniform(3, 900, n),
+                "store": rng.choice(["north", "south", "east"], n),
+                "product": [f"p{i}" for i in rng.integers(0, 400, n)],
+                "order_id": [f"o{index}-{i}" for i in range(n)],
+                TARGET: rng.choice(["yes", "no"], n).astype(object),
+            }
+        )
         if index == 3:  # a burst: 40 % of one column empty, the label empty on the same rows
             burst = rng.random(n) < 0.4
             frame.loc[burst, "price"] = np.nan

@@ -14,11 +14,13 @@ CONTRACT = day_work.DayContract(target=TARGET, schema=None, contract=quality.Con
 
 
 def _frame(rows: int = 40, offset: int = 0) -> pd.DataFrame:
-    return pd.DataFrame({
-        "x": [float(i + offset) for i in range(rows)],
-        "segment": ["a" if i % 3 else "b" for i in range(rows)],
-        TARGET: [i % 2 for i in range(rows)],
-    })
+    return pd.DataFrame(
+        {
+            "x": [float(i + offset) for i in range(rows)],
+            "segment": ["a" if i % 3 else "b" for i in range(rows)],
+            TARGET: [i % 2 for i in range(rows)],
+        }
+    )
 
 
 def _landing(tmp_path, days: int) -> list[tuple[str, str, str]]:
@@ -33,7 +35,7 @@ def _landing(tmp_path, days: int) -> list[tuple[str, str, str]]:
 
 
 def test_a_parquet_day_is_stored_as_its_own_bytes_and_reads_back_as_parsed(tmp_path):
-    (day, source, destination), = _landing(tmp_path, 1)
+    ((day, source, destination),) = _landing(tmp_path, 1)
     ingested = day_work.ingest_day(day, source, destination, CONTRACT)
     data = open(source, "rb").read()
     assert open(destination, "rb").read() == data
@@ -44,10 +46,13 @@ def test_a_parquet_day_is_stored_as_its_own_bytes_and_reads_back_as_parsed(tmp_p
     assert all(r.passed for r in ingested.checked.results)
 
 
-@pytest.mark.parametrize("write", [
-    pytest.param(lambda frame, path: frame.to_csv(path.with_suffix(".csv"), index=False), id="csv"),
-    pytest.param(lambda frame, path: frame.set_index("x").to_parquet(path), id="parquet-with-index"),
-])
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda frame, path: frame.to_csv(path.with_suffix(".csv"), index=False), id="csv"),
+        pytest.param(lambda frame, path: frame.set_index("x").to_parquet(path), id="parquet-with-index"),
+    ],
+)
 def test_other_days_are_encoded_as_the_io_manager_does(tmp_path, write):
     source = tmp_path / "2026-01-01.parquet"
     write(_frame(), source)
@@ -65,7 +70,7 @@ def test_a_range_runs_in_worker_processes_in_the_jobs_order(tmp_path):
     assert [r.day for r in results] == [job[0] for job in jobs]
     assert [r.summary.rows for r in results] == [30 + n for n in range(6)]
     assert seen == [1, 2, 3, 4, 5, 6]
-    for day, source, destination, _ in jobs:
+    for _day, source, destination, _ in jobs:
         pd.testing.assert_frame_equal(pd.read_parquet(destination), pd.read_parquet(source))
     # The work ran in worker processes, started by the pool.
     assert day_work._POOL is not None and day_work._POOL._processes
@@ -81,11 +86,13 @@ def test_a_bad_file_in_a_range_raises_its_typed_error_naming_it(tmp_path):
 
 
 def test_a_kept_check_result_is_used_only_for_the_same_file_and_contract(tmp_path):
-    (day, source, destination), = _landing(tmp_path, 1)
+    ((day, source, destination),) = _landing(tmp_path, 1)
     ingested = day_work.ingest_day(day, source, destination, CONTRACT)
     day_work.remember_checked(destination, CONTRACT, ingested.checked)
     assert day_work.recall_checked(destination, CONTRACT) == ingested.checked
-    stricter = day_work.DayContract(target=TARGET, schema=None, contract=quality.Contract.of(0.0), task="classification")
+    stricter = day_work.DayContract(
+        target=TARGET, schema=None, contract=quality.Contract.of(0.0), task="classification"
+    )
     assert day_work.recall_checked(destination, stricter) is None
     _frame(12).to_parquet(destination, index=False)  # the stored day is replaced
     assert day_work.recall_checked(destination, CONTRACT) is None

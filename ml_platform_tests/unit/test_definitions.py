@@ -6,12 +6,25 @@ import dagster as dg
 
 from ml_platform.definitions import defs
 
-ASSET_NAMES = {"raw_data", "training_data", "train_split", "test_split", "trained_model", "model_metrics",
-               "deployed_model"}
+ASSET_NAMES = {
+    "raw_data",
+    "training_data",
+    "train_split",
+    "test_split",
+    "trained_model",
+    "model_metrics",
+    "deployed_model",
+}
 PIPELINES = {"demo": "classification", "diabetes": "regression"}
 ASSETS = {f"{p}/{name}" for p in PIPELINES for name in ASSET_NAMES}
-RULES = {"not_empty", "target_column_present", "schema_matches", "null_ratio_below_threshold",
-         "feature_columns_valid", "target_missing_below_threshold"}
+RULES = {
+    "not_empty",
+    "target_column_present",
+    "schema_matches",
+    "null_ratio_below_threshold",
+    "feature_columns_valid",
+    "target_missing_below_threshold",
+}
 CHECKS = {
     *((f"{p}/raw_data", rule) for p in PIPELINES for rule in RULES),
     ("demo/raw_data", "at_least_two_classes"),
@@ -51,7 +64,8 @@ def test_each_pipeline_has_a_job_over_its_own_assets():
     for name in PIPELINES:
         job = defs.resolve_job_def(f"{name}_training")
         assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
-            f"{name}/{asset}" for asset in ASSET_NAMES}
+            f"{name}/{asset}" for asset in ASSET_NAMES
+        }
         assert job.partitions_def is not None
         assert job.executor_def.name == dg.in_process_executor.name
 
@@ -65,10 +79,15 @@ def test_raw_data_can_be_backfilled_as_one_run():
 def test_schedules_and_sensors_per_pipeline():
     assert sorted(s.name for s in defs.schedules) == ["demo_daily_training", "diabetes_daily_training"]
     assert {s.name for s in defs.sensors} == {
-        "demo_landing_zone_sensor", "demo_notify_on_deploy",
-        "diabetes_landing_zone_sensor", "diabetes_notify_on_deploy", "notify_on_run_failure",
-        "notify_on_run_success", "notify_on_held_back_model",
-        "demo_drift_sensor", "diabetes_drift_sensor",
+        "demo_landing_zone_sensor",
+        "demo_notify_on_deploy",
+        "diabetes_landing_zone_sensor",
+        "diabetes_notify_on_deploy",
+        "notify_on_run_failure",
+        "notify_on_run_success",
+        "notify_on_held_back_model",
+        "demo_drift_sensor",
+        "diabetes_drift_sensor",
     }
     for sensor in defs.sensors:
         assert defs.resolve_sensor_def(sensor.name).description
@@ -89,8 +108,9 @@ def test_stage_resources_become_kubernetes_requests():
     """pipelines.yaml gives diabetes' train stage cpu 2 / memory 2Gi: its steps carry the tag."""
     op = defs.resolve_assets_def(dg.AssetKey(["diabetes", "trained_model"])).op
     # Tags are strings: dagster-k8s reads this one as JSON.
-    assert json.loads(op.tags["dagster-k8s/config"]) == {"container_config": {"resources": {
-        "requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}}}
+    assert json.loads(op.tags["dagster-k8s/config"]) == {
+        "container_config": {"resources": {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}}
+    }
     assert "dagster-k8s/config" not in defs.resolve_assets_def(dg.AssetKey(["demo", "trained_model"])).op.tags
 
 
@@ -100,23 +120,29 @@ def test_local_mode_does_not_import_boto3_but_prod_mode_builds_the_s3_backends()
     import subprocess
     import sys
 
-    code = ("import sys, ml_platform.definitions as d; "
-            "print(sorted({type(r).__name__ for r in d.defs.resources.values()}), 'boto3' in sys.modules)")
+    code = (
+        "import sys, ml_platform.definitions as d; "
+        "print(sorted({type(r).__name__ for r in d.defs.resources.values()}), 'boto3' in sys.modules)"
+    )
     base = {k: v for k, v in os.environ.items() if not k.startswith("ML_PLATFORM_")}
-    local = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True,
-                           check=True).stdout
+    local = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True, check=True).stdout
     assert "LocalModelStore" in local and local.strip().endswith("False"), local
-    prod = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env={**base, "ML_PLATFORM_ENV": "prod", "ML_PLATFORM_S3_BUCKET": "b"}).stdout
+    prod = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**base, "ML_PLATFORM_ENV": "prod", "ML_PLATFORM_S3_BUCKET": "b"},
+    ).stdout
     assert "S3ModelStore" in prod and prod.strip().endswith("True"), prod
 
 
 def test_the_repository_pipelines_file_builds_both_pipelines():
     """The tests build the suite's own pipelines.yaml; this one checks the repository's."""
     from ml_platform.factory import build_platform_defs
+    from ml_platform.loading import load_pipelines
     from ml_platform.runtime import PipelineRuntime
     from ml_platform.settings import load_settings
-    from ml_platform.loading import load_pipelines
     from ml_platform_tests.support.constants import ROOT
 
     settings = load_settings()
@@ -125,8 +151,9 @@ def test_the_repository_pipelines_file_builds_both_pipelines():
     assert all(s.partitions.start == "2026-11-01" for s in specs)  # the demo opens on a month, not 2025
     from ml_platform.definitions import resources_for
 
-    repository = build_platform_defs([PipelineRuntime(s, settings) for s in specs], resources_for(settings),
-                                     dg.in_process_executor)
+    repository = build_platform_defs(
+        [PipelineRuntime(s, settings) for s in specs], resources_for(settings), dg.in_process_executor
+    )
     assert {k.to_user_string() for k in repository.resolve_asset_graph().get_all_asset_keys()} == ASSETS
 
 

@@ -18,9 +18,18 @@ from ml_platform_tests.support.constants import ROOT
 
 PACKAGE = "ml_platform"
 FREE_OF_DAGSTER = (
-    "ml_platform.ml", "ml_platform.quality", "ml_platform.drift", "ml_platform.signature", "ml_platform.tracking",
-    "ml_platform.encoding", "ml_platform.day_work", "ml_platform.estimators", "ml_platform.user_code",
-    "ml_platform.paths", "ml_platform.errors", "ml_platform.constants",
+    "ml_platform.ml",
+    "ml_platform.quality",
+    "ml_platform.drift",
+    "ml_platform.signature",
+    "ml_platform.tracking",
+    "ml_platform.encoding",
+    "ml_platform.day_work",
+    "ml_platform.estimators",
+    "ml_platform.user_code",
+    "ml_platform.paths",
+    "ml_platform.errors",
+    "ml_platform.constants",
 )
 
 
@@ -154,5 +163,6 @@ def test_the_checks_see_what_they_are_meant_to(tmp_path):
     (package / "helpers.py").write_text("import dagster as dg\n")
     graph, outside = import_graph(tmp_path)
     assert cycles(graph) == [["ml_platform.backends", "ml_platform.backends.local"]]
-    assert dagster_paths(graph, outside, "ml_platform.ml") == ["ml_platform.ml ... ml_platform.helpers"
-                                                               " (imports dagster)"]
+    assert dagster_paths(graph, outside, "ml_platform.ml") == [
+        "ml_platform.ml ... ml_platform.helpers (imports dagster)"
+    ]

@@ -35,8 +35,11 @@ def daily(context: dg.AssetExecutionContext) -> pd.DataFrame:
 def _received(frames: dict) -> pd.DataFrame:
     """What a downstream asset was handed, as a table it can store."""
     return pd.DataFrame(
-        {"day": list(frames), "rows": [len(f) for f in frames.values()],
-         "first_day": [f["day"].iloc[0] for f in frames.values()]}
+        {
+            "day": list(frames),
+            "rows": [len(f) for f in frames.values()],
+            "first_day": [f["day"].iloc[0] for f in frames.values()],
+        }
     )
 
 
@@ -97,8 +100,13 @@ def settings_blob(context: dg.AssetExecutionContext) -> dict:
 @dg.asset(partitions_def=DAYS, ins={"settings_blob": dg.AssetIn(input_manager_key="model_io_manager")})
 def settings_used(settings_blob: dict) -> pd.DataFrame:
     assert settings_blob["nested"] == {"k": (1, 2)}
-    return pd.DataFrame({"day": [settings_blob["day"]], "threshold": [settings_blob["threshold"]],
-                         "labels": [",".join(settings_blob["labels"])]})
+    return pd.DataFrame(
+        {
+            "day": [settings_blob["day"]],
+            "threshold": [settings_blob["threshold"]],
+            "labels": [",".join(settings_blob["labels"])],
+        }
+    )
 
 
 TRAIN_X = pd.DataFrame({"x1": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "x2": [1.0, 0.5, 0.0, -0.5, -1.0, -1.5]})
@@ -114,9 +122,7 @@ def fitted_model(daily: pd.DataFrame) -> LogisticRegression:
 @dg.asset(partitions_def=DAYS, ins={"fitted_model": dg.AssetIn(input_manager_key="model_io_manager")})
 def scores(fitted_model: LogisticRegression) -> pd.DataFrame:
     assert isinstance(fitted_model, LogisticRegression)
-    return SCORE_X.assign(
-        label=fitted_model.predict(SCORE_X), proba=fitted_model.predict_proba(SCORE_X)[:, 1]
-    )
+    return SCORE_X.assign(label=fitted_model.predict(SCORE_X), proba=fitted_model.predict_proba(SCORE_X)[:, 1])
 
 
 @dg.asset(io_manager_key="model_io_manager", key_prefix=["lookups"])
@@ -124,16 +130,28 @@ def unpartitioned_blob() -> dict:
     return {"a": 1}
 
 
-@dg.asset(ins={"unpartitioned_blob": dg.AssetIn(key=["lookups", "unpartitioned_blob"],
-                                                input_manager_key="model_io_manager")})
+@dg.asset(
+    ins={"unpartitioned_blob": dg.AssetIn(key=["lookups", "unpartitioned_blob"], input_manager_key="model_io_manager")}
+)
 def unpartitioned_frame(unpartitioned_blob: dict) -> pd.DataFrame:
     return pd.DataFrame({"a": [unpartitioned_blob["a"]]})
 
 
 ASSETS = [
-    daily, tolerant_window, strict_window, same_day_as_dict, same_day_plain, ranged,
-    ranged_one_frame, not_a_frame, settings_blob, settings_used, fitted_model, scores,
-    unpartitioned_blob, unpartitioned_frame,
+    daily,
+    tolerant_window,
+    strict_window,
+    same_day_as_dict,
+    same_day_plain,
+    ranged,
+    ranged_one_frame,
+    not_a_frame,
+    settings_blob,
+    settings_used,
+    fitted_model,
+    scores,
+    unpartitioned_blob,
+    unpartitioned_frame,
 ]
 
 
@@ -204,9 +222,7 @@ def test_a_window_input_arrives_as_a_dict_of_days(run, base):
     result = run("key:tolerant_window", D3)
     assert result.success, step_errors(result)
     received = pd.read_parquet(base / "tolerant_window" / f"{D3}.parquet")
-    assert received.to_dict("list") == {
-        "day": [D1, D2, D3], "rows": [1, 2, 3], "first_day": [D1, D2, D3]
-    }
+    assert received.to_dict("list") == {"day": [D1, D2, D3], "rows": [1, 2, 3], "first_day": [D1, D2, D3]}
 
 
 def test_missing_days_are_left_out_when_allowed(run, base, instance):
@@ -318,8 +334,9 @@ def test_rewrites_and_failed_writes_leave_no_temp_files(run, base):
     (base / "daily" / f"{D1}.parquet").write_bytes(b"stale")
     ingest(run, D1)  # a re-run replaces the stored day
     pd.testing.assert_frame_equal(pd.read_parquet(base / "daily" / f"{D1}.parquet"), day_frame(D1))
-    ranged_run = run("key:ranged", tags={"dagster/asset_partition_range_start": D1,
-                                         "dagster/asset_partition_range_end": D3})
+    ranged_run = run(
+        "key:ranged", tags={"dagster/asset_partition_range_start": D1, "dagster/asset_partition_range_end": D3}
+    )
     assert ranged_run.success, step_errors(ranged_run)
     assert not run("key:not_a_frame", D1).success  # fails inside the atomic write
     blob_run = run("key:settings_blob", D1)

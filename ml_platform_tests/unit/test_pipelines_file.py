@@ -6,9 +6,9 @@ import textwrap
 import pytest
 
 from ml_platform.errors import ConfigError
-from ml_platform.settings import load_settings
 from ml_platform.loading import load_pipelines, pipelines_from_text
 from ml_platform.paths import pipelines_path
+from ml_platform.settings import load_settings
 from ml_platform_tests.support.constants import ROOT
 
 GOOD = """
@@ -38,13 +38,22 @@ def parse(text: str):
 def test_a_valid_file_with_defaults_filled_in():
     churn, prices = parse(GOOD)
     assert (churn.name, churn.target, churn.window_days, churn.model_name) == ("churn", "churned", 14, "churn")
-    assert churn.model.params == {"n_estimators": 50, "max_depth": 6, "min_samples_leaf": 1,
-                                  "random_state": 42, "n_jobs": -1}
+    assert churn.model.params == {
+        "n_estimators": 50,
+        "max_depth": 6,
+        "min_samples_leaf": 1,
+        "random_state": 42,
+        "n_jobs": -1,
+    }
     assert churn.gate_metric == ("accuracy", 0.75, True)
     assert churn.schedule.timezone == "Europe/Berlin" and churn.stages.train.resources.memory == "16Gi"
     # Left out: the platform defaults (target column, window, time zone), the name as landing/model.
     assert (prices.target, prices.window_days, prices.landing, prices.schedule.timezone) == (
-        "target", 7, "prices", "UTC")
+        "target",
+        7,
+        "prices",
+        "UTC",
+    )
     assert prices.gate_metric == ("rmse", 12.5, False)
 
 
@@ -55,52 +64,124 @@ def test_the_repository_file_declares_a_classification_and_a_regression_pipeline
 
 BAD = [
     ("unknown-key", "    windw_days: 3\n", "pipelines[0] (churn): windw_days: unknown key"),
-    ("unknown-stage-key", "    stages: {train: {timeout: 5}}\n", "pipelines[0] (churn): stages.train.timeout: unknown key"),
+    (
+        "unknown-stage-key",
+        "    stages: {train: {timeout: 5}}\n",
+        "pipelines[0] (churn): stages.train.timeout: unknown key",
+    ),
     ("unknown-stage", "    stages: {fit: {timeout_s: 5}}\n", "pipelines[0] (churn): stages.fit: unknown key"),
-    ("bad-cron", '    schedule: {cron: "0 25 * * *"}\n',
-     "pipelines[0] (churn): schedule.cron: '0 25 * * *' is not a valid cron expression"),
-    ("bad-timezone", "    schedule: {timezone: Mars/Olympus}\n",
-     "pipelines[0] (churn): schedule.timezone: 'Mars/Olympus' is not an IANA time zone"),
-    ("unknown-estimator", "    model: {estimator: xgboost}\n",
-     "pipelines[0] (churn): model.estimator: unknown estimator 'xgboost' for classification; choose one of"
-     " random_forest, hist_gradient_boosting, logistic_regression"),
-    ("regression-only-estimator", "    model: {estimator: ridge}\n",
-     "model.estimator: unknown estimator 'ridge' for classification"),
-    ("unknown-param", "    model: {estimator: random_forest, params: {n_trees: 5}}\n",
-     "pipelines[0] (churn): model.params.n_trees: unknown key (parameters of random_forest: n_estimators,"),
-    ("bad-param", "    model: {estimator: random_forest, params: {n_estimators: 0}}\n",
-     "model.params.n_estimators: Input should be greater than or equal to 1"),
-    ("gate-of-other-task", "    gate: {min_r2: 0.5}\n",
-     "pipelines[0] (churn): gate.min_r2: not a classification gate; use one of min_accuracy, min_f1,"),
+    (
+        "bad-cron",
+        '    schedule: {cron: "0 25 * * *"}\n',
+        "pipelines[0] (churn): schedule.cron: '0 25 * * *' is not a valid cron expression",
+    ),
+    (
+        "bad-timezone",
+        "    schedule: {timezone: Mars/Olympus}\n",
+        "pipelines[0] (churn): schedule.timezone: 'Mars/Olympus' is not an IANA time zone",
+    ),
+    (
+        "unknown-estimator",
+        "    model: {estimator: xgboost}\n",
+        "pipelines[0] (churn): model.estimator: unknown estimator 'xgboost' for classification; choose one of"
+        " random_forest, hist_gradient_boosting, logistic_regression",
+    ),
+    (
+        "regression-only-estimator",
+        "    model: {estimator: ridge}\n",
+        "model.estimator: unknown estimator 'ridge' for classification",
+    ),
+    (
+        "unknown-param",
+        "    model: {estimator: random_forest, params: {n_trees: 5}}\n",
+        "pipelines[0] (churn): model.params.n_trees: unknown key (parameters of random_forest: n_estimators,",
+    ),
+    (
+        "bad-param",
+        "    model: {estimator: random_forest, params: {n_estimators: 0}}\n",
+        "model.params.n_estimators: Input should be greater than or equal to 1",
+    ),
+    (
+        "gate-of-other-task",
+        "    gate: {min_r2: 0.5}\n",
+        "pipelines[0] (churn): gate.min_r2: not a classification gate; use one of min_accuracy, min_f1,",
+    ),
     ("two-gates", "    gate: {min_accuracy: 0.5, min_f1: 0.5}\n", "gate: give one threshold, not 2"),
-    ("gate-out-of-range", "    gate: {min_accuracy: 1.5}\n", "gate.min_accuracy: Input should be less than or equal to 1"),
+    (
+        "gate-out-of-range",
+        "    gate: {min_accuracy: 1.5}\n",
+        "gate.min_accuracy: Input should be less than or equal to 1",
+    ),
     ("bad-name", "", "pipelines[1] (Bad-Name): name: 'Bad-Name' must be lower-case letters"),
-    ("negative-timeout", "    stages: {train: {timeout_s: -1}}\n", "stages.train.timeout_s: Input should be greater than 0"),
-    ("bad-memory", "    stages: {train: {resources: {memory: lots}}}\n",
-     "stages.train.resources.memory: 'lots' is not a memory quantity"),
-    ("unknown-channel", "    notifications: {on_failure: [pager]}\n", "notifications.on_failure: 'pager' is not a channel: use webhook or email"),
+    (
+        "negative-timeout",
+        "    stages: {train: {timeout_s: -1}}\n",
+        "stages.train.timeout_s: Input should be greater than 0",
+    ),
+    (
+        "bad-memory",
+        "    stages: {train: {resources: {memory: lots}}}\n",
+        "stages.train.resources.memory: 'lots' is not a memory quantity",
+    ),
+    (
+        "unknown-channel",
+        "    notifications: {on_failure: [pager]}\n",
+        "notifications.on_failure: 'pager' is not a channel: use webhook or email",
+    ),
     ("demo-data-of-other-task", "    demo_data: diabetes\n", "demo_data: diabetes is regression data"),
-    ("split-test-size", "    split: {test_size: 1.2}\n", "pipelines[0] (churn): split.test_size: Input should be less than 1"),
+    (
+        "split-test-size",
+        "    split: {test_size: 1.2}\n",
+        "pipelines[0] (churn): split.test_size: Input should be less than 1",
+    ),
     ("split-unknown-key", "    split: {shuffle: false}\n", "split.shuffle: unknown key"),
     ("bad-version", "    version: 'v 1'\n", "version: 'v 1' is not a version"),
     ("gpu-zero", "    stages: {train: {resources: {gpu: 0}}}\n", "stages.train.resources.gpu: Input should be greater"),
-    ("estimator-module-missing", "    model: {estimator: 'no_such_team_module:Model', params: {depth: 3}}\n",
-     "model.estimator: cannot import module 'no_such_team_module'"),
-    ("estimator-attribute-missing", "    model: {estimator: 'sklearn.ensemble:NoSuchForest'}\n",
-     "model.estimator: module 'sklearn.ensemble' has no 'NoSuchForest'"),
-    ("estimator-bad-param", "    model: {estimator: 'sklearn.linear_model:LogisticRegression', params: {n_trees: 3}}\n",
-     "model.params: sklearn.linear_model:LogisticRegression(**params) failed: TypeError:"),
-    ("estimator-of-other-task", "    model: {estimator: 'sklearn.linear_model:Ridge'}\n",
-     "sklearn.linear_model:Ridge gives a regressor, but the task is classification"),
-    ("estimator-not-an-estimator", "    model: {estimator: 'os.path:join', params: {}}\n",
-     "model.estimator: os.path:join(**params) failed: TypeError"),
-    ("transform-missing", "    features: {transform: 'no_such_team_module:add'}\n",
-     "features.transform: cannot import module 'no_such_team_module'"),
-    ("transform-not-callable", "    features: {transform: 'math:pi'}\n",
-     "features.transform: math:pi is a float: give a function DataFrame -> DataFrame"),
-    ("bad-address", "    notifications: {email: [ml-team]}\n", "notifications.email: 'ml-team' is not an e-mail address"),
-    ("webhook-url-in-file", "    notifications: {webhook: {url_env: 'https://hooks.slack.com/x'}}\n",
-     "notifications.webhook.url_env: 'https://hooks.slack.com/x' is not an environment variable name"),
+    (
+        "estimator-module-missing",
+        "    model: {estimator: 'no_such_team_module:Model', params: {depth: 3}}\n",
+        "model.estimator: cannot import module 'no_such_team_module'",
+    ),
+    (
+        "estimator-attribute-missing",
+        "    model: {estimator: 'sklearn.ensemble:NoSuchForest'}\n",
+        "model.estimator: module 'sklearn.ensemble' has no 'NoSuchForest'",
+    ),
+    (
+        "estimator-bad-param",
+        "    model: {estimator: 'sklearn.linear_model:LogisticRegression', params: {n_trees: 3}}\n",
+        "model.params: sklearn.linear_model:LogisticRegression(**params) failed: TypeError:",
+    ),
+    (
+        "estimator-of-other-task",
+        "    model: {estimator: 'sklearn.linear_model:Ridge'}\n",
+        "sklearn.linear_model:Ridge gives a regressor, but the task is classification",
+    ),
+    (
+        "estimator-not-an-estimator",
+        "    model: {estimator: 'os.path:join', params: {}}\n",
+        "model.estimator: os.path:join(**params) failed: TypeError",
+    ),
+    (
+        "transform-missing",
+        "    features: {transform: 'no_such_team_module:add'}\n",
+        "features.transform: cannot import module 'no_such_team_module'",
+    ),
+    (
+        "transform-not-callable",
+        "    features: {transform: 'math:pi'}\n",
+        "features.transform: math:pi is a float: give a function DataFrame -> DataFrame",
+    ),
+    (
+        "bad-address",
+        "    notifications: {email: [ml-team]}\n",
+        "notifications.email: 'ml-team' is not an e-mail address",
+    ),
+    (
+        "webhook-url-in-file",
+        "    notifications: {webhook: {url_env: 'https://hooks.slack.com/x'}}\n",
+        "notifications.webhook.url_env: 'https://hooks.slack.com/x' is not an environment variable name",
+    ),
     ("bad-slack-channel", "    notifications: {webhook: {channel: ml alerts}}\n", "is not a Slack channel"),
     ("unknown-event-key", "    notifications: {on_success: {pager: [x]}}\n", "notifications.on_success"),
 ]
@@ -117,15 +198,20 @@ def test_each_mistake_is_named_with_file_entry_and_field(extra, says):
     assert says in message, message
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ("pipelines:\n  - name: a\n  - name: a\n", "pipelines[1] (a): name: duplicate of pipelines[0]"),
-    ("pipelines:\n  - name: a\n  - name: b\n    model_name: a\n",
-     "pipelines[1] (b): model_name: 'a' is already the model of pipeline 'a'"),
-    ("pipelines: []\n", "pipelines: List should have at least 1 item"),
-    ("pipeline:\n  - name: a\n", "expected a mapping with a 'pipelines:' list"),
-    ("pipelines:\n  - name: a\n    model: {estimator: [\n", "is not valid YAML"),
-    ("pipelines:\n  - {}\n", "pipelines[0]: name: required"),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("pipelines:\n  - name: a\n  - name: a\n", "pipelines[1] (a): name: duplicate of pipelines[0]"),
+        (
+            "pipelines:\n  - name: a\n  - name: b\n    model_name: a\n",
+            "pipelines[1] (b): model_name: 'a' is already the model of pipeline 'a'",
+        ),
+        ("pipelines: []\n", "pipelines: List should have at least 1 item"),
+        ("pipeline:\n  - name: a\n", "expected a mapping with a 'pipelines:' list"),
+        ("pipelines:\n  - name: a\n    model: {estimator: [\n", "is not valid YAML"),
+        ("pipelines:\n  - {}\n", "pipelines[0]: name: required"),
+    ],
+)
 def test_file_level_mistakes(text, says):
     with pytest.raises(ConfigError, match=None) as raised:
         parse(text)
@@ -150,8 +236,15 @@ def test_the_reference_page_is_what_the_schema_says():
 
     assert undocumented() == []
     assert PAGE.read_text() == pipelines_reference(), "docs/pipelines.md is stale: run `ml-platform docs`"
-    for field in ("`features`", "`schema.extra_columns`", "`partitions.start`", "`stages.<stage>.timeout_s`",
-                  "`model.variants`", "`scoring.landing`", "`gate.max_regression`"):
+    for field in (
+        "`features`",
+        "`schema.extra_columns`",
+        "`partitions.start`",
+        "`stages.<stage>.timeout_s`",
+        "`model.variants`",
+        "`scoring.landing`",
+        "`gate.max_regression`",
+    ):
         assert f"| {field} |" in PAGE.read_text(), field
 
 
@@ -163,7 +256,8 @@ def test_the_seed_config_fields_parse(tmp_path, monkeypatch):
         "def make_model(trees=10):\n    return RandomForestClassifier(n_estimators=trees)\n\n"
         "def add_ratio(frame):\n    return frame.assign(ratio=frame['a'] / frame['b'])\n"
     )
-    (tmp_path / "pipelines.yaml").write_text(textwrap.dedent("""
+    (tmp_path / "pipelines.yaml").write_text(
+        textwrap.dedent("""
         pipelines:
           - name: churn
             version: 1.4
@@ -175,7 +269,8 @@ def test_the_seed_config_fields_parse(tmp_path, monkeypatch):
               email: [ml-team@company.com]
               on_success: [webhook]
               on_deploy: {email: [lead@company.com]}
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))  # removed again after the test (load adds it too)
     (churn,) = load_pipelines(load_settings(environ={}), tmp_path / "pipelines.yaml")
     assert churn.version == "1.4" and churn.model.params == {"trees": 5}
@@ -184,14 +279,22 @@ def test_the_seed_config_fields_parse(tmp_path, monkeypatch):
     deploy, success, failure = (churn.notifications.route(e) for e in ("on_deploy", "on_success", "on_failure"))
     assert (deploy.channels, deploy.email) == (("email",), ("lead@company.com",))
     assert (success.channels, success.webhook_url_env, success.webhook_channel) == (
-        ("webhook",), "CHURN_WEBHOOK_URL", "#ml-alerts")
+        ("webhook",),
+        "CHURN_WEBHOOK_URL",
+        "#ml-alerts",
+    )
     assert (failure.channels, failure.email) == (None, ("ml-team@company.com",))
 
     from ml_platform.runtime import PipelineRuntime
 
     runtime = PipelineRuntime(churn, load_settings(environ={}))
-    assert runtime.op_tags("train") == {"dagster-k8s/config": {"container_config": {"resources": {
-        "requests": {"memory": "8Gi"}, "limits": {"memory": "8Gi", "nvidia.com/gpu": "1"}}}}}
+    assert runtime.op_tags("train") == {
+        "dagster-k8s/config": {
+            "container_config": {
+                "resources": {"requests": {"memory": "8Gi"}, "limits": {"memory": "8Gi", "nvidia.com/gpu": "1"}}
+            }
+        }
+    }
     assert runtime.asset_options("train", "ml")["code_version"] == "1.4"
 
 

@@ -65,8 +65,7 @@ def valid_frames(draw, min_rows: int = 2, max_rows: int = 60) -> pd.DataFrame:
 def numeric_columns(frame: pd.DataFrame) -> list[str]:
     """Float and int features (not bool, not the target)."""
     return [
-        c for c in frame.columns
-        if c != TARGET and frame[c].dtype != bool and pd.api.types.is_numeric_dtype(frame[c])
+        c for c in frame.columns if c != TARGET and frame[c].dtype != bool and pd.api.types.is_numeric_dtype(frame[c])
     ]
 
 
@@ -199,8 +198,12 @@ def test_text_garbage_in_a_numeric_column_fails_naming_column_and_value(frame, d
 @given(valid_frames())
 def test_an_empty_frame_fails_saying_it_has_no_rows(frame):
     failed = failing(frame.iloc[:0])
-    assert set(failed) == {"not_empty", "null_ratio_below_threshold", "at_least_two_classes",
-                           "target_missing_below_threshold"}
+    assert set(failed) == {
+        "not_empty",
+        "null_ratio_below_threshold",
+        "at_least_two_classes",
+        "target_missing_below_threshold",
+    }
     assert "no rows" in failed["not_empty"] and "no rows" in failed["null_ratio_below_threshold"]
     assert "no rows" in failed["target_missing_below_threshold"]
     assert failed["at_least_two_classes"].startswith("0 target classes")
@@ -218,8 +221,9 @@ def test_a_column_of_an_unusable_kind_fails_naming_it(frame, column, kind, data)
         frame[column] = np.where(rows_where(data.draw, frame, count), np.inf, 1.5)
         says = f"holds {count} infinite value(s)"
     else:
-        values = data.draw(st.lists(st.one_of(st.integers(), st.sampled_from(CATEGORIES)), min_size=rows,
-                                    max_size=rows))
+        values = data.draw(
+            st.lists(st.one_of(st.integers(), st.sampled_from(CATEGORIES)), min_size=rows, max_size=rows)
+        )
         assume({type(v) for v in values} == {int, str})
         frame[column], says = pd.Series(values, dtype=object), "mixes Python types (int, str)"
     failed = failing(frame)
@@ -275,7 +279,7 @@ def test_a_column_that_changes_kind_between_days_is_drift(frame, data):
 scalars = st.one_of(
     st.none(),
     st.booleans(),
-    st.integers(-10**6, 10**6),
+    st.integers(-(10**6), 10**6),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=5),
     st.sampled_from(CATEGORIES),
@@ -297,8 +301,7 @@ def any_frames(draw) -> pd.DataFrame:
         elif kind == "dates":
             values = pd.date_range("2026-01-01", periods=rows)
         elif kind == "category":
-            values = pd.Categorical(draw(st.lists(st.sampled_from([*CATEGORIES, None]), min_size=rows,
-                                                  max_size=rows)))
+            values = pd.Categorical(draw(st.lists(st.sampled_from([*CATEGORIES, None]), min_size=rows, max_size=rows)))
         elif kind == "text":
             values = draw(st.lists(st.text(max_size=4), min_size=rows, max_size=rows))
         else:
@@ -326,7 +329,7 @@ def test_duplicate_rows_are_exactly_the_repeats(frame, data):
     doubled = pd.concat([frame, frame.iloc[repeats]], ignore_index=True)
     mask = quality.repeated_rows({"2026-01-01": doubled})["2026-01-01"]
     assert mask.tolist() == doubled.duplicated().tolist()
-    assert mask[len(frame):].all()  # every repeated row is found
+    assert mask[len(frame) :].all()  # every repeated row is found
     assert doubled[~mask].reset_index(drop=True).equals(frame.drop_duplicates().reset_index(drop=True))
 
 
@@ -341,15 +344,21 @@ DEFECTS = {
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(valid_frames(max_rows=20), st.sampled_from(sorted(DEFECTS))), min_size=1,
-                max_size=4),
-       st.floats(0.0, 1.0))
+@given(
+    st.lists(st.tuples(valid_frames(max_rows=20), st.sampled_from(sorted(DEFECTS))), min_size=1, max_size=4),
+    st.floats(0.0, 1.0),
+)
 def test_check_verdicts_follow_the_rules_day_by_day(days, threshold):
     frames = {f"2026-01-{i + 1:02d}": DEFECTS[defect](frame) for i, (frame, defect) in enumerate(days)}
     checks = {
         r.check_name: r
-        for r in contract_results(dg.build_asset_check_context(instance=INSTANCE), DEMO.pipeline,
-                                  DataQualityConfig(max_null_ratio=threshold), EMPTY_STORE, frames)
+        for r in contract_results(
+            dg.build_asset_check_context(instance=INSTANCE),
+            DEMO.pipeline,
+            DataQualityConfig(max_null_ratio=threshold),
+            EMPTY_STORE,
+            frames,
+        )
     }
     # The seven rules, then the drift check (no training data in this instance: nothing to drift from).
     assert tuple(checks) == (*quality.RULE_NAMES, "no_feature_drift")

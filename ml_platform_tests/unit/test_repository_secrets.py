@@ -26,8 +26,7 @@ SECRET_REFERENCES = re.compile(r"(?i)(secret_?name|secret_?ref)$")
 
 
 def tracked_files() -> list[Path]:
-    names = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split()
+    names = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     return [ROOT / name for name in names]
 
 
@@ -51,8 +50,13 @@ def _literal_secrets(node, path=()):
         if set(node) == {"env"}:
             return
         for key, value in node.items():
-            if (SECRET_NAMES.search(str(key)) and not SECRET_REFERENCES.search(str(key))
-                    and isinstance(value, (str, int)) and not isinstance(value, bool) and value != ""):
+            if (
+                SECRET_NAMES.search(str(key))
+                and not SECRET_REFERENCES.search(str(key))
+                and isinstance(value, (str, int))
+                and not isinstance(value, bool)
+                and value != ""
+            ):
                 yield "/".join(map(str, (*path, key)))
             yield from _literal_secrets(value, (*path, key))
     elif isinstance(node, list):
@@ -63,7 +67,11 @@ def _literal_secrets(node, path=()):
 def test_deploy_configuration_reads_secrets_from_the_environment():
     files = sorted((ROOT / "deploy").rglob("*.yaml")) + [ROOT / "workspace.yaml"]
     assert len(files) >= 3
-    literal = [f"{f.relative_to(ROOT)}: {key}" for f in files
-               for doc in yaml.safe_load_all(f.read_text().replace("@MAX_CONCURRENT_RUNS@", "2")) if doc
-               for key in _literal_secrets(doc)]
+    literal = [
+        f"{f.relative_to(ROOT)}: {key}"
+        for f in files
+        for doc in yaml.safe_load_all(f.read_text().replace("@MAX_CONCURRENT_RUNS@", "2"))
+        if doc
+        for key in _literal_secrets(doc)
+    ]
     assert not literal, literal

@@ -42,9 +42,15 @@ def test_blank_values_fall_back_to_defaults(cwd):
     blank = {
         name: "  "
         for name in (
-            "ML_PLATFORM_ENV", "ML_PLATFORM_LANDING_DIR", "ML_PLATFORM_MODEL_STORE_DIR",
-            "ML_PLATFORM_ASSET_STORAGE_DIR", "ML_PLATFORM_MODEL_NAME", "ML_PLATFORM_TARGET_COLUMN",
-            "ML_PLATFORM_FEATURE_COLUMNS", "ML_PLATFORM_WINDOW_DAYS", "ML_PLATFORM_PARTITIONS_START",
+            "ML_PLATFORM_ENV",
+            "ML_PLATFORM_LANDING_DIR",
+            "ML_PLATFORM_MODEL_STORE_DIR",
+            "ML_PLATFORM_ASSET_STORAGE_DIR",
+            "ML_PLATFORM_MODEL_NAME",
+            "ML_PLATFORM_TARGET_COLUMN",
+            "ML_PLATFORM_FEATURE_COLUMNS",
+            "ML_PLATFORM_WINDOW_DAYS",
+            "ML_PLATFORM_PARTITIONS_START",
             "ML_PLATFORM_TIMEZONE",
         )
     }
@@ -85,9 +91,7 @@ def test_each_variable_overrides_its_setting(cwd, variable, value, field, expect
     assert getattr(settings, field) == expected
     # ...and only that setting.
     defaults = load_settings(environ={})
-    changed = {
-        name for name in Settings.__dataclass_fields__ if getattr(settings, name) != getattr(defaults, name)
-    }
+    changed = {name for name in Settings.__dataclass_fields__ if getattr(settings, name) != getattr(defaults, name)}
     assert changed <= {field, *(["s3_bucket"] if extra else [])}
 
 
@@ -119,18 +123,24 @@ INVALID = [
     ({"ML_PLATFORM_WINDOW_DAYS": "7.5"}, "ML_PLATFORM_WINDOW_DAYS='7.5' is not an integer"),
     ({"ML_PLATFORM_WINDOW_DAYS": "0"}, "ML_PLATFORM_WINDOW_DAYS=0 must be >= 1"),
     ({"ML_PLATFORM_WINDOW_DAYS": "-3"}, "ML_PLATFORM_WINDOW_DAYS=-3 must be >= 1"),
-    ({"ML_PLATFORM_PARTITIONS_START": "2025-13-01"},
-     "ML_PLATFORM_PARTITIONS_START='2025-13-01' is not a YYYY-MM-DD date"),
+    (
+        {"ML_PLATFORM_PARTITIONS_START": "2025-13-01"},
+        "ML_PLATFORM_PARTITIONS_START='2025-13-01' is not a YYYY-MM-DD date",
+    ),
     ({"ML_PLATFORM_PARTITIONS_START": "yesterday"}, "ML_PLATFORM_PARTITIONS_START='yesterday'"),
     ({"ML_PLATFORM_TIMEZONE": "Mars/Base"}, "ML_PLATFORM_TIMEZONE='Mars/Base' is not an IANA time zone"),
     ({"ML_PLATFORM_TIMEZONE": "../../etc/passwd"}, "ML_PLATFORM_TIMEZONE='../../etc/passwd'"),
     ({"ML_PLATFORM_MODEL_NAME": "../x"}, "ML_PLATFORM_MODEL_NAME='../x' must be letters"),
     ({"ML_PLATFORM_MODEL_NAME": "a/b"}, "ML_PLATFORM_MODEL_NAME='a/b'"),
     ({"ML_PLATFORM_MODEL_NAME": ".hidden"}, "ML_PLATFORM_MODEL_NAME='.hidden'"),
-    ({"ML_PLATFORM_FEATURE_COLUMNS": "age,target,income"},
-     "ML_PLATFORM_FEATURE_COLUMNS lists the target column 'target'"),
-    ({"ML_PLATFORM_FEATURE_COLUMNS": "age, label", "ML_PLATFORM_TARGET_COLUMN": "label"},
-     "ML_PLATFORM_FEATURE_COLUMNS lists the target column 'label'"),
+    (
+        {"ML_PLATFORM_FEATURE_COLUMNS": "age,target,income"},
+        "ML_PLATFORM_FEATURE_COLUMNS lists the target column 'target'",
+    ),
+    (
+        {"ML_PLATFORM_FEATURE_COLUMNS": "age, label", "ML_PLATFORM_TARGET_COLUMN": "label"},
+        "ML_PLATFORM_FEATURE_COLUMNS lists the target column 'label'",
+    ),
 ]
 
 
@@ -157,9 +167,10 @@ def test_prod_needs_a_bucket(cwd):
         load_settings(environ={"ML_PLATFORM_ENV": "prod"})
 
 
-@pytest.mark.parametrize("variable, value", [("ML_PLATFORM_EXECUTOR", "spark"),
-                                             ("ML_PLATFORM_RETRY_DELAY_S", "soon"),
-                                             ("ML_PLATFORM_SENSOR_INTERVAL_S", "0")])
+@pytest.mark.parametrize(
+    "variable, value",
+    [("ML_PLATFORM_EXECUTOR", "spark"), ("ML_PLATFORM_RETRY_DELAY_S", "soon"), ("ML_PLATFORM_SENSOR_INTERVAL_S", "0")],
+)
 def test_more_bad_values_name_their_variable(cwd, variable, value):
     with pytest.raises(ConfigError, match=variable):
         load_settings(environ={variable: value})

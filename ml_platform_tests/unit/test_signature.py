@@ -38,12 +38,14 @@ SEGMENTS = ("north", "south", "east", "west")
 def training_rows(rows: int = 120, seed: int = 0) -> pd.DataFrame:
     """Numbers (float and int, a few nulls), a categorical column with nulls, a boolean, a target."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "amount": rng.normal(50.0, 10.0, rows),
-        "visits": rng.integers(0, 20, rows),
-        "segment": rng.choice(SEGMENTS, rows).astype(object),
-        "member": rng.random(rows) < 0.5,
-    })
+    frame = pd.DataFrame(
+        {
+            "amount": rng.normal(50.0, 10.0, rows),
+            "visits": rng.integers(0, 20, rows),
+            "segment": rng.choice(SEGMENTS, rows).astype(object),
+            "member": rng.random(rows) < 0.5,
+        }
+    )
     frame.loc[::17, "amount"] = np.nan
     frame.loc[::23, "segment"] = None
     frame[TARGET] = ((frame["amount"].fillna(50) > 50) ^ frame["member"]).astype(int)
@@ -75,7 +77,11 @@ def test_the_signature_records_columns_in_order_with_kind_dtype_nulls_range_and_
     assert signature.columns == ["amount", "visits", "segment", "member"]
     by_name = {f.name: f for f in signature.features}
     assert {n: f.kind for n, f in by_name.items()} == {
-        "amount": "numeric", "visits": "numeric", "segment": "categorical", "member": "boolean"}
+        "amount": "numeric",
+        "visits": "numeric",
+        "segment": "categorical",
+        "member": "boolean",
+    }
     assert by_name["amount"].nullable and not by_name["visits"].nullable and by_name["segment"].nullable
     frame = training_rows()
     assert by_name["amount"].minimum == frame["amount"].min() and by_name["visits"].maximum == frame["visits"].max()
@@ -97,13 +103,17 @@ def _signature(*columns: tuple[str, str]) -> Signature:
     return Signature(tuple(FeatureSpec(name, kind) for name, kind in columns), TARGET, "classification", (0, 1))
 
 
-@pytest.mark.parametrize(("new", "breaking", "says"), [
-    ((("a", "numeric"), ("b", "categorical")), False, "the same columns and kinds"),
-    ((("b", "categorical"), ("a", "numeric")), False, "the same columns in another order"),
-    ((("a", "numeric"), ("b", "categorical"), ("c", "boolean")), True, "columns added: 'c'"),
-    ((("a", "numeric"),), True, "columns removed: 'b'"),
-    ((("a", "categorical"), ("b", "categorical")), True, "re-kinded: 'a' numeric -> categorical"),
-], ids=["same", "reordered", "added", "removed", "re-kinded"])
+@pytest.mark.parametrize(
+    ("new", "breaking", "says"),
+    [
+        ((("a", "numeric"), ("b", "categorical")), False, "the same columns and kinds"),
+        ((("b", "categorical"), ("a", "numeric")), False, "the same columns in another order"),
+        ((("a", "numeric"), ("b", "categorical"), ("c", "boolean")), True, "columns added: 'c'"),
+        ((("a", "numeric"),), True, "columns removed: 'b'"),
+        ((("a", "categorical"), ("b", "categorical")), True, "re-kinded: 'a' numeric -> categorical"),
+    ],
+    ids=["same", "reordered", "added", "removed", "re-kinded"],
+)
 def test_a_signature_change_is_what_a_caller_would_notice(new, breaking, says):
     change = compare(_signature(("a", "numeric"), ("b", "categorical")), _signature(*new))
     assert change.breaking is breaking
@@ -178,32 +188,66 @@ def _with(column: str, values: list) -> pd.DataFrame:
 
 BAD_ROWS = [
     ("no rows", lambda: good_rows().iloc[:0], EmptyInputError, "no rows"),
-    ("a missing column", lambda: good_rows().drop(columns=["visits"]), MissingColumnsError,
-     "missing feature column(s) 'visits'"),
-    ("text in a number column", lambda: _with("amount", [1.0, 2.0, "abc"]), ColumnTypeError,
-     "column 'amount' expects numbers: row 2 holds 'abc'"),
-    ("infinity", lambda: _with("amount", [1.0, float("inf")]), ColumnTypeError,
-     "column 'amount' expects finite numbers"),
-    ("a number far out of range", lambda: _with("visits", [1, 1e300]), ColumnTypeError,
-     "column 'visits' is out of range"),
-    ("booleans in a number column", lambda: good_rows().assign(visits=True), ColumnTypeError,
-     "column 'visits' is numeric in the signature; got booleans"),
-    ("dates in a number column", lambda: good_rows(2).assign(amount=pd.to_datetime(["2026-01-01"] * 2)),
-     ColumnTypeError, "column 'amount' is numeric in the signature; got datetime64"),
-    ("numbers in a categorical column", lambda: good_rows().assign(segment=3), ColumnTypeError,
-     "column 'segment' is categorical (text) in the signature; row 0 holds a int"),
-    ("a word in a boolean column", lambda: _with("member", [True, "maybe"]), ColumnTypeError,
-     "column 'member' expects booleans (true/false): row 1 holds 'maybe'"),
-    ("a list in a number column", lambda: _with("amount", [[1, 2], 3.0]), ColumnTypeError,
-     "row 0 holds a list"),
-    ("a column twice", lambda: pd.concat([good_rows(), good_rows()[["amount"]]], axis=1), SignatureError,
-     "column 'amount' appears more than once"),
+    (
+        "a missing column",
+        lambda: good_rows().drop(columns=["visits"]),
+        MissingColumnsError,
+        "missing feature column(s) 'visits'",
+    ),
+    (
+        "text in a number column",
+        lambda: _with("amount", [1.0, 2.0, "abc"]),
+        ColumnTypeError,
+        "column 'amount' expects numbers: row 2 holds 'abc'",
+    ),
+    (
+        "infinity",
+        lambda: _with("amount", [1.0, float("inf")]),
+        ColumnTypeError,
+        "column 'amount' expects finite numbers",
+    ),
+    (
+        "a number far out of range",
+        lambda: _with("visits", [1, 1e300]),
+        ColumnTypeError,
+        "column 'visits' is out of range",
+    ),
+    (
+        "booleans in a number column",
+        lambda: good_rows().assign(visits=True),
+        ColumnTypeError,
+        "column 'visits' is numeric in the signature; got booleans",
+    ),
+    (
+        "dates in a number column",
+        lambda: good_rows(2).assign(amount=pd.to_datetime(["2026-01-01"] * 2)),
+        ColumnTypeError,
+        "column 'amount' is numeric in the signature; got datetime64",
+    ),
+    (
+        "numbers in a categorical column",
+        lambda: good_rows().assign(segment=3),
+        ColumnTypeError,
+        "column 'segment' is categorical (text) in the signature; row 0 holds a int",
+    ),
+    (
+        "a word in a boolean column",
+        lambda: _with("member", [True, "maybe"]),
+        ColumnTypeError,
+        "column 'member' expects booleans (true/false): row 1 holds 'maybe'",
+    ),
+    ("a list in a number column", lambda: _with("amount", [[1, 2], 3.0]), ColumnTypeError, "row 0 holds a list"),
+    (
+        "a column twice",
+        lambda: pd.concat([good_rows(), good_rows()[["amount"]]], axis=1),
+        SignatureError,
+        "column 'amount' appears more than once",
+    ),
     ("not rows at all", lambda: "amount,visits", SignatureError, "expected rows as a DataFrame"),
 ]
 
 
-@pytest.mark.parametrize(("make", "error", "says"), [case[1:] for case in BAD_ROWS],
-                         ids=[case[0] for case in BAD_ROWS])
+@pytest.mark.parametrize(("make", "error", "says"), [case[1:] for case in BAD_ROWS], ids=[case[0] for case in BAD_ROWS])
 def test_bad_rows_fail_with_one_typed_error_naming_the_problem(make, error, says):
     with pytest.raises(error) as raised:
         CLASSIFIER.predict(make())
@@ -232,8 +276,12 @@ names = st.text(string.ascii_lowercase, min_size=1, max_size=6)
 def anything() -> st.SearchStrategy:
     """Values a caller might send in any column."""
     return st.one_of(
-        st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-        st.text(max_size=5), st.sampled_from(SEGMENTS + ("1.5", "true", "no", "")),
+        st.none(),
+        st.booleans(),
+        st.integers(-(10**6), 10**6),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=5),
+        st.sampled_from(SEGMENTS + ("1.5", "true", "no", "")),
     )
 
 
@@ -264,8 +312,9 @@ def valid_rows(draw, signature: Signature) -> pd.DataFrame:
 def any_rows(draw, signature: Signature) -> pd.DataFrame:
     rows = draw(st.integers(0, 6))
     columns = draw(st.lists(st.sampled_from(signature.columns) | names, max_size=6, unique=True))
-    return pd.DataFrame({c: draw(st.lists(anything(), min_size=rows, max_size=rows)) for c in columns},
-                        index=range(rows))
+    return pd.DataFrame(
+        {c: draw(st.lists(anything(), min_size=rows, max_size=rows)) for c in columns}, index=range(rows)
+    )
 
 
 @pytest.mark.parametrize("estimator", sorted(MODELS))
