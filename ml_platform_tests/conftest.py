@@ -21,3 +21,31 @@ from ml_platform_tests.support.postgres_server import postgres  # noqa: E402, F4
 from ml_platform_tests.support.redis_server import redis  # noqa: E402, F401
 from ml_platform_tests.support.s3_server import s3_server  # noqa: E402, F401
 from ml_platform_tests.support.servers import smtp, webhook  # noqa: E402, F401
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _skipped(config) -> list:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    return list(reporter.stats.get("skipped", [])) if reporter is not None else []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A run that skipped anything fails under CI=true: a test that could not run proves nothing."""
+    if _ci() and _skipped(session.config) and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Skipped tests, counted with why, as the last lines; under CI=true they fail the run."""
+    skipped = _skipped(config)
+    if not skipped:
+        return
+    reasons = sorted({str(r.longrepr[-1]) if isinstance(r.longrepr, tuple) else str(r.longrepr) for r in skipped})
+    verdict = "this run FAILS (CI=true)" if _ci() else "set CI=true to make that a failure"
+    terminalreporter.write_line("")
+    for reason in reasons[:10]:
+        terminalreporter.write_line(f"skipped: {reason}", yellow=True)
+    terminalreporter.write_line(f"{len(skipped)} test(s) SKIPPED: {verdict}", red=True, bold=True)
