@@ -1,4 +1,4 @@
-"""Daily partitions, the training-window mapping and the storage retry policy.
+"""Daily partitions and the training-window mapping.
 
 Each pipeline builds its own daily partitions (its time zone and start; ``PipelineRuntime.partitions``);
 ``daily_partitions`` here, in ML_PLATFORM_TIMEZONE, is the platform default the ``ml-platform``
@@ -34,14 +34,4 @@ def training_window(window_days: int) -> dg.TimeWindowPartitionMapping:
     """
     return dg.TimeWindowPartitionMapping(
         start_offset=-(window_days - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
-    )
-
-
-def storage_retry_policy() -> dg.RetryPolicy:
-    """Retries for steps that touch storage or the network: exponential backoff with jitter."""
-    return dg.RetryPolicy(
-        max_retries=_settings.storage_retries,
-        delay=_settings.retry_delay_s,
-        backoff=dg.Backoff.EXPONENTIAL,
-        jitter=dg.Jitter.PLUS_MINUS,
     )

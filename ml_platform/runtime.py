@@ -18,6 +18,7 @@ from ml_platform import quality
 from ml_platform.errors import ModelStoreError
 from ml_platform.quality import Schema
 from ml_platform.resources.model_store import ModelVersion
+from ml_platform.retries import retry_policy
 from ml_platform.settings import Settings
 from ml_platform.signature import Signature
 from ml_platform.spec import PipelineSpec
@@ -64,17 +65,23 @@ class PipelineRuntime:
         columns = self.spec.features.columns
         return tuple(f.name for f in columns) if columns else None
 
-    def production(self, model_store: Any, warn: Callable[[str], None] | None = None) -> ModelVersion | None:
-        """The production version of this pipeline's model, read once per step for what the step
-        compares with it (schema, drift reference, signature). None before the first model; a
-        version that cannot be read counts as none, with a warning through ``warn``. Unreachable
-        storage raises (StorageUnavailableError: the step is retried)."""
+    def production_read(self, model_store: Any) -> tuple[ModelVersion | None, str | None]:
+        """(the production version of this pipeline's model, None before the first; why it cannot be
+        read, or None). The one way a step reads it, once, and passes it to what compares with it
+        (schema, drift reference, champion, signature). Unreachable storage raises
+        StorageUnavailableError: the step retries (ml_platform.retries)."""
         try:
-            return model_store.production(self.model_name)
+            return model_store.production(self.model_name), None
         except (ModelStoreError, ValueError, KeyError) as exc:
-            if warn:
-                warn(f"the production version of {self.model_name} cannot be read ({exc}): nothing to compare with")
-            return None
+            return None, f"the production version of {self.model_name} cannot be read ({exc})"
+
+    def production(self, model_store: Any, warn: Callable[[str], None] | None = None) -> ModelVersion | None:
+        """``production_read``'s version; one that cannot be read counts as none, with a warning
+        through ``warn``, for a step that only needs something to compare with."""
+        version, problem = self.production_read(model_store)
+        if problem and warn:
+            warn(f"{problem}: nothing to compare with")
+        return version
 
     def schema(self, production: ModelVersion | None) -> Schema | None:
         """The columns this pipeline's data must have (the data contract's ``Schema``), given the
@@ -143,18 +150,14 @@ class PipelineRuntime:
 
     def retry_policy(self, stage: str) -> dg.RetryPolicy | None:
         """``stages.<stage>.retries``; left out: the storage retries (ML_PLATFORM_STORAGE_RETRIES) for
-        ingest and deploy, which touch storage, and none for train and evaluate."""
+        ingest, deploy and score, which touch storage, and none for train and evaluate. The backoff
+        is ml_platform.retries' (exponential from ML_PLATFORM_RETRY_DELAY_S, with jitter)."""
         retries = self.spec.stage(stage).retries
         if retries is None:
             retries = self.settings.storage_retries if stage in ("ingest", "deploy", "score") else 0
         if retries == 0:
             return None
-        return dg.RetryPolicy(
-            max_retries=retries,
-            delay=self.settings.retry_delay_s,
-            backoff=dg.Backoff.EXPONENTIAL,
-            jitter=dg.Jitter.PLUS_MINUS,
-        )
+        return retry_policy(retries, self.settings.retry_delay_s)
 
     def op_tags(self, stage: str) -> dict[str, Any]:
         """``stages.<stage>.resources`` as the ``dagster-k8s/config`` tag: the step's container

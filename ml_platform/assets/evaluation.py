@@ -12,11 +12,7 @@ import pandas as pd
 from ml_platform import constants
 from ml_platform.assets.stored_output import own_stored_output
 from ml_platform.assets.tracked import RUN_ID, run_link, track_metrics
-from ml_platform.errors import (
-    ModelStoreError,
-    NoProductionModelError,
-    StorageUnavailableError,
-)
+from ml_platform.errors import ModelStoreError
 from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
 from ml_platform.instance_queries import latest_data_version
 from ml_platform.metadata import markdown_table, rows_table
@@ -29,6 +25,7 @@ from ml_platform.ml import (
     row_hashes,
 )
 from ml_platform.resources.model_store import ModelStore, ModelVersion, decode_train_rows
+from ml_platform.retries import retried_when_unavailable
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.signature import Signature, SignatureChange
 from ml_platform.signature import compare as compare_signatures
@@ -145,65 +142,61 @@ def champion_scores(
     trained_model: TrainedModel,
     test_split: pd.DataFrame,
     metrics: dict[str, Any],
+    production: ModelVersion | None,
+    unreadable: str | None = None,
 ) -> ChampionComparison | None:
-    """The production model (the champion) and the new model (the challenger) scored on the same,
-    fresh test rows: the rows of this run's test split that the champion was not trained on
-    (windows of consecutive days overlap, so some of today's test rows were yesterday's training
-    rows; on those the champion would look better than it is).
+    """The production model (the champion, ``production``: the version this step read) and the new
+    model (the challenger) scored on the same, fresh test rows: the rows of this run's test split
+    that the champion was not trained on (windows of consecutive days overlap, so some of today's
+    test rows were yesterday's training rows; on those the champion would look better than it is).
 
-    None when there is no production model yet. A champion that cannot be loaded or cannot score
-    the rows (a corrupt artifact, other columns), or too few fresh rows, is reported with the
+    None when there is no production model yet. A champion that cannot be read (``unreadable``),
+    loaded or scored (a corrupt artifact, other columns), or too few fresh rows, is reported with the
     reason, and the gate falls back to its threshold alone.
     """
-    try:
-        production = model_store.production(pipeline.model_name)
-        if production is None:
-            raise NoProductionModelError(pipeline.model_name)
-        # The challenger may be the production version itself (trained_model reused it, or refit
-        # the same recipe): then the champion is not loaded, and both are scored once.
-        itself = trained_model.identity is not None and production.metadata.get("identity") == trained_model.identity
-        # The version just read, by name: the pointer is not read again, and the champion loaded
-        # is the one compared with (it verifies the sha256).
-        model, version = (
-            (trained_model.model, production) if itself else model_store.load(pipeline.model_name, production.version)
-        )
-        fresh = _fresh_rows(context, model_store, version, test_split)
-    except NoProductionModelError:
+    if unreadable:
+        context.log.warning(f"{unreadable}: the gate uses its threshold alone")
+        return ChampionComparison(None, problem=unreadable)
+    if production is None:
         context.log.info(f"no production {pipeline.model_name} yet: the gate uses its threshold alone")
         return None
-    except StorageUnavailableError as exc:
-        raise dg.RetryRequested(
-            max_retries=pipeline.settings.storage_retries, seconds_to_wait=pipeline.settings.retry_delay_s
-        ) from exc
+    # The challenger may be the production version itself (trained_model reused it, or refit the
+    # same recipe): then the champion is not loaded, and both are scored once.
+    itself = trained_model.identity is not None and production.metadata.get("identity") == trained_model.identity
+    try:
+        with retried_when_unavailable(context, pipeline.settings):
+            # The version read, by name (it verifies the sha256): the pointer is not read again.
+            model = trained_model.model if itself else model_store.load(pipeline.model_name, production.version)[0]
+            fresh = _fresh_rows(context, model_store, production, test_split)
     except ModelStoreError as exc:
         context.log.warning(f"the production model cannot be loaded ({exc}): the gate uses its threshold alone")
         return ChampionComparison(None, problem=str(exc))
     if len(fresh) < constants.MIN_FRESH_TEST_ROWS:
         reason = (
-            f"only {len(fresh)} of {len(test_split)} test rows are new to {version.version}"
+            f"only {len(fresh)} of {len(test_split)} test rows are new to {production.version}"
             f" (fewer than {constants.MIN_FRESH_TEST_ROWS})"
         )
         context.log.warning(f"{reason}: the gate uses its threshold alone")
-        return ChampionComparison(version.version, problem=reason)
+        return ChampionComparison(production.version, problem=reason)
     score = classification_metrics if pipeline.task == "classification" else regression_metrics
     keys = HEADLINE_METRICS[pipeline.task]
     if itself:
         scores = metrics if len(fresh) == len(test_split) else score(model, fresh, pipeline.target)
-        context.log.info(f"the challenger is production {version.version} itself: scored once, for both")
+        context.log.info(f"the challenger is production {production.version} itself: scored once, for both")
         return ChampionComparison(
-            version.version, int(len(fresh)), {k: scores[k] for k in keys}, {k: scores[k] for k in keys}
+            production.version, int(len(fresh)), {k: scores[k] for k in keys}, {k: scores[k] for k in keys}
         )
     try:
         champion = score(model, fresh, pipeline.target)
     except Exception as exc:  # noqa: BLE001 - any reason it cannot score is reported, not fatal
         context.log.warning(
-            f"production {pipeline.model_name} {version.version} cannot score the test rows"
+            f"production {pipeline.model_name} {production.version} cannot score the test rows"
             f" ({type(exc).__name__}: {exc}): the gate uses its threshold alone"
         )
-        return ChampionComparison(version.version, problem=f"{type(exc).__name__}: {exc}")
+        return ChampionComparison(production.version, problem=f"{type(exc).__name__}: {exc}")
     challenger = score(trained_model.model, fresh, pipeline.target)
     return ChampionComparison(
-        version.version, int(len(fresh)), {k: champion[k] for k in keys}, {k: challenger[k] for k in keys}
+        production.version, int(len(fresh)), {k: champion[k] for k in keys}, {k: challenger[k] for k in keys}
     )
 
 
@@ -216,24 +209,15 @@ def _fresh_rows(context, model_store: ModelStore, version: ModelVersion, test_sp
     return test_split[~np.isin(row_hashes(test_split), decode_train_rows(seen_bytes))].reset_index(drop=True)
 
 
-def _production(pipeline: PipelineRuntime, model_store: ModelStore) -> ModelVersion | None:
-    """The production version (None before the first); unreachable storage retries the step."""
-    try:
-        return model_store.production(pipeline.model_name)
-    except StorageUnavailableError as exc:
-        raise dg.RetryRequested(
-            max_retries=pipeline.settings.storage_retries, seconds_to_wait=pipeline.settings.retry_delay_s
-        ) from exc
-
-
-def signature_change(pipeline: PipelineRuntime, model_store: ModelStore, trained_model: TrainedModel) -> dict[str, Any]:
-    """How the new model's signature differs from the production model's, for the
-    signature_matches_production check: ``{"production_version", "change"}`` (a SignatureChange as
-    a dict), or ``{"production_version", "note"}`` when there is nothing to compare."""
-    try:
-        production = _production(pipeline, model_store)
-    except (ModelStoreError, ValueError, KeyError) as exc:
-        return {"production_version": None, "note": f"the production version cannot be read ({exc})"}
+def signature_change(
+    trained_model: TrainedModel, production: ModelVersion | None, unreadable: str | None = None
+) -> dict[str, Any]:
+    """How the new model's signature differs from the production model's (``production``: the
+    version this step read), for the signature_matches_production check: ``{"production_version",
+    "change"}`` (a SignatureChange as a dict), or ``{"production_version", "note"}`` when there is
+    nothing to compare."""
+    if unreadable:
+        return {"production_version": None, "note": unreadable}
     if production is None:
         return {"production_version": None, "note": "no production model yet"}
     old = Signature.of_version(production.metadata)
@@ -269,16 +253,11 @@ def _metrics_metadata(pipeline: PipelineRuntime, metrics: dict[str, Any]) -> dic
 
 
 def metrics_recipe(
-    pipeline: PipelineRuntime, model_store: ModelStore, trained_model: TrainedModel, test_split: pd.DataFrame
-) -> str | None:
+    pipeline: PipelineRuntime, trained_model: TrainedModel, test_split: pd.DataFrame, production: ModelVersion | None
+) -> str:
     """sha256 of what model_metrics is computed from: the model's recipe, the test split, the
-    production version it is compared with, the platform's version. model_metrics' Dagster data
-    version; None when the production version cannot be read (then it is scored, and the reason
-    reported)."""
-    try:
-        production = _production(pipeline, model_store)
-    except (ModelStoreError, ValueError, KeyError):
-        return None
+    production version it is compared with (``production``, the version this step read), the
+    platform's version. model_metrics' Dagster data version."""
     recipe = {
         "model": trained_model.identity,
         "test_split": frame_fingerprint(test_split),
@@ -336,7 +315,11 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         test_split: pd.DataFrame,
     ) -> dg.Output[dict]:
         with stage_timeout(context, pipeline, "evaluate"):
-            recipe = metrics_recipe(pipeline, model_store, trained_model, test_split)
+            # The production version, read once: the score's recipe, the champion and the signature
+            # are all compared with this one.
+            with retried_when_unavailable(context, pipeline.settings):
+                production, unreadable = pipeline.production_read(model_store)
+            recipe = None if unreadable else metrics_recipe(pipeline, trained_model, test_split, production)
             reused = _stored_metrics(context, recipe) if recipe else None
             if reused is not None:
                 return dg.Output(
@@ -360,14 +343,16 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
                     f" {metrics['test_rows']} test rows"
                 )
             metrics["task"] = pipeline.task
-            champion = champion_scores(context, pipeline, model_store, trained_model, test_split, metrics)
+            champion = champion_scores(
+                context, pipeline, model_store, trained_model, test_split, metrics, production, unreadable
+            )
             metrics["champion"] = champion
             if champion and champion.compared:
                 context.log.info(
                     f"on the {champion.rows} test rows new to both: champion {champion.version}"
                     f" {metric} {champion.champion[metric]:.4f}, challenger {champion.challenger[metric]:.4f}"
                 )
-            metrics["signature_change"] = signature_change(pipeline, model_store, trained_model)
+            metrics["signature_change"] = signature_change(trained_model, production, unreadable)
             metadata = _metrics_metadata(pipeline, metrics)
             metadata.update(track_metrics(context, pipeline, trained_model, metrics))
             return dg.Output(metrics, metadata=metadata, data_version=dg.DataVersion(recipe) if recipe else None)

@@ -8,10 +8,11 @@ import pandas as pd
 from pydantic import Field
 
 from ml_platform import constants, day_work, quality
-from ml_platform.errors import ModelStoreError, StorageUnavailableError
+from ml_platform.errors import ModelStoreError
 from ml_platform.metadata import rows_table
 from ml_platform.resources.io_managers import PartitionedIOManager, StoredFiles
 from ml_platform.resources.model_store import ModelStore, ModelVersion, decode_drift_profile
+from ml_platform.retries import retried_when_unavailable
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
 
@@ -74,12 +75,8 @@ def build_raw_data_quality(pipeline: "PipelineRuntime") -> dg.AssetChecksDefinit
         """Runs the data contract on each day; any failure stops training in the same run. The days
         are read once for every rule; a range of local days is read and checked in worker processes."""
         with stage_timeout(context, pipeline, "ingest"):
-            try:
+            with retried_when_unavailable(context, pipeline.settings):  # as an input the IO manager reads
                 days = io_manager.stored_days(key, context.partition_keys)
-            except StorageUnavailableError as exc:  # retried, as an input read by the IO manager is
-                raise dg.RetryRequested(
-                    max_retries=pipeline.settings.storage_retries, seconds_to_wait=pipeline.settings.retry_delay_s
-                ) from exc
             yield from contract_results(context, pipeline, config, model_store, days)
 
     return raw_data_quality

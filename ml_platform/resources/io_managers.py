@@ -13,11 +13,10 @@ partitions it reads itself. ``stored_value`` hands a step its own earlier output
 ``stored_partitions`` lists what is stored of an asset.
 """
 
-import contextlib
 import os
 import typing
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,8 +24,8 @@ import dagster as dg
 import joblib
 import pandas as pd
 
-from ml_platform.errors import MlPlatformError, StorageUnavailableError
-from ml_platform.partitions import storage_retry_policy
+from ml_platform.errors import MlPlatformError
+from ml_platform.retries import retried_when_unavailable
 
 # Input metadata flag: always hand this input over as {partition_key: value}, even for one day.
 PARTITIONS_AS_DICT = "partitions_as_dict"
@@ -53,31 +52,6 @@ def _each(function: Callable[[Any], Any], items: list) -> list:
         return [function(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(len(items), max(2, os.cpu_count() or 1))) as pool:
         return list(pool.map(function, items))
-
-
-@contextlib.contextmanager
-def _retry_when_unavailable(context: dg.InputContext | dg.OutputContext) -> Iterator[None]:
-    """Storage that cannot be reached fails the step into a retry, with the storage retry policy's
-    backoff, whatever step it is: every step reads and writes through an IO manager. Only this
-    error is retried; bad data or bad config fail at once."""
-    try:
-        yield
-    except StorageUnavailableError as exc:
-        attempt = _attempt(context)
-        if attempt is None:  # a context built outside a run: nothing to retry
-            raise
-        policy = storage_retry_policy()
-        raise dg.RetryRequested(
-            max_retries=policy.max_retries, seconds_to_wait=policy.calculate_delay(attempt)
-        ) from exc
-
-
-def _attempt(context: dg.InputContext | dg.OutputContext) -> int | None:
-    """This step's attempt number (1 for the first try), or None outside a run."""
-    try:
-        return context.step_context.previous_attempt_count + 1
-    except dg.DagsterInvariantViolationError:
-        return None
 
 
 def _wants_dict(context: dg.InputContext) -> bool:
@@ -179,11 +153,11 @@ class PartitionedIOManager(dg.ConfigurableIOManager):
         return self._location(parts)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-        with _retry_when_unavailable(context):
+        with retried_when_unavailable(context):
             self._handle_output(context, obj)
 
     def load_input(self, context: dg.InputContext) -> Any:
-        with _retry_when_unavailable(context):
+        with retried_when_unavailable(context):
             return self._load_input(context)
 
     def _handle_output(self, context: dg.OutputContext, obj: Any) -> None:
