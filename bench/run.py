@@ -55,6 +55,7 @@ except ImportError:
     sys.exit("bench: dagster / ml_platform are not installed: run `make bench` (installs the project)")
 
 from ml_platform import constants  # noqa: E402
+from ml_platform.estimators import RandomForestParams  # noqa: E402
 
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
@@ -77,13 +78,16 @@ PREFECT_SETTINGS = {
     "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
 }
 
+# The plain script's forest: random_forest's defaults (ml_platform.estimators), written once there.
+FOREST = RandomForestParams()
+
 BENCH_PIPELINES = f"""pipelines:
   - name: demo
     landing: .
     model_name: demo_classifier
     model:
       estimator: random_forest
-      params: {{n_estimators: {constants.DEFAULT_N_ESTIMATORS}, max_depth: {constants.DEFAULT_MAX_DEPTH}}}
+      params: {{n_estimators: {FOREST.n_estimators}, max_depth: {FOREST.max_depth}}}
     gate: {{min_accuracy: {constants.DEFAULT_MIN_ACCURACY}}}
 """
 
@@ -472,11 +476,11 @@ def bench_pipeline(ws: Workspace, rows: int, reps: int, keep: bool, prefect: Pat
                         "--random-state",
                         str(constants.DEFAULT_RANDOM_STATE),
                         "--n-estimators",
-                        str(constants.DEFAULT_N_ESTIMATORS),
+                        str(FOREST.n_estimators),
                         "--max-depth",
-                        str(constants.DEFAULT_MAX_DEPTH),
+                        str(FOREST.max_depth),
                         "--n-jobs",
-                        str(constants.DEFAULT_N_JOBS),
+                        str(FOREST.n_jobs),
                     ]
                 ]
             elif variant == "cli":

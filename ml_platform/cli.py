@@ -219,8 +219,7 @@ def _read_rows(source: str, signature):
         if extension == ".json":
             with open(source) as handle:
                 return as_frame(json.load(handle))
-        text_columns = {f.name: str for f in signature.features if f.kind == "categorical"}
-        return pd.read_csv(source, dtype=text_columns)
+        return pd.read_csv(source, dtype=signature.csv_dtypes())
     except MlPlatformError:
         raise
     except Exception as exc:  # noqa: BLE001 - any parse failure is reported in one line
@@ -532,25 +531,25 @@ def build_parser() -> argparse.ArgumentParser:
         " ML_PLATFORM_SERVE_TOKEN, when set, is the bearer token every route but the probes needs.",
     )
     srv.add_argument("--model", action="append", help="a model to serve (repeat; default: every pipeline's)")
-    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
-    srv.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
+    srv.add_argument("--host", default=constants.SERVE_HOST, help="address to bind (default %(default)s)")
+    srv.add_argument("--port", type=int, default=constants.SERVE_PORT, help="port (default %(default)s)")
     srv.add_argument("--workers", type=int, default=1, help="worker processes on the port (default %(default)s)")
     srv.add_argument(
         "--reload-interval",
         type=float,
-        default=5.0,
+        default=constants.SERVE_RELOAD_INTERVAL_S,
         help="seconds between looks at the production pointers (default %(default)s)",
     )
     srv.add_argument(
         "--max-body-mb",
         type=float,
-        default=10.0,
+        default=constants.SERVE_MAX_BODY_MB,
         help="largest request body, in MiB; larger ones get 413 (default %(default)s)",
     )
     srv.add_argument(
         "--max-batch-rows",
         type=int,
-        default=10_000,
+        default=constants.SERVE_MAX_BATCH_ROWS,
         help="most rows scored in one predict call when requests arrive together (default %(default)s)",
     )
     srv.add_argument("--store-dir", help="a local model store folder (default: the store of ML_PLATFORM_ENV)")

@@ -28,9 +28,6 @@ PREVIEW_ROWS = 5
 # Splitting and training.
 DEFAULT_TEST_SIZE = 0.25
 DEFAULT_RANDOM_STATE = 42
-DEFAULT_N_ESTIMATORS = 100
-DEFAULT_MAX_DEPTH = 10
-DEFAULT_N_JOBS = -1  # every core: the trees are the same for any n_jobs (random_state fixes them)
 TOP_FEATURE_IMPORTANCES = 20
 # Encoding categorical columns (features.encoding): one-hot columns per categorical column, and how
 # few training rows make a value rare (grouped with the other rare ones). hist_gradient_boosting
@@ -52,12 +49,18 @@ PROMOTE_ATTEMPTS = 5
 MODEL_FILENAME = "model.joblib"
 METADATA_FILENAME = "metadata.json"
 PRODUCTION_POINTER = "production.json"
-HISTORY_FILENAME = "history.jsonl"
 # Hashes of the rows a version was trained on: champion / challenger compares on rows it never saw.
 TRAIN_ROWS_FILENAME = "train_rows.npy"
 # The profile of the rows a version was trained on: what the drift checks compare new days with.
 DRIFT_PROFILE_FILENAME = "drift_profile.json"
 MIN_FRESH_TEST_ROWS = 10
+
+# `ml-platform serve`: its defaults, the same for the command line and the app.
+SERVE_HOST = "127.0.0.1"
+SERVE_PORT = 8000
+SERVE_RELOAD_INTERVAL_S = 5.0  # between looks at the production pointers
+SERVE_MAX_BODY_MB = 10.0
+SERVE_MAX_BATCH_ROWS = 10_000  # most rows scored in one predict call when requests arrive together
 
 # Automation.
 DAILY_SCHEDULE_CRON = "0 2 * * *"  # 02:00 in ML_PLATFORM_TIMEZONE, for the day that just ended

@@ -1,6 +1,7 @@
-"""Jobs: the whole pipeline for one day, one job per pipeline.
+"""Jobs: a pipeline's work for one day. One job, ``<name>_training``, for a plain pipeline; with
+``scoring``, one more (``<name>_scoring``); so up to four.
 
-A pipeline with hyperparameter variants has three: Dagster runs one partitions definition per run,
+A pipeline with hyperparameter variants has three for training: Dagster runs one partitions definition per run,
 and ``variant_model`` is partitioned by day x variant. ``<name>_training`` ingests and
 splits, ``<name>_variants`` fits one variant of one day per run (the runs go in parallel), and
 ``<name>_select_and_deploy`` picks the best variant, evaluates, gates and deploys; the variants

@@ -56,6 +56,12 @@ class PipelineRuntime:
         return self.spec.name
 
     @property
+    def class_prefix(self) -> str:
+        """The pipeline's name as the start of a class name (``churn_v2`` -> ``ChurnV2``): its run
+        config classes are named after it (``ChurnV2TrainingConfig``), so the UI tells them apart."""
+        return self.name.title().replace("_", "")
+
+    @property
     def target(self) -> str:
         return self.spec.target
 

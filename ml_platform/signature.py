@@ -121,6 +121,11 @@ class Signature:
             tuple(classes) if classes else None,
         )
 
+    def csv_dtypes(self) -> dict[str, type]:
+        """How a CSV of rows for this model is read: its categorical columns as text (as they were in
+        training: a zip code "01234" keeps its zero), the rest as pandas infers them."""
+        return {f.name: str for f in self.features if f.kind == "categorical"}
+
     def rows(self) -> list[dict[str, Any]]:
         """One row per feature column, for a table (UI metadata, ``ml-platform production``)."""
         rows = []

@@ -1,4 +1,5 @@
-"""Atomic local file writes shared by the IO managers and the local model store."""
+"""What the IO managers and the model stores share about storage: atomic local file writes, and the
+one rule a name must meet to become a path segment."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import tempfile
 from collections.abc import Callable
 from typing import BinaryIO
+
+from ml_platform.errors import MlPlatformError
 
 # mkstemp creates files readable by their owner only; stored files get the usual umask-based mode.
 _UMASK = os.umask(0)
@@ -42,3 +45,12 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Atomically replace ``path`` with ``data``."""
     atomic_write(path, lambda handle: handle.write(data))
+
+
+def check_segment(value: str, what: str, error: type[MlPlatformError] = MlPlatformError) -> str:
+    """``value`` if it can be one segment of a storage path (a model name, a version, an asset key's
+    part, a partition key): nothing that climbs out of a root (``..``, a separator), nothing empty,
+    nothing hidden (a leading ``.``: temporary files and markers are). ``error`` otherwise."""
+    if not value or value in (".", "..") or "/" in value or "\\" in value or value.startswith("."):
+        raise error(f"{value!r} cannot be used as a storage path segment ({what})")
+    return value

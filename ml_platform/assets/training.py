@@ -71,11 +71,7 @@ def split_config_class(pipeline: PipelineRuntime) -> type[SplitConfig]:
             ),
         ),
     }
-    return create_model(f"{_class_prefix(pipeline)}SplitConfig", __base__=SplitConfig, **fields)
-
-
-def _class_prefix(pipeline: PipelineRuntime) -> str:
-    return pipeline.name.title().replace("_", "")
+    return create_model(f"{pipeline.class_prefix}SplitConfig", __base__=SplitConfig, **fields)
 
 
 REFIT_DESCRIPTION = (
@@ -106,7 +102,7 @@ def training_config_class(pipeline: PipelineRuntime) -> type[TrainingConfig]:
         for name, value in defaults.items():
             if isinstance(value, (bool, int, float, str)):
                 fields[name] = (type(value), Field(default=value, description=f"{estimator.name} parameter."))
-        return create_model(f"{_class_prefix(pipeline)}TrainingConfig", __base__=TrainingConfig, **fields)
+        return create_model(f"{pipeline.class_prefix}TrainingConfig", __base__=TrainingConfig, **fields)
     for name, info in estimator.params.model_fields.items():
         field = Field(
             default=defaults.get(name, info.default),
@@ -114,7 +110,7 @@ def training_config_class(pipeline: PipelineRuntime) -> type[TrainingConfig]:
             **{k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)},
         )
         fields[name] = (info.annotation, field)
-    return create_model(f"{_class_prefix(pipeline)}TrainingConfig", __base__=TrainingConfig, **fields)
+    return create_model(f"{pipeline.class_prefix}TrainingConfig", __base__=TrainingConfig, **fields)
 
 
 def build_training_data(pipeline: PipelineRuntime) -> dg.AssetsDefinition:

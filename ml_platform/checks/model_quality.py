@@ -35,7 +35,7 @@ def gate_config_class(pipeline: PipelineRuntime) -> type[GateConfig]:
         else f"Largest test {METRIC_LABELS[metric]} that may be deployed."
     )
     return create_model(
-        f"{pipeline.name.title().replace('_', '')}GateConfig",
+        f"{pipeline.class_prefix}GateConfig",
         __base__=GateConfig,
         **{
             field: (float, Field(default=threshold, description=description, **bounds)),

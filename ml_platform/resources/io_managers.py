@@ -26,6 +26,7 @@ import pandas as pd
 
 from ml_platform.errors import MlPlatformError
 from ml_platform.retries import retried_when_unavailable
+from ml_platform.storage import check_segment
 
 # Input metadata flag: always hand this input over as {partition_key: value}, even for one day.
 PARTITIONS_AS_DICT = "partitions_as_dict"
@@ -40,9 +41,7 @@ class AssetNotMaterializedError(MlPlatformError, FileNotFoundError):
 
 
 def _safe_segment(value: str) -> str:
-    if not value or value in (".", "..") or "/" in value or "\\" in value:
-        raise MlPlatformError(f"{value!r} cannot be used as a storage path segment")
-    return value
+    return check_segment(value, "an asset key's part or a partition key")
 
 
 def _each(function: Callable[[Any], Any], items: list) -> list:

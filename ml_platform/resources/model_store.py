@@ -28,7 +28,7 @@ from typing import Any
 import dagster as dg
 import joblib
 
-from ml_platform import constants
+from ml_platform import constants, storage
 from ml_platform.errors import (
     MlPlatformError,
     ModelDependencyError,
@@ -86,14 +86,14 @@ def _utcnow() -> dt.datetime:
 
 
 def check_segment(value: str, what: str) -> str:
-    # Names become path segments: nothing may climb out of the store root.
-    if not value or value in (".", "..") or "/" in value or "\\" in value or value.startswith("."):
-        raise ModelStoreError(f"invalid {what} {value!r}")
-    return value
+    """A name of the store as a path segment (``storage.check_segment``); ModelStoreError otherwise."""
+    return storage.check_segment(value, what, ModelStoreError)
 
 
 class ModelStore(dg.ConfigurableResource, ABC):
-    """Versioned model artifacts with a production pointer. Backends implement five primitives."""
+    """Versioned model artifacts with a production pointer. Backends implement six primitives: five
+    for whole objects (write, read, exists, list, uri) and ``swap_bytes``, the compare-and-swap the
+    pointer moves by."""
 
     # -- primitives every backend implements -------------------------------------------------
     @abstractmethod

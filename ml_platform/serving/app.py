@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ml_platform import constants
 from ml_platform.errors import PredictionError, SignatureError
 from ml_platform.serving.holder import ModelHolder
 from ml_platform.serving.model import CheckedModel
@@ -44,9 +45,9 @@ logger = logging.getLogger("ml_platform.serving")
 CONFIG_ENV = "ML_PLATFORM_SERVE_CONFIG"  # the config, as JSON, for each worker process
 TOKEN_ENV = "ML_PLATFORM_SERVE_TOKEN"
 OPEN_ROUTES = ("/livez", "/readyz")
-DEFAULT_RELOAD_INTERVAL_S = 5.0
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
-DEFAULT_MAX_BATCH_ROWS = 10_000
+DEFAULT_RELOAD_INTERVAL_S = constants.SERVE_RELOAD_INTERVAL_S
+DEFAULT_MAX_BODY_BYTES = int(constants.SERVE_MAX_BODY_MB * 1024 * 1024)
+DEFAULT_MAX_BATCH_ROWS = constants.SERVE_MAX_BATCH_ROWS
 
 
 @dataclass

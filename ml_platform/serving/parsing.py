@@ -47,9 +47,8 @@ def parse_rows(body: bytes, kind: str, signature: Signature) -> Any:
     if not body.strip():
         raise RequestError(400, 'the request body is empty: send rows as JSON records, {"columns", "data"} or CSV')
     if kind in CSV_TYPES:
-        text_columns = {f.name: str for f in signature.features if f.kind == "categorical"}
         try:
-            return pd.read_csv(io.BytesIO(body), dtype=text_columns)
+            return pd.read_csv(io.BytesIO(body), dtype=signature.csv_dtypes())
         except (ValueError, pd.errors.ParserError) as exc:
             raise RequestError(400, f"the CSV body cannot be read: {str(exc).strip().splitlines()[0]}") from None
     if kind not in JSON_TYPES:
