@@ -44,19 +44,32 @@ _WORKER_MB_PER_FILE_MB = 12
 
 def parse_landing_bytes(data: bytes, location: str) -> pd.DataFrame:
     """Parse one landing file's bytes by its extension; raise a typed error that names the file."""
+    return _parse(data, location)[0]
+
+
+def _parse(data: bytes, location: str) -> tuple[pd.DataFrame, bool]:
+    """(the frame, whether it is the file's own table as is: a parquet file of a plain 0..n-1 index).
+
+    A parquet file written by pandas keeps a named index (``df.set_index("customer_id")``): that
+    index is data, and becomes columns again (first, as pandas' reset_index makes them) instead of
+    being lost when the day is stored. An unnamed index (a filtered frame's row numbers) is not."""
     if not data:
         raise EmptyLandingFileError(f"landing file {location} is empty (0 bytes)")
     try:
-        if location.endswith(".parquet"):
-            frame = pd.read_parquet(io.BytesIO(data))
-        else:
-            frame = pd.read_csv(io.BytesIO(data))
+        if not location.endswith(".parquet"):
+            return pd.read_csv(io.BytesIO(data)), False
+        frame = pd.read_parquet(io.BytesIO(data))
     except (pa.ArrowException, OSError, ValueError, pd.errors.ParserError) as exc:
         # pandas raises EmptyDataError (a ValueError) for a CSV with no header either.
         if isinstance(exc, pd.errors.EmptyDataError):
             raise EmptyLandingFileError(f"landing file {location} has no header and no rows") from exc
         raise CorruptLandingFileError(f"landing file {location} cannot be read: {exc}") from exc
-    return frame
+    index = frame.index
+    if any(name is not None for name in index.names):
+        return frame.reset_index(), False
+    if not isinstance(index, pd.RangeIndex) or index.start != 0 or index.step != 1:
+        return frame.reset_index(drop=True), False
+    return frame, True
 
 
 # -- what comes back -------------------------------------------------------------------------------
@@ -125,13 +138,8 @@ def ingest_day(day: str, source: str, destination: str, contract: DayContract | 
             data = handle.read()
     except OSError as exc:
         raise CorruptLandingFileError(f"landing file {source} cannot be read: {exc}") from exc
-    frame = parse_landing_bytes(data, source)
-    if (
-        source.endswith(".parquet")
-        and isinstance(frame.index, pd.RangeIndex)
-        and frame.index.start == 0
-        and frame.index.step == 1
-    ):
+    frame, as_is = _parse(data, source)
+    if as_is:
         atomic_write(destination, lambda handle: handle.write(data))
     else:
         atomic_write(destination, lambda handle: frame.to_parquet(handle, index=False))

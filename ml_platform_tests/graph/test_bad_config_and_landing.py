@@ -118,7 +118,11 @@ def test_read_good_file_returns_rows_and_fingerprint(zone, landing, demo_frame):
     assert landing_file.location == str(landing / f"{DAY}.csv")
 
 
-def test_missing_file_error_names_the_files_actually_looked_for(zone):
-    with pytest.raises(LandingFileError) as raised:
-        zone.read("20260107")
-    assert "20260107.parquet" not in str(raised.value)
+def test_missing_file_error_names_the_files_actually_looked_for(zone, landing):
+    # Files of the day under names the zone does not look for: the error names the ones it does.
+    (landing / DAY.replace("-", "")).with_suffix(".parquet").write_bytes(b"PAR1")
+    (landing / f"{DAY}.json").write_text("{}")
+    with pytest.raises(LandingFileMissingError) as raised:
+        zone.read(DAY)
+    message = str(raised.value)
+    assert message == f"no landing file for {DAY}: expected {DAY}.parquet or {DAY}.csv in {landing}"

@@ -26,15 +26,18 @@ def _deploy(store_kwargs: dict, kind: str, number: int, start, results) -> None:
         store = LocalModelStore(**store_kwargs)
     model = LogisticRegression(C=1.0 + number).fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
     version = store.save_version(MODEL_NAME, model, {"process": number}, identity=f"process-{number}")
-    start.wait()  # all processes promote at the same moment
+    # Every process reads the pointer's state, then all swap at once from that same state: one
+    # wins, each other one meets a conflict, reads again and tries again on top of the winner.
+    _, token = store.pointer_state(MODEL_NAME)
+    start.wait()
     conflicts = 0
     while True:
-        _, token = store.pointer_state(MODEL_NAME)
         try:
             store.promote(MODEL_NAME, version.version, reason=f"process {number}", expected=token)
             break
         except PointerConflictError:
             conflicts += 1
+            _, token = store.pointer_state(MODEL_NAME)
     results.put((number, version.version, conflicts, os.getpid()))
 
 
@@ -70,6 +73,9 @@ def test_concurrent_deploys_leave_one_complete_version_and_a_full_history(store_
     outcomes = _run_deploys(kind, kwargs)
     versions = {number: version for number, version, _, _ in outcomes}
     assert len(set(versions.values())) == PROCESSES  # nobody overwrote another's version
+    # The race happened: all swapped from one state, so all but one were refused at least once.
+    conflicts = sorted(count for _, _, count, _ in outcomes)
+    assert conflicts[0] == 0 and all(count >= 1 for count in conflicts[1:]), conflicts
 
     pointer = store.pointer(MODEL_NAME)
     history = store.history(MODEL_NAME)

@@ -432,7 +432,18 @@ class Traffic:
 
 
 RELOAD_S = 1.0
-SLACK_S = 5.0  # loading and verifying a 100-tree forest, on a busy 2-core machine
+
+
+def until(condition, what: str, timeout: float = 30):
+    """Poll ``condition`` until it returns something true (its value), failing after ``timeout``
+    seconds: a liveness bound, not a performance target (reload times are measured by make bench)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def tamper_a_copy(store, name: str, version: str) -> str:
@@ -463,7 +474,7 @@ def hot_reload_under_traffic(platform: Platform, server: Server, env: dict[str, 
         second = store.production(MODEL_NAME).version
         assert second != first
         promoted = time.monotonic()
-        assert traffic.wait_for(second, promoted) <= RELOAD_S + SLACK_S
+        traffic.wait_for(second, promoted)
         # ml-platform rollback moves it back.
         back = subprocess.run(
             [str(BIN / "ml-platform"), "rollback", "--reason", "test"],
@@ -474,17 +485,20 @@ def hot_reload_under_traffic(platform: Platform, server: Server, env: dict[str, 
         )
         assert back.returncode == 0, back.stderr
         rolled = time.monotonic()
-        assert traffic.wait_for(first, rolled) <= RELOAD_S + SLACK_S
+        traffic.wait_for(first, rolled)
         # A tampered version is pointed at: refused, the rolled-back version keeps serving.
         tampered = tamper_a_copy(store, MODEL_NAME, second)
         store.promote(MODEL_NAME, tampered, reason="tampered on purpose")
-        pointed = time.monotonic()
-        time.sleep(RELOAD_S * 3)
-        status, ready, _ = server.request("GET", "/readyz", token=None)
-        assert status == 200 and f"refused {tampered}" in ready["models"][MODEL_NAME]["problem"]
-        assert "ModelIntegrityError" in ready["models"][MODEL_NAME]["problem"]
-        assert ready["models"][MODEL_NAME]["version"] == first
-        assert any(t > pointed + RELOAD_S for t, _, _ in traffic.answers)
+
+        def refused():
+            status, ready, _ = server.request("GET", "/readyz", token=None)
+            model = ready["models"][MODEL_NAME] if status == 200 else {}
+            return model if f"refused {tampered}" in (model.get("problem") or "") else None
+
+        model = until(refused, f"the server refusing {tampered}")
+        assert "ModelIntegrityError" in model["problem"] and model["version"] == first
+        seen = time.monotonic()  # the refusal seen: answers go on, from the rolled-back version
+        until(lambda: any(t > seen for t, _, _ in list(traffic.answers)), "an answer after the refusal")
     failed = [(status, version) for _, status, version in traffic.answers if status != 200]
     assert failed == [] and len(traffic.answers) > 50
     served = {version for _, _, version in traffic.answers}

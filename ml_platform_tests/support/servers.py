@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import json
 import socket
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -97,3 +100,47 @@ def smtp() -> Iterator[SmtpServer]:
         yield SmtpServer(host="127.0.0.1", port=controller.port, messages=handler.messages, envelopes=handler.envelopes)
     finally:
         controller.stop()
+
+
+@contextlib.contextmanager
+def counting_proxy(target: str) -> Iterator[tuple[str, list[str]]]:
+    """A real HTTP proxy on 127.0.0.1 in front of ``target`` (an http://host:port URL): it forwards
+    every request as it is and records its method and path, so a test counts the requests a client
+    made (how many times a call was tried) instead of timing it. Yields (its URL, the requests)."""
+    requests: list[str] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length) if length else None
+            with lock:
+                requests.append(f"{self.command} {self.path}")
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+            forwarded = urllib.request.Request(target + self.path, data=body, headers=headers, method=self.command)
+            try:
+                with urllib.request.urlopen(forwarded, timeout=30) as answer:
+                    status, reply, kind = answer.status, answer.read(), answer.headers.get("Content-Type", "")
+            except urllib.error.HTTPError as error:
+                status, reply, kind = error.code, error.read(), error.headers.get("Content-Type", "")
+            self.send_response(status)
+            self.send_header("Content-Type", kind or "application/octet-stream")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _forward  # noqa: N815 (http.server naming)
+
+        def log_message(self, format, *args) -> None:  # noqa: A002 - keep test output quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="counting-proxy", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    finally:
+        server.shutdown()
+        server.server_close()
