@@ -117,10 +117,7 @@ def _metric_names(task: str) -> list[str]:
     return [m for m in HEADLINE_METRICS.get(task, HEADLINE_METRICS["classification"]) if m != "test_rows"]
 
 
-def _signature_text(metadata: dict) -> str:
-    from ml_platform.signature import Signature
-
-    signature = Signature.of_version(metadata)
+def _signature_text(signature) -> str:
     if signature is None:
         return "-"
     if not signature.kinds:
@@ -130,8 +127,6 @@ def _signature_text(metadata: dict) -> str:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """Every model of the store (or --model's): its versions with its task's own metrics."""
-    from ml_platform.estimators import GATE_METRICS, METRIC_LABELS
-
     store, _ = _store(args)
     names = [args.model] if args.model else store.list_models()
     if not names:
@@ -143,56 +138,68 @@ def cmd_models(args: argparse.Namespace) -> int:
         if not versions and args.model:
             print(f"no versions of {name} in {store.uri(name)}")
             return 0
-        production = store.pointer(name)
-        current = production["version"] if production else None
-        task = versions[-1].metadata.get("task", "classification") if versions else "classification"
-        metrics = _metric_names(task)
-        if args.compare:
-            # Experiment history: every trained version's params, data and scores, best first by
-            # the gate's metric (errors such as RMSE: lowest first).
-            gate = versions[-1].metadata.get("gate_metric") or metrics[0]
-            higher = GATE_METRICS.get(task, {}).get(gate, True)
-            worst = float("-inf") if higher else float("inf")
-            versions = sorted(versions, key=lambda v: v.metadata.get("metrics", {}).get(gate, worst), reverse=higher)
-        rows = [
-            {
-                "model": name,
-                "task": v.metadata.get("task", task),
-                "production": v.version == current,
-                "version": v.version,
-                **{m: v.metadata.get("metrics", {}).get(m) for m in metrics},
-                "data_as_of": v.metadata.get("data_as_of"),
-                "training_rows": v.metadata.get("training_rows"),
-                "params": v.metadata.get("params", {}),
-                "data_fingerprint": v.metadata.get("data_fingerprint"),
-                "signature": _signature_text(v.metadata),
-                "created_at": v.metadata.get("created_at"),
-            }
-            for v in versions
-        ]
-        listing.append((name, task, metrics, rows))
+        listing.append(_model_listing(store, name, versions, args.compare))
     if args.json:
         print(json.dumps([row for *_, rows in listing for row in rows], indent=2))
         return 0
     for index, (name, task, metrics, rows) in enumerate(listing):
         if index:
             print()
-        print(f"{name} ({task})")
-        header = f"{'':2}{'version':<36}" + "".join(f" {METRIC_LABELS[m]:>8}" for m in metrics)
-        header += f" {'as of':>10}  {'signature':<22}"
-        if args.compare:
-            header += f" {'rows':>7}  {'data':<14}  params"
-        print(header.rstrip())
-        for row in rows:
-            line = f"{'* ' if row['production'] else '  '}{row['version']:<36}"
-            line += "".join(f" {_num(row[m]):>8}" for m in metrics)
-            line += f" {row['data_as_of'] or '-':>10}  {row['signature']:<22}"
-            if args.compare:
-                fingerprint = (row["data_fingerprint"] or "-").removeprefix("sha256:")[:12]
-                line += f" {row['training_rows'] or '-':>7}  {fingerprint:<14}  {_param_text(row['params'])}"
-            print(line.rstrip())
+        _print_model(name, task, metrics, rows, args.compare)
     print("(* = production" + (", best first by the gate's metric)" if args.compare else ")"))
     return 0
+
+
+def _model_listing(store, name: str, versions: list, compare: bool) -> tuple[str, str, list[str], list[dict]]:
+    """(name, task, the task's metrics, one row per version): with ``compare``, the experiment
+    history, best first by the gate's metric (errors such as RMSE: lowest first)."""
+    from ml_platform.estimators import GATE_METRICS
+
+    pointer = store.pointer(name)
+    current = pointer["version"] if pointer else None
+    task = (versions[-1].record.task if versions else None) or "classification"
+    metrics = _metric_names(task)
+    if compare:
+        gate = versions[-1].record.gate_metric or metrics[0]
+        higher = GATE_METRICS.get(task, {}).get(gate, True)
+        worst = float("-inf") if higher else float("inf")
+        versions = sorted(versions, key=lambda v: v.record.metrics.get(gate, worst), reverse=higher)
+    rows = [
+        {
+            "model": name,
+            "task": v.record.task or task,
+            "production": v.version == current,
+            "version": v.version,
+            **{m: v.record.metrics.get(m) for m in metrics},
+            "data_as_of": v.record.data_as_of,
+            "training_rows": v.record.training_rows,
+            "params": v.record.params,
+            "data_fingerprint": v.record.data_fingerprint,
+            "signature": _signature_text(v.record.signature),
+            "created_at": v.record.created_at,
+        }
+        for v in versions
+    ]
+    return name, task, metrics, rows
+
+
+def _print_model(name: str, task: str, metrics: list[str], rows: list[dict], compare: bool) -> None:
+    from ml_platform.estimators import METRIC_LABELS
+
+    print(f"{name} ({task})")
+    header = f"{'':2}{'version':<36}" + "".join(f" {METRIC_LABELS[m]:>8}" for m in metrics)
+    header += f" {'as of':>10}  {'signature':<22}"
+    if compare:
+        header += f" {'rows':>7}  {'data':<14}  params"
+    print(header.rstrip())
+    for row in rows:
+        line = f"{'* ' if row['production'] else '  '}{row['version']:<36}"
+        line += "".join(f" {_num(row[m]):>8}" for m in metrics)
+        line += f" {row['data_as_of'] or '-':>10}  {row['signature']:<22}"
+        if compare:
+            fingerprint = (row["data_fingerprint"] or "-").removeprefix("sha256:")[:12]
+            line += f" {row['training_rows'] or '-':>7}  {fingerprint:<14}  {_param_text(row['params'])}"
+        print(line.rstrip())
 
 
 def _num(value) -> str:
@@ -288,9 +295,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def _signature_note(old, new) -> str | None:
     """What a caller must know when production moves from ``old`` to ``new``: a signature change."""
-    from ml_platform.signature import Signature, compare
+    from ml_platform.signature import compare
 
-    before, after = Signature.of_version(old.metadata), Signature.of_version(new.metadata)
+    before, after = old.record.signature, new.record.signature
     if before is None or after is None:
         return None
     change = compare(before, after)
@@ -305,6 +312,7 @@ def _signature_note(old, new) -> str | None:
 def cmd_production(args: argparse.Namespace) -> int:
     store, name = _store(args)
     _, version = store.load(name)  # verifies the sha256
+    record = version.record
     pointer = store.pointer(name) or {}
     info = {
         "model": name,
@@ -313,21 +321,22 @@ def cmd_production(args: argparse.Namespace) -> int:
         "sha256": version.sha256,
         "sha256_verified": True,
         "promoted_at": pointer.get("promoted_at"),
-        "data_as_of": version.metadata.get("data_as_of"),
-        "metrics": version.metadata.get("metrics"),
-        "estimator": version.metadata.get("estimator"),
-        "params": version.metadata.get("params"),
-        "variant": version.metadata.get("variant"),
-        "feature_transform": version.metadata.get("feature_transform"),
-        "pipeline_version": version.metadata.get("pipeline_version"),
-        "requirements": version.metadata.get("requirements") or [],
-        "signature": version.metadata.get("signature"),
+        "data_as_of": record.data_as_of,
+        "metrics": record.metrics or None,
+        "estimator": record.estimator,
+        "params": record.params or None,
+        "variant": record.variant,
+        "feature_transform": record.feature_transform,
+        "pipeline_version": record.pipeline_version,
+        "requirements": record.requirements,
+        # As recorded: a version stored before signatures has none (its column names only).
+        "signature": record.signature.to_dict() if record.signature and record.signature.kinds else None,
     }
-    print(json.dumps(info, indent=2) if args.json else _human(info, version.metadata))
+    print(json.dumps(info, indent=2) if args.json else _human(info, record.signature))
     return 0
 
 
-def _human(info: dict, metadata: dict) -> str:
+def _human(info: dict, signature) -> str:
     metrics = info["metrics"] or {}
     lines = [
         f"Production model : {info['model']} {info['version']}",
@@ -353,14 +362,11 @@ def _human(info: dict, metadata: dict) -> str:
     lines += [
         f"{METRIC_LABELS.get(k, k.capitalize()):<17}: {v:.4f}" for k, v in metrics.items() if isinstance(v, float)
     ]
-    lines += _signature_lines(metadata)
+    lines += _signature_lines(signature)
     return "\n".join(lines)
 
 
-def _signature_lines(metadata: dict) -> list[str]:
-    from ml_platform.signature import Signature
-
-    signature = Signature.of_version(metadata)
+def _signature_lines(signature) -> list[str]:
     if signature is None:
         return ["Signature        : not recorded"]
     lines = [f"Signature        : {signature.digest}: {signature.describe()}"]

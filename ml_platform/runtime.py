@@ -20,7 +20,6 @@ from ml_platform.quality import Schema
 from ml_platform.resources.model_store import ModelVersion
 from ml_platform.retries import retry_policy
 from ml_platform.settings import Settings
-from ml_platform.signature import Signature
 from ml_platform.spec import PipelineSpec
 from ml_platform.tracking import MlflowTracker, tracking_uri_from
 
@@ -100,7 +99,7 @@ class PipelineRuntime:
         - else None (no model yet).
         """
         policy = self.spec.schema_policy
-        signature = Signature.of_version(production.metadata) if production else None
+        signature = production.record.signature if production else None
         if self.features:
             kinds = {
                 **(signature.kinds if signature else {}),

@@ -1,5 +1,7 @@
 """deployed_model: the gated model written to the model store and promoted to production."""
 
+from dataclasses import dataclass
+
 import dagster as dg
 
 from ml_platform import constants
@@ -8,9 +10,10 @@ from ml_platform.errors import PointerConflictError
 from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
 from ml_platform.metadata import signature_metadata
 from ml_platform.ml import TrainedModel, platform_version
-from ml_platform.resources.model_store import ModelStore, encode_drift_profile, encode_train_rows
+from ml_platform.resources.model_store import ModelStore, ModelVersion, encode_drift_profile, encode_train_rows
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
+from ml_platform.version_record import VersionRecord
 
 
 def build_deployed_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
@@ -40,6 +43,14 @@ def build_deployed_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     return deployed_model
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What deploy decided against the pointer it read: promote the version, or keep production (why)."""
+
+    promote: bool
+    note: str = ""
+
+
 def _deploy(
     context: dg.AssetExecutionContext,
     pipeline: PipelineRuntime,
@@ -47,87 +58,142 @@ def _deploy(
     trained_model: TrainedModel,
     model_metrics: dict,
 ) -> dg.Output[dict]:
+    """Store the model (once per recipe), then decide and swap the production pointer, then say what
+    happened: record / decide / swap / describe."""
     name = pipeline.model_name
-    metric, _, _ = pipeline.spec.gate_metric
-    metadata = {
-        "task": pipeline.task,
-        "metrics": {k: model_metrics[k] for k in HEADLINE_METRICS[pipeline.task]},
-        "gate_metric": metric,
-        "estimator": trained_model.estimator,
-        "params": trained_model.params,
-        "variant": trained_model.extra.get("variant"),  # with model.variants: the one chosen
-        "target": trained_model.target,
-        "feature_columns": trained_model.feature_columns,
-        "signature": trained_model.signature.to_dict() if trained_model.signature else None,
-        "classes": trained_model.classes,
-        "training_rows": trained_model.training_rows,
-        "fit_seconds": trained_model.fit_seconds,
-        "cv_metric": trained_model.extra.get("cv_metric"),  # a variant's cross-validated score
-        "cv_score": trained_model.extra.get("cv_score"),
-        "data_fingerprint": trained_model.data_fingerprint,
-        "data_as_of": trained_model.data_as_of,
-        "platform_version": platform_version(),
-        "pipeline_version": trained_model.pipeline_version,
-        "feature_transform": trained_model.feature_transform,
-        "requirements": trained_model.requirements,
-        "encoding": trained_model.encoding,
-        "mlflow_run_id": trained_model.extra.get(RUN_ID),
-        "dagster_run_id": context.run.run_id,
-    }
-    if pipeline.task == "classification":
-        metadata["confusion_matrix"] = model_metrics["confusion_matrix"]
-        metadata["labels"] = model_metrics["labels"]
-    identity = trained_model.identity
-    hashes = trained_model.extra.get("train_row_hashes")
+    version = _store(
+        context, model_store, name, trained_model, _record(context, pipeline, trained_model, model_metrics)
+    )
+    reason = f"{pipeline.spec.gate_metric[0]} gate passed for data as of {trained_model.data_as_of}"
+    promoted, replaced, note = _swap(context, model_store, name, version, trained_model.data_as_of, reason)
+    context.log.info(f"{name} {version.version}: {note}")
+    track_deploy(context, pipeline, model_metrics, version.version, promoted)
+    return _describe(pipeline, model_store, version, trained_model, model_metrics, promoted, replaced, note)
+
+
+def _record(
+    context: dg.AssetExecutionContext, pipeline: PipelineRuntime, trained_model: TrainedModel, model_metrics: dict
+) -> VersionRecord:
+    """What the version records about the model, its provenance and its score (VersionRecord)."""
+    classification = pipeline.task == "classification"
+    return VersionRecord(
+        task=pipeline.task,
+        metrics={k: model_metrics[k] for k in HEADLINE_METRICS[pipeline.task]},
+        gate_metric=pipeline.spec.gate_metric[0],
+        estimator=trained_model.estimator,
+        params=trained_model.params,
+        variant=trained_model.extra.get("variant"),
+        target=trained_model.target,
+        feature_columns=trained_model.feature_columns,
+        signature=trained_model.signature,
+        classes=trained_model.classes,
+        training_rows=trained_model.training_rows,
+        fit_seconds=trained_model.fit_seconds,
+        cv_metric=trained_model.extra.get("cv_metric"),
+        cv_score=trained_model.extra.get("cv_score"),
+        data_fingerprint=trained_model.data_fingerprint,
+        data_as_of=trained_model.data_as_of,
+        platform_version=platform_version(),
+        pipeline_version=trained_model.pipeline_version,
+        feature_transform=trained_model.feature_transform,
+        requirements=trained_model.requirements,
+        encoding=trained_model.encoding,
+        mlflow_run_id=trained_model.extra.get(RUN_ID),
+        dagster_run_id=context.run.run_id,
+        confusion_matrix=model_metrics["confusion_matrix"] if classification else None,
+        labels=model_metrics["labels"] if classification else None,
+    )
+
+
+def _store(
+    context: dg.AssetExecutionContext,
+    model_store: ModelStore,
+    name: str,
+    trained_model: TrainedModel,
+    record: VersionRecord,
+) -> ModelVersion:
+    """The version of this recipe in the store: written now with the files beside the model (its
+    training rows' hashes, its drift profile), or found (re-running a deploy stores nothing twice)."""
     extras = {}
+    hashes = trained_model.extra.get("train_row_hashes")
     if hashes is not None:
         extras[constants.TRAIN_ROWS_FILENAME] = encode_train_rows(hashes)
     profile = trained_model.extra.get("drift_profile")
     if profile is not None:
         extras[constants.DRIFT_PROFILE_FILENAME] = encode_drift_profile(profile)
-    version = model_store.save_version(name, trained_model.model, metadata, identity=identity, extras=extras)
-    if version.metadata.get("dagster_run_id") == context.run.run_id:
+    version = model_store.save_version(
+        name, trained_model.model, record, identity=trained_model.identity, extras=extras
+    )
+    if version.record.dagster_run_id == context.run.run_id:
         context.log.info(f"stored {name} {version.version} at {version.location}")
     else:
         context.log.info(f"{name} {version.version} already holds this model (same data, params, code)")
+    return version
 
-    # Decide and promote by compare-and-swap: if another deploy moves the pointer in between,
-    # decide again against what it did (an older day must never replace a newer model).
+
+def _decide(version: ModelVersion, current: ModelVersion | None, data_as_of: str | None) -> Decision:
+    """Promote ``version`` over ``current`` (production as the pointer says now)? Not when it is
+    production already, nor when production was trained on newer data: a backfill of an older day
+    must never move production backwards."""
+    if current is not None and current.version == version.version:
+        return Decision(False, "already in production")
+    current_as_of = current.record.data_as_of if current else None
+    if current_as_of and data_as_of and current_as_of > data_as_of:
+        return Decision(False, f"kept {current.version}: it was trained on newer data ({current_as_of})")
+    return Decision(True)
+
+
+def _swap(
+    context: dg.AssetExecutionContext,
+    model_store: ModelStore,
+    name: str,
+    version: ModelVersion,
+    data_as_of: str | None,
+    reason: str,
+) -> tuple[bool, str | None, str]:
+    """Decide and promote by compare-and-swap: if another deploy moves the pointer in between, decide
+    again against what it did. (promoted, the version it replaced, what happened)."""
     for _ in range(constants.PROMOTE_ATTEMPTS):
         pointer, token = model_store.pointer_state(name)
         current = model_store.get_version(name, pointer["version"]) if pointer else None
-        current_as_of = current.metadata.get("data_as_of") if current else None
-        if current is not None and current.version == version.version:
-            promoted, replaced, note = False, None, "already in production"
-            model_store.record_history(name, pointer)
-        elif current_as_of and trained_model.data_as_of and current_as_of > trained_model.data_as_of:
-            promoted, replaced = False, None
-            note = f"kept {current.version}: it was trained on newer data ({current_as_of})"
-        else:
-            try:
-                model_store.promote(
-                    name,
-                    version.version,
-                    reason=f"{metric} gate passed for data as of {trained_model.data_as_of}",
-                    actor=f"dagster run {context.run.run_id}",
-                    expected=token,
-                )
-            except PointerConflictError as exc:
-                context.log.warning(f"{exc}; deciding again")
-                continue
-            promoted, replaced = True, current.version if current else None
-            note = f"promoted to production, replacing {replaced}" if replaced else "promoted to production"
-        break
-    else:
-        raise PointerConflictError(
-            f"the production pointer of {name} kept moving; gave up after {constants.PROMOTE_ATTEMPTS} attempts"
-        )
-    context.log.info(f"{name} {version.version}: {note}")
+        decision = _decide(version, current, data_as_of)
+        if not decision.promote:
+            if current is not None and current.version == version.version:
+                model_store.record_history(name, pointer)  # a kill before the history record: completed
+            return False, None, decision.note
+        try:
+            model_store.promote(
+                name,
+                version.version,
+                reason=reason,
+                actor=f"dagster run {context.run.run_id}",
+                expected=token,
+            )
+        except PointerConflictError as exc:
+            context.log.warning(f"{exc}; deciding again")
+            continue
+        replaced = current.version if current else None
+        return True, replaced, f"promoted to production, replacing {replaced}" if replaced else "promoted to production"
+    raise PointerConflictError(
+        f"the production pointer of {name} kept moving; gave up after {constants.PROMOTE_ATTEMPTS} attempts"
+    )
 
-    track_deploy(context, pipeline, model_metrics, version.version, promoted)
-    production = model_store.production(name)
-    record = {
-        "model_name": name,
+
+def _describe(
+    pipeline: PipelineRuntime,
+    model_store: ModelStore,
+    version: ModelVersion,
+    trained_model: TrainedModel,
+    model_metrics: dict,
+    promoted: bool,
+    replaced: str | None,
+    note: str,
+) -> dg.Output[dict]:
+    """deployed_model's value (what a later step or a person reads) and what the UI shows."""
+    metric = pipeline.spec.gate_metric[0]
+    production = model_store.production(pipeline.model_name)  # after the swap: ours, or another deploy's
+    value = {
+        "model_name": pipeline.model_name,
         "version": version.version,
         "location": version.location,
         "sha256": version.sha256,
@@ -136,14 +202,14 @@ def _deploy(
         "production_version": production.version if production else None,
     }
     return dg.Output(
-        record,
+        value,
         metadata={
             "Version": version.version,
             "Location": dg.MetadataValue.path(version.location),
             "sha256": version.sha256,
             "Promoted": promoted,
             "Replaced": replaced or "-",
-            "Production version": record["production_version"] or "-",
+            "Production version": value["production_version"] or "-",
             "Outcome": note,
             METRIC_LABELS[metric]: float(model_metrics[metric]),
             "Gate metric": metric,

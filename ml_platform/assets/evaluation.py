@@ -27,7 +27,7 @@ from ml_platform.ml import (
 from ml_platform.resources.model_store import ModelStore, ModelVersion, decode_train_rows
 from ml_platform.retries import retried_when_unavailable
 from ml_platform.runtime import PipelineRuntime
-from ml_platform.signature import Signature, SignatureChange
+from ml_platform.signature import SignatureChange
 from ml_platform.signature import compare as compare_signatures
 from ml_platform.timeouts import stage_timeout
 
@@ -162,7 +162,7 @@ def champion_scores(
         return None
     # The challenger may be the production version itself (trained_model reused it, or refit the
     # same recipe): then the champion is not loaded, and both are scored once.
-    itself = trained_model.identity is not None and production.metadata.get("identity") == trained_model.identity
+    itself = trained_model.identity is not None and production.record.identity == trained_model.identity
     try:
         with retried_when_unavailable(context, pipeline.settings):
             # The version read, by name (it verifies the sha256): the pointer is not read again.
@@ -220,7 +220,7 @@ def signature_change(
         return {"production_version": None, "note": unreadable}
     if production is None:
         return {"production_version": None, "note": "no production model yet"}
-    old = Signature.of_version(production.metadata)
+    old = production.record.signature
     if old is None or trained_model.signature is None:
         return {
             "production_version": production.version,
@@ -261,7 +261,7 @@ def metrics_recipe(
     recipe = {
         "model": trained_model.identity,
         "test_split": frame_fingerprint(test_split),
-        "production": [production.version, production.metadata.get("identity")] if production else None,
+        "production": [production.version, production.record.identity] if production else None,
         "platform_version": platform_version(),
         "task": pipeline.task,
     }

@@ -18,7 +18,7 @@ from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.model_store import ModelStore, ModelVersion
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.serving.model import CheckedModel
-from ml_platform.signature import Signature, check_rows
+from ml_platform.signature import check_rows
 from ml_platform.timeouts import stage_timeout
 
 SIGNATURE_CHECK = "rows_match_signature"
@@ -98,7 +98,7 @@ def build_scoring_checks(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition:
 
 def _signature_result(pipeline: PipelineRuntime, production: ModelVersion | None, days: dict[str, pd.DataFrame]):
     key = pipeline.key("scoring_data")
-    signature = Signature.of_version(production.metadata) if production else None
+    signature = production.record.signature if production else None
     if signature is None:
         return dg.AssetCheckResult(
             check_name=SIGNATURE_CHECK,

@@ -41,7 +41,7 @@ from ml_platform.resources.model_store import (
     decode_train_rows,
 )
 from ml_platform.runtime import DATE_DIMENSION, VARIANT_DIMENSION, PipelineRuntime
-from ml_platform.signature import Signature, infer_signature
+from ml_platform.signature import infer_signature
 from ml_platform.timeouts import run_with_timeout, stage_timeout
 from ml_platform.user_code import requirements_of
 
@@ -613,9 +613,9 @@ def _same_recipe(
 ) -> ModelVersion | None:
     """The stored version built from this recipe for this day (a variant's with its CV score), or None."""
     found = model_store.find_version(pipeline.model_name, identity)
-    if found is None or found.metadata.get("data_as_of") != as_of:
+    if found is None or found.record.data_as_of != as_of:
         return None
-    if variant is not None and found.metadata.get("cv_score") is None:
+    if variant is not None and found.record.cv_score is None:
         return None  # stored before versions recorded the score the choice needs
     return found
 
@@ -629,7 +629,7 @@ def _reuse(
 ) -> dg.Output[TrainedModel]:
     """The stored model of the same recipe, loaded (sha256 verified) instead of fitted again."""
     model, version = model_store.load(pipeline.model_name, version.version)
-    meta = version.metadata
+    record = version.record
     hashes = model_store.read_extra(version, constants.TRAIN_ROWS_FILENAME)
     profile = model_store.read_extra(version, constants.DRIFT_PROFILE_FILENAME)
     extra = {
@@ -637,30 +637,30 @@ def _reuse(
         "drift_profile": decode_drift_profile(profile) if profile is not None else None,
         "reused": version.version,
         **(
-            {"variant": meta["variant"], "cv_metric": meta["cv_metric"], "cv_score": meta["cv_score"]}
-            if meta.get("variant")
+            {"variant": record.variant, "cv_metric": record.cv_metric, "cv_score": record.cv_score}
+            if record.variant
             else {}
         ),
-        **({RUN_ID: meta["mlflow_run_id"]} if meta.get("mlflow_run_id") else {}),
+        **({RUN_ID: record.mlflow_run_id} if record.mlflow_run_id else {}),
     }
     trained = TrainedModel(
         model=model,
-        params=meta["params"],
-        target=meta["target"],
-        feature_columns=meta["feature_columns"],
-        classes=meta.get("classes") or [],
-        training_rows=meta["training_rows"],
-        data_fingerprint=meta["data_fingerprint"],
-        fit_seconds=float(meta.get("fit_seconds") or 0.0),
-        data_as_of=meta.get("data_as_of"),
+        params=record.params,
+        target=record.target,
+        feature_columns=record.feature_columns,
+        classes=record.classes,
+        training_rows=record.training_rows,
+        data_fingerprint=record.data_fingerprint,
+        fit_seconds=float(record.fit_seconds or 0.0),
+        data_as_of=record.data_as_of,
         extra={k: v for k, v in extra.items() if v is not None},
-        task=meta.get("task", pipeline.task),
-        estimator=meta["estimator"],
-        signature=Signature.of_version(meta),
-        requirements=meta.get("requirements") or [],
-        pipeline_version=meta.get("pipeline_version"),
-        feature_transform=meta.get("feature_transform"),
-        encoding=meta.get("encoding"),
+        task=record.task or pipeline.task,
+        estimator=record.estimator,
+        signature=record.signature,
+        requirements=record.requirements,
+        pipeline_version=record.pipeline_version,
+        feature_transform=record.feature_transform,
+        encoding=record.encoding,
     )
     context.log.info(f"reused {version.version} (same recipe: train split, estimator, params, code): no fit")
     metadata = {

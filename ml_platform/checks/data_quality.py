@@ -209,7 +209,7 @@ def drift_reference(model_store: ModelStore, production: ModelVersion | None) ->
         return None  # a profile that cannot be read: nothing to compare with (the gate says why)
     if data is None:
         return None
-    as_of = production.metadata.get("data_as_of")
+    as_of = production.record.data_as_of
     return decode_drift_profile(data), f"production {production.version}" + (f" (data as of {as_of})" if as_of else "")
 
 

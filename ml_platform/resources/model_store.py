@@ -18,6 +18,7 @@ Only load artifacts from a store you trust: joblib files are pickles and run cod
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
@@ -39,20 +40,26 @@ from ml_platform.errors import (
     PointerConflictError,
 )
 from ml_platform.user_code import check_requirements
+from ml_platform.version_record import VersionRecord
 
 
 @dataclass(frozen=True)
 class ModelVersion:
-    """A complete version in the store and its recorded metadata."""
+    """A complete version in the store: where it is, and its metadata.json (``metadata``, as stored;
+    ``record``, as every reader reads it)."""
 
     model_name: str
     version: str
     location: str
     metadata: dict[str, Any]
 
+    @functools.cached_property
+    def record(self) -> VersionRecord:
+        return VersionRecord.from_dict(self.metadata)
+
     @property
     def sha256(self) -> str:
-        return self.metadata["sha256"]
+        return self.record.sha256
 
 
 # The files a version keeps beside its model (``extras``), in one format for the writer (deploy)
@@ -121,11 +128,13 @@ class ModelStore(dg.ConfigurableResource, ABC):
         self,
         model_name: str,
         model: Any,
-        metadata: dict[str, Any],
+        record: VersionRecord | dict[str, Any],
         identity: str | None = None,
         extras: dict[str, bytes] | None = None,
     ) -> ModelVersion:
-        """Store a model as a new version and return it.
+        """Store a model as a new version and return it. ``record`` is what the version records about
+        the model (a VersionRecord; a dict is read as one); the store adds its name, version, identity,
+        sha256, size, time and extras.
 
         ``identity`` names what the model was built from (data, params, code). A complete version
         with the same identity is returned instead of writing a duplicate: re-running a pipeline
@@ -149,18 +158,19 @@ class ModelStore(dg.ConfigurableResource, ABC):
 
         created_at = _utcnow()
         version = f"v{created_at:%Y%m%dT%H%M%S%f}Z-{sha256[:8]}"
-        record = {
-            **metadata,
-            "model_name": model_name,
-            "version": version,
-            "identity": identity,
-            "sha256": sha256,
-            "size_bytes": len(artifact),
-            "created_at": created_at.isoformat(),
-            "extras": sorted(extras or {}),
-        }
+        if not isinstance(record, VersionRecord):
+            record = VersionRecord.from_dict(record)
+        stored = record.stored(
+            model_name=model_name,
+            version=version,
+            identity=identity,
+            sha256=sha256,
+            size_bytes=len(artifact),
+            created_at=created_at.isoformat(),
+            extras=sorted(extras or {}),
+        ).to_dict()
         # Serialized before anything is written, so unserializable metadata leaves no orphan.
-        encoded = json.dumps(record, indent=2, sort_keys=True, default=str).encode()
+        encoded = json.dumps(stored, indent=2, sort_keys=True, default=str).encode()
         self.write_bytes(f"{model_name}/{version}/{constants.MODEL_FILENAME}", artifact)
         for name, data in (extras or {}).items():
             self.write_bytes(f"{model_name}/{version}/{check_segment(name, 'file name')}", data)
@@ -169,7 +179,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
             # After the version is complete: the index never names an incomplete version. (A crash
             # in between leaves a version the index misses: the same recipe may be stored twice.)
             self._index_recipe(model_name, identity, version)
-        return ModelVersion(model_name, version, self.uri(f"{model_name}/{version}"), record)
+        return ModelVersion(model_name, version, self.uri(f"{model_name}/{version}"), json.loads(encoded))
 
     def find_version(self, model_name: str, identity: str) -> ModelVersion | None:
         """The newest complete version built from the recipe ``identity`` (see ``save_version``), or None.
@@ -183,7 +193,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
         try:
             entry = json.loads(self.read_bytes(self._recipe_key(model_name, identity)))
             found = self.get_version(model_name, check_segment(str(entry["version"]), "version"))
-            if found.metadata.get("identity") == identity:
+            if found.record.identity == identity:
                 return found
         except FileNotFoundError:
             if self.exists(f"{model_name}/{constants.RECIPES_FOLDER}/{constants.RECIPES_INDEXED}"):
@@ -198,7 +208,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
         found = None
         newest: dict[str, str] = {}
         for existing in self.list_versions(model_name):  # oldest first: the newest of a recipe wins
-            recorded = existing.metadata.get("identity")
+            recorded = existing.record.identity
             if recorded:
                 newest[recorded] = existing.version
             if recorded == identity:
@@ -224,7 +234,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
 
     def read_extra(self, version: ModelVersion, name: str) -> bytes | None:
         """A file saved with the version (``extras``), or None if it has none by that name."""
-        if name not in version.metadata.get("extras", []):
+        if name not in version.record.extras:
             return None
         return self.read_bytes(f"{version.model_name}/{version.version}/{check_segment(name, 'file name')}")
 
@@ -371,7 +381,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
                 " when it was written: refusing to load a changed artifact"
             )
         what = f"model {model_name} {model_version.version}"
-        check_requirements(model_version.metadata.get("requirements"), what)
+        check_requirements(model_version.record.requirements, what)
         try:
             return joblib.load(io.BytesIO(artifact)), model_version
         except (ModuleNotFoundError, AttributeError) as exc:

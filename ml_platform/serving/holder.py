@@ -116,7 +116,7 @@ class ModelHolder:
         model = self.current
         if model is None:
             return {"name": self.model_name, "ready": False, "problem": self.problem}
-        metadata = model.version.metadata
+        record = model.version.record
         return {
             "name": self.model_name,
             "ready": True,
@@ -124,9 +124,9 @@ class ModelHolder:
             "sha256": model.version.sha256,
             "promoted_at": self.promoted_at,
             "loaded_at": self.loaded_at,
-            "task": metadata.get("task"),
-            "metrics": metadata.get("metrics"),
-            "data_as_of": metadata.get("data_as_of"),
+            "task": record.task,
+            "metrics": record.metrics,
+            "data_as_of": record.data_as_of,
             "signature": model.signature.to_dict(),
             "problem": self.problem,
         }

@@ -12,7 +12,7 @@ from ml_platform.backends.environment import model_store_of
 from ml_platform.errors import PredictionError
 from ml_platform.resources.model_store import ModelVersion
 from ml_platform.settings import load_settings
-from ml_platform.signature import InputReport, Signature, check_rows
+from ml_platform.signature import InputReport, check_rows
 
 
 @dataclass
@@ -38,7 +38,7 @@ class CheckedModel:
     def __init__(self, sklearn_model: Any, version: ModelVersion):
         self.sklearn_model = sklearn_model
         self.version = version
-        signature = Signature.of_version(version.metadata)
+        signature = version.record.signature
         if signature is None:
             raise PredictionError(f"{version.model_name} {version.version} records no feature columns")
         self.signature = signature
