@@ -10,6 +10,7 @@ from ml_platform.errors import PointerConflictError
 from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
 from ml_platform.metadata import signature_metadata
 from ml_platform.ml import TrainedModel, platform_version
+from ml_platform.model_metrics import ModelMetrics
 from ml_platform.resources.model_store import ModelStore, ModelVersion, encode_drift_profile, encode_train_rows
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
@@ -35,7 +36,7 @@ def build_deployed_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         model_store: ModelStore,
         trained_model: TrainedModel,
-        model_metrics: dict,
+        model_metrics: ModelMetrics,
     ) -> dg.Output[dict]:
         with stage_timeout(context, pipeline, "deploy"):
             return _deploy(context, pipeline, model_store, trained_model, model_metrics)
@@ -56,7 +57,7 @@ def _deploy(
     pipeline: PipelineRuntime,
     model_store: ModelStore,
     trained_model: TrainedModel,
-    model_metrics: dict,
+    model_metrics: ModelMetrics,
 ) -> dg.Output[dict]:
     """Store the model (once per recipe), then decide and swap the production pointer, then say what
     happened: record / decide / swap / describe."""
@@ -72,13 +73,20 @@ def _deploy(
 
 
 def _record(
-    context: dg.AssetExecutionContext, pipeline: PipelineRuntime, trained_model: TrainedModel, model_metrics: dict
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineRuntime,
+    trained_model: TrainedModel,
+    model_metrics: ModelMetrics,
 ) -> VersionRecord:
     """What the version records about the model, its provenance and its score (VersionRecord)."""
     classification = pipeline.task == "classification"
     return VersionRecord(
         task=pipeline.task,
-        metrics={k: model_metrics[k] for k in HEADLINE_METRICS[pipeline.task]},
+        metrics={
+            k: v
+            for k, v in {**model_metrics.scores, "test_rows": model_metrics.test_rows}.items()
+            if k in HEADLINE_METRICS[pipeline.task]
+        },
         gate_metric=pipeline.spec.gate_metric[0],
         estimator=trained_model.estimator,
         params=trained_model.params,
@@ -100,8 +108,8 @@ def _record(
         encoding=trained_model.encoding,
         mlflow_run_id=trained_model.extra.get(RUN_ID),
         dagster_run_id=context.run.run_id,
-        confusion_matrix=model_metrics["confusion_matrix"] if classification else None,
-        labels=model_metrics["labels"] if classification else None,
+        confusion_matrix=model_metrics.details.get("confusion_matrix") if classification else None,
+        labels=model_metrics.details.get("labels") if classification else None,
     )
 
 
@@ -184,7 +192,7 @@ def _describe(
     model_store: ModelStore,
     version: ModelVersion,
     trained_model: TrainedModel,
-    model_metrics: dict,
+    model_metrics: ModelMetrics,
     promoted: bool,
     replaced: str | None,
     note: str,
@@ -211,7 +219,7 @@ def _describe(
             "Replaced": replaced or "-",
             "Production version": value["production_version"] or "-",
             "Outcome": note,
-            METRIC_LABELS[metric]: float(model_metrics[metric]),
+            METRIC_LABELS[metric]: model_metrics.score(metric),
             "Gate metric": metric,
             **(signature_metadata(trained_model.signature) if trained_model.signature else {}),
         },

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -11,7 +10,7 @@ import pandas as pd
 
 from ml_platform import constants
 from ml_platform.assets.stored_output import own_stored_output
-from ml_platform.assets.tracked import RUN_ID, run_link, track_metrics
+from ml_platform.assets.tracked import run_link, track_metrics
 from ml_platform.errors import ModelStoreError
 from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
 from ml_platform.instance_queries import latest_data_version
@@ -24,32 +23,33 @@ from ml_platform.ml import (
     regression_metrics,
     row_hashes,
 )
+from ml_platform.model_metrics import ChampionComparison, ModelMetrics, SignatureComparison
 from ml_platform.resources.model_store import ModelStore, ModelVersion, decode_train_rows
 from ml_platform.retries import retried_when_unavailable
 from ml_platform.runtime import PipelineRuntime
-from ml_platform.signature import SignatureChange
 from ml_platform.signature import compare as compare_signatures
 from ml_platform.timeouts import stage_timeout
 
 
-def report_markdown(metrics: dict[str, Any]) -> str:
+def report_markdown(metrics: ModelMetrics) -> str:
     """The evaluation report: headline scores, confusion matrix and per-class scores."""
-    labels = [str(label) for label in metrics["labels"]]
+    scores, details = metrics.scores, metrics.details
+    labels = [str(label) for label in details["labels"]]
     headline = markdown_table(
         ["Metric", "Value"],
         [
-            ["Accuracy", metrics["accuracy"]],
-            ["Precision (weighted)", metrics["precision"]],
-            ["Recall (weighted)", metrics["recall"]],
-            ["F1 (weighted)", metrics["f1"]],
-            ["Test rows", metrics["test_rows"]],
+            ["Accuracy", scores["accuracy"]],
+            ["Precision (weighted)", scores["precision"]],
+            ["Recall (weighted)", scores["recall"]],
+            ["F1 (weighted)", scores["f1"]],
+            ["Test rows", metrics.test_rows],
         ],
     )
     confusion = markdown_table(
         ["actual \\ predicted", *labels],
-        [[label, *row] for label, row in zip(labels, metrics["confusion_matrix"])],
+        [[label, *row] for label, row in zip(labels, details["confusion_matrix"])],
     )
-    report = metrics["report"]
+    report = details["report"]
     per_class = markdown_table(
         ["Class", "Precision", "Recall", "F1", "Support"],
         [
@@ -69,34 +69,35 @@ def report_markdown(metrics: dict[str, Any]) -> str:
     )
 
 
-def regression_report_markdown(metrics: dict[str, Any]) -> str:
+def regression_report_markdown(metrics: ModelMetrics) -> str:
+    scores = metrics.scores
     headline = markdown_table(
         ["Metric", "Value"],
         [
-            ["R2", metrics["r2"]],
-            ["RMSE", metrics["rmse"]],
-            ["MAE", metrics["mae"]],
-            ["Test rows", metrics["test_rows"]],
+            ["R2", scores["r2"]],
+            ["RMSE", scores["rmse"]],
+            ["MAE", scores["mae"]],
+            ["Test rows", metrics.test_rows],
         ],
     )
     residuals = markdown_table(
-        ["Residual quantile", "Value"], [[q, v] for q, v in metrics["residual_quantiles"].items()]
+        ["Residual quantile", "Value"], [[q, v] for q, v in metrics.details["residual_quantiles"].items()]
     )
     return f"## Evaluation\n\n{headline}\n\n### Residuals (actual - predicted)\n\n{residuals}\n"
 
 
-def _classification_metadata(metrics: dict[str, Any]) -> dict[str, Any]:
-    labels = [str(label) for label in metrics["labels"]]
+def _classification_metadata(metrics: ModelMetrics) -> dict[str, Any]:
+    labels = [str(label) for label in metrics.details["labels"]]
     return {
-        "Accuracy": float(metrics["accuracy"]),
-        "Precision": float(metrics["precision"]),
-        "Recall": float(metrics["recall"]),
-        "F1": float(metrics["f1"]),
-        "Test rows": metrics["test_rows"],
+        "Accuracy": metrics.score("accuracy"),
+        "Precision": metrics.score("precision"),
+        "Recall": metrics.score("recall"),
+        "F1": metrics.score("f1"),
+        "Test rows": metrics.test_rows,
         "Confusion matrix": rows_table(
             [
                 {"Actual": label, **{f"Predicted {p}": int(n) for p, n in zip(labels, row)}}
-                for label, row in zip(labels, metrics["confusion_matrix"])
+                for label, row in zip(labels, metrics.details["confusion_matrix"])
             ],
             [("Actual", "string"), *[(f"Predicted {p}", "int") for p in labels]],
         ),
@@ -104,35 +105,18 @@ def _classification_metadata(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _regression_metadata(metrics: dict[str, Any]) -> dict[str, Any]:
+def _regression_metadata(metrics: ModelMetrics) -> dict[str, Any]:
     return {
-        "R2": float(metrics["r2"]),
-        "RMSE": float(metrics["rmse"]),
-        "MAE": float(metrics["mae"]),
-        "Test rows": metrics["test_rows"],
+        "R2": metrics.score("r2"),
+        "RMSE": metrics.score("rmse"),
+        "MAE": metrics.score("mae"),
+        "Test rows": metrics.test_rows,
         "Predicted vs actual": rows_table(
-            metrics["calibration"],
+            metrics.details["calibration"],
             [("Actual (bin)", "string"), ("Rows", "int"), ("Mean actual", "float"), ("Mean predicted", "float")],
         ),
         "Report": dg.MetadataValue.md(regression_report_markdown(metrics)),
     }
-
-
-@dataclass(frozen=True)
-class ChampionComparison:
-    """The production model (the champion) and the new one (the challenger) on the same fresh test
-    rows: their headline scores, or why they could not be compared (then the gate uses its
-    threshold alone)."""
-
-    version: str | None
-    rows: int = 0
-    champion: dict[str, float] = field(default_factory=dict)
-    challenger: dict[str, float] = field(default_factory=dict)
-    problem: str | None = None
-
-    @property
-    def compared(self) -> bool:
-        return bool(self.champion) and bool(self.challenger)
 
 
 def champion_scores(
@@ -141,7 +125,7 @@ def champion_scores(
     model_store: ModelStore,
     trained_model: TrainedModel,
     test_split: pd.DataFrame,
-    metrics: dict[str, Any],
+    metrics: ModelMetrics,
     production: ModelVersion | None,
     unreadable: str | None = None,
 ) -> ChampionComparison | None:
@@ -181,7 +165,11 @@ def champion_scores(
     score = classification_metrics if pipeline.task == "classification" else regression_metrics
     keys = HEADLINE_METRICS[pipeline.task]
     if itself:
-        scores = metrics if len(fresh) == len(test_split) else score(model, fresh, pipeline.target)
+        scores = (
+            {**metrics.scores, "test_rows": metrics.test_rows}
+            if len(fresh) == len(test_split)
+            else score(model, fresh, pipeline.target)
+        )
         context.log.info(f"the challenger is production {production.version} itself: scored once, for both")
         return ChampionComparison(
             production.version, int(len(fresh)), {k: scores[k] for k in keys}, {k: scores[k] for k in keys}
@@ -209,35 +197,30 @@ def _fresh_rows(context, model_store: ModelStore, version: ModelVersion, test_sp
     return test_split[~np.isin(row_hashes(test_split), decode_train_rows(seen_bytes))].reset_index(drop=True)
 
 
-def signature_change(
+def signature_comparison(
     trained_model: TrainedModel, production: ModelVersion | None, unreadable: str | None = None
-) -> dict[str, Any]:
+) -> SignatureComparison:
     """How the new model's signature differs from the production model's (``production``: the
-    version this step read), for the signature_matches_production check: ``{"production_version",
-    "change"}`` (a SignatureChange as a dict), or ``{"production_version", "note"}`` when there is
+    version this step read), for the signature_matches_production check; a note when there is
     nothing to compare."""
     if unreadable:
-        return {"production_version": None, "note": unreadable}
+        return SignatureComparison(None, note=unreadable)
     if production is None:
-        return {"production_version": None, "note": "no production model yet"}
+        return SignatureComparison(None, note="no production model yet")
     old = production.record.signature
     if old is None or trained_model.signature is None:
-        return {
-            "production_version": production.version,
-            "note": f"{production.version} records no signature to compare with",
-        }
-    return {
-        "production_version": production.version,
-        "change": compare_signatures(old, trained_model.signature).to_dict(),
-    }
+        return SignatureComparison(
+            production.version, note=f"{production.version} records no signature to compare with"
+        )
+    return SignatureComparison(production.version, change=compare_signatures(old, trained_model.signature))
 
 
-def _metrics_metadata(pipeline: PipelineRuntime, metrics: dict[str, Any]) -> dict[str, Any]:
+def _metrics_metadata(pipeline: PipelineRuntime, metrics: ModelMetrics) -> dict[str, Any]:
     """What the UI shows of model_metrics, from the metrics alone (a fresh or a reused score)."""
     metric = pipeline.spec.gate_metric[0]
     label = METRIC_LABELS[metric]
     metadata = (_classification_metadata if pipeline.task == "classification" else _regression_metadata)(metrics)
-    champion = metrics.get("champion")
+    champion = metrics.champion
     if champion and champion.compared:
         metadata[f"Champion {label}"] = float(champion.champion[metric])
         metadata[f"Challenger {label} (same rows)"] = float(champion.challenger[metric])
@@ -245,10 +228,7 @@ def _metrics_metadata(pipeline: PipelineRuntime, metrics: dict[str, Any]) -> dic
         metadata["Rows compared"] = champion.rows
     else:
         metadata["Champion version"] = (champion.problem if champion else None) or "none (first model)"
-    change = metrics["signature_change"]
-    metadata["Signature vs production"] = (
-        SignatureChange.from_dict(change["change"]).describe() if "change" in change else change["note"]
-    )
+    metadata["Signature vs production"] = metrics.signature.describe() if metrics.signature else ""
     return metadata
 
 
@@ -268,7 +248,7 @@ def metrics_recipe(
     return "sha256:" + hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _stored_metrics(context: dg.AssetExecutionContext, recipe: str) -> dict[str, Any] | None:
+def _stored_metrics(context: dg.AssetExecutionContext, recipe: str) -> ModelMetrics | None:
     """This partition's stored model_metrics, when Dagster recorded this recipe as its data version
     and the stored value is a whole score; else None (scored again)."""
     partition = str(context.partition_key)
@@ -278,13 +258,33 @@ def _stored_metrics(context: dg.AssetExecutionContext, recipe: str) -> dict[str,
     if problem is not None:
         context.log.warning(f"the stored model_metrics of {partition} {problem}: scoring again")
         return None
-    if not isinstance(stored, dict) or not {"task", "champion", "signature_change"} <= set(stored):
-        return None
+    if not isinstance(stored, ModelMetrics):
+        return None  # stored by an older version of the platform (a dict): scored again
     context.log.info(
         f"reused the stored model_metrics of {partition} (the same model, test split and"
         " production version): no scoring"
     )
     return stored
+
+
+def _score(
+    context: dg.AssetExecutionContext, pipeline: PipelineRuntime, trained_model: TrainedModel, test_split: pd.DataFrame
+) -> ModelMetrics:
+    """The model's scores on the test split (the task's metrics and their details)."""
+    if pipeline.task == "classification":
+        metrics = ModelMetrics.of(
+            pipeline.task, classification_metrics(trained_model.model, test_split, trained_model.target)
+        )
+        context.log.info(
+            f"accuracy {metrics.score('accuracy'):.4f}, F1 {metrics.score('f1'):.4f} on {metrics.test_rows} test rows"
+        )
+        return metrics
+    metrics = ModelMetrics.of(pipeline.task, regression_metrics(trained_model.model, test_split, trained_model.target))
+    context.log.info(
+        f"R2 {metrics.score('r2'):.4f}, RMSE {metrics.score('rmse'):.4f}, MAE {metrics.score('mae'):.4f} on"
+        f" {metrics.test_rows} test rows"
+    )
+    return metrics
 
 
 def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
@@ -313,7 +313,7 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         model_store: ModelStore,
         trained_model: TrainedModel,
         test_split: pd.DataFrame,
-    ) -> dg.Output[dict]:
+    ) -> dg.Output[ModelMetrics]:
         with stage_timeout(context, pipeline, "evaluate"):
             # The production version, read once: the score's recipe, the champion and the signature
             # are all compared with this one.
@@ -328,33 +328,23 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
                     metadata={
                         "Reused": f"stored {context.partition_key} (same model, test split and production version)",
                         **_metrics_metadata(pipeline, reused),
-                        **run_link(context, pipeline, reused.get(RUN_ID)),
+                        **run_link(context, pipeline, reused.mlflow_run_id),
                     },
                 )
-            if classification:
-                metrics = classification_metrics(trained_model.model, test_split, trained_model.target)
-                context.log.info(
-                    f"accuracy {metrics['accuracy']:.4f}, F1 {metrics['f1']:.4f} on {metrics['test_rows']} test rows"
-                )
-            else:
-                metrics = regression_metrics(trained_model.model, test_split, trained_model.target)
-                context.log.info(
-                    f"R2 {metrics['r2']:.4f}, RMSE {metrics['rmse']:.4f}, MAE {metrics['mae']:.4f} on"
-                    f" {metrics['test_rows']} test rows"
-                )
-            metrics["task"] = pipeline.task
+            metrics = _score(context, pipeline, trained_model, test_split)
             champion = champion_scores(
                 context, pipeline, model_store, trained_model, test_split, metrics, production, unreadable
             )
-            metrics["champion"] = champion
             if champion and champion.compared:
                 context.log.info(
                     f"on the {champion.rows} test rows new to both: champion {champion.version}"
                     f" {metric} {champion.champion[metric]:.4f}, challenger {champion.challenger[metric]:.4f}"
                 )
-            metrics["signature_change"] = signature_change(trained_model, production, unreadable)
-            metadata = _metrics_metadata(pipeline, metrics)
-            metadata.update(track_metrics(context, pipeline, trained_model, metrics))
+            metrics = metrics.with_(
+                champion=champion, signature=signature_comparison(trained_model, production, unreadable)
+            )
+            metrics, tracked = track_metrics(context, pipeline, trained_model, metrics)
+            metadata = {**_metrics_metadata(pipeline, metrics), **tracked}
             return dg.Output(metrics, metadata=metadata, data_version=dg.DataVersion(recipe) if recipe else None)
 
     return model_metrics

@@ -10,6 +10,7 @@ import dagster as dg
 
 from ml_platform.estimators import HEADLINE_METRICS
 from ml_platform.ml import TrainedModel
+from ml_platform.model_metrics import ModelMetrics
 from ml_platform.runtime import PipelineRuntime
 
 RUN_ID = "mlflow_run_id"  # in TrainedModel.extra and in model_metrics' value
@@ -61,29 +62,30 @@ def track_challenger(context, pipeline: PipelineRuntime, best: TrainedModel) -> 
     return _link(tracker, run_id)
 
 
-def track_metrics(context, pipeline: PipelineRuntime, trained: TrainedModel, metrics: dict) -> dict:
-    """model_metrics' scores (and the champion's, on the same rows) on the model's MLflow run."""
+def track_metrics(context, pipeline: PipelineRuntime, trained: TrainedModel, metrics: ModelMetrics):
+    """model_metrics' scores (and the champion's, on the same rows) on the model's MLflow run:
+    (the metrics, naming that run, the metadata linking to it)."""
     run_id = trained.extra.get(RUN_ID)
     tracker = _tracker_of_run(context, pipeline, run_id)
     if tracker is None:
-        return {}
-    metrics[RUN_ID] = run_id
+        return metrics, {}
+    metrics = metrics.with_(mlflow_run_id=run_id)
     numbers = {
-        f"test_{k}": float(metrics[k])
-        for k in HEADLINE_METRICS[pipeline.task]
-        if isinstance(metrics.get(k), (int, float)) and math.isfinite(float(metrics[k]))
+        f"test_{k}": float(v)
+        for k, v in {**metrics.scores, "test_rows": metrics.test_rows}.items()
+        if k in HEADLINE_METRICS[pipeline.task] and math.isfinite(float(v))
     }
-    champion = metrics.get("champion")
+    champion = metrics.champion
     if champion is not None and champion.compared:
         numbers.update({f"champion_{k}": float(v) for k, v in champion.champion.items()})
         numbers.update({f"challenger_{k}": float(v) for k, v in champion.challenger.items()})
     tracker.log_metrics(run_id, numbers)
-    return _link(tracker, run_id)
+    return metrics, _link(tracker, run_id)
 
 
-def track_verdict(context, pipeline: PipelineRuntime, metrics: dict, result: dg.AssetCheckResult) -> None:
+def track_verdict(context, pipeline: PipelineRuntime, metrics: ModelMetrics, result: dg.AssetCheckResult) -> None:
     """The gate's verdict as tags of the model's MLflow run."""
-    run_id = metrics.get(RUN_ID)
+    run_id = metrics.mlflow_run_id
     tracker = _tracker_of_run(context, pipeline, run_id)
     if tracker is not None:
         tracker.set_tags(
@@ -91,9 +93,9 @@ def track_verdict(context, pipeline: PipelineRuntime, metrics: dict, result: dg.
         )
 
 
-def track_deploy(context, pipeline: PipelineRuntime, metrics: dict, version: str, promoted: bool) -> None:
+def track_deploy(context, pipeline: PipelineRuntime, metrics: ModelMetrics, version: str, promoted: bool) -> None:
     """Which store version the model's MLflow run became, and whether it went to production."""
-    run_id = metrics.get(RUN_ID)
+    run_id = metrics.mlflow_run_id
     tracker = _tracker_of_run(context, pipeline, run_id)
     if tracker is not None:
         tracker.set_tags(run_id, {"model_store.version": version, "model_store.promoted": str(promoted).lower()})

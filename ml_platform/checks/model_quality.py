@@ -6,8 +6,8 @@ from pydantic import Field, create_model
 
 from ml_platform.assets.tracked import track_verdict
 from ml_platform.estimators import METRIC_LABELS
+from ml_platform.model_metrics import ModelMetrics, SignatureComparison
 from ml_platform.runtime import PipelineRuntime
-from ml_platform.signature import SignatureChange
 from ml_platform.timeouts import stage_timeout
 
 
@@ -67,7 +67,7 @@ def build_gate(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition:
         " otherwise deployed_model does not run.",
         op_tags=pipeline.op_tags("evaluate"),
     )
-    def gate(context: dg.AssetCheckExecutionContext, config: config_class, model_metrics: dict):
+    def gate(context: dg.AssetCheckExecutionContext, config: config_class, model_metrics: ModelMetrics):
         with stage_timeout(context, pipeline, "evaluate"):
             result = evaluate_gate(
                 model_metrics, metric, float(getattr(config, field)), float(config.max_regression), higher_is_better
@@ -79,17 +79,17 @@ def build_gate(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition:
 
 
 def evaluate_gate(
-    metrics: dict, metric: str, threshold: float, max_regression: float, higher_is_better: bool
+    metrics: ModelMetrics, metric: str, threshold: float, max_regression: float, higher_is_better: bool
 ) -> dg.AssetCheckResult:
     """The threshold, and when there is a champion that scored the same test split, the champion:
     the new model must be at least as good, give or take ``max_regression``."""
     label = METRIC_LABELS[metric]
-    score = float(metrics[metric])
+    score = metrics.score(metric)
     above = score >= threshold if higher_is_better else score <= threshold
     sign = (">=" if above else "<") if higher_is_better else ("<=" if above else ">")
     description = f"{metric} {score:.4f} {sign} threshold {threshold}"
     metadata: dict = {label: score, "Threshold": threshold, "Max regression": max_regression}
-    champion = metrics.get("champion")  # a ChampionComparison, or None before the first model
+    champion = metrics.champion  # a ChampionComparison, or None before the first model
     beats = True
     if champion is not None and champion.compared:
         best = float(champion.champion[metric])
@@ -139,26 +139,26 @@ def build_signature_check(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition
         ),
         op_tags=pipeline.op_tags("evaluate"),
     )
-    def signature_check(context: dg.AssetCheckExecutionContext, model_metrics: dict):
+    def signature_check(context: dg.AssetCheckExecutionContext, model_metrics: ModelMetrics):
         with stage_timeout(context, pipeline, "evaluate"):
-            return evaluate_signature_change(model_metrics.get("signature_change") or {}, evolve)
+            return evaluate_signature_change(model_metrics.signature or SignatureComparison(None), evolve)
 
     return signature_check
 
 
-def evaluate_signature_change(record: dict, evolve: bool) -> dg.AssetCheckResult:
+def evaluate_signature_change(comparison: SignatureComparison, evolve: bool) -> dg.AssetCheckResult:
     """Passes when there is no production signature to compare with, when the columns and kinds are
     the same (in any order), or when they change and ``evolve`` allows it."""
-    version = record.get("production_version")
-    if "change" not in record:
-        note = record.get("note") or "no signature change recorded"
+    version = comparison.production_version
+    if comparison.change is None:
+        note = comparison.note or "no signature change recorded"
         return dg.AssetCheckResult(
             passed=True,
             severity=dg.AssetCheckSeverity.ERROR,
             description=f"{note}: this model's signature becomes the pipeline's schema",
             metadata={"Production version": version or "-"},
         )
-    change = SignatureChange.from_dict(record["change"])
+    change = comparison.change
     if not change.breaking:
         passed = True
         description = f"the same columns and kinds as production {version}" + (

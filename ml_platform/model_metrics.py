@@ -1,0 +1,116 @@
+"""The value of the model_metrics asset, free of Dagster: ``ModelMetrics``, the model's scores on the
+test split with the production model's on the same fresh rows (``ChampionComparison``) and how its
+signature differs from production's (``SignatureComparison``). Written in one place (model_metrics),
+read by the gate and the signature check, deployed_model and the MLflow tracking through its fields,
+not by reaching into a dict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ml_platform.signature import SignatureChange
+
+# What the scoring functions of ml.py return beside the scores themselves.
+_CLASSIFICATION_DETAILS = ("labels", "confusion_matrix", "report")
+_REGRESSION_DETAILS = ("residual_quantiles", "calibration")
+
+
+@dataclass(frozen=True)
+class ChampionComparison:
+    """The production model (the champion) and the new one (the challenger) on the same fresh test
+    rows: their headline scores, or why they could not be compared (then the gate uses its
+    threshold alone)."""
+
+    version: str | None
+    rows: int = 0
+    champion: dict[str, float] = field(default_factory=dict)
+    challenger: dict[str, float] = field(default_factory=dict)
+    problem: str | None = None
+
+    @property
+    def compared(self) -> bool:
+        return bool(self.champion) and bool(self.challenger)
+
+
+@dataclass(frozen=True)
+class SignatureComparison:
+    """The new model's signature against the production model's: the change, or a note saying why
+    there is nothing to compare (no production model yet, one stored without a signature)."""
+
+    production_version: str | None
+    change: SignatureChange | None = None
+    note: str | None = None
+
+    def describe(self) -> str:
+        return self.change.describe() if self.change is not None else (self.note or "")
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    """model_metrics' value: the scores (the task's headline metrics) on ``test_rows`` rows, the
+    details people look at (classification: labels, confusion matrix, per-class report; regression:
+    residual quantiles, predicted vs actual per decile), the champion comparison, the signature
+    comparison, and the MLflow run the scores were logged to."""
+
+    task: str
+    scores: dict[str, float]
+    test_rows: int
+    details: dict[str, Any] = field(default_factory=dict)
+    champion: ChampionComparison | None = None
+    signature: SignatureComparison | None = None
+    mlflow_run_id: str | None = None
+
+    @classmethod
+    def of(cls, task: str, measured: dict[str, Any]) -> ModelMetrics:
+        """From what ml.classification_metrics / ml.regression_metrics return."""
+        names = _CLASSIFICATION_DETAILS if task == "classification" else _REGRESSION_DETAILS
+        details = {k: measured[k] for k in names if k in measured}
+        scores = {k: float(v) for k, v in measured.items() if k not in details and k != "test_rows"}
+        return cls(task=task, scores=scores, test_rows=int(measured["test_rows"]), details=details)
+
+    def score(self, metric: str) -> float:
+        return float(self.scores[metric])
+
+    def with_(self, **changes: Any) -> ModelMetrics:
+        """This value with some fields set (the champion, the signature, the MLflow run)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As plain data (JSON-ready but for numpy values a report may hold)."""
+        return {
+            "task": self.task,
+            "scores": dict(self.scores),
+            "test_rows": self.test_rows,
+            "details": dict(self.details),
+            "champion": None if self.champion is None else vars(self.champion).copy(),
+            "signature": None
+            if self.signature is None
+            else {
+                "production_version": self.signature.production_version,
+                "change": None if self.signature.change is None else self.signature.change.to_dict(),
+                "note": self.signature.note,
+            },
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelMetrics:
+        champion = data.get("champion")
+        signature = data.get("signature")
+        return cls(
+            task=data["task"],
+            scores=dict(data["scores"]),
+            test_rows=int(data["test_rows"]),
+            details=dict(data.get("details") or {}),
+            champion=ChampionComparison(**champion) if champion else None,
+            signature=None
+            if not signature
+            else SignatureComparison(
+                signature["production_version"],
+                SignatureChange.from_dict(signature["change"]) if signature.get("change") else None,
+                signature.get("note"),
+            ),
+            mlflow_run_id=data.get("mlflow_run_id"),
+        )
