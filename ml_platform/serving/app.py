@@ -25,6 +25,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -253,105 +254,82 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(config: ServeConfig | None = None) -> Starlette:
-    """The app of one worker: the models of ``config`` (default: from ``CONFIG_ENV``)."""
-    config = config or ServeConfig.from_env()
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    store = config.store()
-    holders = {name: ModelHolder(name, store) for name in config.models}
-    metrics = Metrics()
-    batchers = {name: Batcher(name, config.max_batch_rows, metrics) for name in config.models}
-    token = os.environ.get(TOKEN_ENV, "").strip() or None
-    wake = asyncio.Event()
+class Service:
+    """What one worker serves, and the work of each route as a plain method (parse -> check ->
+    predict -> answer), as MLflow's scoring server keeps its work apart from its web framework: the
+    Starlette app of ``create_app`` only reads requests, calls these and writes the answers."""
 
-    def refresh_all() -> None:
-        for holder in holders.values():
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.holders = {name: ModelHolder(name, config.store()) for name in config.models}
+        self.metrics = Metrics()
+        self.batchers = {name: Batcher(name, config.max_batch_rows, self.metrics) for name in config.models}
+        self.token = os.environ.get(TOKEN_ENV, "").strip() or None
+        self.wake = asyncio.Event()  # SIGHUP: look at the pointers now
+
+    # -- following the production pointers ---------------------------------------------------
+    def refresh_all(self) -> None:
+        for holder in self.holders.values():
             previous = holder.current
             swap = holder.refresh()
             if swap.outcome in ("loaded", "refused"):
-                metrics.reloads.labels(holder.model_name, swap.outcome).inc()
-            metrics.swapped(holder, previous if swap.outcome == "loaded" else None)
+                self.metrics.reloads.labels(holder.model_name, swap.outcome).inc()
+            self.metrics.swapped(holder, previous if swap.outcome == "loaded" else None)
 
-    async def follow_pointers() -> None:
+    async def follow_pointers(self) -> None:
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=config.reload_interval_s)
-            if wake.is_set():
-                wake.clear()
+                await asyncio.wait_for(self.wake.wait(), timeout=self.config.reload_interval_s)
+            if self.wake.is_set():
+                self.wake.clear()
                 logger.info("SIGHUP: looking at the production pointers now")
-                for holder in holders.values():
+                for holder in self.holders.values():
                     holder.forget_pointer()
             try:
-                await asyncio.to_thread(refresh_all)
+                await asyncio.to_thread(self.refresh_all)
             except Exception:  # noqa: BLE001 - the poller must outlive a bad refresh
                 logger.exception("refreshing the served models failed")
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
-        await asyncio.to_thread(refresh_all)
-        poller = asyncio.get_running_loop().create_task(follow_pointers())
+    async def lifespan(self, app: Starlette):
+        """The worker's life: the models loaded before the first request, the pointers followed
+        (and SIGHUP heard) until it stops."""
+        await asyncio.to_thread(self.refresh_all)
+        poller = asyncio.get_running_loop().create_task(self.follow_pointers())
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, wake.set)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.wake.set)
         try:
             yield
         finally:
             poller.cancel()
-            metrics.close()
+            self.metrics.close()
 
-    def endpoint(route: str, handler: Callable[[Request], Awaitable[Response]], protected: bool = True):
-        async def wrapped(request: Request) -> Response:
-            started = time.perf_counter()
-            try:
-                if protected and token is not None:
-                    given = request.headers.get("authorization", "")
-                    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                        response = _error(
-                            401,
-                            "missing or wrong bearer token (Authorization: Bearer …)",
-                            {"WWW-Authenticate": "Bearer"},
-                        )
-                        return response
-                response = await handler(request)
-            except RequestError as exc:
-                response = _error(exc.status, str(exc))
-            except SignatureError as exc:
-                response = _error(422, str(exc))
-            except PredictionError as exc:
-                response = _error(400, str(exc))
-            except Exception as exc:  # noqa: BLE001 - never a traceback on the wire
-                logger.exception(f"{request.method} {request.url.path} failed")
-                response = _error(500, f"the server failed: {type(exc).__name__}: {exc}")
-            finally:
-                metrics.latency.labels(route).observe(time.perf_counter() - started)
-            metrics.requests.labels(route, str(response.status_code)).inc()
-            return response
+    # -- the routes' work ---------------------------------------------------------------------
+    def authorized(self, authorization: str) -> bool:
+        """Whether a request may use a protected route (always, when no token is set)."""
+        return self.token is None or hmac.compare_digest(authorization.encode(), f"Bearer {self.token}".encode())
 
-        return wrapped
-
-    def holder_of(request: Request) -> ModelHolder:
-        name = request.path_params["name"]
-        holder = holders.get(name)
+    def holder(self, name: str) -> ModelHolder:
+        holder = self.holders.get(name)
         if holder is None:
-            raise RequestError(404, f"unknown model {name!r}; served: {', '.join(holders)}")
+            raise RequestError(404, f"unknown model {name!r}; served: {', '.join(self.holders)}")
         return holder
 
-    async def predict(request: Request) -> Response:
-        holder = holder_of(request)
+    async def predict(self, name: str, proba_flag: str | None, kind: str, read_body) -> dict[str, Any]:
+        """POST /v1/models/{name}/predict: the rows of the body, checked against the signature of the
+        model this request started with, predicted (in a batch with the requests that arrive with
+        it), answered with the version that produced the answer."""
+        holder = self.holder(name)
         model = holder.current  # this request's model, whatever a swap does meanwhile
         if model is None:
             raise RequestError(503, f"model {holder.model_name!r} is not ready: {holder.problem}")
-        proba = flag(request.query_params.get("proba"), "proba")
+        proba = flag(proba_flag, "proba")
         if proba:
             model.refuse_proba()
-        body = await _read_body(request, config.max_body_bytes)
-        rows = parse_rows(body, content_type(request.headers), model.signature)
+        rows = parse_rows(await read_body(self.config.max_body_bytes), kind, model.signature)
         frame, report = model.check(rows)
-        predictions, probabilities = await batchers[holder.model_name].predict(model, frame, proba)
-        metrics.rows.labels(holder.model_name, model.version.version).inc(len(frame))
+        predictions, probabilities = await self.batchers[holder.model_name].predict(model, frame, proba)
+        self.metrics.rows.labels(holder.model_name, model.version.version).inc(len(frame))
         answer = {
             "model": holder.model_name,
             "version": model.version.version,
@@ -362,38 +340,103 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
         if probabilities is not None:
             answer["classes"] = [str(c) for c in probabilities.columns]
             answer["probabilities"] = probabilities.to_numpy().tolist()
+        return answer
+
+    def models(self) -> dict[str, Any]:
+        return {"models": [h.describe() for h in self.holders.values()]}
+
+    def readiness(self) -> tuple[dict[str, Any], int]:
+        models = {h.model_name: {"version": h.version, "problem": h.problem} for h in self.holders.values()}
+        ready = all(h.current is not None for h in self.holders.values())
+        return {"ready": ready, "models": models}, 200 if ready else 503
+
+
+def _logging() -> None:
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def _endpoint(service: Service, route: str, work: Callable[[Request], Awaitable[Response]], protected: bool = True):
+    """A route of the app: the token, then ``work``; every failure one JSON line with its status
+    (a 4xx for the client's mistakes), never a traceback; latency and status counted."""
+
+    async def wrapped(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            if protected and not service.authorized(request.headers.get("authorization", "")):
+                response = _error(
+                    401, "missing or wrong bearer token (Authorization: Bearer …)", {"WWW-Authenticate": "Bearer"}
+                )
+            else:
+                response = await work(request)
+        except RequestError as exc:
+            response = _error(exc.status, str(exc))
+        except SignatureError as exc:
+            response = _error(422, str(exc))
+        except PredictionError as exc:
+            response = _error(400, str(exc))
+        except Exception as exc:  # noqa: BLE001 - never a traceback on the wire
+            logger.exception(f"{request.method} {request.url.path} failed")
+            response = _error(500, f"the server failed: {type(exc).__name__}: {exc}")
+        finally:
+            service.metrics.latency.labels(route).observe(time.perf_counter() - started)
+        service.metrics.requests.labels(route, str(response.status_code)).inc()
+        return response
+
+    return wrapped
+
+
+def create_app(config: ServeConfig | None = None) -> Starlette:
+    """The app of one worker: the models of ``config`` (default: from ``CONFIG_ENV``). It reads the
+    requests and writes the answers; the work is the ``Service``'s."""
+    _logging()
+    service = Service(config or ServeConfig.from_env())
+
+    async def predict(request: Request) -> Response:
+        answer = await service.predict(
+            request.path_params["name"],
+            request.query_params.get("proba"),
+            content_type(request.headers),
+            lambda limit: _read_body(request, limit),
+        )
         return JSONResponse(answer)
 
+    async def readyz(request: Request) -> Response:
+        payload, status = service.readiness()
+        return JSONResponse(payload, status_code=status)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        service.metrics.requests.labels("other", str(exc.status_code)).inc()
+        message = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
+        return _error(exc.status_code, message.get(exc.status_code, str(exc.detail)))
+
     async def list_models(request: Request) -> Response:
-        return JSONResponse({"models": [h.describe() for h in holders.values()]})
+        return JSONResponse(service.models())
 
     async def model_info(request: Request) -> Response:
-        return JSONResponse(holder_of(request).describe())
+        return JSONResponse(service.holder(request.path_params["name"]).describe())
 
     async def livez(request: Request) -> Response:
         return JSONResponse({"status": "alive"})
 
-    async def readyz(request: Request) -> Response:
-        models = {h.model_name: {"version": h.version, "problem": h.problem} for h in holders.values()}
-        ready = all(h.current is not None for h in holders.values())
-        return JSONResponse({"ready": ready, "models": models}, status_code=200 if ready else 503)
-
     async def metrics_text(request: Request) -> Response:
-        return Response(metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(service.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        metrics.requests.labels("other", str(exc.status_code)).inc()
-        message = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
-        return _error(exc.status_code, message.get(exc.status_code, str(exc.detail)))
-
+    works = {
+        "/v1/models/{name}/predict": (predict, ["POST"], True),
+        "/v1/models": (list_models, ["GET"], True),
+        "/v1/models/{name}": (model_info, ["GET"], True),
+        "/livez": (livez, ["GET"], False),
+        "/readyz": (readyz, ["GET"], False),
+        "/metrics": (metrics_text, ["GET"], True),
+    }
     routes = [
-        Route("/v1/models/{name}/predict", endpoint("/v1/models/{name}/predict", predict), methods=["POST"]),
-        Route("/v1/models", endpoint("/v1/models", list_models), methods=["GET"]),
-        Route("/v1/models/{name}", endpoint("/v1/models/{name}", model_info), methods=["GET"]),
-        Route("/livez", endpoint("/livez", livez, protected=False), methods=["GET"]),
-        Route("/readyz", endpoint("/readyz", readyz, protected=False), methods=["GET"]),
-        Route("/metrics", endpoint("/metrics", metrics_text), methods=["GET"]),
+        Route(path, _endpoint(service, path, work, protected), methods=methods)
+        for path, (work, methods, protected) in works.items()
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
-    app.state.holders = holders
+    app = Starlette(routes=routes, lifespan=service.lifespan, exception_handlers={HTTPException: http_error})
+    app.state.holders = service.holders
     return app
