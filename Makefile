@@ -71,12 +71,14 @@ services:
 # Test files run side by side, one per worker at a time (pytest-xdist): one worker per core.
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
-# The linter (ruff's rules and its formatter, configured in pyproject.toml) and the import rules
-# (no cycle; the rules and the ML free of Dagster: docs/design.md), in seconds; first in both below.
+# The linter (ruff's rules and its formatter, configured in pyproject.toml), the import rules (no
+# cycle; the rules and the ML free of Dagster) and the code's shape (no function over 60 lines
+# without a reason): docs/design.md. In seconds; first in both below.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest ml_platform_tests/unit/test_import_rules.py -q -p no:cacheprovider
+	$(BIN)/python -m pytest ml_platform_tests/unit/test_import_rules.py ml_platform_tests/unit/test_code_shape.py \
+		-q -p no:cacheprovider
 
 # Every layer (ml_platform_tests/unit, graph, integration), with the real services: what CI runs.
 test: lint services mlflow-server

@@ -485,7 +485,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-platform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_demo_commands(sub)
+    _add_contract_command(sub)
+    _add_serve_command(sub)
+    _add_store_commands(sub)
+    return parser
 
+
+def _add_demo_commands(sub) -> None:
+    """seed-demo, demo-range and docs."""
     seed = sub.add_parser("seed-demo", help="write demo landing files, one parquet per day")
     seed.add_argument(
         "--days", type=int, default=constants.DEFAULT_WINDOW_DAYS, help="number of days (default %(default)s)"
@@ -510,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--check", action="store_true", help="only check that the page is current (exit 2 if not)")
     docs.set_defaults(func=cmd_docs)
 
+
+def _add_contract_command(sub) -> None:
     con = sub.add_parser(
         "contract",
         help="print a quality: block for pipelines.yaml from the ingested days",
@@ -529,6 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     con.set_defaults(func=cmd_contract)
 
+
+def _add_serve_command(sub) -> None:
     srv = sub.add_parser(
         "serve",
         help="serve the production models over HTTP (hot reload, metrics)",
@@ -563,6 +575,10 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
     srv.set_defaults(func=cmd_serve)
 
+
+def _add_store_commands(sub) -> None:
+    """models, production, predict and rollback: the model store's commands, each with --model and
+    --store-dir."""
     for name, func, text in (
         ("models", cmd_models, "list every model's versions (or --model's) with its metrics; * marks production"),
         ("production", cmd_production, "show the production model (sha256 verified) and its metrics"),
@@ -595,7 +611,6 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--to", help="version to put in production (default: the previous one)")
             p.add_argument("--reason", help="why, recorded in the store's history")
         p.set_defaults(func=func)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

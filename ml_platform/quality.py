@@ -949,48 +949,57 @@ def suggest_contract(
         )
     }
     columns: dict[str, dict[str, Any]] = {}
-    names = list(dict.fromkeys(str(c) for day in days for c in day.columns))
-    for name in names:
-        present = [day[name] for day in days if name in day.columns]
-        together = pd.concat(present, ignore_index=True)
-        rules: dict[str, Any] = {}
-        kind = kinds.get(name) or value_kind(together)
-        if name != target:
-            worst = max(float(series.isna().mean()) for series in present if len(series)) if together.size else 0.0
-            if worst > constants.DEFAULT_MAX_NULL_RATIO:
-                rules["max_null_ratio"] = _round_up(worst + SUGGESTED_NULL_MARGIN)
-                notes[name] = f"up to {worst:.0%} empty on a day"
-        values = together.dropna()
-        if kind == "numeric" and len(values) and not (name == target and task == "classification"):
-            numbers = values.to_numpy(dtype="float64")
-            rules["min"], rules["max"] = _outward(float(numbers.min()), False), _outward(float(numbers.max()), True)
-            if pd.api.types.is_integer_dtype(together.dtype):
-                rules["min"], rules["max"] = int(rules["min"]), int(rules["max"])
-        elif kind in ("categorical", "numeric") and len(values):
-            text = category_text(values)
-            distinct = sorted(set(text))
-            per_day = max(int(series.dropna().nunique()) for series in present)
-            if len(distinct) <= SUGGESTED_ALLOWED_VALUES:
-                rules["allowed"] = [_plain_value(v, values) for v in distinct]
-            elif name != target:
-                rules["max_categories"] = int(np.ceil(per_day * SUGGESTED_CATEGORY_FACTOR))
-                crowded = cardinality_problem(present[-1])
-                if crowded and kinds.get(name) != "categorical":
-                    notes[name] = (
-                        f"{per_day} values a day: declare it `{{{name}: categorical}}` under features to"
-                        " keep it, or leave it out of the data"
-                    )
-        elif kind == "datetime":
-            notes[name] = "dates and times: declare it `{" + name + ": datetime}` under features to use it"
-        if name != target and kind in ("categorical", "numeric") and len(values) and _unique_every_day(present):
-            rules = {k: v for k, v in rules.items() if k not in ("min", "max", "max_categories")}
-            rules["unique"] = True
-            notes[name] = "no value repeats within a day: an id? (`quality.dedupe: {key: [" + name + "]}`)"
+    for name in dict.fromkeys(str(c) for day in days for c in day.columns):
+        rules, note = _suggested_rules(
+            name, [day[name] for day in days if name in day.columns], target, task, kinds.get(name)
+        )
         if rules:
             columns[name] = rules
+        if note:
+            notes[name] = note
     if columns:
         contract["columns"] = columns
     return contract, notes
+
+
+def _suggested_rules(
+    name: str, present: list[pd.Series], target: str, task: str, declared: str | None
+) -> tuple[dict[str, Any], str | None]:
+    """(the rules one column's days meet, a note worth a comment) for ``suggest_contract``."""
+    together = pd.concat(present, ignore_index=True)
+    rules: dict[str, Any] = {}
+    note = None
+    kind = declared or value_kind(together)
+    if name != target:
+        worst = max((float(series.isna().mean()) for series in present if len(series)), default=0.0)
+        if worst > constants.DEFAULT_MAX_NULL_RATIO:
+            rules["max_null_ratio"] = _round_up(worst + SUGGESTED_NULL_MARGIN)
+            note = f"up to {worst:.0%} empty on a day"
+    values = together.dropna()
+    if kind == "numeric" and len(values) and not (name == target and task == "classification"):
+        numbers = values.to_numpy(dtype="float64")
+        rules["min"], rules["max"] = _outward(float(numbers.min()), False), _outward(float(numbers.max()), True)
+        if pd.api.types.is_integer_dtype(together.dtype):
+            rules["min"], rules["max"] = int(rules["min"]), int(rules["max"])
+    elif kind in ("categorical", "numeric") and len(values):
+        distinct = sorted(set(category_text(values)))
+        per_day = max(int(series.dropna().nunique()) for series in present)
+        if len(distinct) <= SUGGESTED_ALLOWED_VALUES:
+            rules["allowed"] = [_plain_value(v, values) for v in distinct]
+        elif name != target:
+            rules["max_categories"] = int(np.ceil(per_day * SUGGESTED_CATEGORY_FACTOR))
+            if cardinality_problem(present[-1]) and declared != "categorical":
+                note = (
+                    f"{per_day} values a day: declare it `{{{name}: categorical}}` under features to keep it,"
+                    " or leave it out of the data"
+                )
+    elif kind == "datetime":
+        note = "dates and times: declare it `{" + name + ": datetime}` under features to use it"
+    if name != target and kind in ("categorical", "numeric") and len(values) and _unique_every_day(present):
+        rules = {k: v for k, v in rules.items() if k not in ("min", "max", "max_categories")}
+        rules["unique"] = True
+        note = "no value repeats within a day: an id? (`quality.dedupe: {key: [" + name + "]}`)"
+    return rules, note
 
 
 def _plain_value(text: str, values: pd.Series) -> Any:

@@ -80,8 +80,29 @@ def _landing_tick(context: dg.SensorEvaluationContext, pipeline: PipelineRuntime
       why: one alert per bad file, not a second one from a retraining run bound to fail).
     """
     cursor = _load_cursor(context.cursor)
-    seen: dict[str, str] = cursor["files"]
     files = _files_of_partitions(pipeline, landing_zone)
+    requests, seen = _ingest_requests(pipeline, files, cursor["files"])
+    present = {f.day for f in files}
+    pending = [day for day in cursor["pending"] if day in present]
+    skip_reason = "no new or changed landing files"
+    if requests and files:
+        pending = sorted(set(pending) | {r.partition_key for r in requests})  # ingest first; retrain later
+    elif pending:
+        retrain, skip_reason, waiting = _retrain_request(context, pipeline, pending, present, seen)
+        if retrain is not None:
+            requests.append(retrain)
+        if not waiting:
+            pending = []
+    new_cursor = json.dumps({"files": seen, "pending": pending}, sort_keys=True)
+    if not requests:
+        return dg.SensorResult(skip_reason=skip_reason, cursor=new_cursor)
+    return dg.SensorResult(run_requests=requests, cursor=new_cursor)
+
+
+def _ingest_requests(pipeline: PipelineRuntime, files: list, seen: dict[str, str]) -> tuple[list, dict[str, str]]:
+    """(an ingest run request for each file whose fingerprint is new, the fingerprints now seen of
+    the files present)."""
+    seen = dict(seen)
     requests = []
     for landing_file in files:
         if seen.get(landing_file.day) == landing_file.fingerprint:
@@ -100,42 +121,41 @@ def _landing_tick(context: dg.SensorEvaluationContext, pipeline: PipelineRuntime
         )
         seen[landing_file.day] = landing_file.fingerprint
     present = {f.day for f in files}
-    seen = {day: fp for day, fp in seen.items() if day in present}
+    return requests, {day: fp for day, fp in seen.items() if day in present}
 
-    pending = [day for day in cursor["pending"] if day in present]
-    skip_reason = "no new or changed landing files"
-    if requests and files:
-        pending = sorted(set(pending) | {r.partition_key for r in requests})  # ingest first; retrain later
-    elif pending:
-        in_flight = runs_in_flight(
-            context.instance,
-            {constants.TRIGGER_TAG: constants.LANDING_INGEST_TRIGGER, constants.PIPELINE_TAG: pipeline.name},
-        )
-        if in_flight:
-            skip_reason = f"waiting for {in_flight} ingest run(s) before retraining"
-            context.log.info(skip_reason)
-        else:
-            day, skip_reason = _day_to_retrain(context.instance, pipeline, pending, present)
-            if day is not None:
-                state = json.dumps(sorted(seen.items()))
-                requests.append(
-                    dg.RunRequest(
-                        run_key=f"retrain:{day}:{hashlib.sha256(state.encode()).hexdigest()[:16]}",
-                        partition_key=day,
-                        asset_selection=retrain_keys(pipeline),
-                        tags={
-                            constants.TRIGGER_TAG: constants.LANDING_RETRAIN_TRIGGER,
-                            constants.PIPELINE_TAG: pipeline.name,
-                        },
-                    )
-                )
-            else:
-                context.log.info(skip_reason)
-            pending = []
-    new_cursor = json.dumps({"files": seen, "pending": pending}, sort_keys=True)
-    if not requests:
-        return dg.SensorResult(skip_reason=skip_reason, cursor=new_cursor)
-    return dg.SensorResult(run_requests=requests, cursor=new_cursor)
+
+def _retrain_request(
+    context: dg.SensorEvaluationContext,
+    pipeline: PipelineRuntime,
+    pending: list[str],
+    present: set[str],
+    seen: dict[str, str],
+) -> tuple[dg.RunRequest | None, str, bool]:
+    """(the retraining run for the newest day that passed its checks, or None; why not; whether the
+    pending days wait for ingest runs still in flight): none when no pending day passed."""
+    in_flight = runs_in_flight(
+        context.instance,
+        {constants.TRIGGER_TAG: constants.LANDING_INGEST_TRIGGER, constants.PIPELINE_TAG: pipeline.name},
+    )
+    if in_flight:
+        reason = f"waiting for {in_flight} ingest run(s) before retraining"
+        context.log.info(reason)
+        return None, reason, True
+    day, reason = _day_to_retrain(context.instance, pipeline, pending, present)
+    if day is None:
+        context.log.info(reason)
+        return None, reason, False
+    state = json.dumps(sorted(seen.items()))
+    return (
+        dg.RunRequest(
+            run_key=f"retrain:{day}:{hashlib.sha256(state.encode()).hexdigest()[:16]}",
+            partition_key=day,
+            asset_selection=retrain_keys(pipeline),
+            tags={constants.TRIGGER_TAG: constants.LANDING_RETRAIN_TRIGGER, constants.PIPELINE_TAG: pipeline.name},
+        ),
+        "",
+        False,
+    )
 
 
 def _day_to_retrain(
@@ -391,7 +411,6 @@ def build_variants_sensor(
     (in parallel); once every variant of that day is fitted on that split, one run chooses the
     best, evaluates, gates and deploys."""
     split_key, variant_asset = pipeline.key("train_split"), pipeline.key("variant_model")
-    partitions = pipeline.variant_partitions
     tags = {constants.TRIGGER_TAG: "variants", constants.PIPELINE_TAG: pipeline.name}
 
     @dg.sensor(
@@ -411,49 +430,61 @@ def build_variants_sensor(
             cursor["splits"] = newest.storage_id - 1 if newest else None
             fitted_before = newest_materialization(instance, variant_asset)
             cursor["variants"] = fitted_before.storage_id if fitted_before else None
-        requests = []
-        splits = materializations_after(instance, split_key, cursor.get("splits"))
-        newest_split = {r.asset_materialization.partition: r for r in splits}  # a day split twice: once
-        for day, record in sorted(newest_split.items()):
-            requests.extend(
-                dg.RunRequest(
-                    job_name=variants_job.name,
-                    partition_key=pipeline.variant_key(day, variant),
-                    run_key=f"variant:{day}:{record.storage_id}:{variant}",
-                    tags=tags,
-                )
-                for variant in pipeline.variants
-            )
-        if splits:
-            cursor["splits"] = splits[-1].storage_id
-        fitted = materializations_after(instance, variant_asset, cursor.get("variants"), limit=1000)
-        days = set()
-        for record in fitted:
-            key = partitions.get_partition_key_from_str(record.asset_materialization.partition)
-            days.add(key.keys_by_dimension[DATE_DIMENSION])
-            cursor["variants"] = record.storage_id
-        for day in sorted(days):
-            split_id = latest_storage_ids(instance, split_key, [day]).get(day)
-            keys = {str(pipeline.variant_key(day, v)): v for v in pipeline.variants}
-            done = latest_storage_ids(instance, variant_asset, list(keys))
-            waiting = [v for k, v in keys.items() if split_id is None or done.get(k, 0) < split_id]
-            if waiting:
-                context.log.info(f"{day}: waiting for variant(s) {', '.join(waiting)}")
-                continue
-            requests.append(
-                dg.RunRequest(
-                    job_name=select_job.name,
-                    partition_key=day,
-                    run_key=f"select:{day}:{split_id}",
-                    tags=tags,
-                )
-            )
+        requests = _variant_requests(pipeline, instance, cursor, variants_job.name, tags)
+        requests += _select_requests(context, pipeline, cursor, select_job.name, tags)
         context.update_cursor(json.dumps(cursor))
         if not requests:
             return dg.SkipReason("no new train split and no day whose variants are all fitted")
         return requests
 
     return variants_sensor
+
+
+def _variant_requests(
+    pipeline: PipelineRuntime, instance: dg.DagsterInstance, cursor: dict, job_name: str, tags: dict
+) -> list[dg.RunRequest]:
+    """One variant_model run per variant for each day with a train split newer than the cursor (a day
+    split twice between two ticks: once, on its latest split); the cursor moves past them."""
+    splits = materializations_after(instance, pipeline.key("train_split"), cursor.get("splits"))
+    newest_split = {r.asset_materialization.partition: r for r in splits}
+    if splits:
+        cursor["splits"] = splits[-1].storage_id
+    return [
+        dg.RunRequest(
+            job_name=job_name,
+            partition_key=pipeline.variant_key(day, variant),
+            run_key=f"variant:{day}:{record.storage_id}:{variant}",
+            tags=tags,
+        )
+        for day, record in sorted(newest_split.items())
+        for variant in pipeline.variants
+    ]
+
+
+def _select_requests(
+    context: dg.SensorEvaluationContext, pipeline: PipelineRuntime, cursor: dict, job_name: str, tags: dict
+) -> list[dg.RunRequest]:
+    """One select-and-deploy run for each day whose variants were fitted since the cursor and are
+    now all fitted on that day's latest train split; the cursor moves past them."""
+    instance, split_key, variant_asset = context.instance, pipeline.key("train_split"), pipeline.key("variant_model")
+    days = set()
+    for record in materializations_after(instance, variant_asset, cursor.get("variants"), limit=1000):
+        key = pipeline.variant_partitions.get_partition_key_from_str(record.asset_materialization.partition)
+        days.add(key.keys_by_dimension[DATE_DIMENSION])
+        cursor["variants"] = record.storage_id
+    requests = []
+    for day in sorted(days):
+        split_id = latest_storage_ids(instance, split_key, [day]).get(day)
+        keys = {str(pipeline.variant_key(day, v)): v for v in pipeline.variants}
+        done = latest_storage_ids(instance, variant_asset, list(keys))
+        waiting = [v for k, v in keys.items() if split_id is None or done.get(k, 0) < split_id]
+        if waiting:
+            context.log.info(f"{day}: waiting for variant(s) {', '.join(waiting)}")
+            continue
+        requests.append(
+            dg.RunRequest(job_name=job_name, partition_key=day, run_key=f"select:{day}:{split_id}", tags=tags)
+        )
+    return requests
 
 
 def scoring_sensor_name(pipeline: PipelineRuntime) -> str:

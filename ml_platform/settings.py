@@ -72,6 +72,38 @@ def _float(environ: Mapping[str, str], name: str, default: float, minimum: float
     return value
 
 
+def _one_of(environ: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = environ.get(name, "").strip() or default
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _model_name(environ: Mapping[str, str]) -> str:
+    model_name = environ.get("ML_PLATFORM_MODEL_NAME", "").strip() or constants.DEFAULT_MODEL_NAME
+    if not _MODEL_NAME.match(model_name):
+        raise ConfigError(
+            f"ML_PLATFORM_MODEL_NAME={model_name!r} must be letters, digits, '_', '-' or '.',"
+            " starting with a letter or digit"
+        )
+    return model_name
+
+
+def _calendar(environ: Mapping[str, str]) -> tuple[str, str]:
+    """(the first daily partition, the time zone of the days)."""
+    start = environ.get("ML_PLATFORM_PARTITIONS_START", "").strip() or constants.DEFAULT_PARTITIONS_START
+    try:
+        dt.datetime.strptime(start, "%Y-%m-%d")
+    except ValueError:
+        raise ConfigError(f"ML_PLATFORM_PARTITIONS_START={start!r} is not a YYYY-MM-DD date") from None
+    timezone = environ.get("ML_PLATFORM_TIMEZONE", "").strip() or constants.DEFAULT_TIMEZONE
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"ML_PLATFORM_TIMEZONE={timezone!r} is not an IANA time zone") from None
+    return start, timezone
+
+
 def _path(environ: Mapping[str, str], name: str, default: str) -> str:
     # Relative paths are taken from the directory the command runs in (the project root).
     return os.path.abspath(environ.get(name, "").strip() or default)
@@ -80,41 +112,15 @@ def _path(environ: Mapping[str, str], name: str, default: str) -> str:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate settings; raise ConfigError naming the variable that is wrong."""
     environ = os.environ if environ is None else environ
-
-    env = environ.get("ML_PLATFORM_ENV", "").strip() or "local"
-    if env not in ENVIRONMENTS:
-        raise ConfigError(f"ML_PLATFORM_ENV={env!r} is not one of {', '.join(ENVIRONMENTS)}")
-
-    model_name = environ.get("ML_PLATFORM_MODEL_NAME", "").strip() or constants.DEFAULT_MODEL_NAME
-    if not _MODEL_NAME.match(model_name):
-        raise ConfigError(
-            f"ML_PLATFORM_MODEL_NAME={model_name!r} must be letters, digits, '_', '-' or '.',"
-            " starting with a letter or digit"
-        )
-
+    env = _one_of(environ, "ML_PLATFORM_ENV", ENVIRONMENTS, "local")
+    executor = _one_of(environ, "ML_PLATFORM_EXECUTOR", EXECUTORS, "in_process")
+    model_name = _model_name(environ)
+    start, timezone = _calendar(environ)
     raw_features = environ.get("ML_PLATFORM_FEATURE_COLUMNS", "").strip()
     features = tuple(c.strip() for c in raw_features.split(",") if c.strip()) or None
-
-    start = environ.get("ML_PLATFORM_PARTITIONS_START", "").strip() or constants.DEFAULT_PARTITIONS_START
-    try:
-        dt.datetime.strptime(start, "%Y-%m-%d")
-    except ValueError:
-        raise ConfigError(f"ML_PLATFORM_PARTITIONS_START={start!r} is not a YYYY-MM-DD date") from None
-
-    timezone = environ.get("ML_PLATFORM_TIMEZONE", "").strip() or constants.DEFAULT_TIMEZONE
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"ML_PLATFORM_TIMEZONE={timezone!r} is not an IANA time zone") from None
-
     target = environ.get("ML_PLATFORM_TARGET_COLUMN", "").strip() or constants.DEFAULT_TARGET_COLUMN
     if features and target in features:
         raise ConfigError(f"ML_PLATFORM_FEATURE_COLUMNS lists the target column {target!r}")
-
-    executor = environ.get("ML_PLATFORM_EXECUTOR", "").strip() or "in_process"
-    if executor not in EXECUTORS:
-        raise ConfigError(f"ML_PLATFORM_EXECUTOR={executor!r} is not one of {', '.join(EXECUTORS)}")
-
     s3_bucket = environ.get("ML_PLATFORM_S3_BUCKET", "").strip() or None
     if env == "prod" and not s3_bucket:
         raise ConfigError("ML_PLATFORM_ENV=prod needs ML_PLATFORM_S3_BUCKET (the bucket for data and models)")

@@ -144,17 +144,10 @@ def champion_scores(
     if production is None:
         context.log.info(f"no production {pipeline.model_name} yet: the gate uses its threshold alone")
         return None
-    # The challenger may be the production version itself (trained_model reused it, or refit the
-    # same recipe): then the champion is not loaded, and both are scored once.
-    itself = trained_model.identity is not None and production.record.identity == trained_model.identity
-    try:
-        with retried_when_unavailable(context, pipeline.settings):
-            # The version read, by name (it verifies the sha256): the pointer is not read again.
-            model = trained_model.model if itself else model_store.load(pipeline.model_name, production.version)[0]
-            fresh = _fresh_rows(context, model_store, production, test_split)
-    except ModelStoreError as exc:
-        context.log.warning(f"the production model cannot be loaded ({exc}): the gate uses its threshold alone")
-        return ChampionComparison(None, problem=str(exc))
+    loaded = _champion_and_fresh_rows(context, pipeline, model_store, trained_model, production, test_split)
+    if isinstance(loaded, ChampionComparison):
+        return loaded
+    model, fresh, itself = loaded
     if len(fresh) < constants.MIN_FRESH_TEST_ROWS:
         reason = (
             f"only {len(fresh)} of {len(test_split)} test rows are new to {production.version}"
@@ -186,6 +179,30 @@ def champion_scores(
     return ChampionComparison(
         production.version, int(len(fresh)), {k: champion[k] for k in keys}, {k: challenger[k] for k in keys}
     )
+
+
+def _champion_and_fresh_rows(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineRuntime,
+    model_store: ModelStore,
+    trained_model: TrainedModel,
+    production: ModelVersion,
+    test_split: pd.DataFrame,
+):
+    """(the champion's model, the test rows new to it, whether the challenger is the champion
+    itself), or a ChampionComparison saying why the champion cannot be loaded."""
+    # The challenger may be the production version itself (trained_model reused it, or refit the
+    # same recipe): then the champion is not loaded, and both are scored once.
+    itself = trained_model.identity is not None and production.record.identity == trained_model.identity
+    try:
+        with retried_when_unavailable(context, pipeline.settings):
+            # The version read, by name (it verifies the sha256): the pointer is not read again.
+            model = trained_model.model if itself else model_store.load(pipeline.model_name, production.version)[0]
+            fresh = _fresh_rows(context, model_store, production, test_split)
+    except ModelStoreError as exc:
+        context.log.warning(f"the production model cannot be loaded ({exc}): the gate uses its threshold alone")
+        return ChampionComparison(None, problem=str(exc))
+    return model, fresh, itself
 
 
 def _fresh_rows(context, model_store: ModelStore, version: ModelVersion, test_split: pd.DataFrame) -> pd.DataFrame:
@@ -287,9 +304,50 @@ def _score(
     return metrics
 
 
+def _model_metrics(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineRuntime,
+    model_store: ModelStore,
+    trained_model: TrainedModel,
+    test_split: pd.DataFrame,
+) -> dg.Output[ModelMetrics]:
+    """The score of the model, the champion's on the same rows and the signature comparison; or the
+    stored score when the model, the test split and the production version are what it was computed
+    from."""
+    metric = pipeline.spec.gate_metric[0]
+    # The production version, read once: the score's recipe, the champion and the signature are all
+    # compared with this one.
+    with retried_when_unavailable(context, pipeline.settings):
+        production, unreadable = pipeline.production_read(model_store)
+    recipe = None if unreadable else metrics_recipe(pipeline, trained_model, test_split, production)
+    reused = _stored_metrics(context, recipe) if recipe else None
+    if reused is not None:
+        return dg.Output(
+            reused,
+            data_version=dg.DataVersion(recipe),
+            metadata={
+                "Reused": f"stored {context.partition_key} (same model, test split and production version)",
+                **_metrics_metadata(pipeline, reused),
+                **run_link(context, pipeline, reused.mlflow_run_id),
+            },
+        )
+    metrics = _score(context, pipeline, trained_model, test_split)
+    champion = champion_scores(
+        context, pipeline, model_store, trained_model, test_split, metrics, production, unreadable
+    )
+    if champion and champion.compared:
+        context.log.info(
+            f"on the {champion.rows} test rows new to both: champion {champion.version}"
+            f" {metric} {champion.champion[metric]:.4f}, challenger {champion.challenger[metric]:.4f}"
+        )
+    metrics = metrics.with_(champion=champion, signature=signature_comparison(trained_model, production, unreadable))
+    metrics, tracked = track_metrics(context, pipeline, trained_model, metrics)
+    metadata = {**_metrics_metadata(pipeline, metrics), **tracked}
+    return dg.Output(metrics, metadata=metadata, data_version=dg.DataVersion(recipe) if recipe else None)
+
+
 def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     classification = pipeline.task == "classification"
-    metric, _, _ = pipeline.spec.gate_metric
 
     @dg.asset(
         key=pipeline.key("model_metrics"),
@@ -315,36 +373,6 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         test_split: pd.DataFrame,
     ) -> dg.Output[ModelMetrics]:
         with stage_timeout(context, pipeline, "evaluate"):
-            # The production version, read once: the score's recipe, the champion and the signature
-            # are all compared with this one.
-            with retried_when_unavailable(context, pipeline.settings):
-                production, unreadable = pipeline.production_read(model_store)
-            recipe = None if unreadable else metrics_recipe(pipeline, trained_model, test_split, production)
-            reused = _stored_metrics(context, recipe) if recipe else None
-            if reused is not None:
-                return dg.Output(
-                    reused,
-                    data_version=dg.DataVersion(recipe),
-                    metadata={
-                        "Reused": f"stored {context.partition_key} (same model, test split and production version)",
-                        **_metrics_metadata(pipeline, reused),
-                        **run_link(context, pipeline, reused.mlflow_run_id),
-                    },
-                )
-            metrics = _score(context, pipeline, trained_model, test_split)
-            champion = champion_scores(
-                context, pipeline, model_store, trained_model, test_split, metrics, production, unreadable
-            )
-            if champion and champion.compared:
-                context.log.info(
-                    f"on the {champion.rows} test rows new to both: champion {champion.version}"
-                    f" {metric} {champion.champion[metric]:.4f}, challenger {champion.challenger[metric]:.4f}"
-                )
-            metrics = metrics.with_(
-                champion=champion, signature=signature_comparison(trained_model, production, unreadable)
-            )
-            metrics, tracked = track_metrics(context, pipeline, trained_model, metrics)
-            metadata = {**_metrics_metadata(pipeline, metrics), **tracked}
-            return dg.Output(metrics, metadata=metadata, data_version=dg.DataVersion(recipe) if recipe else None)
+            return _model_metrics(context, pipeline, model_store, trained_model, test_split)
 
     return model_metrics

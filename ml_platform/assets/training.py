@@ -1,6 +1,7 @@
 """training_data, the train/test splits and trained_model."""
 
 import time
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -145,6 +146,8 @@ def _training_data(
     schema: quality.Schema | None,
     raw_data: dict[str, pd.DataFrame],
 ) -> dg.Output[pd.DataFrame]:
+    """The window's days that passed their checks (day D itself among them), with the schema's
+    columns in one order, less the rows without a label and the repeated ones, counted per day."""
     used, excluded = _days_that_passed(context, pipeline, schema, raw_data)
     # A model as of day D must hold D's data: trained without it, it would only replace
     # production with a model of fewer days.
@@ -155,27 +158,7 @@ def _training_data(
             f"cannot train a model as of {as_of}: raw_data {as_of} {reason}; fix or add its landing"
             " file and ingest it again"
         )
-    # Only the schema's columns reach training (when it is enforced); every day must have the
-    # same ones, or the concatenation would fill a column with nulls for the days that lack it.
-    columns = {day: quality.columns_used(raw_data[day], pipeline.target, schema) for day in used}
-    agree = quality.columns_agree(columns)
-    if not agree.passed:
-        raise DataValidationError(
-            f"the days of the {pipeline.window_days}-day window ending {as_of} disagree on their columns:"
-            f" {agree.message}; make the landing files of those days agree and ingest them again"
-        )
-    ignored = {day: [str(c) for c in raw_data[day].columns if c not in columns[day]] for day in used}
-    ignored = {day: names for day, names in ignored.items() if names}
-    for day, names in ignored.items():
-        context.log.warning(f"raw_data {day}: ignored column(s) outside the schema: {quality.names_text(names)}")
-    # One column order for every day: the schema's, or (no schema yet) the newest day's.
-    order = columns[as_of]
-    drift = quality.schema_drift({day: raw_data[day][order] for day in used})
-    if not drift.passed:
-        raise DataValidationError(
-            f"schema drift in the {pipeline.window_days}-day window ending {as_of}: {drift.message};"
-            " make the landing files agree and ingest them again"
-        )
+    order, ignored = _window_columns(context, pipeline, schema, {day: raw_data[day] for day in used}, as_of)
     dropped = _rows_dropped(pipeline, {day: raw_data[day] for day in used})
     frame = pd.concat([raw_data[day].loc[~dropped[day]["mask"], order] for day in used], ignore_index=True)
     counts = [
@@ -188,49 +171,88 @@ def _training_data(
         }
         for day in used
     ]
-    unlabelled = sum(c["Without label"] for c in counts)
-    repeated = sum(c["Duplicates"] for c in counts)
-    for what, total, key in (
-        ("row(s) without a label", unlabelled, "Without label"),
-        ("duplicate row(s)", repeated, "Duplicates"),
-    ):
-        if total:
+    for what, key in (("row(s) without a label", "Without label"), ("duplicate row(s)", "Duplicates")):
+        if any(c[key] for c in counts):
             context.log.warning(
-                f"dropped {total} {what}: " + ", ".join(f"{c['Day']}: {c[key]}" for c in counts if c[key])
+                f"dropped {sum(c[key] for c in counts)} {what}: "
+                + ", ".join(f"{c['Day']}: {c[key]}" for c in counts if c[key])
             )
     context.log.info(f"training data: {len(frame)} rows from {len(used)} day(s): {', '.join(used)}")
+    return dg.Output(frame, metadata=_training_metadata(pipeline, schema, frame, used, excluded, ignored, counts))
+
+
+def _window_columns(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineRuntime,
+    schema: quality.Schema | None,
+    frames: dict[str, pd.DataFrame],
+    as_of: str,
+) -> tuple[list[str], dict[str, list[str]]]:
+    """(the columns training takes, in one order for every day: the schema's, or with no schema yet
+    the newest day's; the columns each day has outside them). Only the schema's columns reach
+    training (when it is enforced); every day must have the same ones, each of one kind, or the
+    concatenation would fill a column with nulls for the days that lack it, or turn numbers to text."""
+    columns = {day: quality.columns_used(frame, pipeline.target, schema) for day, frame in frames.items()}
+    agree = quality.columns_agree(columns)
+    if not agree.passed:
+        raise DataValidationError(
+            f"the days of the {pipeline.window_days}-day window ending {as_of} disagree on their columns:"
+            f" {agree.message}; make the landing files of those days agree and ingest them again"
+        )
+    ignored = {day: [str(c) for c in frame.columns if c not in columns[day]] for day, frame in frames.items()}
+    ignored = {day: names for day, names in ignored.items() if names}
+    for day, names in ignored.items():
+        context.log.warning(f"raw_data {day}: ignored column(s) outside the schema: {quality.names_text(names)}")
+    order = columns[as_of]
+    drift = quality.schema_drift({day: frame[order] for day, frame in frames.items()})
+    if not drift.passed:
+        raise DataValidationError(
+            f"schema drift in the {pipeline.window_days}-day window ending {as_of}: {drift.message};"
+            " make the landing files agree and ingest them again"
+        )
+    return order, ignored
+
+
+def _training_metadata(
+    pipeline: PipelineRuntime,
+    schema: quality.Schema | None,
+    frame: pd.DataFrame,
+    used: list[str],
+    excluded: list[dict],
+    ignored: dict[str, list[str]],
+    counts: list[dict],
+) -> dict[str, Any]:
+    """What the UI shows of training_data: the days used and left out, the schema, the rows each
+    day gave and lost (without a label, repeated), the fingerprint."""
     dedupe = pipeline.spec.quality.dedupe
-    return dg.Output(
-        frame,
-        metadata={
-            "dagster/row_count": len(frame),
-            "Days used": ", ".join(used),
-            "Days in window": float(len(used)),
-            "Days left out": rows_table(excluded, [("Day", "string"), ("Reason", "string")]),
-            "Schema": schema.source
-            if schema and schema.enforced
-            else "the data's columns"
-            + (f" (schema.evolve: true; production: {schema.source})" if schema else " (no model yet)"),
-            "Ignored columns": rows_table(
-                [{"Day": day, "Columns": ", ".join(names)} for day, names in ignored.items()],
-                [("Day", "string"), ("Columns", "string")],
-            ),
-            "Rows without a label dropped": unlabelled,
-            "Duplicate rows dropped": repeated,
-            "Duplicates": (
-                "off (quality.dedupe: false)"
-                if not dedupe.enabled
-                else f"the same {', '.join(dedupe.key)}"
-                if dedupe.key
-                else "equal in every landing column"
-            ),
-            "Rows per day": rows_table(
-                counts,
-                [("Day", "string"), ("Rows", "int"), ("Without label", "int"), ("Duplicates", "int"), ("Used", "int")],
-            ),
-            "Fingerprint": frame_fingerprint(frame),
-        },
-    )
+    return {
+        "dagster/row_count": len(frame),
+        "Days used": ", ".join(used),
+        "Days in window": float(len(used)),
+        "Days left out": rows_table(excluded, [("Day", "string"), ("Reason", "string")]),
+        "Schema": schema.source
+        if schema and schema.enforced
+        else "the data's columns"
+        + (f" (schema.evolve: true; production: {schema.source})" if schema else " (no model yet)"),
+        "Ignored columns": rows_table(
+            [{"Day": day, "Columns": ", ".join(names)} for day, names in ignored.items()],
+            [("Day", "string"), ("Columns", "string")],
+        ),
+        "Rows without a label dropped": sum(c["Without label"] for c in counts),
+        "Duplicate rows dropped": sum(c["Duplicates"] for c in counts),
+        "Duplicates": (
+            "off (quality.dedupe: false)"
+            if not dedupe.enabled
+            else f"the same {', '.join(dedupe.key)}"
+            if dedupe.key
+            else "equal in every landing column"
+        ),
+        "Rows per day": rows_table(
+            counts,
+            [("Day", "string"), ("Rows", "int"), ("Without label", "int"), ("Duplicates", "int"), ("Used", "int")],
+        ),
+        "Fingerprint": frame_fingerprint(frame),
+    }
 
 
 def _days_that_passed(
@@ -488,86 +510,15 @@ def _train(
     variant: str | None = None,
     refit: bool = False,
 ) -> dg.Output[TrainedModel]:
-    estimator = pipeline.spec.model.estimator
+    """A model of this recipe: reused (from the model store, or this partition's stored output)
+    unless ``refit``, else fitted; recipe / reuse / fit / describe."""
     x_train, y_train = features_and_target(train_split, pipeline.target)
-    # The columns' kinds, declared in pipelines.yaml or pinned by the production model, decide how
-    # each is encoded (a store id declared categorical stays a category, a datetime its parts).
-    kinds = _declared_kinds(pipeline, model_store, context, x_train)
-    encoding = pipeline.spec.features.encoding
-    recipe_encoding = encoding_recipe(kinds, encoding.max_categories, encoding.min_frequency)
-    try:
-        model = make_model(pipeline.task, estimator, params, pipeline.spec.features.transform, recipe_encoding)
-    except (ValueError, TypeError) as exc:
-        raise dg.Failure(description=f"{estimator} parameters: {exc}", allow_retries=False) from exc
-    # What the model is built from: the TrainedModel fields of its recipe, known before the fit.
-    recipe = dict(
-        data_fingerprint=frame_fingerprint(train_split),
-        params=params,
-        target=pipeline.target,
-        feature_columns=[str(c) for c in x_train.columns],
-        task=pipeline.task,
-        estimator=estimator,
-        pipeline_version=pipeline.spec.version,
-        feature_transform=pipeline.spec.features.transform,
-        requirements=requirements_of(*user_objects(model)),
-        encoding=recipe_encoding,
-    )
+    model, recipe, kinds = _recipe(context, pipeline, model_store, params, train_split, x_train)
     identity = recipe_identity(**recipe)
-    same = _same_recipe(model_store, pipeline, identity, as_of, variant)
-    # Not in the model store (a variant not chosen, a model the gate stopped): this partition's
-    # own stored output, when Dagster recorded this recipe as its data version.
-    kept = (
-        same is None
-        and latest_data_version(context.instance, context.asset_key, str(context.partition_key)) == identity
-    )
-    if not refit:
-        if same is not None:
-            return _reuse(context, pipeline, model_store, same, identity)
-        if kept:
-            reused = _reuse_stored(context, pipeline, identity, as_of)
-            if reused is not None:
-                return reused
-    refit_note = {}
-    if refit and (same is not None or kept):
-        held = same.version if same is not None else f"the stored {context.partition_key}"
-        refit_note = {"Refit": f"forced by run config ({held} has the same recipe)"}
-        context.log.info(f"refit forced by run config: {held} has the same recipe")
-    context.log.info(
-        f"fitting {type(model.named_steps['model']).__name__}"
-        f"({', '.join(f'{k}={v}' for k, v in params.items())})"
-        f" on {len(x_train)} rows x {x_train.shape[1]} columns"
-    )
-    started = time.perf_counter()
-
-    def report(done: int, total: int) -> None:
-        unit = "trees" if total > 1 else "fit"
-        context.log.info(f"{unit} {done}/{total} ({time.perf_counter() - started:.1f} s)")
-
-    extra: dict = {}
-    if variant is None:
-        fit, args = fit_with_progress, (model, x_train, y_train)
-    else:
-        metric = pipeline.spec.gate_metric[0]
-        context.log.info(f"variant {variant}: {CV_FOLDS}-fold cross-validation ({metric}), then the fit")
-        fit, args = fit_variant, (model, x_train, y_train, metric, constants.DEFAULT_RANDOM_STATE)
-    released = release_freed_memory()  # the fit is the run's peak: start it without what earlier steps freed
-    if released:
-        context.log.debug(f"gave {released} MB that earlier steps had freed back to the OS before the fit")
-    timeout = pipeline.timeout_s("train")
-    if timeout:
-        context.log.info(f"fitting in a child process, stopped after {timeout:g} s (stages.train.timeout_s)")
-        fitted = run_with_timeout(fit, args, timeout, report, (pipeline.name, "train"))
-    else:
-        fitted = fit(*args, report)
-    if variant is None:
-        model = fitted
-    else:
-        model, score = fitted
-        extra = {"variant": variant, "cv_metric": metric, "cv_score": score}
-        context.log.info(f"variant {variant}: cross-validated {metric} {score:.4f}")
-    fit_seconds = time.perf_counter() - started
-    context.log.info(f"fitted in {fit_seconds:.2f} s")
-
+    reused, refit_note = _reused(context, pipeline, model_store, identity, as_of, variant, refit)
+    if reused is not None:
+        return reused
+    model, extra, fit_seconds = _fit(context, pipeline, model, params, x_train, y_train, variant)
     classes = (
         [c.item() if hasattr(c, "item") else c for c in model.classes_] if pipeline.task == "classification" else []
     )
@@ -594,6 +545,119 @@ def _train(
         **track_training(context, pipeline, trained, variant),
     }
     return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
+
+
+def _recipe(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineRuntime,
+    model_store: ModelStore,
+    params: dict,
+    train_split: pd.DataFrame,
+    x_train: pd.DataFrame,
+) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    """(the unfitted model, what it is built from: the TrainedModel fields of its recipe, known
+    before the fit, the columns' declared kinds)."""
+    estimator = pipeline.spec.model.estimator
+    # The columns' kinds, declared in pipelines.yaml or pinned by the production model, decide how
+    # each is encoded (a store id declared categorical stays a category, a datetime its parts).
+    kinds = _declared_kinds(pipeline, model_store, context, x_train)
+    encoding = pipeline.spec.features.encoding
+    recipe_encoding = encoding_recipe(kinds, encoding.max_categories, encoding.min_frequency)
+    try:
+        model = make_model(pipeline.task, estimator, params, pipeline.spec.features.transform, recipe_encoding)
+    except (ValueError, TypeError) as exc:
+        raise dg.Failure(description=f"{estimator} parameters: {exc}", allow_retries=False) from exc
+    recipe = dict(
+        data_fingerprint=frame_fingerprint(train_split),
+        params=params,
+        target=pipeline.target,
+        feature_columns=[str(c) for c in x_train.columns],
+        task=pipeline.task,
+        estimator=estimator,
+        pipeline_version=pipeline.spec.version,
+        feature_transform=pipeline.spec.features.transform,
+        requirements=requirements_of(*user_objects(model)),
+        encoding=recipe_encoding,
+    )
+    return model, recipe, kinds
+
+
+def _reused(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineRuntime,
+    model_store: ModelStore,
+    identity: str,
+    as_of: str,
+    variant: str | None,
+    refit: bool,
+) -> tuple[dg.Output[TrainedModel] | None, dict[str, str]]:
+    """(the model of this recipe, reused: the stored version of it for this day, or this partition's
+    own stored output when Dagster recorded this recipe as its data version (a variant not chosen, a
+    model the gate stopped); or None to fit, with a note when ``refit`` forced it)."""
+    same = _same_recipe(model_store, pipeline, identity, as_of, variant)
+    kept = (
+        same is None
+        and latest_data_version(context.instance, context.asset_key, str(context.partition_key)) == identity
+    )
+    if not refit:
+        if same is not None:
+            return _reuse(context, pipeline, model_store, same, identity), {}
+        if kept:
+            reused = _reuse_stored(context, pipeline, identity, as_of)
+            if reused is not None:
+                return reused, {}
+    if refit and (same is not None or kept):
+        held = same.version if same is not None else f"the stored {context.partition_key}"
+        context.log.info(f"refit forced by run config: {held} has the same recipe")
+        return None, {"Refit": f"forced by run config ({held} has the same recipe)"}
+    return None, {}
+
+
+def _fit(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineRuntime,
+    model: Any,
+    params: dict,
+    x_train: pd.DataFrame,
+    y_train: pd.Series,
+    variant: str | None,
+) -> tuple[Any, dict[str, Any], float]:
+    """(the fitted model, a variant's cross-validated score, seconds): with progress in the log, in
+    a child process stopped after ``stages.train.timeout_s`` when there is one."""
+    context.log.info(
+        f"fitting {type(model.named_steps['model']).__name__}"
+        f"({', '.join(f'{k}={v}' for k, v in params.items())})"
+        f" on {len(x_train)} rows x {x_train.shape[1]} columns"
+    )
+    started = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        unit = "trees" if total > 1 else "fit"
+        context.log.info(f"{unit} {done}/{total} ({time.perf_counter() - started:.1f} s)")
+
+    metric = pipeline.spec.gate_metric[0]
+    if variant is None:
+        fit, args = fit_with_progress, (model, x_train, y_train)
+    else:
+        context.log.info(f"variant {variant}: {CV_FOLDS}-fold cross-validation ({metric}), then the fit")
+        fit, args = fit_variant, (model, x_train, y_train, metric, constants.DEFAULT_RANDOM_STATE)
+    released = release_freed_memory()  # the fit is the run's peak: start it without what earlier steps freed
+    if released:
+        context.log.debug(f"gave {released} MB that earlier steps had freed back to the OS before the fit")
+    timeout = pipeline.timeout_s("train")
+    if timeout:
+        context.log.info(f"fitting in a child process, stopped after {timeout:g} s (stages.train.timeout_s)")
+        fitted = run_with_timeout(fit, args, timeout, report, (pipeline.name, "train"))
+    else:
+        fitted = fit(*args, report)
+    extra: dict[str, Any] = {}
+    if variant is not None:
+        fitted, score = fitted
+        extra = {"variant": variant, "cv_metric": metric, "cv_score": score}
+        context.log.info(f"variant {variant}: cross-validated {metric} {score:.4f}")
+    fit_seconds = time.perf_counter() - started
+    context.log.info(f"fitted in {fit_seconds:.2f} s")
+    return fitted, extra, fit_seconds
 
 
 def _declared_kinds(
