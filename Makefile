@@ -84,7 +84,7 @@ lint: install
 test: lint services mlflow-server
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-# The linter, then the unit layer alone (no servers, no runs: under a minute), while you work.
+# The linter, then the unit layer alone (no servers, no runs: about a minute on 2 cores), while you work.
 test-fast: lint
 	$(BIN)/python -m pytest ml_platform_tests/unit -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
