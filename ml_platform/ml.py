@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,18 +25,25 @@ from sklearn.ensemble import (
 )
 from sklearn.metrics import (
     accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    brier_score_loss,
     classification_report,
     confusion_matrix,
     f1_score,
+    log_loss,
     mean_absolute_error,
-    mean_squared_error,
+    mean_absolute_percentage_error,
+    median_absolute_error,
     precision_score,
     r2_score,
     recall_score,
+    roc_auc_score,
+    root_mean_squared_error,
 )
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline as SklearnPipeline
-from sklearn.preprocessing import FunctionTransformer
+from sklearn.preprocessing import FunctionTransformer, label_binarize
 
 from ml_platform import constants
 from ml_platform.encoding import TableEncoder
@@ -391,26 +400,92 @@ def feature_importances(model: SklearnPipeline) -> list[tuple[str, float]]:
 
 
 def classification_metrics(model: SklearnPipeline, test: pd.DataFrame, target: str) -> dict[str, Any]:
-    """Accuracy and weighted precision/recall/F1, the confusion matrix and the per-class report."""
+    """Every classification metric the model can have, by scikit-learn's own functions: accuracy,
+    balanced_accuracy; precision, recall, f1 weighted (``precision``: the platform's name for it
+    since the start) and macro; per class in the report; with ``predict_proba``, roc_auc (binary, or
+    one-vs-rest macro), average_precision (binary, or macro over one-vs-rest), log_loss and, binary,
+    brier_score_loss. A metric the rows cannot define (one class in the test split) is left out and
+    named in ``not_computed`` with why. Also the labels, the confusion matrix, the test rows."""
     x_test, y_test = features_and_target(test, target)
     if len(x_test) == 0:
         raise DataValidationError("the test split is empty: nothing to evaluate on")
+    with _said_in_not_computed():
+        return _classification_scores(model, x_test, y_test)
+
+
+@contextmanager
+def _said_in_not_computed() -> Iterator[None]:
+    """Quiet scikit-learn's warnings about classes missing from the test rows: the report says it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", message="A single label was found")
+        yield
+
+
+def _classification_scores(model: SklearnPipeline, x_test: pd.DataFrame, y_test: pd.Series) -> dict[str, Any]:
     predicted = model.predict(x_test)
     labels = list(model.classes_)
-    return {
+    scores: dict[str, Any] = {
         "accuracy": float(accuracy_score(y_test, predicted)),
-        "precision": float(precision_score(y_test, predicted, average="weighted", zero_division=0)),
-        "recall": float(recall_score(y_test, predicted, average="weighted", zero_division=0)),
-        "f1": float(f1_score(y_test, predicted, average="weighted", zero_division=0)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_test, predicted)),
+    }
+    for average, suffix in (("weighted", ""), ("macro", "_macro")):
+        scores[f"precision{suffix}"] = float(precision_score(y_test, predicted, average=average, zero_division=0))
+        scores[f"recall{suffix}"] = float(recall_score(y_test, predicted, average=average, zero_division=0))
+        scores[f"f1{suffix}"] = float(f1_score(y_test, predicted, average=average, zero_division=0))
+    not_computed: dict[str, str] = {}
+    if hasattr(model, "predict_proba"):
+        probability_scores(y_test, model.predict_proba(x_test), labels, scores, not_computed)
+    else:
+        final = model[-1] if isinstance(model, SklearnPipeline) else model
+        not_computed.update(dict.fromkeys(PROBABILITY_METRICS, f"{type(final).__name__} has no predict_proba"))
+    return {
+        **scores,
         "labels": [_plain(v) for v in labels],
         "confusion_matrix": confusion_matrix(y_test, predicted, labels=labels).tolist(),
         "report": classification_report(y_test, predicted, labels=labels, output_dict=True, zero_division=0),
+        "not_computed": not_computed,
         "test_rows": int(len(x_test)),
     }
 
 
+# The metrics that need class probabilities (predict_proba).
+PROBABILITY_METRICS = ("roc_auc", "average_precision", "log_loss", "brier_score_loss")
+
+
+def probability_scores(
+    y: pd.Series, proba: np.ndarray, labels: list[Any], scores: dict[str, Any], not_computed: dict[str, str]
+) -> None:
+    """roc_auc, average_precision, log_loss and (binary) brier_score_loss of ``proba`` (one column per
+    label, in ``labels``' order) into ``scores``; what the rows cannot define into ``not_computed``."""
+    present = set(pd.unique(y))
+    if len(labels) == 2:
+        positive = y.to_numpy() == labels[1]
+        if len(present) < 2:
+            not_computed.update(dict.fromkeys(("roc_auc", "average_precision"), "one class in the test split"))
+        else:
+            scores["roc_auc"] = float(roc_auc_score(positive, proba[:, 1]))
+            scores["average_precision"] = float(average_precision_score(positive, proba[:, 1]))
+        scores["brier_score_loss"] = float(brier_score_loss(positive, proba[:, 1]))
+    else:
+        not_computed["brier_score_loss"] = "binary classification only"
+        if present != set(labels):
+            missing = ", ".join(map(str, sorted(set(labels) - present, key=str)))
+            not_computed.update(
+                dict.fromkeys(("roc_auc", "average_precision"), f"class(es) {missing} absent from the test split")
+            )
+        else:
+            scores["roc_auc"] = float(roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=labels))
+            scores["average_precision"] = float(
+                average_precision_score(label_binarize(y, classes=labels), proba, average="macro")
+            )
+    scores["log_loss"] = float(log_loss(y, proba, labels=labels))
+
+
 def regression_metrics(model: SklearnPipeline, test: pd.DataFrame, target: str) -> dict[str, Any]:
-    """R2, RMSE and MAE, residual quantiles, and mean predicted vs actual per actual-value decile."""
+    """r2, rmse (root_mean_squared_error), mae (mean_absolute_error), mape
+    (mean_absolute_percentage_error) and median_absolute_error, by scikit-learn's own functions;
+    residual quantiles, and mean predicted vs actual per actual-value decile."""
     x_test, y_test = features_and_target(test, target)
     if len(x_test) == 0:
         raise DataValidationError("the test split is empty: nothing to evaluate on")
@@ -429,8 +504,10 @@ def regression_metrics(model: SklearnPipeline, test: pd.DataFrame, target: str) 
     ]
     return {
         "r2": float(r2_score(actual, predicted)) if len(actual) > 1 else float("nan"),
-        "rmse": float(np.sqrt(mean_squared_error(actual, predicted))),
+        "rmse": float(root_mean_squared_error(actual, predicted)),
         "mae": float(mean_absolute_error(actual, predicted)),
+        "mape": float(mean_absolute_percentage_error(actual, predicted)),
+        "median_absolute_error": float(median_absolute_error(actual, predicted)),
         "residual_quantiles": {f"p{q}": float(np.percentile(residuals, q)) for q in (5, 25, 50, 75, 95)},
         "calibration": calibration,
         "test_rows": int(len(x_test)),

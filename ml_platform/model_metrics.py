@@ -13,7 +13,7 @@ from typing import Any
 from ml_platform.signature import SignatureChange
 
 # What the scoring functions of ml.py return beside the scores themselves.
-_CLASSIFICATION_DETAILS = ("labels", "confusion_matrix", "report")
+_CLASSIFICATION_DETAILS = ("labels", "confusion_matrix", "report", "not_computed")
 _REGRESSION_DETAILS = ("residual_quantiles", "calibration")
 
 
@@ -49,8 +49,9 @@ class SignatureComparison:
 
 @dataclass(frozen=True)
 class ModelMetrics:
-    """model_metrics' value: the scores (the task's headline metrics) on ``test_rows`` rows, the
-    details people look at (classification: labels, confusion matrix, per-class report; regression:
+    """model_metrics' value: the scores (every metric of the task the model can have) on ``test_rows``
+    rows, the details people look at (classification: labels, confusion matrix, per-class report,
+    the metrics not computed and why; regression:
     residual quantiles, predicted vs actual per decile), the champion comparison, the signature
     comparison, and the MLflow run the scores were logged to."""
 

@@ -7,7 +7,7 @@ import dagster as dg
 from ml_platform import constants
 from ml_platform.assets.tracked import RUN_ID, track_deploy
 from ml_platform.errors import PointerConflictError
-from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
+from ml_platform.estimators import METRIC_LABELS
 from ml_platform.metadata import signature_metadata
 from ml_platform.ml import TrainedModel, platform_version
 from ml_platform.model_metrics import ModelMetrics
@@ -82,11 +82,7 @@ def _record(
     classification = pipeline.task == "classification"
     return VersionRecord(
         task=pipeline.task,
-        metrics={
-            k: v
-            for k, v in {**model_metrics.scores, "test_rows": model_metrics.test_rows}.items()
-            if k in HEADLINE_METRICS[pipeline.task]
-        },
+        metrics={**model_metrics.scores, "test_rows": model_metrics.test_rows},
         gate_metric=pipeline.spec.gate_metric[0],
         estimator=trained_model.estimator,
         params=trained_model.params,

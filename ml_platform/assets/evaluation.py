@@ -30,6 +30,9 @@ from ml_platform.runtime import PipelineRuntime
 from ml_platform.signature import compare as compare_signatures
 from ml_platform.timeouts import stage_timeout
 
+# The platform's precision, recall and F1 are weighted by class support: the report says so.
+_WEIGHTED = {"precision": "Precision (weighted)", "recall": "Recall (weighted)", "f1": "F1 (weighted)"}
+
 
 def report_markdown(metrics: ModelMetrics) -> str:
     """The evaluation report: headline scores, confusion matrix and per-class scores."""
@@ -38,10 +41,7 @@ def report_markdown(metrics: ModelMetrics) -> str:
     headline = markdown_table(
         ["Metric", "Value"],
         [
-            ["Accuracy", scores["accuracy"]],
-            ["Precision (weighted)", scores["precision"]],
-            ["Recall (weighted)", scores["recall"]],
-            ["F1 (weighted)", scores["f1"]],
+            *([_WEIGHTED.get(name, METRIC_LABELS.get(name, name)), value] for name, value in scores.items()),
             ["Test rows", metrics.test_rows],
         ],
     )
@@ -73,12 +73,7 @@ def regression_report_markdown(metrics: ModelMetrics) -> str:
     scores = metrics.scores
     headline = markdown_table(
         ["Metric", "Value"],
-        [
-            ["R2", scores["r2"]],
-            ["RMSE", scores["rmse"]],
-            ["MAE", scores["mae"]],
-            ["Test rows", metrics.test_rows],
-        ],
+        [*([METRIC_LABELS.get(name, name), value] for name, value in scores.items()), ["Test rows", metrics.test_rows]],
     )
     residuals = markdown_table(
         ["Residual quantile", "Value"], [[q, v] for q, v in metrics.details["residual_quantiles"].items()]
@@ -86,14 +81,37 @@ def regression_report_markdown(metrics: ModelMetrics) -> str:
     return f"## Evaluation\n\n{headline}\n\n### Residuals (actual - predicted)\n\n{residuals}\n"
 
 
+def _scores_metadata(metrics: ModelMetrics) -> dict[str, Any]:
+    """Every score as a float under its label (the UI plots each one's history)."""
+    return {METRIC_LABELS.get(name, name): float(value) for name, value in metrics.scores.items()}
+
+
 def _classification_metadata(metrics: ModelMetrics) -> dict[str, Any]:
     labels = [str(label) for label in metrics.details["labels"]]
+    report = metrics.details["report"]
+    not_computed = metrics.details.get("not_computed") or {}
     return {
-        "Accuracy": metrics.score("accuracy"),
-        "Precision": metrics.score("precision"),
-        "Recall": metrics.score("recall"),
-        "F1": metrics.score("f1"),
+        **_scores_metadata(metrics),
         "Test rows": metrics.test_rows,
+        "Per class": rows_table(
+            [
+                {
+                    "Class": label,
+                    "Precision": float(report[label]["precision"]),
+                    "Recall": float(report[label]["recall"]),
+                    "F1": float(report[label]["f1-score"]),
+                    "Support": int(report[label]["support"]),
+                }
+                for label in labels
+                if label in report
+            ],
+            [("Class", "string"), ("Precision", "float"), ("Recall", "float"), ("F1", "float"), ("Support", "int")],
+        ),
+        **(
+            {"Not computed": "; ".join(f"{METRIC_LABELS.get(k, k)}: {why}" for k, why in not_computed.items())}
+            if not_computed
+            else {}
+        ),
         "Confusion matrix": rows_table(
             [
                 {"Actual": label, **{f"Predicted {p}": int(n) for p, n in zip(labels, row)}}
@@ -107,9 +125,7 @@ def _classification_metadata(metrics: ModelMetrics) -> dict[str, Any]:
 
 def _regression_metadata(metrics: ModelMetrics) -> dict[str, Any]:
     return {
-        "R2": metrics.score("r2"),
-        "RMSE": metrics.score("rmse"),
-        "MAE": metrics.score("mae"),
+        **_scores_metadata(metrics),
         "Test rows": metrics.test_rows,
         "Predicted vs actual": rows_table(
             metrics.details["calibration"],

@@ -8,7 +8,6 @@ import math
 
 import dagster as dg
 
-from ml_platform.estimators import HEADLINE_METRICS
 from ml_platform.ml import TrainedModel
 from ml_platform.model_metrics import ModelMetrics
 from ml_platform.runtime import PipelineRuntime
@@ -73,7 +72,7 @@ def track_metrics(context, pipeline: PipelineRuntime, trained: TrainedModel, met
     numbers = {
         f"test_{k}": float(v)
         for k, v in {**metrics.scores, "test_rows": metrics.test_rows}.items()
-        if k in HEADLINE_METRICS[pipeline.task] and math.isfinite(float(v))
+        if math.isfinite(float(v))
     }
     champion = metrics.champion
     if champion is not None and champion.compared:

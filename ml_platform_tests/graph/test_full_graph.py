@@ -3,10 +3,21 @@
 import json
 
 import pandas as pd
+import pytest
 from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    brier_score_loss,
+    f1_score,
+    log_loss,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline as SklearnPipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -213,13 +224,21 @@ def test_metrics_equal_a_plain_scikit_learn_run(seeded):
     frame = pd.concat([pd.read_parquet(seeded.landing / f"{day}.parquet") for day in DAYS], ignore_index=True)
     train, test = train_test_split(frame, test_size=0.3, random_state=11, stratify=frame[TARGET])
     model = _plain_model().fit(train.drop(columns=[TARGET]), train[TARGET])
-    predicted = model.predict(test.drop(columns=[TARGET]))
+    actual, predicted = test[TARGET], model.predict(test.drop(columns=[TARGET]))
+    positive = model.predict_proba(test.drop(columns=[TARGET]))[:, 1]  # of model.classes_[1], here 1
     expected = {
-        "accuracy": accuracy_score(test[TARGET], predicted),
-        "precision": precision_score(test[TARGET], predicted, average="weighted"),
-        "recall": recall_score(test[TARGET], predicted, average="weighted"),
-        "f1": f1_score(test[TARGET], predicted, average="weighted"),
+        "accuracy": accuracy_score(actual, predicted),
+        "balanced_accuracy": balanced_accuracy_score(actual, predicted),
+        **{
+            f"{name}{suffix}": score(actual, predicted, average=average)
+            for name, score in (("precision", precision_score), ("recall", recall_score), ("f1", f1_score))
+            for average, suffix in (("weighted", ""), ("macro", "_macro"))
+        },
+        "roc_auc": roc_auc_score(actual, positive),
+        "average_precision": average_precision_score(actual, positive),
+        "log_loss": log_loss(actual, positive),
+        "brier_score_loss": brier_score_loss(actual, positive),
+        "test_rows": len(test),
     }
-    for name, value in expected.items():
-        assert platform_metrics[name] == value, name
-    assert platform_metrics["test_rows"] == len(test)
+    assert list(model.classes_) == [0, 1]
+    assert platform_metrics == pytest.approx(expected, rel=1e-12)

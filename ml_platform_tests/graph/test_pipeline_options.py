@@ -8,6 +8,13 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import (
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    median_absolute_error,
+    r2_score,
+    root_mean_squared_error,
+)
 
 from ml_platform.demo import demo_days
 from ml_platform.settings import load_settings
@@ -46,13 +53,13 @@ def test_the_regression_pipeline_trains_gates_on_r2_and_deploys(platform):
 
     production = platform.store.production("diabetes")
     metrics = production.metadata["metrics"]
-    assert set(metrics) == {"r2", "rmse", "mae", "test_rows"}
+    assert set(metrics) == {"r2", "rmse", "mae", "mape", "median_absolute_error", "test_rows"}
     assert 0.2 <= metrics["r2"] <= 1 and metrics["rmse"] > 0 and metrics["mae"] > 0
     assert production.metadata["task"] == "regression"
     assert production.metadata["estimator"] == "hist_gradient_boosting"
     assert production.metadata["gate_metric"] == "r2"
     meta = result.asset_materializations_for_node("diabetes__model_metrics")[0].metadata
-    assert {"R2", "RMSE", "MAE", "Predicted vs actual", "Report"} <= set(meta)
+    assert {"R2", "RMSE", "MAE", "MAPE", "Median absolute error", "Predicted vs actual", "Report"} <= set(meta)
     assert len(meta["Predicted vs actual"].value.records) >= 5
 
     # The deployed model predicts numbers on raw rows (no target column needed).
@@ -62,6 +69,19 @@ def test_the_regression_pipeline_trains_gates_on_r2_and_deploys(platform):
     assert predicted.dtype.kind == "f" and np.isfinite(predicted).all()
     # The demo pipeline's model is untouched: each pipeline has its own model name.
     assert platform.store.production(MODEL_NAME) is None
+
+    # Every recorded metric is scikit-learn's own function of the deployed model on the test rows.
+    test = result.asset_value(dg.AssetKey(["diabetes", "test_split"]))
+    actual, predicted = test["progression"], model.predict(test.drop(columns=["progression"]))
+    assert metrics["test_rows"] == len(test)
+    assert metrics == {
+        "r2": r2_score(actual, predicted),
+        "rmse": root_mean_squared_error(actual, predicted),
+        "mae": mean_absolute_error(actual, predicted),
+        "mape": mean_absolute_percentage_error(actual, predicted),
+        "median_absolute_error": median_absolute_error(actual, predicted),
+        "test_rows": len(test),
+    }
 
 
 def test_the_regression_gate_blocks_a_model_below_its_threshold(platform):

@@ -14,9 +14,18 @@ def test_model_metrics_keeps_scores_details_and_comparisons():
     model = RandomForestClassifier(n_estimators=5, random_state=0).fit(frame[["x"]], frame["target"])
     measured = classification_metrics(model, frame, "target")
     metrics = ModelMetrics.of("classification", measured)
-    assert metrics.scores == {k: measured[k] for k in ("accuracy", "precision", "recall", "f1")}
+    assert set(metrics.scores) == {
+        "accuracy",
+        "balanced_accuracy",
+        *(f"{name}{suffix}" for name in ("precision", "recall", "f1") for suffix in ("", "_macro")),
+        "roc_auc",
+        "average_precision",
+        "log_loss",
+        "brier_score_loss",
+    }
+    assert all(metrics.scores[k] == measured[k] for k in metrics.scores)
     assert metrics.test_rows == 20 and metrics.score("accuracy") == measured["accuracy"]
-    assert set(metrics.details) == {"labels", "confusion_matrix", "report"}
+    assert set(metrics.details) == {"labels", "confusion_matrix", "report", "not_computed"}
     full = metrics.with_(
         champion=ChampionComparison("v1", 12, {"accuracy": 0.9}, {"accuracy": 1.0}),
         signature=SignatureComparison("v1", change=SignatureChange(added=("y",))),
