@@ -159,8 +159,10 @@ def _model_listing(store, name: str, versions: list, compare: bool) -> tuple[str
     current = pointer["version"] if pointer else None
     task = (versions[-1].record.task if versions else None) or "classification"
     metrics = _metric_names(task)
+    gate = (versions[-1].record.gate_metric if versions else None) or metrics[0]
+    if gate not in metrics:
+        metrics.append(gate)  # a gate on another metric (roc_auc, mape ...): shown too
     if compare:
-        gate = versions[-1].record.gate_metric or metrics[0]
         higher = GATE_METRICS.get(task, {}).get(gate, True)
         worst = float("-inf") if higher else float("inf")
         versions = sorted(versions, key=lambda v: v.record.metrics.get(gate, worst), reverse=higher)
@@ -323,6 +325,7 @@ def cmd_production(args: argparse.Namespace) -> int:
         "promoted_at": pointer.get("promoted_at"),
         "data_as_of": record.data_as_of,
         "metrics": record.metrics or None,
+        "gate_metric": record.gate_metric,
         "estimator": record.estimator,
         "params": record.params or None,
         "variant": record.variant,
@@ -344,6 +347,7 @@ def _human(info: dict, signature) -> str:
         f"sha256 (verified): {info['sha256']}",
         f"Promoted at      : {info['promoted_at']}",
         f"Data as of       : {info['data_as_of']}",
+        f"Gate metric      : {info['gate_metric'] or '-'}",
         f"Estimator        : {info['estimator']}" + (f" (variant {info['variant']})" if info.get("variant") else ""),
     ]
     if info.get("feature_transform"):

@@ -179,9 +179,25 @@ def estimator_names(task: str) -> list[str]:
 
 # Metrics a gate may use, per task: True when higher is better.
 GATE_METRICS: dict[str, dict[str, bool]] = {
-    "classification": {"accuracy": True, "f1": True, "precision": True, "recall": True},
-    "regression": {"r2": True, "rmse": False, "mae": False},
+    "classification": {
+        "accuracy": True,
+        "balanced_accuracy": True,
+        "precision": True,
+        "recall": True,
+        "f1": True,
+        "precision_macro": True,
+        "recall_macro": True,
+        "f1_macro": True,
+        "roc_auc": True,
+        "average_precision": True,
+        "log_loss": False,
+        "brier_score_loss": False,
+    },
+    "regression": {"r2": True, "rmse": False, "mae": False, "mape": False, "median_absolute_error": False},
 }
+
+# The metrics whose values lie between 0 and 1 (a gate's threshold on them too).
+UNIT_METRICS = frozenset(m for m in GATE_METRICS["classification"] if m != "log_loss")
 
 # The headline scores model_metrics reports, per task (deploy records and notifications use them).
 HEADLINE_METRICS: dict[str, tuple[str, ...]] = {

@@ -16,7 +16,7 @@ from ml_platform.assets.training import (
     build_variant_model,
 )
 from ml_platform.checks.data_quality import build_raw_data_quality
-from ml_platform.checks.model_quality import build_gate, build_signature_check
+from ml_platform.checks.model_quality import build_gates, build_signature_check
 from ml_platform.jobs import build_jobs
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.schedules import build_schedule
@@ -43,7 +43,7 @@ def build_pipeline_defs(pipeline: PipelineRuntime) -> dg.Definitions:
         build_model_metrics(pipeline),
         build_deployed_model(pipeline),
     ]
-    checks = [build_raw_data_quality(pipeline), build_gate(pipeline), build_signature_check(pipeline)]
+    checks = [build_raw_data_quality(pipeline), *build_gates(pipeline), build_signature_check(pipeline)]
     if spec.scoring is not None:
         assets += [build_scoring_data(pipeline), build_predictions(pipeline)]
         checks.append(build_scoring_checks(pipeline))

@@ -12,10 +12,11 @@ above all of them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ml_platform.errors import ConfigError, UserCodeError
 from ml_platform.estimators import ImportedEstimator, estimator_of
-from ml_platform.ml import feature_step
+from ml_platform.ml import PROBABILITY_METRICS, feature_step
 from ml_platform.paths import PIPELINES_ENV, make_importable, pipelines_path
 from ml_platform.settings import Settings
 from ml_platform.spec import PipelineSpec, parse_pipelines
@@ -56,11 +57,27 @@ def import_team_code(spec: PipelineSpec, where: str) -> None:
         tries += [(f"model.variants[{i}]", {**spec.model.params, **v}) for i, v in enumerate(spec.model.variants)]
         for field, params in tries:
             try:
-                estimator.make(params)
+                built = estimator.make(params)
             except UserCodeError as exc:
                 raise ConfigError(f"{where}: {field if exc.about_params else 'model.estimator'}: {exc}") from None
+            _check_probabilities(spec, built, field, where)
     if spec.features.transform:
         try:
             feature_step(spec.features.transform)
         except UserCodeError as exc:
             raise ConfigError(f"{where}: features.transform: {exc}") from None
+
+
+def _check_probabilities(spec: PipelineSpec, estimator: Any, field: str, where: str) -> None:
+    """A gate on a metric of probabilities (roc_auc, log_loss ...) needs an estimator with
+    predict_proba: refused at load rather than failed by every run."""
+    if spec.task != "classification" or hasattr(estimator, "predict_proba"):
+        return
+    for threshold in spec.gate_thresholds:
+        if threshold.metric in PROBABILITY_METRICS:
+            made = f" made with {field}" if field != "model.params" else ""
+            raise ConfigError(
+                f"{where}: gate.{threshold.key}: needs predict_proba; {type(estimator).__name__}{made} has none"
+                " (gate it on a metric of its predictions, e.g. min_recall, or use an estimator with"
+                " predict_proba)"
+            )

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
+from sklearn.base import clone, is_classifier
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
@@ -52,16 +52,28 @@ from ml_platform.signature import Signature
 
 PROGRESS_STEPS = 10
 CV_FOLDS = 3
-# A gate metric as a scikit-learn scorer (errors are scored negated: higher is better).
+# A gate metric as a scikit-learn scorer (errors are scored negated: higher is better); roc_auc of
+# more than two classes: one-vs-rest, as the test split's.
 CV_SCORERS = {
     "accuracy": "accuracy",
+    "balanced_accuracy": "balanced_accuracy",
     "f1": "f1_weighted",
     "precision": "precision_weighted",
     "recall": "recall_weighted",
+    "f1_macro": "f1_macro",
+    "precision_macro": "precision_macro",
+    "recall_macro": "recall_macro",
+    "roc_auc": "roc_auc",
+    "average_precision": "average_precision",
+    "log_loss": "neg_log_loss",
+    "brier_score_loss": "neg_brier_score",
     "r2": "r2",
     "rmse": "neg_root_mean_squared_error",
     "mae": "neg_mean_absolute_error",
+    "mape": "neg_mean_absolute_percentage_error",
+    "median_absolute_error": "neg_median_absolute_error",
 }
+_MULTICLASS_SCORERS = {"roc_auc": "roc_auc_ovr"}
 
 
 @dataclass
@@ -364,15 +376,18 @@ def fit_variant(
     """Score a hyperparameter variant by ``CV_FOLDS``-fold cross-validation on the train split (in
     the gate metric's own units: an RMSE is positive), then fit it on all of it. The test split is
     left for the gate, so choosing the best variant does not flatter its test score."""
-    classification = metric in ("accuracy", "f1", "precision", "recall")
+    classification = is_classifier(model)
     folds = (
         StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed)
         if classification and y.value_counts().min() >= CV_FOLDS
         else KFold(CV_FOLDS, shuffle=True, random_state=seed)
     )
-    scores = cross_val_score(clone(model), x, y, scoring=CV_SCORERS[metric], cv=folds)
+    scorer = CV_SCORERS[metric]
+    if classification and y.nunique() > 2:
+        scorer = _MULTICLASS_SCORERS.get(metric, scorer)
+    scores = cross_val_score(clone(model), x, y, scoring=scorer, cv=folds)
     score = float(np.mean(scores))
-    if CV_SCORERS[metric].startswith("neg_"):
+    if scorer.startswith("neg_"):
         score = -score
     return fit_with_progress(model, x, y, report), score
 

@@ -15,13 +15,20 @@ from ml_platform.signature import SignatureChange
 # What the scoring functions of ml.py return beside the scores themselves.
 _CLASSIFICATION_DETAILS = ("labels", "confusion_matrix", "report", "not_computed")
 _REGRESSION_DETAILS = ("residual_quantiles", "calibration")
+# A metric's column in scikit-learn's classification_report.
+_REPORT_COLUMNS = {"precision": "precision", "recall": "recall", "f1": "f1-score"}
+
+
+def score_key(metric: str, of_class: str | None = None) -> str:
+    """Where a value is kept in a comparison: ``roc_auc``; one class's, ``recall[yes]``."""
+    return metric if of_class is None else f"{metric}[{of_class}]"
 
 
 @dataclass(frozen=True)
 class ChampionComparison:
     """The production model (the champion) and the new one (the challenger) on the same fresh test
-    rows: their headline scores, or why they could not be compared (then the gate uses its
-    threshold alone)."""
+    rows: their scores (every metric, and the gated per-class values under ``score_key``), or why
+    they could not be compared (then the gate uses its thresholds alone)."""
 
     version: str | None
     rows: int = 0
@@ -32,6 +39,16 @@ class ChampionComparison:
     @property
     def compared(self) -> bool:
         return bool(self.champion) and bool(self.challenger)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The do-nothing model (scikit-learn's ``DummyClassifier()``: the training rows' class shares,
+    so always the most frequent class; ``DummyRegressor()``: the training mean), fitted on the same
+    training rows and scored on the same test rows: what a model must beat to be worth deploying."""
+
+    name: str
+    scores: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -53,7 +70,7 @@ class ModelMetrics:
     rows, the details people look at (classification: labels, confusion matrix, per-class report,
     the metrics not computed and why; regression:
     residual quantiles, predicted vs actual per decile), the champion comparison, the signature
-    comparison, and the MLflow run the scores were logged to."""
+    comparison, the MLflow run the scores were logged to, and the do-nothing baseline's scores."""
 
     task: str
     scores: dict[str, float]
@@ -62,6 +79,7 @@ class ModelMetrics:
     champion: ChampionComparison | None = None
     signature: SignatureComparison | None = None
     mlflow_run_id: str | None = None
+    baseline: Baseline | None = None  # None: scored before baselines (or without one)
 
     @classmethod
     def of(cls, task: str, measured: dict[str, Any]) -> ModelMetrics:
@@ -73,6 +91,32 @@ class ModelMetrics:
 
     def score(self, metric: str) -> float:
         return float(self.scores[metric])
+
+    def value(self, metric: str, of_class: str | None = None) -> float | None:
+        """A score, or one class's precision / recall / f1 (from the report); None when not computed."""
+        if of_class is None:
+            return self.scores.get(metric)
+        row = (self.details.get("report") or {}).get(of_class)
+        return None if not isinstance(row, dict) else float(row[_REPORT_COLUMNS[metric]])
+
+    def classes(self) -> list[str]:
+        """The model's classes as the report names them."""
+        return [str(label) for label in self.details.get("labels", [])]
+
+    def class_rows(self, of_class: str) -> int:
+        """How many test rows are of ``of_class`` (its support)."""
+        row = (self.details.get("report") or {}).get(of_class)
+        return int(row["support"]) if isinstance(row, dict) else 0
+
+    def compared_values(self, per_class: list[tuple[str, str]]) -> dict[str, float]:
+        """Every score and the (metric, class) values asked for, keyed by ``score_key``: what a
+        champion comparison keeps of one model."""
+        values = dict(self.scores)
+        for metric, of_class in per_class:
+            value = self.value(metric, of_class)
+            if value is not None:
+                values[score_key(metric, of_class)] = value
+        return values
 
     def with_(self, **changes: Any) -> ModelMetrics:
         """This value with some fields set (the champion, the signature, the MLflow run)."""
@@ -94,6 +138,7 @@ class ModelMetrics:
                 "note": self.signature.note,
             },
             "mlflow_run_id": self.mlflow_run_id,
+            "baseline": None if self.baseline is None else vars(self.baseline).copy(),
         }
 
     @classmethod
@@ -114,4 +159,5 @@ class ModelMetrics:
                 signature.get("note"),
             ),
             mlflow_run_id=data.get("mlflow_run_id"),
+            baseline=Baseline(**data["baseline"]) if data.get("baseline") else None,
         )

@@ -71,6 +71,8 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
 def _type_text(annotation: Any) -> str:
     text = str(annotation).replace("typing.", "").replace("ml_platform.spec.", "")
     text = text.replace("<class '", "").replace("'>", "")
+    text = re.sub(r"Annotated\[(\w+), FieldInfo\(.*?\]\)\]", r"\1", text)  # a bounded value: its type
+    text = text.replace("RegressionLimit", "{value, relative}")
     for model in _models(annotation):
         text = text.replace(model.__name__, "mapping")
     text = re.sub(r"^Optional\[(.*)\]$", r"\1 | None", text)
@@ -117,7 +119,17 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, 
                 typing.get_origin(a) is list for a in typing.get_args(info.annotation)
             )
             is_dict = typing.get_origin(info.annotation) is dict
-            out += rows(inner, f"{path}[]." if is_list else f"{path}.<column>." if is_dict else f"{path}.")
+            in_dict = any(typing.get_origin(a) is dict for a in typing.get_args(info.annotation))
+            out += rows(
+                inner,
+                f"{path}[]."
+                if is_list
+                else f"{path}.<column>."
+                if is_dict
+                else f"{path}.<metric>."
+                if in_dict
+                else f"{path}.",
+            )
     return out
 
 

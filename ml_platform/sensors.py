@@ -9,7 +9,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 )
 
 from ml_platform import constants
-from ml_platform.checks.model_quality import gate_check_name
+from ml_platform.checks.model_quality import gate_check_names
 from ml_platform.estimators import METRIC_LABELS
 from ml_platform.instance_queries import (
     check_verdicts,
@@ -244,10 +244,15 @@ def run_outcome(pipeline: PipelineRuntime, evaluations: list, materializations: 
         verb = "deployed" if kind == "deployed" else "not promoted"
         return kind, f"{verb}: {pipeline.model_name} {metadata.get('Version', '?')} ({metadata.get('Outcome', '-')})"
     failed = [e for e in evaluations if e.asset_key == pipeline.key("model_metrics") and not e.passed]
-    gate = gate_check_name(pipeline)
-    for evaluation in sorted(failed, key=lambda e: e.check_name != gate):
-        which = "the gate" if evaluation.check_name == gate else evaluation.check_name
-        return "held back", f"held back by {which}: {evaluation.description or evaluation.check_name}"
+    gates = gate_check_names(pipeline)
+    by_gate = [e for e in failed if e.check_name in gates]
+    if by_gate:
+        by_gate.sort(key=lambda e: gates.index(e.check_name))
+        said = "; ".join(e.description or e.check_name for e in by_gate)
+        which = f" ({len(by_gate)} of {len(gates)} thresholds)" if len(gates) > 1 else ""
+        return "held back", f"held back by the gate{which}: {said}"
+    for evaluation in failed:
+        return "held back", f"held back by {evaluation.check_name}: {evaluation.description or evaluation.check_name}"
     done = sorted(key.path[-1] for key in materializations)
     return "no model", "no model step in this run" + (f" (materialized: {', '.join(done)})" if done else "")
 
@@ -310,7 +315,7 @@ def deploy_sensor_name(pipeline: PipelineRuntime) -> str:
 
 def build_deploy_sensor(pipeline: PipelineRuntime) -> dg.SensorDefinition:
     key = pipeline.key("deployed_model")
-    metric, _, _ = pipeline.spec.gate_metric
+    metric = pipeline.spec.gate_metric
     label = METRIC_LABELS[metric]
 
     @dg.sensor(

@@ -26,6 +26,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -188,37 +189,195 @@ class SplitSpec(_Strict):
     )
 
 
+# A threshold per class: {class: threshold}.
+_PerClass = dict[str, float]
+
+
+def _unit(description: str) -> Any:
+    return Field(default=None, ge=0, le=1, description=description)
+
+
+def _per_class(what: str) -> Any:
+    return Field(
+        default=None,
+        description=f"Smallest test {what} deployed (classification): one number for the weighted {what}, or"
+        f' per class, `{{"yes": 0.3}}` (quote class names YAML reads as booleans: yes, no, on, off).',
+    )
+
+
+def _between_0_and_1(value: Any, where: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{where}{value!r} is not a number between 0 and 1")
+    return float(value)
+
+
+def _margin(value: Any, where: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{where}{value!r} is not a number of 0 or more (or {{value, relative}})")
+    return float(value)
+
+
+class RegressionLimit(_Strict):
+    """How much worse than the champion a metric may be: in its own units, or relative to the champion's."""
+
+    value: float = Field(ge=0, description="The margin.")
+    relative: bool = Field(
+        default=False, description="`true`: a share of the champion's value (0.05: 5 % worse at most)."
+    )
+
+
+@dataclass(frozen=True)
+class GateThreshold:
+    """One threshold of the gate, resolved: the metric (``of_class``: one class's value of it), the
+    bound, which way is better and the margin allowed against the champion. Its own blocking check."""
+
+    key: str  # the gate's key: min_recall
+    metric: str
+    value: float
+    higher_is_better: bool
+    of_class: str | None = None
+    max_regression: float = 0.0
+    relative: bool = False
+    beat_baseline: bool = False  # must also be better than the do-nothing model's value
+
+    @property
+    def name(self) -> str:
+        """As people read it: ``roc_auc``, ``recall of yes``."""
+        return self.metric if self.of_class is None else f"{self.metric} of {self.of_class}"
+
+    @property
+    def check_name(self) -> str:
+        """``roc_auc_above_threshold``, ``recall_of_yes_above_threshold``, ``log_loss_below_threshold``."""
+        of = "" if self.of_class is None else "_of_" + (re.sub(r"[^A-Za-z0-9_]", "_", self.of_class) or "_")
+        return f"{self.metric}{of}_{'above' if self.higher_is_better else 'below'}_threshold"
+
+
+# The gate's keys that are not thresholds.
+_GATE_OPTIONS = ("max_regression", "beat_baseline")
+
+
 class GateSpec(_Strict):
-    """One threshold: ``min_<metric>`` for scores where higher is better, ``max_<metric>`` for
-    errors; none given means ``min_accuracy: 0.8`` (classification) or ``min_r2: 0.0``. And the
+    """Thresholds on the test split, as many as wanted, each its own blocking check: ``min_<metric>``
+    for scores where higher is better, ``max_<metric>`` for errors (none given means
+    ``min_accuracy: 0.8`` for classification, ``min_r2: 0.0`` for regression). And the
     champion/challenger margin ``max_regression``."""
 
-    min_accuracy: float | None = Field(
-        default=None, ge=0, le=1, description="Smallest test accuracy deployed (classification; default gate: 0.8)."
+    min_accuracy: float | None = _unit("Smallest test accuracy deployed (classification; default gate: 0.8).")
+    min_balanced_accuracy: float | None = _unit("Smallest test balanced accuracy deployed (classification).")
+    min_precision: float | _PerClass | None = _per_class("precision")
+    min_recall: float | _PerClass | None = _per_class("recall")
+    min_f1: float | _PerClass | None = _per_class("F1")
+    min_precision_macro: float | None = _unit("Smallest test macro precision deployed (classification).")
+    min_recall_macro: float | None = _unit("Smallest test macro recall deployed (classification).")
+    min_f1_macro: float | None = _unit("Smallest test macro F1 deployed (classification).")
+    min_roc_auc: float | None = _unit(
+        "Smallest test ROC AUC deployed (classification; one-vs-rest macro for more than two classes;"
+        " the estimator needs predict_proba)."
     )
-    min_f1: float | None = Field(
-        default=None, ge=0, le=1, description="Smallest test weighted F1 deployed (classification)."
+    min_average_precision: float | None = _unit(
+        "Smallest test average precision deployed (classification; needs predict_proba)."
     )
-    min_precision: float | None = Field(
-        default=None, ge=0, le=1, description="Smallest test weighted precision deployed (classification)."
+    max_log_loss: float | None = Field(
+        default=None, ge=0, description="Largest test log loss deployed (classification; needs predict_proba)."
     )
-    min_recall: float | None = Field(
-        default=None, ge=0, le=1, description="Smallest test weighted recall deployed (classification)."
+    max_brier_score_loss: float | None = _unit(
+        "Largest test Brier score deployed (binary classification; needs predict_proba)."
     )
     min_r2: float | None = Field(
         default=None, le=1, description="Smallest test R2 deployed (regression; default gate: 0.0)."
     )
     max_rmse: float | None = Field(default=None, ge=0, description="Largest test RMSE deployed (regression).")
     max_mae: float | None = Field(default=None, ge=0, description="Largest test MAE deployed (regression).")
-    max_regression: float = Field(
-        default=0.0,
-        ge=0,
-        description="How much worse than the production model (the champion), on the same test split,"
-        " a new model may score and still be deployed (in the metric's own units).",
+    max_mape: float | None = Field(
+        default=None, ge=0, description="Largest test MAPE deployed (regression; a share: 0.1 is 10 %)."
     )
+    max_median_absolute_error: float | None = Field(
+        default=None, ge=0, description="Largest test median absolute error deployed (regression)."
+    )
+    max_regression: float | dict[str, float | RegressionLimit] = Field(
+        default=0.0,
+        description="How much worse than the production model (the champion), on the same test rows, a new"
+        " model may score and still be deployed: one number for every gated metric, in each metric's own units;"
+        " or per metric, `{roc_auc: 0.01, log_loss: {value: 0.05, relative: true}}` (a metric left out: 0).",
+    )
+    beat_baseline: bool = Field(
+        default=True,
+        description="A model must also score better than scikit-learn's do-nothing model (DummyClassifier():"
+        " always the most frequent class, with the training rows' class shares as probabilities;"
+        " DummyRegressor(): the training mean) on each gated whole-split metric, on the same rows. Per-class"
+        " thresholds are not compared with it (it has recall 1 for the most frequent class, 0 for the others).",
+    )
+    _order: list[str] = PrivateAttr(default_factory=list)
 
-    def thresholds(self) -> dict[str, float]:
-        return {k: v for k, v in self.model_dump().items() if v is not None and k != "max_regression"}
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_order(cls, data: Any, handler: Any) -> GateSpec:
+        """The thresholds in the order the file gives them (the first is the gate's primary metric)."""
+        gate = handler(data)
+        if isinstance(data, dict):
+            gate._order = [k for k in data if k not in _GATE_OPTIONS]
+        return gate
+
+    @field_validator("min_precision", "min_recall", "min_f1", mode="before")
+    @classmethod
+    def _class_names(cls, value: Any) -> Any:
+        """A number, or {class: number}; class names as the report spells them (``str(label)``):
+        YAML's 1 or true as "1", "True"."""
+        if value is None or not isinstance(value, dict):
+            return _between_0_and_1(value)
+        if not value:
+            raise ValueError("give at least one class")
+        return {str(k): _between_0_and_1(v, f"{k}: ") for k, v in value.items()}
+
+    @field_validator("max_regression", mode="before")
+    @classmethod
+    def _margins(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return _margin(value)
+        margins = {}
+        for metric, margin in value.items():
+            if isinstance(margin, dict):
+                try:
+                    margins[metric] = RegressionLimit.model_validate(margin)
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    where = ".".join(map(str, (metric, *first["loc"])))
+                    raise ValueError(f"{where}: {_message(first)}") from None
+            else:
+                margins[metric] = _margin(margin, f"{metric}: ")
+        return margins
+
+    def given(self) -> dict[str, float | dict[str, float]]:
+        """The thresholds set, in the file's order."""
+        values = {k: v for k, v in self.model_dump().items() if v is not None and k not in _GATE_OPTIONS}
+        order = [k for k in self._order if k in values] + [k for k in values if k not in self._order]
+        return {k: values[k] for k in order}
+
+    def thresholds(self, task: str) -> list[GateThreshold]:
+        """Every threshold, resolved (the task's default gate when none is given), one per class of a
+        per-class one."""
+        given = self.given() or (
+            {"min_accuracy": constants.DEFAULT_MIN_ACCURACY} if task == "classification" else {"min_r2": 0.0}
+        )
+        out = []
+        for key, value in given.items():
+            metric = key.split("_", 1)[1]
+            margin, relative = self.margin(metric)
+            per_class = value if isinstance(value, dict) else {None: value}
+            for of_class, bound in per_class.items():
+                higher_is_better = GATE_METRICS[task][metric]
+                beat = self.beat_baseline and of_class is None
+                out.append(GateThreshold(key, metric, float(bound), higher_is_better, of_class, margin, relative, beat))
+        return out
+
+    def margin(self, metric: str) -> tuple[float, bool]:
+        """(max_regression, relative) of ``metric``."""
+        if not isinstance(self.max_regression, dict):
+            return float(self.max_regression), False
+        margin = self.max_regression.get(metric, 0.0)
+        if isinstance(margin, RegressionLimit):
+            return float(margin.value), margin.relative
+        return float(margin), False
 
 
 class ScheduleSpec(_Strict):
@@ -777,9 +936,10 @@ class PipelineSpec(_Strict):
     split: SplitSpec = Field(default_factory=SplitSpec, description="The train/test split.")
     gate: GateSpec = Field(
         default_factory=GateSpec,
-        description="One threshold on the test split (`min_<metric>` for scores, `max_<metric>` for errors),"
-        " which becomes the blocking check `<metric>_above_threshold` / `<metric>_below_threshold`, and"
-        " `max_regression` against production.",
+        description="Thresholds on the test split, as many as wanted (`min_<metric>` for scores, `max_<metric>` for"
+        " errors), each its own blocking check `<metric>_above_threshold` / `<metric>_below_threshold`"
+        " (per class: `recall_of_<class>_above_threshold`), and `max_regression` against production. The first"
+        " threshold's metric ranks variants.",
     )
     schedule: ScheduleSpec = Field(
         default_factory=ScheduleSpec, description="The daily schedule <name>_daily_training."
@@ -846,15 +1006,7 @@ class PipelineSpec(_Strict):
             )
         self.model.params = self._validated_params(estimator, self.model.params, "model.params")
         self._check_variants(estimator)
-        thresholds = self.gate.thresholds()
-        if len(thresholds) > 1:
-            raise _FieldError("gate", f"give one threshold, not {len(thresholds)}: {', '.join(thresholds)}")
-        for key in thresholds:
-            metric = key.split("_", 1)[1]
-            higher_is_better = GATE_METRICS[self.task].get(metric)
-            if higher_is_better is None or key.startswith("min_") != higher_is_better:
-                allowed = [f"{'min' if up else 'max'}_{m}" for m, up in GATE_METRICS[self.task].items()]
-                raise _FieldError("gate." + key, f"not a {self.task} gate; use one of {', '.join(allowed)}")
+        self._check_gate()
         if self.features.columns:
             names = [f.name for f in self.features.columns]
             if self.target in names:
@@ -868,6 +1020,31 @@ class PipelineSpec(_Strict):
             if wanted != self.task:
                 raise _FieldError("demo_data", f"{self.demo_data} is {wanted} data, the task is {self.task}")
         return self
+
+    def _check_gate(self) -> None:
+        """Each threshold is one of the task's metrics; max_regression names gated metrics only."""
+        metrics = GATE_METRICS[self.task]
+        allowed = [f"{'min' if up else 'max'}_{m}" for m, up in metrics.items()]
+        given = self.gate.given()
+        for key in given:
+            if key not in allowed:
+                raise _FieldError("gate." + key, f"not a {self.task} gate; use one of {', '.join(allowed)}")
+        seen: dict[str, str] = {}
+        for threshold in self.gate_thresholds:
+            other = seen.setdefault(threshold.check_name, threshold.name)
+            if other != threshold.name:
+                raise _FieldError(
+                    "gate." + threshold.key,
+                    f"{other!r} and {threshold.name!r} would both be the check {threshold.check_name}: rename a class",
+                )
+        if isinstance(self.gate.max_regression, dict):
+            gated = {t.metric for t in self.gate.thresholds(self.task)}
+            for metric in self.gate.max_regression:
+                if metric not in gated:
+                    raise _FieldError(
+                        f"gate.max_regression.{metric}",
+                        f"not a gated metric; the gate has {', '.join(sorted(gated))}",
+                    )
 
     def _check_quality(self) -> None:
         """The contract's min / max name columns that may hold numbers (the target: _with_defaults)."""
@@ -918,17 +1095,18 @@ class PipelineSpec(_Strict):
 
     # -- what the factory reads (defaults resolved by parse_pipelines) -------------------------
     @property
-    def gate_metric(self) -> tuple[str, float, bool]:
-        """(metric, threshold, higher_is_better)."""
-        thresholds = self.gate.thresholds()
-        if not thresholds:
-            default = (
-                ("min_accuracy", constants.DEFAULT_MIN_ACCURACY) if self.task == "classification" else ("min_r2", 0.0)
-            )
-            thresholds = dict([default])
-        key, value = next(iter(thresholds.items()))
-        metric = key.split("_", 1)[1]
-        return metric, float(value), GATE_METRICS[self.task][metric]
+    def gate_thresholds(self) -> list[GateThreshold]:
+        """The gate's thresholds, each its own blocking check (the task's default when none is given)."""
+        return self.gate.thresholds(self.task)
+
+    @property
+    def gate_metric(self) -> str:
+        """The gate's primary metric: the first threshold on a whole-split value (variants are ranked
+        by it, versions compared by it); for per-class thresholds alone, the macro average of their
+        metric (every class weighs the same, as each class's own threshold does)."""
+        thresholds = self.gate_thresholds
+        overall = [t.metric for t in thresholds if t.of_class is None]
+        return overall[0] if overall else f"{thresholds[0].metric}_macro"
 
     def stage(self, name: str) -> StageSpec:
         return getattr(self.stages, name)

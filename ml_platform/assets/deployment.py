@@ -65,11 +65,23 @@ def _deploy(
     version = _store(
         context, model_store, name, trained_model, _record(context, pipeline, trained_model, model_metrics)
     )
-    reason = f"{pipeline.spec.gate_metric[0]} gate passed for data as of {trained_model.data_as_of}"
+    gated = ", ".join(t.name for t in pipeline.spec.gate_thresholds)
+    reason = f"gate passed ({gated}) for data as of {trained_model.data_as_of}"
     promoted, replaced, note = _swap(context, model_store, name, version, trained_model.data_as_of, reason)
     context.log.info(f"{name} {version.version}: {note}")
-    track_deploy(context, pipeline, model_metrics, version.version, promoted)
+    track_deploy(context, pipeline, model_metrics, version.version, promoted, _gate_text(pipeline, model_metrics))
     return _describe(pipeline, model_store, version, trained_model, model_metrics, promoted, replaced, note)
+
+
+def _gate_text(pipeline: PipelineRuntime, model_metrics: ModelMetrics) -> str:
+    """Each gated value and its threshold: "roc_auc 0.9132 (at least 0.85); recall of yes ..."."""
+    parts = []
+    for threshold in pipeline.spec.gate_thresholds:
+        value = model_metrics.value(threshold.metric, threshold.of_class)
+        shown = "not computed" if value is None else f"{value:.4f}"
+        bound = "at least" if threshold.higher_is_better else "at most"
+        parts.append(f"{threshold.name} {shown} ({bound} {threshold.value:g})")
+    return "; ".join(parts)
 
 
 def _record(
@@ -83,7 +95,7 @@ def _record(
     return VersionRecord(
         task=pipeline.task,
         metrics={**model_metrics.scores, "test_rows": model_metrics.test_rows},
-        gate_metric=pipeline.spec.gate_metric[0],
+        gate_metric=pipeline.spec.gate_metric,
         estimator=trained_model.estimator,
         params=trained_model.params,
         variant=trained_model.extra.get("variant"),
@@ -194,7 +206,7 @@ def _describe(
     note: str,
 ) -> dg.Output[dict]:
     """deployed_model's value (what a later step or a person reads) and what the UI shows."""
-    metric = pipeline.spec.gate_metric[0]
+    metric = pipeline.spec.gate_metric
     production = model_store.production(pipeline.model_name)  # after the swap: ours, or another deploy's
     value = {
         "model_name": pipeline.model_name,
@@ -217,6 +229,7 @@ def _describe(
             "Outcome": note,
             METRIC_LABELS[metric]: model_metrics.score(metric),
             "Gate metric": metric,
+            "Gate": _gate_text(pipeline, model_metrics),
             **(signature_metadata(trained_model.signature) if trained_model.signature else {}),
         },
     )

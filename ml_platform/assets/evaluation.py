@@ -12,18 +12,19 @@ from ml_platform import constants
 from ml_platform.assets.stored_output import own_stored_output
 from ml_platform.assets.tracked import run_link, track_metrics
 from ml_platform.errors import ModelStoreError
-from ml_platform.estimators import HEADLINE_METRICS, METRIC_LABELS
+from ml_platform.estimators import GATE_METRICS, METRIC_LABELS
 from ml_platform.instance_queries import latest_data_version
 from ml_platform.metadata import markdown_table, rows_table
 from ml_platform.ml import (
     TrainedModel,
     classification_metrics,
+    features_and_target,
     frame_fingerprint,
     platform_version,
     regression_metrics,
     row_hashes,
 )
-from ml_platform.model_metrics import ChampionComparison, ModelMetrics, SignatureComparison
+from ml_platform.model_metrics import Baseline, ChampionComparison, ModelMetrics, SignatureComparison
 from ml_platform.resources.model_store import ModelStore, ModelVersion, decode_train_rows
 from ml_platform.retries import retried_when_unavailable
 from ml_platform.runtime import PipelineRuntime
@@ -135,6 +136,19 @@ def _regression_metadata(metrics: ModelMetrics) -> dict[str, Any]:
     }
 
 
+def baseline_scores(pipeline: PipelineRuntime, train_split: pd.DataFrame, test_split: pd.DataFrame) -> Baseline:
+    """scikit-learn's do-nothing model, as a user would write it (``DummyClassifier()``,
+    ``DummyRegressor()``), fitted on the training rows and scored on the test rows with the same
+    metric functions as the model."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    classification = pipeline.task == "classification"
+    dummy = DummyClassifier() if classification else DummyRegressor()
+    dummy.fit(*features_and_target(train_split, pipeline.target))
+    score = classification_metrics if classification else regression_metrics
+    return Baseline(repr(dummy), ModelMetrics.of(pipeline.task, score(dummy, test_split, pipeline.target)).scores)
+
+
 def champion_scores(
     context: dg.AssetExecutionContext,
     pipeline: PipelineRuntime,
@@ -152,13 +166,13 @@ def champion_scores(
 
     None when there is no production model yet. A champion that cannot be read (``unreadable``),
     loaded or scored (a corrupt artifact, other columns), or too few fresh rows, is reported with the
-    reason, and the gate falls back to its threshold alone.
+    reason, and the gate falls back to its thresholds alone.
     """
     if unreadable:
-        context.log.warning(f"{unreadable}: the gate uses its threshold alone")
+        context.log.warning(f"{unreadable}: the gate uses its thresholds alone")
         return ChampionComparison(None, problem=unreadable)
     if production is None:
-        context.log.info(f"no production {pipeline.model_name} yet: the gate uses its threshold alone")
+        context.log.info(f"no production {pipeline.model_name} yet: the gate uses its thresholds alone")
         return None
     loaded = _champion_and_fresh_rows(context, pipeline, model_store, trained_model, production, test_split)
     if isinstance(loaded, ChampionComparison):
@@ -169,32 +183,27 @@ def champion_scores(
             f"only {len(fresh)} of {len(test_split)} test rows are new to {production.version}"
             f" (fewer than {constants.MIN_FRESH_TEST_ROWS})"
         )
-        context.log.warning(f"{reason}: the gate uses its threshold alone")
+        context.log.warning(f"{reason}: the gate uses its thresholds alone")
         return ChampionComparison(production.version, problem=reason)
     score = classification_metrics if pipeline.task == "classification" else regression_metrics
-    keys = HEADLINE_METRICS[pipeline.task]
+    per_class = [(t.metric, t.of_class) for t in pipeline.spec.gate_thresholds if t.of_class is not None]
+
+    def compared(model) -> dict[str, float]:
+        return ModelMetrics.of(pipeline.task, score(model, fresh, pipeline.target)).compared_values(per_class)
+
     if itself:
-        scores = (
-            {**metrics.scores, "test_rows": metrics.test_rows}
-            if len(fresh) == len(test_split)
-            else score(model, fresh, pipeline.target)
-        )
+        values = metrics.compared_values(per_class) if len(fresh) == len(test_split) else compared(model)
         context.log.info(f"the challenger is production {production.version} itself: scored once, for both")
-        return ChampionComparison(
-            production.version, int(len(fresh)), {k: scores[k] for k in keys}, {k: scores[k] for k in keys}
-        )
+        return ChampionComparison(production.version, int(len(fresh)), values, dict(values))
     try:
-        champion = score(model, fresh, pipeline.target)
+        champion = compared(model)
     except Exception as exc:  # noqa: BLE001 - any reason it cannot score is reported, not fatal
         context.log.warning(
             f"production {pipeline.model_name} {production.version} cannot score the test rows"
-            f" ({type(exc).__name__}: {exc}): the gate uses its threshold alone"
+            f" ({type(exc).__name__}: {exc}): the gate uses its thresholds alone"
         )
         return ChampionComparison(production.version, problem=f"{type(exc).__name__}: {exc}")
-    challenger = score(trained_model.model, fresh, pipeline.target)
-    return ChampionComparison(
-        production.version, int(len(fresh)), {k: champion[k] for k in keys}, {k: challenger[k] for k in keys}
-    )
+    return ChampionComparison(production.version, int(len(fresh)), champion, compared(trained_model.model))
 
 
 def _champion_and_fresh_rows(
@@ -216,7 +225,7 @@ def _champion_and_fresh_rows(
             model = trained_model.model if itself else model_store.load(pipeline.model_name, production.version)[0]
             fresh = _fresh_rows(context, model_store, production, test_split)
     except ModelStoreError as exc:
-        context.log.warning(f"the production model cannot be loaded ({exc}): the gate uses its threshold alone")
+        context.log.warning(f"the production model cannot be loaded ({exc}): the gate uses its thresholds alone")
         return ChampionComparison(None, problem=str(exc))
     return model, fresh, itself
 
@@ -250,19 +259,52 @@ def signature_comparison(
 
 def _metrics_metadata(pipeline: PipelineRuntime, metrics: ModelMetrics) -> dict[str, Any]:
     """What the UI shows of model_metrics, from the metrics alone (a fresh or a reused score)."""
-    metric = pipeline.spec.gate_metric[0]
+    metric = pipeline.spec.gate_metric
     label = METRIC_LABELS[metric]
     metadata = (_classification_metadata if pipeline.task == "classification" else _regression_metadata)(metrics)
     champion = metrics.champion
     if champion and champion.compared:
-        metadata[f"Champion {label}"] = float(champion.champion[metric])
-        metadata[f"Challenger {label} (same rows)"] = float(champion.challenger[metric])
+        if metric in champion.champion and metric in champion.challenger:
+            metadata[f"Champion {label}"] = float(champion.champion[metric])
+            metadata[f"Challenger {label} (same rows)"] = float(champion.challenger[metric])
+        metadata["Champion vs challenger"] = _comparison_table(champion)
         metadata["Champion version"] = champion.version
         metadata["Rows compared"] = champion.rows
     else:
         metadata["Champion version"] = (champion.problem if champion else None) or "none (first model)"
+    if metrics.baseline is not None:
+        metadata["Baseline"] = metrics.baseline.name
+        metadata["Model vs baseline"] = _baseline_table(metrics)
     metadata["Signature vs production"] = metrics.signature.describe() if metrics.signature else ""
     return metadata
+
+
+def _baseline_table(metrics: ModelMetrics) -> dg.MetadataValue:
+    """Each score of the model beside the do-nothing baseline's on the same test rows."""
+    rows = []
+    for name, value in metrics.scores.items():
+        base = metrics.baseline.scores.get(name)
+        if base is not None:
+            higher = GATE_METRICS[metrics.task].get(name, True)
+            beaten = value > base if higher else value < base
+            rows.append({"Metric": name, "Model": float(value), "Baseline": float(base), "Beaten": bool(beaten)})
+    return rows_table(rows, [("Metric", "string"), ("Model", "float"), ("Baseline", "float"), ("Beaten", "bool")])
+
+
+def _comparison_table(champion: ChampionComparison) -> dg.MetadataValue:
+    """Every value both models have on the same rows, side by side."""
+    rows = [
+        {
+            "Metric": key,
+            "Champion": float(value),
+            "Challenger": float(champion.challenger[key]),
+            "Change": float(champion.challenger[key]) - float(value),
+        }
+        for key, value in champion.champion.items()
+        if key in champion.challenger and key != "test_rows"
+    ]
+    columns = [("Metric", "string"), ("Champion", "float"), ("Challenger", "float"), ("Change", "float")]
+    return rows_table(rows, columns)
 
 
 def metrics_recipe(
@@ -326,11 +368,13 @@ def _model_metrics(
     model_store: ModelStore,
     trained_model: TrainedModel,
     test_split: pd.DataFrame,
+    train_split: pd.DataFrame,
 ) -> dg.Output[ModelMetrics]:
-    """The score of the model, the champion's on the same rows and the signature comparison; or the
+    """The score of the model, the baseline's and the champion's on the same rows and the signature
+    comparison; or the
     stored score when the model, the test split and the production version are what it was computed
     from."""
-    metric = pipeline.spec.gate_metric[0]
+    metric = pipeline.spec.gate_metric
     # The production version, read once: the score's recipe, the champion and the signature are all
     # compared with this one.
     with retried_when_unavailable(context, pipeline.settings):
@@ -348,10 +392,18 @@ def _model_metrics(
             },
         )
     metrics = _score(context, pipeline, trained_model, test_split)
+    baseline = baseline_scores(pipeline, train_split, test_split)
+    context.log.info(
+        f"baseline {baseline.name} (fitted on the {len(train_split)} training rows): {metric}"
+        f" {baseline.scores[metric]:.4f}"
+        if metric in baseline.scores
+        else f"baseline {baseline.name}: no {metric}"
+    )
+    metrics = metrics.with_(baseline=baseline)
     champion = champion_scores(
         context, pipeline, model_store, trained_model, test_split, metrics, production, unreadable
     )
-    if champion and champion.compared:
+    if champion and champion.compared and metric in champion.champion and metric in champion.challenger:
         context.log.info(
             f"on the {champion.rows} test rows new to both: champion {champion.version}"
             f" {metric} {champion.champion[metric]:.4f}, challenger {champion.challenger[metric]:.4f}"
@@ -370,6 +422,8 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         ins={
             "trained_model": dg.AssetIn(key=pipeline.key("trained_model")),
             "test_split": dg.AssetIn(key=pipeline.key("test_split")),
+            # The do-nothing baseline is fitted on the same training rows as the model.
+            "train_split": dg.AssetIn(key=pipeline.key("train_split")),
         },
         **pipeline.asset_options("evaluate", constants.ML_OWNER),
         io_manager_key="model_io_manager",
@@ -387,8 +441,9 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         model_store: ModelStore,
         trained_model: TrainedModel,
         test_split: pd.DataFrame,
+        train_split: pd.DataFrame,
     ) -> dg.Output[ModelMetrics]:
         with stage_timeout(context, pipeline, "evaluate"):
-            return _model_metrics(context, pipeline, model_store, trained_model, test_split)
+            return _model_metrics(context, pipeline, model_store, trained_model, test_split, train_split)
 
     return model_metrics

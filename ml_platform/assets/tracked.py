@@ -5,6 +5,7 @@ verdict and the deploy. Every call goes through ``MlflowTracker``, which warns i
 from __future__ import annotations
 
 import math
+import re
 
 import dagster as dg
 
@@ -69,35 +70,60 @@ def track_metrics(context, pipeline: PipelineRuntime, trained: TrainedModel, met
     if tracker is None:
         return metrics, {}
     metrics = metrics.with_(mlflow_run_id=run_id)
+    per_class = [(t.metric, t.of_class) for t in pipeline.spec.gate_thresholds if t.of_class is not None]
     numbers = {
-        f"test_{k}": float(v)
-        for k, v in {**metrics.scores, "test_rows": metrics.test_rows}.items()
+        f"test_{_mlflow_name(k)}": float(v)
+        for k, v in {**metrics.compared_values(per_class), "test_rows": metrics.test_rows}.items()
         if math.isfinite(float(v))
     }
+    if metrics.baseline is not None:
+        numbers.update({f"baseline_{k}": float(v) for k, v in metrics.baseline.scores.items() if math.isfinite(v)})
     champion = metrics.champion
     if champion is not None and champion.compared:
-        numbers.update({f"champion_{k}": float(v) for k, v in champion.champion.items()})
-        numbers.update({f"challenger_{k}": float(v) for k, v in champion.challenger.items()})
+        numbers.update({f"champion_{_mlflow_name(k)}": float(v) for k, v in champion.champion.items()})
+        numbers.update({f"challenger_{_mlflow_name(k)}": float(v) for k, v in champion.challenger.items()})
     tracker.log_metrics(run_id, numbers)
     return metrics, _link(tracker, run_id)
 
 
-def track_verdict(context, pipeline: PipelineRuntime, metrics: ModelMetrics, result: dg.AssetCheckResult) -> None:
-    """The gate's verdict as tags of the model's MLflow run."""
+def _mlflow_name(key: str) -> str:
+    """A value's key as an MLflow metric name: ``recall[yes]`` -> ``recall_of_yes`` (MLflow takes
+    letters, digits, ``_ - . /`` and spaces)."""
+    metric, _, of_class = key.partition("[")
+    if not of_class:
+        return metric
+    return f"{metric}_of_" + re.sub(r"[^A-Za-z0-9_.\- /]", "_", of_class.removesuffix("]"))
+
+
+def track_verdict(
+    context, pipeline: PipelineRuntime, metrics: ModelMetrics, check_name: str, result: dg.AssetCheckResult
+) -> None:
+    """One check of the gate as tags of the model's MLflow run: ``gate.<check>`` and its description;
+    ``gate`` is ``held back`` once a check fails, ``passed`` when the only check passes (with several,
+    the deploy says it: every check passed)."""
+    run_id = metrics.mlflow_run_id
+    tracker = _tracker_of_run(context, pipeline, run_id)
+    if tracker is None:
+        return
+    verdict = "passed" if result.passed else "held back"
+    tags = {f"gate.{check_name}": verdict, f"gate.{check_name}.description": result.description or ""}
+    if not result.passed or len(pipeline.spec.gate_thresholds) == 1:
+        tags.update({"gate": verdict, "gate.description": result.description or ""})
+    tracker.set_tags(run_id, tags)
+
+
+def track_deploy(
+    context, pipeline: PipelineRuntime, metrics: ModelMetrics, version: str, promoted: bool, gate: str
+) -> None:
+    """Which store version the model's MLflow run became, whether it went to production, and (every
+    check of the gate passed, or it would not be deployed) the gate's values."""
     run_id = metrics.mlflow_run_id
     tracker = _tracker_of_run(context, pipeline, run_id)
     if tracker is not None:
-        tracker.set_tags(
-            run_id, {"gate": "passed" if result.passed else "held back", "gate.description": result.description or ""}
-        )
-
-
-def track_deploy(context, pipeline: PipelineRuntime, metrics: ModelMetrics, version: str, promoted: bool) -> None:
-    """Which store version the model's MLflow run became, and whether it went to production."""
-    run_id = metrics.mlflow_run_id
-    tracker = _tracker_of_run(context, pipeline, run_id)
-    if tracker is not None:
-        tracker.set_tags(run_id, {"model_store.version": version, "model_store.promoted": str(promoted).lower()})
+        tags = {"model_store.version": version, "model_store.promoted": str(promoted).lower()}
+        if len(pipeline.spec.gate_thresholds) > 1:
+            tags.update({"gate": "passed", "gate.description": gate})
+        tracker.set_tags(run_id, tags)
 
 
 def run_link(context, pipeline: PipelineRuntime, run_id: str | None) -> dict:

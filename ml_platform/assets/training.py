@@ -14,7 +14,7 @@ from ml_platform.assets.stored_output import own_stored_output
 from ml_platform.assets.tracked import RUN_ID, run_link, track_challenger, track_training
 from ml_platform.encoding import inferred_kind
 from ml_platform.errors import DataValidationError
-from ml_platform.estimators import ImportedEstimator, estimator_of
+from ml_platform.estimators import GATE_METRICS, ImportedEstimator, estimator_of
 from ml_platform.instance_queries import check_verdicts, latest_data_version
 from ml_platform.memory import release_freed_memory
 from ml_platform.metadata import rows_table, signature_metadata
@@ -392,7 +392,7 @@ def build_variant_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     """One model per (day, variant): the variants of pipelines.yaml as static partitions, each
     fitted in its own run (so in parallel) on the day's train split and scored by cross-validation."""
     estimator = pipeline.spec.model.estimator
-    metric = pipeline.spec.gate_metric[0]
+    metric = pipeline.spec.gate_metric
 
     @dg.asset(
         key=pipeline.key("variant_model"),
@@ -428,7 +428,8 @@ def build_variant_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
 
 
 def _build_best_variant(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
-    metric, _, higher_is_better = pipeline.spec.gate_metric
+    metric = pipeline.spec.gate_metric
+    higher_is_better = GATE_METRICS[pipeline.task][metric]
 
     @dg.asset(
         key=pipeline.key("trained_model"),
@@ -635,7 +636,7 @@ def _fit(
         unit = "trees" if total > 1 else "fit"
         context.log.info(f"{unit} {done}/{total} ({time.perf_counter() - started:.1f} s)")
 
-    metric = pipeline.spec.gate_metric[0]
+    metric = pipeline.spec.gate_metric
     if variant is None:
         fit, args = fit_with_progress, (model, x_train, y_train)
     else:

@@ -1,122 +1,210 @@
-"""The deployment gate: blocking checks on model_metrics. One on the metric the pipeline chose (and
-the champion), one on the signature: a new model takes the production model's columns."""
+"""The deployment gate: blocking checks on model_metrics. One per threshold of the pipeline's gate
+(each against the champion too), one on the signature: a new model takes the production model's
+columns."""
 
 import dagster as dg
 from pydantic import Field, create_model
 
 from ml_platform.assets.tracked import track_verdict
-from ml_platform.estimators import METRIC_LABELS
-from ml_platform.model_metrics import ModelMetrics, SignatureComparison
+from ml_platform.estimators import METRIC_LABELS, UNIT_METRICS
+from ml_platform.model_metrics import ModelMetrics, SignatureComparison, score_key
 from ml_platform.runtime import PipelineRuntime
+from ml_platform.spec import GateThreshold
 from ml_platform.timeouts import stage_timeout
 
 
 class GateConfig(dg.Config):
-    """Base of each pipeline's gate config (one field: ``min_<metric>`` or ``max_<metric>``)."""
+    """Base of each gate check's config: its threshold (``min_<metric>`` or ``max_<metric>``) and its
+    margin against the champion."""
 
 
-def gate_check_name(pipeline: PipelineRuntime) -> str:
-    metric, _, higher_is_better = pipeline.spec.gate_metric
-    return f"{metric}_{'above' if higher_is_better else 'below'}_threshold"
+def gate_check_names(pipeline: PipelineRuntime) -> list[str]:
+    """The gate's checks, one per threshold, in the order of pipelines.yaml."""
+    return [t.check_name for t in pipeline.spec.gate_thresholds]
 
 
-def gate_config_class(pipeline: PipelineRuntime) -> type[GateConfig]:
-    """A Config with the pipeline's threshold as the default (run config may change it)."""
-    metric, threshold, higher_is_better = pipeline.spec.gate_metric
-    field = f"{'min' if higher_is_better else 'max'}_{metric}"
-    bounds = (
-        {"ge": 0.0, "le": 1.0}
-        if metric in ("accuracy", "f1", "precision", "recall")
-        else ({"le": 1.0} if metric == "r2" else {"ge": 0.0})
-    )
-    description = (
-        f"Smallest test {METRIC_LABELS[metric]} that may be deployed."
-        if higher_is_better
-        else f"Largest test {METRIC_LABELS[metric]} that may be deployed."
-    )
+def _label(threshold: GateThreshold) -> str:
+    label = METRIC_LABELS[threshold.metric]
+    return label if threshold.of_class is None else f"{label} of {threshold.of_class}"
+
+
+def gate_config_class(pipeline: PipelineRuntime, threshold: GateThreshold) -> type[GateConfig]:
+    """A Config with the threshold of pipelines.yaml as the default (run config may change it)."""
+    metric = threshold.metric
+    bounds = {"ge": 0.0, "le": 1.0} if metric in UNIT_METRICS else ({"le": 1.0} if metric == "r2" else {"ge": 0.0})
+    label = _label(threshold)
+    description = f"{'Smallest' if threshold.higher_is_better else 'Largest'} test {label} that may be deployed."
+    camel = "".join(part.capitalize() for part in threshold.check_name.split("_"))
     return create_model(
-        f"{pipeline.class_prefix}GateConfig",
+        f"{pipeline.class_prefix}{camel}GateConfig",
         __base__=GateConfig,
         **{
-            field: (float, Field(default=threshold, description=description, **bounds)),
+            threshold.key: (float, Field(default=threshold.value, description=description, **bounds)),
             "max_regression": (
                 float,
                 Field(
-                    default=pipeline.spec.gate.max_regression,
+                    default=threshold.max_regression,
                     ge=0.0,
-                    description=f"How much worse than the production model's {METRIC_LABELS[metric]} on the"
-                    " same test split a new model may be and still be deployed.",
+                    description=f"How much worse than the production model's {label} on the same test rows a new"
+                    " model may be and still be deployed.",
+                ),
+            ),
+            "relative": (
+                bool,
+                Field(
+                    default=threshold.relative,
+                    description="true: max_regression is a share of the production model's value.",
+                ),
+            ),
+            "beat_baseline": (
+                bool,
+                Field(
+                    default=threshold.beat_baseline,
+                    description=f"The model's {label} must be better than the do-nothing model's (DummyClassifier()"
+                    " / DummyRegressor()) on the same test rows.",
                 ),
             ),
         },
     )
 
 
-def build_gate(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition:
-    metric, _, higher_is_better = pipeline.spec.gate_metric
-    label = METRIC_LABELS[metric]
-    field = f"{'min' if higher_is_better else 'max'}_{metric}"
-    config_class = gate_config_class(pipeline)
+def build_gates(pipeline: PipelineRuntime) -> list[dg.AssetChecksDefinition]:
+    """One blocking check per threshold of the gate."""
+    return [_build_gate(pipeline, threshold) for threshold in pipeline.spec.gate_thresholds]
+
+
+def _build_gate(pipeline: PipelineRuntime, threshold: GateThreshold) -> dg.AssetChecksDefinition:
+    config_class = gate_config_class(pipeline, threshold)
 
     @dg.asset_check(
         asset=pipeline.key("model_metrics"),
-        name=gate_check_name(pipeline),
+        name=threshold.check_name,
         blocking=True,
         partitions_def=pipeline.partitions,
-        description=f"Test {label} is {'at least' if higher_is_better else 'at most'} the threshold;"
-        " otherwise deployed_model does not run.",
+        description=f"Test {_label(threshold)} is {'at least' if threshold.higher_is_better else 'at most'}"
+        f" {threshold.value:g} and no worse than production's beyond max_regression; otherwise deployed_model"
+        " does not run.",
         op_tags=pipeline.op_tags("evaluate"),
     )
     def gate(context: dg.AssetCheckExecutionContext, config: config_class, model_metrics: ModelMetrics):
         with stage_timeout(context, pipeline, "evaluate"):
-            result = evaluate_gate(
-                model_metrics, metric, float(getattr(config, field)), float(config.max_regression), higher_is_better
+            configured = GateThreshold(
+                threshold.key,
+                threshold.metric,
+                float(getattr(config, threshold.key)),
+                threshold.higher_is_better,
+                threshold.of_class,
+                float(config.max_regression),
+                bool(config.relative),
+                bool(config.beat_baseline),
             )
-            track_verdict(context, pipeline, model_metrics, result)
+            result = evaluate_gate(model_metrics, configured)
+            track_verdict(context, pipeline, model_metrics, threshold.check_name, result)
             return result
 
     return gate
 
 
-def evaluate_gate(
-    metrics: ModelMetrics, metric: str, threshold: float, max_regression: float, higher_is_better: bool
-) -> dg.AssetCheckResult:
-    """The threshold, and when there is a champion that scored the same test split, the champion:
-    the new model must be at least as good, give or take ``max_regression``."""
-    label = METRIC_LABELS[metric]
-    score = metrics.score(metric)
-    above = score >= threshold if higher_is_better else score <= threshold
-    sign = (">=" if above else "<") if higher_is_better else ("<=" if above else ">")
-    description = f"{metric} {score:.4f} {sign} threshold {threshold}"
-    metadata: dict = {label: score, "Threshold": threshold, "Max regression": max_regression}
-    champion = metrics.champion  # a ChampionComparison, or None before the first model
-    beats = True
-    if champion is not None and champion.compared:
-        best = float(champion.champion[metric])
-        challenger = float(champion.challenger[metric])
-        bound = best - max_regression if higher_is_better else best + max_regression
-        beats = challenger >= bound if higher_is_better else challenger <= bound
-        description += (
-            f"; on the {champion.rows} test rows new to both, challenger {challenger:.4f} vs champion"
-            f" {champion.version} {best:.4f}:"
-            f" {'kept within' if beats else 'worse by more than'} {max_regression:g}"
-        )
-        metadata.update(
-            {
-                f"Champion {label}": best,
-                f"Challenger {label}": challenger,
-                "Champion version": champion.version,
-                "Rows compared": champion.rows,
-            }
-        )
-    else:
-        problem = champion.problem if champion is not None else None
-        description += "; no champion to compare with" + (f" ({problem})" if problem else "")
+def evaluate_gate(metrics: ModelMetrics, threshold: GateThreshold) -> dg.AssetCheckResult:
+    """The threshold, and when there is a champion that scored the same test rows, the champion:
+    the new model must be at least as good, give or take ``max_regression`` (in the metric's units,
+    or ``relative``: a share of the champion's value). A value the model does not have (not
+    computed, a class it does not know) fails, saying why."""
+    label = _label(threshold)
+    score = metrics.value(threshold.metric, threshold.of_class)
+    if score is None:
+        return _fail(f"{threshold.name}: {_missing(metrics, threshold)}", {"Threshold": threshold.value})
+    higher = threshold.higher_is_better
+    above = score >= threshold.value if higher else score <= threshold.value
+    sign = (">=" if above else "<") if higher else ("<=" if above else ">")
+    description = f"{threshold.name} {score:.4f} {sign} threshold {threshold.value:g}"
+    margin = f"{threshold.max_regression:g}" + (" of its value" if threshold.relative else "")
+    metadata: dict = {label: score, "Threshold": threshold.value, "Max regression": threshold.max_regression}
+    if threshold.relative:
+        metadata["Max regression relative"] = True  # a share of the champion's value
+    if threshold.of_class is not None:
+        metadata["Test rows of the class"] = metrics.class_rows(threshold.of_class)
+    useful, baseline = _against_baseline(metrics, threshold, score, metadata)
+    beats, against = _against_champion(metrics, threshold, score, margin, metadata)
     return dg.AssetCheckResult(
-        passed=above and beats,
+        passed=above and useful and beats,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=description,
+        description=description + baseline + against,
         metadata=metadata,
+    )
+
+
+def _against_baseline(
+    metrics: ModelMetrics, threshold: GateThreshold, score: float, metadata: dict
+) -> tuple[bool, str]:
+    """(whether the model beats the do-nothing baseline, when the threshold asks; the sentence)."""
+    if not threshold.beat_baseline:
+        return True, ""
+    baseline = metrics.baseline
+    base = None if baseline is None else baseline.scores.get(threshold.metric)
+    if base is None:
+        why = "no baseline scored with this model" if baseline is None else f"{baseline.name} has no {threshold.metric}"
+        return True, f"; not compared with a baseline ({why})"
+    beaten = score > base if threshold.higher_is_better else score < base
+    metadata[f"Baseline {_label(threshold)}"] = float(base)
+    metadata["Baseline"] = baseline.name
+    if beaten:
+        return True, f"; beats the baseline {baseline.name} ({base:.4f})"
+    return False, (
+        f"; does not beat the baseline {baseline.name} ({base:.4f}, a model that ignores every feature):"
+        " not worth deploying (gate.beat_baseline)"
+    )
+
+
+def _against_champion(
+    metrics: ModelMetrics, threshold: GateThreshold, score: float, margin: str, metadata: dict
+) -> tuple[bool, str]:
+    """(whether the challenger is within the margin of the champion, the sentence saying so)."""
+    champion = metrics.champion  # a ChampionComparison, or None before the first model
+    if champion is None or not champion.compared:
+        problem = champion.problem if champion is not None else None
+        return True, "; no champion to compare with" + (f" ({problem})" if problem else "")
+    key = score_key(threshold.metric, threshold.of_class)
+    if key not in champion.champion or key not in champion.challenger:
+        return True, f"; not compared with champion {champion.version} on {threshold.name} (not computed for both)"
+    best, challenger = float(champion.champion[key]), float(champion.challenger[key])
+    allowed = threshold.max_regression * (abs(best) if threshold.relative else 1.0)
+    if threshold.higher_is_better:
+        beats = challenger >= best - allowed
+    else:
+        beats = challenger <= best + allowed
+    label = _label(threshold)
+    metadata.update(
+        {
+            f"Champion {label}": best,
+            f"Challenger {label}": challenger,
+            "Champion version": champion.version,
+            "Rows compared": champion.rows,
+        }
+    )
+    return beats, (
+        f"; on the {champion.rows} test rows new to both, challenger {challenger:.4f} vs champion"
+        f" {champion.version} {best:.4f}: {'kept within' if beats else 'worse by more than'} {margin}"
+    )
+
+
+def _missing(metrics: ModelMetrics, threshold: GateThreshold) -> str:
+    """Why the model has no value for the threshold, as a sentence."""
+    if threshold.of_class is None:
+        why = (metrics.details.get("not_computed") or {}).get(threshold.metric, "not in the model's scores")
+        return f"not computed ({why}): the gate cannot pass without it"
+    classes = metrics.classes()
+    hint = (
+        " (YAML reads unquoted yes/no/on/off/true/false as booleans: quote the class name in pipelines.yaml)"
+        if threshold.of_class in ("True", "False") and threshold.of_class not in classes
+        else ""
+    )
+    return f"{threshold.of_class!r} is not a class of the model (its classes: {', '.join(classes)}){hint}"
+
+
+def _fail(description: str, metadata: dict) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=False, severity=dg.AssetCheckSeverity.ERROR, description=description, metadata=metadata
     )
 
 

@@ -1,7 +1,6 @@
 """Pipelines declared in YAML: a regression next to the classification demo, the estimators,
 per-stage timeouts, retries and resources, and two pipelines side by side through the CLI."""
 
-import json
 import subprocess
 
 import dagster as dg
@@ -27,8 +26,8 @@ from ml_platform_tests.support.pipelines import (
     ingest_and_train,
     seed,
 )
-from ml_platform_tests.support.platform import Platform, project_env
-from ml_platform_tests.support.results import check_results, step_errors
+from ml_platform_tests.support.platform import Platform, production_json, project_env
+from ml_platform_tests.support.results import check_descriptions, check_results, step_errors
 
 
 def run(platform: Platform, built, selection: str, day: str | None = END_DAY, run_config=None, tags=None):
@@ -92,6 +91,32 @@ def test_the_regression_gate_blocks_a_model_below_its_threshold(platform):
     assert check_results(result) == {"r2_above_threshold": False, "signature_matches_production": True}
     assert platform.store.production("diabetes") is None
     assert platform.store.list_versions("diabetes") == []
+
+
+MAPE_GATE = """
+pipelines:
+  - name: diabetes
+    task: regression
+    landing: diabetes
+    target: progression
+    model: {estimator: hist_gradient_boosting, params: {max_iter: 100, learning_rate: 0.05, max_depth: 3}}
+    gate: {min_r2: 0.2, max_mape: 0.1, max_median_absolute_error: 200}
+"""
+
+
+def test_a_regression_gated_on_mape_too_is_held_back_by_the_mape_alone(platform):
+    seed(platform, "diabetes", "diabetes", "progression")
+    result = ingest_and_train(platform, built_from(MAPE_GATE))
+    assert not result.success
+    assert check_results(result) == {
+        "r2_above_threshold": True,
+        "mape_below_threshold": False,
+        "median_absolute_error_below_threshold": True,
+        "signature_matches_production": True,
+    }
+    mape = check_descriptions(result)["mape_below_threshold"]
+    assert mape.startswith("mape 0.") and "> threshold 0.1; no champion to compare with" in mape
+    assert platform.store.production("diabetes") is None
 
 
 def test_a_regression_target_that_is_text_fails_its_check(platform, demo_frame):
@@ -337,16 +362,7 @@ def test_two_pipelines_side_by_side_through_the_cli(tmp_path):
         proc = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-4000:])
     for model, metric in (("demo_classifier", "accuracy"), ("diabetes", "r2")):
-        shown = subprocess.run(
-            [str(BIN / "ml-platform"), "production", "--json", "--model", model],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert shown.returncode == 0, shown.stderr
-        assert json.loads(shown.stdout)["metrics"][metric] > 0.2
+        assert production_json(env, model)["metrics"][metric] > 0.2
     assert (tmp_path / "landing" / "diabetes" / f"{END_DAY}.parquet").is_file()
     assert (tmp_path / "landing" / f"{END_DAY}.parquet").is_file()
     for name in ("demo", "diabetes"):

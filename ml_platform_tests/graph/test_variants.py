@@ -1,7 +1,6 @@
 """Hyperparameter variants: static partitions of variant_model (day x variant), one run each, chained
 by the variants sensor; the best by cross-validation becomes the challenger."""
 
-import json
 import os
 import signal
 import subprocess
@@ -18,7 +17,7 @@ from ml_platform.spec import parse_pipelines
 from ml_platform_tests.support.constants import BIN, DAYS, END_DAY, ROOT
 from ml_platform_tests.support.good_platform import deployed  # noqa: F401 (fixtures, used by name)
 from ml_platform_tests.support.pipelines import built_from, seed
-from ml_platform_tests.support.platform import project_env
+from ml_platform_tests.support.platform import production_json, project_env
 from ml_platform_tests.support.results import check_results, step_errors
 from ml_platform_tests.support.variants import STRONG, VARIANTS_YAML, WEAK
 
@@ -343,16 +342,7 @@ def test_a_pipeline_with_variants_through_the_cli(tmp_path):
     for args in steps:
         proc = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-4000:])
-    shown = subprocess.run(
-        [str(BIN / "ml-platform"), "production", "--json", "--model", "churn"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert shown.returncode == 0, shown.stderr
-    production = json.loads(shown.stdout)
+    production = production_json(env, "churn")
     assert production["variant"] == STRONG and production["params"]["max_depth"] == 8
     for variant in (WEAK, STRONG):
         assert (tmp_path / "assets" / "churn" / "variant_model" / f"{END_DAY}|{variant}.joblib").is_file()
@@ -418,16 +408,7 @@ def test_the_daemon_trains_the_variants_in_parallel_runs_then_deploys_the_best(t
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait(10)
         log.close()
-    shown = subprocess.run(
-        [str(BIN / "ml-platform"), "production", "--json", "--model", "churn"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout)["variant"] == STRONG
+    assert production_json(env, "churn")["variant"] == STRONG
 
 
 def step_log(instance, run) -> str:

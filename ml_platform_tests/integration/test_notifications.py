@@ -368,7 +368,7 @@ TOLD = """
       - name: told
         target: y
         model: {{estimator: random_forest, params: {{n_estimators: 10, max_depth: 4}}}}
-        gate: {{min_accuracy: {threshold}}}
+        gate: {{min_accuracy: {threshold}, max_log_loss: 5.0}}
         notifications:
           webhook: {{url_env: TOLD_WEBHOOK_URL, channel: "#ml-alerts"}}
           email: [ml-team@company.com]
@@ -469,7 +469,9 @@ def test_on_success_says_the_gate_held_the_model_back_and_an_event_can_have_its_
     (message,) = smtp.messages
     assert smtp.envelopes == [(SENDER, ["lead@example.com"])]
     text = body_text(message)
-    assert "Outcome: held back by the gate: accuracy" in text and "< threshold 0.999" in text
+    # Each threshold is its own check; the message names the ones that held the model back.
+    assert "Outcome: held back by the gate (1 of 2 thresholds): accuracy" in text and "< threshold 0.999" in text
+    assert "log_loss" not in text
     # on_failure: [] — the failure sensor sends this pipeline's failures nowhere.
     sensor = defs.get_sensor_def("notify_on_run_failure")
     with dg.build_run_status_sensor_context(

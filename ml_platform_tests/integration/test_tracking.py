@@ -215,7 +215,7 @@ TRACKED = """
           estimator: random_forest
           params: {{n_estimators: 30, max_depth: 8}}
           variants: [{{max_depth: 1, n_estimators: 1}}, {{max_depth: 8}}]
-        gate: {{min_accuracy: 0.8}}
+        gate: {{min_accuracy: 0.8, min_recall: {{"1": 0.5}}}}
         mlflow: {{tracking_uri: "{uri}", experiment: {experiment}}}
         demo_data: breast_cancer
 """
@@ -297,7 +297,15 @@ def test_each_variant_becomes_an_mlflow_run_and_the_challenger_carries_metrics_v
     production = platform.store.production("churn")
     assert chosen.data.tags["challenger"] == "true"
     assert chosen.data.metrics["test_accuracy"] == production.metadata["metrics"]["accuracy"]
+    # Each check of the gate has its tags; with two, the deploy says that both passed, with the values.
+    assert chosen.data.tags["gate.accuracy_above_threshold"] == "passed"
+    assert chosen.data.tags["gate.recall_of_1_above_threshold"] == "passed"
+    assert chosen.data.tags["gate.recall_of_1_above_threshold.description"].startswith("recall of 1 0.")
     assert chosen.data.tags["gate"] == "passed" and "accuracy" in chosen.data.tags["gate.description"]
+    assert "recall of 1 " in chosen.data.tags["gate.description"]
+    assert 0.5 <= chosen.data.metrics["test_recall_of_1"] <= 1  # the gated class's own recall
+    assert chosen.data.metrics["baseline_roc_auc"] == 0.5  # DummyClassifier(), beside the model's scores
+    assert chosen.data.metrics["baseline_accuracy"] < chosen.data.metrics["test_accuracy"]
     assert chosen.data.tags["model_store.version"] == production.version
     assert chosen.data.tags["model_store.promoted"] == "true"
     assert chosen.data.tags["dagster.run_id"] != deploy.run_id  # the variant's own run trained it

@@ -2,6 +2,7 @@
 environment of a project on temp folders for the CLI tests."""
 
 import datetime as dt
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from ml_platform_tests.support.constants import (
     CHAIN,
     DAYS,
     END_DAY,
+    ROOT,
     TARGET,
     TEST_PIPELINES_FILE,
     WINDOW,
@@ -154,6 +156,20 @@ def project_env(root: Path) -> dict[str, str]:
     env = project_vars(root)
     subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True, timeout=120)
     return env
+
+
+def production_json(env: dict[str, str], model: str) -> dict:
+    """``ml-platform production --json --model MODEL`` in a project's environment, parsed."""
+    shown = subprocess.run(
+        [str(BIN / "ml-platform"), "production", "--json", "--model", model],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)
 
 
 def service_unavailable(what: str, how_to_install: str) -> None:

@@ -90,3 +90,47 @@ def write_year(landing: Path, start: str, days: int = 365, rows: int = 250, seed
         frame = shop_day(day, int(rows * rng.uniform(0.8, 1.2)), seed * 100_000 + index, index, share)
         frame.to_parquet(landing / f"{day}.parquet", index=False)
     return every
+
+
+def rare_churn_day(day: str, rows: int, seed: int) -> pd.DataFrame:
+    """A day of subscriptions where about 3 % churn ("yes"): the churners are learnable (tenure,
+    support calls, plan) but a model that says "no" to everyone is right 97 % of the time. Some
+    tenure values are missing and ``city`` has hundreds of values."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.gamma(2.0, 12.0, rows).round(1)
+    calls = rng.poisson(1.2, rows)
+    plan = rng.choice(["basic", "plus", "pro"], rows, p=[0.6, 0.3, 0.1])
+    score = -3.2 - 0.05 * tenure + 0.9 * calls + 0.8 * (plan == "basic") + rng.normal(0, 0.7, rows)
+    weights = 1.0 / np.arange(1, 301)
+    frame = pd.DataFrame(
+        {
+            "tenure": tenure,
+            "support_calls": calls,
+            "plan": plan,
+            "city": rng.choice([f"city-{i:03d}" for i in range(300)], rows, p=weights / weights.sum()),
+            "churned": np.where(score > 0, "yes", "no"),
+        }
+    )
+    frame["tenure"] = frame["tenure"].where(rng.random(rows) > 0.02)  # a few values missing every day
+    frame.insert(0, "customer_id", [f"{day}-{i:05d}" for i in range(rows)])
+    return frame
+
+
+def tier_day(day: str, rows: int, seed: int) -> pd.DataFrame:
+    """A day of customers sorted into three tiers (bronze 60 %, silver 30 %, gold 10 %) by spend and
+    visits, with noise: a multiclass problem no model gets perfectly right."""
+    rng = np.random.default_rng(seed)
+    spend = rng.lognormal(4.0, 0.8, rows).round(2)
+    visits = rng.poisson(4, rows)
+    value = np.log(spend) + 0.15 * visits + rng.normal(0, 0.45, rows)
+    cuts = np.quantile(value, [0.6, 0.9])
+    tier = np.select([value < cuts[0], value < cuts[1]], ["bronze", "silver"], "gold")
+    region = rng.choice(REGIONS, rows, p=[0.5, 0.3, 0.2])
+    return pd.DataFrame({"spend": spend, "visits": visits, "region": region, "tier": tier})
+
+
+def write_days(landing: Path, days: list[str], make, rows: int, seed: int = 0) -> None:
+    """One parquet file a day under ``landing``, from ``make(day, rows, seed)``."""
+    landing.mkdir(parents=True, exist_ok=True)
+    for index, day in enumerate(days):
+        make(day, rows, seed * 100_000 + index).to_parquet(landing / f"{day}.parquet", index=False)

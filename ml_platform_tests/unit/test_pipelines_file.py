@@ -45,7 +45,12 @@ def test_a_valid_file_with_defaults_filled_in():
         "random_state": 42,
         "n_jobs": -1,
     }
-    assert churn.gate_metric == ("accuracy", 0.75, True)
+    ((churn_gate),) = churn.gate_thresholds
+    assert (churn.gate_metric, churn_gate.value, churn_gate.check_name) == (
+        "accuracy",
+        0.75,
+        "accuracy_above_threshold",
+    )
     assert churn.schedule.timezone == "Europe/Berlin" and churn.stages.train.resources.memory == "16Gi"
     # Left out: the platform defaults (target column, window, time zone), the name as landing/model.
     assert (prices.target, prices.window_days, prices.landing, prices.schedule.timezone) == (
@@ -54,7 +59,8 @@ def test_a_valid_file_with_defaults_filled_in():
         "prices",
         "UTC",
     )
-    assert prices.gate_metric == ("rmse", 12.5, False)
+    ((prices_gate),) = prices.gate_thresholds
+    assert (prices.gate_metric, prices_gate.value, prices_gate.check_name) == ("rmse", 12.5, "rmse_below_threshold")
 
 
 def test_the_repository_file_declares_a_classification_and_a_regression_pipeline():
@@ -104,9 +110,29 @@ BAD = [
     (
         "gate-of-other-task",
         "    gate: {min_r2: 0.5}\n",
-        "pipelines[0] (churn): gate.min_r2: not a classification gate; use one of min_accuracy, min_f1,",
+        "pipelines[0] (churn): gate.min_r2: not a classification gate; use one of min_accuracy, min_balanced_accuracy,",
     ),
-    ("two-gates", "    gate: {min_accuracy: 0.5, min_f1: 0.5}\n", "gate: give one threshold, not 2"),
+    (
+        "gate-per-class-out-of-range",
+        '    gate: {min_roc_auc: 0.8, min_recall: {"yes": 1.5}}\n',
+        "pipelines[0] (churn): gate.min_recall: yes: 1.5 is not a number between 0 and 1",
+    ),
+    ("gate-no-class", "    gate: {min_recall: {}}\n", "gate.min_recall: give at least one class"),
+    (
+        "gate-margin-of-ungated-metric",
+        "    gate: {min_roc_auc: 0.8, max_regression: {log_loss: 0.1}}\n",
+        "gate.max_regression.log_loss: not a gated metric; the gate has roc_auc",
+    ),
+    (
+        "gate-negative-relative-margin",
+        "    gate: {min_roc_auc: 0.8, max_regression: {roc_auc: {value: -0.1, relative: true}}}\n",
+        "gate.max_regression: roc_auc.value: Input should be greater than or equal to 0",
+    ),
+    (
+        "gate-classes-one-check-name",
+        '    gate: {min_recall: {"a b": 0.1, "a-b": 0.2}}\n',
+        "gate.min_recall: 'recall of a b' and 'recall of a-b' would both be the check recall_of_a_b_above_threshold",
+    ),
     (
         "gate-out-of-range",
         "    gate: {min_accuracy: 1.5}\n",
@@ -161,6 +187,18 @@ BAD = [
         "estimator-not-an-estimator",
         "    model: {estimator: 'os.path:join', params: {}}\n",
         "model.estimator: os.path:join(**params) failed: TypeError",
+    ),
+    (
+        "gate-needs-probabilities",
+        "    model: {estimator: 'sklearn.linear_model:RidgeClassifier'}\n"
+        "    gate: {min_recall: 0.5, max_log_loss: 0.4}\n",
+        "pipelines[0] (churn): gate.max_log_loss: needs predict_proba; RidgeClassifier has none",
+    ),
+    (
+        "gate-needs-probabilities-of-a-variant",
+        "    model: {estimator: 'sklearn.svm:SVC', params: {probability: true}, variants: [{probability: false}]}\n"
+        "    gate: {min_roc_auc: 0.8}\n",
+        "gate.min_roc_auc: needs predict_proba; SVC made with model.variants[0] has none",
     ),
     (
         "transform-missing",
@@ -304,3 +342,35 @@ def test_a_features_list_is_short_for_its_columns():
     assert churn.features.transform is None
     # Left out: no version, no transform, on_success sends nothing.
     assert churn.version is None and churn.notifications.route("on_success").channels == ()
+
+
+def test_a_gate_of_several_thresholds_keeps_the_file_order_and_a_margin_per_metric():
+    (churn,) = parse(
+        """
+        pipelines:
+          - name: churn
+            target: churned
+            gate:
+              max_log_loss: 0.4
+              min_recall: {yes: 0.3, "no": 0.9, 2: 0.5}
+              min_roc_auc: 0.85
+              max_regression: {roc_auc: 0.01, log_loss: {value: 0.05, relative: true}}
+        """
+    )
+    described = [(t.check_name, t.value, t.max_regression, t.relative) for t in churn.gate_thresholds]
+    # YAML reads an unquoted yes as true: the class is "True" (the gate says so if the model has no such class).
+    assert described == [
+        ("log_loss_below_threshold", 0.4, 0.05, True),
+        ("recall_of_True_above_threshold", 0.3, 0.0, False),
+        ("recall_of_no_above_threshold", 0.9, 0.0, False),
+        ("recall_of_2_above_threshold", 0.5, 0.0, False),
+        ("roc_auc_above_threshold", 0.85, 0.01, False),
+    ]
+    assert churn.gate_metric == "log_loss"  # the first threshold on the whole split ranks variants
+
+
+def test_per_class_thresholds_alone_rank_variants_by_the_macro_average():
+    churn, _ = parse(GOOD.replace("gate: {min_accuracy: 0.75}", 'gate: {min_f1: {"yes": 0.4}, max_regression: 0.02}'))
+    assert churn.gate_metric == "f1_macro"
+    ((only),) = churn.gate_thresholds
+    assert (only.name, only.max_regression) == ("f1 of yes", 0.02)

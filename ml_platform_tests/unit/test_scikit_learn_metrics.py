@@ -101,3 +101,21 @@ def test_an_empty_test_split_is_named():
     model = RandomForestClassifier(n_estimators=2, random_state=0).fit(frame[["x"]], frame["target"])
     with pytest.raises(DataValidationError, match="the test split is empty"):
         classification_metrics(model, frame.iloc[:0], "target")
+
+
+@pytest.mark.parametrize(("metric", "scorer"), [("roc_auc", "roc_auc_ovr"), ("log_loss", "neg_log_loss")])
+def test_variants_are_ranked_by_the_scorer_of_the_gate_metric(iris, metric, scorer):
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    from ml_platform.ml import CV_FOLDS, build_model, fit_variant
+
+    _, test = iris
+    x, y = test.drop(columns="target"), test["target"]
+    _, score = fit_variant(
+        build_model(RandomForestClassifier(n_estimators=10, random_state=0)), x, y, metric, 7, lambda *_: None
+    )
+    folds = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=7)
+    model = build_model(RandomForestClassifier(n_estimators=10, random_state=0))
+    expected = float(np.mean(cross_val_score(model, x, y, scoring=scorer, cv=folds)))
+    # In the metric's own units (three classes: one-vs-rest): a loss stays positive, as the gate reads it.
+    assert score == pytest.approx(abs(expected), rel=1e-12)
