@@ -107,6 +107,9 @@ TARGETS = {
     # raw_data of the window with a 21-rule data contract declared, against the same run without one
     "contract_ratio_1m": ("max", 1.2),
     "contract_memory_ratio_1m": ("max", 1.2),
+    # the daily run (1M rows, a champion in production) with the baseline, the intervals and the
+    # paired bootstrap, against the same run without them
+    "evaluation_ratio_1m": ("max", 1.10),
 }
 
 # The 21 rules of the contract section: 3 pipeline-wide (null share, rows a day, labels) + min and
@@ -823,6 +826,44 @@ def bench_contract(ws: Workspace, rows: int, reps: int, keep: bool) -> dict:
     return {"rows": rows, "rules": 21, "runs": runs, "summary": summary}
 
 
+# -- the evaluation's extras ------------------------------------------------------------------------
+def bench_evaluation(ws: Workspace, rows: int, reps: int, keep: bool) -> dict:
+    """The daily run of `rows` window rows with a champion in production (bench/evaluation_run.py),
+    with the do-nothing baseline, the bootstrap intervals and the paired bootstrap, and the same run
+    without them (switched off in that process), interleaved per repetition."""
+    days = days_ending(END_DAY, WINDOW + 1)  # the champion's window, and the daily run's a day later
+    landing = ws.root / f"landing-evaluation-{rows}"
+    write_landing(landing, rows * (WINDOW + 1) // WINDOW, days)
+    runs: dict[str, list[dict]] = {"without": [], "with": []}
+    for rep in range(1, reps + 1):
+        for name in runs:
+            root, env = ws.project(f"evaluation-{name}-{rep}", landing)
+            out = root / "phases.json"
+            command = [PYTHON, str(BENCH / "evaluation_run.py"), "--first", days[0], "--champion-day", days[-2]]
+            command += ["--day", days[-1], "--out", str(out)] + (["--plain"] if name == "without" else [])
+            measured = run_measured([command], env, root / "output.log")
+            phases = json.loads(out.read_text())
+            runs[name].append({"rep": rep, **measured, **phases})
+            log(
+                f"evaluation {rows_label(rows)} rep {rep}/{reps} {name:>7} the extras: daily run"
+                f" {phases['phases']['daily_run']:6.2f} s, peak RSS {measured['max_rss_mb']:5.0f} MB"
+            )
+            if not keep:
+                shutil.rmtree(root, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(landing, ignore_errors=True)
+    summary = {
+        name: {
+            "daily_run_s": median([r["phases"]["daily_run"] for r in records]),
+            "max_rss_mb": median([r["max_rss_mb"] for r in records]),
+        }
+        for name, records in runs.items()
+    }
+    summary["time_ratio"] = summary["with"]["daily_run_s"] / summary["without"]["daily_run_s"]
+    summary["memory_ratio"] = summary["with"]["max_rss_mb"] / summary["without"]["max_rss_mb"]
+    return {"rows": rows, "runs": runs, "summary": summary}
+
+
 # -- the landing sensor ----------------------------------------------------------------------------
 def bench_sensor(ws: Workspace, files: int, reps: int, keep: bool) -> dict:
     import pandas as pd
@@ -1425,6 +1466,7 @@ def build_table(results: dict) -> list[tuple[str, str, str, str]]:
         rows.append(
             ("raw_data 1M rows with a 21-rule contract (x without)", "not run", *verdict("contract_ratio_1m", None))
         )
+    rows += _evaluation_rows(results.get("evaluation"))
     sensor = results.get("sensor")
     if sensor:
         s = sensor["summary"]
@@ -1466,6 +1508,25 @@ def build_table(results: dict) -> list[tuple[str, str, str, str]]:
         rows.append(("dagster dev: time to first page (GET / = 200)", f"{s['first_page_s']:.2f} s", "-", ""))
         rows.append(("dagster dev: time to code location loaded", f"{s['location_loaded_s']:.2f} s", "-", ""))
     return rows
+
+
+def _evaluation_rows(evaluation: dict | None) -> list[tuple[str, str, str, str]]:
+    if not evaluation:
+        return [("daily run with baseline + intervals (x without)", "not run", *verdict("evaluation_ratio_1m", None))]
+    s, label = evaluation["summary"], rows_label(evaluation["rows"])
+    return [
+        (
+            f"daily run {label} rows, a champion in production: without baseline and intervals",
+            f"{s['without']['daily_run_s']:.2f} s, {s['without']['max_rss_mb']:.0f} MB",
+            "",
+            "",
+        ),
+        (
+            f"daily run {label} rows with baseline, intervals, paired bootstrap (x without)",
+            f"{s['with']['daily_run_s']:.2f} s = {s['time_ratio']:.2f}x; {s['memory_ratio']:.2f}x RSS",
+            *(verdict("evaluation_ratio_1m", s["time_ratio"]) if label == "1M" else ("-", "")),
+        ),
+    ]
 
 
 def format_table(rows: list[tuple[str, str, str, str]]) -> str:
@@ -1588,7 +1649,18 @@ def machine() -> dict:
 
 # -- main ------------------------------------------------------------------------------------------
 # "prefect" is the pipeline's Prefect 3 variant (and its venv), not a section of its own.
-SECTIONS = ("pipeline", "backfill", "contract", "sensor", "dev", "imports", "queued", "serving", "prefect")
+SECTIONS = (
+    "pipeline",
+    "backfill",
+    "contract",
+    "evaluation",
+    "sensor",
+    "dev",
+    "imports",
+    "queued",
+    "serving",
+    "prefect",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1628,6 +1700,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1_000_000,
         help="rows of the window the data-contract measure ingests (default 1000000)",
     )
+    parser.add_argument(
+        "--evaluation-rows",
+        type=int,
+        default=1_000_000,
+        help="window rows of the evaluation measure's daily run (default 1000000)",
+    )
     parser.add_argument("--sensor-files", type=int, default=1000)
     parser.add_argument(
         "--serving-seconds", type=float, default=10.0, help="length of each serving load measure (default 10)"
@@ -1637,7 +1715,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temp projects and logs")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.reps, args.contract_rows = "10000", 1, 10_000
+        args.sizes, args.reps, args.contract_rows, args.evaluation_rows = "10000", 1, 10_000, 10_000
         args.skip = ",".join(filter(None, [args.skip, "dev", "backfill", "serving"]))
     args.sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -1691,6 +1769,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "contract" not in args.skip:
             results["contract"] = bench_contract(ws, args.contract_rows, args.reps, args.keep)
+        if "evaluation" not in args.skip:
+            results["evaluation"] = bench_evaluation(ws, args.evaluation_rows, args.reps, args.keep)
         if "queued" not in args.skip:
             results["queued"] = bench_queued(
                 ws, args.queued_days, args.queued_rows_per_day, args.queued_reps, args.keep

@@ -325,6 +325,7 @@ def cmd_production(args: argparse.Namespace) -> int:
         "promoted_at": pointer.get("promoted_at"),
         "data_as_of": record.data_as_of,
         "metrics": record.metrics or None,
+        "metric_intervals": record.metric_intervals or None,
         "gate_metric": record.gate_metric,
         "estimator": record.estimator,
         "params": record.params or None,
@@ -363,8 +364,12 @@ def _human(info: dict, signature) -> str:
         lines.append(f"Needs            : module {entry['module']} ({pinned})")
     from ml_platform.estimators import METRIC_LABELS
 
+    shown = info.get("metric_intervals") or {}
     lines += [
-        f"{METRIC_LABELS.get(k, k.capitalize()):<17}: {v:.4f}" for k, v in metrics.items() if isinstance(v, float)
+        f"{METRIC_LABELS.get(k, k.capitalize()):<17}: {v:.4f}"
+        + (f" [{shown[k][0]:.4f}, {shown[k][1]:.4f}]" if k in shown else "")
+        for k, v in metrics.items()
+        if isinstance(v, float)
     ]
     lines += _signature_lines(signature)
     return "\n".join(lines)

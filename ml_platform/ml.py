@@ -48,6 +48,7 @@ from sklearn.preprocessing import FunctionTransformer, label_binarize
 from ml_platform import constants
 from ml_platform.encoding import TableEncoder
 from ml_platform.errors import DataValidationError, UserCodeError
+from ml_platform.intervals import Outputs
 from ml_platform.signature import Signature
 
 PROGRESS_STEPS = 10
@@ -414,18 +415,35 @@ def feature_importances(model: SklearnPipeline) -> list[tuple[str, float]]:
     return sorted(pairs, key=lambda p: p[1], reverse=True)
 
 
-def classification_metrics(model: SklearnPipeline, test: pd.DataFrame, target: str) -> dict[str, Any]:
+def predict_outputs(model: SklearnPipeline, test: pd.DataFrame, target: str, task: str) -> Outputs:
+    """What the model says on the test rows (predictions; a classifier's probabilities when it has
+    predict_proba), with the true values: what every metric and interval is computed from."""
+    x_test, y_test = features_and_target(test, target)
+    if len(x_test) == 0:
+        raise DataValidationError("the test split is empty: nothing to evaluate on")
+    if task != "classification":
+        predicted = np.asarray(model.predict(x_test), dtype="float64")
+        return Outputs(task, y_test.to_numpy(dtype="float64"), predicted)
+    final = model[-1] if isinstance(model, SklearnPipeline) else model
+    proba = model.predict_proba(x_test) if hasattr(model, "predict_proba") else None
+    return Outputs(
+        task, y_test.to_numpy(), np.asarray(model.predict(x_test)), proba, tuple(model.classes_), type(final).__name__
+    )
+
+
+def classification_metrics(
+    model: SklearnPipeline, test: pd.DataFrame, target: str, outputs: Outputs | None = None
+) -> dict[str, Any]:
     """Every classification metric the model can have, by scikit-learn's own functions: accuracy,
     balanced_accuracy; precision, recall, f1 weighted (``precision``: the platform's name for it
     since the start) and macro; per class in the report; with ``predict_proba``, roc_auc (binary, or
     one-vs-rest macro), average_precision (binary, or macro over one-vs-rest), log_loss and, binary,
     brier_score_loss. A metric the rows cannot define (one class in the test split) is left out and
-    named in ``not_computed`` with why. Also the labels, the confusion matrix, the test rows."""
-    x_test, y_test = features_and_target(test, target)
-    if len(x_test) == 0:
-        raise DataValidationError("the test split is empty: nothing to evaluate on")
+    named in ``not_computed`` with why. Also the labels, the confusion matrix, the test rows.
+    ``outputs``: the model's predictions on ``test`` when already made (predict_outputs)."""
+    outputs = outputs or predict_outputs(model, test, target, "classification")
     with _said_in_not_computed():
-        return _classification_scores(model, x_test, y_test)
+        return _classification_scores(outputs)
 
 
 @contextmanager
@@ -437,9 +455,8 @@ def _said_in_not_computed() -> Iterator[None]:
         yield
 
 
-def _classification_scores(model: SklearnPipeline, x_test: pd.DataFrame, y_test: pd.Series) -> dict[str, Any]:
-    predicted = model.predict(x_test)
-    labels = list(model.classes_)
+def _classification_scores(outputs: Outputs) -> dict[str, Any]:
+    y_test, predicted, labels = outputs.y, outputs.predicted, list(outputs.labels)
     scores: dict[str, Any] = {
         "accuracy": float(accuracy_score(y_test, predicted)),
         "balanced_accuracy": float(balanced_accuracy_score(y_test, predicted)),
@@ -449,18 +466,17 @@ def _classification_scores(model: SklearnPipeline, x_test: pd.DataFrame, y_test:
         scores[f"recall{suffix}"] = float(recall_score(y_test, predicted, average=average, zero_division=0))
         scores[f"f1{suffix}"] = float(f1_score(y_test, predicted, average=average, zero_division=0))
     not_computed: dict[str, str] = {}
-    if hasattr(model, "predict_proba"):
-        probability_scores(y_test, model.predict_proba(x_test), labels, scores, not_computed)
+    if outputs.proba is not None:
+        probability_scores(y_test, outputs.proba, labels, scores, not_computed)
     else:
-        final = model[-1] if isinstance(model, SklearnPipeline) else model
-        not_computed.update(dict.fromkeys(PROBABILITY_METRICS, f"{type(final).__name__} has no predict_proba"))
+        not_computed.update(dict.fromkeys(PROBABILITY_METRICS, f"{outputs.estimator} has no predict_proba"))
     return {
         **scores,
         "labels": [_plain(v) for v in labels],
         "confusion_matrix": confusion_matrix(y_test, predicted, labels=labels).tolist(),
         "report": classification_report(y_test, predicted, labels=labels, output_dict=True, zero_division=0),
         "not_computed": not_computed,
-        "test_rows": int(len(x_test)),
+        "test_rows": int(len(y_test)),
     }
 
 
@@ -469,13 +485,13 @@ PROBABILITY_METRICS = ("roc_auc", "average_precision", "log_loss", "brier_score_
 
 
 def probability_scores(
-    y: pd.Series, proba: np.ndarray, labels: list[Any], scores: dict[str, Any], not_computed: dict[str, str]
+    y: np.ndarray, proba: np.ndarray, labels: list[Any], scores: dict[str, Any], not_computed: dict[str, str]
 ) -> None:
     """roc_auc, average_precision, log_loss and (binary) brier_score_loss of ``proba`` (one column per
     label, in ``labels``' order) into ``scores``; what the rows cannot define into ``not_computed``."""
     present = set(pd.unique(y))
     if len(labels) == 2:
-        positive = y.to_numpy() == labels[1]
+        positive = np.asarray(y) == labels[1]
         if len(present) < 2:
             not_computed.update(dict.fromkeys(("roc_auc", "average_precision"), "one class in the test split"))
         else:
@@ -497,15 +513,15 @@ def probability_scores(
     scores["log_loss"] = float(log_loss(y, proba, labels=labels))
 
 
-def regression_metrics(model: SklearnPipeline, test: pd.DataFrame, target: str) -> dict[str, Any]:
+def regression_metrics(
+    model: SklearnPipeline, test: pd.DataFrame, target: str, outputs: Outputs | None = None
+) -> dict[str, Any]:
     """r2, rmse (root_mean_squared_error), mae (mean_absolute_error), mape
     (mean_absolute_percentage_error) and median_absolute_error, by scikit-learn's own functions;
-    residual quantiles, and mean predicted vs actual per actual-value decile."""
-    x_test, y_test = features_and_target(test, target)
-    if len(x_test) == 0:
-        raise DataValidationError("the test split is empty: nothing to evaluate on")
-    predicted = np.asarray(model.predict(x_test), dtype="float64")
-    actual = y_test.to_numpy(dtype="float64")
+    residual quantiles, and mean predicted vs actual per actual-value decile. ``outputs``: the
+    model's predictions on ``test`` when already made (predict_outputs)."""
+    outputs = outputs or predict_outputs(model, test, target, "regression")
+    predicted, actual = outputs.predicted, outputs.y
     residuals = actual - predicted
     bins = pd.qcut(pd.Series(actual), q=min(10, max(1, len(np.unique(actual)))), duplicates="drop")
     calibration = [
@@ -525,7 +541,7 @@ def regression_metrics(model: SklearnPipeline, test: pd.DataFrame, target: str) 
         "median_absolute_error": float(median_absolute_error(actual, predicted)),
         "residual_quantiles": {f"p{q}": float(np.percentile(residuals, q)) for q in (5, 25, 50, 75, 95)},
         "calibration": calibration,
-        "test_rows": int(len(x_test)),
+        "test_rows": int(len(actual)),
     }
 
 

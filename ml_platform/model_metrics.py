@@ -35,6 +35,18 @@ class ChampionComparison:
     champion: dict[str, float] = field(default_factory=dict)
     challenger: dict[str, float] = field(default_factory=dict)
     problem: str | None = None
+    # Challenger minus champion on each bootstrap resample of the same rows, per gated value
+    # (ml_platform.intervals.paired_differences); empty when compared before there were any.
+    differences: dict[str, list[float]] = field(default_factory=dict)
+
+    def probability_not_worse(self, key: str, higher_is_better: bool, allowed: float) -> float | None:
+        """The share of resamples where the challenger is not worse than the champion by more than
+        ``allowed``: how sure the comparison is. None without resamples for ``key``."""
+        values = self.differences.get(key)
+        if not values:
+            return None
+        oriented = [v if higher_is_better else -v for v in values]
+        return sum(v >= -allowed - 1e-12 for v in oriented) / len(oriented)
 
     @property
     def compared(self) -> bool:
@@ -80,6 +92,8 @@ class ModelMetrics:
     signature: SignatureComparison | None = None
     mlflow_run_id: str | None = None
     baseline: Baseline | None = None  # None: scored before baselines (or without one)
+    # The bootstrap 95 % interval of each score (and gated per-class value), by score_key.
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, task: str, measured: dict[str, Any]) -> ModelMetrics:
@@ -91,6 +105,19 @@ class ModelMetrics:
 
     def score(self, metric: str) -> float:
         return float(self.scores[metric])
+
+    def interval(self, metric: str, of_class: str | None = None) -> tuple[float, float] | None:
+        """The bootstrap 95 % interval of a value; None when not computed (or scored before intervals)."""
+        found = (self.intervals or {}).get(score_key(metric, of_class))
+        return None if found is None else (float(found[0]), float(found[1]))
+
+    def shown(self, metric: str, of_class: str | None = None) -> str:
+        """A value as people read it, with its interval: "0.9620 [0.9310, 0.9860]"."""
+        value = self.value(metric, of_class)
+        if value is None:
+            return "not computed"
+        interval = self.interval(metric, of_class)
+        return f"{value:.4f}" + (f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "")
 
     def value(self, metric: str, of_class: str | None = None) -> float | None:
         """A score, or one class's precision / recall / f1 (from the report); None when not computed."""
@@ -139,6 +166,7 @@ class ModelMetrics:
             },
             "mlflow_run_id": self.mlflow_run_id,
             "baseline": None if self.baseline is None else vars(self.baseline).copy(),
+            "intervals": {k: list(v) for k, v in self.intervals.items()},
         }
 
     @classmethod
@@ -160,4 +188,5 @@ class ModelMetrics:
             ),
             mlflow_run_id=data.get("mlflow_run_id"),
             baseline=Baseline(**data["baseline"]) if data.get("baseline") else None,
+            intervals={k: (float(v[0]), float(v[1])) for k, v in (data.get("intervals") or {}).items()},
         )

@@ -239,6 +239,7 @@ class GateThreshold:
     max_regression: float = 0.0
     relative: bool = False
     beat_baseline: bool = False  # must also be better than the do-nothing model's value
+    confidence: float | None = None  # how sure "not worse than the champion" must be (paired bootstrap)
 
     @property
     def name(self) -> str:
@@ -253,7 +254,7 @@ class GateThreshold:
 
 
 # The gate's keys that are not thresholds.
-_GATE_OPTIONS = ("max_regression", "beat_baseline")
+_GATE_OPTIONS = ("max_regression", "beat_baseline", "confidence")
 
 
 class GateSpec(_Strict):
@@ -306,6 +307,14 @@ class GateSpec(_Strict):
         " always the most frequent class, with the training rows' class shares as probabilities;"
         " DummyRegressor(): the training mean) on each gated whole-split metric, on the same rows. Per-class"
         " thresholds are not compared with it (it has recall 1 for the most frequent class, 0 for the others).",
+    )
+    confidence: float | None = Field(
+        default=None,
+        ge=0.5,
+        lt=1,
+        description="Promote a challenger only when a paired bootstrap of both models on the same test rows finds"
+        " it not worse than the champion (beyond `max_regression`) in at least this share of resamples, e.g."
+        " 0.95. Default: off (the values alone are compared).",
     )
     _order: list[str] = PrivateAttr(default_factory=list)
 
@@ -367,7 +376,11 @@ class GateSpec(_Strict):
             for of_class, bound in per_class.items():
                 higher_is_better = GATE_METRICS[task][metric]
                 beat = self.beat_baseline and of_class is None
-                out.append(GateThreshold(key, metric, float(bound), higher_is_better, of_class, margin, relative, beat))
+                out.append(
+                    GateThreshold(
+                        key, metric, float(bound), higher_is_better, of_class, margin, relative, beat, self.confidence
+                    )
+                )
         return out
 
     def margin(self, metric: str) -> tuple[float, bool]:

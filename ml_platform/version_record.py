@@ -42,6 +42,8 @@ class VersionRecord:
     encoding: dict[str, Any] | None = None
     # Its score on the test split (model_metrics' headline scores), and which one the gate judged.
     metrics: dict[str, float] = field(default_factory=dict)
+    # Each score's bootstrap 95 % interval, [low, high] (versions stored before intervals: none).
+    metric_intervals: dict[str, list[float]] = field(default_factory=dict)
     gate_metric: str | None = None
     confusion_matrix: list[list[int]] | None = None
     labels: list[Any] | None = None
@@ -70,7 +72,7 @@ class VersionRecord:
         known = {f.name for f in fields(cls)} - {"others"}
         values = {k: v for k, v in data.items() if k in known and v is not None}
         values["signature"] = Signature.of_version(data)
-        for name in ("params", "metrics", "encoding"):
+        for name in ("params", "metrics", "metric_intervals", "encoding"):
             if name in values and not isinstance(values[name], dict):
                 values.pop(name)
         for name in ("feature_columns", "classes", "requirements", "extras"):

@@ -95,6 +95,7 @@ def _record(
     return VersionRecord(
         task=pipeline.task,
         metrics={**model_metrics.scores, "test_rows": model_metrics.test_rows},
+        metric_intervals={k: [low, high] for k, (low, high) in (model_metrics.intervals or {}).items()},
         gate_metric=pipeline.spec.gate_metric,
         estimator=trained_model.estimator,
         params=trained_model.params,

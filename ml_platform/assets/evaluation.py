@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import time
 from typing import Any
 
 import dagster as dg
@@ -14,6 +15,7 @@ from ml_platform.assets.tracked import run_link, track_metrics
 from ml_platform.errors import ModelStoreError
 from ml_platform.estimators import GATE_METRICS, METRIC_LABELS
 from ml_platform.instance_queries import latest_data_version
+from ml_platform.intervals import LEVEL, RESAMPLES, Outputs, intervals, paired_differences
 from ml_platform.metadata import markdown_table, rows_table
 from ml_platform.ml import (
     TrainedModel,
@@ -21,10 +23,11 @@ from ml_platform.ml import (
     features_and_target,
     frame_fingerprint,
     platform_version,
+    predict_outputs,
     regression_metrics,
     row_hashes,
 )
-from ml_platform.model_metrics import Baseline, ChampionComparison, ModelMetrics, SignatureComparison
+from ml_platform.model_metrics import Baseline, ChampionComparison, ModelMetrics, SignatureComparison, score_key
 from ml_platform.resources.model_store import ModelStore, ModelVersion, decode_train_rows
 from ml_platform.retries import retried_when_unavailable
 from ml_platform.runtime import PipelineRuntime
@@ -185,25 +188,50 @@ def champion_scores(
         )
         context.log.warning(f"{reason}: the gate uses its thresholds alone")
         return ChampionComparison(production.version, problem=reason)
-    score = classification_metrics if pipeline.task == "classification" else regression_metrics
-    per_class = [(t.metric, t.of_class) for t in pipeline.spec.gate_thresholds if t.of_class is not None]
-
-    def compared(model) -> dict[str, float]:
-        return ModelMetrics.of(pipeline.task, score(model, fresh, pipeline.target)).compared_values(per_class)
-
+    per_class = _per_class(pipeline)
     if itself:
-        values = metrics.compared_values(per_class) if len(fresh) == len(test_split) else compared(model)
+        values = (
+            metrics.compared_values(per_class) if len(fresh) == len(test_split) else _scored(pipeline, model, fresh)[1]
+        )
         context.log.info(f"the challenger is production {production.version} itself: scored once, for both")
-        return ChampionComparison(production.version, int(len(fresh)), values, dict(values))
+        same = {score_key(t.metric, t.of_class): [0.0] for t in pipeline.spec.gate_thresholds}
+        return ChampionComparison(production.version, int(len(fresh)), values, dict(values), differences=same)
+    return _paired(context, pipeline, production.version, model, trained_model.model, fresh)
+
+
+def _paired(
+    context: dg.AssetExecutionContext, pipeline: PipelineRuntime, version: str, model, new_model, fresh: pd.DataFrame
+) -> ChampionComparison:
+    """The champion (``model``) and the challenger on the fresh rows: their values, and the paired
+    bootstrap of each gated value (the same resamples for both)."""
     try:
-        champion = compared(model)
+        old_outputs, champion = _scored(pipeline, model, fresh)
     except Exception as exc:  # noqa: BLE001 - any reason it cannot score is reported, not fatal
         context.log.warning(
-            f"production {pipeline.model_name} {production.version} cannot score the test rows"
+            f"production {pipeline.model_name} {version} cannot score the test rows"
             f" ({type(exc).__name__}: {exc}): the gate uses its thresholds alone"
         )
-        return ChampionComparison(production.version, problem=f"{type(exc).__name__}: {exc}")
-    return ChampionComparison(production.version, int(len(fresh)), champion, compared(trained_model.model))
+        return ChampionComparison(version, problem=f"{type(exc).__name__}: {exc}")
+    new_outputs, challenger = _scored(pipeline, new_model, fresh)
+    gated = [score_key(t.metric, t.of_class) for t in pipeline.spec.gate_thresholds]
+    gated = [k for k in gated if k in champion and k in challenger]
+    point = {k: challenger[k] - champion[k] for k in gated}
+    differences = paired_differences(new_outputs, old_outputs, gated, point=point)
+    return ChampionComparison(
+        version,
+        int(len(fresh)),
+        champion,
+        challenger,
+        differences={k: [float(v) for v in values] for k, values in differences.items()},
+    )
+
+
+def _scored(pipeline: PipelineRuntime, model, rows: pd.DataFrame) -> tuple[Outputs, dict[str, float]]:
+    """A model's outputs on ``rows`` and its values there (every score, the gated per-class ones)."""
+    outputs = predict_outputs(model, rows, pipeline.target, pipeline.task)
+    score = classification_metrics if pipeline.task == "classification" else regression_metrics
+    measured = ModelMetrics.of(pipeline.task, score(model, rows, pipeline.target, outputs))
+    return outputs, measured.compared_values(_per_class(pipeline))
 
 
 def _champion_and_fresh_rows(
@@ -272,11 +300,33 @@ def _metrics_metadata(pipeline: PipelineRuntime, metrics: ModelMetrics) -> dict[
         metadata["Rows compared"] = champion.rows
     else:
         metadata["Champion version"] = (champion.problem if champion else None) or "none (first model)"
+    if metrics.intervals:
+        metadata["Scores with 95 % intervals"] = _interval_table(metrics)
     if metrics.baseline is not None:
         metadata["Baseline"] = metrics.baseline.name
         metadata["Model vs baseline"] = _baseline_table(metrics)
     metadata["Signature vs production"] = metrics.signature.describe() if metrics.signature else ""
     return metadata
+
+
+def _interval_table(metrics: ModelMetrics) -> dg.MetadataValue:
+    """Each value with its bootstrap interval: "0.9620 [0.9310, 0.9860]"."""
+    rows = []
+    for key, (low, high) in metrics.intervals.items():
+        metric, _, of_class = key.partition("[")
+        value = metrics.value(metric, of_class.removesuffix("]") or None)
+        if value is not None:
+            rows.append(
+                {
+                    "Metric": key,
+                    "Value": float(value),
+                    "Low": low,
+                    "High": high,
+                    "Shown": f"{value:.4f} [{low:.4f}, {high:.4f}]",
+                }
+            )
+    columns = [("Metric", "string"), ("Value", "float"), ("Low", "float"), ("High", "float"), ("Shown", "string")]
+    return rows_table(rows, columns)
 
 
 def _baseline_table(metrics: ModelMetrics) -> dg.MetadataValue:
@@ -345,21 +395,28 @@ def _stored_metrics(context: dg.AssetExecutionContext, recipe: str) -> ModelMetr
 def _score(
     context: dg.AssetExecutionContext, pipeline: PipelineRuntime, trained_model: TrainedModel, test_split: pd.DataFrame
 ) -> ModelMetrics:
-    """The model's scores on the test split (the task's metrics and their details)."""
-    if pipeline.task == "classification":
-        metrics = ModelMetrics.of(
-            pipeline.task, classification_metrics(trained_model.model, test_split, trained_model.target)
-        )
-        context.log.info(
-            f"accuracy {metrics.score('accuracy'):.4f}, F1 {metrics.score('f1'):.4f} on {metrics.test_rows} test rows"
-        )
-        return metrics
-    metrics = ModelMetrics.of(pipeline.task, regression_metrics(trained_model.model, test_split, trained_model.target))
+    """The model's scores on the test split (the task's metrics and their details), each with its
+    bootstrap interval."""
+    outputs = predict_outputs(trained_model.model, test_split, trained_model.target, pipeline.task)
+    score = classification_metrics if pipeline.task == "classification" else regression_metrics
+    metrics = ModelMetrics.of(pipeline.task, score(trained_model.model, test_split, trained_model.target, outputs))
+    values = metrics.compared_values(_per_class(pipeline))
+    started = time.perf_counter()
+    metrics = metrics.with_(intervals=intervals(outputs, list(values), point=values))
     context.log.info(
-        f"R2 {metrics.score('r2'):.4f}, RMSE {metrics.score('rmse'):.4f}, MAE {metrics.score('mae'):.4f} on"
-        f" {metrics.test_rows} test rows"
+        f"bootstrap {int(LEVEL * 100)} % intervals of {len(metrics.intervals)} values from {RESAMPLES} resamples"
+        f" of the {metrics.test_rows} test rows in {time.perf_counter() - started:.1f} s"
+    )
+    shown = ("accuracy", "f1") if pipeline.task == "classification" else ("r2", "rmse", "mae")
+    context.log.info(
+        ", ".join(f"{name} {metrics.shown(name)}" for name in shown) + f" on {metrics.test_rows} test rows"
     )
     return metrics
+
+
+def _per_class(pipeline: PipelineRuntime) -> list[tuple[str, str]]:
+    """The (metric, class) values the gate judges."""
+    return [(t.metric, t.of_class) for t in pipeline.spec.gate_thresholds if t.of_class is not None]
 
 
 def _model_metrics(

@@ -76,6 +76,8 @@ def track_metrics(context, pipeline: PipelineRuntime, trained: TrainedModel, met
         for k, v in {**metrics.compared_values(per_class), "test_rows": metrics.test_rows}.items()
         if math.isfinite(float(v))
     }
+    for key, (low, high) in (metrics.intervals or {}).items():
+        numbers[f"test_{_mlflow_name(key)}_low"], numbers[f"test_{_mlflow_name(key)}_high"] = low, high
     if metrics.baseline is not None:
         numbers.update({f"baseline_{k}": float(v) for k, v in metrics.baseline.scores.items() if math.isfinite(v)})
     champion = metrics.champion

@@ -56,6 +56,16 @@ def gate_config_class(pipeline: PipelineRuntime, threshold: GateThreshold) -> ty
                     description="true: max_regression is a share of the production model's value.",
                 ),
             ),
+            "confidence": (
+                float | None,
+                Field(
+                    default=threshold.confidence,
+                    ge=0.5,
+                    lt=1,
+                    description="Promote only when the paired bootstrap finds the model not worse than production"
+                    " in at least this share of resamples (null: the values alone).",
+                ),
+            ),
             "beat_baseline": (
                 bool,
                 Field(
@@ -97,6 +107,7 @@ def _build_gate(pipeline: PipelineRuntime, threshold: GateThreshold) -> dg.Asset
                 float(config.max_regression),
                 bool(config.relative),
                 bool(config.beat_baseline),
+                config.confidence,
             )
             result = evaluate_gate(model_metrics, configured)
             track_verdict(context, pipeline, model_metrics, threshold.check_name, result)
@@ -117,17 +128,21 @@ def evaluate_gate(metrics: ModelMetrics, threshold: GateThreshold) -> dg.AssetCh
     higher = threshold.higher_is_better
     above = score >= threshold.value if higher else score <= threshold.value
     sign = (">=" if above else "<") if higher else ("<=" if above else ">")
-    description = f"{threshold.name} {score:.4f} {sign} threshold {threshold.value:g}"
+    description = f"{threshold.name} {metrics.shown(threshold.metric, threshold.of_class)} {sign} threshold"
+    description += f" {threshold.value:g}"
     margin = f"{threshold.max_regression:g}" + (" of its value" if threshold.relative else "")
     metadata: dict = {label: score, "Threshold": threshold.value, "Max regression": threshold.max_regression}
     if threshold.relative:
         metadata["Max regression relative"] = True  # a share of the champion's value
     if threshold.of_class is not None:
         metadata["Test rows of the class"] = metrics.class_rows(threshold.of_class)
+    interval = metrics.interval(threshold.metric, threshold.of_class)
+    if interval is not None:
+        metadata["95 % interval"] = f"[{interval[0]:.4f}, {interval[1]:.4f}]"
     useful, baseline = _against_baseline(metrics, threshold, score, metadata)
     beats, against = _against_champion(metrics, threshold, score, margin, metadata)
     return dg.AssetCheckResult(
-        passed=above and useful and beats,
+        passed=bool(above and useful and beats),
         severity=dg.AssetCheckSeverity.ERROR,
         description=description + baseline + against,
         metadata=metadata,
@@ -182,10 +197,23 @@ def _against_champion(
             "Rows compared": champion.rows,
         }
     )
-    return beats, (
+    said = (
         f"; on the {champion.rows} test rows new to both, challenger {challenger:.4f} vs champion"
         f" {champion.version} {best:.4f}: {'kept within' if beats else 'worse by more than'} {margin}"
     )
+    sure = champion.probability_not_worse(key, threshold.higher_is_better, allowed)
+    if sure is None:
+        if threshold.confidence is not None:
+            said += " (no resamples of this comparison: the values alone decide)"
+        return beats, said
+    metadata["Probability not worse"] = sure
+    said += f"; not worse in {sure:.1%} of the paired resamples"
+    if threshold.confidence is not None:
+        metadata["Confidence asked"] = threshold.confidence
+        sure_enough = sure >= threshold.confidence
+        said += f" ({'at least' if sure_enough else 'below'} the confidence {threshold.confidence:g})"
+        beats = beats and sure_enough
+    return beats, said
 
 
 def _missing(metrics: ModelMetrics, threshold: GateThreshold) -> str:

@@ -57,6 +57,7 @@ def test_a_weaker_challenger_is_not_deployed_and_the_check_shows_both_scores(see
     margin = DEMO.pipeline.spec.gate.max_regression  # 0.02 in pipelines.yaml
     assert evaluation.metadata["Max regression"].value == margin and challenger < best - margin
     assert f"worse by more than {margin:g}" in evaluation.description
+    assert evaluation.metadata["Probability not worse"].value < 0.5  # the paired bootstrap agrees
     # Same day, same split: every test row is new to both models.
     test_rows = result.asset_materializations_for_node("demo__model_metrics")[0].metadata["Test rows"].value
     assert evaluation.metadata["Rows compared"].value == test_rows
@@ -82,10 +83,13 @@ def test_a_better_challenger_replaces_the_champion(seeded):
     seeded.ingest_range()
     assert seeded.train(run_config={"ops": STUMP}).success  # a stump in production first
     stump = seeded.store.production(MODEL_NAME)
-    result = seeded.train()  # the default forest, on the same data
+    # The default forest, on the same data; promoted only if the paired bootstrap is 95 % sure.
+    result = seeded.train(run_config={"ops": {GATE_OP: {"config": {"confidence": 0.95}}}})
     evaluation = gate(result)
-    assert evaluation.passed
+    assert evaluation.passed, evaluation.description
     assert evaluation.metadata["Challenger Accuracy"].value >= evaluation.metadata["Champion Accuracy"].value
+    assert evaluation.metadata["Probability not worse"].value >= 0.95
+    assert "of the paired resamples (at least the confidence 0.95)" in evaluation.description
     assert seeded.store.production(MODEL_NAME).version != stump.version
 
 

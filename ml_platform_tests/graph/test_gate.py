@@ -138,7 +138,7 @@ def test_a_model_the_gate_stopped_is_reused_from_its_stored_output_and_stopped_a
     assert "fitting RandomForestClassifier" in _logs(platform, refit)
 
 
-def test_min_accuracy_zero_lets_the_noisy_model_deploy(platform):
+def test_min_accuracy_zero_without_the_baseline_lets_the_noisy_model_deploy(platform):
     platform.seed()
     add_label_noise(platform, DAYS)
     ingest_range(platform, DAYS)
@@ -147,7 +147,15 @@ def test_min_accuracy_zero_lets_the_noisy_model_deploy(platform):
     assert not default.success and check_results(default) == {GATE: False, SIGNATURE: True}
     assert platform.store.production(MODEL_NAME) is None
 
-    result = platform.train(run_config={"ops": {GATE_OP: {"config": {"min_accuracy": 0.0}}}})
+    # No threshold left, but the noisy model does not beat "always the majority class".
+    any_accuracy = platform.train(run_config={"ops": {GATE_OP: {"config": {"min_accuracy": 0.0}}}})
+    assert not any_accuracy.success
+    assert "does not beat the baseline DummyClassifier() (" in gate_evaluation(any_accuracy).description
+    assert platform.store.production(MODEL_NAME) is None
+
+    # beat_baseline: false judges by the threshold alone, as before the baseline.
+    config = {"min_accuracy": 0.0, "beat_baseline": False}
+    result = platform.train(run_config={"ops": {GATE_OP: {"config": config}}})
 
     assert result.success, step_errors(result)
     evaluation = gate_evaluation(result)

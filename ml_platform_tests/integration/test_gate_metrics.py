@@ -117,6 +117,8 @@ def test_the_gate_judges_the_metric_the_problem_needs(tmp_path: Path):
     deployed = production(env, "rare")
     assert deployed["data_as_of"] == LAST and deployed["gate_metric"] == "accuracy"
     assert deployed["metrics"]["roc_auc"] >= 0.85 and deployed["metrics"]["accuracy"] >= 0.9
+    low, high = deployed["metric_intervals"]["roc_auc"]  # its bootstrap 95 % interval, kept with the version
+    assert low <= deployed["metrics"]["roc_auc"] <= high and low < high
 
     # Three tiers: one-vs-rest ROC AUC, log loss and the gold tier's recall, each its own check.
     materialize(env, "--select", "key:tiers/training_data+", "--partition", LAST)

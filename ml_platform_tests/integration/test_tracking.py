@@ -305,6 +305,8 @@ def test_each_variant_becomes_an_mlflow_run_and_the_challenger_carries_metrics_v
     assert "recall of 1 " in chosen.data.tags["gate.description"]
     assert 0.5 <= chosen.data.metrics["test_recall_of_1"] <= 1  # the gated class's own recall
     assert chosen.data.metrics["baseline_roc_auc"] == 0.5  # DummyClassifier(), beside the model's scores
+    low, high = chosen.data.metrics["test_accuracy_low"], chosen.data.metrics["test_accuracy_high"]
+    assert low <= chosen.data.metrics["test_accuracy"] <= high and low < high  # its bootstrap 95 % interval
     assert chosen.data.metrics["baseline_accuracy"] < chosen.data.metrics["test_accuracy"]
     assert chosen.data.tags["model_store.version"] == production.version
     assert chosen.data.tags["model_store.promoted"] == "true"

@@ -23,6 +23,7 @@ def test_a_record_round_trips_through_its_dict_and_json():
         signature=SIGNATURE,
         classes=[0, 1],
         metrics={"accuracy": 0.9},
+        metric_intervals={"accuracy": [0.85, 0.94]},
         gate_metric="accuracy",
         data_as_of="2026-01-07",
         requirements=[{"module": "features", "file": "features.py"}],
@@ -48,6 +49,7 @@ def test_a_file_of_an_older_platform_loads_and_keeps_what_it_does_not_know():
     assert record.task is None and record.encoding is None and record.extras == []
     assert record.signature.columns == ["x", "y"] and record.signature.kinds == {}  # names only
     assert record.metrics == {"accuracy": 0.8} and record.others == {"process": 3}
+    assert record.metric_intervals == {}  # stored before intervals: none, and nothing fails
     assert record.to_dict()["process"] == 3
 
 
