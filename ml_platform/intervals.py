@@ -147,24 +147,33 @@ def _by_weights(
 ) -> dict[str, np.ndarray]:
     """The metrics by Poisson row weights on at most MAX_ROWS rows, scaled to all the rows."""
     rows = models[0].rows
+    if rows <= MAX_ROWS:
+        return _weighted_resamples(models, keys, resamples)
     if known is not None and all(k in known for k in keys):
-        point = {k: np.array([known[k]]) for k in keys}
+        point = {k: float(known[k]) for k in keys}
     else:
-        point = _difference([weighted_scores(m, keys, np.ones((1, rows))) for m in models])
-    if rows > MAX_ROWS:
-        chosen = np.sort(np.random.default_rng(SEED).choice(rows, MAX_ROWS, replace=False))
-        models = [_subset(m, chosen) for m in models]
-    sample_point = _difference([weighted_scores(m, keys, np.ones((1, models[0].rows))) for m in models])
-    scale = np.sqrt(min(1.0, MAX_ROWS / rows))
+        point = {
+            k: float(v[0])
+            for k, v in _difference([weighted_scores(m, keys, np.ones((1, rows))) for m in models]).items()
+        }
+    chosen = np.sort(np.random.default_rng(SEED).choice(rows, MAX_ROWS, replace=False))
+    sample = [_subset(m, chosen) for m in models]
+    sample_point = _difference([weighted_scores(m, keys, np.ones((1, MAX_ROWS))) for m in sample])
+    scale = np.sqrt(MAX_ROWS / rows)
+    return {
+        key: point[key] + (values - sample_point[key][0]) * scale
+        for key, values in _weighted_resamples(sample, keys, resamples).items()
+        if key in point and key in sample_point
+    }
+
+
+def _weighted_resamples(models: list[Outputs], keys: list[str], resamples: int) -> dict[str, np.ndarray]:
+    """Each metric (or the first model's minus the second's) under each resample's Poisson weights."""
     parts: dict[str, list[np.ndarray]] = {}
     for weights in weight_blocks(models[0].rows, resamples):
         for key, values in _difference([weighted_scores(m, keys, weights) for m in models]).items():
             parts.setdefault(key, []).append(values)
-    return {
-        key: point[key][0] + (np.concatenate(values) - sample_point[key][0]) * scale
-        for key, values in parts.items()
-        if key in point and key in sample_point
-    }
+    return {key: np.concatenate(values) for key, values in parts.items()}
 
 
 def _difference(values: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -251,8 +251,9 @@ def run_outcome(pipeline: PipelineRuntime, evaluations: list, materializations: 
         said = "; ".join(e.description or e.check_name for e in by_gate)
         which = f" ({len(by_gate)} of {len(gates)} thresholds)" if len(gates) > 1 else ""
         return "held back", f"held back by the gate{which}: {said}"
-    for evaluation in failed:
-        return "held back", f"held back by {evaluation.check_name}: {evaluation.description or evaluation.check_name}"
+    if failed:
+        first = failed[0]
+        return "held back", f"held back by {first.check_name}: {first.description or first.check_name}"
     done = sorted(key.path[-1] for key in materializations)
     return "no model", "no model step in this run" + (f" (materialized: {', '.join(done)})" if done else "")
 

@@ -1113,6 +1113,11 @@ class PipelineSpec(_Strict):
         return self.gate.thresholds(self.task)
 
     @property
+    def gated_classes(self) -> list[tuple[str, str]]:
+        """The (metric, class) values the gate judges: what every comparison keeps beside the scores."""
+        return [(t.metric, t.of_class) for t in self.gate_thresholds if t.of_class is not None]
+
+    @property
     def gate_metric(self) -> str:
         """The gate's primary metric: the first threshold on a whole-split value (variants are ranked
         by it, versions compared by it); for per-class thresholds alone, the macro average of their

@@ -188,7 +188,7 @@ def champion_scores(
         )
         context.log.warning(f"{reason}: the gate uses its thresholds alone")
         return ChampionComparison(production.version, problem=reason)
-    per_class = _per_class(pipeline)
+    per_class = pipeline.spec.gated_classes
     if itself:
         values = (
             metrics.compared_values(per_class) if len(fresh) == len(test_split) else _scored(pipeline, model, fresh)[1]
@@ -231,7 +231,7 @@ def _scored(pipeline: PipelineRuntime, model, rows: pd.DataFrame) -> tuple[Outpu
     outputs = predict_outputs(model, rows, pipeline.target, pipeline.task)
     score = classification_metrics if pipeline.task == "classification" else regression_metrics
     measured = ModelMetrics.of(pipeline.task, score(model, rows, pipeline.target, outputs))
-    return outputs, measured.compared_values(_per_class(pipeline))
+    return outputs, measured.compared_values(pipeline.spec.gated_classes)
 
 
 def _champion_and_fresh_rows(
@@ -400,7 +400,7 @@ def _score(
     outputs = predict_outputs(trained_model.model, test_split, trained_model.target, pipeline.task)
     score = classification_metrics if pipeline.task == "classification" else regression_metrics
     metrics = ModelMetrics.of(pipeline.task, score(trained_model.model, test_split, trained_model.target, outputs))
-    values = metrics.compared_values(_per_class(pipeline))
+    values = metrics.compared_values(pipeline.spec.gated_classes)
     started = time.perf_counter()
     metrics = metrics.with_(intervals=intervals(outputs, list(values), point=values))
     context.log.info(
@@ -412,11 +412,6 @@ def _score(
         ", ".join(f"{name} {metrics.shown(name)}" for name in shown) + f" on {metrics.test_rows} test rows"
     )
     return metrics
-
-
-def _per_class(pipeline: PipelineRuntime) -> list[tuple[str, str]]:
-    """The (metric, class) values the gate judges."""
-    return [(t.metric, t.of_class) for t in pipeline.spec.gate_thresholds if t.of_class is not None]
 
 
 def _model_metrics(

@@ -70,7 +70,7 @@ def track_metrics(context, pipeline: PipelineRuntime, trained: TrainedModel, met
     if tracker is None:
         return metrics, {}
     metrics = metrics.with_(mlflow_run_id=run_id)
-    per_class = [(t.metric, t.of_class) for t in pipeline.spec.gate_thresholds if t.of_class is not None]
+    per_class = pipeline.spec.gated_classes
     numbers = {
         f"test_{_mlflow_name(k)}": float(v)
         for k, v in {**metrics.compared_values(per_class), "test_rows": metrics.test_rows}.items()

@@ -140,7 +140,7 @@ def evaluate_gate(metrics: ModelMetrics, threshold: GateThreshold) -> dg.AssetCh
     if interval is not None:
         metadata["95 % interval"] = f"[{interval[0]:.4f}, {interval[1]:.4f}]"
     useful, baseline = _against_baseline(metrics, threshold, score, metadata)
-    beats, against = _against_champion(metrics, threshold, score, margin, metadata)
+    beats, against = _against_champion(metrics, threshold, margin, metadata)
     return dg.AssetCheckResult(
         passed=bool(above and useful and beats),
         severity=dg.AssetCheckSeverity.ERROR,
@@ -171,9 +171,7 @@ def _against_baseline(
     )
 
 
-def _against_champion(
-    metrics: ModelMetrics, threshold: GateThreshold, score: float, margin: str, metadata: dict
-) -> tuple[bool, str]:
+def _against_champion(metrics: ModelMetrics, threshold: GateThreshold, margin: str, metadata: dict) -> tuple[bool, str]:
     """(whether the challenger is within the margin of the champion, the sentence saying so)."""
     champion = metrics.champion  # a ChampionComparison, or None before the first model
     if champion is None or not champion.compared:
