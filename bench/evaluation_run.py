@@ -3,10 +3,12 @@
 Runs in a fresh process on the instance of ``$DAGSTER_HOME`` and the folders of the
 ``ML_PLATFORM_*`` variables: `raw_data` of every day in one run, the day before ``--day`` trained
 and deployed (the champion; not timed), then the daily run of ``--day`` (`key:training_data+`):
-the model, the do-nothing baseline, the bootstrap intervals and the paired bootstrap against the
-champion. ``--plain`` switches the baseline, the intervals and the paired bootstrap off in this
-process (a patch of the bench: the platform has no such switch), which is the daily run as it was
-before them. Writes phase timings as JSON to ``--out``.
+the model, the do-nothing baseline, the bootstrap intervals, the paired bootstrap against the
+champion and the slices (those the pipelines file declares, and the worst slices of every
+categorical feature). ``--plain`` switches the baseline, the intervals, the paired bootstrap and the
+worst slices off in this process (a patch of the bench: the platform has no such switch; its
+pipelines file declares no slices), which is the daily run as it was before them. Writes phase
+timings as JSON to ``--out``.
 """
 
 import time
@@ -27,6 +29,7 @@ def switch_off_extras() -> None:
     evaluation.baseline_scores = lambda pipeline, train_split, test_split: Baseline("off", {})
     evaluation.intervals = lambda *args, **kwargs: {}
     evaluation.paired_differences = lambda *args, **kwargs: {}
+    evaluation.worst_slices = lambda *args, **kwargs: []
 
 
 def main() -> None:

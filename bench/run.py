@@ -90,6 +90,12 @@ BENCH_PIPELINES = f"""pipelines:
       params: {{n_estimators: {FOREST.n_estimators}, max_depth: {FOREST.max_depth}}}
     gate: {{min_accuracy: {constants.DEFAULT_MIN_ACCURACY}}}
 """
+# The same entry scored per slice (a category and a number) and gated on them: the evaluation
+# measure's "with" run.
+BENCH_PIPELINES_SLICED = BENCH_PIPELINES.replace(
+    "    gate: {",
+    "    evaluation: {slices: [segment, feature_00]}\n    gate: {slices: {min_support: 100, max_regression: 0.05}, ",
+)
 
 # The issue's targets: (kind, limit). kind "max": figure <= limit; "min": figure >= limit.
 TARGETS = {
@@ -244,6 +250,8 @@ class Workspace:
         # One pipeline, the plain script's work: the demo entry of pipelines.yaml on the bench's data.
         self.pipelines = root / "pipelines.yaml"
         self.pipelines.write_text(BENCH_PIPELINES)
+        self.pipelines_sliced = root / "pipelines-sliced.yaml"
+        self.pipelines_sliced.write_text(BENCH_PIPELINES_SLICED)
 
     def project(self, name: str, landing: Path, **extra: str) -> tuple[Path, dict[str, str]]:
         self.count += 1
@@ -829,15 +837,17 @@ def bench_contract(ws: Workspace, rows: int, reps: int, keep: bool) -> dict:
 # -- the evaluation's extras ------------------------------------------------------------------------
 def bench_evaluation(ws: Workspace, rows: int, reps: int, keep: bool) -> dict:
     """The daily run of `rows` window rows with a champion in production (bench/evaluation_run.py),
-    with the do-nothing baseline, the bootstrap intervals and the paired bootstrap, and the same run
-    without them (switched off in that process), interleaved per repetition."""
+    with the do-nothing baseline, the bootstrap intervals, the paired bootstrap and slices (two
+    declared, gated, and the worst slices), and the same run without them (switched off in that
+    process, no slices declared), interleaved per repetition."""
     days = days_ending(END_DAY, WINDOW + 1)  # the champion's window, and the daily run's a day later
     landing = ws.root / f"landing-evaluation-{rows}"
     write_landing(landing, rows * (WINDOW + 1) // WINDOW, days)
     runs: dict[str, list[dict]] = {"without": [], "with": []}
     for rep in range(1, reps + 1):
         for name in runs:
-            root, env = ws.project(f"evaluation-{name}-{rep}", landing)
+            sliced = {"ML_PLATFORM_PIPELINES": str(ws.pipelines_sliced)} if name == "with" else {}
+            root, env = ws.project(f"evaluation-{name}-{rep}", landing, **sliced)
             out = root / "phases.json"
             command = [PYTHON, str(BENCH / "evaluation_run.py"), "--first", days[0], "--champion-day", days[-2]]
             command += ["--day", days[-1], "--out", str(out)] + (["--plain"] if name == "without" else [])

@@ -327,6 +327,8 @@ def cmd_production(args: argparse.Namespace) -> int:
         "metrics": record.metrics or None,
         "metric_intervals": record.metric_intervals or None,
         "gate_metric": record.gate_metric,
+        # A binary classifier's threshold on the positive class (none: it predicts at 0.5).
+        "decision_threshold": record.decision_threshold,
         "estimator": record.estimator,
         "params": record.params or None,
         "variant": record.variant,
@@ -351,6 +353,10 @@ def _human(info: dict, signature) -> str:
         f"Gate metric      : {info['gate_metric'] or '-'}",
         f"Estimator        : {info['estimator']}" + (f" (variant {info['variant']})" if info.get("variant") else ""),
     ]
+    if info.get("decision_threshold"):
+        from ml_platform.decision import describe
+
+        lines.append(f"Decision         : {describe(info['decision_threshold'])}")
     if info.get("feature_transform"):
         lines.append(f"Feature transform: {info['feature_transform']}")
     if info.get("pipeline_version"):

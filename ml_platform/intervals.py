@@ -55,6 +55,11 @@ class Outputs:
     def rows(self) -> int:
         return len(self.y)
 
+    def subset(self, rows: np.ndarray) -> Outputs:
+        """What the model said on some of the rows (positions, or a boolean mask)."""
+        proba = None if self.proba is None else self.proba[rows]
+        return replace(self, y=self.y[rows], predicted=self.predicted[rows], proba=proba)
+
 
 def weight_blocks(rows: int, resamples: int = RESAMPLES, seed: int = SEED) -> Iterator[np.ndarray]:
     """The resamples' row weights, a (resamples in the block x rows) array at a time."""
@@ -157,7 +162,7 @@ def _by_weights(
             for k, v in _difference([weighted_scores(m, keys, np.ones((1, rows))) for m in models]).items()
         }
     chosen = np.sort(np.random.default_rng(SEED).choice(rows, MAX_ROWS, replace=False))
-    sample = [_subset(m, chosen) for m in models]
+    sample = [m.subset(chosen) for m in models]
     sample_point = _difference([weighted_scores(m, keys, np.ones((1, MAX_ROWS))) for m in sample])
     scale = np.sqrt(MAX_ROWS / rows)
     return {
@@ -180,11 +185,6 @@ def _difference(values: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     if len(values) == 1:
         return values[0]
     return {key: values[0][key] - values[1][key] for key in values[0].keys() & values[1].keys()}
-
-
-def _subset(outputs: Outputs, rows: np.ndarray) -> Outputs:
-    proba = None if outputs.proba is None else outputs.proba[rows]
-    return replace(outputs, y=outputs.y[rows], predicted=outputs.predicted[rows], proba=proba)
 
 
 def weighted_scores(outputs: Outputs, keys: list[str], weights: np.ndarray) -> dict[str, np.ndarray]:

@@ -69,13 +69,18 @@ def import_team_code(spec: PipelineSpec, where: str) -> None:
 
 
 def _check_probabilities(spec: PipelineSpec, estimator: Any, field: str, where: str) -> None:
-    """A gate on a metric of probabilities (roc_auc, log_loss ...) needs an estimator with
-    predict_proba: refused at load rather than failed by every run."""
+    """A gate on a metric of probabilities (roc_auc, log_loss ...) and a decision threshold need an
+    estimator with predict_proba: refused at load rather than failed by every run."""
     if spec.task != "classification" or hasattr(estimator, "predict_proba"):
         return
+    made = f" made with {field}" if field != "model.params" else ""
+    if spec.decision is not None:
+        raise ConfigError(
+            f"{where}: decision: a decision threshold is on the probability of the positive class;"
+            f" {type(estimator).__name__}{made} has no predict_proba"
+        )
     for threshold in spec.gate_thresholds:
         if threshold.metric in PROBABILITY_METRICS:
-            made = f" made with {field}" if field != "model.params" else ""
             raise ConfigError(
                 f"{where}: gate.{threshold.key}: needs predict_proba; {type(estimator).__name__}{made} has none"
                 " (gate it on a metric of its predictions, e.g. min_recall, or use an estimator with"

@@ -46,6 +46,7 @@ from sklearn.pipeline import Pipeline as SklearnPipeline
 from sklearn.preprocessing import FunctionTransformer, label_binarize
 
 from ml_platform import constants
+from ml_platform.decision import decision_of, inner_estimator, with_decision
 from ml_platform.encoding import TableEncoder
 from ml_platform.errors import DataValidationError, UserCodeError
 from ml_platform.intervals import Outputs
@@ -100,6 +101,9 @@ class TrainedModel:
     feature_transform: str | None = None  # its ``features.transform`` (an import path)
     # How its columns were encoded (``encoding_recipe``): the declared kinds and the one-hot bound.
     encoding: dict[str, Any] | None = None
+    # Its decision threshold as pipelines.yaml sets it (``decision``), part of the recipe; the
+    # threshold itself is the fitted model's (ml_platform.decision.decision_of).
+    decision: dict[str, Any] | None = None
 
     @property
     def identity(self) -> str:
@@ -114,6 +118,7 @@ class TrainedModel:
         state.setdefault("pipeline_version", None)
         state.setdefault("feature_transform", None)
         state.setdefault("encoding", None)
+        state.setdefault("decision", None)
         self.__dict__.update(state)
 
 
@@ -139,6 +144,7 @@ RECIPE_FIELDS = (
     "feature_transform",
     "requirements",
     "encoding",
+    "decision",
 )
 
 
@@ -154,6 +160,7 @@ def recipe_identity(
     feature_transform: str | None,
     requirements: list[dict[str, str]],
     encoding: dict[str, Any] | None = None,
+    decision: dict[str, Any] | None = None,
 ) -> str:
     """sha256 of what a model is built from: the train split's fingerprint, the estimator and its
     params, the columns, the pipeline's version and own code, ml_platform's and scikit-learn's
@@ -176,6 +183,8 @@ def recipe_identity(
     }
     if encoding is not None:  # recorded since models encode by kind (TableEncoder)
         recipe["encoding"] = encoding
+    if decision is not None:  # only models with a decision threshold: the others keep their identity
+        recipe["decision"] = decision
     return "sha256:" + hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -255,13 +264,22 @@ def native_categories(estimator: Any) -> bool:
     )
 
 
-def build_model(estimator: Any, transform: Any = None, encoding: dict[str, Any] | None = None) -> SklearnPipeline:
+def build_model(
+    estimator: Any,
+    transform: Any = None,
+    encoding: dict[str, Any] | None = None,
+    decision: dict[str, Any] | None = None,
+    classes: list[Any] | None = None,
+    seed: int = constants.DEFAULT_RANDOM_STATE,
+) -> SklearnPipeline:
     """The (unfitted) model of an estimator: preprocessing inside it, so it predicts on raw rows.
 
     ``transform`` (the pipeline's ``features.transform``) comes first, on the raw rows. Then the
     ``TableEncoder`` (ml_platform.encoding): numbers imputed (median) and scaled, categories one-hot
     encoded within a bound (sparse where the estimator takes it), or natively for
     HistGradientBoosting; ``encoding`` (``encoding_recipe``) gives the declared kinds and the bound.
+    With a ``decision`` (binary ``classes``), the estimator decides at its threshold
+    (ml_platform.decision).
     """
     encoding = encoding or encoding_recipe(None)
     encoder = TableEncoder(
@@ -272,7 +290,8 @@ def build_model(estimator: Any, transform: Any = None, encoding: dict[str, Any] 
         min_frequency=encoding["min_frequency"],
     )
     steps = [("features", transform)] if transform is not None else []
-    return SklearnPipeline([*steps, ("preprocess", encoder), ("model", estimator)])
+    final = with_decision(estimator, decision, list(classes or []), seed)
+    return SklearnPipeline([*steps, ("preprocess", encoder), ("model", final)])
 
 
 def feature_step(import_path: str) -> Any:
@@ -302,7 +321,7 @@ def feature_step(import_path: str) -> Any:
 
 def user_objects(model: SklearnPipeline) -> list[Any]:
     """What of the team's own code the model holds: its estimator, its feature function or transformer."""
-    found = [model.named_steps["model"]]
+    found = [inner_estimator(model)]
     step = model.named_steps.get("features")
     if step is not None:
         found.append(step.func if isinstance(step, FunctionTransformer) else step)
@@ -315,13 +334,20 @@ def make_model(
     params: dict[str, Any],
     transform: str | None = None,
     encoding: dict[str, Any] | None = None,
+    decision: dict[str, Any] | None = None,
+    classes: list[Any] | None = None,
 ) -> SklearnPipeline:
     """The (unfitted) model of a pipelines.yaml ``model`` entry (see ml_platform.estimators), its
-    ``features.transform`` and its encoding (``encoding_recipe``)."""
+    ``features.transform``, its encoding (``encoding_recipe``) and its ``decision`` threshold (of
+    the target's two ``classes``)."""
     from ml_platform.estimators import estimator_of
 
     return build_model(
-        estimator_of(task, estimator).make(params), feature_step(transform) if transform else None, encoding
+        estimator_of(task, estimator).make(params),
+        feature_step(transform) if transform else None,
+        encoding,
+        decision,
+        classes,
     )
 
 
@@ -402,7 +428,7 @@ def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame,
 def feature_importances(model: SklearnPipeline) -> list[tuple[str, float]]:
     """(transformed feature name, importance), largest first: a forest's impurity importances,
     a linear model's absolute coefficients (on scaled inputs); [] for other estimators."""
-    estimator = model.named_steps["model"]
+    estimator = inner_estimator(model)
     if hasattr(estimator, "feature_importances_"):
         importances = np.asarray(estimator.feature_importances_, dtype="float64")
     elif hasattr(estimator, "coef_"):
@@ -424,11 +450,9 @@ def predict_outputs(model: SklearnPipeline, test: pd.DataFrame, target: str, tas
     if task != "classification":
         predicted = np.asarray(model.predict(x_test), dtype="float64")
         return Outputs(task, y_test.to_numpy(dtype="float64"), predicted)
-    final = model[-1] if isinstance(model, SklearnPipeline) else model
     proba = model.predict_proba(x_test) if hasattr(model, "predict_proba") else None
-    return Outputs(
-        task, y_test.to_numpy(), np.asarray(model.predict(x_test)), proba, tuple(model.classes_), type(final).__name__
-    )
+    name = type(inner_estimator(model)).__name__
+    return Outputs(task, y_test.to_numpy(), np.asarray(model.predict(x_test)), proba, tuple(model.classes_), name)
 
 
 def classification_metrics(
@@ -439,11 +463,16 @@ def classification_metrics(
     since the start) and macro; per class in the report; with ``predict_proba``, roc_auc (binary, or
     one-vs-rest macro), average_precision (binary, or macro over one-vs-rest), log_loss and, binary,
     brier_score_loss. A metric the rows cannot define (one class in the test split) is left out and
-    named in ``not_computed`` with why. Also the labels, the confusion matrix, the test rows.
+    named in ``not_computed`` with why. Also the labels, the confusion matrix, the test rows, and
+    the model's decision threshold when it has one (ml_platform.decision).
     ``outputs``: the model's predictions on ``test`` when already made (predict_outputs)."""
     outputs = outputs or predict_outputs(model, test, target, "classification")
     with _said_in_not_computed():
-        return _classification_scores(outputs)
+        measured = _classification_scores(outputs)
+    decision = decision_of(model)
+    if decision is not None:  # the counting metrics are at this threshold
+        measured["decision"] = decision
+    return measured
 
 
 @contextmanager

@@ -7,16 +7,25 @@ not by reaching into a dict.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 from ml_platform.signature import SignatureChange
+from ml_platform.slices import SliceComparison, SliceScores
 
 # What the scoring functions of ml.py return beside the scores themselves.
-_CLASSIFICATION_DETAILS = ("labels", "confusion_matrix", "report", "not_computed")
+_CLASSIFICATION_DETAILS = ("labels", "confusion_matrix", "report", "not_computed", "decision")
 _REGRESSION_DETAILS = ("residual_quantiles", "calibration")
 # A metric's column in scikit-learn's classification_report.
 _REPORT_COLUMNS = {"precision": "precision", "recall": "recall", "f1": "f1-score"}
+
+
+def _defaults_for_old_values(obj: Any, state: dict[str, Any]) -> None:
+    """Unpickling a value stored before a field existed: that field takes its default."""
+    for f in fields(obj):
+        if f.name not in state:
+            state[f.name] = f.default_factory() if f.default_factory is not MISSING else f.default
+    obj.__dict__.update(state)
 
 
 def score_key(metric: str, of_class: str | None = None) -> str:
@@ -38,6 +47,19 @@ class ChampionComparison:
     # Challenger minus champion on each bootstrap resample of the same rows, per gated value
     # (ml_platform.intervals.paired_differences); empty when compared before there were any.
     differences: dict[str, list[float]] = field(default_factory=dict)
+    # Both models on each slice of evaluation.slices of the same fresh rows.
+    slices: list[SliceComparison] = field(default_factory=list)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        _defaults_for_old_values(self, state)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**vars(self), "slices": [s.to_dict() for s in self.slices]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChampionComparison:
+        slices = [SliceComparison.from_dict(s) for s in data.get("slices") or []]
+        return cls(**{**data, "slices": slices})
 
     def probability_not_worse(self, key: str, higher_is_better: bool, allowed: float) -> float | None:
         """The share of resamples where the challenger is not worse than the champion by more than
@@ -94,6 +116,13 @@ class ModelMetrics:
     baseline: Baseline | None = None  # None: scored before baselines (or without one)
     # The bootstrap 95 % interval of each score (and gated per-class value), by score_key.
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # Every score on each slice of evaluation.slices, and the worst slices of every categorical feature
+    # by the gate metric.
+    slices: list[SliceScores] = field(default_factory=list)
+    worst_slices: list[SliceScores] = field(default_factory=list)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        _defaults_for_old_values(self, state)
 
     @classmethod
     def of(cls, task: str, measured: dict[str, Any]) -> ModelMetrics:
@@ -156,7 +185,7 @@ class ModelMetrics:
             "scores": dict(self.scores),
             "test_rows": self.test_rows,
             "details": dict(self.details),
-            "champion": None if self.champion is None else vars(self.champion).copy(),
+            "champion": None if self.champion is None else self.champion.to_dict(),
             "signature": None
             if self.signature is None
             else {
@@ -167,6 +196,8 @@ class ModelMetrics:
             "mlflow_run_id": self.mlflow_run_id,
             "baseline": None if self.baseline is None else vars(self.baseline).copy(),
             "intervals": {k: list(v) for k, v in self.intervals.items()},
+            "slices": [s.to_dict() for s in self.slices],
+            "worst_slices": [s.to_dict() for s in self.worst_slices],
         }
 
     @classmethod
@@ -178,7 +209,7 @@ class ModelMetrics:
             scores=dict(data["scores"]),
             test_rows=int(data["test_rows"]),
             details=dict(data.get("details") or {}),
-            champion=ChampionComparison(**champion) if champion else None,
+            champion=ChampionComparison.from_dict(champion) if champion else None,
             signature=None
             if not signature
             else SignatureComparison(
@@ -189,4 +220,6 @@ class ModelMetrics:
             mlflow_run_id=data.get("mlflow_run_id"),
             baseline=Baseline(**data["baseline"]) if data.get("baseline") else None,
             intervals={k: (float(v[0]), float(v[1])) for k, v in (data.get("intervals") or {}).items()},
+            slices=[SliceScores.from_dict(s) for s in data.get("slices") or []],
+            worst_slices=[SliceScores.from_dict(s) for s in data.get("worst_slices") or []],
         )

@@ -249,7 +249,7 @@ def run_outcome(pipeline: PipelineRuntime, evaluations: list, materializations: 
     if by_gate:
         by_gate.sort(key=lambda e: gates.index(e.check_name))
         said = "; ".join(e.description or e.check_name for e in by_gate)
-        which = f" ({len(by_gate)} of {len(gates)} thresholds)" if len(gates) > 1 else ""
+        which = f" ({len(by_gate)} of {len(gates)} checks)" if len(gates) > 1 else ""
         return "held back", f"held back by the gate{which}: {said}"
     if failed:
         first = failed[0]

@@ -254,7 +254,113 @@ class GateThreshold:
 
 
 # The gate's keys that are not thresholds.
-_GATE_OPTIONS = ("max_regression", "beat_baseline", "confidence")
+_GATE_OPTIONS = ("max_regression", "beat_baseline", "confidence", "slices")
+
+
+class SliceGateSpec(_Strict):
+    """The gate on slices: a challenger worse than the champion on any declared slice with enough
+    fresh test rows is held back, naming the slice."""
+
+    min_support: int = Field(
+        default=100,
+        ge=1,
+        description="The fewest fresh test rows a slice needs to be judged (fewer: shown, not gated; a few rows"
+        " make a noisy score).",
+    )
+    max_regression: float = Field(
+        default=0.05,
+        ge=0,
+        description="How much worse than the champion, on each gated metric, the challenger may score on a slice"
+        " (in the metric's own units; `relative: true`: a share of the champion's value).",
+    )
+    relative: bool = Field(default=False, description="`true`: max_regression is a share of the champion's value.")
+
+
+class DecisionSpec(_Strict):
+    """How a binary classifier turns its probability of the positive class into a prediction: at a
+    fixed threshold, or at the one that maximizes a metric or meets a floor, chosen on a part of the
+    train split (scikit-learn's FixedThresholdClassifier / TunedThresholdClassifierCV)."""
+
+    threshold: float | None = Field(
+        default=None, gt=0, lt=1, description="Predict the positive class when its probability is at least this."
+    )
+    maximize: Literal["f1", "balanced_accuracy", "accuracy"] | None = Field(
+        default=None, description="Choose the threshold that maximizes this metric of the positive class."
+    )
+    min_precision: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Choose the threshold with the highest recall whose precision is at least this.",
+    )
+    min_recall: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Choose the threshold with the highest precision whose recall is at least this.",
+    )
+    positive_class: str | None = Field(
+        default=None,
+        description="The class the threshold is about; default: the second of the two in sorted order"
+        " (scikit-learn's positive class: 1, True, `yes` of no/yes).",
+    )
+    validation_size: float = Field(
+        default=0.25,
+        gt=0,
+        lt=1,
+        description="The share of the train split the threshold is chosen on (the model is then refit on all"
+        " of it); never the test split.",
+    )
+
+    @field_validator("positive_class", mode="before")
+    @classmethod
+    def _class_name(cls, value: Any) -> Any:
+        return None if value is None else str(value)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> DecisionSpec:
+        given = [k for k in ("threshold", "maximize", "min_precision", "min_recall") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give one of threshold, maximize, min_precision, min_recall"
+                + (f" (not {' and '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def rule(self) -> str:
+        """As people read it: ``threshold 0.3``, ``maximize f1``, ``min_precision 0.9``."""
+        for key in ("threshold", "maximize", "min_precision", "min_recall"):
+            value = getattr(self, key)
+            if value is not None:
+                return f"{key} {value}"
+        return ""
+
+
+class EvaluationSpec(_Strict):
+    """What model_metrics reports beside the scores on the whole test split."""
+
+    slices: list[str] = Field(
+        default_factory=list,
+        description="Columns to score the model on, slice by slice: each value of a categorical column"
+        " (`region=north`), each quantile bin of a numeric one (`tenure=(12.0, 24.0]`); every metric per slice"
+        " with its rows, for the model and the champion. `gate.slices` gates on them.",
+    )
+    bins: int = Field(default=4, ge=2, le=20, description="Quantile bins of a numeric slice column.")
+    min_support: int = Field(
+        default=30,
+        ge=1,
+        description="The fewest test rows a slice needs to be among the five worst slices (listed over every"
+        " categorical feature, declared or not).",
+    )
+
+    @field_validator("slices")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        twice = sorted({c for c in value if value.count(c) > 1})
+        if twice:
+            raise ValueError(f"lists {', '.join(map(repr, twice))} more than once")
+        return value
 
 
 class GateSpec(_Strict):
@@ -315,6 +421,12 @@ class GateSpec(_Strict):
         description="Promote a challenger only when a paired bootstrap of both models on the same test rows finds"
         " it not worse than the champion (beyond `max_regression`) in at least this share of resamples, e.g."
         " 0.95. Default: off (the values alone are compared).",
+    )
+    slices: SliceGateSpec | None = Field(
+        default=None,
+        description="Hold back a challenger worse than the champion on any slice of `evaluation.slices` with"
+        " enough rows: `{min_support: 100, max_regression: 0.05}`. Its own blocking check,"
+        " slices_no_worse_than_production.",
     )
     _order: list[str] = PrivateAttr(default_factory=list)
 
@@ -965,6 +1077,16 @@ class PipelineSpec(_Strict):
         " ML_PLATFORM_SMTP_*).",
     )
     mlflow: MlflowSpec = Field(default_factory=MlflowSpec, description="MLflow experiment tracking (optional).")
+    decision: DecisionSpec | None = Field(
+        default=None,
+        description="Binary classification: the decision threshold on the positive class's probability,"
+        " `{threshold: 0.3}`, `{maximize: f1}`, `{min_precision: 0.9}` or `{min_recall: 0.8}`; stored with the"
+        " model and used wherever it predicts (docs/assets-and-checks.md, the decision threshold).",
+    )
+    evaluation: EvaluationSpec = Field(
+        default_factory=EvaluationSpec,
+        description="Slices of the test split the model is scored on (docs/assets-and-checks.md, slices).",
+    )
     drift: DriftSpec = Field(
         default_factory=DriftSpec,
         description="Feature drift of each new day against the data the production model was trained on.",
@@ -1020,6 +1142,8 @@ class PipelineSpec(_Strict):
         self.model.params = self._validated_params(estimator, self.model.params, "model.params")
         self._check_variants(estimator)
         self._check_gate()
+        if self.decision is not None and self.task != "classification":
+            raise _FieldError("decision", "a decision threshold is for binary classification, the task is regression")
         if self.features.columns:
             names = [f.name for f in self.features.columns]
             if self.target in names:
@@ -1050,6 +1174,7 @@ class PipelineSpec(_Strict):
                     "gate." + threshold.key,
                     f"{other!r} and {threshold.name!r} would both be the check {threshold.check_name}: rename a class",
                 )
+        self._check_slices()
         if isinstance(self.gate.max_regression, dict):
             gated = {t.metric for t in self.gate.thresholds(self.task)}
             for metric in self.gate.max_regression:
@@ -1058,6 +1183,23 @@ class PipelineSpec(_Strict):
                         f"gate.max_regression.{metric}",
                         f"not a gated metric; the gate has {', '.join(sorted(gated))}",
                     )
+
+    def _check_slices(self) -> None:
+        """Slice columns are feature columns (when declared), never the target; gate.slices needs some."""
+        slices = self.evaluation.slices
+        if self.gate.slices is not None and not slices:
+            raise _FieldError("gate.slices", "needs the columns to slice by: evaluation: {slices: [region, ...]}")
+        if self.target in slices:
+            raise _FieldError("evaluation.slices", f"lists the target column {self.target!r}")
+        if self.features.columns:
+            names = [f.name for f in self.features.columns]
+            unknown = [c for c in slices if c not in names]
+            if unknown:
+                raise _FieldError(
+                    "evaluation.slices",
+                    f"{', '.join(map(repr, unknown))} not among the features ({', '.join(names)}):"
+                    " the test split holds the feature columns only",
+                )
 
     def _check_quality(self) -> None:
         """The contract's min / max name columns that may hold numbers (the target: _with_defaults)."""

@@ -40,6 +40,10 @@ class VersionRecord:
     feature_transform: str | None = None
     requirements: list[dict[str, str]] = field(default_factory=list)
     encoding: dict[str, Any] | None = None
+    # A binary classifier's decision: as pipelines.yaml set it (part of the recipe), and the
+    # threshold it predicts at (ml_platform.decision.decision_of); None: at 0.5, as predict does.
+    decision: dict[str, Any] | None = None
+    decision_threshold: dict[str, Any] | None = None
     # Its score on the test split (model_metrics' headline scores), and which one the gate judged.
     metrics: dict[str, float] = field(default_factory=dict)
     # Each score's bootstrap 95 % interval, [low, high] (versions stored before intervals: none).
@@ -72,7 +76,7 @@ class VersionRecord:
         known = {f.name for f in fields(cls)} - {"others"}
         values = {k: v for k, v in data.items() if k in known and v is not None}
         values["signature"] = Signature.of_version(data)
-        for name in ("params", "metrics", "metric_intervals", "encoding"):
+        for name in ("params", "metrics", "metric_intervals", "encoding", "decision", "decision_threshold"):
             if name in values and not isinstance(values[name], dict):
                 values.pop(name)
         for name in ("feature_columns", "classes", "requirements", "extras"):

@@ -115,6 +115,8 @@ def _record(
         feature_transform=trained_model.feature_transform,
         requirements=trained_model.requirements,
         encoding=trained_model.encoding,
+        decision=trained_model.decision,
+        decision_threshold=model_metrics.details.get("decision") if classification else None,
         mlflow_run_id=trained_model.extra.get(RUN_ID),
         dagster_run_id=context.run.run_id,
         confusion_matrix=model_metrics.details.get("confusion_matrix") if classification else None,

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -12,7 +13,8 @@ import pandas as pd
 from ml_platform import constants
 from ml_platform.assets.stored_output import own_stored_output
 from ml_platform.assets.tracked import run_link, track_metrics
-from ml_platform.errors import ModelStoreError
+from ml_platform.decision import describe as decision_sentence
+from ml_platform.errors import DataValidationError, ModelStoreError
 from ml_platform.estimators import GATE_METRICS, METRIC_LABELS
 from ml_platform.instance_queries import latest_data_version
 from ml_platform.intervals import LEVEL, RESAMPLES, Outputs, intervals, paired_differences
@@ -32,6 +34,15 @@ from ml_platform.resources.model_store import ModelStore, ModelVersion, decode_t
 from ml_platform.retries import retried_when_unavailable
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.signature import compare as compare_signatures
+from ml_platform.slices import (
+    MAX_VALUES,
+    WORST,
+    compare_slices,
+    is_categorical,
+    scores_of_slices,
+    slice_labels,
+    worst_slices,
+)
 from ml_platform.timeouts import stage_timeout
 
 # The platform's precision, recall and F1 are weighted by class support: the report says so.
@@ -68,8 +79,15 @@ def report_markdown(metrics: ModelMetrics) -> str:
             if label in report
         ],
     )
+    found = details.get("decision")
+    decision = (
+        f"Decision: {decision_sentence(found)}. The scores counted from predicted classes are at this threshold.\n\n"
+        if found
+        else ""
+    )
     return (
-        f"## Evaluation\n\n{headline}\n\n### Confusion matrix\n\n{confusion}\n\n### Per-class scores\n\n{per_class}\n"
+        f"## Evaluation\n\n{decision}{headline}\n\n### Confusion matrix\n\n{confusion}\n\n"
+        f"### Per-class scores\n\n{per_class}\n"
     )
 
 
@@ -124,6 +142,20 @@ def _classification_metadata(metrics: ModelMetrics) -> dict[str, Any]:
             [("Actual", "string"), *[(f"Predicted {p}", "int") for p in labels]],
         ),
         "Report": dg.MetadataValue.md(report_markdown(metrics)),
+        **_decision_metadata(metrics),
+    }
+
+
+def _decision_metadata(metrics: ModelMetrics) -> dict[str, Any]:
+    """The model's decision threshold, and which scores it changes."""
+    found = metrics.details.get("decision")
+    if not found:
+        return {}
+    return {
+        "Decision threshold": float(found["threshold"]),
+        "Decision": decision_sentence(found)
+        + "; accuracy, balanced accuracy, precision, recall, F1 and the confusion matrix are at this threshold;"
+        " ROC AUC, average precision, log loss and Brier read the probabilities and do not depend on it",
     }
 
 
@@ -152,13 +184,28 @@ def baseline_scores(pipeline: PipelineRuntime, train_split: pd.DataFrame, test_s
     return Baseline(repr(dummy), ModelMetrics.of(pipeline.task, score(dummy, test_split, pipeline.target)).scores)
 
 
+@dataclass(frozen=True)
+class ScoredTestSplit:
+    """The test split, what the new model said on it, and each row's slice of every declared slice
+    column: what the champion comparison reuses rather than predicting again."""
+
+    rows: pd.DataFrame
+    model: Any
+    outputs: Outputs
+    slices: pd.DataFrame
+
+    def on(self, pipeline: PipelineRuntime, mask: np.ndarray) -> tuple[Outputs, dict[str, float]]:
+        """The new model's outputs and values on some of the rows (``mask``)."""
+        outputs = self.outputs.subset(mask)
+        return outputs, _values(pipeline, self.model, self.rows[mask].reset_index(drop=True), outputs)
+
+
 def champion_scores(
     context: dg.AssetExecutionContext,
     pipeline: PipelineRuntime,
     model_store: ModelStore,
     trained_model: TrainedModel,
-    test_split: pd.DataFrame,
-    metrics: ModelMetrics,
+    scored: ScoredTestSplit,
     production: ModelVersion | None,
     unreadable: str | None = None,
 ) -> ChampionComparison | None:
@@ -177,61 +224,88 @@ def champion_scores(
     if production is None:
         context.log.info(f"no production {pipeline.model_name} yet: the gate uses its thresholds alone")
         return None
-    loaded = _champion_and_fresh_rows(context, pipeline, model_store, trained_model, production, test_split)
+    loaded = _champion_and_fresh_rows(context, pipeline, model_store, trained_model, production, scored.rows)
     if isinstance(loaded, ChampionComparison):
         return loaded
     model, fresh, itself = loaded
-    if len(fresh) < constants.MIN_FRESH_TEST_ROWS:
+    count = int(fresh.sum())
+    if count < constants.MIN_FRESH_TEST_ROWS:
         reason = (
-            f"only {len(fresh)} of {len(test_split)} test rows are new to {production.version}"
+            f"only {count} of {len(fresh)} test rows are new to {production.version}"
             f" (fewer than {constants.MIN_FRESH_TEST_ROWS})"
         )
         context.log.warning(f"{reason}: the gate uses its thresholds alone")
         return ChampionComparison(production.version, problem=reason)
-    per_class = pipeline.spec.gated_classes
+    challenger = scored.on(pipeline, fresh)
     if itself:
-        values = (
-            metrics.compared_values(per_class) if len(fresh) == len(test_split) else _scored(pipeline, model, fresh)[1]
-        )
         context.log.info(f"the challenger is production {production.version} itself: scored once, for both")
+        values = challenger[1]
         same = {score_key(t.metric, t.of_class): [0.0] for t in pipeline.spec.gate_thresholds}
-        return ChampionComparison(production.version, int(len(fresh)), values, dict(values), differences=same)
-    return _paired(context, pipeline, production.version, model, trained_model.model, fresh)
+        slices = _compared_slices(scored, fresh, challenger[0], challenger[0], values)
+        return ChampionComparison(production.version, count, values, dict(values), differences=same, slices=slices)
+    return _paired(context, pipeline, production.version, model, scored, fresh, challenger)
 
 
 def _paired(
-    context: dg.AssetExecutionContext, pipeline: PipelineRuntime, version: str, model, new_model, fresh: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineRuntime,
+    version: str,
+    model,
+    scored: ScoredTestSplit,
+    fresh: np.ndarray,
+    new: tuple[Outputs, dict[str, float]],
 ) -> ChampionComparison:
-    """The champion (``model``) and the challenger on the fresh rows: their values, and the paired
-    bootstrap of each gated value (the same resamples for both)."""
+    """The champion (``model``) and the challenger (``new``: its outputs and values) on the fresh
+    rows: their values, the paired bootstrap of each gated value (the same resamples for both), and
+    both on each slice."""
+    rows = scored.rows[fresh].reset_index(drop=True)
     try:
-        old_outputs, champion = _scored(pipeline, model, fresh)
+        old_outputs, champion = _scored(pipeline, model, rows)
     except Exception as exc:  # noqa: BLE001 - any reason it cannot score is reported, not fatal
         context.log.warning(
             f"production {pipeline.model_name} {version} cannot score the test rows"
             f" ({type(exc).__name__}: {exc}): the gate uses its thresholds alone"
         )
         return ChampionComparison(version, problem=f"{type(exc).__name__}: {exc}")
-    new_outputs, challenger = _scored(pipeline, new_model, fresh)
+    new_outputs, challenger = new
     gated = [score_key(t.metric, t.of_class) for t in pipeline.spec.gate_thresholds]
     gated = [k for k in gated if k in champion and k in challenger]
     point = {k: challenger[k] - champion[k] for k in gated}
     differences = paired_differences(new_outputs, old_outputs, gated, point=point)
     return ChampionComparison(
         version,
-        int(len(fresh)),
+        int(len(rows)),
         champion,
         challenger,
         differences={k: [float(v) for v in values] for k, values in differences.items()},
+        slices=_compared_slices(scored, fresh, new_outputs, old_outputs, challenger),
     )
+
+
+def _compared_slices(
+    scored: ScoredTestSplit, fresh: np.ndarray, new: Outputs, old: Outputs, values: dict[str, float]
+) -> list:
+    """Both models on each declared slice of the fresh rows, every value of ``values``."""
+    keys = [k for k in values if k != "test_rows"]
+    return [
+        comparison
+        for column in scored.slices.columns
+        for comparison in compare_slices(
+            new, old, column, scored.slices[column][fresh].reset_index(drop=True), keys, MAX_VALUES
+        )
+    ]
 
 
 def _scored(pipeline: PipelineRuntime, model, rows: pd.DataFrame) -> tuple[Outputs, dict[str, float]]:
     """A model's outputs on ``rows`` and its values there (every score, the gated per-class ones)."""
     outputs = predict_outputs(model, rows, pipeline.target, pipeline.task)
+    return outputs, _values(pipeline, model, rows, outputs)
+
+
+def _values(pipeline: PipelineRuntime, model, rows: pd.DataFrame, outputs: Outputs) -> dict[str, float]:
     score = classification_metrics if pipeline.task == "classification" else regression_metrics
     measured = ModelMetrics.of(pipeline.task, score(model, rows, pipeline.target, outputs))
-    return outputs, measured.compared_values(pipeline.spec.gated_classes)
+    return measured.compared_values(pipeline.spec.gated_classes)
 
 
 def _champion_and_fresh_rows(
@@ -242,8 +316,8 @@ def _champion_and_fresh_rows(
     production: ModelVersion,
     test_split: pd.DataFrame,
 ):
-    """(the champion's model, the test rows new to it, whether the challenger is the champion
-    itself), or a ChampionComparison saying why the champion cannot be loaded."""
+    """(the champion's model, which test rows are new to it (a mask), whether the challenger is the
+    champion itself), or a ChampionComparison saying why the champion cannot be loaded."""
     # The challenger may be the production version itself (trained_model reused it, or refit the
     # same recipe): then the champion is not loaded, and both are scored once.
     itself = trained_model.identity is not None and production.record.identity == trained_model.identity
@@ -258,13 +332,13 @@ def _champion_and_fresh_rows(
     return model, fresh, itself
 
 
-def _fresh_rows(context, model_store: ModelStore, version: ModelVersion, test_split: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``test_split`` that ``version`` was not trained on."""
+def _fresh_rows(context, model_store: ModelStore, version: ModelVersion, test_split: pd.DataFrame) -> np.ndarray:
+    """Which rows of ``test_split`` ``version`` was not trained on (a boolean mask)."""
     seen_bytes = model_store.read_extra(version, constants.TRAIN_ROWS_FILENAME)
     if seen_bytes is None:
         context.log.warning(f"{version.version} did not record its training rows: compared on the whole split")
-        return test_split
-    return test_split[~np.isin(row_hashes(test_split), decode_train_rows(seen_bytes))].reset_index(drop=True)
+        return np.ones(len(test_split), dtype=bool)
+    return ~np.isin(row_hashes(test_split), decode_train_rows(seen_bytes))
 
 
 def signature_comparison(
@@ -305,7 +379,49 @@ def _metrics_metadata(pipeline: PipelineRuntime, metrics: ModelMetrics) -> dict[
     if metrics.baseline is not None:
         metadata["Baseline"] = metrics.baseline.name
         metadata["Model vs baseline"] = _baseline_table(metrics)
+    metadata.update(_slices_metadata(pipeline, metrics))
     metadata["Signature vs production"] = metrics.signature.describe() if metrics.signature else ""
+    return metadata
+
+
+def _slices_metadata(pipeline: PipelineRuntime, metrics: ModelMetrics) -> dict[str, Any]:
+    """The slice tables: every score per declared slice, the champion and challenger per slice, the
+    worst slices of every categorical feature."""
+    metadata: dict[str, Any] = {}
+    keys = list(metrics.scores)
+    if metrics.slices:
+        rows = [{"Column": s.column, "Slice": s.value, "Rows": s.rows, **s.scores} for s in metrics.slices]
+        columns = [("Column", "string"), ("Slice", "string"), ("Rows", "int"), *((k, "float") for k in keys)]
+        metadata["Slices"] = rows_table(rows, columns)
+    champion = metrics.champion
+    if champion is not None and champion.slices:
+        # Every value both have, the gated metrics first.
+        first = {t.metric for t in pipeline.spec.gate_thresholds}
+        gated = sorted(dict.fromkeys([*keys, *champion.challenger]), key=lambda k: k not in first)
+        rows = [
+            {
+                "Slice": s.name,
+                "Rows": s.rows,
+                "Metric": key,
+                "Champion": s.champion[key],
+                "Challenger": s.challenger[key],
+                "Change": s.challenger[key] - s.champion[key],
+            }
+            for s in champion.slices
+            for key in gated
+            if key in s.champion and key in s.challenger
+        ]
+        columns = [("Slice", "string"), ("Rows", "int"), ("Metric", "string")]
+        columns += [("Champion", "float"), ("Challenger", "float"), ("Change", "float")]
+        metadata["Slices vs champion"] = rows_table(rows, columns)
+    if metrics.worst_slices:
+        metric = pipeline.spec.gate_metric
+        rows = [
+            {"Slice": s.name, "Rows": s.rows, metric: s.scores[metric], "Whole test split": metrics.scores.get(metric)}
+            for s in metrics.worst_slices
+        ]
+        columns = [("Slice", "string"), ("Rows", "int"), (metric, "float"), ("Whole test split", "float")]
+        metadata[f"Worst slices by {metric}"] = rows_table(rows, columns)
     return metadata
 
 
@@ -362,7 +478,7 @@ def metrics_recipe(
 ) -> str:
     """sha256 of what model_metrics is computed from: the model's recipe, the test split, the
     production version it is compared with (``production``, the version this step read), the
-    platform's version. model_metrics' Dagster data version."""
+    platform's version, the slices asked for. model_metrics' Dagster data version."""
     recipe = {
         "model": trained_model.identity,
         "test_split": frame_fingerprint(test_split),
@@ -370,6 +486,9 @@ def metrics_recipe(
         "platform_version": platform_version(),
         "task": pipeline.task,
     }
+    evaluation = pipeline.spec.evaluation.model_dump(exclude_defaults=True)
+    if evaluation:  # slices declared (a file without them keeps its recipe)
+        recipe["evaluation"] = evaluation
     return "sha256:" + hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -394,9 +513,9 @@ def _stored_metrics(context: dg.AssetExecutionContext, recipe: str) -> ModelMetr
 
 def _score(
     context: dg.AssetExecutionContext, pipeline: PipelineRuntime, trained_model: TrainedModel, test_split: pd.DataFrame
-) -> ModelMetrics:
+) -> tuple[ModelMetrics, ScoredTestSplit]:
     """The model's scores on the test split (the task's metrics and their details), each with its
-    bootstrap interval."""
+    bootstrap interval, and on each slice; with what it said on each row, for the champion comparison."""
     outputs = predict_outputs(trained_model.model, test_split, trained_model.target, pipeline.task)
     score = classification_metrics if pipeline.task == "classification" else regression_metrics
     metrics = ModelMetrics.of(pipeline.task, score(trained_model.model, test_split, trained_model.target, outputs))
@@ -411,7 +530,68 @@ def _score(
     context.log.info(
         ", ".join(f"{name} {metrics.shown(name)}" for name in shown) + f" on {metrics.test_rows} test rows"
     )
-    return metrics
+    scored = ScoredTestSplit(
+        test_split, trained_model.model, outputs, _slice_labels(pipeline, trained_model, test_split)
+    )
+    return _with_slices(context, pipeline, trained_model, metrics, scored), scored
+
+
+def _kinds(trained_model: TrainedModel) -> dict[str, str]:
+    """Each column's kind as the model took it (its signature)."""
+    return dict(trained_model.signature.kinds) if trained_model.signature is not None else {}
+
+
+def _slice_labels(pipeline: PipelineRuntime, trained_model: TrainedModel, test_split: pd.DataFrame) -> pd.DataFrame:
+    """Each test row's slice of every column of ``evaluation.slices``."""
+    evaluation = pipeline.spec.evaluation
+    missing = [c for c in evaluation.slices if c not in test_split.columns]
+    if missing:
+        raise DataValidationError(
+            f"evaluation.slices: {', '.join(map(repr, missing))} not a column of the test split"
+            f" (its feature columns: {', '.join(str(c) for c in test_split.columns if c != pipeline.target)})"
+        )
+    kinds = _kinds(trained_model)
+    return pd.DataFrame(
+        {c: slice_labels(test_split[c], evaluation.bins, kinds.get(c)) for c in evaluation.slices},
+        index=test_split.index,
+    )
+
+
+def _with_slices(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineRuntime,
+    trained_model: TrainedModel,
+    metrics: ModelMetrics,
+    scored: ScoredTestSplit,
+) -> ModelMetrics:
+    """Every score on each declared slice; the worst slices of every categorical feature by the gate metric."""
+    started = time.perf_counter()
+    keys = list(metrics.scores)
+    slices = [
+        found
+        for column in scored.slices.columns
+        for found in scores_of_slices(scored.outputs, column, scored.slices[column], keys, most=MAX_VALUES)
+    ]
+    metric, evaluation = pipeline.spec.gate_metric, pipeline.spec.evaluation
+    kinds = _kinds(trained_model)
+    categorical = [
+        str(c) for c in scored.rows.columns if c != pipeline.target and is_categorical(scored.rows[c], kinds.get(c))
+    ]
+    worst = worst_slices(
+        scored.outputs,
+        scored.rows,
+        categorical,
+        metric,
+        GATE_METRICS[pipeline.task][metric],
+        evaluation.min_support,
+    )
+    context.log.info(
+        f"{len(slices)} slices of {len(scored.slices.columns)} declared column(s) scored; the {WORST} worst"
+        f" {metric} over {len(categorical)} categorical feature(s) with at least {evaluation.min_support} rows:"
+        f" {', '.join(f'{s.name} {s.scores[metric]:.4f} ({s.rows} rows)' for s in worst) or 'none'}"
+        f" ({time.perf_counter() - started:.1f} s)"
+    )
+    return metrics.with_(slices=slices, worst_slices=worst)
 
 
 def _model_metrics(
@@ -443,7 +623,7 @@ def _model_metrics(
                 **run_link(context, pipeline, reused.mlflow_run_id),
             },
         )
-    metrics = _score(context, pipeline, trained_model, test_split)
+    metrics, scored = _score(context, pipeline, trained_model, test_split)
     baseline = baseline_scores(pipeline, train_split, test_split)
     context.log.info(
         f"baseline {baseline.name} (fitted on the {len(train_split)} training rows): {metric}"
@@ -452,9 +632,7 @@ def _model_metrics(
         else f"baseline {baseline.name}: no {metric}"
     )
     metrics = metrics.with_(baseline=baseline)
-    champion = champion_scores(
-        context, pipeline, model_store, trained_model, test_split, metrics, production, unreadable
-    )
+    champion = champion_scores(context, pipeline, model_store, trained_model, scored, production, unreadable)
     if champion and champion.compared and metric in champion.champion and metric in champion.challenger:
         context.log.info(
             f"on the {champion.rows} test rows new to both: champion {champion.version}"
@@ -486,7 +664,7 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
             if classification
             else "R2, RMSE, MAE and residuals on the test split,"
         )
-        + " and the production model's scores on the same split.",
+        + " each score per slice, and the production model's scores on the same rows.",
     )
     def model_metrics(
         context: dg.AssetExecutionContext,

@@ -78,6 +78,9 @@ def track_metrics(context, pipeline: PipelineRuntime, trained: TrainedModel, met
     }
     for key, (low, high) in (metrics.intervals or {}).items():
         numbers[f"test_{_mlflow_name(key)}_low"], numbers[f"test_{_mlflow_name(key)}_high"] = low, high
+    decision = metrics.details.get("decision")
+    if decision:  # the threshold the counting metrics above were taken at
+        numbers["decision_threshold"] = float(decision["threshold"])
     if metrics.baseline is not None:
         numbers.update({f"baseline_{k}": float(v) for k, v in metrics.baseline.scores.items() if math.isfinite(v)})
     champion = metrics.champion
@@ -85,7 +88,17 @@ def track_metrics(context, pipeline: PipelineRuntime, trained: TrainedModel, met
         numbers.update({f"champion_{_mlflow_name(k)}": float(v) for k, v in champion.champion.items()})
         numbers.update({f"challenger_{_mlflow_name(k)}": float(v) for k, v in champion.challenger.items()})
     tracker.log_metrics(run_id, numbers)
+    slices = {
+        "slices": [s.to_dict() for s in metrics.slices],
+        "worst_slices": [s.to_dict() for s in metrics.worst_slices],
+        "champion_slices": [s.to_dict() for s in champion.slices] if champion is not None else [],
+    }
+    if any(slices.values()):
+        tracker.log_dict(run_id, slices, SLICES_ARTIFACT)
     return metrics, _link(tracker, run_id)
+
+
+SLICES_ARTIFACT = "slices.json"  # every score per slice, the champion's too, the worst slices
 
 
 def _mlflow_name(key: str) -> str:

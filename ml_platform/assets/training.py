@@ -12,6 +12,8 @@ from ml_platform import constants, quality
 from ml_platform import drift as feature_drift
 from ml_platform.assets.stored_output import own_stored_output
 from ml_platform.assets.tracked import RUN_ID, run_link, track_challenger, track_training
+from ml_platform.decision import decision_of
+from ml_platform.decision import describe as describe_decision
 from ml_platform.encoding import inferred_kind
 from ml_platform.errors import DataValidationError
 from ml_platform.estimators import GATE_METRICS, ImportedEstimator, estimator_of
@@ -564,8 +566,14 @@ def _recipe(
     kinds = _declared_kinds(pipeline, model_store, context, x_train)
     encoding = pipeline.spec.features.encoding
     recipe_encoding = encoding_recipe(kinds, encoding.max_categories, encoding.min_frequency)
+    decision = pipeline.spec.decision.model_dump() if pipeline.spec.decision is not None else None
+    classes = list(pd.unique(train_split[pipeline.target].dropna())) if decision else None
     try:
-        model = make_model(pipeline.task, estimator, params, pipeline.spec.features.transform, recipe_encoding)
+        model = make_model(
+            pipeline.task, estimator, params, pipeline.spec.features.transform, recipe_encoding, decision, classes
+        )
+    except DataValidationError:
+        raise
     except (ValueError, TypeError) as exc:
         raise dg.Failure(description=f"{estimator} parameters: {exc}", allow_retries=False) from exc
     recipe = dict(
@@ -579,6 +587,7 @@ def _recipe(
         feature_transform=pipeline.spec.features.transform,
         requirements=requirements_of(*user_objects(model)),
         encoding=recipe_encoding,
+        decision=decision,
     )
     return model, recipe, kinds
 
@@ -726,6 +735,7 @@ def _reuse(
         pipeline_version=record.pipeline_version,
         feature_transform=record.feature_transform,
         encoding=record.encoding,
+        decision=record.decision,
     )
     context.log.info(f"reused {version.version} (same recipe: train split, estimator, params, code): no fit")
     metadata = {
@@ -785,6 +795,10 @@ def _model_metadata(trained: TrainedModel) -> dict:
     }
     if trained.classes:
         metadata["Classes"] = ", ".join(map(str, trained.classes))
+    decision = decision_of(trained.model)
+    if decision is not None:
+        metadata["Decision threshold"] = float(decision["threshold"])
+        metadata["Decision"] = describe_decision(decision, trained.decision)
     if trained.signature is not None:
         metadata.update(signature_metadata(trained.signature))
     importances = feature_importances(trained.model)[: constants.TOP_FEATURE_IMPORTANCES]

@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import Field, create_model
 
 from ml_platform.assets.tracked import track_verdict
-from ml_platform.estimators import METRIC_LABELS, UNIT_METRICS
+from ml_platform.estimators import GATE_METRICS, METRIC_LABELS, UNIT_METRICS
 from ml_platform.model_metrics import ModelMetrics, SignatureComparison, score_key
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.spec import GateThreshold
@@ -18,9 +18,13 @@ class GateConfig(dg.Config):
     margin against the champion."""
 
 
+SLICES_CHECK = "slices_no_worse_than_production"
+
+
 def gate_check_names(pipeline: PipelineRuntime) -> list[str]:
-    """The gate's checks, one per threshold, in the order of pipelines.yaml."""
-    return [t.check_name for t in pipeline.spec.gate_thresholds]
+    """The gate's checks, one per threshold, in the order of pipelines.yaml (then the slices' check)."""
+    slices = [SLICES_CHECK] if pipeline.spec.gate.slices is not None else []
+    return [t.check_name for t in pipeline.spec.gate_thresholds] + slices
 
 
 def _label(threshold: GateThreshold) -> str:
@@ -79,8 +83,121 @@ def gate_config_class(pipeline: PipelineRuntime, threshold: GateThreshold) -> ty
 
 
 def build_gates(pipeline: PipelineRuntime) -> list[dg.AssetChecksDefinition]:
-    """One blocking check per threshold of the gate."""
-    return [_build_gate(pipeline, threshold) for threshold in pipeline.spec.gate_thresholds]
+    """One blocking check per threshold of the gate, and one on the slices when gate.slices is set."""
+    gates = [_build_gate(pipeline, threshold) for threshold in pipeline.spec.gate_thresholds]
+    if pipeline.spec.gate.slices is not None:
+        gates.append(_build_slices_gate(pipeline))
+    return gates
+
+
+class SlicesGateConfig(dg.Config):
+    min_support: int = Field(description="The fewest fresh test rows a slice needs to be judged.", ge=1)
+    max_regression: float = Field(
+        description="How much worse than the champion the model may score on a slice, per gated metric.", ge=0.0
+    )
+    relative: bool = Field(description="true: max_regression is a share of the champion's value.")
+
+
+def _build_slices_gate(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition:
+    spec = pipeline.spec.gate.slices
+    config_class = create_model(
+        f"{pipeline.class_prefix}SlicesGateConfig",
+        __base__=SlicesGateConfig,
+        min_support=(
+            int,
+            Field(default=spec.min_support, ge=1, description=SlicesGateConfig.model_fields["min_support"].description),
+        ),
+        max_regression=(
+            float,
+            Field(
+                default=spec.max_regression,
+                ge=0.0,
+                description=SlicesGateConfig.model_fields["max_regression"].description,
+            ),
+        ),
+        relative=(
+            bool,
+            Field(default=spec.relative, description=SlicesGateConfig.model_fields["relative"].description),
+        ),
+    )
+    metrics = slice_gate_metrics(pipeline)
+
+    @dg.asset_check(
+        asset=pipeline.key("model_metrics"),
+        name=SLICES_CHECK,
+        blocking=True,
+        partitions_def=pipeline.partitions,
+        description=f"On every slice of {', '.join(pipeline.spec.evaluation.slices)} with enough fresh test rows,"
+        f" the model's {', '.join(metrics)} is no worse than production's beyond max_regression; otherwise"
+        " deployed_model does not run.",
+        op_tags=pipeline.op_tags("evaluate"),
+    )
+    def slices_gate(context: dg.AssetCheckExecutionContext, config: config_class, model_metrics: ModelMetrics):
+        with stage_timeout(context, pipeline, "evaluate"):
+            result = evaluate_slices(
+                model_metrics, metrics, config.min_support, float(config.max_regression), bool(config.relative)
+            )
+            track_verdict(context, pipeline, model_metrics, SLICES_CHECK, result)
+            return result
+
+    return slices_gate
+
+
+def slice_gate_metrics(pipeline: PipelineRuntime) -> list[str]:
+    """The metrics judged on each slice: the gate's whole-split metrics (its primary one when it has
+    per-class thresholds alone)."""
+    metrics = list(dict.fromkeys(t.metric for t in pipeline.spec.gate_thresholds if t.of_class is None))
+    return metrics or [pipeline.spec.gate_metric]
+
+
+def evaluate_slices(
+    metrics: ModelMetrics, gated: list[str], min_support: int, max_regression: float, relative: bool
+) -> dg.AssetCheckResult:
+    """Holds the model back when, on a slice with at least ``min_support`` fresh test rows, it scores
+    worse than the champion on a gated metric by more than ``max_regression``; names each such slice."""
+    champion = metrics.champion
+    if champion is None or not champion.compared:
+        problem = champion.problem if champion is not None else None
+        said = "no champion to compare the slices with" + (f" ({problem})" if problem else "")
+        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.ERROR, description=said)
+    judged = [s for s in champion.slices if s.rows >= min_support]
+    worse = []
+    for found in judged:
+        for metric in gated:
+            if metric not in found.champion or metric not in found.challenger:
+                continue
+            best, new = found.champion[metric], found.challenger[metric]
+            allowed = max_regression * (abs(best) if relative else 1.0)
+            change = new - best if GATE_METRICS[metrics.task][metric] else best - new
+            if change < -allowed - 1e-12:
+                worse.append((change, found, metric, best, new))
+    worse.sort(key=lambda w: w[0])
+    margin = f"{max_regression:g}" + (" of its value" if relative else "")
+    metadata = {
+        "Slices compared": len(champion.slices),
+        "Slices judged": len(judged),
+        "Min support": min_support,
+        "Max regression": max_regression,
+        "Champion version": champion.version,
+        "Slices worse than production": len(worse),
+    }
+    if not worse:
+        said = (
+            f"no slice of at least {min_support} fresh test rows is worse than champion {champion.version} by more"
+            f" than {margin} on {', '.join(gated)} ({len(judged)} of {len(champion.slices)} slices judged)"
+        )
+        return dg.AssetCheckResult(
+            passed=True, severity=dg.AssetCheckSeverity.ERROR, description=said, metadata=metadata
+        )
+    named = "; ".join(
+        f"{found.name}: {metric} {new:.4f} vs champion {best:.4f} ({found.rows} rows)"
+        for _, found, metric, best, new in worse[:5]
+    )
+    more = f" and {len(worse) - 5} more" if len(worse) > 5 else ""
+    return _fail(
+        f"worse than champion {champion.version} by more than {margin} on {len(worse)} slice value(s): {named}{more}",
+        metadata,
+    )
 
 
 def _build_gate(pipeline: PipelineRuntime, threshold: GateThreshold) -> dg.AssetChecksDefinition:

@@ -470,7 +470,7 @@ def test_on_success_says_the_gate_held_the_model_back_and_an_event_can_have_its_
     assert smtp.envelopes == [(SENDER, ["lead@example.com"])]
     text = body_text(message)
     # Each threshold is its own check; the message names the ones that held the model back.
-    assert "Outcome: held back by the gate (1 of 2 thresholds): accuracy" in text and "< threshold 0.999" in text
+    assert "Outcome: held back by the gate (1 of 2 checks): accuracy" in text and "< threshold 0.999" in text
     assert "log_loss" not in text
     # on_failure: [] — the failure sensor sends this pipeline's failures nowhere.
     sensor = defs.get_sensor_def("notify_on_run_failure")

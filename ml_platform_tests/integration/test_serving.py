@@ -12,8 +12,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +33,7 @@ from ml_platform_tests.support.constants import (
 from ml_platform_tests.support.pipelines import DIABETES, ingest_and_train, seed
 from ml_platform_tests.support.platform import Platform
 from ml_platform_tests.support.results import step_errors
-from ml_platform_tests.support.servers import free_port
+from ml_platform_tests.support.serve_process import TOKEN, Server, start_server
 from ml_platform_tests.support.sockets import (
     listening_addresses,
     only_loopback,
@@ -44,76 +42,7 @@ from ml_platform_tests.support.sockets import (
 
 pytestmark = pytest.mark.cli
 
-TOKEN = "serve-token-for-tests"
 ROWS = breast_cancer_frame(TARGET).drop(columns=[TARGET]).head(20)
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen
-    log: Path
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        content_type: str = "application/json",
-        token: str | None = TOKEN,
-        timeout: float = 30,
-    ) -> tuple[int, dict | str, dict]:
-        headers = {"Content-Type": content_type} if body is not None else {}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                status, raw, answer_headers = response.status, response.read(), dict(response.headers)
-        except urllib.error.HTTPError as error:
-            status, raw, answer_headers = error.code, error.read(), dict(error.headers)
-        text = raw.decode()
-        try:
-            return status, json.loads(text), answer_headers
-        except json.JSONDecodeError:
-            return status, text, answer_headers
-
-    def predict(self, rows, model: str = MODEL_NAME, query: str = "", **kwargs):
-        body = rows if isinstance(rows, bytes) else json.dumps(rows).encode()
-        return self.request("POST", f"/v1/models/{model}/predict{query}", body, **kwargs)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_server(env: dict[str, str], log: Path, *args: str, ready: bool = True) -> Server:
-    port = free_port()
-    process = subprocess.Popen(
-        [str(BIN / "ml-platform"), "serve", "--port", str(port), *args],
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    server = Server(f"http://127.0.0.1:{port}", process, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"ml-platform serve exited {process.returncode}:\n{log.read_text()}")
-        try:
-            status, _, _ = server.request("GET", "/readyz" if ready else "/livez", token=None, timeout=2)
-            if status == 200:
-                return server
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    server.stop()
-    raise AssertionError(f"ml-platform serve was not ready within 60 s:\n{log.read_text()}")
 
 
 def records(frame: pd.DataFrame) -> list[dict]:

@@ -216,6 +216,7 @@ TRACKED = """
           params: {{n_estimators: 30, max_depth: 8}}
           variants: [{{max_depth: 1, n_estimators: 1}}, {{max_depth: 8}}]
         gate: {{min_accuracy: 0.8, min_recall: {{"1": 0.5}}}}
+        evaluation: {{slices: [mean radius]}}
         mlflow: {{tracking_uri: "{uri}", experiment: {experiment}}}
         demo_data: breast_cancer
 """
@@ -268,6 +269,7 @@ def _train_variants_and_deploy(platform, built):
 def test_each_variant_becomes_an_mlflow_run_and_the_challenger_carries_metrics_verdict_and_deploy(
     mlflow_server: str,
     platform,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -308,6 +310,12 @@ def test_each_variant_becomes_an_mlflow_run_and_the_challenger_carries_metrics_v
     low, high = chosen.data.metrics["test_accuracy_low"], chosen.data.metrics["test_accuracy_high"]
     assert low <= chosen.data.metrics["test_accuracy"] <= high and low < high  # its bootstrap 95 % interval
     assert chosen.data.metrics["baseline_accuracy"] < chosen.data.metrics["test_accuracy"]
+    # Every score of each slice (quartiles of mean radius) as the artifact slices.json.
+    stored = client.download_artifacts(chosen.info.run_id, "slices.json", dst_path=str(tmp_path / "slices"))
+    slices = json.loads(Path(stored).read_text())["slices"]
+    assert [s["column"] for s in slices] == ["mean radius"] * 4
+    assert sum(s["rows"] for s in slices) == production.metadata["metrics"]["test_rows"]
+    assert all(0 <= s["scores"]["accuracy"] <= 1 for s in slices)
     assert chosen.data.tags["model_store.version"] == production.version
     assert chosen.data.tags["model_store.promoted"] == "true"
     assert chosen.data.tags["dagster.run_id"] != deploy.run_id  # the variant's own run trained it

@@ -134,3 +134,19 @@ def write_days(landing: Path, days: list[str], make, rows: int, seed: int = 0) -
     landing.mkdir(parents=True, exist_ok=True)
     for index, day in enumerate(days):
         make(day, rows, seed * 100_000 + index).to_parquet(landing / f"{day}.parquet", index=False)
+
+
+def regional_rule_day(day: str, rows: int, seed: int) -> pd.DataFrame:
+    """A day where one small region (``north``, about 6 % of rows) follows its own rule (``x2``
+    decides) while the rest follow another (``x1`` and ``x3``), with a fifth of the labels flipped
+    at random: a model regularised to ignore small groups scores better overall than a fully grown
+    forest, yet much worse on north."""
+    rng = np.random.default_rng(seed)
+    region = rng.choice(["north", "south", "east", "west"], rows, p=[0.06, 0.42, 0.32, 0.2])
+    x1, x2, x3 = rng.normal(size=(3, rows))
+    score = np.where(region == "north", 2.5 * x2, x1 + 0.5 * x3) + rng.normal(0, 0.3, rows)
+    label = (score > 0) ^ (rng.random(rows) < 0.2)
+    frame = pd.DataFrame({"region": region, "x1": x1.round(3), "x2": x2.round(3), "x3": x3.round(3)})
+    frame["x3"] = frame["x3"].where(rng.random(rows) > 0.03)  # a few values missing every day
+    frame["bought"] = np.where(label, "yes", "no")
+    return frame

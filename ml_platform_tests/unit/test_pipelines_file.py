@@ -220,6 +220,36 @@ BAD = [
         "    notifications: {webhook: {url_env: 'https://hooks.slack.com/x'}}\n",
         "notifications.webhook.url_env: 'https://hooks.slack.com/x' is not an environment variable name",
     ),
+    (
+        "slice-gate-without-slices",
+        "    gate: {min_accuracy: 0.8, slices: {min_support: 100}}\n",
+        "pipelines[0] (churn): gate.slices: needs the columns to slice by: evaluation: {slices: [region, ...]}",
+    ),
+    (
+        "slice-not-a-feature",
+        "    features: [tenure, plan]\n    evaluation: {slices: [region]}\n",
+        "evaluation.slices: 'region' not among the features (tenure, plan): the test split holds the feature"
+        " columns only",
+    ),
+    ("slice-twice", "    evaluation: {slices: [plan, plan]}\n", "evaluation.slices: lists 'plan' more than once"),
+    ("slice-of-the-target", "    target: churned\n    evaluation: {slices: [churned]}\n", "lists the target column"),
+    (
+        "decision-of-two-rules",
+        "    decision: {threshold: 0.3, maximize: f1}\n",
+        "decision: give one of threshold, maximize, min_precision, min_recall (not threshold and maximize)",
+    ),
+    (
+        "decision-of-a-regression",
+        "    task: regression\n    decision: {threshold: 0.3}\n",
+        "decision: a decision threshold is for binary classification, the task is regression",
+    ),
+    ("decision-threshold-of-1", "    decision: {threshold: 1}\n", "decision.threshold: Input should be less than 1"),
+    (
+        "decision-without-probabilities",
+        "    model: {estimator: 'sklearn.linear_model:RidgeClassifier'}\n    decision: {maximize: f1}\n",
+        "decision: a decision threshold is on the probability of the positive class; RidgeClassifier has no"
+        " predict_proba",
+    ),
     ("bad-slack-channel", "    notifications: {webhook: {channel: ml alerts}}\n", "is not a Slack channel"),
     ("unknown-event-key", "    notifications: {on_success: {pager: [x]}}\n", "notifications.on_success"),
 ]
