@@ -1522,17 +1522,23 @@ def build_table(results: dict) -> list[tuple[str, str, str, str]]:
 
 def _evaluation_rows(evaluation: dict | None) -> list[tuple[str, str, str, str]]:
     if not evaluation:
-        return [("daily run with baseline + intervals (x without)", "not run", *verdict("evaluation_ratio_1m", None))]
+        return [
+            (
+                "daily run with baseline + intervals + slices (x without)",
+                "not run",
+                *verdict("evaluation_ratio_1m", None),
+            )
+        ]
     s, label = evaluation["summary"], rows_label(evaluation["rows"])
     return [
         (
-            f"daily run {label} rows, a champion in production: without baseline and intervals",
+            f"daily run {label} rows, a champion in production: without baseline, intervals, slices",
             f"{s['without']['daily_run_s']:.2f} s, {s['without']['max_rss_mb']:.0f} MB",
             "",
             "",
         ),
         (
-            f"daily run {label} rows with baseline, intervals, paired bootstrap (x without)",
+            f"daily run {label} rows with baseline, intervals, paired bootstrap, slices (x without)",
             f"{s['with']['daily_run_s']:.2f} s = {s['time_ratio']:.2f}x; {s['memory_ratio']:.2f}x RSS",
             *(verdict("evaluation_ratio_1m", s["time_ratio"]) if label == "1M" else ("-", "")),
         ),

@@ -173,6 +173,10 @@ def _model_listing(store, name: str, versions: list, compare: bool) -> tuple[str
             "production": v.version == current,
             "version": v.version,
             **{m: v.record.metrics.get(m) for m in metrics},
+            # The gate metric's bootstrap 95 % interval (versions stored before intervals: none).
+            "gate_metric": gate,
+            "gate_interval": (v.record.metric_intervals or {}).get(gate),
+            "decision_threshold": (v.record.decision_threshold or {}).get("threshold"),
             "data_as_of": v.record.data_as_of,
             "training_rows": v.record.training_rows,
             "params": v.record.params,
@@ -190,14 +194,17 @@ def _print_model(name: str, task: str, metrics: list[str], rows: list[dict], com
 
     print(f"{name} ({task})")
     header = f"{'':2}{'version':<36}" + "".join(f" {METRIC_LABELS[m]:>8}" for m in metrics)
-    header += f" {'as of':>10}  {'signature':<22}"
+    gate = rows[0]["gate_metric"] if rows else metrics[0]
+    header += f"  {METRIC_LABELS[gate] + ' 95 %':<18} {'as of':>10}  {'signature':<22}"
     if compare:
         header += f" {'rows':>7}  {'data':<14}  params"
     print(header.rstrip())
     for row in rows:
         line = f"{'* ' if row['production'] else '  '}{row['version']:<36}"
         line += "".join(f" {_num(row[m]):>8}" for m in metrics)
-        line += f" {row['data_as_of'] or '-':>10}  {row['signature']:<22}"
+        interval = row["gate_interval"]
+        shown = f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "-"
+        line += f"  {shown:<18} {row['data_as_of'] or '-':>10}  {row['signature']:<22}"
         if compare:
             fingerprint = (row["data_fingerprint"] or "-").removeprefix("sha256:")[:12]
             line += f" {row['training_rows'] or '-':>7}  {fingerprint:<14}  {_param_text(row['params'])}"

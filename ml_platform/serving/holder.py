@@ -126,6 +126,8 @@ class ModelHolder:
             "loaded_at": self.loaded_at,
             "task": record.task,
             "metrics": record.metrics,
+            # A binary classifier's threshold on the positive class (None: it predicts at 0.5).
+            "decision_threshold": record.decision_threshold,
             "data_as_of": record.data_as_of,
             "signature": model.signature.to_dict(),
             "problem": self.problem,

@@ -73,12 +73,14 @@ def test_the_decision_threshold_is_used_by_predict_serve_and_batch_scoring(tmp_p
 
     server = start_server({**env, "ML_PLATFORM_SERVE_TOKEN": TOKEN}, tmp_path / "serve.log", "--model", "rare")
     try:
+        _, info, _ = server.request("GET", "/v1/models/rare")
         status, answer, _ = server.predict(
             json.loads(rows.to_json(orient="records")), model="rare", query="?proba=true"
         )
     finally:
         server.stop()
     assert status == 200, answer
+    assert info["decision_threshold"] == decision  # what the server says it decides at
 
     probability = np.asarray(answer["probabilities"])[:, answer["classes"].index("yes")]
     decided = np.where(probability >= threshold, "yes", "no")

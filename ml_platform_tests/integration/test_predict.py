@@ -380,10 +380,13 @@ def test_models_lists_every_model_with_its_own_metrics_and_signature(store_dir):
     metadata = json.loads((store_dir / "diabetes" / production["version"] / "metadata.json").read_text())
     assert row.startswith("* ") and f"{metadata['metrics']['rmse']:.4f}" in row
     assert "(10 columns)" in row
+    low, high = metadata["metric_intervals"]["r2"]  # the gate metric's bootstrap 95 % interval
+    assert "R2 95 %" in regression and f"[{low:.4f}, {high:.4f}]" in row
 
     narrowed = json.loads(models("--model", "diabetes", "--json").stdout)
     assert {r["model"] for r in narrowed} == {"diabetes"}
     assert narrowed[0]["r2"] == metadata["metrics"]["r2"] and "accuracy" not in narrowed[0]
+    assert narrowed[0]["gate_metric"] == "r2" and narrowed[0]["gate_interval"] == [low, high]
     everything = json.loads(models("--json").stdout)
     assert {r["model"] for r in everything} == {"diabetes", MIXED}
 
