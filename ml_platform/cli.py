@@ -469,6 +469,16 @@ def _flow_key(name: str) -> str:
     return _flow({name: 0}).strip("{}").rsplit(":", 1)[0]
 
 
+def _pipelines_if_readable(settings) -> list:
+    """The pipelines (for their serving settings), or none when the file cannot be read: a server
+    of named models (``--model``) needs only the store."""
+    try:
+        return _pipelines(settings)
+    except MlPlatformError as exc:
+        print(f"note: the pipelines file was not read ({exc}): every served model's requests are logged", flush=True)
+        return []
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the production models over HTTP until stopped (SIGINT/SIGTERM)."""
     from ml_platform.resources.model_store import check_segment
@@ -476,7 +486,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ml_platform.serving.server import serve
 
     settings = _settings()
-    models = args.model or [spec.model_name for spec in _pipelines(settings)]
+    specs = _pipelines(settings) if not args.model else _pipelines_if_readable(settings)
+    models = args.model or [spec.model_name for spec in specs]
     for name in models:
         check_segment(name, "model name")
     if args.workers < 1:
@@ -485,6 +496,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise MlPlatformError("--reload-interval must be > 0 seconds")
     if args.max_body_mb <= 0:
         raise MlPlatformError("--max-body-mb must be > 0")
+    if args.log_flush_s <= 0:
+        raise MlPlatformError("--log-flush-s must be > 0 seconds")
     if not 0 < args.port < 65536:
         raise MlPlatformError(f"--port {args.port} is not a TCP port")
     config = ServeConfig(
@@ -493,6 +506,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         reload_interval_s=args.reload_interval,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_batch_rows=args.max_batch_rows,
+        # Each model's serving.log of pipelines.yaml; --no-log turns every one off.
+        log={name: {"enabled": False} for name in models}
+        if args.no_log
+        else {spec.model_name: spec.serving.log.model_dump() for spec in specs},
+        log_flush_s=args.log_flush_s,
     )
     print(
         f"serving {', '.join(config.models)} on http://{args.host}:{args.port}"
@@ -595,6 +613,15 @@ def _add_serve_command(sub) -> None:
     srv.add_argument("--store-dir", help="a local model store folder (default: the store of ML_PLATFORM_ENV)")
     srv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     srv.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
+    srv.add_argument(
+        "--no-log", action="store_true", help="keep no prediction log (default: each pipeline's serving.log)"
+    )
+    srv.add_argument(
+        "--log-flush-s",
+        type=float,
+        default=1.0,
+        help="how often the prediction log is written, in seconds (default %(default)s)",
+    )
     srv.set_defaults(func=cmd_serve)
 
 

@@ -128,6 +128,26 @@ class ScoringSpec(_Strict):
     )
 
 
+class PredictionLogSpec(_Strict):
+    """What `ml-platform serve` keeps of each answered request (docs/serving.md, the prediction log)."""
+
+    enabled: bool = Field(default=True, description="Log the requests `ml-platform serve` answers for this model.")
+    sample: float = Field(
+        default=1.0, gt=0, le=1, description="The share of requests logged, e.g. 0.1 for one in ten (at random)."
+    )
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="Columns never written to the log (an ssn, an e-mail): the log holds the model's inputs.",
+    )
+
+
+class ServingSpec(_Strict):
+    log: PredictionLogSpec = Field(
+        default_factory=PredictionLogSpec,
+        description="The prediction log: every answered request's rows, predictions, id, version and latency.",
+    )
+
+
 class ModelSpec(_Strict):
     estimator: str = Field(
         default="random_forest",
@@ -1093,6 +1113,9 @@ class PipelineSpec(_Strict):
     )
     scoring: ScoringSpec | None = Field(
         default=None, description="Batch scoring of unlabelled days: scoring_data[day] and predictions[day]."
+    )
+    serving: ServingSpec = Field(
+        default_factory=ServingSpec, description="What `ml-platform serve` does for this pipeline's model."
     )
     demo_data: Literal["breast_cancer", "diabetes"] | None = Field(
         default=None, description="What `ml-platform seed-demo` writes into this pipeline's landing."

@@ -5,8 +5,12 @@ Routes (JSON; CSV accepted for predict):
 - ``POST /v1/models/{name}/predict`` rows as records or ``{"columns", "data"}`` (or CSV), ``?proba=true``
   for class probabilities: predictions, the version and sha256 that made them, and what the
   signature check reported;
-- ``GET /v1/models``, ``GET /v1/models/{name}``: version, sha256, promoted_at, metrics, signature;
+- ``GET /v1/models``, ``GET /v1/models/{name}``: version, sha256, promoted_at, metrics, decision threshold,
+  signature;
 - ``GET /livez`` (the process answers), ``GET /readyz`` (every served model loaded and verified);
+- the Open Inference Protocol (V2): ``POST /v2/models/{name}/infer``, ``GET /v2/models/{name}``,
+  ``GET /v2/models/{name}/ready``, ``GET /v2/health/ready``, ``GET /v2/health/live``
+  (ml_platform.serving.inference_protocol); predict also takes MLflow's scoring-server bodies;
 - ``GET /metrics``: Prometheus text (requests by route and status, latency, rows, served versions).
 
 Every client error is a 4xx with one JSON line ``{"error": "..."}``. Requests for one model that
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hmac
 import json
 import logging
@@ -38,14 +43,16 @@ from starlette.routing import Route
 from ml_platform import constants
 from ml_platform.errors import PredictionError, SignatureError
 from ml_platform.serving.holder import ModelHolder
+from ml_platform.serving.inference_protocol import infer_answer, infer_request, model_metadata
 from ml_platform.serving.model import CheckedModel
-from ml_platform.serving.parsing import RequestError, content_type, flag, parse_rows
+from ml_platform.serving.parsing import REQUEST_ID_HEADER, RequestError, content_type, flag, parse_rows, request_id_of
+from ml_platform.serving.prediction_log import DEFAULT_FLUSH_S, Entry, LogSettings, PredictionLog
 
 logger = logging.getLogger("ml_platform.serving")
 
 CONFIG_ENV = "ML_PLATFORM_SERVE_CONFIG"  # the config, as JSON, for each worker process
 TOKEN_ENV = "ML_PLATFORM_SERVE_TOKEN"
-OPEN_ROUTES = ("/livez", "/readyz")
+OPEN_ROUTES = ("/livez", "/readyz", "/v2/health/ready", "/v2/health/live")
 DEFAULT_RELOAD_INTERVAL_S = constants.SERVE_RELOAD_INTERVAL_S
 DEFAULT_MAX_BODY_BYTES = int(constants.SERVE_MAX_BODY_MB * 1024 * 1024)
 DEFAULT_MAX_BATCH_ROWS = constants.SERVE_MAX_BATCH_ROWS
@@ -60,6 +67,10 @@ class ServeConfig:
     reload_interval_s: float = DEFAULT_RELOAD_INTERVAL_S
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
+    # The prediction log per model (``serving.log`` of its pipeline: enabled, sample, exclude); a
+    # model left out is logged whole. ``log_flush_s``: how often the log's parts are written.
+    log: dict[str, dict[str, Any]] = field(default_factory=dict)
+    log_flush_s: float = DEFAULT_FLUSH_S
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -122,6 +133,12 @@ class Metrics:
         )
         self.reloads = Counter(
             "ml_platform_model_reloads", "Versions loaded or refused, by model.", ["model", "outcome"], **kwargs
+        )
+        self.logged = Counter(
+            "ml_platform_prediction_log_rows",
+            "Rows of the prediction log, by model and outcome (written, or dropped: a full queue, a failed write).",
+            ["model", "outcome"],
+            **kwargs,
         )
         self._registry = registry
 
@@ -266,6 +283,7 @@ class Service:
         self.batchers = {name: Batcher(name, config.max_batch_rows, self.metrics) for name in config.models}
         self.token = os.environ.get(TOKEN_ENV, "").strip() or None
         self.wake = asyncio.Event()  # SIGHUP: look at the pointers now
+        self.log: PredictionLog | None = None  # started with the worker (lifespan)
 
     # -- following the production pointers ---------------------------------------------------
     def refresh_all(self) -> None:
@@ -295,6 +313,7 @@ class Service:
         """The worker's life: the models loaded before the first request, the pointers followed
         (and SIGHUP heard) until it stops."""
         await asyncio.to_thread(self.refresh_all)
+        self.log = self.start_log()
         poller = asyncio.get_running_loop().create_task(self.follow_pointers())
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.wake.set)
@@ -302,7 +321,32 @@ class Service:
             yield
         finally:
             poller.cancel()
+            if self.log is not None:
+                await asyncio.to_thread(self.log.close)  # what is queued is written before the worker ends
             self.metrics.close()
+
+    def start_log(self) -> PredictionLog | None:
+        """The prediction log of this worker, into the model store it serves from; None when every
+        served model's log is off."""
+        settings = {name: LogSettings.of(self.config.log.get(name)) for name in self.config.models}
+        if not self.holders or not any(s.enabled for s in settings.values()):
+            return None
+        store = next(iter(self.holders.values())).store
+
+        def counted(model: str, outcome: str, rows: int) -> None:
+            self.metrics.logged.labels(model, outcome).inc(rows)
+
+        return PredictionLog(store.write_bytes, settings, counted, flush_s=self.config.log_flush_s)
+
+    def logged(self, holder: ModelHolder, model: CheckedModel, request_id: str, started: float, frame, answered):
+        """Put an answered request on the prediction log (``answered``: predictions, probabilities)."""
+        if self.log is None:
+            return
+        predictions, probabilities = answered
+        now = dt.datetime.now(dt.UTC)
+        latency_ms = (time.perf_counter() - started) * 1000
+        name, version = holder.model_name, model.version.version
+        self.log.record(Entry(name, version, request_id, now, latency_ms, frame, predictions, probabilities))
 
     # -- the routes' work ---------------------------------------------------------------------
     def authorized(self, authorization: str) -> bool:
@@ -315,22 +359,39 @@ class Service:
             raise RequestError(404, f"unknown model {name!r}; served: {', '.join(self.holders)}")
         return holder
 
-    async def predict(self, name: str, proba_flag: str | None, kind: str, read_body) -> dict[str, Any]:
-        """POST /v1/models/{name}/predict: the rows of the body, checked against the signature of the
-        model this request started with, predicted (in a batch with the requests that arrive with
-        it), answered with the version that produced the answer."""
+    def ready_model(self, name: str) -> tuple[ModelHolder, CheckedModel]:
+        """The holder of ``name`` and the model a request starts with (whatever a swap does meanwhile)."""
         holder = self.holder(name)
-        model = holder.current  # this request's model, whatever a swap does meanwhile
+        model = holder.current
         if model is None:
             raise RequestError(503, f"model {holder.model_name!r} is not ready: {holder.problem}")
+        return holder, model
+
+    async def predict_rows(
+        self, holder: ModelHolder, model: CheckedModel, rows: Any, proba: bool, request_id: str, started: float
+    ) -> tuple[np.ndarray, pd.DataFrame | None, Any]:
+        """Rows checked against the model's signature and predicted in a batch with the requests
+        that arrive with them, then put on the prediction log: (predictions, probabilities, the
+        signature check's report)."""
+        frame, report = model.check(rows)
+        predictions, probabilities = await self.batchers[holder.model_name].predict(model, frame, proba)
+        self.metrics.rows.labels(holder.model_name, model.version.version).inc(len(frame))
+        self.logged(holder, model, request_id, started, frame, (predictions, probabilities))
+        return predictions, probabilities, report
+
+    async def predict(self, name: str, proba_flag: str | None, kind: str, read_body, request_id: str) -> dict[str, Any]:
+        """POST /v1/models/{name}/predict: the rows of the body, checked against the signature of the
+        model this request started with, predicted (in a batch with the requests that arrive with
+        it), answered with the version that produced the answer and the request's id."""
+        started = time.perf_counter()
+        holder, model = self.ready_model(name)
         proba = flag(proba_flag, "proba")
         if proba:
             model.refuse_proba()
         rows = parse_rows(await read_body(self.config.max_body_bytes), kind, model.signature)
-        frame, report = model.check(rows)
-        predictions, probabilities = await self.batchers[holder.model_name].predict(model, frame, proba)
-        self.metrics.rows.labels(holder.model_name, model.version.version).inc(len(frame))
+        predictions, probabilities, report = await self.predict_rows(holder, model, rows, proba, request_id, started)
         answer = {
+            "request_id": request_id,
             "model": holder.model_name,
             "version": model.version.version,
             "sha256": model.version.sha256,
@@ -341,6 +402,24 @@ class Service:
             answer["classes"] = [str(c) for c in probabilities.columns]
             answer["probabilities"] = probabilities.to_numpy().tolist()
         return answer
+
+    async def infer(self, name: str, read_body, request_id: str) -> dict[str, Any]:
+        """POST /v2/models/{name}/infer (the Open Inference Protocol): the same check, batching, model
+        and log as predict, in the protocol's tensors; the body's ``id`` is the request's id when given."""
+        started = time.perf_counter()
+        holder, model = self.ready_model(name)
+        body = await read_body(self.config.max_body_bytes)
+        rows, given, wanted = infer_request(body, model.signature)
+        if "predict_proba" in wanted:
+            model.refuse_proba()
+        proba = "predict_proba" in wanted
+        answered = await self.predict_rows(holder, model, rows, proba, given or request_id, started)
+        return infer_answer(holder.model_name, model.version.version, given, wanted, *answered[:2])
+
+    def metadata_v2(self, name: str) -> dict[str, Any]:
+        """GET /v2/models/{name}: the protocol's model metadata."""
+        holder, model = self.ready_model(name)
+        return model_metadata(holder.model_name, model.version.version, model.signature, model.is_classifier)
 
     def models(self) -> dict[str, Any]:
         return {"models": [h.describe() for h in self.holders.values()]}
@@ -389,6 +468,39 @@ def _endpoint(service: Service, route: str, work: Callable[[Request], Awaitable[
     return wrapped
 
 
+def _inference_protocol_routes(service: Service) -> dict[str, tuple[Callable, list[str], bool]]:
+    """The Open Inference Protocol (V2) of KServe, Triton and MLServer clients: path -> (work,
+    methods, protected)."""
+
+    async def infer(request: Request) -> Response:
+        request_id = request_id_of(request.headers)
+        answer = await service.infer(request.path_params["name"], lambda limit: _read_body(request, limit), request_id)
+        return JSONResponse(answer, headers={REQUEST_ID_HEADER: answer.get("id", request_id)})
+
+    async def metadata(request: Request) -> Response:
+        return JSONResponse(service.metadata_v2(request.path_params["name"]))
+
+    async def server_ready(request: Request) -> Response:
+        payload, status = service.readiness()
+        return JSONResponse({"ready": payload["ready"]}, status_code=status)
+
+    async def model_ready(request: Request) -> Response:
+        holder = service.holder(request.path_params["name"])
+        ready = holder.current is not None
+        return JSONResponse({"name": holder.model_name, "ready": ready}, status_code=200 if ready else 503)
+
+    async def live(request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    return {
+        "/v2/models/{name}/infer": (infer, ["POST"], True),
+        "/v2/models/{name}/ready": (model_ready, ["GET"], True),
+        "/v2/models/{name}": (metadata, ["GET"], True),
+        "/v2/health/ready": (server_ready, ["GET"], False),
+        "/v2/health/live": (live, ["GET"], False),
+    }
+
+
 def create_app(config: ServeConfig | None = None) -> Starlette:
     """The app of one worker: the models of ``config`` (default: from ``CONFIG_ENV``). It reads the
     requests and writes the answers; the work is the ``Service``'s."""
@@ -396,13 +508,15 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
     service = Service(config or ServeConfig.from_env())
 
     async def predict(request: Request) -> Response:
+        request_id = request_id_of(request.headers)
         answer = await service.predict(
             request.path_params["name"],
             request.query_params.get("proba"),
             content_type(request.headers),
             lambda limit: _read_body(request, limit),
+            request_id,
         )
-        return JSONResponse(answer)
+        return JSONResponse(answer, headers={REQUEST_ID_HEADER: request_id})
 
     async def readyz(request: Request) -> Response:
         payload, status = service.readiness()
@@ -432,6 +546,7 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
         "/livez": (livez, ["GET"], False),
         "/readyz": (readyz, ["GET"], False),
         "/metrics": (metrics_text, ["GET"], True),
+        **_inference_protocol_routes(service),
     }
     routes = [
         Route(path, _endpoint(service, path, work, protected), methods=methods)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +128,100 @@ def test_a_regression_answers_numbers(server, deployed_store):
     status, answer, _ = server.predict(records(frame.drop(columns=["progression"]).head(5)), model="diabetes")
     assert status == 200 and len(answer["predictions"]) == 5
     assert all(isinstance(v, float) for v in answer["predictions"])
+
+
+def test_mlflow_scoring_server_bodies_are_answered_as_mlflow_clients_read_them(server):
+    """A team moving from `mlflow models serve` sends its bodies unchanged; MLflow's clients read
+    the "predictions" key of the answer."""
+    from mlflow.models import convert_input_example_to_serving_input
+
+    _, plain, _ = server.predict(records(ROWS))
+    expected = plain["predictions"]
+    bodies = {
+        # What MLflow itself writes for a DataFrame input example (its serving_input_example.json).
+        "dataframe_split": json.loads(convert_input_example_to_serving_input(ROWS)),
+        "dataframe_records": {"dataframe_records": records(ROWS)},
+        "instances as records": {"instances": records(ROWS)},
+        "instances as rows": {"instances": ROWS.to_numpy().tolist()},  # the signature's column order
+        "inputs as columns": {"inputs": {c: ROWS[c].tolist() for c in ROWS.columns}},
+        "with params": {"dataframe_records": records(ROWS), "params": {}},
+    }
+    assert "dataframe_split" in bodies["dataframe_split"]
+    for shape, body in bodies.items():
+        status, answer, _ = server.predict(body)
+        assert status == 200 and answer["predictions"] == expected, (shape, answer)
+    status, answer, _ = server.predict({"dataframe_records": records(ROWS), "instances": records(ROWS)})
+    assert status == 400 and "an MLflow body has one of dataframe_records" in answer["error"]
+    status, answer, _ = server.predict({"instances": [[1.0, 2.0]]})  # two values for 30 columns
+    assert status == 400 and answer["error"] == 'row 0 of "data" has 2 values for 30 columns', answer
+    status, answer, _ = server.predict({"inputs": {"mean radius": [1.0, 2.0], "mean texture": [1.0]}})
+    assert status == 400 and "the same length" in answer["error"]
+
+
+def v2_column_tensors(frame: pd.DataFrame) -> list[dict]:
+    """One tensor per column, as MLServer's pandas codec encodes a DataFrame."""
+    return [{"name": c, "shape": [len(frame)], "datatype": "FP64", "data": frame[c].tolist()} for c in frame.columns]
+
+
+def test_the_open_inference_protocol_v2(server, deployed_store):
+    _, plain, _ = server.predict(records(ROWS), query="?proba=true")
+    status, ready, _ = server.request("GET", "/v2/health/ready", token=None)
+    assert status == 200 and ready == {"ready": True}
+    assert server.request("GET", "/v2/health/live", token=None)[0] == 200
+    status, ready, _ = server.request("GET", f"/v2/models/{MODEL_NAME}/ready")
+    assert status == 200 and ready["ready"] is True
+    status, metadata, _ = server.request("GET", f"/v2/models/{MODEL_NAME}")
+    assert status == 200 and metadata["versions"] == [plain["version"]]
+    assert [i["name"] for i in metadata["inputs"]] == list(ROWS.columns)
+    assert {i["datatype"] for i in metadata["inputs"]} == {"FP64"}
+    assert [o["name"] for o in metadata["outputs"]] == ["predict", "predict_proba"]
+
+    def infer(body: dict, model: str = MODEL_NAME, **kwargs):
+        return server.request("POST", f"/v2/models/{model}/infer", json.dumps(body).encode(), **kwargs)
+
+    # A table: one tensor per column, both outputs asked for, an id echoed back.
+    body = {
+        "id": "req-42",
+        "inputs": v2_column_tensors(ROWS),
+        "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+    }
+    status, answer, _ = infer(body)
+    assert status == 200, answer
+    assert (answer["model_name"], answer["model_version"], answer["id"]) == (MODEL_NAME, plain["version"], "req-42")
+    predict, proba = answer["outputs"]
+    assert predict["name"] == "predict" and predict["shape"] == [20] and predict["data"] == plain["predictions"]
+    assert predict["datatype"] == "INT64"
+    assert proba["shape"] == [20, 2] and proba["datatype"] == "FP64"
+    assert np.allclose(np.reshape(proba["data"], (20, 2)), plain["probabilities"])
+    # A matrix: one 2-D tensor of every feature in the signature's order, flat in row-major order.
+    matrix = {
+        "inputs": [{"name": "input-0", "shape": [20, 30], "datatype": "FP64", "data": ROWS.to_numpy().ravel().tolist()}]
+    }
+    status, answer, _ = infer(matrix)
+    assert status == 200 and [o["name"] for o in answer["outputs"]] == ["predict"]
+    assert answer["outputs"][0]["data"] == plain["predictions"] and "id" not in answer
+    # A regression answers FP64.
+    frame = pd.read_parquet(next((deployed_store.parent / "landing" / "diabetes").glob("*.parquet")))
+    status, answer, _ = infer({"inputs": v2_column_tensors(frame.drop(columns=["progression"]).head(4))}, "diabetes")
+    assert status == 200 and answer["outputs"][0]["datatype"] == "FP64" and answer["outputs"][0]["shape"] == [4]
+    # Mistakes: one line each, the status a client expects.
+    bad_shape = {"inputs": [{"name": "input-0", "shape": [20, 29], "datatype": "FP64", "data": [0.0] * 580}]}
+    mistakes = [
+        (bad_shape, 400, "has 29 features per row; the model takes 30"),
+        (
+            {"inputs": [{"name": "a", "shape": [3], "datatype": "FP64", "data": [1.0]}]},
+            400,
+            "has 1 values for the shape [3]",
+        ),
+        ({"inputs": v2_column_tensors(ROWS), "outputs": [{"name": "explain"}]}, 400, "unknown output(s) ['explain']"),
+        ({"inputs": v2_column_tensors(ROWS.drop(columns=["mean radius"]))}, 422, "mean radius"),
+        ({"rows": []}, 400, 'an inference request is {"inputs"'),
+    ]
+    for body, code, says in mistakes:
+        status, answer, _ = infer(body)
+        assert status == code and says in answer["error"], (body if len(str(body)) < 200 else says, answer)
+    assert infer(body, token=None)[0] == 401
+    assert infer({"inputs": v2_column_tensors(ROWS)}, model="nope")[0] == 404
 
 
 def test_models_routes_show_version_sha256_promotion_metrics_and_signature(server, deployed_store):
@@ -546,3 +641,103 @@ def test_the_kubernetes_deployment_runs_a_command_the_cli_takes_and_probes_real_
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert {"secretRef": {"name": "ml-platform-serve"}} in container["envFrom"]
+
+
+# -- the prediction log ----------------------------------------------------------------------------
+LOGGED_PIPELINES = f"""\
+pipelines:
+  - name: demo
+    model_name: {MODEL_NAME}
+    serving: {{log: {{exclude: ["mean area"]}}}}
+"""
+
+
+def logged_rows(store_dir: Path) -> pd.DataFrame:
+    parts = sorted((store_dir / MODEL_NAME / "prediction_log").glob("*/*.parquet"))
+    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts else pd.DataFrame()
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """A sample of the Prometheus text /metrics answers; 0 when absent."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and all(part in line for part in wanted.split(",")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_every_answered_request_is_in_the_prediction_log_and_sigterm_loses_none(deployed_store, tmp_path):
+    store_dir = tmp_path / "store"
+    shutil.copytree(deployed_store, store_dir)
+    shutil.rmtree(store_dir / MODEL_NAME / "prediction_log", ignore_errors=True)  # other servers' logs
+    (tmp_path / "pipelines.yaml").write_text(LOGGED_PIPELINES)
+    env = {**os.environ, "ML_PLATFORM_SERVE_TOKEN": TOKEN, "ML_PLATFORM_PIPELINES": str(tmp_path / "pipelines.yaml")}
+    # A flush interval longer than the test: every row reaches the log through SIGTERM's flush.
+    args = ("--store-dir", str(store_dir), "--model", MODEL_NAME, "--log-flush-s", "600")
+    server = start_server(env, tmp_path / "serve.log", *args)
+    sent: dict[str, tuple[int, list]] = {}
+    lock = threading.Lock()
+
+    def client(worker: int) -> None:
+        for i in range(10):
+            rows = ROWS.iloc[(worker + i) % 15 : (worker + i) % 15 + 1 + i % 4]
+            headers = {"X-Request-ID": f"client-{worker}-{i}"} if i % 2 else {}
+            body = json.dumps(records(rows)).encode()
+            request = urllib.request.Request(
+                f"{server.url}/v1/models/{MODEL_NAME}/predict" + ("?proba=true" if i % 3 == 0 else ""),
+                data=body,
+                method="POST",
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}", **headers},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answer = json.loads(response.read())
+                assert response.headers["X-Request-ID"] == answer["request_id"]
+            if headers:
+                assert answer["request_id"] == headers["X-Request-ID"]
+            with lock:
+                sent[answer["request_id"]] = (len(rows), answer["predictions"], answer["version"])
+
+    try:
+        threads = [threading.Thread(target=client, args=(w,)) for w in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        status, _, _ = server.predict(records(ROWS.drop(columns=["mean radius"])))  # refused: not logged
+        assert status == 422
+        assert not (store_dir / MODEL_NAME / "prediction_log").exists()  # nothing written yet
+    finally:
+        server.stop()  # SIGTERM: what is queued is written before the process ends
+    assert "Application shutdown complete" in (tmp_path / "serve.log").read_text()
+    logged = logged_rows(store_dir)
+    assert len(sent) == 60 and set(logged["request_id"]) == set(sent)  # every answered request, none missing
+    for request_id, group in logged.groupby("request_id"):
+        rows, predictions, version = sent[request_id]
+        assert len(group) == rows and group.sort_values("row")["prediction"].tolist() == predictions
+        assert set(group["version"]) == {version}
+    assert "mean area" not in logged.columns and "mean radius" in logged.columns  # serving.log.exclude
+    assert (logged["latency_ms"] > 0).all() and logged["proba_1"].notna().any()
+
+
+def test_an_unwritable_log_never_fails_a_request_and_is_counted(deployed_store, tmp_path):
+    store_dir = tmp_path / "store"
+    shutil.copytree(deployed_store, store_dir)
+    shutil.rmtree(store_dir / MODEL_NAME / "prediction_log", ignore_errors=True)  # other servers' logs
+    (store_dir / MODEL_NAME / "prediction_log").write_text("a file where the log's folder should be")
+    env = {**os.environ, "ML_PLATFORM_SERVE_TOKEN": TOKEN}
+    args = ("--store-dir", str(store_dir), "--model", MODEL_NAME, "--log-flush-s", "0.2")
+    server = start_server(env, tmp_path / "serve.log", *args)
+    try:
+        for _ in range(5):
+            status, answer, _ = server.predict(records(ROWS.head(3)))
+            assert status == 200, answer
+        deadline = time.monotonic() + 10
+        dropped = 0.0
+        while time.monotonic() < deadline and dropped < 15:
+            time.sleep(0.2)
+            _, text, _ = server.request("GET", "/metrics")
+            dropped = metric_value(text, "ml_platform_prediction_log_rows_total", model=MODEL_NAME, outcome="dropped")
+        assert dropped == 15
+    finally:
+        server.stop()
+    assert "the prediction log could not write" in (tmp_path / "serve.log").read_text()

@@ -1,0 +1,195 @@
+"""The prediction log: what `ml-platform serve` answered, kept.
+
+Each answered request becomes rows of the log, one per predicted row: its request id, when, the
+model and the version that answered, the row as the model saw it (after the signature's coercion;
+columns of ``serving.log.exclude`` left out), the prediction, the class probabilities (classifiers)
+and the request's latency. The request path only puts them on a bounded queue (a full queue drops
+the request's rows and counts them); one background thread writes them, in batches, as parquet
+parts per model and day in the model store the server reads (a local folder, or S3):
+
+    <model>/prediction_log/<YYYY-MM-DD>/<UTC time>-<pid>-<n>.parquet
+
+at least every ``flush_s`` seconds and when the server stops. A part that cannot be written (a full
+disk, S3 down) is dropped and counted; predictions go on. Parts are written whole (the store's
+atomic write), so a reader never sees half a part; a process killed hard loses at most what it had
+not flushed yet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger("ml_platform.serving")
+
+FOLDER = "prediction_log"
+# The log's own columns; a feature of the same name is kept as "<name> (feature)".
+COLUMNS = ("request_id", "row", "logged_at", "model", "version", "latency_ms", "prediction")
+DEFAULT_FLUSH_S = 1.0
+DEFAULT_QUEUE_REQUESTS = 10_000
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """One model's log: on or off, the share of requests kept, the columns never written."""
+
+    enabled: bool = True
+    sample: float = 1.0
+    exclude: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, data: dict[str, Any] | None) -> LogSettings:
+        data = data or {}
+        return cls(bool(data.get("enabled", True)), float(data.get("sample", 1.0)), tuple(data.get("exclude") or ()))
+
+
+@dataclass
+class Entry:
+    """One answered request, as the log keeps it."""
+
+    model: str
+    version: str
+    request_id: str
+    logged_at: dt.datetime
+    latency_ms: float
+    rows: pd.DataFrame
+    predictions: np.ndarray
+    probabilities: pd.DataFrame | None = field(default=None, repr=False)
+
+
+class PredictionLog:
+    """The queue the request path puts answered requests on, and the thread that writes them."""
+
+    def __init__(
+        self,
+        write: Callable[[str, bytes], None],
+        settings: dict[str, LogSettings],
+        counted: Callable[[str, str, int], None],
+        flush_s: float = DEFAULT_FLUSH_S,
+        max_requests: int = DEFAULT_QUEUE_REQUESTS,
+    ):
+        self._write_bytes = write  # the model store's atomic write
+        self.settings = settings
+        self._counted = counted  # (model, outcome "written" / "dropped", rows)
+        self.flush_s = flush_s
+        self._queue: queue.Queue = queue.Queue(maxsize=max_requests)
+        self._sequence = 0
+        self._warned_at = 0.0
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def record(self, entry: Entry) -> None:
+        """Queue an answered request (never blocks: a full queue drops it, counted)."""
+        chosen = self.settings.get(entry.model, LogSettings())
+        if not chosen.enabled or (chosen.sample < 1.0 and random.random() >= chosen.sample):
+            return
+        if chosen.exclude:
+            entry.rows = entry.rows.drop(columns=[c for c in chosen.exclude if c in entry.rows.columns])
+        try:
+            self._queue.put_nowait(entry)
+        except queue.Full:
+            self._counted(entry.model, "dropped", len(entry.rows))
+            self._warn(f"the prediction log's queue is full: {len(entry.rows)} row(s) of {entry.model} dropped")
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Write what is queued, then stop the thread."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout_s)
+
+    # -- the writing thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        pending: list[Entry] = []
+        deadline = time.monotonic() + self.flush_s
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                self._flush(pending)
+                return
+            if item is not None:
+                pending.append(item)
+            if time.monotonic() >= deadline:
+                self._flush(pending)
+                pending = []
+                deadline = time.monotonic() + self.flush_s
+
+    def _flush(self, entries: list[Entry]) -> None:
+        groups: dict[tuple[str, str], list[Entry]] = {}
+        for entry in entries:
+            groups.setdefault((entry.model, entry.logged_at.date().isoformat()), []).append(entry)
+        for (model, day), group in groups.items():
+            rows = sum(len(e.rows) for e in group)
+            self._sequence += 1
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            key = f"{model}/{FOLDER}/{day}/{stamp}-{os.getpid()}-{self._sequence:06d}.parquet"
+            try:
+                self._write_bytes(key, part_bytes(group))
+            except Exception as exc:  # noqa: BLE001 - the log never stops predictions: counted, said
+                self._counted(model, "dropped", rows)
+                self._warn(f"the prediction log could not write {rows} row(s) of {model}: {type(exc).__name__}: {exc}")
+                continue
+            self._counted(model, "written", rows)
+
+    def _warn(self, message: str) -> None:
+        """A warning at most every 10 s (a full disk would otherwise warn on every flush)."""
+        now = time.monotonic()
+        if now - self._warned_at >= 10:
+            self._warned_at = now
+            logger.warning(message)
+
+
+def part_frame(entries: list[Entry]) -> pd.DataFrame:
+    """The log's rows of some answered requests: its own columns, then the rows' and probabilities."""
+    frames = []
+    for entry in entries:
+        rows = entry.rows.reset_index(drop=True)
+        rows = rows.rename(columns={c: f"{c} (feature)" for c in rows.columns if c in COLUMNS})
+        count = len(rows)
+        own = pd.DataFrame(
+            {
+                "request_id": [entry.request_id] * count,
+                "row": np.arange(count, dtype="int64"),
+                "logged_at": pd.Series([pd.Timestamp(entry.logged_at)] * count, dtype="datetime64[us, UTC]"),
+                "model": [entry.model] * count,
+                "version": [entry.version] * count,
+                "latency_ms": np.full(count, entry.latency_ms, dtype="float64"),
+                "prediction": np.asarray(entry.predictions),
+            }
+        )
+        parts = [own, rows]
+        if entry.probabilities is not None:
+            proba = entry.probabilities.reset_index(drop=True)
+            parts.append(proba.set_axis([f"proba_{c}" for c in proba.columns], axis=1))
+        frames.append(pd.concat(parts, axis=1))
+    return pd.concat(frames, ignore_index=True)
+
+
+def part_bytes(entries: list[Entry]) -> bytes:
+    buffer = io.BytesIO()
+    part_frame(entries).to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def read_log(read_bytes: Callable[[str], bytes], list_children: Callable[[str], list[str]], model: str) -> pd.DataFrame:
+    """Every logged row of ``model`` (all days), oldest part first: for tests and ``ml-platform monitor``."""
+    frames = []
+    for day in list_children(f"{model}/{FOLDER}"):
+        for name in list_children(f"{model}/{FOLDER}/{day}"):
+            if name.endswith(".parquet"):
+                frames.append(pd.read_parquet(io.BytesIO(read_bytes(f"{model}/{FOLDER}/{day}/{name}"))))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))

@@ -1,0 +1,70 @@
+"""The prediction log's writer on a real local model store: parts per model and day with every
+answered row, excluded columns never written, sampling, and a store that cannot be written: rows
+dropped and counted, never an exception on the request path."""
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml_platform.backends.local import LocalModelStore
+from ml_platform.serving.prediction_log import Entry, LogSettings, PredictionLog, read_log
+
+
+def entry(model: str, request_id: str, rows: int, day: str = "2026-12-03") -> Entry:
+    frame = pd.DataFrame({"age": np.arange(rows, dtype=float), "plan": ["basic"] * rows, "ssn": ["123"] * rows})
+    proba = pd.DataFrame({"no": np.full(rows, 0.8), "yes": np.full(rows, 0.2)})
+    at = dt.datetime.fromisoformat(f"{day}T12:00:00+00:00")
+    return Entry(model, "v1", request_id, at, 3.5, frame, np.array(["no"] * rows), proba)
+
+
+def test_every_row_is_written_per_model_and_day_without_excluded_columns(tmp_path: Path):
+    store = LocalModelStore(root=str(tmp_path / "store"))
+    counts: list[tuple[str, str, int]] = []
+    log = PredictionLog(
+        store.write_bytes,
+        {"churn": LogSettings(exclude=("ssn",))},
+        lambda model, outcome, rows: counts.append((model, outcome, rows)),
+        flush_s=0.05,
+    )
+    for i in range(20):
+        log.record(entry("churn", f"r{i}", 1 + i % 3))
+    log.record(entry("churn", "yesterday", 2, day="2026-12-02"))
+    log.record(entry("other", "o1", 4))
+    log.close()
+    logged = read_log(store.read_bytes, store.list_children, "churn")
+    assert sorted(store.list_children("churn/prediction_log")) == ["2026-12-02", "2026-12-03"]
+    assert len(logged) == sum(1 + i % 3 for i in range(20)) + 2
+    assert set(logged["request_id"]) == {f"r{i}" for i in range(20)} | {"yesterday"}
+    assert "ssn" not in logged.columns and {"age", "plan", "proba_no", "proba_yes", "prediction"} <= set(logged)
+    assert logged.groupby("request_id")["row"].max().to_dict()["r2"] == 2  # rows 0, 1, 2 of request r2
+    assert (logged["version"] == "v1").all() and (logged["latency_ms"] == 3.5).all()
+    assert str(logged["logged_at"].dtype) == "datetime64[us, UTC]"
+    other = read_log(store.read_bytes, store.list_children, "other")
+    assert "ssn" in other.columns  # excluded for churn only
+    assert sum(rows for model, outcome, rows in counts if model == "churn" and outcome == "written") == len(logged)
+
+
+def test_a_sample_keeps_about_its_share(tmp_path: Path):
+    store = LocalModelStore(root=str(tmp_path / "store"))
+    log = PredictionLog(store.write_bytes, {"churn": LogSettings(sample=0.25)}, lambda *a: None, flush_s=0.05)
+    for i in range(800):
+        log.record(entry("churn", f"r{i}", 1))
+    log.close()
+    kept = len(read_log(store.read_bytes, store.list_children, "churn"))
+    assert 120 < kept < 280  # 200 expected; a binomial of 800 at 0.25 stays well inside
+
+
+def test_a_store_that_cannot_be_written_drops_and_counts(tmp_path: Path):
+    root = tmp_path / "store"
+    (root / "churn").mkdir(parents=True)
+    (root / "churn" / "prediction_log").write_text("a file where the log's folder should be")
+    store = LocalModelStore(root=str(root))
+    counts: list[tuple[str, str, int]] = []
+    log = PredictionLog(store.write_bytes, {}, lambda *a: counts.append(a), flush_s=0.05)
+    for i in range(5):
+        log.record(entry("churn", f"r{i}", 2))  # never raises
+    log.close()
+    assert sum(rows for _, outcome, rows in counts if outcome == "dropped") == 10
+    assert not any(outcome == "written" for _, outcome, _ in counts)
