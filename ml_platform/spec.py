@@ -126,6 +126,12 @@ class ScoringSpec(_Strict):
         description="Where the day files to score land, as `landing` is read: relative to the landing root,"
         " an absolute folder, or s3://bucket/prefix (prod)."
     )
+    id: str | None = Field(
+        default=None,
+        description="A column of the scoring rows that names each row (an order id): predictions[day] carries its"
+        " values as `request_id`, as the prediction log does for served requests, for joining late outcomes."
+        " Default: `<day>-<row>`.",
+    )
 
 
 class PredictionLogSpec(_Strict):

@@ -175,6 +175,8 @@ def build_predictions(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
                     description=f"scoring_data {context.partition_key}: {exc}", allow_retries=False
                 ) from exc
             out = scoring_data.copy()
+            out.insert(0, "request_id", row_ids(pipeline, scoring_data, str(context.partition_key)))
+            out["version"] = result.version
             out["prediction"] = result.predictions
             if result.probabilities is not None:
                 for label in result.probabilities.columns:
@@ -185,6 +187,34 @@ def build_predictions(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
             return dg.Output(out, metadata=_prediction_metadata(out, result, classification))
 
     return predictions
+
+
+def row_ids(pipeline: PipelineRuntime, rows: pd.DataFrame, day: str) -> list[str]:
+    """Each scoring row's id: the values of ``scoring.id`` (present, one per row, none missing), or
+    ``<day>-<row>``."""
+    column = pipeline.spec.scoring.id if pipeline.spec.scoring else None
+    if column is None:
+        return [f"{day}-{i:06d}" for i in range(len(rows))]
+    if column not in rows.columns:
+        raise dg.Failure(
+            description=f"scoring.id: {column!r} is not a column of scoring_data {day}", allow_retries=False
+        )
+    values = rows[column]
+    if values.isna().any():
+        first = int(values.isna().to_numpy().argmax())
+        raise dg.Failure(
+            description=f"scoring.id: {column!r} is missing on {int(values.isna().sum())} row(s) of {day}"
+            f" (first: row {first})",
+            allow_retries=False,
+        )
+    repeated = values[values.duplicated(keep=False)]
+    if len(repeated):
+        raise dg.Failure(
+            description=f"scoring.id: {column!r} repeats {repeated.nunique()} value(s) on {day} (first:"
+            f" {repeated.iloc[0]!r}): an id names one row",
+            allow_retries=False,
+        )
+    return values.astype(str).tolist()
 
 
 def _prediction_metadata(out: pd.DataFrame, result, classification: bool) -> dict:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pyarrow.lib import ArrowException
 
 logger = logging.getLogger("ml_platform.serving")
 
@@ -180,8 +181,17 @@ def part_frame(entries: list[Entry]) -> pd.DataFrame:
 
 
 def part_bytes(entries: list[Entry]) -> bytes:
+    """The parquet bytes of a part. A column parquet cannot take as it is (text and numbers mixed in
+    one column of rows the signature let through) is written as text rather than losing the part."""
+    frame = part_frame(entries)
     buffer = io.BytesIO()
-    part_frame(entries).to_parquet(buffer, index=False)
+    try:
+        frame.to_parquet(buffer, index=False)
+    except (TypeError, ValueError, ArrowException):
+        mixed = [c for c in frame.columns if frame[c].dtype == object]
+        frame[mixed] = frame[mixed].map(lambda v: None if v is None or v is pd.NA or v != v else str(v))
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
 
 

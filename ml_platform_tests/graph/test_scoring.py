@@ -98,7 +98,10 @@ def test_predictions_are_the_production_models_on_the_same_rows(trained):
     model, version = load_production_model(MODEL_NAME, store_dir=str(trained.store_dir))
     assert predictions["prediction"].tolist() == model.sklearn_model.predict(rows).tolist()
     assert predictions[["proba_0", "proba_1"]].sum(axis=1).round(9).eq(1.0).all()
-    assert predictions.drop(columns=["prediction", "proba_0", "proba_1"]).equals(rows)
+    assert predictions.drop(columns=["request_id", "version", "prediction", "proba_0", "proba_1"]).equals(rows)
+    # No scoring.id declared: each row is named by its day and position, for joining outcomes later.
+    assert predictions["request_id"].tolist() == [f"{SCORING_DAY}-{i:06d}" for i in range(len(rows))]
+    assert set(predictions["version"]) == {version.version}
     metadata = result.asset_materializations_for_node("demo__predictions")[0].metadata
     assert metadata["Model version"].value == version.version and metadata["sha256"].value == version.sha256
     assert {r.data["Class"] for r in metadata["Predicted classes"].value.records} <= {"0", "1"}

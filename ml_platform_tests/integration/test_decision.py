@@ -30,7 +30,7 @@ pipelines:
     model: {estimator: random_forest, params: {n_estimators: 60, max_depth: 10}}
     decision: {maximize: f1}
     gate: {min_roc_auc: 0.85, min_recall: {"yes": 0.5}}
-    scoring: {landing: rare_scoring}
+    scoring: {landing: rare_scoring, id: customer_id}
 """
 DAYS = days_of("2026-01-01", 7)
 LAST = DAYS[-1]
@@ -58,7 +58,7 @@ def test_the_decision_threshold_is_used_by_predict_serve_and_batch_scoring(tmp_p
     assert tables["Per class"], "the per-class table is shown"
 
     # The same unlabelled rows through the three ways a model predicts.
-    rows = rare_churn_day("2026-01-08", 3000, 99).drop(columns=["customer_id", "churned"])
+    rows = rare_churn_day("2026-01-08", 3000, 99).drop(columns=["churned"])  # customer_id: not a feature
     (landing / "rare_scoring").mkdir(parents=True)
     rows.to_parquet(landing / "rare_scoring" / f"{LAST}.parquet", index=False)
     materialize(env, "--select", "key:rare/scoring_data+", "--partition", LAST)
@@ -87,6 +87,7 @@ def test_the_decision_threshold_is_used_by_predict_serve_and_batch_scoring(tmp_p
     assert answer["predictions"] == decided.tolist()
     assert cli["prediction"].tolist() == decided.tolist()
     assert batch["prediction"].tolist() == decided.tolist()
+    assert batch["request_id"].tolist() == rows["customer_id"].tolist()  # scoring.id names each row
     assert np.allclose(cli["proba_yes"], probability) and np.allclose(batch["proba_yes"], probability)
     # Not what the 0.5 cut-off says: the threshold changed some answers, and only towards "yes".
     at_half = np.where(probability >= 0.5, "yes", "no")

@@ -422,6 +422,8 @@ class Traffic:
     clients: int = 4
     answers: list[tuple[float, int, str | None]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    logged: dict[str, str] = field(default_factory=dict)  # request id -> the version that answered
+    answered_at: dict[str, float] = field(default_factory=dict)  # request id -> when its answer came
 
     def __enter__(self) -> Traffic:
         self.threads = [threading.Thread(target=self._send, daemon=True) for _ in range(self.clients)]
@@ -435,6 +437,9 @@ class Traffic:
             try:
                 status, answer, _ = self.server.predict(body)
                 version = answer.get("version") if isinstance(answer, dict) else None
+                if status == 200:
+                    self.logged[answer["request_id"]] = version
+                    self.answered_at[answer["request_id"]] = time.monotonic()
             except Exception as exc:  # noqa: BLE001 - a dropped connection is a failed request
                 status, version = -1, repr(exc)
             self.answers.append((time.monotonic(), status, version))
@@ -483,7 +488,7 @@ def tamper_a_copy(store, name: str, version: str) -> str:
     return fake.version
 
 
-def hot_reload_under_traffic(platform: Platform, server: Server, env: dict[str, str]) -> None:
+def hot_reload_under_traffic(platform: Platform, server: Server, env: dict[str, str]) -> Traffic:
     store = platform.store
     first = store.production(MODEL_NAME).version
     with Traffic(server) as traffic:
@@ -528,6 +533,19 @@ def hot_reload_under_traffic(platform: Platform, server: Server, env: dict[str, 
     served = {version for _, _, version in traffic.answers}
     assert served == {first, second} and tampered not in served
     assert f"refused {tampered}" in server.log.read_text()
+    return traffic
+
+
+def assert_every_answer_logged(store, traffic: Traffic) -> None:
+    """After the server stopped: each answered request in the prediction log, 5 rows each, with the
+    version that answered it, on both sides of each swap."""
+    from ml_platform.serving.prediction_log import read_log
+
+    logged = read_log(store.read_bytes, store.list_children, MODEL_NAME)
+    counts = logged.groupby("request_id").size()
+    assert set(counts.index) == set(traffic.logged) and (counts == 5).all()
+    versions = logged.groupby("request_id")["version"].first().to_dict()
+    assert versions == traffic.logged and len(set(versions.values())) == 2
 
 
 def test_hot_reload_under_traffic_on_the_local_store(tmp_path, instance):
@@ -543,9 +561,10 @@ def test_hot_reload_under_traffic_on_the_local_store(tmp_path, instance):
     env = {**os.environ, "ML_PLATFORM_MODEL_STORE_DIR": str(platform.store_dir), "ML_PLATFORM_SERVE_TOKEN": TOKEN}
     server = start_server(env, tmp_path / "serve.log", "--model", MODEL_NAME, "--reload-interval", str(RELOAD_S))
     try:
-        hot_reload_under_traffic(platform, server, env)
+        traffic = hot_reload_under_traffic(platform, server, env)
     finally:
         server.stop()
+    assert_every_answer_logged(platform.store, traffic)  # across the swaps; on S3 in the S3 test
 
 
 def test_hot_reload_under_traffic_on_s3(s3_server, tmp_path, instance):
@@ -557,9 +576,10 @@ def test_hot_reload_under_traffic_on_s3(s3_server, tmp_path, instance):
     env = {**os.environ, **s3_server.env(platform.prefix), "ML_PLATFORM_SERVE_TOKEN": TOKEN}
     server = start_server(env, tmp_path / "serve.log", "--model", MODEL_NAME, "--reload-interval", str(RELOAD_S))
     try:
-        hot_reload_under_traffic(platform, server, env)
+        traffic = hot_reload_under_traffic(platform, server, env)
     finally:
         server.stop()
+    assert_every_answer_logged(platform.store, traffic)  # across the swaps; on S3 in the S3 test
 
 
 def test_sighup_reloads_at_once_and_a_model_without_production_is_not_ready(deployed_store, tmp_path):
@@ -741,3 +761,28 @@ def test_an_unwritable_log_never_fails_a_request_and_is_counted(deployed_store, 
     finally:
         server.stop()
     assert "the prediction log could not write" in (tmp_path / "serve.log").read_text()
+
+
+def test_sigkill_loses_at_most_the_last_flush_interval_of_the_log(deployed_store, tmp_path):
+    store_dir = tmp_path / "store"
+    shutil.copytree(deployed_store, store_dir)
+    shutil.rmtree(store_dir / MODEL_NAME / "prediction_log", ignore_errors=True)  # other servers' logs
+    env = {**os.environ, "ML_PLATFORM_SERVE_TOKEN": TOKEN}
+    flush_s = 0.5
+    args = ("--store-dir", str(store_dir), "--model", MODEL_NAME, "--log-flush-s", str(flush_s))
+    server = start_server(env, tmp_path / "serve.log", *args)
+    with Traffic(server) as traffic:
+        time.sleep(3)
+        killed = time.monotonic()
+        server.process.kill()  # no shutdown: what was not flushed yet is lost
+        server.process.wait()
+    answered = dict(traffic.answered_at)
+    logged = set(logged_rows(store_dir)["request_id"])
+    assert logged <= set(answered) and len(answered) > 50
+    lost = {request_id: killed - at for request_id, at in answered.items() if request_id not in logged}
+    # Each lost answer came within the last flush interval before the kill (plus the write of a part).
+    assert all(age <= flush_s + 0.5 for age in lost.values()), sorted(lost.values())[-5:]
+    print(
+        f"SIGKILL with --log-flush-s {flush_s}: {len(lost)} of {len(answered)} answered requests not in the log,"
+        f" the oldest answered {max(lost.values(), default=0):.2f} s before the kill"
+    )

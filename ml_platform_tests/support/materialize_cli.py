@@ -1,11 +1,13 @@
 """`dagster asset materialize` in a subprocess on a project's environment, and what its runs left:
-the check results and the tables of model_metrics."""
+the check results, the tables of model_metrics, the production version."""
 
 import subprocess
+from pathlib import Path
 
 import dagster as dg
 
 from ml_platform_tests.support.constants import BIN, ROOT
+from ml_platform_tests.support.platform import production_json
 
 
 def materialize(env: dict[str, str], *args: str, expect: int = 0) -> str:
@@ -36,3 +38,10 @@ def model_metrics_tables(env: dict[str, str], pipeline: str) -> dict[str, list[d
         event = instance.get_latest_materialization_event(dg.AssetKey([pipeline, "model_metrics"]))
     metadata = event.asset_materialization.metadata
     return {k: [r.data for r in v.records] for k, v in metadata.items() if isinstance(v, dg.TableMetadataValue)}
+
+
+def production(env: dict[str, str], model: str) -> dict | None:
+    """``ml-platform production --json`` of ``model``, or None before its first promotion."""
+    if not (Path(env["ML_PLATFORM_MODEL_STORE_DIR"]) / model / "production.json").exists():
+        return None
+    return production_json(env, model)

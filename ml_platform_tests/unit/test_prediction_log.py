@@ -68,3 +68,38 @@ def test_a_store_that_cannot_be_written_drops_and_counts(tmp_path: Path):
     log.close()
     assert sum(rows for _, outcome, rows in counts if outcome == "dropped") == 10
     assert not any(outcome == "written" for _, outcome, _ in counts)
+
+
+def test_a_column_of_mixed_text_and_numbers_is_written_as_text(tmp_path: Path):
+    store = LocalModelStore(root=str(tmp_path / "store"))
+    mixed = entry("churn", "m1", 3)
+    mixed.rows["plan"] = ["basic", 7, None]  # what a loose categorical column may hold
+    log = PredictionLog(store.write_bytes, {}, lambda *a: None, flush_s=0.05)
+    log.record(mixed)
+    log.close()
+    logged = read_log(store.read_bytes, store.list_children, "churn")
+    assert logged["plan"].tolist()[:2] == ["basic", "7"] and pd.isna(logged["plan"].iloc[2])
+
+
+def test_batch_scoring_ids_come_from_the_declared_column_and_bad_ones_are_refused():
+    import dagster as dg
+    import pytest
+
+    from ml_platform.assets.scoring import row_ids
+    from ml_platform.loading import pipelines_from_text
+    from ml_platform.runtime import PipelineRuntime
+    from ml_platform.settings import load_settings
+
+    text = "pipelines:\n  - name: shop\n    target: y\n    scoring: {landing: to_score, id: order_id}\n"
+    settings = load_settings(environ={})
+    pipeline = PipelineRuntime(pipelines_from_text(text, "pipelines.yaml", settings)[0], settings)
+    rows = pd.DataFrame({"order_id": ["A-1", "A-2", "A-3"], "x": [1.0, 2.0, 3.0]})
+    assert row_ids(pipeline, rows, "2026-12-03") == ["A-1", "A-2", "A-3"]
+    for bad, says in (
+        (rows.drop(columns="order_id"), "scoring.id: 'order_id' is not a column of scoring_data 2026-12-03"),
+        (rows.assign(order_id=["A-1", None, "A-3"]), "'order_id' is missing on 1 row(s) of 2026-12-03 (first: row 1)"),
+        (rows.assign(order_id=["A-1", "A-1", "A-3"]), "'order_id' repeats 1 value(s) on 2026-12-03 (first: 'A-1')"),
+    ):
+        with pytest.raises(dg.Failure) as raised:
+            row_ids(pipeline, bad, "2026-12-03")
+        assert says in raised.value.description
