@@ -37,8 +37,14 @@ def positive_class(decision: dict[str, Any], classes: list[Any]) -> Any:
     for label in labels:
         if str(label) == wanted:
             return label
+    hint = (
+        " (YAML reads unquoted yes/no/on/off/true/false as booleans: quote the class name in pipelines.yaml)"
+        if wanted in ("True", "False")
+        else ""
+    )
     raise DataValidationError(
-        f"decision.positive_class: {wanted!r} is not a class of the target (its classes: {labels[0]}, {labels[1]})"
+        f"decision.positive_class: {wanted!r} is not a class of the target (its classes: {labels[0]},"
+        f" {labels[1]}){hint}"
     )
 
 

@@ -134,7 +134,7 @@ class Metrics:
         self.reloads = Counter(
             "ml_platform_model_reloads", "Versions loaded or refused, by model.", ["model", "outcome"], **kwargs
         )
-        self.logged = Counter(
+        self.log_rows = Counter(
             "ml_platform_prediction_log_rows",
             "Rows of the prediction log, by model and outcome (written, or dropped: a full queue, a failed write).",
             ["model", "outcome"],
@@ -334,11 +334,11 @@ class Service:
         store = next(iter(self.holders.values())).store
 
         def counted(model: str, outcome: str, rows: int) -> None:
-            self.metrics.logged.labels(model, outcome).inc(rows)
+            self.metrics.log_rows.labels(model, outcome).inc(rows)
 
         return PredictionLog(store.write_bytes, settings, counted, flush_s=self.config.log_flush_s)
 
-    def logged(self, holder: ModelHolder, model: CheckedModel, request_id: str, started: float, frame, answered):
+    def log_answer(self, holder: ModelHolder, model: CheckedModel, request_id: str, started: float, frame, answered):
         """Put an answered request on the prediction log (``answered``: predictions, probabilities)."""
         if self.log is None:
             return
@@ -376,7 +376,7 @@ class Service:
         frame, report = model.check(rows)
         predictions, probabilities = await self.batchers[holder.model_name].predict(model, frame, proba)
         self.metrics.rows.labels(holder.model_name, model.version.version).inc(len(frame))
-        self.logged(holder, model, request_id, started, frame, (predictions, probabilities))
+        self.log_answer(holder, model, request_id, started, frame, (predictions, probabilities))
         return predictions, probabilities, report
 
     async def predict(self, name: str, proba_flag: str | None, kind: str, read_body, request_id: str) -> dict[str, Any]:

@@ -93,6 +93,16 @@ def test_the_positive_class_and_more_than_two_classes():
             {"threshold": 0.3, "positive_class": "maybe"},
             ["yes", "no"],
         )
+    with pytest.raises(DataValidationError, match="YAML reads unquoted yes/no"):  # positive_class: yes, unquoted
+        make_model(
+            "classification",
+            "random_forest",
+            PARAMS,
+            None,
+            None,
+            {"threshold": 0.3, "positive_class": "True"},
+            ["yes", "no"],
+        )
     model = make_model(
         "classification", "random_forest", PARAMS, None, None, {"threshold": 0.3, "positive_class": "no"}, ["yes", "no"]
     )
