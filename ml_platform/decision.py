@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import make_scorer
 from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
 
-from ml_platform.errors import DataValidationError
+from ml_platform.errors import DataValidationError, yaml_boolean_hint
 
 THRESHOLDS = 200  # candidate thresholds TunedThresholdClassifierCV tries
 
@@ -37,14 +37,9 @@ def positive_class(decision: dict[str, Any], classes: list[Any]) -> Any:
     for label in labels:
         if str(label) == wanted:
             return label
-    hint = (
-        " (YAML reads unquoted yes/no/on/off/true/false as booleans: quote the class name in pipelines.yaml)"
-        if wanted in ("True", "False")
-        else ""
-    )
     raise DataValidationError(
         f"decision.positive_class: {wanted!r} is not a class of the target (its classes: {labels[0]},"
-        f" {labels[1]}){hint}"
+        f" {labels[1]}){yaml_boolean_hint(wanted, [str(label) for label in labels])}"
     )
 
 

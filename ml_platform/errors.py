@@ -90,3 +90,11 @@ class UserCodeError(ConfigError):
 class ModelDependencyError(ModelStoreError):
     """A model needs a module (the team's own code, a package) that is missing here or of another
     version than the one it was trained with."""
+
+
+def yaml_boolean_hint(class_name: str, classes: list[str]) -> str:
+    """What to say when a class name from pipelines.yaml is "True" / "False" and the model has no such
+    class: YAML read an unquoted yes / no / on / off as a boolean. Empty otherwise."""
+    if class_name in ("True", "False") and class_name not in classes:
+        return " (YAML reads unquoted yes/no/on/off/true/false as booleans: quote the class name in pipelines.yaml)"
+    return ""

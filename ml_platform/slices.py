@@ -10,7 +10,7 @@ predicted twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,13 +25,12 @@ MAX_VALUES = 100
 
 
 @dataclass(frozen=True)
-class SliceScores:
-    """One slice: the column, its value (or bin), its test rows and the scores there."""
+class Slice:
+    """One slice: the column, its value (or bin) and its test rows."""
 
     column: str
     value: str
     rows: int
-    scores: dict[str, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -39,45 +38,26 @@ class SliceScores:
         return f"{self.column}={self.value}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"column": self.column, "value": self.value, "rows": self.rows, "scores": dict(self.scores)}
+        return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SliceScores:
-        return cls(str(data["column"]), str(data["value"]), int(data["rows"]), dict(data.get("scores") or {}))
+    def from_dict(cls, data: dict[str, Any]):
+        return cls(**data)
 
 
 @dataclass(frozen=True)
-class SliceComparison:
-    """One slice of the fresh test rows with the champion's and the challenger's scores there."""
+class SliceScores(Slice):
+    """A slice and the model's scores there."""
 
-    column: str
-    value: str
-    rows: int
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SliceComparison(Slice):
+    """A slice of the fresh test rows with the champion's and the challenger's scores there."""
+
     champion: dict[str, float] = field(default_factory=dict)
     challenger: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return f"{self.column}={self.value}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "column": self.column,
-            "value": self.value,
-            "rows": self.rows,
-            "champion": dict(self.champion),
-            "challenger": dict(self.challenger),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SliceComparison:
-        return cls(
-            str(data["column"]),
-            str(data["value"]),
-            int(data["rows"]),
-            dict(data.get("champion") or {}),
-            dict(data.get("challenger") or {}),
-        )
 
 
 def is_categorical(column: pd.Series, kind: str | None = None) -> bool:

@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field, create_model
 
 from ml_platform.assets.tracked import track_verdict
+from ml_platform.errors import yaml_boolean_hint
 from ml_platform.estimators import GATE_METRICS, METRIC_LABELS, UNIT_METRICS
 from ml_platform.model_metrics import ModelMetrics, SignatureComparison, score_key
 from ml_platform.runtime import PipelineRuntime
@@ -337,11 +338,7 @@ def _missing(metrics: ModelMetrics, threshold: GateThreshold) -> str:
         why = (metrics.details.get("not_computed") or {}).get(threshold.metric, "not in the model's scores")
         return f"not computed ({why}): the gate cannot pass without it"
     classes = metrics.classes()
-    hint = (
-        " (YAML reads unquoted yes/no/on/off/true/false as booleans: quote the class name in pipelines.yaml)"
-        if threshold.of_class in ("True", "False") and threshold.of_class not in classes
-        else ""
-    )
+    hint = yaml_boolean_hint(threshold.of_class, classes)
     return f"{threshold.of_class!r} is not a class of the model (its classes: {', '.join(classes)}){hint}"
 
 

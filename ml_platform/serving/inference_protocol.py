@@ -12,14 +12,13 @@ signature check, batching and model as ``/v1/models/{name}/predict``.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ml_platform.serving.parsing import RequestError
+from ml_platform.serving.parsing import RequestError, json_body
 from ml_platform.signature import Signature
 
 OUTPUTS = ("predict", "predict_proba")
@@ -29,10 +28,7 @@ _KIND_DATATYPES = {"numeric": "FP64", "boolean": "BOOL", "categorical": "BYTES",
 
 def infer_request(body: bytes, signature: Signature) -> tuple[dict[str, list], str | None, list[str]]:
     """(the rows as ``{"columns", "data"}``, the request's ``id``, the outputs asked for)."""
-    try:
-        request = json.loads(body) if body.strip() else None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(400, f"the body is not valid JSON: {exc}") from None
+    request = json_body(body) if body.strip() else None
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or not request["inputs"]:
         raise RequestError(400, 'an inference request is {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
     tensors = [_tensor(t, i) for i, t in enumerate(request["inputs"])]

@@ -59,6 +59,14 @@ def flag(value: str | None, name: str) -> bool:
     raise RequestError(400, f"query parameter {name}={value!r} is not true or false")
 
 
+def json_body(body: bytes) -> Any:
+    """A request body's JSON; a RequestError (400) saying where it breaks."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(400, f"the body is not valid JSON: {exc}") from None
+
+
 def parse_rows(body: bytes, kind: str, signature: Signature) -> Any:
     """The rows of a request body, as ``ml_platform.signature.as_frame`` takes them."""
     if not body.strip():
@@ -70,10 +78,7 @@ def parse_rows(body: bytes, kind: str, signature: Signature) -> Any:
             raise RequestError(400, f"the CSV body cannot be read: {str(exc).strip().splitlines()[0]}") from None
     if kind not in JSON_TYPES:
         raise RequestError(415, f"content type {kind!r} is not application/json or text/csv")
-    try:
-        rows = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(400, f"the body is not valid JSON: {exc}") from None
+    rows = json_body(body)
     if isinstance(rows, dict) and set(rows) & set(MLFLOW_KEYS):
         rows = _mlflow_body(rows, signature)
     if isinstance(rows, dict) and set(rows) == {"columns", "data"}:

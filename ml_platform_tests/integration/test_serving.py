@@ -673,8 +673,12 @@ pipelines:
 
 
 def logged_rows(store_dir: Path) -> pd.DataFrame:
-    parts = sorted((store_dir / MODEL_NAME / "prediction_log").glob("*/*.parquet"))
-    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts else pd.DataFrame()
+    """Every row of the served model's prediction log in a local store."""
+    from ml_platform.backends.local import LocalModelStore
+    from ml_platform.serving.prediction_log import read_log
+
+    store = LocalModelStore(root=str(store_dir))
+    return read_log(store.read_bytes, store.list_children, MODEL_NAME)
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:

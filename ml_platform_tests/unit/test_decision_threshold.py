@@ -12,7 +12,7 @@ from ml_platform.decision import decision_of, describe, inner_estimator
 from ml_platform.errors import DataValidationError
 from ml_platform.ml import classification_metrics, feature_importances, fit_with_progress, make_model, split
 from ml_platform.version_record import VersionRecord
-from ml_platform_tests.support.realistic import rare_churn_day, tier_day
+from ml_platform_tests.support.realistic import rare_churn_day
 
 PARAMS = {"n_estimators": 25, "max_depth": 8, "n_jobs": 1}
 
@@ -24,7 +24,7 @@ def churn():
 
 
 def fitted(train: pd.DataFrame, decision: dict | None):
-    model = make_model("classification", "random_forest", PARAMS, None, None, decision, list(train["churned"].unique()))
+    model = deciding(decision, list(train["churned"].unique()))
     return fit_with_progress(model, train.drop(columns="churned"), train["churned"], lambda done, total: None)
 
 
@@ -77,37 +77,19 @@ def test_a_floor_no_threshold_reaches_uses_the_closest_and_says_so(churn):
     assert "no threshold met the floor on the validation rows" in describe(found)
 
 
+def deciding(decision: dict, classes: list):
+    """An unfitted forest deciding at ``decision``, for a target of ``classes``."""
+    return make_model("classification", "random_forest", PARAMS, None, None, decision, classes)
+
+
 def test_the_positive_class_and_more_than_two_classes():
-    train = tier_day("d", 600, 0)
     with pytest.raises(DataValidationError, match=r"is for two classes; the target has 3 \(bronze, gold, silver\)"):
-        make_model(
-            "classification", "random_forest", PARAMS, None, None, {"maximize": "f1"}, ["gold", "silver", "bronze"]
-        )
+        deciding({"maximize": "f1"}, ["gold", "silver", "bronze"])
     with pytest.raises(DataValidationError, match=r"'maybe' is not a class of the target \(its classes: no, yes\)"):
-        make_model(
-            "classification",
-            "random_forest",
-            PARAMS,
-            None,
-            None,
-            {"threshold": 0.3, "positive_class": "maybe"},
-            ["yes", "no"],
-        )
+        deciding({"threshold": 0.3, "positive_class": "maybe"}, ["yes", "no"])
     with pytest.raises(DataValidationError, match="YAML reads unquoted yes/no"):  # positive_class: yes, unquoted
-        make_model(
-            "classification",
-            "random_forest",
-            PARAMS,
-            None,
-            None,
-            {"threshold": 0.3, "positive_class": "True"},
-            ["yes", "no"],
-        )
-    model = make_model(
-        "classification", "random_forest", PARAMS, None, None, {"threshold": 0.3, "positive_class": "no"}, ["yes", "no"]
-    )
-    assert model[-1].pos_label == "no"
-    assert len(train) == 600
+        deciding({"threshold": 0.3, "positive_class": "True"}, ["yes", "no"])
+    assert deciding({"threshold": 0.3, "positive_class": "no"}, ["yes", "no"])[-1].pos_label == "no"
 
 
 def test_the_decision_is_part_of_the_recipe_and_old_records_load():
