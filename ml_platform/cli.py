@@ -469,6 +469,67 @@ def _flow_key(name: str) -> str:
     return _flow({name: 0}).strip("{}").rsplit(":", 1)[0]
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """The newest ``--days`` days of a model's prediction log, today's included, one line a day."""
+    from ml_platform import traffic
+
+    if args.days < 1:
+        raise MlPlatformError("--days must be >= 1")
+    store, name = _store(args)
+    days = traffic.logged_days(store.list_children, name)[-args.days :]
+    if not days:
+        print(f"no prediction log of {name} in {store.uri(name)} (is `ml-platform serve` logging it?)")
+        return 0
+    drift_spec = next((s.drift for s in _pipelines_if_readable(_settings()) if s.model_name == name), None)
+    lines = [_monitor_day(store, name, day, drift_spec) for day in days]
+    if args.json:
+        print(json.dumps(lines, indent=2))
+        return 0
+    print(f"{name}: the prediction log, {len(days)} day(s) (drift: features over their threshold vs the")
+    print("training data of the version that answered most rows)")
+    print(
+        f"{'day':<10}  {'requests':>8}  {'rows':>8}  {'refused':>7}  {'p50 ms':>7}  {'p95 ms':>7}  {'p99 ms':>7}"
+        f"  {'drifted':>7}  versions"
+    )
+    for line in lines:
+        latency = line["latency_ms"]
+        print(
+            f"{line['day']:<10}  {line['requests']:>8}  {line['rows']:>8}  {1 - line['signature_share']:>7.1%}"
+            + "".join(f"  {latency.get(q, float('nan')):>7.1f}" for q in ("p50", "p95", "p99"))
+            + f"  {'-' if line['drifted'] is None else len(line['drifted']):>7}  {', '.join(line['version_names'])}"
+        )
+    return 0
+
+
+def _monitor_day(store, name: str, day: str, drift_spec) -> dict:
+    """A day of the log in numbers, with the features that drift from the training data of the
+    version that answered most of its rows (None when there is nothing to compare with)."""
+    from ml_platform import constants as names
+    from ml_platform import drift, traffic
+    from ml_platform.resources.model_store import decode_drift_profile
+
+    frame = traffic.read_day(store.read_bytes, store.list_children, name, day)
+    summary = traffic.summarize(frame)
+    drifted = None
+    version = traffic.main_version(frame)
+    if version is not None:
+        try:
+            profile = store.read_extra(store.get_version(name, version), names.DRIFT_PROFILE_FILENAME)
+        except MlPlatformError:
+            profile = None
+        if profile is not None:
+            method = drift_spec.method if drift_spec else "psi"
+            limit = drift_spec.limit if drift_spec else drift.DEFAULT_THRESHOLDS[method]
+            rows = traffic.skew(decode_drift_profile(profile), frame, method, limit)
+            drifted = [r["Feature"] for r in rows if r["Drifted"]]
+    return {
+        "day": day,
+        **summary.to_dict(),
+        "version_names": [v["Version"] for v in summary.versions],
+        "drifted": drifted,
+    }
+
+
 def _pipelines_if_readable(settings) -> list:
     """The pipelines (for their serving settings), or none when the file cannot be read: a server
     of named models (``--model``) needs only the store."""
@@ -509,7 +570,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Each model's serving.log of pipelines.yaml; --no-log turns every one off.
         log={name: {"enabled": False} for name in models}
         if args.no_log
-        else {spec.model_name: spec.serving.log.model_dump() for spec in specs},
+        else {spec.model_name: {**spec.serving.log.model_dump(), "timezone": spec.schedule.timezone} for spec in specs},
         log_flush_s=args.log_flush_s,
     )
     print(
@@ -528,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_commands(sub)
     _add_contract_command(sub)
     _add_serve_command(sub)
+    _add_monitor_command(sub)
     _add_store_commands(sub)
     return parser
 
@@ -578,6 +640,29 @@ def _add_contract_command(sub) -> None:
         help="spaces before `quality:`, as the entry's keys are indented (default %(default)s)",
     )
     con.set_defaults(func=cmd_contract)
+
+
+def _add_store_dir(parser) -> None:
+    parser.add_argument(
+        "--store-dir",
+        help="a local model store folder (default: the store of ML_PLATFORM_ENV: "
+        "ML_PLATFORM_MODEL_STORE_DIR, or the S3 bucket in prod)",
+    )
+
+
+def _add_monitor_command(sub) -> None:
+    mon = sub.add_parser(
+        "monitor",
+        help="a model's prediction log per day: requests, refused rows, latency, drift, versions",
+        description="Read a model's prediction log (what `ml-platform serve` answered), today's included, and"
+        " print one line a day: requests, rows, the share refused by the signature check, latency quantiles,"
+        " the features that drift from the training data, and the versions that answered.",
+    )
+    mon.add_argument("--model", help="model name (default: ML_PLATFORM_MODEL_NAME)")
+    mon.add_argument("--days", type=int, default=30, help="newest days of the log to read (default %(default)s)")
+    _add_store_dir(mon)
+    mon.add_argument("--json", action="store_true", help="print JSON")
+    mon.set_defaults(func=cmd_monitor)
 
 
 def _add_serve_command(sub) -> None:
@@ -636,11 +721,7 @@ def _add_store_commands(sub) -> None:
     ):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--model", help="model name (default: ML_PLATFORM_MODEL_NAME; models: every model)")
-        p.add_argument(
-            "--store-dir",
-            help="a local model store folder (default: the store of ML_PLATFORM_ENV: "
-            "ML_PLATFORM_MODEL_STORE_DIR, or the S3 bucket in prod)",
-        )
+        _add_store_dir(p)
         if name in ("production", "models"):
             p.add_argument("--json", action="store_true", help="print JSON")
         if name == "models":

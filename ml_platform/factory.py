@@ -8,6 +8,7 @@ import dagster as dg
 from ml_platform.assets.deployment import build_deployed_model
 from ml_platform.assets.evaluation import build_model_metrics
 from ml_platform.assets.ingest import build_raw_data
+from ml_platform.assets.monitoring import build_served
 from ml_platform.assets.scoring import build_predictions, build_scoring_checks, build_scoring_data
 from ml_platform.assets.training import (
     build_splits,
@@ -17,7 +18,7 @@ from ml_platform.assets.training import (
 )
 from ml_platform.checks.data_quality import build_raw_data_quality
 from ml_platform.checks.model_quality import build_gates, build_signature_check
-from ml_platform.jobs import build_jobs
+from ml_platform.jobs import build_jobs, monitoring_job_name, scoring_job_name
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.schedules import build_schedule
 from ml_platform.sensors import (
@@ -27,6 +28,7 @@ from ml_platform.sensors import (
     build_finished_sensors,
     build_landing_sensor,
     build_scoring_sensor,
+    build_served_sensor,
     build_variants_sensor,
 )
 
@@ -47,15 +49,20 @@ def build_pipeline_defs(pipeline: PipelineRuntime) -> dg.Definitions:
     if spec.scoring is not None:
         assets += [build_scoring_data(pipeline), build_predictions(pipeline)]
         checks.append(build_scoring_checks(pipeline))
+    if spec.monitoring is not None:
+        assets.append(build_served(pipeline))
     jobs = build_jobs(pipeline)
     training_job = jobs[0]
+    job_of = {job.name: job for job in jobs}
     sensors = [build_landing_sensor(pipeline, training_job), build_deploy_sensor(pipeline)]
     if spec.drift.enabled:
         sensors.append(build_drift_sensor(pipeline, training_job))
     if pipeline.variants:
         sensors.append(build_variants_sensor(pipeline, jobs[1], jobs[2]))
     if spec.scoring is not None:
-        sensors.append(build_scoring_sensor(pipeline, jobs[-1]))
+        sensors.append(build_scoring_sensor(pipeline, job_of[scoring_job_name(pipeline)]))
+    if spec.monitoring is not None:
+        sensors.append(build_served_sensor(pipeline, job_of[monitoring_job_name(pipeline)]))
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,

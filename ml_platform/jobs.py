@@ -1,5 +1,6 @@
 """Jobs: a pipeline's work for one day. One job, ``<name>_training``, for a plain pipeline; with
-``scoring``, one more (``<name>_scoring``); so up to four.
+``scoring``, one more (``<name>_scoring``); with ``monitoring``, one more (``<name>_monitoring``);
+so up to five.
 
 A pipeline with hyperparameter variants has three for training: Dagster runs one partitions definition per run,
 and ``variant_model`` is partitioned by day x variant. ``<name>_training`` ingests and
@@ -35,8 +36,14 @@ def scoring_job_name(pipeline: PipelineRuntime) -> str:
     return f"{pipeline.name}_scoring"
 
 
+def monitoring_job_name(pipeline: PipelineRuntime) -> str:
+    return f"{pipeline.name}_monitoring"
+
+
 # The batch scoring part of a pipeline (with `scoring` in pipelines.yaml).
 SCORING_ASSET_NAMES = ("scoring_data", "predictions")
+# The loop back from production (with `monitoring` in pipelines.yaml).
+MONITORING_ASSET_NAMES = ("served",)
 
 
 def job_names(pipeline: PipelineRuntime) -> list[str]:
@@ -45,6 +52,8 @@ def job_names(pipeline: PipelineRuntime) -> list[str]:
         names += [variants_job_name(pipeline), select_job_name(pipeline)]
     if pipeline.spec.scoring is not None:
         names.append(scoring_job_name(pipeline))
+    if pipeline.spec.monitoring is not None:
+        names.append(monitoring_job_name(pipeline))
     return names
 
 
@@ -59,12 +68,47 @@ def retrain_keys(pipeline: PipelineRuntime) -> list[dg.AssetKey]:
 
 def build_jobs(pipeline: PipelineRuntime) -> list[UnresolvedAssetJobDefinition]:
     """The pipeline's job first; with variants, also the variants job and the select-and-deploy job;
-    with scoring, last, the scoring job (which the training job leaves out)."""
+    with scoring, the scoring job, and with monitoring, last, the monitoring job (which the training
+    job leaves out)."""
     group = dg.AssetSelection.groups(pipeline.name)
     if pipeline.spec.scoring is not None:
         group = group - dg.AssetSelection.assets(*(pipeline.key(n) for n in SCORING_ASSET_NAMES))
+    if pipeline.spec.monitoring is not None:
+        group = group - dg.AssetSelection.assets(*(pipeline.key(n) for n in MONITORING_ASSET_NAMES))
+    jobs = _training_jobs(pipeline, group)
+    if pipeline.spec.scoring is not None:
+        jobs.append(
+            (
+                scoring_job_name(pipeline),
+                dg.AssetSelection.assets(*(pipeline.key(n) for n in SCORING_ASSET_NAMES)),
+                f"{pipeline.name}: score one day of {pipeline.spec.scoring.landing} with the production model.",
+            )
+        )
+    if pipeline.spec.monitoring is not None:
+        jobs.append(
+            (
+                monitoring_job_name(pipeline),
+                dg.AssetSelection.assets(*(pipeline.key(n) for n in MONITORING_ASSET_NAMES)),
+                f"{pipeline.name}: read one day of {pipeline.model_name}'s prediction log into served.",
+            )
+        )
+    return [
+        dg.define_asset_job(
+            name=name,
+            selection=selection,
+            description=description,
+            # Run monitoring (dagster.yaml) fails a run that exceeds this; training is the long step.
+            tags={"dagster/max_runtime": pipeline.settings.max_runtime_s},
+        )
+        for name, selection, description in jobs
+    ]
+
+
+def _training_jobs(pipeline: PipelineRuntime, group: dg.AssetSelection) -> list[tuple]:
+    """(name, selection, description) of the training job; with variants, also the variants job and
+    the select-and-deploy job."""
     if not pipeline.variants:
-        jobs = [
+        return [
             (
                 job_name(pipeline),
                 group,
@@ -74,7 +118,7 @@ def build_jobs(pipeline: PipelineRuntime) -> list[UnresolvedAssetJobDefinition]:
     else:
         variant = dg.AssetSelection.assets(pipeline.key("variant_model"))
         select = dg.AssetSelection.assets(*(pipeline.key(n) for n in SELECT_ASSET_NAMES))
-        jobs = [
+        return [
             (
                 job_name(pipeline),
                 group - variant - select,
@@ -92,21 +136,3 @@ def build_jobs(pipeline: PipelineRuntime) -> list[UnresolvedAssetJobDefinition]:
                 f"{pipeline.name}: choose the best variant of the day as the challenger, evaluate, gate and deploy.",
             ),
         ]
-    if pipeline.spec.scoring is not None:
-        jobs.append(
-            (
-                scoring_job_name(pipeline),
-                dg.AssetSelection.assets(*(pipeline.key(n) for n in SCORING_ASSET_NAMES)),
-                f"{pipeline.name}: score one day of {pipeline.spec.scoring.landing} with the production model.",
-            )
-        )
-    return [
-        dg.define_asset_job(
-            name=name,
-            selection=selection,
-            description=description,
-            # Run monitoring (dagster.yaml) fails a run that exceeds this; training is the long step.
-            tags={"dagster/max_runtime": pipeline.settings.max_runtime_s},
-        )
-        for name, selection, description in jobs
-    ]

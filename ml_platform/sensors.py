@@ -1,5 +1,6 @@
 """Sensors: new or corrected landing files start runs; failures, deploys and finished runs send notifications."""
 
+import datetime as dt
 import hashlib
 import json
 
@@ -8,7 +9,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
 
-from ml_platform import constants
+from ml_platform import constants, traffic
 from ml_platform.checks.model_quality import gate_check_names
 from ml_platform.estimators import METRIC_LABELS
 from ml_platform.instance_queries import (
@@ -22,6 +23,7 @@ from ml_platform.instance_queries import (
 )
 from ml_platform.jobs import job_names, retrain_keys
 from ml_platform.resources.landing_zone import LandingZone
+from ml_platform.resources.model_store import ModelStore
 from ml_platform.resources.notifier import Notifier
 from ml_platform.runtime import DATE_DIMENSION, PipelineRuntime
 
@@ -535,3 +537,55 @@ def build_scoring_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefin
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     return scoring_sensor
+
+
+def served_sensor_name(pipeline: PipelineRuntime) -> str:
+    return f"{pipeline.name}_served_sensor"
+
+
+# Days older than this (after their end and grace) are not listed again: a part that late is rare,
+# and a year of days would otherwise be listed on every tick.
+SERVED_RECHECK = dt.timedelta(days=3)
+
+
+def build_served_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    """Materializes served[day] once the day has ended (plus monitoring.grace_minutes), and again
+    when a part of the day arrives later (run_key = day + the fingerprint of its parts)."""
+    grace = dt.timedelta(minutes=pipeline.spec.monitoring.grace_minutes)
+    model = pipeline.model_name
+
+    @dg.sensor(
+        job=job,
+        name=served_sensor_name(pipeline),
+        minimum_interval_seconds=pipeline.settings.sensor_interval_s,
+        description=f"Reads each ended day of {model}'s prediction log into served (again when late parts arrive).",
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+    def served_sensor(context: dg.SensorEvaluationContext, model_store: ModelStore):
+        done: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        now = dt.datetime.now(dt.UTC)
+        requests = []
+        first = pipeline.partitions.start.date().isoformat()
+        days = [day for day in traffic.logged_days(model_store.list_children, model) if day >= first]
+        for day in days:
+            _, end = traffic.day_bounds(day, pipeline.timezone)
+            if end + grace > now or (day in done and end + grace + SERVED_RECHECK < now):
+                continue
+            keys = traffic.parts_of_day(model_store.list_children, model, day)
+            parts_print = traffic.fingerprint(keys)
+            if not keys or done.get(day) == parts_print:
+                continue
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"served:{day}:{parts_print}",
+                    partition_key=day,
+                    tags={constants.TRIGGER_TAG: "served", constants.PIPELINE_TAG: pipeline.name},
+                )
+            )
+            done[day] = parts_print
+        cursor = json.dumps({day: fp for day, fp in done.items() if day in days}, sort_keys=True)
+        if not requests:
+            return dg.SensorResult(skip_reason=f"no ended day of {model}'s prediction log to read", cursor=cursor)
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+    return served_sensor

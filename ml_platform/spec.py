@@ -154,6 +154,25 @@ class ServingSpec(_Strict):
     )
 
 
+class MonitoringSpec(_Strict):
+    """served[day]: each day of the prediction log as an asset, with its checks (docs/monitoring.md)."""
+
+    min_signature_share: float = Field(
+        default=0.99,
+        ge=0,
+        le=1,
+        description="The share of served rows that must meet the model's signature (the rest were refused with"
+        " a 422): below it, served[day]'s check served_rows_match_signature fails.",
+    )
+    grace_minutes: int = Field(
+        default=10,
+        ge=0,
+        le=1440,
+        description="How long after a day ends the <name>_served_sensor waits for the servers' last flushes before"
+        " it materializes served[day]; parts written later start another run for the day.",
+    )
+
+
 class ModelSpec(_Strict):
     estimator: str = Field(
         default="random_forest",
@@ -1122,6 +1141,11 @@ class PipelineSpec(_Strict):
     )
     serving: ServingSpec = Field(
         default_factory=ServingSpec, description="What `ml-platform serve` does for this pipeline's model."
+    )
+    monitoring: MonitoringSpec | None = Field(
+        default=None,
+        description="served[day]: the day's prediction log as an asset (requests, versions, latency, skew against the"
+        " training data), materialized by <name>_served_sensor once the day has ended (`monitoring: {}`).",
     )
     demo_data: Literal["breast_cancer", "diabetes"] | None = Field(
         default=None, description="What `ml-platform seed-demo` writes into this pipeline's landing."

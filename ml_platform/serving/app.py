@@ -348,6 +348,15 @@ class Service:
         name, version = holder.model_name, model.version.version
         self.log.record(Entry(name, version, request_id, now, latency_ms, frame, predictions, probabilities))
 
+    def log_refusal(self, holder: ModelHolder, model: CheckedModel, request_id: str, started: float, rows, exc):
+        """Put a request the signature check refused on the prediction log (its row count and why)."""
+        if self.log is None:
+            return
+        count = len(rows) if isinstance(rows, pd.DataFrame | list) else 1
+        latency_ms = (time.perf_counter() - started) * 1000
+        entry = Entry.refusal(holder.model_name, model.version.version, request_id, latency_ms, count, str(exc))
+        self.log.record(entry)
+
     # -- the routes' work ---------------------------------------------------------------------
     def authorized(self, authorization: str) -> bool:
         """Whether a request may use a protected route (always, when no token is set)."""
@@ -373,7 +382,11 @@ class Service:
         """Rows checked against the model's signature and predicted in a batch with the requests
         that arrive with them, then put on the prediction log: (predictions, probabilities, the
         signature check's report)."""
-        frame, report = model.check(rows)
+        try:
+            frame, report = model.check(rows)
+        except SignatureError as exc:
+            self.log_refusal(holder, model, request_id, started, rows, exc)
+            raise
         predictions, probabilities = await self.batchers[holder.model_name].predict(model, frame, proba)
         self.metrics.rows.labels(holder.model_name, model.version.version).inc(len(frame))
         self.log_answer(holder, model, request_id, started, frame, (predictions, probabilities))

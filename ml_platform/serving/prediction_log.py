@@ -3,13 +3,19 @@
 Each answered request becomes rows of the log, one per predicted row: its request id, when, the
 model and the version that answered, the row as the model saw it (after the signature's coercion;
 columns of ``serving.log.exclude`` left out), the prediction, the class probabilities (classifiers)
-and the request's latency. The request path only puts them on a bounded queue (a full queue drops
-the request's rows and counts them); one background thread writes them, in batches, as parquet
-parts per model and day in the model store the server reads (a local folder, or S3):
+and the request's latency. A request refused by the signature check is logged too, one row per
+row it sent, with the refusal in ``refused`` and no prediction (its rows are not kept: they did not
+meet the contract), so the share of traffic that met the signature is known.
+
+The request path only puts them on a bounded queue (a full queue drops the request's rows and
+counts them); one background thread writes them, in batches, as parquet parts per model and day in
+the model store the server reads (a local folder, or S3):
 
     <model>/prediction_log/<YYYY-MM-DD>/<UTC time>-<pid>-<n>.parquet
 
-at least every ``flush_s`` seconds and when the server stops. A part that cannot be written (a full
+at least every ``flush_s`` seconds and when the server stops. The day is the day of the
+pipeline's time zone (``schedule.timezone``; UTC for a model the server has no pipeline of), so a
+folder is exactly one of the pipeline's daily partitions (served[day]). A part that cannot be written (a full
 disk, S3 down) is dropped and counted; predictions go on. Parts are written whole (the store's
 atomic write), so a reader never sees half a part; a process killed hard loses at most what it had
 not flushed yet.
@@ -28,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -37,7 +44,7 @@ logger = logging.getLogger("ml_platform.serving")
 
 FOLDER = "prediction_log"
 # The log's own columns; a feature of the same name is kept as "<name> (feature)".
-COLUMNS = ("request_id", "row", "logged_at", "model", "version", "latency_ms", "prediction")
+COLUMNS = ("request_id", "row", "logged_at", "model", "version", "latency_ms", "prediction", "refused")
 DEFAULT_FLUSH_S = 1.0
 DEFAULT_QUEUE_REQUESTS = 10_000
 _STOP = object()
@@ -45,21 +52,33 @@ _STOP = object()
 
 @dataclass(frozen=True)
 class LogSettings:
-    """One model's log: on or off, the share of requests kept, the columns never written."""
+    """One model's log: on or off, the share of requests kept, the columns never written, and the
+    time zone of its days."""
 
     enabled: bool = True
     sample: float = 1.0
     exclude: tuple[str, ...] = ()
+    timezone: str = "UTC"
 
     @classmethod
     def of(cls, data: dict[str, Any] | None) -> LogSettings:
         data = data or {}
-        return cls(bool(data.get("enabled", True)), float(data.get("sample", 1.0)), tuple(data.get("exclude") or ()))
+        return cls(
+            bool(data.get("enabled", True)),
+            float(data.get("sample", 1.0)),
+            tuple(data.get("exclude") or ()),
+            str(data.get("timezone") or "UTC"),
+        )
+
+    def day(self, moment: dt.datetime) -> str:
+        """The day of ``moment`` in the log's time zone: the folder it is written to."""
+        return moment.astimezone(ZoneInfo(self.timezone)).date().isoformat()
 
 
 @dataclass
 class Entry:
-    """One answered request, as the log keeps it."""
+    """One answered request, as the log keeps it; or, with ``refused``, a request of ``count`` rows
+    the signature check refused (no rows, no predictions)."""
 
     model: str
     version: str
@@ -69,6 +88,13 @@ class Entry:
     rows: pd.DataFrame
     predictions: np.ndarray
     probabilities: pd.DataFrame | None = field(default=None, repr=False)
+    refused: str | None = None
+
+    @classmethod
+    def refusal(cls, model: str, version: str, request_id: str, latency_ms: float, count: int, reason: str) -> Entry:
+        empty = pd.DataFrame(index=range(count))
+        now = dt.datetime.now(dt.UTC)
+        return cls(model, version, request_id, now, latency_ms, empty, np.full(count, None, dtype=object), None, reason)
 
 
 class PredictionLog:
@@ -132,7 +158,8 @@ class PredictionLog:
     def _flush(self, entries: list[Entry]) -> None:
         groups: dict[tuple[str, str], list[Entry]] = {}
         for entry in entries:
-            groups.setdefault((entry.model, entry.logged_at.date().isoformat()), []).append(entry)
+            day = self.settings.get(entry.model, LogSettings()).day(entry.logged_at)
+            groups.setdefault((entry.model, day), []).append(entry)
         for (model, day), group in groups.items():
             rows = sum(len(e.rows) for e in group)
             self._sequence += 1
@@ -170,6 +197,7 @@ def part_frame(entries: list[Entry]) -> pd.DataFrame:
                 "version": [entry.version] * count,
                 "latency_ms": np.full(count, entry.latency_ms, dtype="float64"),
                 "prediction": np.asarray(entry.predictions),
+                "refused": pd.Series([entry.refused] * count, dtype="string"),
             }
         )
         parts = [own, rows]

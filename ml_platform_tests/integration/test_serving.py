@@ -727,13 +727,18 @@ def test_every_answered_request_is_in_the_prediction_log_and_sigterm_loses_none(
             thread.start()
         for thread in threads:
             thread.join()
-        status, _, _ = server.predict(records(ROWS.drop(columns=["mean radius"])))  # refused: not logged
+        # Refused by the signature check: logged as refused, 20 rows, no prediction.
+        status, _, _ = server.predict(records(ROWS.drop(columns=["mean radius"])), headers={"X-Request-ID": "bad"})
         assert status == 422
         assert not (store_dir / MODEL_NAME / "prediction_log").exists()  # nothing written yet
     finally:
         server.stop()  # SIGTERM: what is queued is written before the process ends
     assert "Application shutdown complete" in (tmp_path / "serve.log").read_text()
-    logged = logged_rows(store_dir)
+    everything = logged_rows(store_dir)
+    refused = everything[everything["refused"].notna()]
+    assert set(refused["request_id"]) == {"bad"} and len(refused) == len(ROWS)
+    assert "mean radius" in refused["refused"].iloc[0] and refused["prediction"].isna().all()
+    logged = everything[everything["refused"].isna()]
     assert len(sent) == 60 and set(logged["request_id"]) == set(sent)  # every answered request, none missing
     for request_id, group in logged.groupby("request_id"):
         rows, predictions, version = sent[request_id]
@@ -741,6 +746,21 @@ def test_every_answered_request_is_in_the_prediction_log_and_sigterm_loses_none(
         assert set(group["version"]) == {version}
     assert "mean area" not in logged.columns and "mean radius" in logged.columns  # serving.log.exclude
     assert (logged["latency_ms"] > 0).all() and logged["proba_1"].notna().any()
+
+    # `ml-platform monitor` reads today's log at once: the same requests, rows and refusals.
+    monitor = subprocess.run(
+        [str(BIN / "ml-platform"), "monitor", "--model", MODEL_NAME, "--store-dir", str(store_dir), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    (today,) = json.loads(monitor.stdout)
+    assert today["day"] == everything["logged_at"].iloc[0].date().isoformat()
+    assert today["requests"] == 61 and today["rows"] == len(everything) and today["refused_rows"] == len(ROWS)
+    assert today["signature_share"] == pytest.approx(1 - len(ROWS) / len(everything))
+    assert today["version_names"] == sorted({v for _, _, v in sent.values()}) and "mean area" not in today["drifted"]
 
 
 def test_an_unwritable_log_never_fails_a_request_and_is_counted(deployed_store, tmp_path):

@@ -31,8 +31,9 @@ class Server:
         content_type: str = "application/json",
         token: str | None = TOKEN,
         timeout: float = 30,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, dict | str, dict]:
-        headers = {"Content-Type": content_type} if body is not None else {}
+        headers = {**({"Content-Type": content_type} if body is not None else {}), **(headers or {})}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
