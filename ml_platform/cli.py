@@ -470,7 +470,8 @@ def _flow_key(name: str) -> str:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    """The newest ``--days`` days of a model's prediction log, today's included, one line a day."""
+    """The newest ``--days`` days of a model's prediction log, today's included, one line a day; with
+    ``feedback``, each day's live gate metric and labelled share from live_metrics[day]."""
     from ml_platform import traffic
 
     if args.days < 1:
@@ -480,25 +481,52 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     if not days:
         print(f"no prediction log of {name} in {store.uri(name)} (is `ml-platform serve` logging it?)")
         return 0
-    drift_spec = next((s.drift for s in _pipelines_if_readable(_settings()) if s.model_name == name), None)
-    lines = [_monitor_day(store, name, day, drift_spec) for day in days]
+    spec = next((s for s in _pipelines_if_readable(_settings()) if s.model_name == name), None)
+    live = _live_metrics(spec) if spec is not None and spec.feedback is not None else {}
+    lines = [{**_monitor_day(store, name, day, spec.drift if spec else None), **live.get(day, {})} for day in days]
     if args.json:
         print(json.dumps(lines, indent=2))
         return 0
+    metric = f"live {spec.gate_metric}" if live else None
     print(f"{name}: the prediction log, {len(days)} day(s) (drift: features over their threshold vs the")
     print("training data of the version that answered most rows)")
-    print(
-        f"{'day':<10}  {'requests':>8}  {'rows':>8}  {'refused':>7}  {'p50 ms':>7}  {'p95 ms':>7}  {'p99 ms':>7}"
-        f"  {'drifted':>7}  versions"
-    )
+    header = f"{'day':<10}  {'requests':>8}  {'rows':>8}  {'refused':>7}  {'p50 ms':>7}  {'p95 ms':>7}  {'p99 ms':>7}"
+    header += f"  {'drifted':>7}" + (f"  {metric:>14}  {'labelled':>8}" if metric else "") + "  versions"
+    print(header)
     for line in lines:
         latency = line["latency_ms"]
-        print(
-            f"{line['day']:<10}  {line['requests']:>8}  {line['rows']:>8}  {1 - line['signature_share']:>7.1%}"
-            + "".join(f"  {latency.get(q, float('nan')):>7.1f}" for q in ("p50", "p95", "p99"))
-            + f"  {'-' if line['drifted'] is None else len(line['drifted']):>7}  {', '.join(line['version_names'])}"
-        )
+        text = f"{line['day']:<10}  {line['requests']:>8}  {line['rows']:>8}  {1 - line['signature_share']:>7.1%}"
+        text += "".join(f"  {latency.get(q, float('nan')):>7.1f}" for q in ("p50", "p95", "p99"))
+        text += f"  {'-' if line['drifted'] is None else len(line['drifted']):>7}"
+        if metric:
+            value, share = line.get("live_metric"), line.get("labelled_share")
+            text += f"  {'-' if value is None else f'{value:.4f}':>14}  {'-' if share is None else f'{share:.1%}':>8}"
+        print(text + f"  {', '.join(line['version_names'])}")
     return 0
+
+
+def _live_metrics(spec) -> dict[str, dict]:
+    """{day: its live gate metric and labelled share} from the newest live_metrics materialization of
+    each day in the Dagster instance of DAGSTER_HOME (none without DAGSTER_HOME)."""
+    import dagster as dg
+
+    from ml_platform.estimators import METRIC_LABELS
+    from ml_platform.instance_queries import latest_materialization_per_partition
+
+    if not os.environ.get("DAGSTER_HOME"):
+        return {}
+    label = f"Live {METRIC_LABELS.get(spec.gate_metric, spec.gate_metric).lower()}"
+    with dg.DagsterInstance.get() as instance:
+        latest = latest_materialization_per_partition(instance, dg.AssetKey([spec.name, "live_metrics"]))
+    live = {}
+    for day, record in latest.items():
+        metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+        live[day] = {
+            "live_metric_name": spec.gate_metric,
+            "live_metric": metadata.get(label),
+            "labelled_share": metadata.get("Labelled share"),
+        }
+    return live
 
 
 def _monitor_day(store, name: str, day: str, drift_spec) -> dict:

@@ -81,3 +81,8 @@ DEFAULT_MAX_RUNTIME_S = 3600
 # newest version of that recipe; INDEXED marks a store whose older versions were indexed too.
 RECIPES_FOLDER = "recipes"
 RECIPES_INDEXED = "INDEXED"
+
+# The prediction log of `ml-platform serve`: <model>/prediction_log/<day>/<part>.parquet, with its
+# own columns (a feature of one of these names is kept as "<name> (feature)").
+PREDICTION_LOG_FOLDER = "prediction_log"
+PREDICTION_LOG_COLUMNS = ("request_id", "row", "logged_at", "model", "version", "latency_ms", "prediction", "refused")

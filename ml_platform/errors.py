@@ -29,6 +29,10 @@ class DataValidationError(MlPlatformError, ValueError):
     """Data does not meet the platform's data contract."""
 
 
+class FeedbackError(DataValidationError):
+    """An outcome file cannot be read as outcomes (its id or label column is missing)."""
+
+
 class ModelStoreError(MlPlatformError):
     """The model store is missing something or holds something wrong."""
 

@@ -8,7 +8,7 @@ import dagster as dg
 from ml_platform.assets.deployment import build_deployed_model
 from ml_platform.assets.evaluation import build_model_metrics
 from ml_platform.assets.ingest import build_raw_data
-from ml_platform.assets.monitoring import build_served
+from ml_platform.assets.monitoring import build_live_metrics, build_outcomes, build_served
 from ml_platform.assets.scoring import build_predictions, build_scoring_checks, build_scoring_data
 from ml_platform.assets.training import (
     build_splits,
@@ -22,9 +22,11 @@ from ml_platform.jobs import build_jobs, monitoring_job_name, scoring_job_name
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.schedules import build_schedule
 from ml_platform.sensors import (
+    build_decay_sensor,
     build_deploy_sensor,
     build_drift_sensor,
     build_failure_sensor,
+    build_feedback_sensor,
     build_finished_sensors,
     build_landing_sensor,
     build_scoring_sensor,
@@ -51,6 +53,8 @@ def build_pipeline_defs(pipeline: PipelineRuntime) -> dg.Definitions:
         checks.append(build_scoring_checks(pipeline))
     if spec.monitoring is not None:
         assets.append(build_served(pipeline))
+    if spec.feedback is not None:
+        assets += [build_outcomes(pipeline), build_live_metrics(pipeline)]
     jobs = build_jobs(pipeline)
     training_job = jobs[0]
     job_of = {job.name: job for job in jobs}
@@ -63,6 +67,11 @@ def build_pipeline_defs(pipeline: PipelineRuntime) -> dg.Definitions:
         sensors.append(build_scoring_sensor(pipeline, job_of[scoring_job_name(pipeline)]))
     if spec.monitoring is not None:
         sensors.append(build_served_sensor(pipeline, job_of[monitoring_job_name(pipeline)]))
+    if spec.feedback is not None:
+        sensors += [
+            build_feedback_sensor(pipeline, job_of[monitoring_job_name(pipeline)]),
+            build_decay_sensor(pipeline, training_job),
+        ]
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,

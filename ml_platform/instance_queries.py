@@ -154,3 +154,18 @@ def run_model_events(instance: dg.DagsterInstance, run_id: str) -> tuple[list, d
         materialization = record.event_log_entry.asset_materialization
         materializations[materialization.asset_key] = materialization
     return evaluations, materializations
+
+
+def latest_materialization_per_partition(instance: dg.DagsterInstance, key: dg.AssetKey, limit: int = 1000) -> dict:
+    """{partition: its newest materialization record} of ``key``, over its newest ``limit`` records."""
+    records = instance.fetch_materializations(key, limit=limit, ascending=False).records
+    latest: dict = {}
+    for record in records:
+        latest.setdefault(record.asset_materialization.partition, record)
+    return latest
+
+
+def newest_materialized_partition(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+    """The newest partition of ``key`` that has been materialized, or None."""
+    partitions = instance.get_materialized_partitions(key)
+    return max(partitions) if partitions else None

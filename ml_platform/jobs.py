@@ -42,8 +42,12 @@ def monitoring_job_name(pipeline: PipelineRuntime) -> str:
 
 # The batch scoring part of a pipeline (with `scoring` in pipelines.yaml).
 SCORING_ASSET_NAMES = ("scoring_data", "predictions")
-# The loop back from production (with `monitoring` in pipelines.yaml).
-MONITORING_ASSET_NAMES = ("served",)
+
+
+def monitoring_asset_names(pipeline: PipelineRuntime) -> tuple[str, ...]:
+    """The loop back from production: served (with `monitoring`), outcomes and live_metrics (with
+    `feedback` too)."""
+    return ("served",) + (("outcomes", "live_metrics") if pipeline.spec.feedback is not None else ())
 
 
 def job_names(pipeline: PipelineRuntime) -> list[str]:
@@ -74,7 +78,7 @@ def build_jobs(pipeline: PipelineRuntime) -> list[UnresolvedAssetJobDefinition]:
     if pipeline.spec.scoring is not None:
         group = group - dg.AssetSelection.assets(*(pipeline.key(n) for n in SCORING_ASSET_NAMES))
     if pipeline.spec.monitoring is not None:
-        group = group - dg.AssetSelection.assets(*(pipeline.key(n) for n in MONITORING_ASSET_NAMES))
+        group = group - dg.AssetSelection.assets(*(pipeline.key(n) for n in monitoring_asset_names(pipeline)))
     jobs = _training_jobs(pipeline, group)
     if pipeline.spec.scoring is not None:
         jobs.append(
@@ -88,8 +92,9 @@ def build_jobs(pipeline: PipelineRuntime) -> list[UnresolvedAssetJobDefinition]:
         jobs.append(
             (
                 monitoring_job_name(pipeline),
-                dg.AssetSelection.assets(*(pipeline.key(n) for n in MONITORING_ASSET_NAMES)),
-                f"{pipeline.name}: read one day of {pipeline.model_name}'s prediction log into served.",
+                dg.AssetSelection.assets(*(pipeline.key(n) for n in monitoring_asset_names(pipeline))),
+                f"{pipeline.name}: one day of {pipeline.model_name}'s prediction log into served"
+                + ("; outcomes of a day; the live metrics of a day's predictions." if pipeline.spec.feedback else "."),
             )
         )
     return [

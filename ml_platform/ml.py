@@ -509,6 +509,15 @@ def _classification_scores(outputs: Outputs) -> dict[str, Any]:
     }
 
 
+def scores_of(outputs: Outputs) -> dict[str, Any]:
+    """Every metric of the task on what a model said (``outputs``), by the functions model_metrics
+    uses: classification_metrics' scores, or regression_metrics'."""
+    if outputs.task == "classification":
+        with _said_in_not_computed():
+            return _classification_scores(outputs)
+    return regression_metrics(None, pd.DataFrame(), "", outputs)
+
+
 # The metrics that need class probabilities (predict_proba).
 PROBABILITY_METRICS = ("roc_auc", "average_precision", "log_loss", "brier_score_loss")
 

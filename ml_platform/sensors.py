@@ -9,19 +9,21 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
 
-from ml_platform import constants, traffic
+from ml_platform import constants, outcomes, traffic
 from ml_platform.checks.model_quality import gate_check_names
-from ml_platform.estimators import METRIC_LABELS
+from ml_platform.estimators import GATE_METRICS, METRIC_LABELS
 from ml_platform.instance_queries import (
     check_verdicts,
     completed_check_results,
+    latest_materialization_per_partition,
     latest_storage_ids,
     materializations_after,
     newest_materialization,
+    newest_materialized_partition,
     run_model_events,
     runs_in_flight,
 )
-from ml_platform.jobs import job_names, retrain_keys
+from ml_platform.jobs import job_names, monitoring_asset_names, retrain_keys
 from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.model_store import ModelStore
 from ml_platform.resources.notifier import Notifier
@@ -553,6 +555,8 @@ def build_served_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefini
     when a part of the day arrives later (run_key = day + the fingerprint of its parts)."""
     grace = dt.timedelta(minutes=pipeline.spec.monitoring.grace_minutes)
     model = pipeline.model_name
+    # With feedback, the day's live metrics too (on the outcomes that have arrived so far).
+    selection = [pipeline.key(n) for n in ("served", "live_metrics") if n in monitoring_asset_names(pipeline)]
 
     @dg.sensor(
         job=job,
@@ -575,13 +579,7 @@ def build_served_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefini
             parts_print = traffic.fingerprint(keys)
             if not keys or done.get(day) == parts_print:
                 continue
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"served:{day}:{parts_print}",
-                    partition_key=day,
-                    tags={constants.TRIGGER_TAG: "served", constants.PIPELINE_TAG: pipeline.name},
-                )
-            )
+            requests.append(_run_request(pipeline, f"served:{day}:{parts_print}", day, "served", selection))
             done[day] = parts_print
         cursor = json.dumps({day: fp for day, fp in done.items() if day in days}, sort_keys=True)
         if not requests:
@@ -589,3 +587,143 @@ def build_served_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefini
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     return served_sensor
+
+
+def feedback_sensor_name(pipeline: PipelineRuntime) -> str:
+    return f"{pipeline.name}_feedback_sensor"
+
+
+def build_feedback_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    """Ingests each new or changed outcome file into outcomes[day] (run_key = day + fingerprint);
+    after each outcomes materialization, re-materializes live_metrics of the days its labels
+    belong to (late labels reach the days they are about)."""
+    from ml_platform.assets.monitoring import PREDICTION_DAYS
+
+    location = pipeline.spec.feedback.landing
+    outcomes_key, live_key = pipeline.key("outcomes"), pipeline.key("live_metrics")
+
+    @dg.sensor(
+        job=job,
+        name=feedback_sensor_name(pipeline),
+        minimum_interval_seconds=pipeline.settings.sensor_interval_s,
+        description=f"Reads each new outcome file of {location} into outcomes, then re-scores live_metrics of the"
+        " days the labels belong to.",
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+    def feedback_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZone):
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        seen, after = cursor.get("files", {}), cursor.get("after")
+        requests = []
+        files = _files_of_partitions(pipeline, landing_zone.at(location))
+        for outcome_file in files:
+            if seen.get(outcome_file.day) != outcome_file.fingerprint:
+                run_key = f"outcomes:{outcome_file.day}:{outcome_file.fingerprint}"
+                requests.append(_run_request(pipeline, run_key, outcome_file.day, "feedback", [outcomes_key]))
+                seen[outcome_file.day] = outcome_file.fingerprint
+        for record in materializations_after(context.instance, outcomes_key, after):
+            after = record.storage_id
+            labelled = record.asset_materialization.metadata.get(PREDICTION_DAYS)
+            for day in filter(None, str(labelled.value if labelled else "").split(", ")):
+                run_key = f"live:{day}:{record.storage_id}"
+                requests.append(_run_request(pipeline, run_key, day, "late labels", [live_key]))
+        present = {f.day for f in files}
+        new_cursor = json.dumps({"files": {d: f for d, f in seen.items() if d in present}, "after": after})
+        if not requests:
+            return dg.SensorResult(skip_reason=f"no new outcome file in {location}", cursor=new_cursor)
+        return dg.SensorResult(run_requests=requests, cursor=new_cursor)
+
+    return feedback_sensor
+
+
+def decay_sensor_name(pipeline: PipelineRuntime) -> str:
+    return f"{pipeline.name}_decay_sensor"
+
+
+def build_decay_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    """Retrains when the live gate metric of the newest ``monitoring.sustained_days`` days (with
+    enough outcomes) is below the gate's threshold, or below the production model's test score by
+    more than ``monitoring.max_drop``: one run per run of decayed days, and a notification with the
+    numbers."""
+    monitoring = pipeline.spec.monitoring
+    metric = pipeline.spec.gate_metric
+    gate = next((t for t in pipeline.spec.gate_thresholds if t.metric == metric and t.of_class is None), None)
+    live_label = f"Live {METRIC_LABELS.get(metric, metric).lower()}"
+
+    @dg.sensor(
+        job=job,
+        name=decay_sensor_name(pipeline),
+        minimum_interval_seconds=pipeline.settings.sensor_interval_s,
+        description=f"Retrains {pipeline.name} when its live {metric} stays decayed for {monitoring.sustained_days}"
+        " day(s) with outcomes, and says why.",
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+    def decay_sensor(context: dg.SensorEvaluationContext, model_store: ModelStore, notifier: Notifier):
+        latest = latest_materialization_per_partition(context.instance, pipeline.key("live_metrics"))
+        scores = []
+        for day, record in latest.items():
+            metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+            if live_label in metadata:
+                scores.append(outcomes.DayScore(day, float(metadata[live_label]), int(metadata["Labelled rows"])))
+        production = pipeline.production(model_store, warn=context.log.warning)
+        bounds = _decay_bounds(pipeline, gate, production)
+        higher = gate.higher_is_better if gate else GATE_METRICS[pipeline.task].get(metric, True)
+        found, said = outcomes.decay_of(scores, bounds, higher, monitoring.sustained_days, monitoring.min_outcomes)
+        if found is None:
+            return dg.SkipReason(said)
+        first = found.days[0].day
+        if context.cursor == first:
+            return dg.SkipReason(f"already retrained for the decay since {first}")
+        day = newest_materialized_partition(context.instance, pipeline.key("raw_data"))
+        if day is None:
+            return dg.SkipReason(
+                f"live {metric} decayed ({found.reason}), but no raw_data day is ingested to retrain on"
+            )
+        _announce_decay(notifier, pipeline, found, production, day)
+        context.update_cursor(first)
+        return _run_request(pipeline, f"decay:{first}", day, "decay", retrain_keys(pipeline))
+
+    return decay_sensor
+
+
+def _announce_decay(notifier: Notifier, pipeline: PipelineRuntime, found, production, day: str) -> None:
+    """The on_decay message: which days, the live scores against what they were compared with, and
+    the retraining."""
+    metric = pipeline.spec.gate_metric
+    fields = {
+        "Pipeline": pipeline.name,
+        "Model": pipeline.model_name,
+        "Production version": production.version if production else "-",
+        f"Live {metric}": found.reason,
+        "Retraining on": f"the window ending {day}",
+    }
+    notifier.send(
+        f"ml_platform retraining {pipeline.model_name}: live {metric} decayed",
+        [f"Live {metric} stayed decayed for {len(found.days)} day(s), {found.days[0].day} to {found.days[-1].day}."],
+        fields,
+        route=pipeline.spec.notifications.route("on_decay"),
+    )
+
+
+def _decay_bounds(pipeline: PipelineRuntime, gate, production) -> dict[str, float]:
+    """What a live score is compared with: the gate's threshold on its metric, and the production
+    model's test score less ``monitoring.max_drop``."""
+    metric, max_drop = pipeline.spec.gate_metric, pipeline.spec.monitoring.max_drop
+    bounds = {f"the gate's {gate.key}": gate.value} if gate else {}
+    tested = production.record.metrics.get(metric) if production else None
+    if max_drop is not None and tested is not None:
+        higher = gate.higher_is_better if gate else GATE_METRICS[pipeline.task].get(metric, True)
+        bound = tested - max_drop if higher else tested + max_drop
+        bounds[f"{production.version}'s test {metric} {tested:.4f} {'-' if higher else '+'} {max_drop:g}"] = bound
+    return bounds
+
+
+def _run_request(
+    pipeline: PipelineRuntime, run_key: str, day: str, trigger: str, assets: list[dg.AssetKey]
+) -> dg.RunRequest:
+    """A run of some of the pipeline's assets for one day, tagged with what triggered it."""
+    return dg.RunRequest(
+        run_key=run_key,
+        partition_key=day,
+        asset_selection=assets,
+        tags={constants.TRIGGER_TAG: trigger, constants.PIPELINE_TAG: pipeline.name},
+    )

@@ -145,6 +145,12 @@ class PredictionLogSpec(_Strict):
         default_factory=list,
         description="Columns never written to the log (an ssn, an e-mail): the log holds the model's inputs.",
     )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="How many days of the log are kept, today's included: `ml-platform serve` deletes older day"
+        " folders when it starts and hourly. Default: every day is kept.",
+    )
 
 
 class ServingSpec(_Strict):
@@ -170,6 +176,49 @@ class MonitoringSpec(_Strict):
         le=1440,
         description="How long after a day ends the <name>_served_sensor waits for the servers' last flushes before"
         " it materializes served[day]; parts written later start another run for the day.",
+    )
+    sustained_days: int = Field(
+        default=3,
+        ge=1,
+        le=60,
+        description="With `feedback`: consecutive days of decayed live metrics before <name>_decay_sensor starts one"
+        " retraining run.",
+    )
+    max_drop: float | None = Field(
+        default=None,
+        ge=0,
+        description="With `feedback`: a day's live gate metric also counts as decayed when it is this much worse than"
+        " the production model's own test score (0.05: five points of accuracy). Default: the gate's threshold"
+        " alone.",
+    )
+    min_outcomes: int = Field(
+        default=100,
+        ge=1,
+        description="With `feedback`: a day with fewer labelled predictions says nothing about decay (it neither counts"
+        " nor breaks a run of decayed days).",
+    )
+
+
+class FeedbackSpec(_Strict):
+    """Late outcomes of served predictions: files of ids and true labels (docs/monitoring.md, outcomes)."""
+
+    landing: str = Field(
+        description="Where the outcome files land, one a day (`<day>.parquet` or `.csv`), as `landing` is read:"
+        " relative to the landing root, an absolute folder, or s3://bucket/prefix (prod)."
+    )
+    id: str = Field(
+        default="request_id",
+        description="The column of the outcome files that holds the request id of the prediction (the"
+        " `X-Request-ID` a client sent, or the id the server answered with). A `row` column, when there,"
+        " names the row of a request of several rows (default: row 0).",
+    )
+    max_delay_days: int = Field(
+        default=30,
+        ge=1,
+        le=366,
+        description="How many days after a prediction its outcome may arrive: the prediction log of that many"
+        " days back is searched for an outcome's id, and live_metrics[day] reads outcomes that arrived up to"
+        " that many days after the day.",
     )
 
 
@@ -1000,6 +1049,11 @@ class NotificationsSpec(_Strict):
         description="deployed_model materializations (promoted or kept): channels or recipients."
         " Default: every configured channel.",
     )
+    on_decay: RouteSpec | None = Field(
+        default=None,
+        description="Retraining started because the live metrics decayed (<name>_decay_sensor), with the numbers:"
+        " channels or recipients. Default: every configured channel.",
+    )
     on_success: RouteSpec = Field(
         default_factory=lambda: RouteSpec(channels=[]),
         description="Finished runs of the pipeline's jobs, saying what came of the model:"
@@ -1012,7 +1066,7 @@ class NotificationsSpec(_Strict):
         return _addresses(value)
 
     def route(self, event: str) -> Route:
-        """Where the message of ``event`` (``on_failure``, ``on_deploy``, ``on_success``) goes."""
+        """Where the message of ``event`` (``on_failure``, ``on_deploy``, ``on_decay``, ``on_success``) goes."""
         chosen = getattr(self, event)
         webhook, email = self.webhook or WebhookSpec(), self.email
         if chosen is None:
@@ -1147,6 +1201,12 @@ class PipelineSpec(_Strict):
         description="served[day]: the day's prediction log as an asset (requests, versions, latency, skew against the"
         " training data), materialized by <name>_served_sensor once the day has ended (`monitoring: {}`).",
     )
+    feedback: FeedbackSpec | None = Field(
+        default=None,
+        description="Late outcomes of served predictions, `{landing: churn_outcomes, id: request_id}`: outcomes[day]"
+        " ingests each day's file and live_metrics[day] scores the day's predictions on them (needs"
+        " `monitoring`).",
+    )
     demo_data: Literal["breast_cancer", "diabetes"] | None = Field(
         default=None, description="What `ml-platform seed-demo` writes into this pipeline's landing."
     )
@@ -1205,6 +1265,10 @@ class PipelineSpec(_Strict):
             if duplicates:
                 raise _FieldError("features", f"lists {', '.join(map(repr, duplicates))} more than once")
         self._check_quality()
+        if self.feedback is not None and self.monitoring is None:
+            raise _FieldError(
+                "feedback", "needs `monitoring` (`monitoring: {}`): the outcomes are joined to served[day]"
+            )
         if self.demo_data is not None:
             wanted = "classification" if self.demo_data == "breast_cancer" else "regression"
             if wanted != self.task:

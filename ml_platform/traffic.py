@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from ml_platform.serving.prediction_log import COLUMNS, FOLDER
+from ml_platform.constants import PREDICTION_LOG_COLUMNS as COLUMNS
+from ml_platform.constants import PREDICTION_LOG_FOLDER as FOLDER
 
 LATENCY_QUANTILES = (0.5, 0.95, 0.99)
 PROBABILITY_PREFIX = "proba_"

@@ -1,18 +1,26 @@
 """The loop back from production: served[day], a day of the prediction log as an asset, with the
-checks that say whether the traffic met the model's signature and looks like its training data."""
+checks that say whether the traffic met the model's signature and looks like its training data;
+outcomes[day], the true labels that arrived on a day; live_metrics[day], the day's predictions
+scored on the labels that have arrived for them."""
 
 import dagster as dg
 import pandas as pd
 
 from ml_platform import constants, traffic
+from ml_platform import outcomes as outcomes_module
 from ml_platform.checks.data_quality import DRIFT_CHECK, drift_reference, drift_summary
-from ml_platform.errors import ModelStoreError
-from ml_platform.metadata import rows_table
+from ml_platform.errors import FeedbackError, LandingFileError, ModelStoreError, StorageAccessError
+from ml_platform.estimators import METRIC_LABELS
+from ml_platform.metadata import frame_table, rows_table
+from ml_platform.resources.io_managers import PARTITIONS_AS_DICT
+from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.model_store import ModelStore
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
 
 SERVED_SIGNATURE_CHECK = "served_rows_match_signature"
+# outcomes' metadata key naming the days its labels belong to (read by the feedback sensor).
+PREDICTION_DAYS = "Days labelled"
 
 
 def build_served(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
@@ -129,3 +137,153 @@ def served_drift_result(context, pipeline: PipelineRuntime, model_store: ModelSt
             description="no answered request with a training profile to compare with",
         )
     return result
+
+
+def build_outcomes(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
+    feedback = pipeline.spec.feedback
+    key = pipeline.key("outcomes")
+    said = {
+        outcomes_module.IDS_KNOWN: "Every outcome names a prediction the server answered in the"
+        f" {feedback.max_delay_days} days before (feedback.max_delay_days).",
+        outcomes_module.IDS_UNIQUE: "Each prediction has one outcome in the day's file.",
+        outcomes_module.LABELS_MATCH: "Every label is of the target's kind: a class of"
+        f" {pipeline.model_name}, or a number for a regression.",
+    }
+    check_specs = [dg.AssetCheckSpec(name=n, asset=key, blocking=True, description=d) for n, d in said.items()]
+
+    @dg.asset(
+        key=key,
+        **pipeline.asset_options("ingest", constants.DATA_OWNER),
+        kinds={"pandas"},
+        check_specs=check_specs,
+        description=f"The true labels of served predictions that arrived on the day, read from {feedback.landing}"
+        f" and matched to the prediction log by {feedback.id}; a bad file changes nothing.",
+    )
+    def outcomes_of_day(context: dg.AssetExecutionContext, landing_zone: LandingZone, model_store: ModelStore):
+        with stage_timeout(context, pipeline, "ingest"):
+            day = context.partition_key
+            try:
+                raw, landing_file = landing_zone.at(feedback.landing).read(day)
+            except (LandingFileError, StorageAccessError) as exc:
+                raise dg.Failure(description=str(exc), allow_retries=False) from exc
+            checked = _checked_outcomes(context, pipeline, model_store, raw, day)
+            for name in outcomes_module.CHECKS:
+                problem = checked.problems.get(name)
+                yield dg.AssetCheckResult(
+                    check_name=name,
+                    passed=problem is None,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description=problem or f"all {checked.rows} outcome(s) of {landing_file.location}",
+                )
+            if checked.problems:
+                # Nothing is stored: live_metrics never reads a file that is partly wrong.
+                raise dg.Failure(
+                    description=f"outcomes {day} ({landing_file.location}): " + "; ".join(checked.problems.values()),
+                    allow_retries=False,
+                )
+            yield dg.Output(checked.frame, metadata=outcomes_metadata(checked.frame, landing_file.location))
+
+    return outcomes_of_day
+
+
+def _checked_outcomes(context, pipeline: PipelineRuntime, model_store: ModelStore, raw: pd.DataFrame, day: str):
+    feedback = pipeline.spec.feedback
+    production = pipeline.production(model_store, warn=context.log.warning)
+    classes = None
+    if pipeline.task == "classification":
+        if production is None:
+            raise dg.Failure(
+                description=f"outcomes {day}: {pipeline.model_name} has no production version whose classes the"
+                " labels could be checked against",
+                allow_retries=False,
+            )
+        classes = list(production.record.classes)
+    searched = outcomes_module.days_back(day, feedback.max_delay_days)
+    known = outcomes_module.logged_ids(model_store.read_bytes, model_store.list_children, pipeline.model_name, searched)
+    context.log.info(f"outcomes {day}: {len(raw)} row(s); the log of {len(searched)} day(s) holds {len(known)} ids")
+    try:
+        return outcomes_module.check_outcomes(raw, feedback.id, pipeline.spec.target, day, classes, known)
+    except FeedbackError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
+def outcomes_metadata(frame: pd.DataFrame, location: str) -> dict:
+    days = frame["prediction_day"].value_counts().sort_index()
+    return {
+        "dagster/row_count": len(frame),
+        "Outcomes": float(len(frame)),
+        "Source": location,
+        # The late-label sensor reads this to re-materialize live_metrics of these days.
+        PREDICTION_DAYS: ", ".join(days.index),
+        "Prediction days": rows_table(
+            [{"Day": str(d), "Outcomes": int(n)} for d, n in days.items()], [("Day", "string"), ("Outcomes", "int")]
+        ),
+    }
+
+
+def build_live_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
+    feedback = pipeline.spec.feedback
+    gate = pipeline.spec.gate_metric
+    window = dg.TimeWindowPartitionMapping(
+        start_offset=0, end_offset=feedback.max_delay_days, allow_nonexistent_upstream_partitions=True
+    )
+
+    @dg.asset(
+        key=pipeline.key("live_metrics"),
+        ins={
+            "served": dg.AssetIn(key=pipeline.key("served")),
+            "outcomes": dg.AssetIn(
+                key=pipeline.key("outcomes"),
+                partition_mapping=window,
+                metadata={PARTITIONS_AS_DICT: True, "allow_missing_partitions": True},
+            ),
+        },
+        **pipeline.asset_options("evaluate", constants.ML_OWNER),
+        kinds={"pandas", "scikitlearn"},
+        description=f"{pipeline.model_name}'s live scores on the day's served predictions whose outcomes have"
+        f" arrived (up to {feedback.max_delay_days} days later), per version: the share labelled, the label"
+        f" delay, the task's metrics and the 95 % interval of {gate}.",
+    )
+    def live_metrics(context: dg.AssetExecutionContext, model_store: ModelStore, served: pd.DataFrame, outcomes):
+        with stage_timeout(context, pipeline, "evaluate"):
+            day = context.partition_key
+            labels = outcomes_module.latest_outcomes(outcomes, day)
+            classes = _classes(pipeline, model_store, served)
+            table = outcomes_module.live_scores(served, labels, day, pipeline.task, classes, gate)
+            overall = table.iloc[0].to_dict() if len(table) else {}
+            context.log.info(
+                f"live_metrics {day}: {overall.get('Labelled', 0)} of {overall.get('Rows', 0)} answered row(s)"
+                f" labelled; {gate} {overall.get(gate, float('nan')):.4f}"
+            )
+            return dg.Output(table, metadata=live_metadata(table, gate))
+
+    return live_metrics
+
+
+def _classes(pipeline: PipelineRuntime, model_store: ModelStore, served: pd.DataFrame) -> list | None:
+    """The classes of the version that answered most of the day (a regression: None)."""
+    if pipeline.task != "classification":
+        return None
+    version = traffic.main_version(served) if len(served) else None
+    if version is None:
+        return None
+    return list(model_store.get_version(pipeline.model_name, version).record.classes) or None
+
+
+def live_metadata(table: pd.DataFrame, gate: str) -> dict:
+    """The overall row's numbers as floats (the UI plots them day by day) and the table per version."""
+    overall = table.iloc[0].to_dict() if len(table) else {}
+    metadata = {
+        "dagster/row_count": len(table),
+        "Answered rows": float(overall.get("Rows", 0)),
+        "Labelled rows": float(overall.get("Labelled", 0)),
+        "Labelled share": float(overall.get("Labelled share", 0.0)),
+    }
+    if overall.get("Median label delay (days)") == overall.get("Median label delay (days)"):  # not NaN
+        metadata["Median label delay (days)"] = float(overall["Median label delay (days)"])
+    for metric in [c for c in table.columns if c in METRIC_LABELS]:
+        value = overall.get(metric)
+        if value is not None and value == value:
+            metadata[f"Live {METRIC_LABELS[metric].lower()}"] = float(value)
+    metadata["By version"] = frame_table(table)
+    return metadata

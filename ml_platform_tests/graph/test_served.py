@@ -12,6 +12,7 @@ served sensor reads each ended day once, and a day again when a late part of it 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -39,7 +40,9 @@ pipelines:
     partitions: {{start: "{DAYS[0]}"}}
     schedule: {{timezone: {ZONE}}}
     model: {{estimator: random_forest, params: {{n_estimators: 30}}}}
-    monitoring: {{grace_minutes: 5}}
+    gate: {{min_accuracy: 0.6}}
+    monitoring: {{grace_minutes: 5, sustained_days: 2, min_outcomes: 100}}
+    feedback: {{landing: shop_outcomes, id: order_ref, max_delay_days: 7}}
 """
 BUILT = built_from(YAML)
 ORDINARY, SHIFTED = "2026-01-08", "2026-01-09"
@@ -99,10 +102,10 @@ def write_log(platform: Platform, entries: list[Entry]) -> None:
     log.close()
 
 
-def materialize_served(platform: Platform, day: str) -> dg.ExecuteInProcessResult:
+def materialize_served(platform: Platform, day: str, asset: str = "served") -> dg.ExecuteInProcessResult:
     return dg.materialize(
         BUILT.definitions,
-        selection="key:shop/served",
+        selection=f"key:shop/{asset}",
         partition_key=day,
         instance=platform.instance,
         resources=platform.resources,
@@ -126,12 +129,27 @@ def served_platform(tmp_path_factory) -> Platform:
         yield platform
 
 
-def test_a_day_of_traffic_and_a_day_shifted(served_platform: Platform):
+@dataclass
+class Logged:
+    """The traffic the log holds: each day's requests, and the true label of each ordinary row."""
+
+    version: str
+    ordinary: list[Entry]
+    shifted: list[Entry]
+    refused: list[Entry]
+    truth: pd.DataFrame  # request_id, row, churned (None where the outcome never comes)
+
+
+@pytest.fixture(scope="module")
+def logged(served_platform: Platform) -> Logged:
+    """A day of ordinary traffic (a burst of missing distances, and no outcome for those rows), and
+    a day whose prices went up eightfold with a third of its requests sending prices as text."""
     platform = served_platform
     sklearn_model, version = platform.store.load("shop_churn")
     model = CheckedModel(sklearn_model, version)
     rng = np.random.default_rng(7)
-    ordinary = requests_of(model, shop_rows(ORDINARY, 600, 1, burst=0.3), ORDINARY, "a", rng)
+    day = shop_day(ORDINARY, 600, 1, index=len(DAYS), burst=0.3)
+    ordinary = requests_of(model, day.drop(columns=["order_id", TARGET]), ORDINARY, "a", rng)
     shifted_rows = shop_rows(SHIFTED, 600, 2)
     shifted_rows["price"] = shifted_rows["price"] * 8
     shifted = requests_of(model, shifted_rows, SHIFTED, "b", rng)
@@ -143,7 +161,14 @@ def test_a_day_of_traffic_and_a_day_shifted(served_platform: Platform):
     # SHIFTED, the pipeline's day.
     assert shifted[0].logged_at.date().isoformat() == ORDINARY
     write_log(platform, ordinary + shifted + refused)
+    ids = [(e.request_id, row) for e in ordinary for row in range(len(e.rows))]
+    truth = pd.DataFrame(ids, columns=["request_id", "row"]).assign(churned=day[TARGET].to_numpy())
+    return Logged(version.version, ordinary, shifted, refused, truth)
 
+
+def test_a_day_of_traffic_and_a_day_shifted(served_platform: Platform, logged: Logged):
+    platform = served_platform
+    ordinary, shifted, refused = logged.ordinary, logged.shifted, logged.refused
     result = materialize_served(platform, ORDINARY)
     assert result.success, step_errors(result)
     metadata = metadata_of(result)
@@ -152,7 +177,7 @@ def test_a_day_of_traffic_and_a_day_shifted(served_platform: Platform):
     latencies = np.array([e.latency_ms for e in ordinary])
     assert metadata["Latency p50 ms"] == pytest.approx(float(np.quantile(latencies, 0.5)))
     assert metadata["Versions"].records[0].data == {
-        "Version": version.version,
+        "Version": logged.version,
         "Requests": len(ordinary),
         "Rows": 600,
         "p50 ms": pytest.approx(float(np.median(latencies))),
@@ -171,7 +196,7 @@ def test_a_day_of_traffic_and_a_day_shifted(served_platform: Platform):
     descriptions = check_descriptions(result)
     assert descriptions["served_rows_match_signature"].startswith("66.67% of 900 served row(s) met the signature")
     assert "price" in descriptions["served_rows_match_signature"]
-    assert f"drift against the training data of {version.version}" in descriptions["no_feature_drift"]
+    assert f"drift against the training data of {logged.version}" in descriptions["no_feature_drift"]
     assert "price" in descriptions["no_feature_drift"].split(": ", 1)[1]
 
 
@@ -210,3 +235,178 @@ def _one_request(platform: Platform, day: str, minute: float) -> Entry:
     return Entry(
         "shop_churn", version.version, f"late-{minute}", at(day, minute), 1.0, frame, predictions, probabilities
     )
+
+
+# -- outcomes and live metrics ------------------------------------------------------------------
+ARRIVALS = ["2026-01-09", "2026-01-10", "2026-01-11"]
+
+
+def write_outcomes(platform: Platform, day: str, frame: pd.DataFrame) -> None:
+    folder = platform.landing / "shop_outcomes"
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(folder / f"{day}.parquet", index=False)
+
+
+def as_file(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Outcomes as the CRM exports them: its own name for the id, the label, one more column."""
+    return outcomes.rename(columns={"request_id": "order_ref"}).assign(source="crm")
+
+
+def predicted(logged: Logged) -> pd.DataFrame:
+    """What the server answered on each ordinary row."""
+    return pd.DataFrame(
+        [(e.request_id, row, p) for e in logged.ordinary for row, p in enumerate(e.predictions)],
+        columns=["request_id", "row", "prediction"],
+    )
+
+
+def test_outcomes_arriving_over_three_days_fill_live_metrics_day_by_day(served_platform: Platform, logged: Logged):
+    """A third of the outcomes a day, for three days (the rows of the burst never get one): the
+    labelled share grows, and the live accuracy is scikit-learn's on the rows labelled so far."""
+    from sklearn.metrics import accuracy_score
+
+    platform = served_platform
+    assert materialize_served(platform, ORDINARY).success
+    coming = logged.truth.dropna(subset=[TARGET]).sample(frac=1.0, random_state=0)
+    assert len(coming) < 600  # a burst of rows without outcomes
+    thirds = [coming.iloc[part] for part in np.array_split(np.arange(len(coming)), 3)]
+    for number, (arrival, outcomes) in enumerate(zip(ARRIVALS, thirds), start=1):
+        write_outcomes(platform, arrival, as_file(outcomes))
+        ingested = materialize_served(platform, arrival, "outcomes")
+        assert ingested.success, step_errors(ingested)
+        assert check_results(ingested) == dict.fromkeys(
+            ["outcome_ids_known", "outcome_ids_unique", "outcome_labels_match_target"], True
+        )
+        live = materialize_served(platform, ORDINARY, "live_metrics")
+        assert live.success, step_errors(live)
+        metadata = metadata_of(live)
+        so_far = pd.concat(thirds[:number]).merge(predicted(logged), on=["request_id", "row"])
+        assert metadata["Labelled rows"] == len(so_far) and metadata["Answered rows"] == 600
+        assert metadata["Labelled share"] == pytest.approx(len(so_far) / 600)
+        accuracy = accuracy_score(so_far[TARGET], so_far["prediction"])
+        assert metadata["Live accuracy"] == pytest.approx(accuracy)
+        delays = np.repeat(np.arange(1, number + 1), [len(t) for t in thirds[:number]])
+        assert metadata["Median label delay (days)"] == pytest.approx(float(np.median(delays)))
+        (row,) = metadata["By version"].records
+        assert row.data["Version"] == logged.version
+        assert row.data["accuracy low"] <= accuracy <= row.data["accuracy high"]
+
+
+def test_bad_outcome_files_get_specific_errors_and_change_nothing(served_platform: Platform, logged: Logged):
+    platform = served_platform
+    assert materialize_served(platform, ORDINARY).success
+    before = metadata_of(materialize_served(platform, ORDINARY, "live_metrics"))
+    good = as_file(logged.truth.dropna(subset=[TARGET]).head(8))
+    unknown = pd.concat([good, good.head(3).assign(order_ref=["zz-1", "zz-2", "zz-3"])], ignore_index=True)
+    wrong_kind = good.assign(**{TARGET: ["yes", "no", "maybe", "yes", "no", "no", "maybe", "yes"]})
+    repeated = pd.concat([good, good.head(2)], ignore_index=True)
+    cases = {
+        "2026-01-12": (unknown, "outcome_ids_known", "3 of 11 outcome(s) name no prediction in the log"),
+        "2026-01-13": (wrong_kind, "outcome_labels_match_target", "2 label(s) are not classes of the model"),
+        "2026-01-14": (
+            repeated,
+            "outcome_ids_unique",
+            "2 prediction(s) have more than one outcome in the file ('a-0000 row ",
+        ),
+    }
+    for day, (frame, check, says) in cases.items():
+        write_outcomes(platform, day, frame)
+        result = materialize_served(platform, day, "outcomes")
+        assert not result.success and says in step_errors(result), step_errors(result)
+        assert check_results(result)[check] is False and says in check_descriptions(result)[check]
+        assert not result.get_asset_materialization_events()  # nothing stored
+    write_outcomes(platform, "2026-01-15", good.drop(columns=["order_ref"]))
+    result = materialize_served(platform, "2026-01-15", "outcomes")
+    assert "has no column 'order_ref'" in step_errors(result)
+    after = metadata_of(materialize_served(platform, ORDINARY, "live_metrics"))
+    assert after["Labelled rows"] == before["Labelled rows"]
+
+
+def test_the_feedback_sensor_ingests_files_and_rescores_the_days_they_label(served_platform: Platform, logged):
+    platform = served_platform
+    (sensor,) = [s for s in BUILT.defs.sensors if s.name == "shop_feedback_sensor"]
+    write_outcomes(platform, ARRIVALS[0], as_file(logged.truth.dropna(subset=[TARGET]).head(50)))
+
+    def tick(cursor):
+        context = dg.build_sensor_context(
+            instance=platform.instance, cursor=cursor, resources={"landing_zone": platform.resources["landing_zone"]}
+        )
+        return sensor(context)
+
+    first = tick(None)
+    files = [r for r in first.run_requests if r.run_key.startswith("outcomes:")]
+    assert ARRIVALS[0] in {r.partition_key for r in files}
+    assert all(r.asset_selection == [dg.AssetKey(["shop", "outcomes"])] for r in files)
+    assert materialize_served(platform, ARRIVALS[0], "outcomes").success
+    second = tick(first.cursor)
+    rescored = [r for r in second.run_requests if r.run_key.startswith("live:")]
+    assert ORDINARY in {r.partition_key for r in rescored}
+    assert all(r.asset_selection == [dg.AssetKey(["shop", "live_metrics"])] for r in rescored)
+    assert not tick(second.cursor).run_requests
+
+
+# -- retraining on decay ------------------------------------------------------------------------
+DECAYED = ["2026-01-10", "2026-01-11"]
+
+
+def test_live_accuracy_below_the_gate_for_sustained_days_retrains_and_says_why(
+    served_platform: Platform, logged: Logged, webhook
+):
+    """Two days on which the world turned (every outcome is the opposite of what the shop's rule
+    says): live accuracy far under the gate's min_accuracy 0.6 on both, each on more than
+    min_outcomes labels. The decay sensor asks for one retraining run of the newest ingested day
+    and sends the numbers; the run retrains; the next tick asks for nothing more."""
+    from ml_platform.resources.notifier import Notifier
+
+    platform = served_platform
+    sklearn_model, version = platform.store.load("shop_churn")
+    model = CheckedModel(sklearn_model, version)
+    rng = np.random.default_rng(11)
+    outcomes = []
+    for number, day in enumerate(DECAYED):
+        frame = shop_day(day, 400, 20 + number, index=len(DAYS))
+        entries = requests_of(model, frame.drop(columns=["order_id", TARGET]), day, f"d{number}", rng)
+        write_log(platform, entries)
+        ids = [(e.request_id, row) for e in entries for row in range(len(e.rows))]
+        turned = np.where(frame[TARGET].to_numpy() == "yes", "no", "yes")
+        outcomes.append(pd.DataFrame(ids, columns=["request_id", "row"]).assign(**{TARGET: turned}))
+    write_outcomes(platform, "2026-01-16", as_file(pd.concat(outcomes, ignore_index=True)))
+    assert materialize_served(platform, "2026-01-16", "outcomes").success
+    live = {}
+    for day in DECAYED:
+        assert materialize_served(platform, day).success
+        result = materialize_served(platform, day, "live_metrics")
+        assert result.success, step_errors(result)
+        live[day] = metadata_of(result)["Live accuracy"]
+    assert all(value < 0.6 for value in live.values()), live
+
+    (sensor,) = [s for s in BUILT.defs.sensors if s.name == "shop_decay_sensor"]
+    notifier = Notifier(webhook_url=webhook.url, timeout_s=5.0)
+
+    def tick(cursor):
+        context = dg.build_sensor_context(
+            instance=platform.instance, cursor=cursor, resources={"model_store": platform.store, "notifier": notifier}
+        )
+        return sensor(context), context.cursor
+
+    request, cursor = tick(None)
+    assert isinstance(request, dg.RunRequest), request
+    assert request.run_key == f"decay:{DECAYED[0]}" and request.partition_key == DAYS[-1]
+    (message,) = webhook.bodies
+    text = message["text"]
+    assert "live accuracy decayed" in message["subject"] and f"{DECAYED[0]} to {DECAYED[-1]}" in text
+    for day, value in live.items():
+        assert f"{value:.4f} on {day}" in text
+    assert "worse than the gate's min_accuracy 0.6000" in text
+    retrained = dg.materialize(
+        BUILT.definitions,
+        selection=request.asset_selection,
+        partition_key=request.partition_key,
+        instance=platform.instance,
+        resources=platform.resources,
+        tags=request.tags,
+        raise_on_error=False,
+    )
+    assert retrained.success, step_errors(retrained)
+    again, _ = tick(cursor)
+    assert isinstance(again, dg.SkipReason) and "already retrained" in again.skip_message

@@ -21,6 +21,8 @@ FREE_OF_DAGSTER = (
     "ml_platform.ml",
     "ml_platform.quality",
     "ml_platform.drift",
+    "ml_platform.traffic",
+    "ml_platform.outcomes",
     "ml_platform.signature",
     "ml_platform.tracking",
     "ml_platform.encoding",

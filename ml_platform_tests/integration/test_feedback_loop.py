@@ -1,0 +1,84 @@
+"""The loop back through `dagster asset materialize` and `ml-platform monitor`: a day of the
+prediction log (written by the server's own writer) becomes served[day]; the outcomes that arrive
+the day after become outcomes[day]; live_metrics[day] reads them through its window of later days;
+and `ml-platform monitor` prints the day's traffic with its live accuracy from the instance."""
+
+import datetime as dt
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml_platform.backends.local import LocalModelStore
+from ml_platform.serving import load_production_model
+from ml_platform.serving.prediction_log import Entry, LogSettings, PredictionLog
+from ml_platform_tests.support.constants import BIN, ROOT
+from ml_platform_tests.support.materialize_cli import materialize
+from ml_platform_tests.support.platform import project_env
+from ml_platform_tests.support.realistic import FEATURES, TARGET, shop_day, write_days
+
+pytestmark = pytest.mark.cli
+
+PIPELINES = f"""\
+pipelines:
+  - name: shop
+    target: {TARGET}
+    features: [{", ".join(FEATURES)}]
+    window_days: 1
+    partitions: {{start: "2026-01-01"}}
+    model: {{estimator: random_forest, params: {{n_estimators: 30}}}}
+    gate: {{min_accuracy: 0.6}}
+    monitoring: {{}}
+    feedback: {{landing: shop_outcomes, id: order_id}}
+"""
+TRAINED, SERVED, ARRIVED = "2026-01-07", "2026-01-08", "2026-01-09"
+
+
+def test_served_outcomes_and_live_metrics_through_the_cli(tmp_path: Path):
+    env = project_env(tmp_path)
+    (tmp_path / "pipelines.yaml").write_text(PIPELINES)
+    env["ML_PLATFORM_PIPELINES"] = str(tmp_path / "pipelines.yaml")
+    landing = Path(env["ML_PLATFORM_LANDING_DIR"])
+    write_days(landing / "shop", [TRAINED], shop_day, rows=1500)
+    materialize(env, "--select", "key:shop/raw_data+", "--partition", TRAINED)
+
+    # A day of orders, one request per order (the order id as X-Request-ID), as the server logs them.
+    store = LocalModelStore(root=env["ML_PLATFORM_MODEL_STORE_DIR"])
+    model, version = load_production_model("shop", store_dir=env["ML_PLATFORM_MODEL_STORE_DIR"])
+    orders = shop_day(SERVED, 500, 5, index=8, burst=0.2)
+    log = PredictionLog(store.write_bytes, {"shop": LogSettings()}, lambda *a: None, flush_s=60)
+    start = dt.datetime.fromisoformat(f"{SERVED}T00:00:00+00:00")
+    for number, order in enumerate(orders.to_dict("records")):
+        row = pd.DataFrame([{c: order[c] for c in FEATURES}])
+        frame, _ = model.check(row)
+        predictions, probabilities = model.predict_checked(frame, proba=True)
+        at = start + dt.timedelta(minutes=2.5 * number)
+        log.record(Entry("shop", version.version, order["order_id"], at, 2.0, frame, predictions, probabilities))
+    log.close()
+
+    # The outcomes the CRM exports the day after: the rows of the burst never get one.
+    outcomes = orders[["order_id", TARGET]].dropna().assign(exported_by="crm")
+    (landing / "shop_outcomes").mkdir()
+    outcomes.to_parquet(landing / "shop_outcomes" / f"{ARRIVED}.parquet", index=False)
+    materialize(env, "--select", "key:shop/outcomes", "--partition", ARRIVED)
+    materialize(env, "--select", "key:shop/served,key:shop/live_metrics", "--partition", SERVED)
+
+    monitor = subprocess.run(
+        [str(BIN / "ml-platform"), "monitor", "--model", "shop", "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    (day,) = json.loads(monitor.stdout)
+    logged = pd.concat([pd.read_parquet(p) for p in sorted(Path(store.uri("shop/prediction_log")).glob("*/*.parquet"))])
+    joined = outcomes.merge(logged, left_on="order_id", right_on="request_id")
+    assert day["day"] == SERVED and day["requests"] == 500 and day["rows"] == 500
+    assert day["live_metric_name"] == "accuracy"
+    assert day["live_metric"] == pytest.approx(float(np.mean(joined[TARGET] == joined["prediction"])))
+    assert day["labelled_share"] == pytest.approx(len(outcomes) / 500) and len(outcomes) < 500
