@@ -1511,7 +1511,7 @@ def build_table(results: dict) -> list[tuple[str, str, str, str]]:
 
         rows += serving_rows(results["serving"])
     else:
-        rows.append(("serving: ml-platform serve vs in-process and MLflow", "not run", "", ""))
+        rows.append(("serving: ml-platform serve vs in-process, MLflow and --no-log", "not run", "", ""))
     dev = results.get("dev")
     if dev:
         s = dev["summary"]

@@ -1,11 +1,20 @@
 """Serving benchmark: `ml-platform serve` beside the limit (the same predict call in-process) and
-MLflow's scoring server (`mlflow models serve`) on the same models, in one run.
+MLflow's scoring server (`mlflow models serve`) on the same models, in one run; and `ml-platform
+serve` with its prediction log on (the default) against the same server with `--no-log`.
 
 Models (built as the pipeline builds them, `ml_platform.ml.make_model`): the demo model (a 100-tree
 forest, max_depth 10, over the 30 breast cancer features) and a 100-tree forest over 20 synthetic
 features. Load: wrk (Debian's package; installed when missing), keep-alive connections, 1 and 16
 concurrent clients, single-row requests and 1,000-row requests. MLflow is installed by this bench
 in its own venv (bench/.mlflow-venv, gitignored), never into the project.
+
+`ml-platform serve` runs as a user starts it, so with its prediction log on: every answered request's
+rows are written as parquet parts under `<model>/prediction_log/` of the model store it serves from
+(flushed every `--log-flush-s`, 1 s by default); the two bench models are not in pipelines.yaml, so
+they are logged whole. Its cost is measured on its own: the same single-row requests to two servers
+started for it, one as above (log on) and one with `--no-log` (same store, models and flags
+otherwise), the two alternated on, off, off, on, with the rows the log wrote meanwhile counted (its /metrics counter and
+the parquet parts) to show the log was on and dropped nothing.
 
 Run alone: `.venv/bin/python bench/serving.py [--seconds 10] [--keep]`; `make bench` runs it as the
 section "serving".
@@ -46,7 +55,13 @@ TARGETS = {
     # requests (or rows) per second at 16 clients at least 2x MLflow's
     "serve_throughput_vs_mlflow": 2.0,
     "serve_reload_errors": 0,
+    # the prediction log on (the default) against --no-log, same server otherwise: p50 of one
+    # single-row request (1 client) at most 1.10x, single-row requests per second (16 clients) at
+    # least 0.90x
+    "serve_log_p50_ratio": 1.10,
+    "serve_log_throughput_ratio": 0.90,
 }
+LOG_FLUSH_S = 1.0  # ml-platform serve's --log-flush-s, given explicitly (its default)
 
 
 def log(message: str) -> None:
@@ -107,7 +122,9 @@ def ensure_wrk() -> str:
 
 
 def wrk(url: str, body: bytes, clients: int, seconds: float, workdir: Path, headers: dict | None = None) -> dict:
-    """One wrk run: POST ``body`` to ``url`` from ``clients`` keep-alive connections."""
+    """One wrk run: POST ``body`` to ``url`` from ``clients`` keep-alive connections, for ``seconds``
+    rounded to whole seconds (wrk takes no fraction), at least 1."""
+    seconds = max(1, round(seconds))
     body_file = workdir / f"body-{abs(hash(body))}.json"
     body_file.write_bytes(body)
     script = workdir / "post.lua"
@@ -122,7 +139,7 @@ def wrk(url: str, body: bytes, clients: int, seconds: float, workdir: Path, head
             ensure_wrk(),
             f"-t{threads}",
             f"-c{clients}",
-            f"-d{seconds:g}s",
+            f"-d{seconds}s",
             "--latency",
             "--timeout",
             "30s",
@@ -134,7 +151,10 @@ def wrk(url: str, body: bytes, clients: int, seconds: float, workdir: Path, head
         text=True,
         timeout=seconds + 120,
     )
-    return parse_wrk(proc.stdout + proc.stderr)
+    result = parse_wrk(proc.stdout + proc.stderr)
+    if result["p50_ms"] is None or result["requests_per_s"] is None:
+        raise RuntimeError(f"wrk gave no figures (exit {proc.returncode}):\n{result['raw'][-3000:]}")
+    return result
 
 
 def _ms(text: str) -> float:
@@ -194,6 +214,79 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+def serve_command(store_dir: Path, port: int, *extra: str) -> list[str]:
+    """`ml-platform serve` of both models from the bench's store (``extra``: e.g. ``--no-log``)."""
+    return [
+        str(BIN / "ml-platform"),
+        "serve",
+        "--store-dir",
+        str(store_dir),
+        "--model",
+        "demo",
+        "--model",
+        "forest20",
+        "--port",
+        str(port),
+        "--reload-interval",
+        "0.5",
+        *extra,
+    ]
+
+
+def scrape(port: int, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The series of the metric ``name`` on a server's /metrics: labels -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    series = {}
+    for line in text.splitlines():
+        match = re.match(rf"^{re.escape(name)}(?:\{{(.*)\}})?\s+(\S+)$", line)
+        if match:
+            labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', match.group(1) or "")))
+            series[labels] = float(match.group(2))
+    return series
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    """The sum of the series of ``name`` that carry ``labels`` (0 when there is none)."""
+    return sum(v for k, v in scrape(port, name).items() if set(labels.items()) <= set(k))
+
+
+def log_counts(port: int, model: str) -> dict[str, float]:
+    """What a server predicted for ``model`` and what its prediction log did with those rows."""
+    return {
+        "predicted": metric(port, "ml_platform_predicted_rows_total", model=model),
+        "written": metric(port, "ml_platform_prediction_log_rows_total", model=model, outcome="written"),
+        "dropped": metric(port, "ml_platform_prediction_log_rows_total", model=model, outcome="dropped"),
+    }
+
+
+def log_parts(store_dir: Path, model: str, pid: int) -> dict[str, int]:
+    """The parquet parts of ``model``'s prediction log in the store written by the server process
+    ``pid`` (one worker: the process itself; parts are named ``<UTC time>-<pid>-<n>.parquet``):
+    path -> rows (parquet footer)."""
+    import pyarrow.parquet as pq
+
+    folder = store_dir / model / "prediction_log"
+    return {
+        str(path): pq.read_metadata(path).num_rows
+        for path in sorted(folder.glob(f"*/*-{pid}-*.parquet"))
+        if not path.name.startswith(".")  # the store's temporary files
+    }
+
+
+def settle_log(port: int, model: str, timeout_s: float = 120.0) -> float:
+    """Wait until the prediction log of the server at ``port`` has written (or dropped) every row it
+    predicted for ``model``; the seconds it took (after a load, what the log still had to write)."""
+    started = time.monotonic()
+    while True:
+        counts = log_counts(port, model)
+        if counts["written"] + counts["dropped"] >= counts["predicted"]:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout_s:
+            raise RuntimeError(f"the prediction log of {model} did not catch up within {timeout_s:g} s: {counts}")
+        time.sleep(0.1)
 
 
 def mlflow_python() -> Path:
@@ -302,21 +395,9 @@ def bench_serving(workdir: Path, seconds: float = 10.0) -> dict:
     env.pop("ML_PLATFORM_SERVE_TOKEN", None)
     results: dict = {"seconds_per_measure": seconds, "models": {}, "mlflow": mlflow_version(python)}
     ours_port = free_port()
+    # The prediction log on, as by default (--log-flush-s given: its default, as in log_on_off's servers).
     ours = Server(
-        [
-            str(BIN / "ml-platform"),
-            "serve",
-            "--store-dir",
-            str(store_dir),
-            "--model",
-            "demo",
-            "--model",
-            "forest20",
-            "--port",
-            str(ours_port),
-            "--reload-interval",
-            "0.5",
-        ],
+        serve_command(store_dir, ours_port, "--log-flush-s", f"{LOG_FLUSH_S:g}"),
         ours_port,
         env,
         workdir / "serve.log",
@@ -384,12 +465,92 @@ def bench_serving(workdir: Path, seconds: float = 10.0) -> dict:
             finally:
                 mlflow.stop()
             results["models"][name] = measured
+        for name in models:
+            settle_log(ours_port, name)  # the bench's server idle meanwhile, its log written
+        results["log"] = log_on_off(models, store_dir, env, workdir, seconds)
         results["reload"] = reload_under_load(store, models["demo"]["versions"], ours_port, workdir, seconds)
     finally:
         ours.stop()
     for measured in results["models"].values():
         for value in measured.values():
             value.pop("raw", None)
+    return results
+
+
+def log_on_off(models: dict, store_dir: Path, env: dict, workdir: Path, seconds: float) -> dict:
+    """The prediction log's cost: single-row requests, from 1 and 16 clients, to two servers started
+    for this measure from the bench's store, the same command and flags (``serve_command``), one with
+    its log on (the default) and one with ``--no-log``: same models, same age, same warm-up (the
+    bench's own server, up since the start, has answered far more, 1,000-row requests included, so
+    it is not the one compared). MLflow is stopped by then; both servers are up, one is loaded at a
+    time. Per model and client count: a 1-second warm-up of each, then four runs of ``seconds / 2``
+    (whole seconds, at least 1) in the order on, off, off, on, so that a drift of the machine weighs
+    on both alike; each variant's p50 is the mean of its two runs' p50, its requests/s the mean of
+    its two runs'. After each run the bench waits until the log has written every row the logged
+    server predicted (``drain_s``: the longest wait), so no run pays for the previous one's writes.
+    Rows: the logged server's /metrics counters over the four runs (rows predicted, and the log's
+    rows written and dropped) and the rows of the parquet parts that appeared under
+    ``<model>/prediction_log/`` meanwhile; the --no-log server's written rows (0 expected)."""
+    flags = ("--log-flush-s", f"{LOG_FLUSH_S:g}")
+    on_port, off_port = free_port(), free_port()
+    log("starting ml-platform serve (prediction log on) and ml-platform serve --no-log")
+    on = Server(serve_command(store_dir, on_port, *flags), on_port, env, workdir / "serve-log-on.log", "/readyz")
+    try:
+        off = Server(
+            serve_command(store_dir, off_port, *flags, "--no-log"),
+            off_port,
+            env,
+            workdir / "serve-log-off.log",
+            "/readyz",
+        )
+    except BaseException:
+        on.stop()
+        raise
+    results: dict = {"flush_s": LOG_FLUSH_S}
+    try:
+        for name, info in models.items():
+            body = bodies(info["x"])["ours"]["one"]
+            urls = {port: f"http://127.0.0.1:{port}/v1/models/{name}/predict" for port in (on_port, off_port)}
+            measured: dict = {}
+            for clients in (1, 16):
+                for port in (on_port, off_port):
+                    wrk(urls[port], body, clients, 1.0, workdir)  # warm-up, not kept
+                settle_log(on_port, name)
+                before, parts_before = log_counts(on_port, name), log_parts(store_dir, name, on.process.pid)
+                off_before = log_counts(off_port, name)
+                log(f"{name}: prediction log on / off, single-row, {clients} client(s)")
+                runs: dict[str, list[dict]] = {"on": [], "off": []}
+                drain = 0.0
+                for variant in ("on", "off", "off", "on"):
+                    port = on_port if variant == "on" else off_port
+                    run = wrk(urls[port], body, clients, max(1, round(seconds / 2)), workdir)
+                    run.pop("raw", None)
+                    runs[variant].append(run)
+                    drain = max(drain, settle_log(on_port, name))
+                after, parts_after = log_counts(on_port, name), log_parts(store_dir, name, on.process.pid)
+                off_after = log_counts(off_port, name)
+                for variant, done in runs.items():
+                    measured[f"{variant}_one_c{clients}"] = {
+                        "p50_ms": float(np.mean([r["p50_ms"] for r in done])),
+                        "p99_ms": float(np.mean([r["p99_ms"] for r in done])),
+                        "requests_per_s": float(np.mean([r["requests_per_s"] for r in done])),
+                        "requests": sum(r["requests"] for r in done),
+                        "errors": sum(r["non_2xx"] + r["socket_errors"] for r in done),
+                        "runs": done,
+                    }
+                measured[f"rows_c{clients}"] = {
+                    **{k: after[k] - before[k] for k in after},
+                    "parquet_rows": sum(v for k, v in parts_after.items() if k not in parts_before),
+                    "parquet_parts": len(set(parts_after) - set(parts_before)),
+                    "off_predicted": off_after["predicted"] - off_before["predicted"],
+                    "off_written": off_after["written"] - off_before["written"],
+                    "drain_s": drain,
+                }
+            measured["since_start"] = log_counts(on_port, name)  # warm-ups included
+            results[name] = measured
+    finally:
+        off.stop()
+        on.stop()
     return results
 
 
@@ -463,6 +624,51 @@ def table_rows(results: dict) -> list[tuple[str, str, str, str]]:
                 f" {mlflow['requests_per_s'] * BIG_ROWS:,.0f} = {ratio:.2f}x MLflow",
                 ">= 2x MLflow",
                 "yes" if ratio >= 2 else "NO",
+            )
+        )
+    for name, m in results.get("log", {}).items():
+        if not isinstance(m, dict) or "on_one_c1" not in m:
+            continue
+        label = "demo model" if name == "demo" else "20-feature forest"
+        on, off = m["on_one_c1"], m["off_one_c1"]
+        ratio = on["p50_ms"] / off["p50_ms"]
+        target = TARGETS["serve_log_p50_ratio"]
+        rows.append(
+            (
+                f"serving {label}: prediction log on / --no-log, single row, 1 client, p50 (p99)",
+                f"{on['p50_ms']:.2f} ({on['p99_ms']:.2f}) / {off['p50_ms']:.2f} ({off['p99_ms']:.2f}) ms"
+                f" = {ratio:.2f}x",
+                f"p50 <= {target:.2f}x",
+                "yes" if ratio <= target else "NO",
+            )
+        )
+        on, off = m["on_one_c16"], m["off_one_c16"]
+        ratio = on["requests_per_s"] / off["requests_per_s"]
+        target = TARGETS["serve_log_throughput_ratio"]
+        rows.append(
+            (
+                f"serving {label}: prediction log on / --no-log, single row, 16 clients, requests/s",
+                f"{on['requests_per_s']:.0f} / {off['requests_per_s']:.0f}/s = {ratio:.2f}x",
+                f">= {target:.2f}x",
+                "yes" if ratio >= target else "NO",
+            )
+        )
+        rows_c = [m["rows_c1"], m["rows_c16"]]
+        predicted = sum(r["predicted"] for r in rows_c)
+        written = sum(r["written"] for r in rows_c)
+        dropped = sum(r["dropped"] for r in rows_c)
+        parquet = sum(r["parquet_rows"] for r in rows_c)
+        off_written = sum(r["off_written"] for r in rows_c)
+        rows.append(
+            (
+                f"serving {label}: prediction log during the on runs: rows predicted / written (metrics,"
+                " parquet parts) / dropped; --no-log server's rows written",
+                f"{predicted:,.0f} / {written:,.0f}, {parquet:,.0f} / {dropped:,.0f}; {off_written:,.0f}"
+                f" (log caught up {max(r['drain_s'] for r in rows_c):.1f} s after a run)",
+                "all written, 0 dropped; 0",
+                "yes"
+                if predicted > 0 and written == predicted == parquet and dropped == 0 and off_written == 0
+                else "NO",
             )
         )
     reload = results.get("reload")

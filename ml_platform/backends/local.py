@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 from typing import Any
 
 from pydantic import Field
@@ -16,6 +17,7 @@ from ml_platform.errors import (
     ConfigError,
     LandingFileError,
     LandingFileMissingError,
+    ModelStoreError,
     PointerConflictError,
 )
 from ml_platform.resources.io_managers import (
@@ -134,6 +136,12 @@ class LocalModelStore(ModelStore):
         if not os.path.isdir(path):
             return []
         return sorted(name for name in os.listdir(path) if not name.startswith("."))
+
+    def delete_tree(self, prefix: str) -> None:
+        if not prefix:
+            raise ModelStoreError("delete_tree needs a folder under the store's root, not the root")
+        if os.path.isdir(self._path(prefix)):
+            shutil.rmtree(self._path(prefix))
 
     def uri(self, key: str) -> str:
         return self._path(key)

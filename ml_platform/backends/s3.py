@@ -23,6 +23,7 @@ from ml_platform.errors import (
     ConfigError,
     LandingFileError,
     LandingFileMissingError,
+    ModelStoreError,
     PointerConflictError,
 )
 from ml_platform.resources.io_managers import (
@@ -143,6 +144,15 @@ class S3ModelStore(ModelStore):
 
     def list_children(self, prefix: str) -> list[str]:
         return [n for n in self._bucket().children(self._key(prefix)) if not n.startswith(".")]
+
+    def delete_tree(self, prefix: str) -> None:
+        if not prefix:
+            raise ModelStoreError("delete_tree needs a folder under the store's root, not the root")
+        bucket = self._bucket()
+        folder = self._key(prefix).rstrip("/")
+        # The folder's own key last: S3 has none (deleting it is a no-op), S3-compatible servers
+        # with real directories (SeaweedFS) list an emptied folder until it is deleted.
+        bucket.delete([item.key for item in bucket.objects(folder)] + [f"{folder}/"])
 
     def uri(self, key: str) -> str:
         return self._bucket().uri(key)

@@ -108,6 +108,21 @@ class S3Bucket:
         response = self._call(relative, self.client.get_object, Key=self.key(relative))
         return response["Body"].read()
 
+    def delete(self, relatives: list[str]) -> None:
+        """Delete objects, a thousand per request (S3's DeleteObjects limit); a key that is not there
+        is no error."""
+        for start in range(0, len(relatives), 1000):
+            batch = relatives[start : start + 1000]
+            objects = [{"Key": self.key(r)} for r in batch]
+            answer = self._call(batch[0], self.client.delete_objects, Delete={"Objects": objects, "Quiet": True})
+            failed = answer.get("Errors") or []
+            if failed:
+                first = failed[0]
+                raise StorageAccessError(
+                    f"S3 could not delete {len(failed)} object(s) under {self.uri(batch[0])}: {first.get('Key')}:"
+                    f" {first.get('Code')} {first.get('Message')}"
+                )
+
     def head(self, relative: str) -> S3Object | None:
         try:
             response = self._call(relative, self.client.head_object, Key=self.key(relative))

@@ -98,9 +98,9 @@ def check_segment(value: str, what: str) -> str:
 
 
 class ModelStore(dg.ConfigurableResource, ABC):
-    """Versioned model artifacts with a production pointer. Backends implement six primitives: five
-    for whole objects (write, read, exists, list, uri) and ``swap_bytes``, the compare-and-swap the
-    pointer moves by."""
+    """Versioned model artifacts with a production pointer. Backends implement seven primitives: five
+    for whole objects (write, read, exists, list, uri), ``swap_bytes``, the compare-and-swap the
+    pointer moves by, and ``delete_tree`` for the prediction log's retention."""
 
     # -- primitives every backend implements -------------------------------------------------
     @abstractmethod
@@ -122,6 +122,11 @@ class ModelStore(dg.ConfigurableResource, ABC):
     @abstractmethod
     def uri(self, key: str) -> str:
         """Where a key lives, for people (a path or URL)."""
+
+    @abstractmethod
+    def delete_tree(self, prefix: str) -> None:
+        """Delete a folder and everything under it (nothing there: nothing to do). Only the
+        prediction log's retention deletes; versions and the pointer are never deleted."""
 
     # -- the contract ---------------------------------------------------------------------------
     def save_version(

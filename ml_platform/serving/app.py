@@ -336,7 +336,14 @@ class Service:
         def counted(model: str, outcome: str, rows: int) -> None:
             self.metrics.log_rows.labels(model, outcome).inc(rows)
 
-        return PredictionLog(store.write_bytes, settings, counted, flush_s=self.config.log_flush_s)
+        return PredictionLog(
+            store.write_bytes,
+            settings,
+            counted,
+            flush_s=self.config.log_flush_s,
+            list_children=store.list_children,
+            delete_tree=store.delete_tree,
+        )
 
     def log_answer(self, holder: ModelHolder, model: CheckedModel, request_id: str, started: float, frame, answered):
         """Put an answered request on the prediction log (``answered``: predictions, probabilities)."""

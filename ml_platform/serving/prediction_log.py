@@ -40,25 +40,28 @@ import numpy as np
 import pandas as pd
 from pyarrow.lib import ArrowException
 
+from ml_platform import constants
+
 logger = logging.getLogger("ml_platform.serving")
 
-FOLDER = "prediction_log"
-# The log's own columns; a feature of the same name is kept as "<name> (feature)".
-COLUMNS = ("request_id", "row", "logged_at", "model", "version", "latency_ms", "prediction", "refused")
+FOLDER = constants.PREDICTION_LOG_FOLDER
+COLUMNS = constants.PREDICTION_LOG_COLUMNS
 DEFAULT_FLUSH_S = 1.0
 DEFAULT_QUEUE_REQUESTS = 10_000
+PRUNE_EVERY_S = 3600.0
 _STOP = object()
 
 
 @dataclass(frozen=True)
 class LogSettings:
-    """One model's log: on or off, the share of requests kept, the columns never written, and the
-    time zone of its days."""
+    """One model's log: on or off, the share of requests kept, the columns never written, the time
+    zone of its days and how many days are kept."""
 
     enabled: bool = True
     sample: float = 1.0
     exclude: tuple[str, ...] = ()
     timezone: str = "UTC"
+    retention_days: int | None = None  # the days kept, today's included; None: every day
 
     @classmethod
     def of(cls, data: dict[str, Any] | None) -> LogSettings:
@@ -68,6 +71,7 @@ class LogSettings:
             float(data.get("sample", 1.0)),
             tuple(data.get("exclude") or ()),
             str(data.get("timezone") or "UTC"),
+            int(data["retention_days"]) if data.get("retention_days") else None,
         )
 
     def day(self, moment: dt.datetime) -> str:
@@ -107,8 +111,12 @@ class PredictionLog:
         counted: Callable[[str, str, int], None],
         flush_s: float = DEFAULT_FLUSH_S,
         max_requests: int = DEFAULT_QUEUE_REQUESTS,
+        list_children: Callable[[str], list[str]] | None = None,
+        delete_tree: Callable[[str], None] | None = None,
     ):
         self._write_bytes = write  # the model store's atomic write
+        self._list_children, self._delete_tree = list_children, delete_tree  # the retention's
+        self._pruned_at: float | None = None
         self.settings = settings
         self._counted = counted  # (model, outcome "written" / "dropped", rows)
         self.flush_s = flush_s
@@ -154,6 +162,7 @@ class PredictionLog:
                 self._flush(pending)
                 pending = []
                 deadline = time.monotonic() + self.flush_s
+                self._prune()
 
     def _flush(self, entries: list[Entry]) -> None:
         groups: dict[tuple[str, str], list[Entry]] = {}
@@ -173,6 +182,28 @@ class PredictionLog:
                 continue
             self._counted(model, "written", rows)
 
+    def _prune(self) -> None:
+        """Delete the day folders older than each model's ``retention_days``, when the server starts
+        and then hourly (a failure is warned about and tried again in an hour)."""
+        now = time.monotonic()
+        if self._delete_tree is None or (self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_S):
+            return
+        self._pruned_at = now
+        for model, chosen in self.settings.items():
+            if not chosen.retention_days:
+                continue
+            today = dt.date.fromisoformat(chosen.day(dt.datetime.now(dt.UTC)))
+            first_kept = (today - dt.timedelta(days=chosen.retention_days - 1)).isoformat()
+            try:
+                for day in self._list_children(f"{model}/{FOLDER}"):
+                    if len(day) == 10 and day < first_kept:
+                        self._delete_tree(f"{model}/{FOLDER}/{day}")
+                        logger.info(
+                            f"prediction log of {model}: deleted {day} (retention_days {chosen.retention_days})"
+                        )
+            except Exception as exc:  # noqa: BLE001 - retention never stops the log: said, tried again
+                self._warn(f"the prediction log's retention could not delete old days of {model}: {exc}")
+
     def _warn(self, message: str) -> None:
         """A warning at most every 10 s (a full disk would otherwise warn on every flush)."""
         now = time.monotonic()
@@ -182,30 +213,45 @@ class PredictionLog:
 
 
 def part_frame(entries: list[Entry]) -> pd.DataFrame:
-    """The log's rows of some answered requests: its own columns, then the rows' and probabilities."""
-    frames = []
-    for entry in entries:
-        rows = entry.rows.reset_index(drop=True)
-        rows = rows.rename(columns={c: f"{c} (feature)" for c in rows.columns if c in COLUMNS})
-        count = len(rows)
-        own = pd.DataFrame(
-            {
-                "request_id": [entry.request_id] * count,
-                "row": np.arange(count, dtype="int64"),
-                "logged_at": pd.Series([pd.Timestamp(entry.logged_at)] * count, dtype="datetime64[us, UTC]"),
-                "model": [entry.model] * count,
-                "version": [entry.version] * count,
-                "latency_ms": np.full(count, entry.latency_ms, dtype="float64"),
-                "prediction": np.asarray(entry.predictions),
-                "refused": pd.Series([entry.refused] * count, dtype="string"),
-            }
-        )
-        parts = [own, rows]
-        if entry.probabilities is not None:
-            proba = entry.probabilities.reset_index(drop=True)
-            parts.append(proba.set_axis([f"proba_{c}" for c in proba.columns], axis=1))
-        frames.append(pd.concat(parts, axis=1))
-    return pd.concat(frames, ignore_index=True)
+    """The log's rows of some answered requests: its own columns, then the rows' and probabilities.
+    Built column by column for the whole part (one frame per request would cost the writer thread,
+    which holds the GIL the request path needs, milliseconds per request)."""
+    counts = np.fromiter((len(e.rows) for e in entries), dtype="int64", count=len(entries))
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    own = pd.DataFrame(
+        {
+            "request_id": np.repeat(np.array([e.request_id for e in entries], dtype=object), counts),
+            "row": np.arange(int(counts.sum()), dtype="int64") - starts,
+            "logged_at": pd.Series(
+                np.repeat(pd.DatetimeIndex([e.logged_at for e in entries]).as_unit("us"), counts),
+                dtype="datetime64[us, UTC]",
+            ),
+            "model": np.repeat(np.array([e.model for e in entries], dtype=object), counts),
+            "version": np.repeat(np.array([e.version for e in entries], dtype=object), counts),
+            "latency_ms": np.repeat(np.array([e.latency_ms for e in entries], dtype="float64"), counts),
+            "prediction": _joined([np.asarray(e.predictions) for e in entries]),
+            "refused": pd.Series(
+                np.repeat(np.array([e.refused for e in entries], dtype=object), counts), dtype="string"
+            ),
+        }
+    )
+    parts = [own]
+    if any(len(e.rows.columns) for e in entries):  # a refusal's rows have no columns: empty there
+        rows = pd.concat([e.rows for e in entries], ignore_index=True)
+        parts.append(rows.rename(columns={c: f"{c} (feature)" for c in rows.columns if c in COLUMNS}))
+    probabilities = [e.probabilities for e in entries]
+    if any(p is not None for p in probabilities):
+        blanks = [
+            p if p is not None else pd.DataFrame(index=range(len(e.rows))) for p, e in zip(probabilities, entries)
+        ]
+        proba = pd.concat(blanks, ignore_index=True)
+        parts.append(proba.set_axis([f"proba_{c}" for c in proba.columns], axis=1))
+    return pd.concat(parts, axis=1)
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """One column of every request's values (numbers stay numbers; a refusal's None makes it object)."""
+    return np.concatenate(arrays) if arrays else np.array([], dtype=object)
 
 
 def part_bytes(entries: list[Entry]) -> bytes:

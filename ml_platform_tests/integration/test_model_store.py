@@ -518,3 +518,19 @@ def test_local_store_files_are_readable_by_the_group_like_ordinary_files(tmp_pat
     for path in (tmp_path / "store").rglob("*"):
         if path.is_file():
             assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_delete_tree_deletes_a_folder_and_nothing_beside_it(store, raw):
+    """The prediction log's retention: one day folder goes, the next day and the versions stay."""
+    version = save(store)
+    for day in ("2026-01-01", "2026-01-02"):
+        for part in ("a.parquet", "b.parquet"):
+            store.write_bytes(f"{MODEL}/prediction_log/{day}/{part}", b"rows")
+    store.delete_tree(f"{MODEL}/prediction_log/2026-01-01")
+    assert store.list_children(f"{MODEL}/prediction_log") == ["2026-01-02"]
+    assert store.list_children(f"{MODEL}/prediction_log/2026-01-02") == ["a.parquet", "b.parquet"]
+    assert store.get_version(MODEL, version.version).version == version.version
+    store.delete_tree(f"{MODEL}/prediction_log/2025-12-31")  # nothing there: nothing to do
+    with pytest.raises(ModelStoreError, match="not the root"):
+        store.delete_tree("")
+    assert not raw.outside_root()

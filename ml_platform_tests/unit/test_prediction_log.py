@@ -3,6 +3,7 @@ answered row, excluded columns never written, sampling, and a store that cannot 
 dropped and counted, never an exception on the request path."""
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +104,28 @@ def test_batch_scoring_ids_come_from_the_declared_column_and_bad_ones_are_refuse
         with pytest.raises(dg.Failure) as raised:
             row_ids(pipeline, bad, "2026-12-03")
         assert says in raised.value.description
+
+
+def test_retention_deletes_the_days_older_than_it_keeps(tmp_path: Path):
+    """retention_days 3 keeps today and the two days before (in the log's time zone); older day
+    folders go when the log starts, other models' logs stay."""
+    store = LocalModelStore(root=str(tmp_path / "store"))
+    today = dt.datetime.now(dt.UTC).date()
+    days = [(today - dt.timedelta(days=n)).isoformat() for n in range(6)]
+    for day in days:
+        store.write_bytes(f"churn/prediction_log/{day}/old.bin", b"x")
+        store.write_bytes(f"other/prediction_log/{day}/old.bin", b"x")
+    log = PredictionLog(
+        store.write_bytes,
+        {"churn": LogSettings(retention_days=3), "other": LogSettings()},
+        lambda *a: None,
+        flush_s=0.05,
+        list_children=store.list_children,
+        delete_tree=store.delete_tree,
+    )
+    log.record(entry("churn", "r1", 2, day=today.isoformat()))
+    time.sleep(0.3)
+    log.close()
+    assert store.list_children("churn/prediction_log") == sorted(days[:3])
+    assert store.list_children("other/prediction_log") == sorted(days)
+    assert len(read_log(store.read_bytes, store.list_children, "churn")) == 2  # today's request, written
