@@ -1512,6 +1512,12 @@ def build_table(results: dict) -> list[tuple[str, str, str, str]]:
         rows += serving_rows(results["serving"])
     else:
         rows.append(("serving: ml-platform serve vs in-process, MLflow and --no-log", "not run", "", ""))
+    if results.get("monitoring"):
+        from monitoring import table_rows as monitoring_rows
+
+        rows += monitoring_rows(results["monitoring"])
+    else:
+        rows.append(("monitoring: served, outcomes and live_metrics of a day of logged requests", "not run", "", ""))
     dev = results.get("dev")
     if dev:
         s = dev["summary"]
@@ -1675,6 +1681,7 @@ SECTIONS = (
     "imports",
     "queued",
     "serving",
+    "monitoring",
     "prefect",
 )
 
@@ -1726,12 +1733,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--serving-seconds", type=float, default=10.0, help="length of each serving load measure (default 10)"
     )
+    parser.add_argument(
+        "--monitoring-rows", type=int, default=1_000_000, help="logged requests of the monitoring day (default 1M)"
+    )
     parser.add_argument("--results-dir", default=str(BENCH / "results"))
     parser.add_argument("--workdir", default=None, help="where temp projects go (default: a new temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the temp projects and logs")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.reps, args.contract_rows, args.evaluation_rows = "10000", 1, 10_000, 10_000
+        args.monitoring_rows = 10_000
         args.skip = ",".join(filter(None, [args.skip, "dev", "backfill", "serving"]))
     args.sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -1801,6 +1812,10 @@ def main(argv: list[str] | None = None) -> int:
             from serving import bench_serving  # bench/serving.py (MLflow in its own venv, wrk)
 
             results["serving"] = bench_serving(workdir / "serving", args.serving_seconds)
+        if "monitoring" not in args.skip:
+            from monitoring import bench_monitoring  # bench/monitoring.py
+
+            results["monitoring"] = bench_monitoring(workdir / "monitoring", args.monitoring_rows)
     except RunFailed as exc:
         log(f"FAILED: {exc}")
         results["error"] = str(exc)
