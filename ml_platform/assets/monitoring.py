@@ -47,7 +47,6 @@ def build_served(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         **pipeline.asset_options("ingest", constants.ML_OWNER),
-        backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"pandas"},
         check_specs=check_specs,
         description=f"The day's prediction log of {pipeline.model_name}: every answered or refused request of"
@@ -55,22 +54,16 @@ def build_served(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     )
     def served(context: dg.AssetExecutionContext, model_store: ModelStore):
         with stage_timeout(context, pipeline, "ingest"):
-            days = context.partition_keys
-            frames = {day: _read(context, pipeline, model_store, day) for day in days}
-            frame = pd.concat(frames.values(), ignore_index=True) if len(frames) > 1 else frames[days[0]]
+            day = context.partition_key
+            frame = traffic.read_day(model_store.read_bytes, model_store.list_children, pipeline.model_name, day)
+            context.log.info(f"served {day}: {len(frame)} logged row(s) of {pipeline.model_name}")
             summary = traffic.summarize(frame)
             yield dg.Output(frame, metadata=served_metadata(summary))
             yield signature_result(pipeline, summary)
             if pipeline.spec.drift.enabled:
-                yield served_drift_result(context, pipeline, model_store, frames)
+                yield served_drift_result(context, pipeline, model_store, day, frame)
 
     return served
-
-
-def _read(context, pipeline: PipelineRuntime, model_store: ModelStore, day: str) -> pd.DataFrame:
-    frame = traffic.read_day(model_store.read_bytes, model_store.list_children, pipeline.model_name, day)
-    context.log.info(f"served {day}: {len(frame)} logged row(s) of {pipeline.model_name}")
-    return frame
 
 
 def served_metadata(summary: traffic.DaySummary) -> dict:
@@ -109,34 +102,26 @@ def signature_result(pipeline: PipelineRuntime, summary: traffic.DaySummary) -> 
     )
 
 
-def served_drift_result(context, pipeline: PipelineRuntime, model_store: ModelStore, frames: dict[str, pd.DataFrame]):
-    """no_feature_drift of the served rows of each day against the training data of the version
-    that answered most of them."""
-    spec = pipeline.spec.drift
-    rows_by_day, names = {}, set()
-    for day, frame in frames.items():
-        version = traffic.main_version(frame)
-        if version is None:
-            continue
+def served_drift_result(context, pipeline: PipelineRuntime, model_store: ModelStore, day: str, frame: pd.DataFrame):
+    """no_feature_drift of the day's served rows against the training data of the version that
+    answered most of them."""
+    version = traffic.main_version(frame)
+    found = None
+    if version is not None:
         try:
-            found = drift_reference(model_store, model_store.get_version(pipeline.model_name, version))
+            found = drift_reference(model_store, model_store.get_version(pipeline.model_name, version), role="")
         except ModelStoreError as exc:
             context.log.warning(f"served {day}: no training profile of {version} to compare with: {exc}")
-            continue
-        if found is None:
-            continue
-        rows_by_day[day] = traffic.skew(found[0], frame, spec.method, spec.limit)
-        names.add(found[1].removeprefix("production "))
-    name = ", ".join(sorted(names)) if names else None
-    result = drift_summary(context, pipeline, name, rows_by_day, pipeline.key("served"))
-    if name is None:
+    if found is None:
         return dg.AssetCheckResult(
             check_name=DRIFT_CHECK,
             passed=True,
             severity=dg.AssetCheckSeverity.WARN,
             description="no answered request with a training profile to compare with",
         )
-    return result
+    spec = pipeline.spec.drift
+    rows = traffic.skew(found[0], frame, spec.method, spec.limit)
+    return drift_summary(context, pipeline, found[1], {day: rows}, pipeline.key("served"))
 
 
 def build_outcomes(pipeline: PipelineRuntime) -> dg.AssetsDefinition:

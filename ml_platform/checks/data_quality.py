@@ -198,9 +198,12 @@ def _rule_results(
         )
 
 
-def drift_reference(model_store: ModelStore, production: ModelVersion | None) -> tuple[dict, str] | None:
-    """The drift profile of the data the production model was trained on (stored with its version)
-    and a name for it, or None before the first model (or for a version stored without one)."""
+def drift_reference(
+    model_store: ModelStore, production: ModelVersion | None, role: str = "production "
+) -> tuple[dict, str] | None:
+    """The drift profile of the data the production model (or another version: ``role`` "") was
+    trained on (stored with its version) and a name for it, or None before the first model (or for
+    a version stored without one)."""
     if production is None:
         return None
     try:
@@ -210,7 +213,7 @@ def drift_reference(model_store: ModelStore, production: ModelVersion | None) ->
     if data is None:
         return None
     as_of = production.record.data_as_of
-    return decode_drift_profile(data), f"production {production.version}" + (f" (data as of {as_of})" if as_of else "")
+    return decode_drift_profile(data), f"{role}{production.version}" + (f" (data as of {as_of})" if as_of else "")
 
 
 def drift_result(

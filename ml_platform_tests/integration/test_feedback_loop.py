@@ -49,14 +49,15 @@ def test_served_outcomes_and_live_metrics_through_the_cli(tmp_path: Path):
     store = LocalModelStore(root=env["ML_PLATFORM_MODEL_STORE_DIR"])
     model, version = load_production_model("shop", store_dir=env["ML_PLATFORM_MODEL_STORE_DIR"])
     orders = shop_day(SERVED, 500, 5, index=8, burst=0.2)
+    checked, _ = model.check(orders[FEATURES])
+    predictions, probabilities = model.predict_checked(checked, proba=True)  # one call, handed out below
     log = PredictionLog(store.write_bytes, {"shop": LogSettings()}, lambda *a: None, flush_s=60)
     start = dt.datetime.fromisoformat(f"{SERVED}T00:00:00+00:00")
-    for number, order in enumerate(orders.to_dict("records")):
-        row = pd.DataFrame([{c: order[c] for c in FEATURES}])
-        frame, _ = model.check(row)
-        predictions, probabilities = model.predict_checked(frame, proba=True)
+    for number, order_id in enumerate(orders["order_id"]):
         at = start + dt.timedelta(minutes=2.5 * number)
-        log.record(Entry("shop", version.version, order["order_id"], at, 2.0, frame, predictions, probabilities))
+        one = slice(number, number + 1)
+        frame, proba = checked.iloc[one].reset_index(drop=True), probabilities.iloc[one].reset_index(drop=True)
+        log.record(Entry("shop", version.version, order_id, at, 2.0, frame, predictions[one], proba))
     log.close()
 
     # The outcomes the CRM exports the day after: the rows of the burst never get one.
