@@ -481,7 +481,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     if not days:
         print(f"no prediction log of {name} in {store.uri(name)} (is `ml-platform serve` logging it?)")
         return 0
-    spec = next((s for s in _pipelines_if_readable(_settings()) if s.model_name == name), None)
+    specs = _pipelines_if_readable(_settings(), "drift by PSI at 0.2, no live metrics")
+    spec = next((s for s in specs if s.model_name == name), None)
     live = _live_metrics(spec) if spec is not None and spec.feedback is not None else {}
     lines = [{**_monitor_day(store, name, day, spec.drift if spec else None), **live.get(day, {})} for day in days]
     if args.json:
@@ -558,13 +559,14 @@ def _monitor_day(store, name: str, day: str, drift_spec) -> dict:
     }
 
 
-def _pipelines_if_readable(settings) -> list:
-    """The pipelines (for their serving settings), or none when the file cannot be read: a server
-    of named models (``--model``) needs only the store."""
+def _pipelines_if_readable(settings, without: str) -> list:
+    """The pipelines (for their serving or drift settings), or none when the file cannot be read,
+    saying what that means (``without``): a command on named models (``--model``) needs only the
+    store."""
     try:
         return _pipelines(settings)
     except MlPlatformError as exc:
-        print(f"note: the pipelines file was not read ({exc}): every served model's requests are logged", flush=True)
+        print(f"note: the pipelines file was not read ({exc}): {without}", flush=True)
         return []
 
 
@@ -575,7 +577,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ml_platform.serving.server import serve
 
     settings = _settings()
-    specs = _pipelines(settings) if not args.model else _pipelines_if_readable(settings)
+    specs = (
+        _pipelines(settings)
+        if not args.model
+        else _pipelines_if_readable(settings, "every served model's requests are logged whole, days in UTC")
+    )
     models = args.model or [spec.model_name for spec in specs]
     for name in models:
         check_segment(name, "model name")
