@@ -538,7 +538,10 @@ def hot_reload_under_traffic(platform: Platform, server: Server, env: dict[str, 
 
 def assert_every_answer_logged(store, traffic: Traffic) -> None:
     """After the server stopped: each answered request in the prediction log, 5 rows each, with the
-    version that answered it, on both sides of each swap."""
+    version that answered it, on both sides of each swap; and the day as served[day] and outcomes
+    read it from this store (local or S3): the same requests, versions and ids."""
+    from ml_platform import outcomes
+    from ml_platform import traffic as day_traffic
     from ml_platform.serving.prediction_log import read_log
 
     logged = read_log(store.read_bytes, store.list_children, MODEL_NAME)
@@ -546,6 +549,14 @@ def assert_every_answer_logged(store, traffic: Traffic) -> None:
     assert set(counts.index) == set(traffic.logged) and (counts == 5).all()
     versions = logged.groupby("request_id")["version"].first().to_dict()
     assert versions == traffic.logged and len(set(versions.values())) == 2
+
+    days = day_traffic.logged_days(store.list_children, MODEL_NAME)  # one, or two across midnight
+    frame = pd.concat([day_traffic.read_day(store.read_bytes, store.list_children, MODEL_NAME, d) for d in days])
+    summary = day_traffic.summarize(frame)
+    assert summary.requests == len(traffic.logged) and summary.rows == 5 * len(traffic.logged)
+    assert {v["Version"]: v["Requests"] for v in summary.versions} == pd.Series(traffic.logged).value_counts().to_dict()
+    ids = outcomes.logged_ids(store.read_bytes, store.list_children, MODEL_NAME, days)
+    assert set(ids["request_id"]) == set(traffic.logged) and len(ids) == summary.rows
 
 
 def test_hot_reload_under_traffic_on_the_local_store(tmp_path, instance):
