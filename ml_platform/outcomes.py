@@ -115,16 +115,18 @@ def check_outcomes(
 
 
 def _labels(values: pd.Series, classes: list | None) -> tuple[pd.Series, str]:
-    """The labels as the model's own values (a class, or a float), and what is wrong with them."""
+    """The labels as the model's own values (a class, or a float), and what is wrong with them. An
+    empty label is no outcome yet (kept out, not wrong)."""
+    given = values.notna().to_numpy()
     if classes is None:
         numbers = pd.to_numeric(values, errors="coerce").astype("float64")
         finite = np.isfinite(numbers.to_numpy())
-        bad = values[~finite]
+        bad = values[given & ~finite]
         said = f"{len(bad)} label(s) are not numbers, as a regression's target is: {_examples(bad)}" if len(bad) else ""
         return numbers.where(finite), said
     by_text = {str(c): c for c in classes}
     mapped = values.map(lambda v: by_text.get(str(v).removesuffix(".0") if isinstance(v, float) else str(v)))
-    bad = values[mapped.isna()]
+    bad = values[given & mapped.isna().to_numpy()]
     said = (
         f"{len(bad)} label(s) are not classes of the model ({', '.join(by_text)}): {_examples(bad)}" if len(bad) else ""
     )

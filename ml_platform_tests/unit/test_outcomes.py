@@ -1,5 +1,6 @@
 """The rules of outcomes and decay, without Dagster: a regression's outcome file, outcomes whose
-label is missing, a later label correcting an earlier one, and when a run of days counts as decay."""
+label is empty (no outcome yet: kept out, not an error), a later label correcting an earlier one,
+and when a run of days counts as decay."""
 
 import pandas as pd
 import pytest
@@ -14,7 +15,8 @@ KNOWN = pd.DataFrame({"request_id": ["r1", "r2", "r3"], "row": [0, 0, 0], "predi
 def test_a_regression_takes_numbers_and_names_what_is_not_one():
     raw = pd.DataFrame({"id": ["r1", "r2", "r3", "r9"], "price": ["12.5", "high", None, "3"]})
     checked = check_outcomes(raw, "id", "price", "2026-01-09", None, KNOWN)
-    assert checked.problems[LABELS_MATCH] == ("2 label(s) are not numbers, as a regression's target is: 'high', None")
+    # r3's label is empty: no outcome yet, kept out without an error.
+    assert checked.problems[LABELS_MATCH] == "1 label(s) are not numbers, as a regression's target is: 'high'"
     assert checked.problems[IDS_KNOWN].startswith("1 of 4 outcome(s) name no prediction in the log of 2026-01-08")
     assert checked.frame["label"].tolist() == [12.5]  # r1 only: known, and a number
 
@@ -22,8 +24,9 @@ def test_a_regression_takes_numbers_and_names_what_is_not_one():
 def test_classes_given_as_numbers_match_however_the_file_wrote_them():
     raw = pd.DataFrame({"id": ["r1", "r2", "r3"], "label": [1.0, 0.0, None]})  # a CSV column with a gap
     checked = check_outcomes(raw, "id", "label", "2026-01-09", [0, 1], KNOWN)
-    assert checked.frame["label"].tolist() == [1, 0]
-    assert "1 label(s) are not classes of the model (0, 1): None" == checked.problems[LABELS_MATCH]
+    assert checked.frame["label"].tolist() == [1, 0] and not checked.problems  # r3: no outcome yet
+    wrong = check_outcomes(raw.assign(label=[1.0, 2.0, 5.0]), "id", "label", "2026-01-09", [0, 1], KNOWN)
+    assert wrong.problems[LABELS_MATCH] == "2 label(s) are not classes of the model (0, 1): 2.0, 5.0"
 
 
 def test_the_latest_label_of_a_prediction_counts():
