@@ -26,7 +26,7 @@ from ml_platform.instance_queries import (
 from ml_platform.jobs import job_names, monitoring_asset_names, retrain_keys
 from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.model_store import ModelStore
-from ml_platform.resources.notifier import Notifier
+from ml_platform.resources.notifier import NotificationError, Notifier
 from ml_platform.runtime import DATE_DIMENSION, PipelineRuntime
 
 
@@ -678,7 +678,10 @@ def build_decay_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefinit
             return dg.SkipReason(
                 f"live {metric} decayed ({found.reason}), but no raw_data day is ingested to retrain on"
             )
-        _announce_decay(notifier, pipeline, found, production, day)
+        try:
+            _announce_decay(notifier, pipeline, found, production, day)
+        except NotificationError as exc:  # the retraining matters more than its message
+            context.log.warning(f"retraining {pipeline.model_name} for the decay since {first}, unannounced: {exc}")
         context.update_cursor(first)
         return _run_request(pipeline, f"decay:{first}", day, "decay", retrain_keys(pipeline))
 

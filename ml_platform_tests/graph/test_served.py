@@ -385,10 +385,16 @@ def test_live_accuracy_below_the_gate_for_sustained_days_retrains_and_says_why(
         )
         return sensor(context), context.cursor
 
+    # A webhook that fails does not stop the retraining (the tick warns instead).
+    failing = Notifier(webhook_url=f"{webhook.url}/fail", timeout_s=5.0)
+    failed_context = dg.build_sensor_context(
+        instance=platform.instance, resources={"model_store": platform.store, "notifier": failing}
+    )
+    assert isinstance(sensor(failed_context), dg.RunRequest) and webhook.paths[-1].endswith("/fail")
     request, cursor = tick(None)
     assert isinstance(request, dg.RunRequest), request
     assert request.run_key == f"decay:{DECAYED[0]}" and request.partition_key == DAYS[-1]
-    (message,) = webhook.bodies
+    message = webhook.bodies[-1]
     text = message["text"]
     assert "live accuracy decayed" in message["subject"] and f"{DECAYED[0]} to {DECAYED[-1]}" in text
     for day, value in live.items():
