@@ -597,7 +597,7 @@ def build_feedback_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefi
     """Ingests each new or changed outcome file into outcomes[day] (run_key = day + fingerprint);
     after each outcomes materialization, re-materializes live_metrics of the days its labels
     belong to (late labels reach the days they are about)."""
-    from ml_platform.assets.monitoring import PREDICTION_DAYS
+    from ml_platform.assets.monitoring import DAYS_LABELLED
 
     location = pipeline.spec.feedback.landing
     outcomes_key, live_key = pipeline.key("outcomes"), pipeline.key("live_metrics")
@@ -622,7 +622,7 @@ def build_feedback_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefi
                 seen[outcome_file.day] = outcome_file.fingerprint
         for record in materializations_after(context.instance, outcomes_key, after):
             after = record.storage_id
-            labelled = record.asset_materialization.metadata.get(PREDICTION_DAYS)
+            labelled = record.asset_materialization.metadata.get(DAYS_LABELLED)
             for day in filter(None, str(labelled.value if labelled else "").split(", ")):
                 run_key = f"live:{day}:{record.storage_id}"
                 requests.append(_run_request(pipeline, run_key, day, "late labels", [live_key]))

@@ -20,7 +20,7 @@ from ml_platform.timeouts import stage_timeout
 
 SERVED_SIGNATURE_CHECK = "served_rows_match_signature"
 # outcomes' metadata key naming the days its labels belong to (read by the feedback sensor).
-PREDICTION_DAYS = "Days labelled"
+DAYS_LABELLED = "Days labelled"
 
 
 def build_served(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
@@ -199,8 +199,8 @@ def outcomes_metadata(frame: pd.DataFrame, location: str) -> dict:
         "Outcomes": float(len(frame)),
         "Source": location,
         # The late-label sensor reads this to re-materialize live_metrics of these days.
-        PREDICTION_DAYS: ", ".join(days.index),
-        "Prediction days": rows_table(
+        DAYS_LABELLED: ", ".join(days.index),
+        "Outcomes per day labelled": rows_table(
             [{"Day": str(d), "Outcomes": int(n)} for d, n in days.items()], [("Day", "string"), ("Outcomes", "int")]
         ),
     }
