@@ -536,30 +536,24 @@ def _live_metrics(spec) -> dict[str, dict]:
 
 def _monitor_day(store, name: str, day: str, drift_spec) -> dict:
     """A day of the log in numbers, with the features that drift from the training data of the
-    version that answered most of its rows (None when there is nothing to compare with)."""
-    from ml_platform import constants as names
+    version that answered most of its rows (None when there is nothing to compare with), as
+    served[day]'s check finds them."""
     from ml_platform import drift, traffic
-    from ml_platform.resources.model_store import decode_drift_profile
+    from ml_platform.assets.monitoring import served_skew
 
     frame = traffic.read_day(store.read_bytes, store.list_children, name, day)
     summary = traffic.summarize(frame)
-    drifted = None
-    version = traffic.main_version(frame)
-    if version is not None:
-        try:
-            profile = store.read_extra(store.get_version(name, version), names.DRIFT_PROFILE_FILENAME)
-        except MlPlatformError:
-            profile = None
-        if profile is not None:
-            method = drift_spec.method if drift_spec else "psi"
-            limit = drift_spec.limit if drift_spec else drift.DEFAULT_THRESHOLDS[method]
-            rows = traffic.skew(decode_drift_profile(profile), frame, method, limit)
-            drifted = [r["Feature"] for r in rows if r["Drifted"]]
+    method = drift_spec.method if drift_spec else "psi"
+    limit = drift_spec.limit if drift_spec else drift.DEFAULT_THRESHOLDS[method]
+    try:
+        found = served_skew(store, name, frame, method, limit)
+    except MlPlatformError:
+        found = None
     return {
         "day": day,
         **summary.to_dict(),
         "version_names": [v["Version"] for v in summary.versions],
-        "drifted": drifted,
+        "drifted": None if found is None else [r["Feature"] for r in found[0] if r["Drifted"]],
     }
 
 

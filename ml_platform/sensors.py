@@ -516,27 +516,20 @@ def build_scoring_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefin
     def scoring_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZone):
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         files = _files_of_partitions(pipeline, landing_zone.at(location))
-        requests = []
-        for scoring_file in files:
-            if seen.get(scoring_file.day) == scoring_file.fingerprint:
-                continue
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"score:{scoring_file.day}:{scoring_file.fingerprint}",
-                    partition_key=scoring_file.day,
-                    tags={
-                        constants.TRIGGER_TAG: "scoring",
-                        constants.FINGERPRINT_TAG: scoring_file.fingerprint,
-                        constants.PIPELINE_TAG: pipeline.name,
-                    },
-                )
+        requests = [
+            dg.RunRequest(
+                run_key=f"score:{scoring_file.day}:{scoring_file.fingerprint}",
+                partition_key=scoring_file.day,
+                tags={
+                    constants.TRIGGER_TAG: "scoring",
+                    constants.FINGERPRINT_TAG: scoring_file.fingerprint,
+                    constants.PIPELINE_TAG: pipeline.name,
+                },
             )
-            seen[scoring_file.day] = scoring_file.fingerprint
-        present = {f.day for f in files}
-        cursor = json.dumps({day: fp for day, fp in seen.items() if day in present}, sort_keys=True)
-        if not requests:
-            return dg.SensorResult(skip_reason="no new or changed scoring files", cursor=cursor)
-        return dg.SensorResult(run_requests=requests, cursor=cursor)
+            for scoring_file in _changed_files(files, seen)
+        ]
+        cursor = json.dumps(_of_present(seen, files), sort_keys=True)
+        return _tick_result(requests, cursor, "no new or changed scoring files")
 
     return scoring_sensor
 
@@ -582,9 +575,7 @@ def build_served_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefini
             requests.append(_run_request(pipeline, f"served:{day}:{parts_print}", day, "served", selection))
             done[day] = parts_print
         cursor = json.dumps({day: fp for day, fp in done.items() if day in days}, sort_keys=True)
-        if not requests:
-            return dg.SensorResult(skip_reason=f"no ended day of {model}'s prediction log to read", cursor=cursor)
-        return dg.SensorResult(run_requests=requests, cursor=cursor)
+        return _tick_result(requests, cursor, f"no ended day of {model}'s prediction log to read")
 
     return served_sensor
 
@@ -613,24 +604,19 @@ def build_feedback_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefi
     def feedback_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZone):
         cursor = json.loads(context.cursor) if context.cursor else {}
         seen, after = cursor.get("files", {}), cursor.get("after")
-        requests = []
         files = _files_of_partitions(pipeline, landing_zone.at(location))
-        for outcome_file in files:
-            if seen.get(outcome_file.day) != outcome_file.fingerprint:
-                run_key = f"outcomes:{outcome_file.day}:{outcome_file.fingerprint}"
-                requests.append(_run_request(pipeline, run_key, outcome_file.day, "feedback", [outcomes_key]))
-                seen[outcome_file.day] = outcome_file.fingerprint
+        requests = [
+            _run_request(pipeline, f"outcomes:{f.day}:{f.fingerprint}", f.day, "feedback", [outcomes_key])
+            for f in _changed_files(files, seen)
+        ]
         for record in materializations_after(context.instance, outcomes_key, after):
             after = record.storage_id
             labelled = record.asset_materialization.metadata.get(DAYS_LABELLED)
             for day in filter(None, str(labelled.value if labelled else "").split(", ")):
                 run_key = f"live:{day}:{record.storage_id}"
                 requests.append(_run_request(pipeline, run_key, day, "late labels", [live_key]))
-        present = {f.day for f in files}
-        new_cursor = json.dumps({"files": {d: f for d, f in seen.items() if d in present}, "after": after})
-        if not requests:
-            return dg.SensorResult(skip_reason=f"no new outcome file in {location}", cursor=new_cursor)
-        return dg.SensorResult(run_requests=requests, cursor=new_cursor)
+        new_cursor = json.dumps({"files": _of_present(seen, files), "after": after})
+        return _tick_result(requests, new_cursor, f"no new outcome file in {location}")
 
     return feedback_sensor
 
@@ -730,3 +716,23 @@ def _run_request(
         asset_selection=assets,
         tags={constants.TRIGGER_TAG: trigger, constants.PIPELINE_TAG: pipeline.name},
     )
+
+
+def _changed_files(files: list, seen: dict[str, str]) -> list:
+    """The files that are new or changed since ``seen`` ({day: fingerprint}), which records them."""
+    changed = [f for f in files if seen.get(f.day) != f.fingerprint]
+    seen.update({f.day: f.fingerprint for f in changed})
+    return changed
+
+
+def _of_present(seen: dict[str, str], files: list) -> dict[str, str]:
+    """``seen`` without the days whose file is gone (a cursor stays the size of the landing)."""
+    present = {f.day for f in files}
+    return {day: fingerprint for day, fingerprint in seen.items() if day in present}
+
+
+def _tick_result(requests: list[dg.RunRequest], cursor: str, skip_reason: str) -> dg.SensorResult:
+    """The runs of a tick with its cursor, or, with none, why it skipped."""
+    if not requests:
+        return dg.SensorResult(skip_reason=skip_reason, cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor)

@@ -12,7 +12,7 @@ from ml_platform.checks.data_quality import DRIFT_CHECK, drift_reference, drift_
 from ml_platform.errors import FeedbackError, LandingFileError, ModelStoreError, StorageAccessError
 from ml_platform.estimators import METRIC_LABELS
 from ml_platform.metadata import frame_table, rows_table
-from ml_platform.resources.io_managers import PARTITIONS_AS_DICT
+from ml_platform.resources.io_managers import ALLOW_MISSING_PARTITIONS, PARTITIONS_AS_DICT
 from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.model_store import ModelStore
 from ml_platform.runtime import PipelineRuntime
@@ -102,16 +102,29 @@ def signature_result(pipeline: PipelineRuntime, summary: traffic.DaySummary) -> 
     )
 
 
+def served_skew(
+    model_store: ModelStore, model: str, frame: pd.DataFrame, method: str, threshold: float
+) -> tuple[list[dict], str] | None:
+    """drift.compare of a day's answered rows with the training profile of the version that
+    answered most of them, and that version's name; None without an answered row or a profile.
+    A version that cannot be read raises ModelStoreError. served[day]'s check and ``ml-platform
+    monitor`` both use it."""
+    version = traffic.main_version(frame)
+    if version is None:
+        return None
+    found = drift_reference(model_store, model_store.get_version(model, version), role="")
+    return None if found is None else (traffic.skew(found[0], frame, method, threshold), found[1])
+
+
 def served_drift_result(context, pipeline: PipelineRuntime, model_store: ModelStore, day: str, frame: pd.DataFrame):
     """no_feature_drift of the day's served rows against the training data of the version that
     answered most of them."""
-    version = traffic.main_version(frame)
-    found = None
-    if version is not None:
-        try:
-            found = drift_reference(model_store, model_store.get_version(pipeline.model_name, version), role="")
-        except ModelStoreError as exc:
-            context.log.warning(f"served {day}: no training profile of {version} to compare with: {exc}")
+    spec = pipeline.spec.drift
+    try:
+        found = served_skew(model_store, pipeline.model_name, frame, spec.method, spec.limit)
+    except ModelStoreError as exc:
+        context.log.warning(f"served {day}: no training profile to compare with: {exc}")
+        found = None
     if found is None:
         return dg.AssetCheckResult(
             check_name=DRIFT_CHECK,
@@ -119,9 +132,8 @@ def served_drift_result(context, pipeline: PipelineRuntime, model_store: ModelSt
             severity=dg.AssetCheckSeverity.WARN,
             description="no answered request with a training profile to compare with",
         )
-    spec = pipeline.spec.drift
-    rows = traffic.skew(found[0], frame, spec.method, spec.limit)
-    return drift_summary(context, pipeline, found[1], {day: rows}, pipeline.key("served"))
+    rows, name = found
+    return drift_summary(context, pipeline, name, {day: rows}, pipeline.key("served"))
 
 
 def build_outcomes(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
@@ -220,7 +232,7 @@ def build_live_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
             "outcomes": dg.AssetIn(
                 key=pipeline.key("outcomes"),
                 partition_mapping=window,
-                metadata={PARTITIONS_AS_DICT: True, "allow_missing_partitions": True},
+                metadata={PARTITIONS_AS_DICT: True, ALLOW_MISSING_PARTITIONS: True},
             ),
         },
         **pipeline.asset_options("evaluate", constants.ML_OWNER),

@@ -36,7 +36,7 @@ from ml_platform.ml import (
     user_objects,
 )
 from ml_platform.partitions import training_window
-from ml_platform.resources.io_managers import PARTITIONS_AS_DICT
+from ml_platform.resources.io_managers import ALLOW_MISSING_PARTITIONS, PARTITIONS_AS_DICT
 from ml_platform.resources.model_store import (
     ModelStore,
     ModelVersion,
@@ -125,7 +125,7 @@ def build_training_data(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
                 key=pipeline.key("raw_data"),
                 partition_mapping=training_window(pipeline.window_days),
                 # Days without data (weekends, outages) are left out of the window, not fatal.
-                metadata={"allow_missing_partitions": True, PARTITIONS_AS_DICT: True},
+                metadata={ALLOW_MISSING_PARTITIONS: True, PARTITIONS_AS_DICT: True},
             )
         },
         kinds={"pandas"},
@@ -440,7 +440,7 @@ def _build_best_variant(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
             "variant_model": dg.AssetIn(
                 key=pipeline.key("variant_model"),
                 partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=DATE_DIMENSION),
-                metadata={"allow_missing_partitions": True, PARTITIONS_AS_DICT: True},
+                metadata={ALLOW_MISSING_PARTITIONS: True, PARTITIONS_AS_DICT: True},
             ),
         },
         **pipeline.asset_options("train", constants.ML_OWNER),

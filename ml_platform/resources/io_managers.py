@@ -30,6 +30,8 @@ from ml_platform.storage import check_segment
 
 # Input metadata flag: always hand this input over as {partition_key: value}, even for one day.
 PARTITIONS_AS_DICT = "partitions_as_dict"
+# Input metadata flag: leave out the mapped partitions that were never materialized.
+ALLOW_MISSING_PARTITIONS = "allow_missing_partitions"
 
 
 class StoredFiles(dict):
@@ -191,7 +193,7 @@ class PartitionedIOManager(dg.ConfigurableIOManager):
             return self._read(location)
 
         keys = list(context.asset_partition_keys)
-        allow_missing = bool((context.definition_metadata or {}).get("allow_missing_partitions"))
+        allow_missing = bool((context.definition_metadata or {}).get(ALLOW_MISSING_PARTITIONS))
         present = self._present(self._parts(context), self._describe(context), keys, allow_missing, context.log)
         # A window or a range of days is read on several threads.
         loaded = dict(zip(present, _each(self._read, list(present.values()))))

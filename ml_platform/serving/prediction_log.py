@@ -270,10 +270,9 @@ def part_bytes(entries: list[Entry]) -> bytes:
 
 
 def read_log(read_bytes: Callable[[str], bytes], list_children: Callable[[str], list[str]], model: str) -> pd.DataFrame:
-    """Every logged row of ``model`` (all days), oldest part first: for tests and ``ml-platform monitor``."""
-    frames = []
-    for day in list_children(f"{model}/{FOLDER}"):
-        for name in list_children(f"{model}/{FOLDER}/{day}"):
-            if name.endswith(".parquet"):
-                frames.append(pd.read_parquet(io.BytesIO(read_bytes(f"{model}/{FOLDER}/{day}/{name}"))))
+    """Every logged row of ``model``, all days, oldest first (``traffic.read_day`` of each day)."""
+    from ml_platform import traffic
+
+    days = traffic.logged_days(list_children, model)
+    frames = [traffic.read_day(read_bytes, list_children, model, day) for day in days]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))

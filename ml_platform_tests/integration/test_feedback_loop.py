@@ -4,8 +4,6 @@ the day after become outcomes[day]; live_metrics[day] reads them through its win
 and `ml-platform monitor` prints the day's traffic with its live accuracy from the instance."""
 
 import datetime as dt
-import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +13,8 @@ import pytest
 from ml_platform.backends.local import LocalModelStore
 from ml_platform.serving import load_production_model
 from ml_platform.serving.prediction_log import Entry, LogSettings, PredictionLog
-from ml_platform_tests.support.constants import BIN, ROOT
 from ml_platform_tests.support.materialize_cli import materialize
-from ml_platform_tests.support.platform import project_env
+from ml_platform_tests.support.platform import cli_json, project_env
 from ml_platform_tests.support.realistic import FEATURES, TARGET, shop_day, write_days
 
 pytestmark = pytest.mark.cli
@@ -67,16 +64,7 @@ def test_served_outcomes_and_live_metrics_through_the_cli(tmp_path: Path):
     materialize(env, "--select", "key:shop/outcomes", "--partition", ARRIVED)
     materialize(env, "--select", "key:shop/served,key:shop/live_metrics", "--partition", SERVED)
 
-    monitor = subprocess.run(
-        [str(BIN / "ml-platform"), "monitor", "--model", "shop", "--json"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    (day,) = json.loads(monitor.stdout)
+    (day,) = cli_json(env, "monitor", "--model", "shop", "--json")
     logged = pd.concat([pd.read_parquet(p) for p in sorted(Path(store.uri("shop/prediction_log")).glob("*/*.parquet"))])
     joined = outcomes.merge(logged, left_on="order_id", right_on="request_id")
     assert day["day"] == SERVED and day["requests"] == 500 and day["rows"] == 500

@@ -32,7 +32,7 @@ from ml_platform_tests.support.constants import (
     TARGET,
 )
 from ml_platform_tests.support.pipelines import DIABETES, ingest_and_train, seed
-from ml_platform_tests.support.platform import Platform
+from ml_platform_tests.support.platform import Platform, cli_json
 from ml_platform_tests.support.results import step_errors
 from ml_platform_tests.support.serve_process import TOKEN, Server, start_server
 from ml_platform_tests.support.sockets import (
@@ -759,15 +759,7 @@ def test_every_answered_request_is_in_the_prediction_log_and_sigterm_loses_none(
     assert (logged["latency_ms"] > 0).all() and logged["proba_1"].notna().any()
 
     # `ml-platform monitor` reads today's log at once: the same requests, rows and refusals.
-    monitor = subprocess.run(
-        [str(BIN / "ml-platform"), "monitor", "--model", MODEL_NAME, "--store-dir", str(store_dir), "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=True,
-    )
-    (today,) = json.loads(monitor.stdout)
+    (today,) = cli_json(env, "monitor", "--model", MODEL_NAME, "--store-dir", str(store_dir), "--json")
     assert today["day"] == everything["logged_at"].iloc[0].date().isoformat()
     assert today["requests"] == 61 and today["rows"] == len(everything) and today["refused_rows"] == len(ROWS)
     assert today["signature_share"] == pytest.approx(1 - len(ROWS) / len(everything))

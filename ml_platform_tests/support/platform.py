@@ -158,18 +158,18 @@ def project_env(root: Path) -> dict[str, str]:
     return env
 
 
-def production_json(env: dict[str, str], model: str) -> dict:
-    """``ml-platform production --json --model MODEL`` in a project's environment, parsed."""
+def cli_json(env: dict[str, str], *args: str) -> dict | list:
+    """``ml-platform ARGS`` (a command with ``--json``) in a project's environment, parsed."""
     shown = subprocess.run(
-        [str(BIN / "ml-platform"), "production", "--json", "--model", model],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [str(BIN / "ml-platform"), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert shown.returncode == 0, shown.stderr
     return json.loads(shown.stdout)
+
+
+def production_json(env: dict[str, str], model: str) -> dict:
+    """``ml-platform production --json --model MODEL`` in a project's environment, parsed."""
+    return cli_json(env, "production", "--json", "--model", model)
 
 
 def service_unavailable(what: str, how_to_install: str) -> None:
