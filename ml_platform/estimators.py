@@ -12,8 +12,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-TASKS = ("classification", "regression")
-
 
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -175,53 +173,3 @@ ESTIMATORS: dict[tuple[str, str], Estimator] = {
 
 def estimator_names(task: str) -> list[str]:
     return [name for (t, name) in ESTIMATORS if t == task]
-
-
-# Metrics a gate may use, per task: True when higher is better.
-GATE_METRICS: dict[str, dict[str, bool]] = {
-    "classification": {
-        "accuracy": True,
-        "balanced_accuracy": True,
-        "precision": True,
-        "recall": True,
-        "f1": True,
-        "precision_macro": True,
-        "recall_macro": True,
-        "f1_macro": True,
-        "roc_auc": True,
-        "average_precision": True,
-        "log_loss": False,
-        "brier_score_loss": False,
-    },
-    "regression": {"r2": True, "rmse": False, "mae": False, "mape": False, "median_absolute_error": False},
-}
-
-# The metrics whose values lie between 0 and 1 (a gate's threshold on them too).
-UNIT_METRICS = frozenset(m for m in GATE_METRICS["classification"] if m != "log_loss")
-
-# The headline scores model_metrics reports, per task (deploy records and notifications use them).
-HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("accuracy", "precision", "recall", "f1", "test_rows"),
-    "regression": ("r2", "rmse", "mae", "test_rows"),
-}
-
-METRIC_LABELS = {
-    "accuracy": "Accuracy",
-    "balanced_accuracy": "Balanced accuracy",
-    "precision": "Precision",
-    "recall": "Recall",
-    "f1": "F1",
-    "precision_macro": "Precision (macro)",
-    "recall_macro": "Recall (macro)",
-    "f1_macro": "F1 (macro)",
-    "roc_auc": "ROC AUC",
-    "average_precision": "Average precision",
-    "log_loss": "Log loss",
-    "brier_score_loss": "Brier score",
-    "mape": "MAPE",
-    "median_absolute_error": "Median absolute error",
-    "r2": "R2",
-    "rmse": "RMSE",
-    "mae": "MAE",
-    "test_rows": "Test rows",
-}

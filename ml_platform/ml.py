@@ -7,11 +7,10 @@ preprocessing and the estimator (``build_model``), so that it predicts on raw ro
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,142 +49,55 @@ from ml_platform.decision import decision_of, inner_estimator, with_decision
 from ml_platform.encoding import TableEncoder
 from ml_platform.errors import DataValidationError, UserCodeError
 from ml_platform.intervals import Outputs
-from ml_platform.signature import Signature
+from ml_platform.metrics import CV_SCORERS, MULTICLASS_SCORERS, PROBABILITY_METRICS
+from ml_platform.recipe import Fit, Recipe
 
 PROGRESS_STEPS = 10
 CV_FOLDS = 3
-# A gate metric as a scikit-learn scorer (errors are scored negated: higher is better); roc_auc of
-# more than two classes: one-vs-rest, as the test split's.
-CV_SCORERS = {
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced_accuracy",
-    "f1": "f1_weighted",
-    "precision": "precision_weighted",
-    "recall": "recall_weighted",
-    "f1_macro": "f1_macro",
-    "precision_macro": "precision_macro",
-    "recall_macro": "recall_macro",
-    "roc_auc": "roc_auc",
-    "average_precision": "average_precision",
-    "log_loss": "neg_log_loss",
-    "brier_score_loss": "neg_brier_score",
-    "r2": "r2",
-    "rmse": "neg_root_mean_squared_error",
-    "mae": "neg_mean_absolute_error",
-    "mape": "neg_mean_absolute_percentage_error",
-    "median_absolute_error": "neg_median_absolute_error",
-}
-_MULTICLASS_SCORERS = {"roc_auc": "roc_auc_ovr"}
 
 
 @dataclass
 class TrainedModel:
-    """A fitted model and where it came from; only ``model`` is deployed."""
+    """A fitted model, its recipe and what the fit gave; only ``model`` is deployed, the rest goes
+    into the version's record whole (ml_platform.recipe)."""
 
     model: SklearnPipeline
-    params: dict[str, Any]
-    target: str
-    feature_columns: list[str]
-    classes: list[Any]
-    training_rows: int
-    data_fingerprint: str
-    fit_seconds: float
-    data_as_of: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    task: str = "classification"
-    estimator: str = "random_forest"
-    signature: Signature | None = None  # the input contract (ml_platform.signature)
-    # The team's own modules the model needs to load (ml_platform.user_code.requirements_of).
-    requirements: list[dict[str, str]] = field(default_factory=list)
-    pipeline_version: str | None = None  # the pipeline's ``version`` in pipelines.yaml
-    feature_transform: str | None = None  # its ``features.transform`` (an import path)
-    # How its columns were encoded (``encoding_recipe``): the declared kinds and the one-hot bound.
-    encoding: dict[str, Any] | None = None
-    # Its decision threshold as pipelines.yaml sets it (``decision``), part of the recipe; the
-    # threshold itself is the fitted model's (ml_platform.decision.decision_of).
-    decision: dict[str, Any] | None = None
+    recipe: Recipe
+    fit: Fit
+    # Which rows it learnt from (champion / challenger later compares on rows it never saw) and
+    # their profile (the drift checks compare new days with it once it serves).
+    train_row_hashes: np.ndarray | None = None
+    drift_profile: dict[str, Any] | None = None
+    mlflow_run_id: str | None = None  # with tracking: the run that logged it
+    reused: str | None = None  # the stored version (or partition) it was loaded from instead of fitted
 
     @property
     def identity(self) -> str:
-        """What the model is built from (``recipe_identity``): the same recipe, the same identity."""
-        return recipe_identity(**{name: getattr(self, name) for name in RECIPE_FIELDS})
+        """What the model is built from (``Recipe.identity``): the same recipe, the same identity."""
+        return self.recipe.identity
 
     def __setstate__(self, state: dict) -> None:
-        # Stored before the fitted model was named ``model`` (it was ``pipeline``).
-        if "pipeline" in state and "model" not in state:
-            state["model"] = state.pop("pipeline")
-        state.setdefault("requirements", [])
-        state.setdefault("pipeline_version", None)
-        state.setdefault("feature_transform", None)
-        state.setdefault("encoding", None)
-        state.setdefault("decision", None)
+        # Stored by an older platform: the recipe's and the fit's fields at the top level, the
+        # rest in ``extra``, the fitted model once named ``pipeline``.
+        if "recipe" not in state:
+            state = _state_of_flat(state)
         self.__dict__.update(state)
 
 
-def platform_version() -> str:
-    """The installed ml_platform version, recorded with every model and part of its recipe."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("ml_platform")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-# The TrainedModel fields a model is built from: recipe_identity's arguments.
-RECIPE_FIELDS = (
-    "data_fingerprint",
-    "params",
-    "target",
-    "feature_columns",
-    "task",
-    "estimator",
-    "pipeline_version",
-    "feature_transform",
-    "requirements",
-    "encoding",
-    "decision",
-)
-
-
-def recipe_identity(
-    *,
-    data_fingerprint: str,
-    params: dict[str, Any],
-    target: str,
-    feature_columns: list[str],
-    task: str,
-    estimator: str,
-    pipeline_version: str | None,
-    feature_transform: str | None,
-    requirements: list[dict[str, str]],
-    encoding: dict[str, Any] | None = None,
-    decision: dict[str, Any] | None = None,
-) -> str:
-    """sha256 of what a model is built from: the train split's fingerprint, the estimator and its
-    params, the columns, the pipeline's version and own code, ml_platform's and scikit-learn's
-    versions. A stored version with the same identity is the same model: deploy does not store it
-    twice, and trained_model reuses it instead of fitting again."""
-    import sklearn
-
-    recipe = {
-        "data_fingerprint": data_fingerprint,
-        "params": params,
-        "target": target,
-        "feature_columns": feature_columns,
-        "task": task,
-        "estimator": estimator,
-        "platform_version": platform_version(),
-        "scikit_learn": sklearn.__version__,
-        "pipeline_version": pipeline_version,
-        "feature_transform": feature_transform,
-        "requirements": requirements,
+def _state_of_flat(state: dict) -> dict:
+    """A TrainedModel's state as an older platform pickled it, in today's fields."""
+    extra = state.get("extra") or {}
+    fit = {k: state.get(k) for k in ("classes", "training_rows", "fit_seconds", "data_as_of", "signature")}
+    fit.update({k: extra.get(k) for k in ("variant", "cv_metric", "cv_score")})
+    return {
+        "model": state.get("model", state.get("pipeline")),
+        "recipe": Recipe.from_dict(state),
+        "fit": Fit(**{k: v for k, v in fit.items() if v is not None}),
+        "train_row_hashes": extra.get("train_row_hashes"),
+        "drift_profile": extra.get("drift_profile"),
+        "mlflow_run_id": extra.get("mlflow_run_id"),
+        "reused": extra.get("reused"),
     }
-    if encoding is not None:  # recorded since models encode by kind (TableEncoder)
-        recipe["encoding"] = encoding
-    if decision is not None:  # only models with a decision threshold: the others keep their identity
-        recipe["decision"] = decision
-    return "sha256:" + hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:
@@ -411,7 +323,7 @@ def fit_variant(
     )
     scorer = CV_SCORERS[metric]
     if classification and y.nunique() > 2:
-        scorer = _MULTICLASS_SCORERS.get(metric, scorer)
+        scorer = MULTICLASS_SCORERS.get(metric, scorer)
     scores = cross_val_score(clone(model), x, y, scoring=scorer, cv=folds)
     score = float(np.mean(scores))
     if scorer.startswith("neg_"):
@@ -516,10 +428,6 @@ def scores_of(outputs: Outputs) -> dict[str, Any]:
         with _said_in_not_computed():
             return _classification_scores(outputs)
     return regression_metrics(None, pd.DataFrame(), "", outputs)
-
-
-# The metrics that need class probabilities (predict_proba).
-PROBABILITY_METRICS = ("roc_auc", "average_precision", "log_loss", "brier_score_loss")
 
 
 def probability_scores(

@@ -1,6 +1,7 @@
 """The value of the model_metrics asset, free of Dagster: ``ModelMetrics``, the model's scores on the
-test split with the production model's on the same fresh rows (``ChampionComparison``) and how its
-signature differs from production's (``SignatureComparison``). Written in one place (model_metrics),
+test split with what people look at beside them (``ClassificationDetails`` / ``RegressionDetails``),
+the production model's on the same fresh rows (``ChampionComparison``) and how its signature
+differs from production's (``SignatureComparison``). Written in one place (model_metrics),
 read by the gate and the signature check, deployed_model and the MLflow tracking through its fields,
 not by reaching into a dict.
 """
@@ -13,9 +14,6 @@ from typing import Any
 from ml_platform.signature import SignatureChange
 from ml_platform.slices import SliceComparison, SliceScores
 
-# What the scoring functions of ml.py return beside the scores themselves.
-_CLASSIFICATION_DETAILS = ("labels", "confusion_matrix", "report", "not_computed", "decision")
-_REGRESSION_DETAILS = ("residual_quantiles", "calibration")
 # A metric's column in scikit-learn's classification_report.
 _REPORT_COLUMNS = {"precision": "precision", "recall": "recall", "f1": "f1-score"}
 
@@ -75,6 +73,68 @@ class ChampionComparison:
         return bool(self.champion) and bool(self.challenger)
 
 
+class _Record:
+    """to_dict / from_dict of a flat record of plain values (a details record)."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        _defaults_for_old_values(self, state)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class ClassificationDetails(_Record):
+    """What a classification score holds beside its numbers (ml.classification_metrics): the classes
+    as the target holds them, the confusion matrix (rows actual, columns predicted, in ``labels``'
+    order), scikit-learn's classification_report (``output_dict``: per class precision, recall,
+    f1-score and support, under the class's text, and the averages), the metrics the rows could not
+    define with why, and the model's decision threshold (ml_platform.decision) when it has one."""
+
+    labels: list[Any] = field(default_factory=list)
+    confusion_matrix: list[list[int]] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+    not_computed: dict[str, str] = field(default_factory=dict)
+    decision: dict[str, Any] | None = None
+
+    def classes(self) -> list[str]:
+        """The classes as the report names them."""
+        return [str(label) for label in self.labels]
+
+    def class_report(self, of_class: str) -> dict[str, Any] | None:
+        """One class's row of the report (precision, recall, f1-score, support); None when not a class."""
+        row = self.report.get(of_class)
+        return row if isinstance(row, dict) else None
+
+
+@dataclass(frozen=True)
+class RegressionDetails(_Record):
+    """What a regression score holds beside its numbers (ml.regression_metrics): the residuals'
+    (actual - predicted) quantiles by name (``p5`` … ``p95``), and predicted vs actual per decile of
+    the actual values (one row per bin: "Actual (bin)", "Rows", "Mean actual", "Mean predicted")."""
+
+    residual_quantiles: dict[str, float] = field(default_factory=dict)
+    calibration: list[dict[str, Any]] = field(default_factory=list)
+
+
+Details = ClassificationDetails | RegressionDetails
+
+
+def details_of(task: str, value: Details | dict[str, Any] | None) -> Details:
+    """The task's details record from a record, or from the plain dict an older platform stored
+    (the keys are the fields' names); empty ones from None."""
+    kind = ClassificationDetails if task == "classification" else RegressionDetails
+    if isinstance(value, kind):
+        return value
+    if value is None or isinstance(value, dict):
+        return kind.from_dict(value or {})
+    raise TypeError(f"{type(value).__name__} given as the details of a {task} score")
+
+
 @dataclass(frozen=True)
 class Baseline:
     """The do-nothing model (scikit-learn's ``DummyClassifier()``: the training rows' class shares,
@@ -101,15 +161,17 @@ class SignatureComparison:
 @dataclass(frozen=True)
 class ModelMetrics:
     """model_metrics' value: the scores (every metric of the task the model can have) on ``test_rows``
-    rows, the details people look at (classification: labels, confusion matrix, per-class report,
-    the metrics not computed and why; regression:
-    residual quantiles, predicted vs actual per decile), the champion comparison, the signature
-    comparison, the MLflow run the scores were logged to, and the do-nothing baseline's scores."""
+    rows, the details people look at (``ClassificationDetails``: labels, confusion matrix,
+    per-class report, the metrics not computed and why, the decision threshold;
+    ``RegressionDetails``: residual quantiles, predicted vs actual per decile), the champion
+    comparison, the signature comparison, the MLflow run the scores were logged to, and the
+    do-nothing baseline's scores."""
 
     task: str
     scores: dict[str, float]
     test_rows: int
-    details: dict[str, Any] = field(default_factory=dict)
+    # The task's record: empty ones when not given; an older platform's dict is turned into one.
+    details: Details = None  # type: ignore[assignment]
     champion: ChampionComparison | None = None
     signature: SignatureComparison | None = None
     mlflow_run_id: str | None = None
@@ -121,16 +183,36 @@ class ModelMetrics:
     slices: list[SliceScores] = field(default_factory=list)
     worst_slices: list[SliceScores] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "details", details_of(self.task, self.details))
+
     def __setstate__(self, state: dict[str, Any]) -> None:
-        _defaults_for_old_values(self, state)
+        # A value pickled by an older platform holds its details as a plain dict.
+        _defaults_for_old_values(self, {**state, "details": details_of(state["task"], state.get("details"))})
 
     @classmethod
     def of(cls, task: str, measured: dict[str, Any]) -> ModelMetrics:
         """From what ml.classification_metrics / ml.regression_metrics return."""
-        names = _CLASSIFICATION_DETAILS if task == "classification" else _REGRESSION_DETAILS
-        details = {k: measured[k] for k in names if k in measured}
-        scores = {k: float(v) for k, v in measured.items() if k not in details and k != "test_rows"}
-        return cls(task=task, scores=scores, test_rows=int(measured["test_rows"]), details=details)
+        kind = ClassificationDetails if task == "classification" else RegressionDetails
+        names = {f.name for f in fields(kind)}
+        scores = {k: float(v) for k, v in measured.items() if k not in names and k != "test_rows"}
+        return cls(task=task, scores=scores, test_rows=int(measured["test_rows"]), details=kind.from_dict(measured))
+
+    @property
+    def classification(self) -> ClassificationDetails | None:
+        """The classification details; None for a regression."""
+        return self.details if isinstance(self.details, ClassificationDetails) else None
+
+    @property
+    def decision(self) -> dict[str, Any] | None:
+        """The decision threshold the counting metrics were taken at (ml_platform.decision); None for
+        a regression or a classifier without one."""
+        return self.classification.decision if self.classification else None
+
+    @property
+    def not_computed(self) -> dict[str, str]:
+        """The metrics the test rows could not define, with why (classification only)."""
+        return self.classification.not_computed if self.classification else {}
 
     def score(self, metric: str) -> float:
         return float(self.scores[metric])
@@ -152,17 +234,17 @@ class ModelMetrics:
         """A score, or one class's precision / recall / f1 (from the report); None when not computed."""
         if of_class is None:
             return self.scores.get(metric)
-        row = (self.details.get("report") or {}).get(of_class)
-        return None if not isinstance(row, dict) else float(row[_REPORT_COLUMNS[metric]])
+        row = self.classification.class_report(of_class) if self.classification else None
+        return None if row is None else float(row[_REPORT_COLUMNS[metric]])
 
     def classes(self) -> list[str]:
         """The model's classes as the report names them."""
-        return [str(label) for label in self.details.get("labels", [])]
+        return self.classification.classes() if self.classification else []
 
     def class_rows(self, of_class: str) -> int:
         """How many test rows are of ``of_class`` (its support)."""
-        row = (self.details.get("report") or {}).get(of_class)
-        return int(row["support"]) if isinstance(row, dict) else 0
+        row = self.classification.class_report(of_class) if self.classification else None
+        return 0 if row is None else int(row["support"])
 
     def compared_values(self, per_class: list[tuple[str, str]]) -> dict[str, float]:
         """Every score and the (metric, class) values asked for, keyed by ``score_key``: what a
@@ -184,7 +266,7 @@ class ModelMetrics:
             "task": self.task,
             "scores": dict(self.scores),
             "test_rows": self.test_rows,
-            "details": dict(self.details),
+            "details": self.details.to_dict(),
             "champion": None if self.champion is None else self.champion.to_dict(),
             "signature": None
             if self.signature is None
@@ -208,7 +290,7 @@ class ModelMetrics:
             task=data["task"],
             scores=dict(data["scores"]),
             test_rows=int(data["test_rows"]),
-            details=dict(data.get("details") or {}),
+            details=details_of(data["task"], data.get("details")),
             champion=ChampionComparison.from_dict(champion) if champion else None,
             signature=None
             if not signature
