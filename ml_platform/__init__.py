@@ -5,7 +5,7 @@ __all__ = ["defs", "load_production_model"]
 
 def __getattr__(name: str):
     # Both are imported on first use: `defs` so that loading a model does not build the
-    # definitions, and load_production_model so that `import ml_platform.quality` (a worker
+    # definitions, and load_production_model so that `import ml_platform.quality.rules` (a worker
     # process's whole import) does not import Dagster.
     if name == "defs":
         from ml_platform.definitions import defs

@@ -112,7 +112,7 @@ def _param_text(params: dict) -> str:
 
 
 def _metric_names(task: str) -> list[str]:
-    from ml_platform.estimators import HEADLINE_METRICS
+    from ml_platform.metrics import HEADLINE_METRICS
 
     return [m for m in HEADLINE_METRICS.get(task, HEADLINE_METRICS["classification"]) if m != "test_rows"]
 
@@ -153,11 +153,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _model_listing(store, name: str, versions: list, compare: bool) -> tuple[str, str, list[str], list[dict]]:
     """(name, task, the task's metrics, one row per version): with ``compare``, the experiment
     history, best first by the gate's metric (errors such as RMSE: lowest first)."""
-    from ml_platform.estimators import GATE_METRICS
+    from ml_platform.metrics import GATE_METRICS
 
     pointer = store.pointer(name)
-    current = pointer["version"] if pointer else None
-    task = (versions[-1].record.task if versions else None) or "classification"
+    current = pointer.version if pointer else None
+    task = (versions[-1].record.recipe.task if versions else None) or "classification"
     metrics = _metric_names(task)
     gate = (versions[-1].record.gate_metric if versions else None) or metrics[0]
     if gate not in metrics:
@@ -169,7 +169,7 @@ def _model_listing(store, name: str, versions: list, compare: bool) -> tuple[str
     rows = [
         {
             "model": name,
-            "task": v.record.task or task,
+            "task": v.record.recipe.task or task,
             "production": v.version == current,
             "version": v.version,
             **{m: v.record.metrics.get(m) for m in metrics},
@@ -177,11 +177,11 @@ def _model_listing(store, name: str, versions: list, compare: bool) -> tuple[str
             "gate_metric": gate,
             "gate_interval": (v.record.metric_intervals or {}).get(gate),
             "decision_threshold": (v.record.decision_threshold or {}).get("threshold"),
-            "data_as_of": v.record.data_as_of,
-            "training_rows": v.record.training_rows,
-            "params": v.record.params,
-            "data_fingerprint": v.record.data_fingerprint,
-            "signature": _signature_text(v.record.signature),
+            "data_as_of": v.record.fit.data_as_of,
+            "training_rows": v.record.fit.training_rows,
+            "params": v.record.recipe.params,
+            "data_fingerprint": v.record.recipe.data_fingerprint,
+            "signature": _signature_text(v.record.fit.signature),
             "created_at": v.record.created_at,
         }
         for v in versions
@@ -190,7 +190,7 @@ def _model_listing(store, name: str, versions: list, compare: bool) -> tuple[str
 
 
 def _print_model(name: str, task: str, metrics: list[str], rows: list[dict], compare: bool) -> None:
-    from ml_platform.estimators import METRIC_LABELS
+    from ml_platform.metrics import METRIC_LABELS
 
     print(f"{name} ({task})")
     header = f"{'':2}{'version':<36}" + "".join(f" {METRIC_LABELS[m]:>8}" for m in metrics)
@@ -281,10 +281,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     pointer = store.pointer(name)
     if pointer is None:
         raise MlPlatformError(f"model {name!r} has no production version to roll back")
-    target = args.to or pointer.get("previous")
+    target = args.to or pointer.previous
     if not target:
-        raise MlPlatformError(f"{pointer['version']} has no previous version: use --to VERSION")
-    if target == pointer["version"]:
+        raise MlPlatformError(f"{pointer.version} has no previous version: use --to VERSION")
+    if target == pointer.version:
         raise MlPlatformError(f"{target} is already in production")
     _, target_version = store.load(name, version=target)  # refuse a missing, incomplete or altered version
     try:
@@ -293,10 +293,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         actor = "unknown"
     record = store.promote(name, target, reason=args.reason or "rollback", actor=f"ml-platform rollback ({actor})")
     print(
-        f"production {name}: {pointer['version']} -> {record['version']}"
-        f" (by {record['actor']} at {record['promoted_at']}: {record['reason']})"
+        f"production {name}: {pointer.version} -> {record.version}"
+        f" (by {record.actor} at {record.promoted_at}: {record.reason})"
     )
-    note = _signature_note(store.get_version(name, pointer["version"]), target_version)
+    note = _signature_note(store.get_version(name, pointer.version), target_version)
     if note:
         print(note)
     return 0
@@ -306,7 +306,7 @@ def _signature_note(old, new) -> str | None:
     """What a caller must know when production moves from ``old`` to ``new``: a signature change."""
     from ml_platform.signature import compare
 
-    before, after = old.record.signature, new.record.signature
+    before, after = old.record.fit.signature, new.record.fit.signature
     if before is None or after is None:
         return None
     change = compare(before, after)
@@ -322,30 +322,30 @@ def cmd_production(args: argparse.Namespace) -> int:
     store, name = _store(args)
     _, version = store.load(name)  # verifies the sha256
     record = version.record
-    pointer = store.pointer(name) or {}
+    pointer = store.pointer(name)
     info = {
         "model": name,
         "version": version.version,
         "location": version.location,
         "sha256": version.sha256,
         "sha256_verified": True,
-        "promoted_at": pointer.get("promoted_at"),
-        "data_as_of": record.data_as_of,
+        "promoted_at": pointer.promoted_at if pointer else None,
+        "data_as_of": record.fit.data_as_of,
         "metrics": record.metrics or None,
         "metric_intervals": record.metric_intervals or None,
         "gate_metric": record.gate_metric,
         # A binary classifier's threshold on the positive class (none: it predicts at 0.5).
         "decision_threshold": record.decision_threshold,
-        "estimator": record.estimator,
-        "params": record.params or None,
-        "variant": record.variant,
-        "feature_transform": record.feature_transform,
-        "pipeline_version": record.pipeline_version,
-        "requirements": record.requirements,
+        "estimator": record.recipe.estimator,
+        "params": record.recipe.params or None,
+        "variant": record.fit.variant,
+        "feature_transform": record.recipe.feature_transform,
+        "pipeline_version": record.recipe.pipeline_version,
+        "requirements": record.recipe.requirements,
         # As recorded: a version stored before signatures has none (its column names only).
-        "signature": record.signature.to_dict() if record.signature and record.signature.kinds else None,
+        "signature": record.fit.signature.to_dict() if record.fit.signature and record.fit.signature.kinds else None,
     }
-    print(json.dumps(info, indent=2) if args.json else _human(info, record.signature))
+    print(json.dumps(info, indent=2) if args.json else _human(info, record.fit.signature))
     return 0
 
 
@@ -375,7 +375,7 @@ def _human(info: dict, signature) -> str:
             else f"{entry.get('file', '?')} {entry.get('sha256', '')[:19]}"
         )
         lines.append(f"Needs            : module {entry['module']} ({pinned})")
-    from ml_platform.estimators import METRIC_LABELS
+    from ml_platform.metrics import METRIC_LABELS
 
     shown = info.get("metric_intervals") or {}
     lines += [
@@ -403,13 +403,14 @@ def _signature_lines(signature) -> list[str]:
 
 
 def cmd_contract(args: argparse.Namespace) -> int:
-    """Print a ``quality:`` block for pipelines.yaml that the newest ingested days of a pipeline meet."""
+    """Print a ``quality:`` block for pipelines.yaml that a pipeline's ingested days meet: every
+    stored raw_data day, or the newest ``--days``."""
     import dagster as dg
 
     from ml_platform.backends.environment import backends_for
-    from ml_platform.quality import suggest_contract
+    from ml_platform.quality.suggestion import contract_yaml
 
-    if args.days < 1:
+    if args.days is not None and args.days < 1:
         raise MlPlatformError("--days must be >= 1")
     settings = _settings()
     specs = _pipelines(settings)
@@ -421,7 +422,8 @@ def cmd_contract(args: argparse.Namespace) -> int:
         )
     io_manager = backends_for(settings).io_manager
     key = dg.AssetKey([spec.name, "raw_data"])
-    days = io_manager.stored_partitions(key)[-args.days :]
+    stored = io_manager.stored_partitions(key)
+    days = stored if args.days is None else stored[-args.days :]
     if not days:
         raise MlPlatformError(
             f"no ingested days of {spec.name}: materialize {spec.name}/raw_data first"
@@ -429,44 +431,12 @@ def cmd_contract(args: argparse.Namespace) -> int:
         )
     frames = {day: io_manager.stored_value(key, day) for day in days}
     kinds = {f.name: f.kind for f in spec.features.columns or [] if f.kind}
-    contract, notes = suggest_contract(frames, spec.target, spec.task, kinds)
-    rows = sum(len(frame) for frame in frames.values())
-    indent = " " * args.indent
-    lines = [
-        f"{indent}# The data contract of {spec.name}, as its {len(days)} newest ingested days ({days[0]} …"
-        f" {days[-1]}, {rows} rows) meet it; paste it into its entry of pipelines.yaml and tighten",
-        f"{indent}# what you know better (docs/assets-and-checks.md, the data contract).",
-        f"{indent}quality:",
-    ]
-    inner = indent + "  "
-    for field in ("max_null_ratio", "min_rows", "target_missing"):
-        value = contract.get(field)
-        if value is not None:
-            lines.append(f"{inner}{field}: {_flow(value)}")
-    if contract.get("columns"):
-        lines.append(f"{inner}columns:")
-        for name, rules in contract["columns"].items():
-            note = f"   # {notes[name]}" if name in notes else ""
-            lines.append(f"{inner}  {_flow_key(name)}: {_flow(rules)}{note}")
-    for name, note in notes.items():
-        if name not in contract.get("columns", {}):
-            lines.append(f"{inner}# {name}: {note}")
-    lines.append(
-        f"{inner}# dedupe: true (the default) drops rows equal in every landing column; {{key: [event_id]}} or false"
+    print(
+        contract_yaml(
+            frames, spec.target, spec.task, kinds, pipeline=spec.name, ingested=len(stored), indent=args.indent
+        )
     )
-    print("\n".join(lines))
     return 0
-
-
-def _flow(value) -> str:
-    import yaml
-
-    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000)
-    return text.removesuffix("\n...\n").strip()  # a scalar is dumped as a document: no end marker
-
-
-def _flow_key(name: str) -> str:
-    return _flow({name: 0}).strip("{}").rsplit(":", 1)[0]
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -511,25 +481,29 @@ def _live_metrics(spec) -> dict[str, dict]:
     each day in the Dagster instance of DAGSTER_HOME (none without DAGSTER_HOME)."""
     import dagster as dg
 
-    from ml_platform.estimators import METRIC_LABELS
+    from ml_platform.asset_records import LiveMetricsRecord
     from ml_platform.instance_queries import latest_materialization_per_partition
 
     if not os.environ.get("DAGSTER_HOME"):
         return {}
-    label = f"Live {METRIC_LABELS.get(spec.gate_metric, spec.gate_metric).lower()}"
     try:
         with dg.DagsterInstance.get() as instance:
             latest = latest_materialization_per_partition(instance, dg.AssetKey([spec.name, "live_metrics"]))
     except Exception as exc:  # noqa: BLE001 - the traffic is shown without them, and the note says why
-        print(f"note: no live metrics: the instance of DAGSTER_HOME cannot be read ({type(exc).__name__}: {exc})")
+        # One line: Dagster's config and YAML errors run over many lines (the config's whole schema).
+        said = (str(exc).strip().splitlines() or [""])[0]
+        print(
+            f"note: no live metrics: the instance of DAGSTER_HOME cannot be read ({type(exc).__name__}: {said})",
+            file=sys.stderr,
+        )
         return {}
     live = {}
     for day, record in latest.items():
-        metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+        recorded = LiveMetricsRecord.from_metadata(record.asset_materialization.metadata)
         live[day] = {
             "live_metric_name": spec.gate_metric,
-            "live_metric": metadata.get(label),
-            "labelled_share": metadata.get("Labelled share"),
+            "live_metric": recorded.score(spec.gate_metric),
+            "labelled_share": recorded.labelled_share,
         }
     return live
 
@@ -564,7 +538,7 @@ def _pipelines_if_readable(settings, without: str) -> list:
     try:
         return _pipelines(settings)
     except MlPlatformError as exc:
-        print(f"note: the pipelines file was not read ({exc}): {without}", flush=True)
+        print(f"note: the pipelines file was not read ({exc}): {without}", file=sys.stderr, flush=True)
         return []
 
 
@@ -657,12 +631,15 @@ def _add_contract_command(sub) -> None:
     con = sub.add_parser(
         "contract",
         help="print a quality: block for pipelines.yaml from the ingested days",
-        description="Read a pipeline's newest ingested raw_data days and print a `quality:` block"
-        " (null shares, ranges, categories, ids, rows, labels) that they meet, to paste into its"
-        " entry of pipelines.yaml.",
+        description="Read a pipeline's ingested raw_data days (all of them, or the newest --days) and print a"
+        " `quality:` block (null shares, ranges, categories, ids, rows, labels) that they meet, to paste"
+        " into its entry of pipelines.yaml. What the days show of the values (ranges, categories, rows a"
+        " day) blocks only when they span a year; from fewer days it is suggested with severity: warn.",
     )
     con.add_argument("--model", required=True, help="the pipeline (its name, or its model's name)")
-    con.add_argument("--days", type=int, default=30, help="newest ingested days to read (default %(default)s)")
+    con.add_argument(
+        "--days", type=int, help="read only the newest N ingested days (default: every ingested day)", metavar="N"
+    )
     con.add_argument(
         "--indent",
         type=int,

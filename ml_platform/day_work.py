@@ -32,8 +32,11 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from ml_platform import constants, quality
+from ml_platform import constants
 from ml_platform.errors import CorruptLandingFileError, EmptyLandingFileError, MlPlatformError
+from ml_platform.quality.results import RuleResult
+from ml_platform.quality.rules import Contract, evaluate
+from ml_platform.quality.schema import Schema
 from ml_platform.storage import atomic_write
 
 # What one worker holds beyond its imports, per MB of the landing file it parses (the parsed
@@ -108,8 +111,8 @@ class DayContract:
     reference (the production model's training-data profile) when drift is checked."""
 
     target: str
-    schema: quality.Schema | None
-    contract: quality.Contract
+    schema: Schema | None
+    contract: Contract
     task: str
     drift_reference: dict[str, Any] | None = None
     drift_method: str = "psi"
@@ -119,7 +122,7 @@ class DayContract:
 @dataclass(frozen=True)
 class CheckedDay:
     day: str
-    results: list[quality.RuleResult]
+    results: list[RuleResult]
     drift_rows: list[dict[str, Any]] | None = field(default=None)
 
 
@@ -156,7 +159,7 @@ def check_day(day: str, stored: str | pd.DataFrame, contract: DayContract) -> Ch
     """The data contract (and drift, when the contract carries a reference) on one stored day:
     a parquet file's path, or the frame itself."""
     frame = pd.read_parquet(stored) if isinstance(stored, str) else stored
-    results = quality.evaluate(frame, contract.target, contract.schema, contract.contract, contract.task)
+    results = evaluate(frame, contract.target, contract.schema, contract.contract, contract.task)
     drift_rows = None
     if contract.drift_reference is not None:
         from ml_platform import drift

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml_platform.quality import column_kind
+from ml_platform.quality.kinds import column_kind
 
 BINS = 10
 PERCENTILES = np.linspace(0, 1, 101)  # kept per numeric feature, for the KS statistic

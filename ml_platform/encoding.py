@@ -30,7 +30,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from ml_platform import constants
-from ml_platform.quality import category_text, datetimes
+from ml_platform.quality.kinds import category_text, datetimes
 
 # The category rare and unseen values share in a native encoding, and the text of a missing value.
 OTHER = "(other)"

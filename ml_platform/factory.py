@@ -21,18 +21,12 @@ from ml_platform.checks.model_quality import build_gates, build_signature_check
 from ml_platform.jobs import build_jobs, monitoring_job_name, scoring_job_name
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.schedules import build_schedule
-from ml_platform.sensors import (
-    build_decay_sensor,
-    build_deploy_sensor,
-    build_drift_sensor,
-    build_failure_sensor,
-    build_feedback_sensor,
-    build_finished_sensors,
-    build_landing_sensor,
-    build_scoring_sensor,
-    build_served_sensor,
-    build_variants_sensor,
-)
+from ml_platform.sensors.landing import build_landing_sensor
+from ml_platform.sensors.monitoring import build_feedback_sensor, build_served_sensor
+from ml_platform.sensors.notifications import build_deploy_sensor, build_failure_sensor, build_finished_sensors
+from ml_platform.sensors.retraining import build_decay_sensor, build_drift_sensor
+from ml_platform.sensors.scoring import build_scoring_sensor
+from ml_platform.sensors.variants import build_variants_sensor
 
 
 def build_pipeline_defs(pipeline: PipelineRuntime) -> dg.Definitions:

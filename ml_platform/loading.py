@@ -16,7 +16,8 @@ from typing import Any
 
 from ml_platform.errors import ConfigError, UserCodeError
 from ml_platform.estimators import ImportedEstimator, estimator_of
-from ml_platform.ml import PROBABILITY_METRICS, feature_step
+from ml_platform.metrics import PROBABILITY_METRICS
+from ml_platform.ml import feature_step
 from ml_platform.paths import PIPELINES_ENV, make_importable, pipelines_path
 from ml_platform.settings import Settings
 from ml_platform.spec import PipelineSpec, parse_pipelines

@@ -187,7 +187,7 @@ def _scores_row(name: str, rows: pd.DataFrame, day: str, task: str, classes, gat
 
 
 def _headline(task: str, gate_metric: str) -> list[str]:
-    from ml_platform.estimators import HEADLINE_METRICS
+    from ml_platform.metrics import HEADLINE_METRICS
 
     metrics = [m for m in HEADLINE_METRICS[task] if m != "test_rows"]
     return metrics + ([gate_metric] if gate_metric not in metrics else [])

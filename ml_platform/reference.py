@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from ml_platform import spec
+from ml_platform.metrics import METRICS
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "pipelines.md"
 
@@ -142,10 +143,31 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def metrics_reference() -> str:
+    """The metric registry (ml_platform/metrics.py) as a table: what a gate, model_metrics and
+    live_metrics can score."""
+    table = [
+        "## Metrics",
+        "",
+        "Every metric a gate threshold may name (`gate.<key>`), model_metrics reports and live_metrics scores"
+        " (ml_platform/metrics.py). Intervals: a multinomial draw over the confusion matrix (counting) or"
+        " Poisson row weights (weighted), as docs/assets-and-checks.md explains.",
+        "",
+        "| metric | label | task | gate key | better | needs predict_proba | interval |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    table += [
+        f"| `{m.name}` | {m.label} | {m.task} | `{m.gate_key}` | {'higher' if m.higher_is_better else 'lower'}"
+        f" | {'yes' if m.needs_proba else 'no'} | {m.resampling} |"
+        for m in METRICS
+    ]
+    return "\n".join(table) + "\n"
+
+
 def pipelines_reference() -> str:
     table = ["| field | type | default | meaning |", "|---|---|---|---|"]
     table += [
         f"| `{path}` | {_cell(kind)} | {default} | {_cell(description)} |"
         for path, kind, default, description in rows(spec.PipelineSpec)
     ]
-    return INTRO + "\n" + "\n".join(table) + "\n"
+    return INTRO + "\n" + "\n".join(table) + "\n\n" + metrics_reference()

@@ -14,9 +14,9 @@ from typing import Any
 
 import dagster as dg
 
-from ml_platform import quality
 from ml_platform.errors import ModelStoreError
-from ml_platform.quality import Schema
+from ml_platform.quality.rules import Contract, rule_names
+from ml_platform.quality.schema import Schema
 from ml_platform.resources.model_store import ModelVersion
 from ml_platform.retries import retry_policy
 from ml_platform.settings import Settings
@@ -99,7 +99,7 @@ class PipelineRuntime:
         - else None (no model yet).
         """
         policy = self.spec.schema_policy
-        signature = production.record.signature if production else None
+        signature = production.record.fit.signature if production else None
         if self.features:
             kinds = {
                 **(signature.kinds if signature else {}),
@@ -120,7 +120,7 @@ class PipelineRuntime:
             extra_columns=policy.extra_columns,
         )
 
-    def contract(self, max_null_ratio: float | None = None) -> quality.Contract:
+    def contract(self, max_null_ratio: float | None = None) -> Contract:
         """The data contract of pipelines.yaml (``quality:``); ``max_null_ratio``, a run's config,
         replaces the pipeline-wide null share for that run."""
         return self.spec.quality.contract(max_null_ratio)
@@ -128,7 +128,7 @@ class PipelineRuntime:
     @property
     def raw_data_check_names(self) -> tuple[str, ...]:
         """The blocking raw_data checks of this pipeline, in a stable order."""
-        return quality.rule_names(self.task, self.contract())
+        return rule_names(self.task, self.contract())
 
     @property
     def window_days(self) -> int:

@@ -33,8 +33,10 @@ from ml_platform.errors import (
     MissingColumnsError,
     SignatureError,
 )
-from ml_platform.quality import VALUE_KINDS as KINDS
-from ml_platform.quality import Schema, category_text, datetimes, names_text, value_kind
+from ml_platform.quality.kinds import VALUE_KINDS as KINDS
+from ml_platform.quality.kinds import category_text, datetimes, value_kind
+from ml_platform.quality.results import names_text
+from ml_platform.quality.schema import Schema
 
 FORMAT_VERSION = 1
 # A categorical column records at most this many categories (more: unseen ones are not counted).

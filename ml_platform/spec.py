@@ -28,13 +28,16 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
-from ml_platform import constants, quality
+from ml_platform import constants
 from ml_platform.errors import ConfigError, UserCodeError
-from ml_platform.estimators import GATE_METRICS, TASKS, ImportedEstimator, estimator_names, estimator_of
+from ml_platform.estimators import ImportedEstimator, estimator_names, estimator_of
+from ml_platform.metrics import GATE_METRICS, METRIC, METRICS, PER_CLASS_METRICS, TASKS, Metric
+from ml_platform.quality.rules import ColumnRules, Contract, Rule
 from ml_platform.settings import Settings
 from ml_platform.user_code import check_syntax
 
@@ -457,83 +460,22 @@ class EvaluationSpec(_Strict):
         return value
 
 
-class GateSpec(_Strict):
-    """Thresholds on the test split, as many as wanted, each its own blocking check: ``min_<metric>``
-    for scores where higher is better, ``max_<metric>`` for errors (none given means
-    ``min_accuracy: 0.8`` for classification, ``min_r2: 0.0`` for regression). And the
-    champion/challenger margin ``max_regression``."""
+class _GateRules(_Strict):
+    """What the gate does with its fields; the fields themselves are made below from the metric
+    registry (ml_platform/metrics.py): one threshold per metric, then the options."""
 
-    min_accuracy: float | None = _unit("Smallest test accuracy deployed (classification; default gate: 0.8).")
-    min_balanced_accuracy: float | None = _unit("Smallest test balanced accuracy deployed (classification).")
-    min_precision: float | _PerClass | None = _per_class("precision")
-    min_recall: float | _PerClass | None = _per_class("recall")
-    min_f1: float | _PerClass | None = _per_class("F1")
-    min_precision_macro: float | None = _unit("Smallest test macro precision deployed (classification).")
-    min_recall_macro: float | None = _unit("Smallest test macro recall deployed (classification).")
-    min_f1_macro: float | None = _unit("Smallest test macro F1 deployed (classification).")
-    min_roc_auc: float | None = _unit(
-        "Smallest test ROC AUC deployed (classification; one-vs-rest macro for more than two classes;"
-        " the estimator needs predict_proba)."
-    )
-    min_average_precision: float | None = _unit(
-        "Smallest test average precision deployed (classification; needs predict_proba)."
-    )
-    max_log_loss: float | None = Field(
-        default=None, ge=0, description="Largest test log loss deployed (classification; needs predict_proba)."
-    )
-    max_brier_score_loss: float | None = _unit(
-        "Largest test Brier score deployed (binary classification; needs predict_proba)."
-    )
-    min_r2: float | None = Field(
-        default=None, le=1, description="Smallest test R2 deployed (regression; default gate: 0.0)."
-    )
-    max_rmse: float | None = Field(default=None, ge=0, description="Largest test RMSE deployed (regression).")
-    max_mae: float | None = Field(default=None, ge=0, description="Largest test MAE deployed (regression).")
-    max_mape: float | None = Field(
-        default=None, ge=0, description="Largest test MAPE deployed (regression; a share: 0.1 is 10 %)."
-    )
-    max_median_absolute_error: float | None = Field(
-        default=None, ge=0, description="Largest test median absolute error deployed (regression)."
-    )
-    max_regression: float | dict[str, float | RegressionLimit] = Field(
-        default=0.0,
-        description="How much worse than the production model (the champion), on the same test rows, a new"
-        " model may score and still be deployed: one number for every gated metric, in each metric's own units;"
-        " or per metric, `{roc_auc: 0.01, log_loss: {value: 0.05, relative: true}}` (a metric left out: 0).",
-    )
-    beat_baseline: bool = Field(
-        default=True,
-        description="A model must also score better than scikit-learn's do-nothing model (DummyClassifier():"
-        " always the most frequent class, with the training rows' class shares as probabilities;"
-        " DummyRegressor(): the training mean) on each gated whole-split metric, on the same rows. Per-class"
-        " thresholds are not compared with it (it has recall 1 for the most frequent class, 0 for the others).",
-    )
-    confidence: float | None = Field(
-        default=None,
-        ge=0.5,
-        lt=1,
-        description="Promote a challenger only when a paired bootstrap of both models on the same test rows finds"
-        " it not worse than the champion (beyond `max_regression`) in at least this share of resamples, e.g."
-        " 0.95. Default: off (the values alone are compared).",
-    )
-    slices: SliceGateSpec | None = Field(
-        default=None,
-        description="Hold back a challenger worse than the champion on any slice of `evaluation.slices` with"
-        " enough rows: `{min_support: 100, max_regression: 0.05}`. Its own blocking check,"
-        " slices_no_worse_than_production.",
-    )
     _order: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="wrap")
     @classmethod
-    def _keep_order(cls, data: Any, handler: Any) -> GateSpec:
+    def _keep_order(cls, data: Any, handler: Any) -> _GateRules:
         """The thresholds in the order the file gives them (the first is the gate's primary metric)."""
         gate = handler(data)
         if isinstance(data, dict):
             gate._order = [k for k in data if k not in _GATE_OPTIONS]
         return gate
 
-    @field_validator("min_precision", "min_recall", "min_f1", mode="before")
+    @field_validator(*(METRIC[m].gate_key for m in PER_CLASS_METRICS), mode="before", check_fields=False)
     @classmethod
     def _class_names(cls, value: Any) -> Any:
         """A number, or {class: number}; class names as the report spells them (``str(label)``):
@@ -544,7 +486,7 @@ class GateSpec(_Strict):
             raise ValueError("give at least one class")
         return {str(k): _between_0_and_1(v, f"{k}: ") for k, v in value.items()}
 
-    @field_validator("max_regression", mode="before")
+    @field_validator("max_regression", mode="before", check_fields=False)
     @classmethod
     def _margins(cls, value: Any) -> Any:
         if not isinstance(value, dict):
@@ -597,6 +539,72 @@ class GateSpec(_Strict):
         if isinstance(margin, RegressionLimit):
             return float(margin.value), margin.relative
         return float(margin), False
+
+
+def _threshold_field(metric: Metric) -> tuple[Any, Any]:
+    """A gate threshold of pipelines.yaml, from the metric's entry in the registry."""
+    if metric.per_class:
+        return float | _PerClass | None, Field(default=None, description=metric.gate_text)
+    return float | None, Field(default=None, **metric.bounds, description=metric.gate_text)
+
+
+_GATE_OPTION_FIELDS: dict[str, tuple[Any, Any]] = {
+    "max_regression": (
+        float | dict[str, float | RegressionLimit],
+        Field(
+            default=0.0,
+            description="How much worse than the production model (the champion), on the same test rows, a new"
+            " model may score and still be deployed: one number for every gated metric, in each metric's own"
+            " units; or per metric, `{roc_auc: 0.01, log_loss: {value: 0.05, relative: true}}` (a metric left"
+            " out: 0).",
+        ),
+    ),
+    "beat_baseline": (
+        bool,
+        Field(
+            default=True,
+            description="A model must also score better than scikit-learn's do-nothing model (DummyClassifier():"
+            " always the most frequent class, with the training rows' class shares as probabilities;"
+            " DummyRegressor(): the training mean) on each gated whole-split metric, on the same rows. Per-class"
+            " thresholds are not compared with it (it has recall 1 for the most frequent class, 0 for the"
+            " others).",
+        ),
+    ),
+    "confidence": (
+        float | None,
+        Field(
+            default=None,
+            ge=0.5,
+            lt=1,
+            description="Promote a challenger only when a paired bootstrap of both models on the same test rows"
+            " finds it not worse than the champion (beyond `max_regression`) in at least this share of resamples,"
+            " e.g. 0.95. Default: off (the values alone are compared).",
+        ),
+    ),
+    "slices": (
+        SliceGateSpec | None,
+        Field(
+            default=None,
+            description="Hold back a challenger worse than the champion on any slice of `evaluation.slices` with"
+            " enough rows: `{min_support: 100, max_regression: 0.05}`. Its own blocking check,"
+            " slices_no_worse_than_production.",
+        ),
+    ),
+}
+assert tuple(_GATE_OPTION_FIELDS) == _GATE_OPTIONS
+
+# One field per metric of the registry, in its order, then the options.
+GateSpec = create_model(
+    "GateSpec",
+    __base__=_GateRules,
+    __module__=__name__,
+    __doc__="""Thresholds on the test split, as many as wanted, each its own blocking check: ``min_<metric>``
+    for scores where higher is better, ``max_<metric>`` for errors (none given means
+    ``min_accuracy: 0.8`` for classification, ``min_r2: 0.0`` for regression). And the
+    champion/challenger margin ``max_regression``.""",
+    **{metric.gate_key: _threshold_field(metric) for metric in METRICS},
+    **_GATE_OPTION_FIELDS,
+)
 
 
 class ScheduleSpec(_Strict):
@@ -882,23 +890,23 @@ class QualitySpec(_Strict):
         " `true` (every landing column equal), `false`, or `{key: [event_id]}`.",
     )
 
-    def contract(self, max_null_ratio: float | None = None) -> quality.Contract:
+    def contract(self, max_null_ratio: float | None = None) -> Contract:
         """The rules as ``quality`` applies them; ``max_null_ratio`` (a run's config) replaces the
         pipeline-wide null share for one run."""
 
-        def rule(spec: _Rule | None, column_severity: str = "block") -> quality.Rule | None:
+        def rule(spec: _Rule | None, column_severity: str = "block") -> Rule | None:
             if spec is None:
                 return None
             value = tuple(spec.value) if isinstance(spec.value, list) else spec.value
-            return quality.Rule(value, spec.severity or column_severity)
+            return Rule(value, spec.severity or column_severity)
 
         default = rule(self.max_null_ratio)
         if max_null_ratio is not None:
-            default = quality.Rule(float(max_null_ratio), default.severity)
+            default = Rule(float(max_null_ratio), default.severity)
         columns = tuple(
             (
                 name,
-                quality.ColumnRules(
+                ColumnRules(
                     **{
                         field: rule(getattr(rules, field), rules.severity)
                         for field in ("max_null_ratio", "min", "max", "allowed", "unique", "max_categories")
@@ -907,10 +915,10 @@ class QualitySpec(_Strict):
             )
             for name, rules in self.columns.items()
         )
-        return quality.Contract(
+        return Contract(
             max_null_ratio=default,
             min_rows=rule(self.min_rows),
-            target_missing=quality.Rule(self.target_missing.max_ratio, self.target_missing.severity),
+            target_missing=Rule(self.target_missing.max_ratio, self.target_missing.severity),
             columns=columns,
         )
 

@@ -5,12 +5,14 @@ from dataclasses import dataclass
 import dagster as dg
 
 from ml_platform import constants
-from ml_platform.assets.tracked import RUN_ID, track_deploy
+from ml_platform.asset_records import DeployedRecord
+from ml_platform.assets.step import Step
+from ml_platform.assets.tracked import track_deploy
 from ml_platform.errors import PointerConflictError
-from ml_platform.estimators import METRIC_LABELS
 from ml_platform.metadata import signature_metadata
-from ml_platform.ml import TrainedModel, platform_version
+from ml_platform.ml import TrainedModel
 from ml_platform.model_metrics import ModelMetrics
+from ml_platform.recipe import platform_version
 from ml_platform.resources.model_store import ModelStore, ModelVersion, encode_drift_profile, encode_train_rows
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
@@ -39,7 +41,7 @@ def build_deployed_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         model_metrics: ModelMetrics,
     ) -> dg.Output[dict]:
         with stage_timeout(context, pipeline, "deploy"):
-            return _deploy(context, pipeline, model_store, trained_model, model_metrics)
+            return _deploy(Step(context, pipeline, model_store), trained_model, model_metrics)
 
     return deployed_model
 
@@ -52,25 +54,27 @@ class Decision:
     note: str = ""
 
 
-def _deploy(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineRuntime,
-    model_store: ModelStore,
-    trained_model: TrainedModel,
-    model_metrics: ModelMetrics,
-) -> dg.Output[dict]:
+@dataclass(frozen=True)
+class Swap:
+    """What came of the pointer: promoted or not, the version it replaced, what happened."""
+
+    promoted: bool
+    replaced: str | None
+    note: str
+
+
+def _deploy(step: Step, trained_model: TrainedModel, model_metrics: ModelMetrics) -> dg.Output[dict]:
     """Store the model (once per recipe), then decide and swap the production pointer, then say what
     happened: record / decide / swap / describe."""
-    name = pipeline.model_name
-    version = _store(
-        context, model_store, name, trained_model, _record(context, pipeline, trained_model, model_metrics)
-    )
+    context, pipeline = step.context, step.pipeline
+    version = _store(step, trained_model, _record(context, pipeline, trained_model, model_metrics))
     gated = ", ".join(t.name for t in pipeline.spec.gate_thresholds)
-    reason = f"gate passed ({gated}) for data as of {trained_model.data_as_of}"
-    promoted, replaced, note = _swap(context, model_store, name, version, trained_model.data_as_of, reason)
-    context.log.info(f"{name} {version.version}: {note}")
-    track_deploy(context, pipeline, model_metrics, version.version, promoted, _gate_text(pipeline, model_metrics))
-    return _describe(pipeline, model_store, version, trained_model, model_metrics, promoted, replaced, note)
+    reason = f"gate passed ({gated}) for data as of {trained_model.fit.data_as_of}"
+    swap = _swap(step, version, trained_model.fit.data_as_of, reason)
+    context.log.info(f"{pipeline.model_name} {version.version}: {swap.note}")
+    gate_text = _gate_text(pipeline, model_metrics)
+    track_deploy(context, pipeline, model_metrics, version.version, swap.promoted, gate_text)
+    return _describe(step, version, trained_model, model_metrics, swap)
 
 
 def _gate_text(pipeline: PipelineRuntime, model_metrics: ModelMetrics) -> str:
@@ -93,60 +97,38 @@ def _record(
     """What the version records about the model, its provenance and its score (VersionRecord)."""
     classification = pipeline.task == "classification"
     return VersionRecord(
-        task=pipeline.task,
+        recipe=trained_model.recipe,
+        fit=trained_model.fit,
         metrics={**model_metrics.scores, "test_rows": model_metrics.test_rows},
         metric_intervals={k: [low, high] for k, (low, high) in (model_metrics.intervals or {}).items()},
         gate_metric=pipeline.spec.gate_metric,
-        estimator=trained_model.estimator,
-        params=trained_model.params,
-        variant=trained_model.extra.get("variant"),
-        target=trained_model.target,
-        feature_columns=trained_model.feature_columns,
-        signature=trained_model.signature,
-        classes=trained_model.classes,
-        training_rows=trained_model.training_rows,
-        fit_seconds=trained_model.fit_seconds,
-        cv_metric=trained_model.extra.get("cv_metric"),
-        cv_score=trained_model.extra.get("cv_score"),
-        data_fingerprint=trained_model.data_fingerprint,
-        data_as_of=trained_model.data_as_of,
         platform_version=platform_version(),
-        pipeline_version=trained_model.pipeline_version,
-        feature_transform=trained_model.feature_transform,
-        requirements=trained_model.requirements,
-        encoding=trained_model.encoding,
-        decision=trained_model.decision,
-        decision_threshold=model_metrics.details.get("decision") if classification else None,
-        mlflow_run_id=trained_model.extra.get(RUN_ID),
+        decision_threshold=model_metrics.decision if classification else None,
+        mlflow_run_id=trained_model.mlflow_run_id,
         dagster_run_id=context.run.run_id,
-        confusion_matrix=model_metrics.details.get("confusion_matrix") if classification else None,
-        labels=model_metrics.details.get("labels") if classification else None,
+        confusion_matrix=model_metrics.details.confusion_matrix if classification else None,
+        labels=model_metrics.details.labels if classification else None,
     )
 
 
-def _store(
-    context: dg.AssetExecutionContext,
-    model_store: ModelStore,
-    name: str,
-    trained_model: TrainedModel,
-    record: VersionRecord,
-) -> ModelVersion:
+def _store(step: Step, trained_model: TrainedModel, record: VersionRecord) -> ModelVersion:
     """The version of this recipe in the store: written now with the files beside the model (its
     training rows' hashes, its drift profile), or found (re-running a deploy stores nothing twice)."""
     extras = {}
-    hashes = trained_model.extra.get("train_row_hashes")
+    hashes = trained_model.train_row_hashes
     if hashes is not None:
         extras[constants.TRAIN_ROWS_FILENAME] = encode_train_rows(hashes)
-    profile = trained_model.extra.get("drift_profile")
+    profile = trained_model.drift_profile
     if profile is not None:
         extras[constants.DRIFT_PROFILE_FILENAME] = encode_drift_profile(profile)
-    version = model_store.save_version(
+    name = step.pipeline.model_name
+    version = step.model_store.save_version(
         name, trained_model.model, record, identity=trained_model.identity, extras=extras
     )
-    if version.record.dagster_run_id == context.run.run_id:
-        context.log.info(f"stored {name} {version.version} at {version.location}")
+    if version.record.dagster_run_id == step.context.run.run_id:
+        step.log.info(f"stored {name} {version.version} at {version.location}")
     else:
-        context.log.info(f"{name} {version.version} already holds this model (same data, params, code)")
+        step.log.info(f"{name} {version.version} already holds this model (same data, params, code)")
     return version
 
 
@@ -156,30 +138,24 @@ def _decide(version: ModelVersion, current: ModelVersion | None, data_as_of: str
     must never move production backwards."""
     if current is not None and current.version == version.version:
         return Decision(False, "already in production")
-    current_as_of = current.record.data_as_of if current else None
+    current_as_of = current.record.fit.data_as_of if current else None
     if current_as_of and data_as_of and current_as_of > data_as_of:
         return Decision(False, f"kept {current.version}: it was trained on newer data ({current_as_of})")
     return Decision(True)
 
 
-def _swap(
-    context: dg.AssetExecutionContext,
-    model_store: ModelStore,
-    name: str,
-    version: ModelVersion,
-    data_as_of: str | None,
-    reason: str,
-) -> tuple[bool, str | None, str]:
+def _swap(step: Step, version: ModelVersion, data_as_of: str | None, reason: str) -> Swap:
     """Decide and promote by compare-and-swap: if another deploy moves the pointer in between, decide
-    again against what it did. (promoted, the version it replaced, what happened)."""
+    again against what it did."""
+    context, model_store, name = step.context, step.model_store, step.pipeline.model_name
     for _ in range(constants.PROMOTE_ATTEMPTS):
         pointer, token = model_store.pointer_state(name)
-        current = model_store.get_version(name, pointer["version"]) if pointer else None
+        current = model_store.get_version(name, pointer.version) if pointer else None
         decision = _decide(version, current, data_as_of)
         if not decision.promote:
             if current is not None and current.version == version.version:
                 model_store.record_history(name, pointer)  # a kill before the history record: completed
-            return False, None, decision.note
+            return Swap(False, None, decision.note)
         try:
             model_store.promote(
                 name,
@@ -192,25 +168,22 @@ def _swap(
             context.log.warning(f"{exc}; deciding again")
             continue
         replaced = current.version if current else None
-        return True, replaced, f"promoted to production, replacing {replaced}" if replaced else "promoted to production"
+        return Swap(
+            True, replaced, f"promoted to production, replacing {replaced}" if replaced else "promoted to production"
+        )
     raise PointerConflictError(
         f"the production pointer of {name} kept moving; gave up after {constants.PROMOTE_ATTEMPTS} attempts"
     )
 
 
 def _describe(
-    pipeline: PipelineRuntime,
-    model_store: ModelStore,
-    version: ModelVersion,
-    trained_model: TrainedModel,
-    model_metrics: ModelMetrics,
-    promoted: bool,
-    replaced: str | None,
-    note: str,
+    step: Step, version: ModelVersion, trained_model: TrainedModel, model_metrics: ModelMetrics, swap: Swap
 ) -> dg.Output[dict]:
     """deployed_model's value (what a later step or a person reads) and what the UI shows."""
+    pipeline = step.pipeline
+    promoted, replaced, note = swap.promoted, swap.replaced, swap.note
     metric = pipeline.spec.gate_metric
-    production = model_store.production(pipeline.model_name)  # after the swap: ours, or another deploy's
+    production = step.model_store.production(pipeline.model_name)  # after the swap: ours, or another deploy's
     value = {
         "model_name": pipeline.model_name,
         "version": version.version,
@@ -220,19 +193,17 @@ def _describe(
         "replaced": replaced,
         "production_version": production.version if production else None,
     }
+    # What the notifications read back (asset_records); the rest is for people.
+    record = DeployedRecord(version.version, promoted, note, version.location, metric, model_metrics.score(metric))
     return dg.Output(
         value,
         metadata={
-            "Version": version.version,
-            "Location": dg.MetadataValue.path(version.location),
+            **record.to_metadata(),
+            DeployedRecord.LOCATION: dg.MetadataValue.path(version.location),
             "sha256": version.sha256,
-            "Promoted": promoted,
             "Replaced": replaced or "-",
             "Production version": value["production_version"] or "-",
-            "Outcome": note,
-            METRIC_LABELS[metric]: model_metrics.score(metric),
-            "Gate metric": metric,
             "Gate": _gate_text(pipeline, model_metrics),
-            **(signature_metadata(trained_model.signature) if trained_model.signature else {}),
+            **(signature_metadata(trained_model.fit.signature) if trained_model.fit.signature else {}),
         },
     )

@@ -11,25 +11,25 @@ import numpy as np
 import pandas as pd
 
 from ml_platform import constants
+from ml_platform.assets.evaluation_display import metrics_metadata
+from ml_platform.assets.step import Step
 from ml_platform.assets.stored_output import own_stored_output
 from ml_platform.assets.tracked import run_link, track_metrics
-from ml_platform.decision import describe as decision_sentence
 from ml_platform.errors import DataValidationError, ModelStoreError
-from ml_platform.estimators import GATE_METRICS, METRIC_LABELS
 from ml_platform.instance_queries import latest_data_version
 from ml_platform.intervals import LEVEL, RESAMPLES, Outputs, intervals, paired_differences
-from ml_platform.metadata import markdown_table, rows_table
+from ml_platform.metrics import GATE_METRICS
 from ml_platform.ml import (
     TrainedModel,
     classification_metrics,
     features_and_target,
     frame_fingerprint,
-    platform_version,
     predict_outputs,
     regression_metrics,
     row_hashes,
 )
 from ml_platform.model_metrics import Baseline, ChampionComparison, ModelMetrics, SignatureComparison, score_key
+from ml_platform.recipe import platform_version
 from ml_platform.resources.model_store import ModelStore, ModelVersion, decode_train_rows
 from ml_platform.retries import retried_when_unavailable
 from ml_platform.runtime import PipelineRuntime
@@ -44,131 +44,6 @@ from ml_platform.slices import (
     worst_slices,
 )
 from ml_platform.timeouts import stage_timeout
-
-# The platform's precision, recall and F1 are weighted by class support: the report says so.
-_WEIGHTED = {"precision": "Precision (weighted)", "recall": "Recall (weighted)", "f1": "F1 (weighted)"}
-
-
-def report_markdown(metrics: ModelMetrics) -> str:
-    """The evaluation report: headline scores, confusion matrix and per-class scores."""
-    scores, details = metrics.scores, metrics.details
-    labels = [str(label) for label in details["labels"]]
-    headline = markdown_table(
-        ["Metric", "Value"],
-        [
-            *([_WEIGHTED.get(name, METRIC_LABELS.get(name, name)), value] for name, value in scores.items()),
-            ["Test rows", metrics.test_rows],
-        ],
-    )
-    confusion = markdown_table(
-        ["actual \\ predicted", *labels],
-        [[label, *row] for label, row in zip(labels, details["confusion_matrix"])],
-    )
-    report = details["report"]
-    per_class = markdown_table(
-        ["Class", "Precision", "Recall", "F1", "Support"],
-        [
-            [
-                label,
-                report[label]["precision"],
-                report[label]["recall"],
-                report[label]["f1-score"],
-                int(report[label]["support"]),
-            ]
-            for label in labels
-            if label in report
-        ],
-    )
-    found = details.get("decision")
-    decision = (
-        f"Decision: {decision_sentence(found)}. The scores counted from predicted classes are at this threshold.\n\n"
-        if found
-        else ""
-    )
-    return (
-        f"## Evaluation\n\n{decision}{headline}\n\n### Confusion matrix\n\n{confusion}\n\n"
-        f"### Per-class scores\n\n{per_class}\n"
-    )
-
-
-def regression_report_markdown(metrics: ModelMetrics) -> str:
-    scores = metrics.scores
-    headline = markdown_table(
-        ["Metric", "Value"],
-        [*([METRIC_LABELS.get(name, name), value] for name, value in scores.items()), ["Test rows", metrics.test_rows]],
-    )
-    residuals = markdown_table(
-        ["Residual quantile", "Value"], [[q, v] for q, v in metrics.details["residual_quantiles"].items()]
-    )
-    return f"## Evaluation\n\n{headline}\n\n### Residuals (actual - predicted)\n\n{residuals}\n"
-
-
-def _scores_metadata(metrics: ModelMetrics) -> dict[str, Any]:
-    """Every score as a float under its label (the UI plots each one's history)."""
-    return {METRIC_LABELS.get(name, name): float(value) for name, value in metrics.scores.items()}
-
-
-def _classification_metadata(metrics: ModelMetrics) -> dict[str, Any]:
-    labels = [str(label) for label in metrics.details["labels"]]
-    report = metrics.details["report"]
-    not_computed = metrics.details.get("not_computed") or {}
-    return {
-        **_scores_metadata(metrics),
-        "Test rows": metrics.test_rows,
-        "Per class": rows_table(
-            [
-                {
-                    "Class": label,
-                    "Precision": float(report[label]["precision"]),
-                    "Recall": float(report[label]["recall"]),
-                    "F1": float(report[label]["f1-score"]),
-                    "Support": int(report[label]["support"]),
-                }
-                for label in labels
-                if label in report
-            ],
-            [("Class", "string"), ("Precision", "float"), ("Recall", "float"), ("F1", "float"), ("Support", "int")],
-        ),
-        **(
-            {"Not computed": "; ".join(f"{METRIC_LABELS.get(k, k)}: {why}" for k, why in not_computed.items())}
-            if not_computed
-            else {}
-        ),
-        "Confusion matrix": rows_table(
-            [
-                {"Actual": label, **{f"Predicted {p}": int(n) for p, n in zip(labels, row)}}
-                for label, row in zip(labels, metrics.details["confusion_matrix"])
-            ],
-            [("Actual", "string"), *[(f"Predicted {p}", "int") for p in labels]],
-        ),
-        "Report": dg.MetadataValue.md(report_markdown(metrics)),
-        **_decision_metadata(metrics),
-    }
-
-
-def _decision_metadata(metrics: ModelMetrics) -> dict[str, Any]:
-    """The model's decision threshold, and which scores it changes."""
-    found = metrics.details.get("decision")
-    if not found:
-        return {}
-    return {
-        "Decision threshold": float(found["threshold"]),
-        "Decision": decision_sentence(found)
-        + "; accuracy, balanced accuracy, precision, recall, F1 and the confusion matrix are at this threshold;"
-        " ROC AUC, average precision, log loss and Brier read the probabilities and do not depend on it",
-    }
-
-
-def _regression_metadata(metrics: ModelMetrics) -> dict[str, Any]:
-    return {
-        **_scores_metadata(metrics),
-        "Test rows": metrics.test_rows,
-        "Predicted vs actual": rows_table(
-            metrics.details["calibration"],
-            [("Actual (bin)", "string"), ("Rows", "int"), ("Mean actual", "float"), ("Mean predicted", "float")],
-        ),
-        "Report": dg.MetadataValue.md(regression_report_markdown(metrics)),
-    }
 
 
 def baseline_scores(pipeline: PipelineRuntime, train_split: pd.DataFrame, test_split: pd.DataFrame) -> Baseline:
@@ -201,9 +76,7 @@ class ScoredTestSplit:
 
 
 def champion_scores(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineRuntime,
-    model_store: ModelStore,
+    step: Step,
     trained_model: TrainedModel,
     scored: ScoredTestSplit,
     production: ModelVersion | None,
@@ -218,13 +91,14 @@ def champion_scores(
     loaded or scored (a corrupt artifact, other columns), or too few fresh rows, is reported with the
     reason, and the gate falls back to its thresholds alone.
     """
+    context, pipeline = step.context, step.pipeline
     if unreadable:
         context.log.warning(f"{unreadable}: the gate uses its thresholds alone")
         return ChampionComparison(None, problem=unreadable)
     if production is None:
         context.log.info(f"no production {pipeline.model_name} yet: the gate uses its thresholds alone")
         return None
-    loaded = _champion_and_fresh_rows(context, pipeline, model_store, trained_model, production, scored.rows)
+    loaded = _champion_and_fresh_rows(step, trained_model, production, scored.rows)
     if isinstance(loaded, ChampionComparison):
         return loaded
     model, fresh, itself = loaded
@@ -243,21 +117,21 @@ def champion_scores(
         same = {score_key(t.metric, t.of_class): [0.0] for t in pipeline.spec.gate_thresholds}
         slices = _compared_slices(scored, fresh, challenger[0], challenger[0], values)
         return ChampionComparison(production.version, count, values, dict(values), differences=same, slices=slices)
-    return _paired(context, pipeline, production.version, model, scored, fresh, challenger)
+    return _paired(step, (production.version, model), scored, fresh, challenger)
 
 
 def _paired(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineRuntime,
-    version: str,
-    model,
+    step: Step,
+    champion_model: tuple[str, Any],
     scored: ScoredTestSplit,
     fresh: np.ndarray,
     new: tuple[Outputs, dict[str, float]],
 ) -> ChampionComparison:
-    """The champion (``model``) and the challenger (``new``: its outputs and values) on the fresh
-    rows: their values, the paired bootstrap of each gated value (the same resamples for both), and
-    both on each slice."""
+    """The champion (``champion_model``: its version and model) and the challenger (``new``: its
+    outputs and values) on the fresh rows: their values, the paired bootstrap of each gated value
+    (the same resamples for both), and both on each slice."""
+    context, pipeline = step.context, step.pipeline
+    version, model = champion_model
     rows = scored.rows[fresh].reset_index(drop=True)
     try:
         old_outputs, champion = _scored(pipeline, model, rows)
@@ -309,17 +183,13 @@ def _values(pipeline: PipelineRuntime, model, rows: pd.DataFrame, outputs: Outpu
 
 
 def _champion_and_fresh_rows(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineRuntime,
-    model_store: ModelStore,
-    trained_model: TrainedModel,
-    production: ModelVersion,
-    test_split: pd.DataFrame,
+    step: Step, trained_model: TrainedModel, production: ModelVersion, test_split: pd.DataFrame
 ):
     """(the champion's model, which test rows are new to it (a mask), whether the challenger is the
     champion itself), or a ChampionComparison saying why the champion cannot be loaded."""
     # The challenger may be the production version itself (trained_model reused it, or refit the
     # same recipe): then the champion is not loaded, and both are scored once.
+    context, pipeline, model_store = step.context, step.pipeline, step.model_store
     itself = trained_model.identity is not None and production.record.identity == trained_model.identity
     try:
         with retried_when_unavailable(context, pipeline.settings):
@@ -351,126 +221,12 @@ def signature_comparison(
         return SignatureComparison(None, note=unreadable)
     if production is None:
         return SignatureComparison(None, note="no production model yet")
-    old = production.record.signature
-    if old is None or trained_model.signature is None:
+    old = production.record.fit.signature
+    if old is None or trained_model.fit.signature is None:
         return SignatureComparison(
             production.version, note=f"{production.version} records no signature to compare with"
         )
-    return SignatureComparison(production.version, change=compare_signatures(old, trained_model.signature))
-
-
-def _metrics_metadata(pipeline: PipelineRuntime, metrics: ModelMetrics) -> dict[str, Any]:
-    """What the UI shows of model_metrics, from the metrics alone (a fresh or a reused score)."""
-    metric = pipeline.spec.gate_metric
-    label = METRIC_LABELS[metric]
-    metadata = (_classification_metadata if pipeline.task == "classification" else _regression_metadata)(metrics)
-    champion = metrics.champion
-    if champion and champion.compared:
-        if metric in champion.champion and metric in champion.challenger:
-            metadata[f"Champion {label}"] = float(champion.champion[metric])
-            metadata[f"Challenger {label} (same rows)"] = float(champion.challenger[metric])
-        metadata["Champion vs challenger"] = _comparison_table(champion)
-        metadata["Champion version"] = champion.version
-        metadata["Rows compared"] = champion.rows
-    else:
-        metadata["Champion version"] = (champion.problem if champion else None) or "none (first model)"
-    if metrics.intervals:
-        metadata["Scores with 95 % intervals"] = _interval_table(metrics)
-    if metrics.baseline is not None:
-        metadata["Baseline"] = metrics.baseline.name
-        metadata["Model vs baseline"] = _baseline_table(metrics)
-    metadata.update(_slices_metadata(pipeline, metrics))
-    metadata["Signature vs production"] = metrics.signature.describe() if metrics.signature else ""
-    return metadata
-
-
-def _slices_metadata(pipeline: PipelineRuntime, metrics: ModelMetrics) -> dict[str, Any]:
-    """The slice tables: every score per declared slice, the champion and challenger per slice, the
-    worst slices of every categorical feature."""
-    metadata: dict[str, Any] = {}
-    keys = list(metrics.scores)
-    if metrics.slices:
-        rows = [{"Column": s.column, "Slice": s.value, "Rows": s.rows, **s.scores} for s in metrics.slices]
-        columns = [("Column", "string"), ("Slice", "string"), ("Rows", "int"), *((k, "float") for k in keys)]
-        metadata["Slices"] = rows_table(rows, columns)
-    champion = metrics.champion
-    if champion is not None and champion.slices:
-        # Every value both have, the gated metrics first.
-        first = {t.metric for t in pipeline.spec.gate_thresholds}
-        gated = sorted(dict.fromkeys([*keys, *champion.challenger]), key=lambda k: k not in first)
-        rows = [
-            {
-                "Slice": s.name,
-                "Rows": s.rows,
-                "Metric": key,
-                "Champion": s.champion[key],
-                "Challenger": s.challenger[key],
-                "Change": s.challenger[key] - s.champion[key],
-            }
-            for s in champion.slices
-            for key in gated
-            if key in s.champion and key in s.challenger
-        ]
-        columns = [("Slice", "string"), ("Rows", "int"), ("Metric", "string")]
-        columns += [("Champion", "float"), ("Challenger", "float"), ("Change", "float")]
-        metadata["Slices vs champion"] = rows_table(rows, columns)
-    if metrics.worst_slices:
-        metric = pipeline.spec.gate_metric
-        rows = [
-            {"Slice": s.name, "Rows": s.rows, metric: s.scores[metric], "Whole test split": metrics.scores.get(metric)}
-            for s in metrics.worst_slices
-        ]
-        columns = [("Slice", "string"), ("Rows", "int"), (metric, "float"), ("Whole test split", "float")]
-        metadata[f"Worst slices by {metric}"] = rows_table(rows, columns)
-    return metadata
-
-
-def _interval_table(metrics: ModelMetrics) -> dg.MetadataValue:
-    """Each value with its bootstrap interval: "0.9620 [0.9310, 0.9860]"."""
-    rows = []
-    for key, (low, high) in metrics.intervals.items():
-        metric, _, of_class = key.partition("[")
-        value = metrics.value(metric, of_class.removesuffix("]") or None)
-        if value is not None:
-            rows.append(
-                {
-                    "Metric": key,
-                    "Value": float(value),
-                    "Low": low,
-                    "High": high,
-                    "Shown": f"{value:.4f} [{low:.4f}, {high:.4f}]",
-                }
-            )
-    columns = [("Metric", "string"), ("Value", "float"), ("Low", "float"), ("High", "float"), ("Shown", "string")]
-    return rows_table(rows, columns)
-
-
-def _baseline_table(metrics: ModelMetrics) -> dg.MetadataValue:
-    """Each score of the model beside the do-nothing baseline's on the same test rows."""
-    rows = []
-    for name, value in metrics.scores.items():
-        base = metrics.baseline.scores.get(name)
-        if base is not None:
-            higher = GATE_METRICS[metrics.task].get(name, True)
-            beaten = value > base if higher else value < base
-            rows.append({"Metric": name, "Model": float(value), "Baseline": float(base), "Beaten": bool(beaten)})
-    return rows_table(rows, [("Metric", "string"), ("Model", "float"), ("Baseline", "float"), ("Beaten", "bool")])
-
-
-def _comparison_table(champion: ChampionComparison) -> dg.MetadataValue:
-    """Every value both models have on the same rows, side by side."""
-    rows = [
-        {
-            "Metric": key,
-            "Champion": float(value),
-            "Challenger": float(champion.challenger[key]),
-            "Change": float(champion.challenger[key]) - float(value),
-        }
-        for key, value in champion.champion.items()
-        if key in champion.challenger and key != "test_rows"
-    ]
-    columns = [("Metric", "string"), ("Champion", "float"), ("Challenger", "float"), ("Change", "float")]
-    return rows_table(rows, columns)
+    return SignatureComparison(production.version, change=compare_signatures(old, trained_model.fit.signature))
 
 
 def metrics_recipe(
@@ -516,9 +272,11 @@ def _score(
 ) -> tuple[ModelMetrics, ScoredTestSplit]:
     """The model's scores on the test split (the task's metrics and their details), each with its
     bootstrap interval, and on each slice; with what it said on each row, for the champion comparison."""
-    outputs = predict_outputs(trained_model.model, test_split, trained_model.target, pipeline.task)
+    outputs = predict_outputs(trained_model.model, test_split, trained_model.recipe.target, pipeline.task)
     score = classification_metrics if pipeline.task == "classification" else regression_metrics
-    metrics = ModelMetrics.of(pipeline.task, score(trained_model.model, test_split, trained_model.target, outputs))
+    metrics = ModelMetrics.of(
+        pipeline.task, score(trained_model.model, test_split, trained_model.recipe.target, outputs)
+    )
     values = metrics.compared_values(pipeline.spec.gated_classes)
     started = time.perf_counter()
     metrics = metrics.with_(intervals=intervals(outputs, list(values), point=values))
@@ -538,7 +296,7 @@ def _score(
 
 def _kinds(trained_model: TrainedModel) -> dict[str, str]:
     """Each column's kind as the model took it (its signature)."""
-    return dict(trained_model.signature.kinds) if trained_model.signature is not None else {}
+    return dict(trained_model.fit.signature.kinds) if trained_model.fit.signature is not None else {}
 
 
 def _slice_labels(pipeline: PipelineRuntime, trained_model: TrainedModel, test_split: pd.DataFrame) -> pd.DataFrame:
@@ -595,17 +353,12 @@ def _with_slices(
 
 
 def _model_metrics(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineRuntime,
-    model_store: ModelStore,
-    trained_model: TrainedModel,
-    test_split: pd.DataFrame,
-    train_split: pd.DataFrame,
+    step: Step, trained_model: TrainedModel, test_split: pd.DataFrame, train_split: pd.DataFrame
 ) -> dg.Output[ModelMetrics]:
     """The score of the model, the baseline's and the champion's on the same rows and the signature
-    comparison; or the
-    stored score when the model, the test split and the production version are what it was computed
-    from."""
+    comparison; or the stored score when the model, the test split and the production version are
+    what it was computed from."""
+    context, pipeline, model_store = step.context, step.pipeline, step.model_store
     metric = pipeline.spec.gate_metric
     # The production version, read once: the score's recipe, the champion and the signature are all
     # compared with this one.
@@ -619,7 +372,7 @@ def _model_metrics(
             data_version=dg.DataVersion(recipe),
             metadata={
                 "Reused": f"stored {context.partition_key} (same model, test split and production version)",
-                **_metrics_metadata(pipeline, reused),
+                **metrics_metadata(pipeline, reused),
                 **run_link(context, pipeline, reused.mlflow_run_id),
             },
         )
@@ -632,7 +385,7 @@ def _model_metrics(
         else f"baseline {baseline.name}: no {metric}"
     )
     metrics = metrics.with_(baseline=baseline)
-    champion = champion_scores(context, pipeline, model_store, trained_model, scored, production, unreadable)
+    champion = champion_scores(step, trained_model, scored, production, unreadable)
     if champion and champion.compared and metric in champion.champion and metric in champion.challenger:
         context.log.info(
             f"on the {champion.rows} test rows new to both: champion {champion.version}"
@@ -640,7 +393,7 @@ def _model_metrics(
         )
     metrics = metrics.with_(champion=champion, signature=signature_comparison(trained_model, production, unreadable))
     metrics, tracked = track_metrics(context, pipeline, trained_model, metrics)
-    metadata = {**_metrics_metadata(pipeline, metrics), **tracked}
+    metadata = {**metrics_metadata(pipeline, metrics), **tracked}
     return dg.Output(metrics, metadata=metadata, data_version=dg.DataVersion(recipe) if recipe else None)
 
 
@@ -674,6 +427,6 @@ def build_model_metrics(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         train_split: pd.DataFrame,
     ) -> dg.Output[ModelMetrics]:
         with stage_timeout(context, pipeline, "evaluate"):
-            return _model_metrics(context, pipeline, model_store, trained_model, test_split, train_split)
+            return _model_metrics(Step(context, pipeline, model_store), trained_model, test_split, train_split)
 
     return model_metrics

@@ -8,10 +8,11 @@ import pandas as pd
 
 from ml_platform import constants, traffic
 from ml_platform import outcomes as outcomes_module
+from ml_platform.asset_records import LiveMetricsRecord, OutcomesRecord
 from ml_platform.checks.data_quality import DRIFT_CHECK, drift_reference, drift_summary
 from ml_platform.errors import FeedbackError, LandingFileError, ModelStoreError, StorageAccessError
-from ml_platform.estimators import METRIC_LABELS
 from ml_platform.metadata import frame_table, rows_table
+from ml_platform.metrics import METRIC_LABELS
 from ml_platform.resources.io_managers import ALLOW_MISSING_PARTITIONS, PARTITIONS_AS_DICT
 from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.model_store import ModelStore
@@ -19,8 +20,6 @@ from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
 
 SERVED_SIGNATURE_CHECK = "served_rows_match_signature"
-# outcomes' metadata key naming the days its labels belong to (read by the feedback sensor).
-DAYS_LABELLED = "Days labelled"
 
 
 def build_served(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
@@ -194,7 +193,7 @@ def _checked_outcomes(context, pipeline: PipelineRuntime, model_store: ModelStor
                 " labels could be checked against",
                 allow_retries=False,
             )
-        classes = list(production.record.classes)
+        classes = list(production.record.fit.classes)
     searched = outcomes_module.days_back(day, feedback.max_delay_days)
     known = outcomes_module.logged_ids(model_store.read_bytes, model_store.list_children, pipeline.model_name, searched)
     context.log.info(f"outcomes {day}: {len(raw)} row(s); the log of {len(searched)} day(s) holds {len(known)} ids")
@@ -211,7 +210,7 @@ def outcomes_metadata(frame: pd.DataFrame, location: str) -> dict:
         "Outcomes": float(len(frame)),
         "Source": location,
         # The late-label sensor reads this to re-materialize live_metrics of these days.
-        DAYS_LABELLED: ", ".join(days.index),
+        **OutcomesRecord(tuple(days.index)).to_metadata(),
         "Outcomes per day labelled": rows_table(
             [{"Day": str(d), "Outcomes": int(n)} for d, n in days.items()], [("Day", "string"), ("Outcomes", "int")]
         ),
@@ -264,23 +263,21 @@ def _classes(pipeline: PipelineRuntime, model_store: ModelStore, served: pd.Data
     version = traffic.main_version(served) if len(served) else None
     if version is None:
         return None
-    return list(model_store.get_version(pipeline.model_name, version).record.classes) or None
+    return list(model_store.get_version(pipeline.model_name, version).record.fit.classes) or None
 
 
 def live_metadata(table: pd.DataFrame, gate: str) -> dict:
     """The overall row's numbers as floats (the UI plots them day by day) and the table per version."""
     overall = table.iloc[0].to_dict() if len(table) else {}
-    metadata = {
-        "dagster/row_count": len(table),
-        "Answered rows": float(overall.get("Rows", 0)),
-        "Labelled rows": float(overall.get("Labelled", 0)),
-        "Labelled share": float(overall.get("Labelled share", 0.0)),
-    }
+    scores = {m: float(overall[m]) for m in table.columns if m in METRIC_LABELS and overall.get(m) == overall.get(m)}
+    record = LiveMetricsRecord(
+        answered_rows=int(overall.get("Rows", 0)),
+        labelled_rows=int(overall.get("Labelled", 0)),
+        labelled_share=float(overall.get("Labelled share", 0.0)),
+        scores=scores,
+    )
+    metadata = {"dagster/row_count": len(table), **record.to_metadata()}
     if overall.get("Median label delay (days)") == overall.get("Median label delay (days)"):  # not NaN
         metadata["Median label delay (days)"] = float(overall["Median label delay (days)"])
-    for metric in [c for c in table.columns if c in METRIC_LABELS]:
-        value = overall.get(metric)
-        if value is not None and value == value:
-            metadata[f"Live {METRIC_LABELS[metric].lower()}"] = float(value)
     metadata["By version"] = frame_table(table)
     return metadata

@@ -6,6 +6,7 @@ import pandas as pd
 
 from ml_platform import constants
 from ml_platform.assets.ingest import _ingest
+from ml_platform.checked_model import CheckedModel
 from ml_platform.checks.data_quality import DRIFT_CHECK, drift_result
 from ml_platform.errors import (
     MlPlatformError,
@@ -17,7 +18,6 @@ from ml_platform.metadata import frame_table, rows_table
 from ml_platform.resources.landing_zone import LandingZone
 from ml_platform.resources.model_store import ModelStore, ModelVersion
 from ml_platform.runtime import PipelineRuntime
-from ml_platform.serving.model import CheckedModel
 from ml_platform.signature import check_rows
 from ml_platform.timeouts import stage_timeout
 
@@ -98,7 +98,7 @@ def build_scoring_checks(pipeline: PipelineRuntime) -> dg.AssetChecksDefinition:
 
 def _signature_result(pipeline: PipelineRuntime, production: ModelVersion | None, days: dict[str, pd.DataFrame]):
     key = pipeline.key("scoring_data")
-    signature = production.record.signature if production else None
+    signature = production.record.fit.signature if production else None
     if signature is None:
         return dg.AssetCheckResult(
             check_name=SIGNATURE_CHECK,

@@ -13,38 +13,37 @@ from ml_platform.ml import TrainedModel
 from ml_platform.model_metrics import ModelMetrics
 from ml_platform.runtime import PipelineRuntime
 
-RUN_ID = "mlflow_run_id"  # in TrainedModel.extra and in model_metrics' value
-
 
 def track_training(context, pipeline: PipelineRuntime, trained: TrainedModel, variant: str | None) -> dict:
     """Record a fitted model as a new MLflow run; return the asset metadata that links to it."""
     tracker = pipeline.tracker(context.log.warning)
     if tracker is None:
         return {}
-    name = f"{pipeline.name} {trained.data_as_of}" + (f" {variant}" if variant else "")
+    name = f"{pipeline.name} {trained.fit.data_as_of}" + (f" {variant}" if variant else "")
     tags = {
         "dagster.run_id": context.run.run_id,
         "dagster.asset_key": context.asset_key.to_user_string(),
         "dagster.partition": str(context.partition_key),
         "ml_platform.pipeline": pipeline.name,
         "ml_platform.model_name": pipeline.model_name,
-        "estimator": trained.estimator,
-        "data_fingerprint": trained.data_fingerprint,
-        "data_as_of": trained.data_as_of or "",
+        "estimator": trained.recipe.estimator,
+        "data_fingerprint": trained.recipe.data_fingerprint,
+        "data_as_of": trained.fit.data_as_of or "",
         **({"variant": variant} if variant else {}),
-        **({"pipeline_version": trained.pipeline_version} if trained.pipeline_version else {}),
-        **({"feature_transform": trained.feature_transform} if trained.feature_transform else {}),
+        **({"pipeline_version": trained.recipe.pipeline_version} if trained.recipe.pipeline_version else {}),
+        **({"feature_transform": trained.recipe.feature_transform} if trained.recipe.feature_transform else {}),
     }
-    run_id = tracker.start_run(name, trained.params, tags)
+    run_id = tracker.start_run(name, trained.recipe.params, tags)
     if run_id is None:
         return {}
-    trained.extra[RUN_ID] = run_id
-    numbers = {"training_rows": float(trained.training_rows), "fit_seconds": float(trained.fit_seconds)}
-    if "cv_score" in trained.extra:
-        numbers[f"cv_{trained.extra['cv_metric']}"] = float(trained.extra["cv_score"])
+    trained.mlflow_run_id = run_id
+    fit = trained.fit
+    numbers = {"training_rows": float(fit.training_rows), "fit_seconds": float(fit.fit_seconds)}
+    if fit.cv_score is not None:
+        numbers[f"cv_{fit.cv_metric}"] = float(fit.cv_score)
     tracker.log_metrics(run_id, numbers)
-    if trained.signature is not None:
-        tracker.log_dict(run_id, trained.signature.to_dict(), "signature.json")
+    if trained.fit.signature is not None:
+        tracker.log_dict(run_id, trained.fit.signature.to_dict(), "signature.json")
     if pipeline.spec.mlflow.log_model:
         tracker.log_model(run_id, trained.model)
     tracker.end_run(run_id)
@@ -54,7 +53,7 @@ def track_training(context, pipeline: PipelineRuntime, trained: TrainedModel, va
 
 def track_challenger(context, pipeline: PipelineRuntime, best: TrainedModel) -> dict:
     """Mark the chosen variant's MLflow run as the challenger; the metadata that links to it."""
-    run_id = best.extra.get(RUN_ID)
+    run_id = best.mlflow_run_id
     tracker = _tracker_of_run(context, pipeline, run_id)
     if tracker is None:
         return {}
@@ -65,7 +64,7 @@ def track_challenger(context, pipeline: PipelineRuntime, best: TrainedModel) -> 
 def track_metrics(context, pipeline: PipelineRuntime, trained: TrainedModel, metrics: ModelMetrics):
     """model_metrics' scores (and the champion's, on the same rows) on the model's MLflow run:
     (the metrics, naming that run, the metadata linking to it)."""
-    run_id = trained.extra.get(RUN_ID)
+    run_id = trained.mlflow_run_id
     tracker = _tracker_of_run(context, pipeline, run_id)
     if tracker is None:
         return metrics, {}
@@ -78,7 +77,7 @@ def track_metrics(context, pipeline: PipelineRuntime, trained: TrainedModel, met
     }
     for key, (low, high) in (metrics.intervals or {}).items():
         numbers[f"test_{_mlflow_name(key)}_low"], numbers[f"test_{_mlflow_name(key)}_high"] = low, high
-    decision = metrics.details.get("decision")
+    decision = metrics.decision
     if decision:  # the threshold the counting metrics above were taken at
         numbers["decision_threshold"] = float(decision["threshold"])
     if metrics.baseline is not None:

@@ -1,6 +1,7 @@
 """training_data, the train/test splits and trained_model."""
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -8,18 +9,20 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, create_model
 
-from ml_platform import constants, quality
+from ml_platform import constants
 from ml_platform import drift as feature_drift
+from ml_platform.assets.step import Step
 from ml_platform.assets.stored_output import own_stored_output
-from ml_platform.assets.tracked import RUN_ID, run_link, track_challenger, track_training
+from ml_platform.assets.tracked import run_link, track_challenger, track_training
 from ml_platform.decision import decision_of
 from ml_platform.decision import describe as describe_decision
 from ml_platform.encoding import inferred_kind
 from ml_platform.errors import DataValidationError
-from ml_platform.estimators import GATE_METRICS, ImportedEstimator, estimator_of
+from ml_platform.estimators import ImportedEstimator, estimator_of
 from ml_platform.instance_queries import check_verdicts, latest_data_version
 from ml_platform.memory import release_freed_memory
 from ml_platform.metadata import rows_table, signature_metadata
+from ml_platform.metrics import GATE_METRICS
 from ml_platform.ml import (
     CV_FOLDS,
     TrainedModel,
@@ -30,12 +33,15 @@ from ml_platform.ml import (
     fit_with_progress,
     frame_fingerprint,
     make_model,
-    recipe_identity,
     row_hashes,
     split,
     user_objects,
 )
 from ml_platform.partitions import training_window
+from ml_platform.quality.results import names_text
+from ml_platform.quality.rules import blocking_failures, evaluate, repeated_rows
+from ml_platform.quality.schema import Schema, columns_agree, columns_used, schema_drift
+from ml_platform.recipe import Fit, Recipe
 from ml_platform.resources.io_managers import ALLOW_MISSING_PARTITIONS, PARTITIONS_AS_DICT
 from ml_platform.resources.model_store import (
     ModelStore,
@@ -145,7 +151,7 @@ def build_training_data(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
 def _training_data(
     context: dg.AssetExecutionContext,
     pipeline: PipelineRuntime,
-    schema: quality.Schema | None,
+    schema: Schema | None,
     raw_data: dict[str, pd.DataFrame],
 ) -> dg.Output[pd.DataFrame]:
     """The window's days that passed their checks (day D itself among them), with the schema's
@@ -186,7 +192,7 @@ def _training_data(
 def _window_columns(
     context: dg.AssetExecutionContext,
     pipeline: PipelineRuntime,
-    schema: quality.Schema | None,
+    schema: Schema | None,
     frames: dict[str, pd.DataFrame],
     as_of: str,
 ) -> tuple[list[str], dict[str, list[str]]]:
@@ -194,8 +200,8 @@ def _window_columns(
     the newest day's; the columns each day has outside them). Only the schema's columns reach
     training (when it is enforced); every day must have the same ones, each of one kind, or the
     concatenation would fill a column with nulls for the days that lack it, or turn numbers to text."""
-    columns = {day: quality.columns_used(frame, pipeline.target, schema) for day, frame in frames.items()}
-    agree = quality.columns_agree(columns)
+    columns = {day: columns_used(frame, pipeline.target, schema) for day, frame in frames.items()}
+    agree = columns_agree(columns)
     if not agree.passed:
         raise DataValidationError(
             f"the days of the {pipeline.window_days}-day window ending {as_of} disagree on their columns:"
@@ -204,9 +210,9 @@ def _window_columns(
     ignored = {day: [str(c) for c in frame.columns if c not in columns[day]] for day, frame in frames.items()}
     ignored = {day: names for day, names in ignored.items() if names}
     for day, names in ignored.items():
-        context.log.warning(f"raw_data {day}: ignored column(s) outside the schema: {quality.names_text(names)}")
+        context.log.warning(f"raw_data {day}: ignored column(s) outside the schema: {names_text(names)}")
     order = columns[as_of]
-    drift = quality.schema_drift({day: frame[order] for day, frame in frames.items()})
+    drift = schema_drift({day: frame[order] for day, frame in frames.items()})
     if not drift.passed:
         raise DataValidationError(
             f"schema drift in the {pipeline.window_days}-day window ending {as_of}: {drift.message};"
@@ -217,7 +223,7 @@ def _window_columns(
 
 def _training_metadata(
     pipeline: PipelineRuntime,
-    schema: quality.Schema | None,
+    schema: Schema | None,
     frame: pd.DataFrame,
     used: list[str],
     excluded: list[dict],
@@ -260,7 +266,7 @@ def _training_metadata(
 def _days_that_passed(
     context: dg.AssetExecutionContext,
     pipeline: PipelineRuntime,
-    schema: quality.Schema | None,
+    schema: Schema | None,
     raw_data: dict[str, pd.DataFrame],
 ) -> tuple[list[str], list[dict[str, str]]]:
     """(the days of the window to train on, the days left out with why). The checks' own results
@@ -275,11 +281,9 @@ def _days_that_passed(
         failed_checks = verdicts.get(day)
         results = {}
         if failed_checks is None or failed_checks:  # judged here, or a reason to give
-            results = {
-                r.name: r for r in quality.evaluate(raw_data[day], pipeline.target, schema, contract, pipeline.task)
-            }
+            results = {r.name: r for r in evaluate(raw_data[day], pipeline.target, schema, contract, pipeline.task)}
         if failed_checks is None:
-            failed_checks = quality.blocking_failures(list(results.values()))
+            failed_checks = blocking_failures(list(results.values()))
         if failed_checks:
             # A day whose checks failed (in an earlier run) must not reach training.
             reason = "failed " + "; ".join(
@@ -304,7 +308,7 @@ def _rows_dropped(pipeline: PipelineRuntime, frames: dict[str, pd.DataFrame]) ->
     schema too, or in the declared key; a row both unlabelled and repeated counts as unlabelled)."""
     dedupe = pipeline.spec.quality.dedupe
     repeated = (
-        quality.repeated_rows(frames, dedupe.key)
+        repeated_rows(frames, dedupe.key)
         if dedupe.enabled
         else {day: np.zeros(len(frame), dtype=bool) for day, frame in frames.items()}
     )
@@ -385,7 +389,8 @@ def build_trained_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         # The file's params, with the run config's values over them (an imported estimator's
         # params that are not scalars have no run config field, but are still its params).
         params = {**pipeline.spec.model.params, **config.model_dump(exclude={"refit"})}
-        return _train(context, pipeline, model_store, params, train_split, context.partition_key, refit=config.refit)
+        step = Step(context, pipeline, model_store, context.partition_key, refit=config.refit)
+        return _train(step, params, train_split)
 
     return trained_model
 
@@ -415,23 +420,14 @@ def build_variant_model(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     ) -> dg.Output[TrainedModel]:
         key = context.partition_key.keys_by_dimension
         variant = key[VARIANT_DIMENSION]
-        return _train(
-            context,
-            pipeline,
-            model_store,
-            pipeline.variants[variant],
-            train_split,
-            key[DATE_DIMENSION],
-            variant,
-            refit=config.refit,
-        )
+        step = Step(context, pipeline, model_store, key[DATE_DIMENSION], variant, config.refit)
+        return _train(step, pipeline.variants[variant], train_split)
 
     return variant_model
 
 
 def _build_best_variant(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     metric = pipeline.spec.gate_metric
-    higher_is_better = GATE_METRICS[pipeline.task][metric]
 
     @dg.asset(
         key=pipeline.key("trained_model"),
@@ -452,7 +448,7 @@ def _build_best_variant(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
     def trained_model(
         context: dg.AssetExecutionContext, train_split: pd.DataFrame, variant_model: dict[str, TrainedModel]
     ) -> dg.Output[TrainedModel]:
-        return _best_variant(context, pipeline, train_split, variant_model, metric, higher_is_better)
+        return _best_variant(context, pipeline, train_split, variant_model)
 
     return trained_model
 
@@ -462,14 +458,14 @@ def _best_variant(
     pipeline: PipelineRuntime,
     train_split: pd.DataFrame,
     variants: dict[str, TrainedModel],
-    metric: str,
-    higher_is_better: bool,
 ) -> dg.Output[TrainedModel]:
+    metric = pipeline.spec.gate_metric
+    higher_is_better = GATE_METRICS[pipeline.task][metric]
     day = context.partition_key
-    by_name = {m.extra.get("variant"): m for m in variants.values()}
+    by_name = {m.fit.variant: m for m in variants.values()}
     fingerprint = frame_fingerprint(train_split)
     missing = [v for v in pipeline.variants if v not in by_name]
-    stale = [v for v, m in by_name.items() if v in pipeline.variants and m.data_fingerprint != fingerprint]
+    stale = [v for v, m in by_name.items() if v in pipeline.variants and m.recipe.data_fingerprint != fingerprint]
     if missing or stale:
         problems = []
         if missing:
@@ -481,14 +477,14 @@ def _best_variant(
             f" materialize those variant_model partitions ({day}|<variant>) first — the"
             f" {pipeline.name}_variants_sensor does it after each new train split"
         )
-    ranked = sorted(pipeline.variants, key=lambda v: by_name[v].extra["cv_score"], reverse=higher_is_better)
+    ranked = sorted(pipeline.variants, key=lambda v: by_name[v].fit.cv_score, reverse=higher_is_better)
     best = by_name[ranked[0]]
     context.log.info(
-        f"challenger: variant {ranked[0]} (cross-validated {metric} {best.extra['cv_score']:.4f});"
-        + "".join(f" {v}: {by_name[v].extra['cv_score']:.4f};" for v in ranked[1:])
+        f"challenger: variant {ranked[0]} (cross-validated {metric} {best.fit.cv_score:.4f});"
+        + "".join(f" {v}: {by_name[v].fit.cv_score:.4f};" for v in ranked[1:])
     )
     rows = [
-        {"Variant": v, f"CV {metric}": round(by_name[v].extra["cv_score"], 6), "Chosen": v == ranked[0]}
+        {"Variant": v, f"CV {metric}": round(by_name[v].fit.cv_score, 6), "Chosen": v == ranked[0]}
         for v in pipeline.variants
     ]
     return dg.Output(
@@ -496,74 +492,62 @@ def _best_variant(
         metadata={
             **track_challenger(context, pipeline, best),
             "Chosen variant": ranked[0],
-            f"CV {metric}": float(best.extra["cv_score"]),
+            f"CV {metric}": float(best.fit.cv_score),
             "Variants": rows_table(rows, [("Variant", "string"), (f"CV {metric}", "float"), ("Chosen", "bool")]),
             **_model_metadata(best),
         },
     )
 
 
-def _train(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineRuntime,
-    model_store: ModelStore,
-    params: dict,
-    train_split: pd.DataFrame,
-    as_of: str,
-    variant: str | None = None,
-    refit: bool = False,
-) -> dg.Output[TrainedModel]:
+def _train(step: Step, params: dict, train_split: pd.DataFrame) -> dg.Output[TrainedModel]:
     """A model of this recipe: reused (from the model store, or this partition's stored output)
-    unless ``refit``, else fitted; recipe / reuse / fit / describe."""
+    unless the run config forces a refit, else fitted; recipe / reuse / fit / describe."""
+    pipeline = step.pipeline
     x_train, y_train = features_and_target(train_split, pipeline.target)
-    model, recipe, kinds = _recipe(context, pipeline, model_store, params, train_split, x_train)
-    identity = recipe_identity(**recipe)
-    reused, refit_note = _reused(context, pipeline, model_store, identity, as_of, variant, refit)
+    model, recipe, kinds = _recipe(step, params, train_split, x_train)
+    identity = recipe.identity
+    reused, refit_note = _reused(step, identity)
     if reused is not None:
         return reused
-    model, extra, fit_seconds = _fit(context, pipeline, model, params, x_train, y_train, variant)
+    model, variant_score, fit_seconds = _fit(step, model, params, x_train, y_train)
     classes = (
         [c.item() if hasattr(c, "item") else c for c in model.classes_] if pipeline.task == "classification" else []
     )
     trained = TrainedModel(
         model=model,
-        **recipe,
-        classes=classes,
-        training_rows=len(x_train),
-        fit_seconds=fit_seconds,
-        data_as_of=as_of,
-        signature=infer_signature(x_train, pipeline.target, pipeline.task, classes, kinds),
+        recipe=recipe,
+        fit=Fit(
+            classes=classes,
+            training_rows=len(x_train),
+            fit_seconds=fit_seconds,
+            data_as_of=step.as_of,
+            signature=infer_signature(x_train, pipeline.target, pipeline.task, classes, kinds),
+            **variant_score,
+        ),
         # Which rows it learnt from: champion / challenger later compares on rows it never saw; and
         # their profile, which the drift checks compare new days with once it serves.
-        extra={
-            "train_row_hashes": row_hashes(train_split),
-            "drift_profile": feature_drift.profile(train_split, pipeline.target),
-            **extra,
-        },
+        train_row_hashes=row_hashes(train_split),
+        drift_profile=feature_drift.profile(train_split, pipeline.target),
     )
     metadata = {
         **_model_metadata(trained),
         **_variant_metadata(trained),
         **refit_note,
-        **track_training(context, pipeline, trained, variant),
+        **track_training(step.context, pipeline, trained, step.variant),
     }
     return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
 
 
 def _recipe(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineRuntime,
-    model_store: ModelStore,
-    params: dict,
-    train_split: pd.DataFrame,
-    x_train: pd.DataFrame,
-) -> tuple[Any, dict[str, Any], dict[str, str]]:
-    """(the unfitted model, what it is built from: the TrainedModel fields of its recipe, known
-    before the fit, the columns' declared kinds)."""
+    step: Step, params: dict, train_split: pd.DataFrame, x_train: pd.DataFrame
+) -> tuple[Any, Recipe, dict[str, str]]:
+    """(the unfitted model, what it is built from (its recipe, known before the fit), the columns'
+    declared kinds)."""
+    pipeline = step.pipeline
     estimator = pipeline.spec.model.estimator
     # The columns' kinds, declared in pipelines.yaml or pinned by the production model, decide how
     # each is encoded (a store id declared categorical stays a category, a datetime its parts).
-    kinds = _declared_kinds(pipeline, model_store, context, x_train)
+    kinds = _declared_kinds(step, x_train)
     encoding = pipeline.spec.features.encoding
     recipe_encoding = encoding_recipe(kinds, encoding.max_categories, encoding.min_frequency)
     decision = pipeline.spec.decision.model_dump() if pipeline.spec.decision is not None else None
@@ -576,7 +560,7 @@ def _recipe(
         raise
     except (ValueError, TypeError) as exc:
         raise dg.Failure(description=f"{estimator} parameters: {exc}", allow_retries=False) from exc
-    recipe = dict(
+    recipe = Recipe(
         data_fingerprint=frame_fingerprint(train_split),
         params=params,
         target=pipeline.target,
@@ -592,31 +576,24 @@ def _recipe(
     return model, recipe, kinds
 
 
-def _reused(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineRuntime,
-    model_store: ModelStore,
-    identity: str,
-    as_of: str,
-    variant: str | None,
-    refit: bool,
-) -> tuple[dg.Output[TrainedModel] | None, dict[str, str]]:
+def _reused(step: Step, identity: str) -> tuple[dg.Output[TrainedModel] | None, dict[str, str]]:
     """(the model of this recipe, reused: the stored version of it for this day, or this partition's
     own stored output when Dagster recorded this recipe as its data version (a variant not chosen, a
     model the gate stopped); or None to fit, with a note when ``refit`` forced it)."""
-    same = _same_recipe(model_store, pipeline, identity, as_of, variant)
+    context = step.context
+    same = _same_recipe(step, identity)
     kept = (
         same is None
         and latest_data_version(context.instance, context.asset_key, str(context.partition_key)) == identity
     )
-    if not refit:
+    if not step.refit:
         if same is not None:
-            return _reuse(context, pipeline, model_store, same, identity), {}
+            return _reuse(step, same, identity), {}
         if kept:
-            reused = _reuse_stored(context, pipeline, identity, as_of)
+            reused = _reuse_stored(step, identity)
             if reused is not None:
                 return reused, {}
-    if refit and (same is not None or kept):
+    if step.refit and (same is not None or kept):
         held = same.version if same is not None else f"the stored {context.partition_key}"
         context.log.info(f"refit forced by run config: {held} has the same recipe")
         return None, {"Refit": f"forced by run config ({held} has the same recipe)"}
@@ -624,16 +601,11 @@ def _reused(
 
 
 def _fit(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineRuntime,
-    model: Any,
-    params: dict,
-    x_train: pd.DataFrame,
-    y_train: pd.Series,
-    variant: str | None,
+    step: Step, model: Any, params: dict, x_train: pd.DataFrame, y_train: pd.Series
 ) -> tuple[Any, dict[str, Any], float]:
     """(the fitted model, a variant's cross-validated score, seconds): with progress in the log, in
     a child process stopped after ``stages.train.timeout_s`` when there is one."""
+    context, pipeline, variant = step.context, step.pipeline, step.variant
     context.log.info(
         f"fitting {type(model.named_steps['model']).__name__}"
         f"({', '.join(f'{k}={v}' for k, v in params.items())})"
@@ -660,104 +632,73 @@ def _fit(
         fitted = run_with_timeout(fit, args, timeout, report, (pipeline.name, "train"))
     else:
         fitted = fit(*args, report)
-    extra: dict[str, Any] = {}
+    variant_score: dict[str, Any] = {}  # the Fit's variant fields
     if variant is not None:
         fitted, score = fitted
-        extra = {"variant": variant, "cv_metric": metric, "cv_score": score}
+        variant_score = {"variant": variant, "cv_metric": metric, "cv_score": score}
         context.log.info(f"variant {variant}: cross-validated {metric} {score:.4f}")
     fit_seconds = time.perf_counter() - started
     context.log.info(f"fitted in {fit_seconds:.2f} s")
-    return fitted, extra, fit_seconds
+    return fitted, variant_score, fit_seconds
 
 
-def _declared_kinds(
-    pipeline: PipelineRuntime, model_store: ModelStore, context: dg.AssetExecutionContext, x_train: pd.DataFrame
-) -> dict[str, str]:
+def _declared_kinds(step: Step, x_train: pd.DataFrame) -> dict[str, str]:
     """The kinds of the training columns that pipelines.yaml declares or the production model's
     signature pins (the schema's) where they differ from what the column holds: what the encoding
     and the signature must be told. A kind the data shows anyway is left out, so that pinning the
     first model's kinds does not change the next model's recipe."""
-    schema = pipeline.schema(pipeline.production(model_store, warn=context.log.warning))
+    pipeline = step.pipeline
+    schema = pipeline.schema(pipeline.production(step.model_store, warn=step.log.warning))
     kinds = dict(schema.kinds) if schema is not None else {}
     return {c: kinds[c] for c in map(str, x_train.columns) if c in kinds and kinds[c] != inferred_kind(x_train[c])}
 
 
-def _same_recipe(
-    model_store: ModelStore, pipeline: PipelineRuntime, identity: str, as_of: str, variant: str | None
-) -> ModelVersion | None:
+def _same_recipe(step: Step, identity: str) -> ModelVersion | None:
     """The stored version built from this recipe for this day (a variant's with its CV score), or None."""
-    found = model_store.find_version(pipeline.model_name, identity)
-    if found is None or found.record.data_as_of != as_of:
+    found = step.model_store.find_version(step.pipeline.model_name, identity)
+    if found is None or found.record.fit.data_as_of != step.as_of:
         return None
-    if variant is not None and found.record.cv_score is None:
+    if step.variant is not None and found.record.fit.cv_score is None:
         return None  # stored before versions recorded the score the choice needs
     return found
 
 
-def _reuse(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineRuntime,
-    model_store: ModelStore,
-    version: ModelVersion,
-    identity: str,
-) -> dg.Output[TrainedModel]:
+def _reuse(step: Step, version: ModelVersion, identity: str) -> dg.Output[TrainedModel]:
     """The stored model of the same recipe, loaded (sha256 verified) instead of fitted again."""
+    context, pipeline, model_store = step.context, step.pipeline, step.model_store
     model, version = model_store.load(pipeline.model_name, version.version)
     record = version.record
     hashes = model_store.read_extra(version, constants.TRAIN_ROWS_FILENAME)
     profile = model_store.read_extra(version, constants.DRIFT_PROFILE_FILENAME)
-    extra = {
-        "train_row_hashes": decode_train_rows(hashes) if hashes is not None else None,
-        "drift_profile": decode_drift_profile(profile) if profile is not None else None,
-        "reused": version.version,
-        **(
-            {"variant": record.variant, "cv_metric": record.cv_metric, "cv_score": record.cv_score}
-            if record.variant
-            else {}
-        ),
-        **({RUN_ID: record.mlflow_run_id} if record.mlflow_run_id else {}),
-    }
     trained = TrainedModel(
         model=model,
-        params=record.params,
-        target=record.target,
-        feature_columns=record.feature_columns,
-        classes=record.classes,
-        training_rows=record.training_rows,
-        data_fingerprint=record.data_fingerprint,
-        fit_seconds=float(record.fit_seconds or 0.0),
-        data_as_of=record.data_as_of,
-        extra={k: v for k, v in extra.items() if v is not None},
-        task=record.task or pipeline.task,
-        estimator=record.estimator,
-        signature=record.signature,
-        requirements=record.requirements,
-        pipeline_version=record.pipeline_version,
-        feature_transform=record.feature_transform,
-        encoding=record.encoding,
-        decision=record.decision,
+        recipe=replace(record.recipe, task=record.recipe.task or pipeline.task),  # older records may not say
+        fit=record.fit,
+        train_row_hashes=decode_train_rows(hashes) if hashes is not None else None,
+        drift_profile=decode_drift_profile(profile) if profile is not None else None,
+        mlflow_run_id=record.mlflow_run_id,
+        reused=version.version,
     )
     context.log.info(f"reused {version.version} (same recipe: train split, estimator, params, code): no fit")
     metadata = {
         "Reused": f"{version.version} (same recipe)",
         **_model_metadata(trained),
         **_variant_metadata(trained),
-        **run_link(context, pipeline, trained.extra.get(RUN_ID)),
+        **run_link(context, pipeline, trained.mlflow_run_id),
     }
     return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
 
 
-def _reuse_stored(
-    context: dg.AssetExecutionContext, pipeline: PipelineRuntime, identity: str, as_of: str
-) -> dg.Output[TrainedModel] | None:
+def _reuse_stored(step: Step, identity: str) -> dg.Output[TrainedModel] | None:
     """This partition's stored output, when it is the model of this recipe; None (fit again, with a
     warning) when it cannot be read or is not."""
+    context, pipeline = step.context, step.pipeline
     partition = str(context.partition_key)
     trained, unreadable = own_stored_output(context)
     problem = f"it {unreadable}" if unreadable else None
     if problem is None and not isinstance(trained, TrainedModel):
         problem = f"it holds {type(trained).__name__}"
-    elif problem is None and (trained.identity != identity or trained.data_as_of != as_of):
+    elif problem is None and (trained.identity != identity or trained.fit.data_as_of != step.as_of):
         problem = "its recipe differs from the one Dagster recorded"
     if problem is not None:
         context.log.warning(
@@ -767,40 +708,41 @@ def _reuse_stored(
     context.log.info(
         f"reused the stored model of {partition} (same recipe: train split, estimator, params, code): no fit"
     )
-    trained.extra["reused"] = f"stored {partition}"
+    trained.reused = f"stored {partition}"
     metadata = {
         "Reused": f"stored {partition} (same recipe)",
         **_model_metadata(trained),
         **_variant_metadata(trained),
-        **run_link(context, pipeline, trained.extra.get(RUN_ID)),
+        **run_link(context, pipeline, trained.mlflow_run_id),
     }
     return dg.Output(trained, metadata=metadata, data_version=dg.DataVersion(identity))
 
 
 def _variant_metadata(trained: TrainedModel) -> dict:
     """A variant_model's variant and cross-validated score; nothing for other models."""
-    if "cv_score" not in trained.extra:
+    fit = trained.fit
+    if fit.cv_score is None:
         return {}
-    return {"Variant": trained.extra["variant"], f"CV {trained.extra['cv_metric']}": float(trained.extra["cv_score"])}
+    return {"Variant": fit.variant, f"CV {fit.cv_metric}": float(fit.cv_score)}
 
 
 def _model_metadata(trained: TrainedModel) -> dict:
     """What the UI shows of a fitted model: size, fit time, params, classes, feature importances."""
     metadata = {
-        "Training rows": trained.training_rows,
-        "Fit time (s)": float(trained.fit_seconds),
-        "Estimator": trained.estimator,
-        "Params": dg.MetadataValue.json(trained.params),
-        "Data fingerprint": trained.data_fingerprint,
+        "Training rows": trained.fit.training_rows,
+        "Fit time (s)": float(trained.fit.fit_seconds or 0.0),
+        "Estimator": trained.recipe.estimator,
+        "Params": dg.MetadataValue.json(trained.recipe.params),
+        "Data fingerprint": trained.recipe.data_fingerprint,
     }
-    if trained.classes:
-        metadata["Classes"] = ", ".join(map(str, trained.classes))
+    if trained.fit.classes:
+        metadata["Classes"] = ", ".join(map(str, trained.fit.classes))
     decision = decision_of(trained.model)
     if decision is not None:
         metadata["Decision threshold"] = float(decision["threshold"])
-        metadata["Decision"] = describe_decision(decision, trained.decision)
-    if trained.signature is not None:
-        metadata.update(signature_metadata(trained.signature))
+        metadata["Decision"] = describe_decision(decision, trained.recipe.decision)
+    if trained.fit.signature is not None:
+        metadata.update(signature_metadata(trained.fit.signature))
     importances = feature_importances(trained.model)[: constants.TOP_FEATURE_IMPORTANCES]
     if importances:
         metadata["Feature importances"] = rows_table(

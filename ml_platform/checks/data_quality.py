@@ -1,4 +1,4 @@
-"""Blocking data-quality checks on each raw_data partition (the rules live in quality.py)."""
+"""Blocking data-quality checks on each raw_data partition (the rules live in ml_platform.quality)."""
 
 import os
 from collections.abc import Iterator
@@ -7,9 +7,11 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from ml_platform import constants, day_work, quality
+from ml_platform import constants, day_work
 from ml_platform.errors import ModelStoreError
 from ml_platform.metadata import rows_table
+from ml_platform.quality.results import RuleResult
+from ml_platform.quality.rules import RULE_DESCRIPTIONS, TABLE_ROWS
 from ml_platform.resources.io_managers import PartitionedIOManager, StoredFiles
 from ml_platform.resources.model_store import ModelStore, ModelVersion, decode_drift_profile
 from ml_platform.retries import retried_when_unavailable
@@ -43,7 +45,7 @@ def build_raw_data_quality(pipeline: "PipelineRuntime") -> dg.AssetChecksDefinit
             name=name,
             asset=key,
             blocking=True,
-            description=quality.RULE_DESCRIPTIONS[name],
+            description=RULE_DESCRIPTIONS[name],
             partitions_def=pipeline.partitions,
         )
         for name in names
@@ -148,7 +150,7 @@ def _rule_results(
     context: dg.AssetCheckExecutionContext, pipeline: "PipelineRuntime", checked: list
 ) -> Iterator[dg.AssetCheckResult]:
     names = pipeline.raw_data_check_names
-    results_by_rule: dict[str, list[tuple[str, quality.RuleResult]]] = {n: [] for n in names}
+    results_by_rule: dict[str, list[tuple[str, RuleResult]]] = {n: [] for n in names}
     for day_checked in checked:
         for result in day_checked.results:
             results_by_rule.setdefault(result.name, []).append((day_checked.day, result))
@@ -171,7 +173,7 @@ def _rule_results(
                 else f"passed on all {len(day_results)} days" + "".join(f"; {day}: {r.message}" for day, r in warned)
             )
             metadata = {"Days checked": len(day_results), "Days failed": len(failed)}
-            rows = sorted(rows, key=lambda r: r["Passed"])[: quality.TABLE_ROWS]
+            rows = sorted(rows, key=lambda r: r["Passed"])[:TABLE_ROWS]
         if rows:
             metadata["Rules"] = rows_table(
                 rows,
@@ -212,7 +214,7 @@ def drift_reference(
         return None  # a profile that cannot be read: nothing to compare with (the gate says why)
     if data is None:
         return None
-    as_of = production.record.data_as_of
+    as_of = production.record.fit.data_as_of
     return decode_drift_profile(data), f"{role}{production.version}" + (f" (data as of {as_of})" if as_of else "")
 
 

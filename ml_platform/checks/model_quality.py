@@ -7,7 +7,7 @@ from pydantic import Field, create_model
 
 from ml_platform.assets.tracked import track_verdict
 from ml_platform.errors import yaml_boolean_hint
-from ml_platform.estimators import GATE_METRICS, METRIC_LABELS, UNIT_METRICS
+from ml_platform.metrics import GATE_METRICS, METRIC, METRIC_LABELS
 from ml_platform.model_metrics import ModelMetrics, SignatureComparison, score_key
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.spec import GateThreshold
@@ -36,7 +36,7 @@ def _label(threshold: GateThreshold) -> str:
 def gate_config_class(pipeline: PipelineRuntime, threshold: GateThreshold) -> type[GateConfig]:
     """A Config with the threshold of pipelines.yaml as the default (run config may change it)."""
     metric = threshold.metric
-    bounds = {"ge": 0.0, "le": 1.0} if metric in UNIT_METRICS else ({"le": 1.0} if metric == "r2" else {"ge": 0.0})
+    bounds = METRIC[metric].bounds
     label = _label(threshold)
     description = f"{'Smallest' if threshold.higher_is_better else 'Largest'} test {label} that may be deployed."
     camel = "".join(part.capitalize() for part in threshold.check_name.split("_"))
@@ -335,7 +335,7 @@ def _against_champion(metrics: ModelMetrics, threshold: GateThreshold, margin: s
 def _missing(metrics: ModelMetrics, threshold: GateThreshold) -> str:
     """Why the model has no value for the threshold, as a sentence."""
     if threshold.of_class is None:
-        why = (metrics.details.get("not_computed") or {}).get(threshold.metric, "not in the model's scores")
+        why = metrics.not_computed.get(threshold.metric, "not in the model's scores")
         return f"not computed ({why}): the gate cannot pass without it"
     classes = metrics.classes()
     hint = yaml_boolean_hint(threshold.of_class, classes)

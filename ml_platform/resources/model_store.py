@@ -39,6 +39,7 @@ from ml_platform.errors import (
     NoProductionModelError,
     PointerConflictError,
 )
+from ml_platform.pointer import Pointer
 from ml_platform.user_code import check_requirements
 from ml_platform.version_record import VersionRecord
 
@@ -278,28 +279,21 @@ class ModelStore(dg.ConfigurableResource, ABC):
     def production(self, model_name: str) -> ModelVersion | None:
         """The version the production pointer names, or None before the first promotion."""
         check_segment(model_name, "model name")
-        try:
-            pointer = json.loads(self.read_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}"))
-        except FileNotFoundError:
-            return None
-        return self.get_version(model_name, pointer["version"])
+        pointer = self.pointer(model_name)
+        return self.get_version(model_name, pointer.version) if pointer is not None else None
 
-    def pointer(self, model_name: str) -> dict[str, Any] | None:
-        """The raw production pointer record (version, promoted_at, previous, reason)."""
-        check_segment(model_name, "model name")
-        try:
-            return json.loads(self.read_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}"))
-        except FileNotFoundError:
-            return None
+    def pointer(self, model_name: str) -> Pointer | None:
+        """The production pointer (version, sha256, promoted_at, previous, reason, actor)."""
+        return self.pointer_state(model_name)[0]
 
-    def pointer_state(self, model_name: str) -> tuple[dict[str, Any] | None, str | None]:
+    def pointer_state(self, model_name: str) -> tuple[Pointer | None, str | None]:
         """The production pointer and a token of its exact state, for ``promote(expected=...)``."""
         check_segment(model_name, "model name")
         try:
             data = self.read_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}")
         except FileNotFoundError:
             return None, None
-        return json.loads(data), hashlib.sha256(data).hexdigest()
+        return Pointer.from_bytes(data), hashlib.sha256(data).hexdigest()
 
     @abstractmethod
     def swap_bytes(self, key: str, data: bytes, expected: str | None) -> None:
@@ -313,7 +307,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
         reason: str,
         actor: str | None = None,
         expected: str | None | object = ...,
-    ) -> dict[str, Any]:
+    ) -> Pointer:
         """Point production at a complete version, atomically, and record who, when and why.
 
         The pointer moves by compare-and-swap: ``expected`` is the ``pointer_state`` token the
@@ -325,41 +319,38 @@ class ModelStore(dg.ConfigurableResource, ABC):
         current, token = self.pointer_state(model_name)
         if expected is not ... and expected != token:
             raise PointerConflictError(
-                f"the production pointer of {model_name!r} moved to {current['version'] if current else None} meanwhile"
+                f"the production pointer of {model_name!r} moved to {current.version if current else None} meanwhile"
             )
-        now = _utcnow()
-        record = {
-            "version": target.version,
-            "sha256": target.sha256,
-            "promoted_at": now.isoformat(),
-            "previous": current["version"] if current else None,
-            "reason": reason,
-            "actor": actor or "ml_platform",
-        }
-        encoded = json.dumps(record, indent=2, sort_keys=True).encode()
+        record = Pointer(
+            version=target.version,
+            sha256=target.sha256,
+            promoted_at=_utcnow().isoformat(),
+            previous=current.version if current else None,
+            reason=reason,
+            actor=actor or "ml_platform",
+        )
         if current is not None:
             self.record_history(model_name, current)  # a move a crash left unrecorded
-        self.swap_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}", encoded, token)
+        self.swap_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}", record.to_bytes(), token)
         self.record_history(model_name, record)
         return record
 
-    def record_history(self, model_name: str, pointer: dict[str, Any]) -> None:
+    def record_history(self, model_name: str, pointer: Pointer) -> None:
         """Record a pointer move (a ``production.json`` record) in the history, once.
 
         The pointer moves first and its history record is written after it, so a process killed
         in between leaves one move unrecorded; the next deploy (or promote) records it. The key
         follows from the record itself, so recording it again is a no-op.
         """
-        at = dt.datetime.fromisoformat(pointer["promoted_at"])
-        key = f"{model_name}/history/{at:%Y%m%dT%H%M%S%f}Z-{pointer['version']}.json"
+        key = f"{model_name}/history/{pointer.promoted_time:%Y%m%dT%H%M%S%f}Z-{pointer.version}.json"
         if not self.exists(key):
-            self.write_bytes(key, json.dumps(pointer, indent=2, sort_keys=True).encode())
+            self.write_bytes(key, pointer.to_bytes())
 
-    def history(self, model_name: str) -> list[dict[str, Any]]:
+    def history(self, model_name: str) -> list[Pointer]:
         """Every pointer move, oldest first."""
         check_segment(model_name, "model name")
         return [
-            json.loads(self.read_bytes(f"{model_name}/history/{name}"))
+            Pointer.from_bytes(self.read_bytes(f"{model_name}/history/{name}"))
             for name in self.list_children(f"{model_name}/history")
             if name.endswith(".json")
         ]
@@ -386,7 +377,7 @@ class ModelStore(dg.ConfigurableResource, ABC):
                 " when it was written: refusing to load a changed artifact"
             )
         what = f"model {model_name} {model_version.version}"
-        check_requirements(model_version.record.requirements, what)
+        check_requirements(model_version.record.recipe.requirements, what)
         try:
             return joblib.load(io.BytesIO(artifact)), model_version
         except (ModuleNotFoundError, AttributeError) as exc:

@@ -1,11 +1,12 @@
 """Serving deployed models.
 
-- ``model``: ``CheckedModel`` (a stored model behind its signature check) and ``load_production_model``;
+- ``CheckedModel`` (a stored model behind its signature check) and ``load_production_model``, from
+  ``ml_platform.checked_model`` (batch scoring uses it too);
 - ``holder``: the served version of one model, following the production pointer (hot reload);
 - ``parsing``: request bodies (JSON records, ``{"columns", "data"}``, CSV) to rows;
 - ``app`` and ``server``: ``ml-platform serve``, the HTTP app on uvicorn.
 """
 
-from ml_platform.serving.model import CheckedModel, PredictionResult, load_production_model
+from ml_platform.checked_model import CheckedModel, PredictionResult, load_production_model
 
 __all__ = ["CheckedModel", "PredictionResult", "load_production_model"]

@@ -14,8 +14,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from ml_platform.checked_model import CheckedModel
 from ml_platform.errors import MlPlatformError, StorageUnavailableError
-from ml_platform.serving.model import CheckedModel
 
 logger = logging.getLogger("ml_platform.serving")
 
@@ -73,15 +73,15 @@ class ModelHolder:
                 if self.current is None:
                     self.problem = f"model {self.model_name!r} has no production version yet"
                 return Swap(self.model_name, "missing")
-            target = pointer.get("version")
+            target = pointer.version
             if self.current is not None and self.current.version.version == target:
-                self._token, self.promoted_at = token, pointer.get("promoted_at")
+                self._token, self.promoted_at = token, pointer.promoted_at
                 return Swap(self.model_name, "unchanged", target)
             try:
                 sklearn_model, version = self.store.load(self.model_name, version=target)  # verifies the sha256
-                if pointer.get("sha256") and pointer["sha256"] != version.sha256:
+                if pointer.sha256 and pointer.sha256 != version.sha256:
                     raise MlPlatformError(
-                        f"the pointer names sha256 {pointer['sha256'][:12]}…, the version records"
+                        f"the pointer names sha256 {pointer.sha256[:12]}…, the version records"
                         f" {version.sha256[:12]}…"
                     )
                 model = CheckedModel(for_requests(sklearn_model), version)
@@ -93,7 +93,7 @@ class ModelHolder:
             previous = self.version
             self.current = model  # the swap: one reference assignment
             self._token, self.problem = token, None
-            self.promoted_at = pointer.get("promoted_at")
+            self.promoted_at = pointer.promoted_at
             self.loaded_at = dt.datetime.now(dt.UTC).isoformat()
             logger.info(f"{self.model_name}: serving {target}" + (f" (was {previous})" if previous else ""))
             return Swap(self.model_name, "loaded", target, previous)
@@ -124,11 +124,11 @@ class ModelHolder:
             "sha256": model.version.sha256,
             "promoted_at": self.promoted_at,
             "loaded_at": self.loaded_at,
-            "task": record.task,
+            "task": record.recipe.task,
             "metrics": record.metrics,
             # A binary classifier's threshold on the positive class (None: it predicts at 0.5).
             "decision_threshold": record.decision_threshold,
-            "data_as_of": record.data_as_of,
+            "data_as_of": record.fit.data_as_of,
             "signature": model.signature.to_dict(),
             "problem": self.problem,
         }

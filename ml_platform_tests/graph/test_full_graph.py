@@ -22,6 +22,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline as SklearnPipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from ml_platform.asset_records import DeployedRecord
 from ml_platform.errors import ModelIntegrityError
 from ml_platform.serving import load_production_model
 from ml_platform_tests.support.constants import DAYS, END_DAY, MODEL_NAME, TARGET
@@ -68,6 +69,11 @@ def test_full_graph_deploys_a_verified_model_that_predicts_raw_rows(seeded, demo
     deploy_meta = result.asset_materializations_for_node("demo__deployed_model")[0].metadata
     assert deploy_meta["Version"].value == pointer["version"]
     assert deploy_meta["sha256"].value == metadata["sha256"]
+    # Every key the deploy notifications read back is written, and reads back as what happened.
+    assert set(DeployedRecord.keys()) <= set(deploy_meta)
+    deployed = DeployedRecord.from_metadata(deploy_meta)
+    assert (deployed.version, deployed.promoted, deployed.gate_metric) == (pointer["version"], True, "accuracy")
+    assert deployed.gate_score == pytest.approx(metadata["metrics"]["accuracy"])
 
 
 def test_rerun_on_unchanged_data_is_idempotent(seeded):

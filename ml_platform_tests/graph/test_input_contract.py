@@ -139,15 +139,15 @@ def test_every_model_records_its_signature_and_the_ui_shows_it(seeded, demo_fram
     assert result.success, step_errors(result)
     trained = result.asset_value(["demo", "trained_model"])
     features = [c for c in demo_frame.columns if c != TARGET]
-    assert trained.signature.columns == features and set(trained.signature.kinds.values()) == {"numeric"}
-    assert trained.signature.classes == (0, 1)
+    assert trained.fit.signature.columns == features and set(trained.fit.signature.kinds.values()) == {"numeric"}
+    assert trained.fit.signature.classes == (0, 1)
     for node in ("demo__trained_model", "demo__deployed_model"):
         metadata = result.asset_materializations_for_node(node)[0].metadata
         table = metadata["Signature"].value
         assert [r.data["Column"] for r in table.records] == features
         assert {r.data["Kind"] for r in table.records} == {"numeric"}
-        assert trained.signature.digest in metadata["Signature digest"].value
+        assert trained.fit.signature.digest in metadata["Signature digest"].value
     stored = Signature.of_version(seeded.store.production(MODEL_NAME).metadata)
-    assert stored == trained.signature
+    assert stored == trained.fit.signature
     metrics = result.asset_materializations_for_node("demo__model_metrics")[0].metadata
     assert metrics["Signature vs production"].value == "no production model yet"

@@ -80,17 +80,17 @@ def test_concurrent_deploys_leave_one_complete_version_and_a_full_history(store_
     pointer = store.pointer(MODEL_NAME)
     history = store.history(MODEL_NAME)
     # Every promotion happened once, each on top of the one before: a chain, no lost update.
-    assert sorted(h["version"] for h in history) == sorted(versions.values())
-    chain = {h["previous"]: h["version"] for h in history}
+    assert sorted(h.version for h in history) == sorted(versions.values())
+    chain = {h.previous: h.version for h in history}
     assert len(chain) == PROCESSES and None in chain
     walked, step = [], None
     while step in chain:
         step = chain[step]
         walked.append(step)
-    assert walked[-1] == pointer["version"] and len(walked) == PROCESSES
+    assert walked[-1] == pointer.version and len(walked) == PROCESSES
 
     # The pointer names a complete version whose artifact loads and verifies.
     model, version = store.load(MODEL_NAME)
-    assert version.version == pointer["version"] and model.predict([[3.0]])[0] == 1
+    assert version.version == pointer.version and model.predict([[3.0]])[0] == 1
     for number, name in versions.items():
         assert store.get_version(MODEL_NAME, name).metadata["process"] == number

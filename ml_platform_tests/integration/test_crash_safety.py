@@ -124,7 +124,7 @@ def test_a_run_killed_mid_deploy_leaves_a_loadable_store_and_the_rerun_completes
     assert {v.version for v in store.list_versions(MODEL_NAME)} == versions_before | {final_version}
     # The history has every pointer move, including one a kill left unrecorded.
     history = store.history(MODEL_NAME)
-    assert [h["version"] for h in history] == [before_version, final_version]
+    assert [h.version for h in history] == [before_version, final_version]
     assert history[-1] == record
     # Leftover temporary files stay hidden from every reader of the store.
     assert all(not name.startswith(".") for name in store.list_children(MODEL_NAME))

@@ -10,7 +10,7 @@ import pytest
 
 from ml_platform.checks.data_quality import DRIFT_CHECK
 from ml_platform.demo import demo_days
-from ml_platform.quality import rule_names
+from ml_platform.quality.rules import rule_names
 from ml_platform_tests.support.constants import ROOT
 
 pytestmark = pytest.mark.cli

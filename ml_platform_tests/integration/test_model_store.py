@@ -237,7 +237,7 @@ def test_promote_moves_the_pointer_and_records_history(store):
     first, second = save(store, identity="a"), save(store, identity="b")
 
     record = store.promote(MODEL, first.version, reason="first model")
-    assert record["previous"] is None
+    assert record.previous is None
     assert store.production(MODEL).version == first.version
     pointer = json.loads(store.read_bytes(f"{MODEL}/{POINTER}"))
     assert pointer == record
@@ -247,7 +247,7 @@ def test_promote_moves_the_pointer_and_records_history(store):
     dt.datetime.fromisoformat(pointer["promoted_at"])
 
     record = store.promote(MODEL, second.version, reason="better accuracy")
-    assert record["previous"] == first.version
+    assert record.previous == first.version
     assert store.production(MODEL).version == second.version
     assert json.loads(store.read_bytes(f"{MODEL}/{POINTER}"))["previous"] == first.version
 

@@ -61,7 +61,7 @@ def test_pipeline_end_to_end_on_s3(s3_platform, demo_frame):
     # The signature the model was trained with comes back from the bucket as it was recorded.
     stored = json.loads(s3_platform.bucket.get(f"model_store/{MODEL_NAME}/{version.version}/metadata.json"))
     trained = result.asset_value(["demo", "trained_model"])
-    assert Signature.from_dict(stored["signature"]) == trained.signature
+    assert Signature.from_dict(stored["signature"]) == trained.fit.signature
     assert Signature.of_version(version.metadata).columns == list(demo_frame.drop(columns=[TARGET]).columns)
     assert (
         version.location == f"s3://{s3_platform.server.bucket}/{s3_platform.prefix}/model_store/"
@@ -169,7 +169,8 @@ def test_cli_in_prod_mode_against_s3(s3_platform, tmp_path):
     assert not (tmp_path / "cli" / "model_store").exists()
     # The suggested contract reads the ingested days from the bucket too.
     suggested = run(str(BIN / "ml-platform"), "contract", "--model", "demo", "--days", "30").stdout
-    assert f"as its {len(DAYS)} newest ingested days ({DAYS[0]} … {DAYS[-1]}," in suggested
+    assert f"as all its {len(DAYS)} ingested days meet it" in suggested
+    assert f"({DAYS[0]} … {DAYS[-1]}: {len(DAYS)} days spanned," in suggested
     assert "      columns:" in suggested and "target: {allowed: [0, 1]}" in suggested
 
 

@@ -6,8 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_platform import quality
 from ml_platform.errors import ConfigError, DataValidationError
+from ml_platform.quality.kinds import category_text, column_kind
+from ml_platform.quality.results import RuleResult
+from ml_platform.quality.rules import (
+    RULE_NAMES,
+    Contract,
+    Rule,
+    blocking_failures,
+    evaluate,
+    feature_types,
+    repeated_rows,
+    rule_names,
+)
+from ml_platform.quality.suggestion import suggest_contract
 from ml_platform.settings import load_settings
 from ml_platform.spec import parse_pipelines
 
@@ -22,11 +34,11 @@ def spec_of(quality_yaml: str, extra: str = ""):
     return spec
 
 
-def contract_of(quality_yaml: str) -> quality.Contract:
+def contract_of(quality_yaml: str) -> Contract:
     return spec_of(quality_yaml).quality.contract()
 
 
-def rows_of(result: quality.RuleResult) -> dict[tuple[str, str], dict]:
+def rows_of(result: RuleResult) -> dict[tuple[str, str], dict]:
     return {(r["Column"], r["Rule"]): r for r in result.rows}
 
 
@@ -43,24 +55,24 @@ columns:
   store: {allowed: [north, south, 3]}
   order_id: {unique: true}
 """)
-    assert contract.max_null_ratio == quality.Rule(0.2, "warn")
-    assert contract.min_rows == quality.Rule(100, "block")
-    assert contract.target_missing == quality.Rule(0.6, "block")
+    assert contract.max_null_ratio == Rule(0.2, "warn")
+    assert contract.min_rows == Rule(100, "block")
+    assert contract.target_missing == Rule(0.6, "block")
     price = contract.column("price")
-    assert price.min == quality.Rule(0.0, "warn")  # the column's severity
-    assert price.max == quality.Rule(5000.0, "block")  # its own
-    assert price.max_null_ratio == quality.Rule(0.6, "warn")
-    assert contract.column("store").allowed == quality.Rule(("north", "south", 3), "block")
+    assert price.min == Rule(0.0, "warn")  # the column's severity
+    assert price.max == Rule(5000.0, "block")  # its own
+    assert price.max_null_ratio == Rule(0.6, "warn")
+    assert contract.column("store").allowed == Rule(("north", "south", 3), "block")
     assert contract.declares_values
     # A run's config replaces the pipeline-wide null share, keeping its severity.
-    assert spec_of("max_null_ratio: {value: 0.2, severity: warn}").quality.contract(0.5).max_null_ratio == quality.Rule(
+    assert spec_of("max_null_ratio: {value: 0.2, severity: warn}").quality.contract(0.5).max_null_ratio == Rule(
         0.5, "warn"
     )
 
 
 def test_no_quality_block_is_the_default_contract():
     (spec,) = parse_pipelines("pipelines:\n  - name: shop\n", "pipelines.yaml", load_settings(environ={}))
-    assert spec.quality.contract() == quality.Contract()
+    assert spec.quality.contract() == Contract()
     assert not spec.quality.contract().declares_values
     assert spec.quality.dedupe.enabled and spec.quality.dedupe.key is None
 
@@ -108,8 +120,8 @@ def day(**columns) -> pd.DataFrame:
     return pd.DataFrame({**columns, TARGET: columns.pop(TARGET, [i % 2 for i in range(rows)])})
 
 
-def results(frame: pd.DataFrame, contract: quality.Contract) -> dict[str, quality.RuleResult]:
-    return {r.name: r for r in quality.evaluate(frame, TARGET, None, contract)}
+def results(frame: pd.DataFrame, contract: Contract) -> dict[str, RuleResult]:
+    return {r.name: r for r in evaluate(frame, TARGET, None, contract)}
 
 
 def test_null_shares_are_judged_per_column_against_their_own_limits():
@@ -137,14 +149,14 @@ def test_a_warn_rule_fails_as_a_warning_and_a_block_rule_blocks():
     result = results(frame, contract)["null_ratio_below_threshold"]
     assert not result.passed and result.severity == "warn"
     assert "(severity warn: the day is still used)" in result.message
-    assert quality.blocking_failures([result]) == []
+    assert blocking_failures([result]) == []
     frame["price"] = [np.nan] * 5 + [1.0] * 5  # a block rule fails too: the check blocks
     assert results(frame, contract)["null_ratio_below_threshold"].severity == "block"
 
 
 def test_the_label_is_judged_by_target_missing_not_by_the_null_share():
     frame = day(x=[1.0] * 10, target=[np.nan] * 3 + [0, 1] * 3 + [1])
-    outcome = results(frame, quality.Contract())
+    outcome = results(frame, Contract())
     assert outcome["null_ratio_below_threshold"].passed  # the features have no nulls
     missing = outcome["target_missing_below_threshold"]
     assert not missing.passed
@@ -207,8 +219,8 @@ def test_numbers_declared_allowed_match_numbers_and_text_alike():
 
 
 def test_rule_names_grow_by_declared_rules_met_only_when_something_is_declared():
-    assert quality.rule_names("classification", quality.Contract()) == quality.RULE_NAMES
-    assert quality.rule_names("regression", contract_of("min_rows: 5"))[-1] == "declared_rules_met"
+    assert rule_names("classification", Contract()) == RULE_NAMES
+    assert rule_names("regression", contract_of("min_rows: 5"))[-1] == "declared_rules_met"
 
 
 # -- kinds ----------------------------------------------------------------------------------------
@@ -216,8 +228,8 @@ def test_rule_names_grow_by_declared_rules_met_only_when_something_is_declared()
 
 def test_booleans_with_nulls_are_booleans():
     frame = day(flag=pd.Series([True, None, False, True], dtype=object))
-    assert quality.column_kind(frame["flag"]) == ("boolean", None)
-    assert results(frame, quality.Contract.of(0.5))["feature_columns_valid"].passed
+    assert column_kind(frame["flag"]) == ("boolean", None)
+    assert results(frame, Contract.of(0.5))["feature_columns_valid"].passed
 
 
 @pytest.mark.parametrize(
@@ -229,28 +241,28 @@ def test_booleans_with_nulls_are_booleans():
 )
 def test_text_dates_are_a_datetime_column_to_declare(values):
     frame = day(x=[1.0] * 4, seen_at=values)
-    result = quality.feature_types(frame, TARGET)
+    result = feature_types(frame, TARGET)
     assert not result.passed
     assert (
         "column 'seen_at' holds dates and times (str): declare it `{seen_at: datetime}` under features (its"
         " hour, weekday and month become inputs) or leave it out of the data"
     ) in result.message
-    declared = quality.feature_types(frame, TARGET, {"seen_at": "datetime"})
+    declared = feature_types(frame, TARGET, {"seen_at": "datetime"})
     assert declared.passed, declared.message
 
 
 def test_a_declared_datetime_that_is_not_dates_fails_naming_values():
     frame = day(seen_at=["2026-01-03", "soon", "later", "2026-01-04"])
-    result = quality.feature_types(frame, TARGET, {"seen_at": "datetime"})
+    result = feature_types(frame, TARGET, {"seen_at": "datetime"})
     assert not result.passed
     assert "column 'seen_at' is declared datetime but holds values that are not dates, such as" in result.message
 
 
 def test_category_text_is_one_text_per_category():
-    assert quality.category_text(pd.Series([7, 8])).tolist() == ["7", "8"]
-    assert quality.category_text(pd.Series([7.0, np.nan, 2.5])).tolist()[::2] == ["7", "2.5"]
-    assert quality.category_text(pd.Series([True, False])).tolist() == ["True", "False"]
-    mixed = quality.category_text(pd.Series(["a", 3, None, 4.0], dtype=object))
+    assert category_text(pd.Series([7, 8])).tolist() == ["7", "8"]
+    assert category_text(pd.Series([7.0, np.nan, 2.5])).tolist()[::2] == ["7", "2.5"]
+    assert category_text(pd.Series([True, False])).tolist() == ["True", "False"]
+    mixed = category_text(pd.Series(["a", 3, None, 4.0], dtype=object))
     assert mixed.tolist()[:2] == ["a", "3"] and pd.isna(mixed[2]) and mixed[3] == "4"
 
 
@@ -260,31 +272,31 @@ def test_category_text_is_one_text_per_category():
 def test_rows_equal_in_the_features_but_not_in_every_column_are_distinct_events():
     first = pd.DataFrame({"event_id": ["e1", "e2", "e3"], "price": [1.0, 1.0, 2.0], TARGET: [0, 0, 1]})
     second = pd.DataFrame({"event_id": ["e4", "e1"], "price": [1.0, 1.0], TARGET: [0, 0]})
-    repeated = quality.repeated_rows({"2026-01-02": second, "2026-01-01": first})
+    repeated = repeated_rows({"2026-01-02": second, "2026-01-01": first})
     assert repeated["2026-01-01"].tolist() == [False, False, False]
     assert repeated["2026-01-02"].tolist() == [False, True]  # e1 again, in every column: delivered twice
-    by_key = quality.repeated_rows({"2026-01-01": first, "2026-01-02": second}, ["event_id"])
+    by_key = repeated_rows({"2026-01-01": first, "2026-01-02": second}, ["event_id"])
     assert by_key["2026-01-02"].tolist() == [False, True]
-    by_features = quality.repeated_rows({"2026-01-01": first, "2026-01-02": second}, ["price"])
+    by_features = repeated_rows({"2026-01-01": first, "2026-01-02": second}, ["price"])
     assert by_features["2026-01-01"].tolist() == [False, True, False]
 
 
 def test_a_day_delivered_twice_is_caught_even_when_an_int_column_became_float():
     first = pd.DataFrame({"qty": [1, 2, 3], "price": [1.5, 2.5, 3.5]})
     again = first.astype({"qty": "float64"})
-    repeated = quality.repeated_rows({"2026-01-01": first, "2026-01-02": again})
+    repeated = repeated_rows({"2026-01-01": first, "2026-01-02": again})
     assert repeated["2026-01-02"].all() and not repeated["2026-01-01"].any()
 
 
 def test_rows_of_days_with_other_columns_never_repeat_each_other():
     first = pd.DataFrame({"a": [1.0], "b": [np.nan]})
     other = pd.DataFrame({"a": [1.0]})
-    assert not quality.repeated_rows({"2026-01-01": first, "2026-01-02": other})["2026-01-02"].any()
+    assert not repeated_rows({"2026-01-01": first, "2026-01-02": other})["2026-01-02"].any()
 
 
 def test_a_dedupe_key_missing_from_a_day_names_it():
     with pytest.raises(DataValidationError, match="quality.dedupe.key: 'event_id' is not in 2026-01-02"):
-        quality.repeated_rows(
+        repeated_rows(
             {"2026-01-01": pd.DataFrame({"event_id": [1]}), "2026-01-02": pd.DataFrame({"id": [1]})}, ["event_id"]
         )
 
@@ -311,21 +323,72 @@ def test_the_suggested_contract_is_met_by_the_days_it_was_read_from():
             frame.loc[burst, "price"] = np.nan
             frame.loc[burst, TARGET] = None
         frames[f"2026-01-0{index + 1}"] = frame
-    suggested, notes = quality.suggest_contract(frames, TARGET, "classification")
-    assert suggested["min_rows"] == 50
+    suggested, notes = suggest_contract(frames, TARGET, "classification")
+    # Five days are not a year: what they show of the values warns (the module's docstring says why).
+    assert suggested["min_rows"] == {"value": 50, "severity": "warn"}
     assert 0.4 < suggested["target_missing"]["max_ratio"] <= 0.6
     columns = suggested["columns"]
     assert 0.4 < columns["price"]["max_null_ratio"] <= 0.6 and "empty on a day" in notes["price"]
     prices = pd.concat([f["price"] for f in frames.values()])
-    assert prices.min() - 1e-3 < columns["price"]["min"] <= prices.min() <= prices.max() <= columns["price"]["max"]
-    assert columns["store"] == {"allowed": ["east", "north", "south"]}
-    assert columns[TARGET] == {"allowed": ["no", "yes"]}
-    assert "allowed" not in columns["product"] and columns["product"]["max_categories"] >= 100
+    low, high = columns["price"]["min"], columns["price"]["max"]
+    assert low["severity"] == high["severity"] == "warn"
+    # A tenth of the range further out on each side, rounded outward; not below zero, where no price was.
+    widened = prices.max() + 0.1 * (prices.max() - prices.min())
+    assert low["value"] == 0.0 and widened <= high["value"] < widened + 1e-3
+    assert columns["store"] == {"allowed": {"value": ["east", "north", "south"], "severity": "warn"}}
+    assert columns[TARGET] == {"allowed": ["no", "yes"]}  # a yes / no pair: no season adds a third
+    assert "allowed" not in columns["product"] and columns["product"]["max_categories"]["value"] >= 100
+    assert columns["product"]["max_categories"]["severity"] == "warn"
     assert columns["order_id"]["unique"] is True and "an id?" in notes["order_id"]
     # Pasted into pipelines.yaml, every day meets it.
     import yaml
 
     contract = spec_of(yaml.safe_dump(suggested, default_flow_style=False)).quality.contract()
     for name, frame in frames.items():
-        failed = [r for r in quality.evaluate(frame, TARGET, None, contract) if not r.passed]
+        failed = [r for r in evaluate(frame, TARGET, None, contract) if not r.passed]
         assert not failed, (name, [r.message for r in failed])
+    # The same days spanning a year: what they show blocks.
+    yearly, _ = suggest_contract({**frames, "2026-12-31": frames["2026-01-05"]}, TARGET, "classification")
+    assert yearly["min_rows"] == 50 and yearly["columns"]["store"] == {"allowed": ["east", "north", "south"]}
+    assert yearly["columns"]["price"]["min"] == 0.0 and yearly["columns"]["price"]["max"] == high["value"]
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "rules"),
+    [
+        ("month", [12, 12, 12, 12], {"min": 1, "max": 12}),
+        ("order_month", [3.0, 3.0, 4.0, np.nan], {"max_null_ratio": 0.3, "min": 1, "max": 12}),
+        ("day_of_week", [0, 5, 5, 0], {"min": 0, "max": 6}),
+        ("weekday", [7, 3, 3, 7], {"min": 1, "max": 7}),
+        ("dayOfWeek", [2, 2, 3, 3], {"min": 0, "max": 7}),  # neither 0 nor 7 seen: both conventions
+        ("day", [4, 4, 30, 30], {"min": 1, "max": 31}),
+        ("pickup_hour", [23, 23, 22, 22], {"min": 0, "max": 23}),
+        (
+            "month",
+            [0, 0, 500, 500],
+            {"min": {"value": 0, "severity": "warn"}, "max": {"value": 550, "severity": "warn"}},
+        ),
+        (
+            "hours",
+            [1.5, 1.5, 7.5, 7.5],
+            {"min": {"value": 0.9, "severity": "warn"}, "max": {"value": 8.1, "severity": "warn"}},
+        ),
+        (
+            "is_weekday",
+            [0, 0, 1, 1],
+            {"min": {"value": 0, "severity": "warn"}, "max": {"value": 2, "severity": "warn"}},
+        ),
+    ],
+)
+def test_a_calendar_field_gets_the_calendar_s_whole_range_blocking(name, values, rules):
+    """Named as one and holding whole numbers inside it, from any window; otherwise a number as any."""
+    frames = {"2025-12-30": pd.DataFrame({name: values, TARGET: [0, 1, 0, 1]})}
+    suggested, notes = suggest_contract(frames, TARGET, "classification")
+    assert suggested["columns"][name] == rules
+    assert ("the calendar's" in notes.get(name, "")) is isinstance(rules["min"], int)
+
+
+def test_a_calendar_field_declared_categorical_allows_the_whole_calendar():
+    frames = {"2025-12-30": pd.DataFrame({"month": [12, 12], TARGET: [0, 1]})}
+    suggested, _ = suggest_contract(frames, TARGET, "classification", {"month": "categorical"})
+    assert suggested["columns"]["month"] == {"allowed": list(range(1, 13))}

@@ -6,11 +6,12 @@ import os
 import pandas as pd
 import pytest
 
-from ml_platform import constants, day_work, quality
+from ml_platform import constants, day_work
 from ml_platform.errors import CorruptLandingFileError, EmptyLandingFileError
+from ml_platform.quality.rules import Contract, rule_names
 from ml_platform_tests.support.constants import TARGET
 
-CONTRACT = day_work.DayContract(target=TARGET, schema=None, contract=quality.Contract.of(0.1), task="classification")
+CONTRACT = day_work.DayContract(target=TARGET, schema=None, contract=Contract.of(0.1), task="classification")
 
 
 def _frame(rows: int = 40, offset: int = 0) -> pd.DataFrame:
@@ -42,7 +43,7 @@ def test_a_parquet_day_is_stored_as_its_own_bytes_and_reads_back_as_parsed(tmp_p
     assert ingested.sha256 == hashlib.sha256(data).hexdigest() and ingested.size == len(data)
     assert ingested.summary.rows == 30 and ingested.summary.nulls == {"x": 0, "segment": 0, TARGET: 0}
     assert len(ingested.summary.head) == constants.PREVIEW_ROWS
-    assert [r.name for r in ingested.checked.results] == list(quality.rule_names("classification"))
+    assert [r.name for r in ingested.checked.results] == list(rule_names("classification"))
     assert all(r.passed for r in ingested.checked.results)
 
 
@@ -95,9 +96,7 @@ def test_a_kept_check_result_is_used_only_for_the_same_file_and_contract(tmp_pat
     ingested = day_work.ingest_day(day, source, destination, CONTRACT)
     day_work.remember_checked(destination, CONTRACT, ingested.checked)
     assert day_work.recall_checked(destination, CONTRACT) == ingested.checked
-    stricter = day_work.DayContract(
-        target=TARGET, schema=None, contract=quality.Contract.of(0.0), task="classification"
-    )
+    stricter = day_work.DayContract(target=TARGET, schema=None, contract=Contract.of(0.0), task="classification")
     assert day_work.recall_checked(destination, stricter) is None
     _frame(12).to_parquet(destination, index=False)  # the stored day is replaced
     assert day_work.recall_checked(destination, CONTRACT) is None

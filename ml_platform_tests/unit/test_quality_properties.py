@@ -1,4 +1,4 @@
-"""Property-based tests of the data contract (ml_platform/quality.py) and of the raw_data checks'
+"""Property-based tests of the data contract (ml_platform/quality/) and of the raw_data checks'
 verdicts, with hypothesis.
 
 Random valid frames (numeric, boolean and low-cardinality text features, no nulls, a target with two
@@ -17,9 +17,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ml_platform import quality
 from ml_platform.backends.local import LocalModelStore
 from ml_platform.checks.data_quality import DataQualityConfig, contract_results
+from ml_platform.quality.kinds import HIGH_CARDINALITY_SHARE, HIGH_CARDINALITY_VALUES, cardinality_problem
+from ml_platform.quality.results import RuleResult
+from ml_platform.quality.rules import RULE_NAMES, evaluate, repeated_rows
+from ml_platform.quality.schema import Schema, schema_drift
 from ml_platform_tests.support.pipelines import DEMO
 
 INSTANCE = dg.DagsterInstance.ephemeral()
@@ -75,13 +78,13 @@ def nullable_features(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c != TARGET]
 
 
-def schema_of(expected) -> quality.Schema | None:
+def schema_of(expected) -> Schema | None:
     """A declared schema of these feature names (kinds not declared), or None."""
-    return quality.Schema(tuple(expected), {}, "the test's features") if expected is not None else None
+    return Schema(tuple(expected), {}, "the test's features") if expected is not None else None
 
 
-def results(frame: pd.DataFrame, expected=None, threshold=THRESHOLD) -> dict[str, quality.RuleResult]:
-    return {r.name: r for r in quality.evaluate(frame, TARGET, schema_of(expected), threshold)}
+def results(frame: pd.DataFrame, expected=None, threshold=THRESHOLD) -> dict[str, RuleResult]:
+    return {r.name: r for r in evaluate(frame, TARGET, schema_of(expected), threshold)}
 
 
 def failing(frame: pd.DataFrame) -> dict[str, str]:
@@ -110,7 +113,7 @@ def test_valid_frames_pass_every_rule(frame):
     features = [c for c in frame.columns if c != TARGET]
     for expected in (None, features):
         outcome = results(frame, expected)
-        assert tuple(outcome) == quality.RULE_NAMES
+        assert tuple(outcome) == RULE_NAMES
         assert all(r.passed for r in outcome.values()), {n: r.message for n, r in outcome.items()}
 
 
@@ -142,7 +145,7 @@ def test_days_of_one_schema_do_not_drift(frame, data):
     cuts = sorted(data.draw(st.lists(st.integers(1, len(frame) - 1), max_size=3, unique=True)))
     bounds = [0, *cuts, len(frame)]
     days = {f"2026-01-{i + 1:02d}": frame.iloc[a:b] for i, (a, b) in enumerate(zip(bounds, bounds[1:]))}
-    drift = quality.schema_drift(days)
+    drift = schema_drift(days)
     assert drift.passed, drift.message
 
 
@@ -232,7 +235,7 @@ def test_a_column_of_an_unusable_kind_fails_naming_it(frame, column, kind, data)
 
 
 @PROPERTIES
-@given(valid_frames(min_rows=quality.HIGH_CARDINALITY_VALUES + 1, max_rows=150), names, st.data())
+@given(valid_frames(min_rows=HIGH_CARDINALITY_VALUES + 1, max_rows=150), names, st.data())
 def test_an_identifier_column_is_a_warning_naming_it_and_the_fix(frame, column, data):
     assume(column not in frame.columns)
     rows = len(frame)
@@ -243,8 +246,8 @@ def test_an_identifier_column_is_a_warning_naming_it_and_the_fix(frame, column, 
     assert f"column {column!r} has {rows} distinct values in {rows} rows" in result.message
     assert f"declare it `{{{column}: categorical}}` under features" in result.message
     # Declared categorical (here pinned through the schema's kinds), it is kept without a word.
-    declared = quality.Schema(tuple(c for c in frame.columns if c != TARGET), {column: "categorical"}, "declared")
-    kept = {r.name: r for r in quality.evaluate(frame, TARGET, declared)}["feature_columns_valid"]
+    declared = Schema(tuple(c for c in frame.columns if c != TARGET), {column: "categorical"}, "declared")
+    kept = {r.name: r for r in evaluate(frame, TARGET, declared)}["feature_columns_valid"]
     assert kept.passed and not kept.warning, kept.message
 
 
@@ -252,8 +255,8 @@ def test_an_identifier_column_is_a_warning_naming_it_and_the_fix(frame, column, 
 @given(st.integers(1, 400), st.integers(1, 400))
 def test_cardinality_rule_boundary(distinct, rows):
     assume(distinct <= rows)
-    problem = quality.cardinality_problem(pd.Series([f"v{i % distinct}" for i in range(rows)]))
-    too_many = distinct > quality.HIGH_CARDINALITY_VALUES and distinct > quality.HIGH_CARDINALITY_SHARE * rows
+    problem = cardinality_problem(pd.Series([f"v{i % distinct}" for i in range(rows)]))
+    too_many = distinct > HIGH_CARDINALITY_VALUES and distinct > HIGH_CARDINALITY_SHARE * rows
     assert (problem is not None) == too_many
 
 
@@ -268,7 +271,7 @@ def test_a_column_that_changes_kind_between_days_is_drift(frame, data):
     days[changed][column] = data.draw(
         st.lists(st.sampled_from(CATEGORIES), min_size=len(days[changed]), max_size=len(days[changed]))
     )
-    drift = quality.schema_drift(days)
+    drift = schema_drift(days)
     assert not drift.passed
     assert f"column {column!r} is" in drift.message and f"categorical on {changed}" in drift.message
     assert drift.metadata["Drifting columns"] == 1
@@ -313,15 +316,15 @@ def any_frames(draw) -> pd.DataFrame:
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(any_frames(), st.floats(0.0, 1.0), st.none() | st.lists(names, max_size=3))
 def test_rules_never_raise(frame, threshold, expected):
-    outcome = quality.evaluate(frame, TARGET, schema_of(expected), threshold)
-    assert tuple(r.name for r in outcome) == quality.RULE_NAMES
+    outcome = evaluate(frame, TARGET, schema_of(expected), threshold)
+    assert tuple(r.name for r in outcome) == RULE_NAMES
     for result in outcome:
         assert isinstance(result.passed, bool) and isinstance(result.message, str) and result.message
-    assert isinstance(quality.schema_drift({"2026-01-01": frame, "2026-01-02": frame.iloc[:1]}).passed, bool)
+    assert isinstance(schema_drift({"2026-01-01": frame, "2026-01-02": frame.iloc[:1]}).passed, bool)
     # The fast duplicate finder agrees with pandas' exact one, with every missing value one value
     # (pandas tells None from NaN in a text column; a row missing a value is missing it either way).
     nulls_alike = frame.astype(object).where(frame.notna(), np.nan)
-    assert quality.repeated_rows({"2026-01-01": frame})["2026-01-01"].tolist() == nulls_alike.duplicated().tolist()
+    assert repeated_rows({"2026-01-01": frame})["2026-01-01"].tolist() == nulls_alike.duplicated().tolist()
 
 
 @PROPERTIES
@@ -329,7 +332,7 @@ def test_rules_never_raise(frame, threshold, expected):
 def test_duplicate_rows_are_exactly_the_repeats(frame, data):
     repeats = data.draw(st.lists(st.integers(0, len(frame) - 1), max_size=10))
     doubled = pd.concat([frame, frame.iloc[repeats]], ignore_index=True)
-    mask = quality.repeated_rows({"2026-01-01": doubled})["2026-01-01"]
+    mask = repeated_rows({"2026-01-01": doubled})["2026-01-01"]
     assert mask.tolist() == doubled.duplicated().tolist()
     assert mask[len(frame) :].all()  # every repeated row is found
     assert doubled[~mask].reset_index(drop=True).equals(frame.drop_duplicates().reset_index(drop=True))
@@ -363,7 +366,7 @@ def test_check_verdicts_follow_the_rules_day_by_day(days, threshold):
         )
     }
     # The seven rules, then the drift check (no training data in this instance: nothing to drift from).
-    assert tuple(checks) == (*quality.RULE_NAMES, "no_feature_drift")
+    assert tuple(checks) == (*RULE_NAMES, "no_feature_drift")
     assert checks.pop("no_feature_drift").passed
     for name, check in checks.items():
         by_day = {day: results(frame, threshold=threshold)[name] for day, frame in frames.items()}

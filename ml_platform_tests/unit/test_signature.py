@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ml_platform import quality
 from ml_platform.errors import (
     ColumnTypeError,
     EmptyInputError,
@@ -22,6 +21,7 @@ from ml_platform.errors import (
     SignatureError,
 )
 from ml_platform.ml import make_model
+from ml_platform.quality.schema import schema_matches
 from ml_platform.resources import ModelVersion
 from ml_platform.serving import CheckedModel
 from ml_platform.signature import (
@@ -125,7 +125,7 @@ def test_a_schema_pinned_by_a_signature_names_its_source_and_kinds():
     assert schema.features == ("amount", "visits", "segment", "member")
     assert schema.kinds["member"] == "boolean" and schema.source == "production model churn v1"
     day = training_rows().assign(member=lambda f: np.where(f["member"], "yes", "no"))
-    result = quality.schema_matches(day, TARGET, schema)
+    result = schema_matches(day, TARGET, schema)
     assert not result.passed and "column 'member' is categorical, the schema says boolean" in result.message
 
 

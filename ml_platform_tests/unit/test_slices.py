@@ -16,7 +16,7 @@ from ml_platform.loading import pipelines_from_text
 from ml_platform.ml import classification_metrics, predict_outputs
 from ml_platform.model_metrics import ChampionComparison, ModelMetrics
 from ml_platform.runtime import PipelineRuntime
-from ml_platform.sensors import run_outcome
+from ml_platform.sensors.notifications import run_outcome
 from ml_platform.settings import load_settings
 from ml_platform.slices import MISSING, SliceComparison, scores_of_slices, slice_labels, worst_slices
 

@@ -38,7 +38,7 @@ class CheckedModel:
     def __init__(self, sklearn_model: Any, version: ModelVersion):
         self.sklearn_model = sklearn_model
         self.version = version
-        signature = version.record.signature
+        signature = version.record.fit.signature
         if signature is None:
             raise PredictionError(f"{version.model_name} {version.version} records no feature columns")
         self.signature = signature
