@@ -1,12 +1,15 @@
 """The import rules of docs/design.md, read off the package's own import graph: every import of every
 module, at its top and inside its functions (an import inside a function still ties two modules).
 
+- Layers. Every module of the package belongs to exactly one layer of ``LAYERS`` (the longest
+  entry that names it or a package above it), and imports only modules of its own layer or of the
+  layers below. docs/design.md shows the same table (``layers_markdown``), checked here.
 - No cycle. Importing ``a.b.c`` runs the package ``a.b`` first, so it counts as importing ``a.b``
   too (how a backend module importing its package's ``__init__`` closed a circle); the root package
   ``ml_platform`` is left out of that, its lazy ``defs`` / ``load_production_model`` being the users'
-  entry points, not a layer.
-- The rules and the ML are free of Dagster: neither they nor any module of the package they import
-  imports ``dagster`` (or a ``dagster_*`` library).
+  entry points.
+- The two bottom layers (the leaves, the rules and the ML) are free of Dagster: neither they nor
+  any module of the package they import imports ``dagster`` (or a ``dagster_*`` library).
 """
 
 from __future__ import annotations
@@ -17,22 +20,83 @@ from pathlib import Path
 from ml_platform_tests.support.constants import ROOT
 
 PACKAGE = "ml_platform"
-FREE_OF_DAGSTER = (
-    "ml_platform.ml",
-    "ml_platform.quality",
-    "ml_platform.drift",
-    "ml_platform.traffic",
-    "ml_platform.outcomes",
-    "ml_platform.signature",
-    "ml_platform.tracking",
-    "ml_platform.encoding",
-    "ml_platform.day_work",
-    "ml_platform.estimators",
-    "ml_platform.user_code",
-    "ml_platform.paths",
-    "ml_platform.errors",
-    "ml_platform.constants",
+# From the bottom up: (what the layer is, the modules and packages in it, relative to ml_platform;
+# "" is the root package).
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("leaves", ("constants", "errors", "paths", "storage", "memory", "settings", "clock")),
+    (
+        "the rules and the ML, free of Dagster",
+        (
+            "quality",
+            "encoding",
+            "signature",
+            "drift",
+            "user_code",
+            "metrics",
+            "estimators",
+            "intervals",
+            "decision",
+            "slices",
+            "ml",
+            "tracking",
+            "day_work",
+            "recipe",
+            "version_record",
+            "pointer",
+            "model_metrics",
+            "traffic",
+            "outcomes",
+            "asset_records",
+        ),
+    ),
+    ("the pipelines file", ("spec", "reference", "loading")),
+    ("the contracts and their backends", ("resources", "backends", "retries", "checked_model")),
+    (
+        "a pipeline at run time and its Dagster definitions",
+        (
+            "runtime",
+            "partitions",
+            "timeouts",
+            "metadata",
+            "instance_queries",
+            "checks",
+            "assets",
+            "jobs",
+            "schedules",
+            "sensors",
+            "factory",
+        ),
+    ),
+    ("the entry points", ("", "definitions", "cli", "serving", "demo")),
 )
+FREE_OF_DAGSTER_LAYERS = 2  # the bottom two
+
+
+def _dotted(entry: str) -> str:
+    return f"{PACKAGE}.{entry}" if entry else PACKAGE
+
+
+def layer_of(module: str) -> int | None:
+    """The index in LAYERS of the longest entry naming ``module`` or a package above it."""
+    best, best_length = None, -1
+    for index, (_, entries) in enumerate(LAYERS):
+        for entry in entries:
+            name = _dotted(entry)  # the root package is an entry of its own, not all the package
+            if (module == name or (entry and module.startswith(name + "."))) and len(name) > best_length:
+                best, best_length = index, len(name)
+    return best
+
+
+def layers_markdown() -> str:
+    """LAYERS as docs/design.md lists them."""
+    lines = []
+    for number, (title, entries) in enumerate(LAYERS, start=1):
+        names = ", ".join(
+            "the root package" if not e else (f"`{e}/`" if (ROOT / PACKAGE / e).is_dir() else f"`{e}.py`")
+            for e in entries
+        )
+        lines.append(f"{number}. {title}: {names};")
+    return "\n".join(lines)
 
 
 def module_files(root: Path = ROOT) -> dict[str, Path]:
@@ -148,14 +212,43 @@ def test_the_package_has_no_import_cycle():
 
 def test_the_rules_and_the_ml_never_import_dagster():
     graph, outside = import_graph()
-    for module in FREE_OF_DAGSTER:
-        assert module in graph, f"{module} is gone: update FREE_OF_DAGSTER and docs/design.md"
-        assert dagster_paths(graph, outside, module) == [], module
+    free = [m for m in graph if (layer_of(m) or 0) < FREE_OF_DAGSTER_LAYERS]
+    assert "ml_platform.ml" in free and "ml_platform.quality.rules" in free
+    assert [path for module in sorted(free) for path in dagster_paths(graph, outside, module)] == []
+
+
+def test_every_module_is_in_a_layer():
+    graph, _ = import_graph()
+    assert [m for m in sorted(graph) if layer_of(m) is None] == [], "add them to LAYERS (and docs/design.md)"
+    named = [_dotted(e) for _, entries in LAYERS for e in entries]
+    assert [n for n in named if n not in graph] == [], "LAYERS names modules that are gone"
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Each import of a module from a layer above its own, as 'a (layer) -> b (layer)'."""
+    found = []
+    for module in sorted(graph):
+        for target in sorted(graph[module]):
+            here, there = layer_of(module), layer_of(target)
+            if here is not None and there is not None and there > here:
+                found.append(f"{module} ({LAYERS[here][0]}) -> {target} ({LAYERS[there][0]})")
+    return found
+
+
+def test_each_layer_imports_only_its_own_and_the_layers_below():
+    graph, _ = import_graph()
+    assert upward_imports(graph) == []
+
+
+def test_docs_design_lists_the_layers_of_the_test():
+    text = (ROOT / "docs" / "design.md").read_text()
+    assert layers_markdown() in text, f"docs/design.md's list of layers should read:\n{layers_markdown()}"
 
 
 def test_the_checks_see_what_they_are_meant_to(tmp_path):
     """The checks themselves, on a small package written here: a cycle closed inside a function and
-    through a package's __init__ is found, and so is dagster imported two modules away."""
+    through a package's __init__ is found, so is dagster imported two modules away, and so is a
+    leaf importing an entry point inside a function."""
     package = tmp_path / PACKAGE
     (package / "backends").mkdir(parents=True)
     (package / "__init__.py").write_text("")
@@ -164,7 +257,10 @@ def test_the_checks_see_what_they_are_meant_to(tmp_path):
     (package / "backends" / "base.py").write_text("X = 1\n")
     (package / "ml.py").write_text("def fit():\n    from ml_platform import helpers\n")
     (package / "helpers.py").write_text("import dagster as dg\n")
+    (package / "errors.py").write_text("def hint():\n    from ml_platform.cli import main\n")
+    (package / "cli.py").write_text("def main():\n    pass\n")
     graph, outside = import_graph(tmp_path)
+    assert upward_imports(graph) == ["ml_platform.errors (leaves) -> ml_platform.cli (the entry points)"]
     assert cycles(graph) == [["ml_platform.backends", "ml_platform.backends.local"]]
     assert dagster_paths(graph, outside, "ml_platform.ml") == [
         "ml_platform.ml ... ml_platform.helpers (imports dagster)"
