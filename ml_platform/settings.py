@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ml_platform import constants
+from ml_platform import clock, constants
 from ml_platform.errors import ConfigError
 
 ENVIRONMENTS = ("local", "prod")
@@ -124,6 +124,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     s3_bucket = environ.get("ML_PLATFORM_S3_BUCKET", "").strip() or None
     if env == "prod" and not s3_bucket:
         raise ConfigError("ML_PLATFORM_ENV=prod needs ML_PLATFORM_S3_BUCKET (the bucket for data and models)")
+    clock.fixed_time(environ)  # a malformed ML_PLATFORM_CLOCK fails here, at load, not at its first use
 
     return Settings(
         env=env,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import hmac
 import json
 import logging
@@ -41,10 +40,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ml_platform import constants
+from ml_platform.checked_model import CheckedModel
+from ml_platform.clock import Clock
+from ml_platform.clock import now as platform_time
 from ml_platform.errors import PredictionError, SignatureError
 from ml_platform.serving.holder import ModelHolder
 from ml_platform.serving.inference_protocol import infer_answer, infer_request, model_metadata
-from ml_platform.serving.model import CheckedModel
 from ml_platform.serving.parsing import REQUEST_ID_HEADER, RequestError, content_type, flag, parse_rows, request_id_of
 from ml_platform.serving.prediction_log import DEFAULT_FLUSH_S, Entry, LogSettings, PredictionLog
 
@@ -274,10 +275,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
 class Service:
     """What one worker serves, and the work of each route as a plain method (parse -> check ->
     predict -> answer), as MLflow's scoring server keeps its work apart from its web framework: the
-    Starlette app of ``create_app`` only reads requests, calls these and writes the answers."""
+    Starlette app of ``create_app`` only reads requests, calls these and writes the answers.
+    ``clock`` says when a request was answered: the day of the log it goes to."""
 
-    def __init__(self, config: ServeConfig):
+    def __init__(self, config: ServeConfig, clock: Clock = platform_time):
         self.config = config
+        self.clock = clock
         self.holders = {name: ModelHolder(name, config.store()) for name in config.models}
         self.metrics = Metrics()
         self.batchers = {name: Batcher(name, config.max_batch_rows, self.metrics) for name in config.models}
@@ -343,6 +346,7 @@ class Service:
             flush_s=self.config.log_flush_s,
             list_children=store.list_children,
             delete_tree=store.delete_tree,
+            clock=self.clock,
         )
 
     def log_answer(self, holder: ModelHolder, model: CheckedModel, request_id: str, started: float, frame, answered):
@@ -350,7 +354,7 @@ class Service:
         if self.log is None:
             return
         predictions, probabilities = answered
-        now = dt.datetime.now(dt.UTC)
+        now = self.clock()
         latency_ms = (time.perf_counter() - started) * 1000
         name, version = holder.model_name, model.version.version
         self.log.record(Entry(name, version, request_id, now, latency_ms, frame, predictions, probabilities))
@@ -361,7 +365,8 @@ class Service:
             return
         count = len(rows) if isinstance(rows, pd.DataFrame | list) else 1
         latency_ms = (time.perf_counter() - started) * 1000
-        entry = Entry.refusal(holder.model_name, model.version.version, request_id, latency_ms, count, str(exc))
+        name, version, now = holder.model_name, model.version.version, self.clock()
+        entry = Entry.refusal(name, version, request_id, now, latency_ms, count, str(exc))
         self.log.record(entry)
 
     # -- the routes' work ---------------------------------------------------------------------
@@ -521,11 +526,11 @@ def _inference_protocol_routes(service: Service) -> dict[str, tuple[Callable, li
     }
 
 
-def create_app(config: ServeConfig | None = None) -> Starlette:
-    """The app of one worker: the models of ``config`` (default: from ``CONFIG_ENV``). It reads the
-    requests and writes the answers; the work is the ``Service``'s."""
+def create_app(config: ServeConfig | None = None, clock: Clock = platform_time) -> Starlette:
+    """The app of one worker: the models of ``config`` (default: from ``CONFIG_ENV``), answering on
+    ``clock``'s time. It reads the requests and writes the answers; the work is the ``Service``'s."""
     _logging()
-    service = Service(config or ServeConfig.from_env())
+    service = Service(config or ServeConfig.from_env(), clock)
 
     async def predict(request: Request) -> Response:
         request_id = request_id_of(request.headers)

@@ -13,7 +13,8 @@ the model store the server reads (a local folder, or S3):
 
     <model>/prediction_log/<YYYY-MM-DD>/<UTC time>-<pid>-<n>.parquet
 
-at least every ``flush_s`` seconds and when the server stops. The day is the day of the
+at least every ``flush_s`` seconds and when the server stops. The day is the one the request was
+answered on (by the platform's clock, ``ml_platform.clock``) in the
 pipeline's time zone (``schedule.timezone``; UTC for a model the server has no pipeline of), so a
 folder is exactly one of the pipeline's daily partitions (served[day]). A part that cannot be written (a full
 disk, S3 down) is dropped and counted; predictions go on. Parts are written whole (the store's
@@ -41,6 +42,8 @@ import pandas as pd
 from pyarrow.lib import ArrowException
 
 from ml_platform import constants
+from ml_platform.clock import Clock
+from ml_platform.clock import now as platform_time
 
 logger = logging.getLogger("ml_platform.serving")
 
@@ -78,6 +81,14 @@ class LogSettings:
         """The day of ``moment`` in the log's time zone: the folder it is written to."""
         return moment.astimezone(ZoneInfo(self.timezone)).date().isoformat()
 
+    def first_kept(self, moment: dt.datetime) -> str | None:
+        """The oldest day folder the retention keeps at ``moment`` (its day and the
+        ``retention_days - 1`` days before, in the log's time zone); None: every day is kept."""
+        if not self.retention_days:
+            return None
+        today = dt.date.fromisoformat(self.day(moment))
+        return (today - dt.timedelta(days=self.retention_days - 1)).isoformat()
+
 
 @dataclass
 class Entry:
@@ -95,14 +106,25 @@ class Entry:
     refused: str | None = None
 
     @classmethod
-    def refusal(cls, model: str, version: str, request_id: str, latency_ms: float, count: int, reason: str) -> Entry:
+    def refusal(
+        cls,
+        model: str,
+        version: str,
+        request_id: str,
+        logged_at: dt.datetime,
+        latency_ms: float,
+        count: int,
+        reason: str,
+    ) -> Entry:
         empty = pd.DataFrame(index=range(count))
-        now = dt.datetime.now(dt.UTC)
-        return cls(model, version, request_id, now, latency_ms, empty, np.full(count, None, dtype=object), None, reason)
+        predictions = np.full(count, None, dtype=object)
+        return cls(model, version, request_id, logged_at, latency_ms, empty, predictions, None, reason)
 
 
 class PredictionLog:
-    """The queue the request path puts answered requests on, and the thread that writes them."""
+    """The queue the request path puts answered requests on, and the thread that writes them.
+    ``clock`` decides the days the retention keeps (the platform's by default); ``rng`` draws the
+    sample (a seeded one makes it repeatable)."""
 
     def __init__(
         self,
@@ -113,10 +135,14 @@ class PredictionLog:
         max_requests: int = DEFAULT_QUEUE_REQUESTS,
         list_children: Callable[[str], list[str]] | None = None,
         delete_tree: Callable[[str], None] | None = None,
+        clock: Clock = platform_time,
+        rng: random.Random | None = None,
     ):
         self._write_bytes = write  # the model store's atomic write
         self._list_children, self._delete_tree = list_children, delete_tree  # the retention's
-        self._pruned_at: float | None = None
+        self.clock = clock
+        self._rng = rng or random.Random()
+        self._pruned_at: dt.datetime | None = None
         self.settings = settings
         self._counted = counted  # (model, outcome "written" / "dropped", rows)
         self.flush_s = flush_s
@@ -129,7 +155,7 @@ class PredictionLog:
     def record(self, entry: Entry) -> None:
         """Queue an answered request (never blocks: a full queue drops it, counted)."""
         chosen = self.settings.get(entry.model, LogSettings())
-        if not chosen.enabled or (chosen.sample < 1.0 and random.random() >= chosen.sample):
+        if not chosen.enabled or (chosen.sample < 1.0 and self._rng.random() >= chosen.sample):
             return
         if chosen.exclude:
             entry.rows = entry.rows.drop(columns=[c for c in chosen.exclude if c in entry.rows.columns])
@@ -146,6 +172,7 @@ class PredictionLog:
 
     # -- the writing thread -------------------------------------------------------------------------
     def _run(self) -> None:
+        self._prune()  # when the server starts, before the first part
         pending: list[Entry] = []
         deadline = time.monotonic() + self.flush_s
         while True:
@@ -184,16 +211,17 @@ class PredictionLog:
 
     def _prune(self) -> None:
         """Delete the day folders older than each model's ``retention_days``, when the server starts
-        and then hourly (a failure is warned about and tried again in an hour)."""
-        now = time.monotonic()
-        if self._delete_tree is None or (self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_S):
+        and then hourly by the clock (a failure is warned about and tried again an hour later)."""
+        now = self.clock()
+        if self._delete_tree is None or (
+            self._pruned_at is not None and abs((now - self._pruned_at).total_seconds()) < PRUNE_EVERY_S
+        ):
             return
         self._pruned_at = now
         for model, chosen in self.settings.items():
-            if not chosen.retention_days:
+            first_kept = chosen.first_kept(now)
+            if first_kept is None:
                 continue
-            today = dt.date.fromisoformat(chosen.day(dt.datetime.now(dt.UTC)))
-            first_kept = (today - dt.timedelta(days=chosen.retention_days - 1)).isoformat()
             try:
                 for day in self._list_children(f"{model}/{FOLDER}"):
                     if len(day) == 10 and day < first_kept:

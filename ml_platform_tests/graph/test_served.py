@@ -1,41 +1,44 @@
 """served[day]: a day of the prediction log as an asset, on a model of a year-like shop table (a
 400-value product column, bursts of missing distances), in a time zone that is not UTC.
 
-The log is written by the server's own writer (PredictionLog) with rows the model really checked
-and predicted, as `ml-platform serve` does; a request the signature check refuses is logged as
-the server logs it. One day of ordinary traffic passes both checks; on a day whose prices went up
-eightfold and a third of whose requests send prices as text, served shows the drift of `price`
-against the training data and fails served_rows_match_signature with the refusal's reason. The
-served sensor reads each ended day once, and a day again when a late part of it arrives.
+The log is written by the server's own app (``create_app``, in this process, on a clock the test
+sets to each request's minute): requests of 1-5 rows spread over the day, checked, predicted and
+logged as `ml-platform serve` does, the refused ones included. One day of ordinary traffic passes
+both checks; on a day whose prices went up eightfold and a third of whose requests send prices as
+text, served shows the drift of `price` against the training data and fails
+served_rows_match_signature with the refusal's reason. The served sensor reads each ended day once,
+and a day again when a late part of it arrives. Each test that writes outcome files has days of its
+own (their windows of max_delay_days do not reach another test's), so the order they run in
+changes nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
-from ml_platform.errors import SignatureError
-from ml_platform.serving import CheckedModel
-from ml_platform.serving.prediction_log import Entry, LogSettings, PredictionLog
+from ml_platform import clock
+from ml_platform_tests.support.clock import SetClock, local_time
 from ml_platform_tests.support.constants import DAYS
 from ml_platform_tests.support.pipelines import built_from, ingest_and_train
 from ml_platform_tests.support.platform import Platform
 from ml_platform_tests.support.realistic import FEATURES, TARGET, shop_day, write_days
 from ml_platform_tests.support.results import check_descriptions, check_results, step_errors
+from ml_platform_tests.support.serve_process import serving_in_process
 
 ZONE = "Europe/Berlin"
+MODEL = "shop_churn"
 YAML = f"""
 pipelines:
   - name: shop
     landing: shop
     target: {TARGET}
-    model_name: shop_churn
+    model_name: {MODEL}
     features: [{", ".join(FEATURES)}]
     partitions: {{start: "{DAYS[0]}"}}
     schedule: {{timezone: {ZONE}}}
@@ -45,6 +48,7 @@ pipelines:
     feedback: {{landing: shop_outcomes, id: order_ref, max_delay_days: 7}}
 """
 BUILT = built_from(YAML)
+LOG = {MODEL: {"timezone": ZONE}}  # the pipeline's serving.log, as `ml-platform serve` reads it
 ORDINARY, SHIFTED = "2026-01-08", "2026-01-09"
 
 
@@ -54,48 +58,36 @@ def shop_rows(day: str, rows: int, seed: int, burst: float = 0.0) -> pd.DataFram
 
 def at(day: str, minutes: float) -> dt.datetime:
     """``minutes`` after the start of ``day`` in Berlin, in UTC."""
-    start = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), ZoneInfo(ZONE))
-    return (start + dt.timedelta(minutes=minutes)).astimezone(dt.UTC)
+    return local_time(day, "00:00", ZONE) + dt.timedelta(minutes=minutes)
 
 
-def requests_of(model: CheckedModel, rows: pd.DataFrame, day: str, prefix: str, rng) -> list[Entry]:
-    """The rows as requests of 1-5 rows spread over the day, each checked and predicted (or refused)
-    as the server does. The rows that pass are predicted in one call (a forest's predict costs the
-    same for one row as for a hundred), then handed out to their requests."""
-    try:
-        checked, _ = model.check(rows)
-    except SignatureError:
-        checked = None
-    else:
-        predictions, probabilities = model.predict_checked(checked, proba=True)
-    entries, start = [], 0
+@dataclass
+class Sent:
+    """A request as its client saw it: its id, how many rows, the status and the predictions."""
+
+    request_id: str
+    rows: int
+    status: int
+    predictions: list | None
+
+
+def send_day(client, setclock: SetClock, rows: pd.DataFrame, day: str, prefix: str, rng) -> list[Sent]:
+    """The rows as requests of 1-5 rows spread over ``day`` in Berlin (the server's clock set to each
+    request's minute), asking for probabilities."""
+    sent: list[Sent] = []
+    start = 0
     while start < len(rows):
         size = min(int(rng.integers(1, 6)), len(rows) - start)
-        request_id = f"{prefix}-{len(entries):04d}"
-        logged_at = at(day, 1440 * start / len(rows))
-        latency = float(rng.gamma(2.0, 2.0))
-        name, version = model.version.model_name, model.version.version
-        if checked is None:
-            with pytest.raises(SignatureError) as refused:
-                model.check(rows.iloc[start : start + size])
-            entry = Entry.refusal(name, version, request_id, latency, size, str(refused.value))
-            entry.logged_at = logged_at
-        else:
-            part = slice(start, start + size)
-            frame = checked.iloc[part].reset_index(drop=True)
-            proba = probabilities.iloc[part].reset_index(drop=True)
-            entry = Entry(name, version, request_id, logged_at, latency, frame, predictions[part], proba)
-        entries.append(entry)
+        setclock.moment = at(day, 1440 * start / len(rows))
+        request_id = f"{prefix}-{len(sent):04d}"
+        response = client.post(
+            f"/v1/models/{MODEL}/predict?proba=true",
+            content=rows.iloc[start : start + size].to_json(orient="records"),
+            headers={"Content-Type": "application/json", "X-Request-ID": request_id},
+        )
+        sent.append(Sent(request_id, size, response.status_code, response.json().get("predictions")))
         start += size
-    return entries
-
-
-def write_log(platform: Platform, entries: list[Entry]) -> None:
-    settings = {"shop_churn": LogSettings(timezone=ZONE)}
-    log = PredictionLog(platform.store.write_bytes, settings, lambda *a: None, flush_s=60)
-    for entry in entries:
-        log.record(entry)
-    log.close()
+    return sent
 
 
 def materialize_served(platform: Platform, day: str, asset: str = "served") -> dg.ExecuteInProcessResult:
@@ -130,9 +122,9 @@ class Logged:
     """The traffic the log holds: each day's requests, and the true label of each ordinary row."""
 
     version: str
-    ordinary: list[Entry]
-    shifted: list[Entry]
-    refused: list[Entry]
+    ordinary: list[Sent]
+    shifted: list[Sent]
+    refused: list[Sent]
     truth: pd.DataFrame  # request_id, row, churned (None where the outcome never comes)
 
 
@@ -141,25 +133,22 @@ def logged(served_platform: Platform) -> Logged:
     """A day of ordinary traffic (a burst of missing distances, and no outcome for those rows), and
     a day whose prices went up eightfold with a third of its requests sending prices as text."""
     platform = served_platform
-    sklearn_model, version = platform.store.load("shop_churn")
-    model = CheckedModel(sklearn_model, version)
     rng = np.random.default_rng(7)
     day = shop_day(ORDINARY, 600, 1, index=len(DAYS), burst=0.3)
-    ordinary = requests_of(model, day.drop(columns=["order_id", TARGET]), ORDINARY, "a", rng)
     shifted_rows = shop_rows(SHIFTED, 600, 2)
     shifted_rows["price"] = shifted_rows["price"] * 8
-    shifted = requests_of(model, shifted_rows, SHIFTED, "b", rng)
     text_prices = shop_rows(SHIFTED, 300, 3).astype({"price": object})
     text_prices["price"] = "call us"
-    refused = requests_of(model, text_prices, SHIFTED, "c", rng)
-    assert all(e.refused for e in refused) and not any(e.refused for e in ordinary + shifted)
-    # The first request of SHIFTED, at midnight in Berlin, is 23:00 UTC on ORDINARY: it belongs to
-    # SHIFTED, the pipeline's day.
-    assert shifted[0].logged_at.date().isoformat() == ORDINARY
-    write_log(platform, ordinary + shifted + refused)
-    ids = [(e.request_id, row) for e in ordinary for row in range(len(e.rows))]
+    setclock = SetClock(at(ORDINARY, 0))
+    with serving_in_process(platform.store_dir, LOG, setclock) as client:
+        ordinary = send_day(client, setclock, day.drop(columns=["order_id", TARGET]), ORDINARY, "a", rng)
+        shifted = send_day(client, setclock, shifted_rows, SHIFTED, "b", rng)
+        refused = send_day(client, setclock, text_prices, SHIFTED, "c", rng)
+    assert all(s.status == 422 for s in refused) and all(s.status == 200 for s in ordinary + shifted)
+    ids = [(s.request_id, row) for s in ordinary for row in range(s.rows)]
     truth = pd.DataFrame(ids, columns=["request_id", "row"]).assign(churned=day[TARGET].to_numpy())
-    return Logged(version.version, ordinary, shifted, refused, truth)
+    version = platform.store.production(MODEL).version
+    return Logged(version, ordinary, shifted, refused, truth)
 
 
 def test_a_day_of_traffic_and_a_day_shifted(served_platform: Platform, logged: Logged):
@@ -170,7 +159,9 @@ def test_a_day_of_traffic_and_a_day_shifted(served_platform: Platform, logged: L
     metadata = metadata_of(result)
     assert metadata["Requests"] == len(ordinary) and metadata["Rows"] == 600
     assert metadata["Refused rows"] == 0 and metadata["Rows meeting the signature"] == 1.0
-    latencies = np.array([e.latency_ms for e in ordinary])
+    day = result.output_for_node("shop__served")
+    latencies = day.groupby("request_id")["latency_ms"].first().to_numpy()  # the server's, per request
+    assert len(latencies) == len(ordinary) and (latencies > 0).all()
     assert metadata["Latency p50 ms"] == pytest.approx(float(np.quantile(latencies, 0.5)))
     assert metadata["Versions"].records[0].data == {
         "Version": logged.version,
@@ -179,9 +170,14 @@ def test_a_day_of_traffic_and_a_day_shifted(served_platform: Platform, logged: L
         "p50 ms": pytest.approx(float(np.median(latencies))),
     }
     assert check_results(result) == {"served_rows_match_signature": True, "no_feature_drift": True}
-    day = result.output_for_node("shop__served")
-    assert set(day["request_id"]) == {e.request_id for e in ordinary}
+    assert set(day["request_id"]) == {s.request_id for s in ordinary}
     assert day["distance"].isna().mean() > 0.2  # the burst of missing values, as the model saw it
+    answered = pd.DataFrame(
+        [(s.request_id, row, p) for s in ordinary for row, p in enumerate(s.predictions)],
+        columns=["request_id", "row", "answered"],
+    )
+    both = day.merge(answered, on=["request_id", "row"])
+    assert len(both) == 600 and (both["prediction"] == both["answered"]).all()  # what the clients got
 
     result = materialize_served(platform, SHIFTED)
     assert result.success, step_errors(result)
@@ -194,43 +190,48 @@ def test_a_day_of_traffic_and_a_day_shifted(served_platform: Platform, logged: L
     assert "price" in descriptions["served_rows_match_signature"]
     assert f"drift against the training data of {logged.version}" in descriptions["no_feature_drift"]
     assert "price" in descriptions["no_feature_drift"].split(": ", 1)[1]
+    # SHIFTED's first request, at midnight in Berlin, came at 23:00 UTC on ORDINARY: the server logged
+    # it in SHIFTED, the pipeline's day.
+    assert at(SHIFTED, 0).date().isoformat() == ORDINARY
+    assert shifted[0].request_id in set(result.output_for_node("shop__served")["request_id"])
 
 
-def test_the_sensor_reads_each_ended_day_once_and_again_for_a_late_part(served_platform: Platform):
-    """Yesterday and today in Berlin: yesterday is read once, and again when a late part of it
-    arrives; today waits until it has ended (and the grace minutes passed)."""
+YESTERDAY, TODAY = "2026-01-20", "2026-01-21"  # days of Berlin no other test logs
+
+
+def test_the_sensor_reads_each_ended_day_once_and_again_for_a_late_part(served_platform: Platform, monkeypatch):
+    """Yesterday and today in Berlin, on the platform's clock fixed just after midnight: yesterday is
+    read once its grace minutes have passed (00:05 in Berlin, still yesterday in UTC), and again when
+    a late part of it arrives; today waits until it has ended."""
     platform = served_platform
     (sensor,) = [s for s in BUILT.defs.sensors if s.name == "shop_served_sensor"]
-    today = dt.datetime.now(ZoneInfo(ZONE)).date()
-    yesterday = (today - dt.timedelta(days=1)).isoformat()
 
-    def tick(cursor):
+    def tick(cursor, berlin_time: str):
+        monkeypatch.setenv(clock.ENV_VAR, local_time(TODAY, berlin_time, ZONE).isoformat())
         context = dg.build_sensor_context(
             instance=platform.instance, cursor=cursor, resources={"model_store": platform.store}
         )
         result = sensor(context)
-        return result, result.cursor
+        return [r.partition_key for r in result.run_requests or []], result
 
-    write_log(platform, [_one_request(platform, yesterday, 600), _one_request(platform, today.isoformat(), 0)])
-    first, cursor = tick(None)
-    assert yesterday in [r.partition_key for r in first.run_requests]
-    assert today.isoformat() not in [r.partition_key for r in first.run_requests]
-    again, cursor = tick(cursor)
-    assert not again.run_requests
-    write_log(platform, [_one_request(platform, yesterday, 700)])  # a late part of a day already read
-    late, cursor = tick(cursor)
-    assert [r.partition_key for r in late.run_requests] == [yesterday]
-    assert late.run_requests[0].run_key.startswith(f"served:{yesterday}:")
+    def answer_one(moment: dt.datetime, seed: int) -> None:
+        with serving_in_process(platform.store_dir, LOG, SetClock(moment)) as client:
+            body = shop_rows(TODAY, 1, seed).to_json(orient="records")
+            response = client.post(f"/v1/models/{MODEL}/predict", content=body)
+            assert response.status_code == 200, response.text
 
-
-def _one_request(platform: Platform, day: str, minute: float) -> Entry:
-    sklearn_model, version = platform.store.load("shop_churn")
-    model = CheckedModel(sklearn_model, version)
-    frame, _ = model.check(shop_rows(day, 1, 9))
-    predictions, probabilities = model.predict_checked(frame, proba=True)
-    return Entry(
-        "shop_churn", version.version, f"late-{minute}", at(day, minute), 1.0, frame, predictions, probabilities
-    )
+    answer_one(at(YESTERDAY, 600), 9)
+    answer_one(at(TODAY, 0), 10)
+    early, result = tick(None, "00:04:59")
+    assert YESTERDAY not in early and TODAY not in early  # 23:04:59 UTC: its grace has not passed
+    first, result = tick(result.cursor, "00:05")
+    assert YESTERDAY in first and TODAY not in first
+    again, result = tick(result.cursor, "00:30")
+    assert again == []
+    answer_one(at(YESTERDAY, 1430), 11)  # a late part of a day already read
+    late, result = tick(result.cursor, "00:40")
+    assert late == [YESTERDAY]
+    assert result.run_requests[0].run_key.startswith(f"served:{YESTERDAY}:")
 
 
 # -- outcomes and live metrics ------------------------------------------------------------------
@@ -251,7 +252,7 @@ def as_file(outcomes: pd.DataFrame) -> pd.DataFrame:
 def predicted(logged: Logged) -> pd.DataFrame:
     """What the server answered on each ordinary row."""
     return pd.DataFrame(
-        [(e.request_id, row, p) for e in logged.ordinary for row, p in enumerate(e.predictions)],
+        [(s.request_id, row, p) for s in logged.ordinary for row, p in enumerate(s.predictions)],
         columns=["request_id", "row", "prediction"],
     )
 
@@ -318,10 +319,14 @@ def test_bad_outcome_files_get_specific_errors_and_change_nothing(served_platfor
     assert after["Labelled rows"] == before["Labelled rows"]
 
 
+FEEDBACK_DAY = "2026-01-16"  # labels SHIFTED: outside the window of ORDINARY's live metrics
+
+
 def test_the_feedback_sensor_ingests_files_and_rescores_the_days_they_label(served_platform: Platform, logged):
     platform = served_platform
     (sensor,) = [s for s in BUILT.defs.sensors if s.name == "shop_feedback_sensor"]
-    write_outcomes(platform, ARRIVALS[0], as_file(logged.truth.dropna(subset=[TARGET]).head(50)))
+    labels = [(s.request_id, row, p) for s in logged.shifted[:20] for row, p in enumerate(s.predictions)]
+    write_outcomes(platform, FEEDBACK_DAY, as_file(pd.DataFrame(labels, columns=["request_id", "row", TARGET])))
 
     def tick(cursor):
         context = dg.build_sensor_context(
@@ -331,18 +336,20 @@ def test_the_feedback_sensor_ingests_files_and_rescores_the_days_they_label(serv
 
     first = tick(None)
     files = [r for r in first.run_requests if r.run_key.startswith("outcomes:")]
-    assert ARRIVALS[0] in {r.partition_key for r in files}
+    assert FEEDBACK_DAY in {r.partition_key for r in files}
     assert all(r.asset_selection == [dg.AssetKey(["shop", "outcomes"])] for r in files)
-    assert materialize_served(platform, ARRIVALS[0], "outcomes").success
+    ingested = materialize_served(platform, FEEDBACK_DAY, "outcomes")
+    assert ingested.success, step_errors(ingested)
     second = tick(first.cursor)
     rescored = [r for r in second.run_requests if r.run_key.startswith("live:")]
-    assert ORDINARY in {r.partition_key for r in rescored}
+    assert SHIFTED in {r.partition_key for r in rescored}
     assert all(r.asset_selection == [dg.AssetKey(["shop", "live_metrics"])] for r in rescored)
     assert not tick(second.cursor).run_requests
 
 
 # -- retraining on decay ------------------------------------------------------------------------
 DECAYED = ["2026-01-10", "2026-01-11"]
+DECAY_OUTCOMES = "2026-01-17"  # the outcomes of DECAYED arrive on a day of their own
 
 
 def test_live_accuracy_below_the_gate_for_sustained_days_retrains_and_says_why(
@@ -355,19 +362,20 @@ def test_live_accuracy_below_the_gate_for_sustained_days_retrains_and_says_why(
     from ml_platform.resources.notifier import Notifier
 
     platform = served_platform
-    sklearn_model, version = platform.store.load("shop_churn")
-    model = CheckedModel(sklearn_model, version)
     rng = np.random.default_rng(11)
     outcomes = []
-    for number, day in enumerate(DECAYED):
-        frame = shop_day(day, 400, 20 + number, index=len(DAYS))
-        entries = requests_of(model, frame.drop(columns=["order_id", TARGET]), day, f"d{number}", rng)
-        write_log(platform, entries)
-        ids = [(e.request_id, row) for e in entries for row in range(len(e.rows))]
-        turned = np.where(frame[TARGET].to_numpy() == "yes", "no", "yes")
-        outcomes.append(pd.DataFrame(ids, columns=["request_id", "row"]).assign(**{TARGET: turned}))
-    write_outcomes(platform, "2026-01-16", as_file(pd.concat(outcomes, ignore_index=True)))
-    assert materialize_served(platform, "2026-01-16", "outcomes").success
+    setclock = SetClock(at(DECAYED[0], 0))
+    with serving_in_process(platform.store_dir, LOG, setclock) as client:
+        for number, day in enumerate(DECAYED):
+            frame = shop_day(day, 400, 20 + number, index=len(DAYS))
+            sent = send_day(client, setclock, frame.drop(columns=["order_id", TARGET]), day, f"d{number}", rng)
+            assert all(s.status == 200 for s in sent)
+            ids = [(s.request_id, row) for s in sent for row in range(s.rows)]
+            turned = np.where(frame[TARGET].to_numpy() == "yes", "no", "yes")
+            outcomes.append(pd.DataFrame(ids, columns=["request_id", "row"]).assign(**{TARGET: turned}))
+    write_outcomes(platform, DECAY_OUTCOMES, as_file(pd.concat(outcomes, ignore_index=True)))
+    ingested = materialize_served(platform, DECAY_OUTCOMES, "outcomes")
+    assert ingested.success, step_errors(ingested)
     live = {}
     for day in DECAYED:
         assert materialize_served(platform, day).success

@@ -5,7 +5,6 @@ talks to the same GraphQL endpoint the UI uses.
 """
 
 import subprocess
-import time
 
 import pandas as pd
 import pytest
@@ -20,6 +19,7 @@ from ml_platform_tests.support.dagster_dev import (  # noqa: F401 (fixtures, use
     ingest_earlier_days,
     running_dagster_dev,
     wait_for_run,
+    wait_for_runs,
 )
 from ml_platform_tests.support.sockets import listening_addresses, only_loopback
 
@@ -34,10 +34,6 @@ AUTOMATION = """
 { workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { ... on RepositoryLocation {
     repositories { schedules { name cronSchedule scheduleState { status } }
                    sensors { name sensorState { status } } } } } } } } }
-"""
-RUNS_BY_TRIGGER = """
-query($value: String!) { runsOrError(filter: {tags: [{key: "ml_platform/trigger", value: $value}]}) {
-  ... on Runs { results { runId status tags { key value } } } } }
 """
 
 
@@ -115,23 +111,6 @@ def test_dagster_dev_shows_the_graph_and_runs_the_pipeline(dagster_dev):
     assert production.metadata["dagster_run_id"] == run_id
 
 
-def _runs(url: str, trigger: str) -> list[dict]:
-    return graphql(url, RUNS_BY_TRIGGER, {"value": trigger})["runsOrError"]["results"]
-
-
-def _wait_for_runs(url: str, trigger: str, count: int, timeout: float = 300) -> list[dict]:
-    """Wait until `count` runs with this trigger have finished; fail fast on a failed run."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = _runs(url, trigger)
-        done = [r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
-        assert all(r["status"] == "SUCCESS" for r in done), done
-        if len(done) >= count:
-            return done
-        time.sleep(2)
-    raise AssertionError(f"{count} {trigger} run(s) did not finish in {timeout} s: {_runs(url, trigger)}")
-
-
 def test_daemon_runs_the_landing_sensor_and_reruns_on_a_corrected_file(dagster_dev):
     """The sensor-triggered path for real: the daemon ticks, launches runs, the model deploys;
     a corrected file triggers an ingest of its day and a retrain that deploys a new version."""
@@ -144,9 +123,9 @@ def test_daemon_runs_the_landing_sensor_and_reruns_on_a_corrected_file(dagster_d
         capture_output=True,
         timeout=120,
     )
-    ingests = _wait_for_runs(url, constants.LANDING_INGEST_TRIGGER, len(DAYS))
+    ingests = wait_for_runs(url, constants.LANDING_INGEST_TRIGGER, len(DAYS))
     assert len(ingests) == len(DAYS)
-    (retrain,) = _wait_for_runs(url, constants.LANDING_RETRAIN_TRIGGER, 1)
+    (retrain,) = wait_for_runs(url, constants.LANDING_RETRAIN_TRIGGER, 1)
     store = LocalModelStore(root=str(tmp_path / "model_store"))
     first = store.production(MODEL_NAME)
     assert first is not None and first.metadata["data_as_of"] == END_DAY
@@ -157,10 +136,10 @@ def test_daemon_runs_the_landing_sensor_and_reruns_on_a_corrected_file(dagster_d
     path = tmp_path / "landing" / f"{corrected_day}.parquet"
     frame = pd.read_parquet(path)
     frame.iloc[:-5].to_parquet(path, index=False)
-    ingests = _wait_for_runs(url, constants.LANDING_INGEST_TRIGGER, len(DAYS) + 1)
+    ingests = wait_for_runs(url, constants.LANDING_INGEST_TRIGGER, len(DAYS) + 1)
     partitions = [t["value"] for r in ingests for t in r["tags"] if t["key"] == "dagster/partition"]
     assert sorted(partitions) == sorted([*DAYS, corrected_day])  # only the corrected day again
-    _wait_for_runs(url, constants.LANDING_RETRAIN_TRIGGER, 2)
+    wait_for_runs(url, constants.LANDING_RETRAIN_TRIGGER, 2)
     second = store.production(MODEL_NAME)
     assert second.version != first.version
     assert second.metadata["training_rows"] + second.metadata["metrics"]["test_rows"] == (
@@ -203,7 +182,7 @@ def test_dagster_dev_runs_a_pipeline_with_variants_to_the_best_model(tmp_path):
         assert wait_for_run(url, run_id) == "SUCCESS"
         run_id = client.submit_job_execution("churn_training", tags={"dagster/partition": END_DAY})
         assert wait_for_run(url, run_id) == "SUCCESS"
-        runs = _wait_for_runs(url, "variants", 3)
+        runs = wait_for_runs(url, "variants", 3)
         partitions = sorted(t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition")
         assert partitions == sorted([END_DAY, f"{END_DAY}|{WEAK}", f"{END_DAY}|{STRONG}"])
     production = LocalModelStore(root=str(tmp_path / "model_store")).production("churn")

@@ -25,7 +25,8 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def running_dagster_dev(tmp_path: Path, extra_env: dict[str, str] | None = None):
-    """`dagster dev` (webserver + daemon) on a free port of 127.0.0.1, stopped by process group."""
+    """`dagster dev` (webserver + daemon) on a free port of 127.0.0.1, stopped by process group, on a
+    new project under ``tmp_path`` with the demo's landing files."""
     # The sensors look every 5 s instead of every minute.
     env = {**project_env(tmp_path), "ML_PLATFORM_SENSOR_INTERVAL_S": "5", **(extra_env or {})}
     subprocess.run(
@@ -35,8 +36,15 @@ def running_dagster_dev(tmp_path: Path, extra_env: dict[str, str] | None = None)
         capture_output=True,
         timeout=120,
     )
+    with dagster_dev_on(env, tmp_path) as (url, port, pid):
+        yield url, port, tmp_path, env, pid
+
+
+@contextlib.contextmanager
+def dagster_dev_on(env: dict[str, str], log_dir: Path):
+    """`dagster dev` on a project's environment (its DAGSTER_HOME migrated): (url, port, pid)."""
     port = _free_port()
-    log = open(tmp_path / "dagster_dev.log", "w")
+    log = open(log_dir / "dagster_dev.log", "w")
     proc = subprocess.Popen(
         [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=ROOT,
@@ -49,7 +57,7 @@ def running_dagster_dev(tmp_path: Path, extra_env: dict[str, str] | None = None)
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()
+            assert proc.poll() is None, (log_dir / "dagster_dev.log").read_text()
             try:
                 if requests.get(f"{url}/server_info", timeout=2).ok:
                     break
@@ -57,7 +65,7 @@ def running_dagster_dev(tmp_path: Path, extra_env: dict[str, str] | None = None)
                 pass
             assert time.monotonic() < deadline, "dagster dev did not answer within 120 s"
             time.sleep(0.5)
-        yield url, port, tmp_path, env, proc.pid
+        yield url, port, proc.pid
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -103,3 +111,49 @@ def wait_for_run(url: str, run_id: str, timeout: float = 240) -> str:
             return status
         time.sleep(1)
     raise AssertionError(f"run {run_id} did not finish in {timeout} s")
+
+
+SENSORS = """
+{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { ... on RepositoryLocation {
+    repositories { name } } } } } } }
+"""
+START_SENSOR = """
+mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) {
+  __typename ... on Sensor { sensorState { status } } ... on PythonError { message } } }
+"""
+RUNS_BY_TRIGGER = """
+query($value: String!) { runsOrError(filter: {tags: [{key: "ml_platform/trigger", value: $value}]}) {
+  ... on Runs { results { runId status tags { key value } } } } }
+"""
+
+
+def start_sensors(url: str, names: list[str]) -> None:
+    """Turn sensors on as the UI's toggle does (the one code location, its one repository)."""
+    (location,) = graphql(url, SENSORS)["workspaceOrError"]["locationEntries"]
+    (repository,) = location["locationOrLoadError"]["repositories"]
+    for name in names:
+        selector = {
+            "repositoryLocationName": location["name"],
+            "repositoryName": repository["name"],
+            "sensorName": name,
+        }
+        started = graphql(url, START_SENSOR, {"selector": selector})["startSensor"]
+        assert started.get("sensorState", {}).get("status") == "RUNNING", started
+
+
+def runs_triggered_by(url: str, trigger: str) -> list[dict]:
+    """The runs tagged ``ml_platform/trigger`` = ``trigger``: runId, status, tags."""
+    return graphql(url, RUNS_BY_TRIGGER, {"value": trigger})["runsOrError"]["results"]
+
+
+def wait_for_runs(url: str, trigger: str, count: int, timeout: float = 300) -> list[dict]:
+    """Wait until ``count`` runs with this trigger have finished; fail fast on a failed run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = runs_triggered_by(url, trigger)
+        done = [r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
+        assert all(r["status"] == "SUCCESS" for r in done), done
+        if len(done) >= count:
+            return done
+        time.sleep(2)
+    raise AssertionError(f"{count} {trigger} run(s) did not finish in {timeout} s: {runs_triggered_by(url, trigger)}")

@@ -1,15 +1,20 @@
-"""`ml-platform serve` as a real process on a free port of 127.0.0.1, and a real HTTP client for it."""
+"""`ml-platform serve` as a real process on a free port of 127.0.0.1, and a real HTTP client for it;
+and the same app in the test's own process, on a clock the test sets."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ml_platform_tests.support.constants import BIN, MODEL_NAME
 from ml_platform_tests.support.servers import free_port
@@ -84,3 +89,20 @@ def start_server(env: dict[str, str], log: Path, *args: str, ready: bool = True)
         time.sleep(0.2)
     server.stop()
     raise AssertionError(f"ml-platform serve was not ready within 60 s:\n{log.read_text()}")
+
+
+@contextlib.contextmanager
+def serving_in_process(store_dir: Path, log: dict[str, dict[str, Any]], clock) -> Iterator[Any]:
+    """The server's own app (``create_app``) for the models of ``log`` (their ``serving.log``
+    settings, with the time zone), in this process, answering on ``clock``: a Starlette TestClient
+    whose requests the app checks, predicts and logs as `ml-platform serve` does. The log is
+    written when the block ends (the app stops, as on SIGTERM)."""
+    from ml_platform.serving.app import ServeConfig, create_app
+
+    with warnings.catch_warnings():  # Starlette would rather have httpx2; httpx is what is installed
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+        from starlette.testclient import TestClient
+
+    config = ServeConfig(models=list(log), store_dir=str(store_dir), log=log, log_flush_s=600)
+    with TestClient(create_app(config, clock)) as client:
+        yield client

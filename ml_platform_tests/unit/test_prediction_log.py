@@ -1,9 +1,10 @@
 """The prediction log's writer on a real local model store: parts per model and day with every
-answered row, excluded columns never written, sampling, and a store that cannot be written: rows
-dropped and counted, never an exception on the request path."""
+answered row, excluded columns never written, sampling (seeded), retention on a set clock, and a
+store that cannot be written: rows dropped and counted, never an exception on the request path."""
 
 import datetime as dt
-import time
+import queue
+import random
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 
 from ml_platform.backends.local import LocalModelStore
 from ml_platform.serving.prediction_log import Entry, LogSettings, PredictionLog, read_log
+from ml_platform_tests.support.clock import SetClock, local_time
 
 
 def entry(model: str, request_id: str, rows: int, day: str = "2026-12-03") -> Entry:
@@ -48,13 +50,17 @@ def test_every_row_is_written_per_model_and_day_without_excluded_columns(tmp_pat
 
 
 def test_a_sample_keeps_about_its_share(tmp_path: Path):
+    """A seeded draw: the same requests are kept on every run, about a quarter of them."""
     store = LocalModelStore(root=str(tmp_path / "store"))
-    log = PredictionLog(store.write_bytes, {"churn": LogSettings(sample=0.25)}, lambda *a: None, flush_s=0.05)
+    settings = {"churn": LogSettings(sample=0.25)}
+    log = PredictionLog(store.write_bytes, settings, lambda *a: None, flush_s=0.05, rng=random.Random(7))
     for i in range(800):
         log.record(entry("churn", f"r{i}", 1))
     log.close()
-    kept = len(read_log(store.read_bytes, store.list_children, "churn"))
-    assert 120 < kept < 280  # 200 expected; a binomial of 800 at 0.25 stays well inside
+    kept = set(read_log(store.read_bytes, store.list_children, "churn")["request_id"])
+    draws = random.Random(7)
+    assert kept == {f"r{i}" for i in range(800) if draws.random() < 0.25}
+    assert 170 < len(kept) < 230  # 200 expected
 
 
 def test_a_store_that_cannot_be_written_drops_and_counts(tmp_path: Path):
@@ -106,26 +112,60 @@ def test_batch_scoring_ids_come_from_the_declared_column_and_bad_ones_are_refuse
         assert says in raised.value.description
 
 
-def test_retention_deletes_the_days_older_than_it_keeps(tmp_path: Path):
-    """retention_days 3 keeps today and the two days before (in the log's time zone); older day
-    folders go when the log starts, other models' logs stay."""
-    store = LocalModelStore(root=str(tmp_path / "store"))
-    today = dt.datetime.now(dt.UTC).date()
-    days = [(today - dt.timedelta(days=n)).isoformat() for n in range(6)]
+ZONE = "Europe/Berlin"
+TODAY = "2026-03-10"  # in Berlin; the log's days are Berlin's
+
+
+def retention_log(store: LocalModelStore, clock: SetClock, list_children=None) -> PredictionLog:
+    return PredictionLog(
+        store.write_bytes,
+        {"churn": LogSettings(timezone=ZONE, retention_days=3), "other": LogSettings()},
+        lambda *a: None,
+        flush_s=0.05,
+        list_children=list_children or store.list_children,
+        delete_tree=store.delete_tree,
+        clock=clock,
+    )
+
+
+def old_days(store: LocalModelStore) -> list[str]:
+    """Six day folders of each model, TODAY and the five days before it."""
+    days = [(dt.date.fromisoformat(TODAY) - dt.timedelta(days=n)).isoformat() for n in range(6)]
     for day in days:
         store.write_bytes(f"churn/prediction_log/{day}/old.bin", b"x")
         store.write_bytes(f"other/prediction_log/{day}/old.bin", b"x")
-    log = PredictionLog(
-        store.write_bytes,
-        {"churn": LogSettings(retention_days=3), "other": LogSettings()},
-        lambda *a: None,
-        flush_s=0.05,
-        list_children=store.list_children,
-        delete_tree=store.delete_tree,
-    )
-    log.record(entry("churn", "r1", 2, day=today.isoformat()))
-    time.sleep(0.3)
+    return sorted(days)
+
+
+def test_retention_keeps_today_and_the_days_before_it_in_the_logs_time_zone(tmp_path: Path):
+    """retention_days 3 at 00:30 in Berlin (still yesterday in UTC): TODAY and the two days before it
+    stay, older day folders go when the log starts; other models' logs stay."""
+    store = LocalModelStore(root=str(tmp_path / "store"))
+    days = old_days(store)
+    log = retention_log(store, SetClock(local_time(TODAY, "00:30", ZONE)))
+    log.record(entry("churn", "r1", 2, day=TODAY))
+    log.close()  # the retention ran when the log started, before the first part
+    assert store.list_children("churn/prediction_log") == days[-3:]
+    assert store.list_children("other/prediction_log") == days
+    assert len(read_log(store.read_bytes, store.list_children, "churn")) == 2  # the request, written
+
+
+def test_retention_runs_again_once_the_clock_moved_an_hour(tmp_path: Path):
+    """The log's clock moves a day on: the next look (hourly by that clock) deletes one more day."""
+    store = LocalModelStore(root=str(tmp_path / "store"))
+    days = old_days(store)
+    clock = SetClock(local_time(TODAY, "12:00", ZONE))
+    looked: queue.Queue = queue.Queue()
+
+    def list_children(prefix: str) -> list[str]:
+        children = store.list_children(prefix)
+        looked.put(clock())  # when the retention looked, by its clock
+        return children
+
+    log = retention_log(store, clock, list_children)
+    assert looked.get(timeout=30) == local_time(TODAY, "12:00", ZONE)  # at start
+    clock.move(days=1)
+    assert looked.get(timeout=30) == local_time(TODAY, "12:00", ZONE) + dt.timedelta(days=1)
     log.close()
-    assert store.list_children("churn/prediction_log") == sorted(days[:3])
-    assert store.list_children("other/prediction_log") == sorted(days)
-    assert len(read_log(store.read_bytes, store.list_children, "churn")) == 2  # today's request, written
+    assert store.list_children("churn/prediction_log") == days[-2:]
+    assert store.list_children("other/prediction_log") == days
