@@ -25,16 +25,14 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ml_platform.metrics import COUNTING_METRICS
+
 RESAMPLES = 1000
 LEVEL = 0.95
 SEED = 20260101
 MAX_ROWS = 10_000  # rows the Poisson bootstrap weighs, at most
 _BLOCK = 50  # resamples computed at once (a block of weights is _BLOCK x rows float64)
 _MAX_CELLS = 10_000  # more cells than this (many classes): the counting metrics are weighed too
-COUNTING = frozenset(
-    ["accuracy", "balanced_accuracy"]
-    + [f"{m}{suffix}" for m in ("precision", "recall", "f1") for suffix in ("", "_macro")]
-)
 # One-vs-rest intervals of ROC AUC / average precision for more classes than this are left out.
 _MAX_OVR_CLASSES = 20
 
@@ -114,13 +112,13 @@ def _resampled(
 
 
 def _is_counting(key: str) -> bool:
-    return key in COUNTING or key.split("[", 1)[0] in ("precision", "recall", "f1") and "[" in key
+    return key in COUNTING_METRICS or key.split("[", 1)[0] in ("precision", "recall", "f1") and "[" in key
 
 
 def _by_cells(models: list[Outputs], keys: list[str], resamples: int) -> dict[str, np.ndarray]:
     """The counting metrics by multinomial draws over the confusion cells (the classic bootstrap);
     {} when there are too many cells (then they are weighed with the others)."""
-    labels = list(models[0].labels)
+    labels = _labels_seen(models[0].labels, models[0].y, *(m.predicted for m in models))
     k = len(labels)
     if k ** (len(models) + 1) + 1 > _MAX_CELLS:
         return {}
@@ -218,6 +216,7 @@ def _classification(outputs: Outputs, keys: list[str], weights: np.ndarray) -> d
 
 def _counting(outputs: Outputs, labels: list, keys: list[str], weights: np.ndarray) -> dict[str, np.ndarray]:
     """The counting metrics from the weighted confusion matrices of the block."""
+    labels = _labels_seen(labels, outputs.y, outputs.predicted)
     k = len(labels)
     true, pred = _positions(labels, outputs.y), _positions(labels, outputs.predicted)
     known = (true >= 0) & (pred >= 0)
@@ -258,6 +257,14 @@ def _from_confusion(
             if key in keys:
                 out[key] = values[:, i]
     return {key: value for key, value in out.items() if key in keys}
+
+
+def _labels_seen(labels, *columns: np.ndarray) -> list:
+    """The model's labels, then any other value of the true labels or the predictions (a class the
+    model never learned, on a test row): scikit-learn's averages count those rows too."""
+    known = list(labels)
+    seen = pd.unique(np.concatenate([np.asarray(c, dtype=object) for c in columns]))
+    return known + [v for v in seen if v not in known]
 
 
 def _positions(labels: list, values: np.ndarray) -> np.ndarray:

@@ -62,11 +62,14 @@ def test_the_regression_pipeline_trains_gates_on_r2_and_deploys(platform):
     assert {"R2", "RMSE", "MAE", "MAPE", "Median absolute error", "Predicted vs actual", "Report"} <= set(meta)
     assert len(meta["Predicted vs actual"].value.records) >= 5
 
-    # The deployed model predicts numbers on raw rows (no target column needed).
+    # The deployed model predicts numbers on raw rows (no target column needed) that explain the
+    # day: scikit-learn's R2 on those rows is far above the 0 of predicting the mean.
     model, _ = platform.store.load("diabetes")
-    rows = pd.read_parquet(platform.landing / "diabetes" / f"{END_DAY}.parquet").drop(columns=["progression"])
-    predicted = model.predict(rows)
-    assert predicted.dtype.kind == "f" and np.isfinite(predicted).all()
+    day = pd.read_parquet(platform.landing / "diabetes" / f"{END_DAY}.parquet")
+    predicted = model.predict(day.drop(columns=["progression"]))
+    assert predicted.dtype.kind == "f"
+    day_r2 = r2_score(day["progression"], predicted)
+    assert day_r2 > 0.3, day_r2
     # The demo pipeline's model is untouched: each pipeline has its own model name.
     assert platform.store.production(MODEL_NAME) is None
 

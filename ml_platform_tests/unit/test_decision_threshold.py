@@ -69,12 +69,28 @@ def test_a_threshold_chosen_on_the_train_split_meets_its_floor(churn):
     )
 
 
-def test_a_floor_no_threshold_reaches_uses_the_closest_and_says_so(churn):
-    train, _ = churn
+@pytest.mark.parametrize("reachable", [False, True], ids=["unreachable", "reachable"])
+def test_a_floor_no_threshold_reaches_uses_the_closest_and_says_so(reachable):
+    # Unreachable: ten values of ``signal``, 40 rows each, of which 10 % to 32 % churn: whatever the
+    # threshold, the rows it predicts yes are whole groups with about 3 "no" for each "yes" among
+    # their validation rows, so no precision comes near 1. Reachable: ``signal`` is the label itself.
+    group = np.repeat(np.arange(10), 40)
+    churned = np.where(np.tile(np.arange(40), 10) < 4 + group, "yes", "no")
+    signal = (churned == "yes").astype(float) if reachable else group.astype(float)
+    train = pd.DataFrame({"signal": signal, "churned": churned})
     found = decision_of(fitted(train, {"min_precision": 1.0, "validation_size": 0.25}))
-    if found["floor_met"]:  # a perfectly precise threshold exists on these rows: nothing to say
-        return
-    assert "no threshold met the floor on the validation rows" in describe(found)
+    said = describe(found, {"min_precision": 1.0, "validation_size": 0.25})
+    assert found["chosen"] is True and found["floor_met"] is reachable, found
+    if reachable:
+        assert found["validation_score"] == 1.0  # recall 1 at precision 1
+        assert said.startswith("predicts yes when P(yes) >= ") and "no threshold met" not in said
+    else:
+        # The closest: the best precision a threshold reaches, minus 1.
+        assert -1.0 < found["validation_score"] < 0.6 - 1.0
+        assert said.endswith(
+            "(min_precision 1.0, chosen on 25% of the train split); no threshold met the floor on the"
+            " validation rows: the one closest to it is used"
+        )
 
 
 def deciding(decision: dict, classes: list):
@@ -93,7 +109,7 @@ def test_the_positive_class_and_more_than_two_classes():
 
 
 def test_the_decision_is_part_of_the_recipe_and_old_records_load():
-    from ml_platform.ml import recipe_identity
+    from ml_platform.recipe import Recipe
 
     recipe = dict(
         data_fingerprint="sha256:x",
@@ -106,13 +122,13 @@ def test_the_decision_is_part_of_the_recipe_and_old_records_load():
         feature_transform=None,
         requirements=[],
     )
-    plain = recipe_identity(**recipe)
-    assert recipe_identity(**recipe, decision=None) == plain  # models without one keep their identity
-    assert recipe_identity(**recipe, decision={"threshold": 0.3}) != plain
-    assert recipe_identity(**recipe, decision={"threshold": 0.3}) != recipe_identity(
-        **recipe, decision={"threshold": 0.4}
+    plain = Recipe(**recipe).identity
+    assert Recipe(**recipe, decision=None).identity == plain  # models without one keep their identity
+    assert Recipe(**recipe, decision={"threshold": 0.3}).identity != plain
+    assert (
+        Recipe(**recipe, decision={"threshold": 0.3}).identity != Recipe(**recipe, decision={"threshold": 0.4}).identity
     )
     old = VersionRecord.from_dict({"task": "classification", "metrics": {"accuracy": 0.9}})
-    assert old.decision is None and old.decision_threshold is None
+    assert old.recipe.decision is None and old.decision_threshold is None
     new = VersionRecord.from_dict({"decision_threshold": {"threshold": 0.3, "positive_class": "yes"}})
     assert new.decision_threshold["threshold"] == 0.3

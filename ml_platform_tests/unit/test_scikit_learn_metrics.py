@@ -10,6 +10,7 @@ from sklearn.linear_model import LinearRegression, RidgeClassifier
 from sklearn.metrics import (
     average_precision_score,
     balanced_accuracy_score,
+    brier_score_loss,
     f1_score,
     log_loss,
     mean_absolute_percentage_error,
@@ -20,7 +21,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import label_binarize
 
 from ml_platform.errors import DataValidationError
-from ml_platform.ml import PROBABILITY_METRICS, classification_metrics, regression_metrics
+from ml_platform.metrics import PROBABILITY_METRICS
+from ml_platform.ml import classification_metrics, regression_metrics
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +67,24 @@ def test_a_class_absent_from_the_test_split_leaves_out_the_scores_it_cannot_defi
 
 
 def test_one_class_in_a_binary_test_split_still_has_brier_and_log_loss():
-    frame = pd.DataFrame({"x": np.arange(40.0), "target": ["no"] * 20 + ["yes"] * 20})
-    model = RandomForestClassifier(n_estimators=5, random_state=0).fit(frame[["x"]], frame["target"])
-    measured = classification_metrics(model, frame[frame["target"] == "no"], "target")
+    # x moves the odds of "yes" without deciding it: the forest's probabilities are neither 0 nor 1.
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 10, 200)
+    frame = pd.DataFrame({"x": x, "target": np.where(rng.random(200) < x / 10, "yes", "no")})
+    train, test = frame.iloc[:100], frame.iloc[100:]
+    model = RandomForestClassifier(n_estimators=20, min_samples_leaf=5, random_state=0)
+    model.fit(train[["x"]], train["target"])
+    only_no = test[test["target"] == "no"]
+    measured = classification_metrics(model, only_no, "target")
     assert measured["not_computed"] == {
         "roc_auc": "one class in the test split",
         "average_precision": "one class in the test split",
     }
-    assert np.isfinite(measured["brier_score_loss"]) and np.isfinite(measured["log_loss"])
+    proba = model.predict_proba(only_no[["x"]])
+    assert list(model.classes_) == ["no", "yes"]
+    assert measured["brier_score_loss"] == brier_score_loss(only_no["target"] == "yes", proba[:, 1])
+    assert measured["log_loss"] == log_loss(only_no["target"], proba, labels=["no", "yes"])
+    assert 0.05 < measured["brier_score_loss"] < 0.5 and measured["log_loss"] > 0.1  # real values, not 0
 
 
 def test_an_estimator_without_predict_proba_gets_every_other_metric():
