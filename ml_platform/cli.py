@@ -238,7 +238,7 @@ def _read_rows(source: str, signature):
         return pd.read_csv(source, dtype=signature.csv_dtypes())
     except MlPlatformError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any parse failure is reported in one line
+    except Exception as exc:  # any parse failure is reported in one line
         raise MlPlatformError(f"--input {source} cannot be read: {str(exc).strip().splitlines()[0]}") from exc
 
 

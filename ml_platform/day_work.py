@@ -315,8 +315,6 @@ def each_day(
             finish(index, work(*job))
         return results
 
-    from concurrent.futures import FIRST_COMPLETED, wait
-
     pool = _pool(processes - 1)
     with _main_not_rerun():
         futures = [pool.submit(work, *job) for job in jobs]
@@ -325,19 +323,7 @@ def each_day(
             if not futures[index].cancel():  # a worker has it: the rest are theirs
                 break
             finish(index, work(*jobs[index]))
-        pending = {future: index for index, future in enumerate(futures) if not future.cancelled()}
-        while pending:
-            completed, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in completed:
-                index = pending.pop(future)
-                error = future.exception()
-                if error is not None:
-                    if isinstance(error, MlPlatformError):
-                        # A typed error says what is wrong; the worker's traceback (attached as
-                        # its cause) would only bury that sentence. Other errors keep it: a bug.
-                        error.__cause__ = None
-                    raise error
-                finish(index, future.result())
+        _collect({future: index for index, future in enumerate(futures) if not future.cancelled()}, finish)
         return results
     except BrokenProcessPool as exc:
         _drop_pool()  # a worker died (killed, out of memory): the next range starts a new pool
@@ -345,3 +331,22 @@ def each_day(
     finally:
         for future in futures:
             future.cancel()
+
+
+def _collect(pending: dict, finish: Callable[[int, Any], None]) -> None:
+    """Each worker's result as it finishes (``pending``: {future: job index}); the first error is
+    raised as it was."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    while pending:
+        completed, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in completed:
+            index = pending.pop(future)
+            error = future.exception()
+            if error is not None:
+                if isinstance(error, MlPlatformError):
+                    # A typed error says what is wrong; the worker's traceback (attached as its
+                    # cause) would only bury that sentence. Other errors keep it: a bug.
+                    error.__cause__ = None
+                raise error
+            finish(index, future.result())

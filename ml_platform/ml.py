@@ -281,7 +281,7 @@ def fit_with_progress(
     if "features" in model.named_steps:
         try:
             inputs = model.named_steps["features"].fit_transform(x, y)
-        except Exception as exc:  # noqa: BLE001 - the team's feature code failed: one sentence, which and why
+        except Exception as exc:  # the team's feature code failed: one sentence, which and why
             raise UserCodeError(f"features.transform failed on the training rows: {type(exc).__name__}: {exc}") from exc
         if not isinstance(inputs, pd.DataFrame):
             raise DataValidationError(

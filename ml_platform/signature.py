@@ -334,30 +334,44 @@ def _numeric(spec: FeatureSpec, series: pd.Series, report: InputReport) -> pd.Se
         raise ColumnTypeError(f"column {column!r} is numeric in the signature; got booleans ({dtype})")
     if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
         raise ColumnTypeError(f"column {column!r} is numeric in the signature; got {dtype}")
-    if pd.api.types.is_numeric_dtype(dtype):
-        numbers = series.astype("float64")
-    else:
-        values = series.astype(object)
-        present = values.notna().to_numpy()
-        wrong_type = (
-            present
-            & values.map(lambda v: isinstance(v, bool) or not isinstance(v, (str, int, float, np.number))).to_numpy()
-        )
-        if wrong_type.any():
-            row, value, _ = _first_bad(values, wrong_type)
-            raise ColumnTypeError(
-                f"column {column!r} is numeric in the signature; row {row} holds a {type(value).__name__} ({value!r})"
-            )
-        numbers = pd.to_numeric(values.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce").astype(
-            "float64"
-        )
-        text = present & numbers.isna().to_numpy()
-        if text.any():
-            raise _refuse(column, "expects numbers", values, text)
+    numbers = series.astype("float64") if pd.api.types.is_numeric_dtype(dtype) else _numbers_of_text(column, series)
     array = numbers.to_numpy()
     infinite = np.isinf(array)
     if infinite.any():
         raise _refuse(column, "expects finite numbers (leave a value empty to have it imputed)", series, infinite)
+    _check_range(spec, series, array, report)
+    nulls = int(np.isnan(array).sum())
+    if nulls:
+        report.nulls[column] = nulls
+    return pd.Series(array, index=series.index, name=column)
+
+
+def _numbers_of_text(column: str, series: pd.Series) -> pd.Series:
+    """An object column of a numeric feature as float64: numbers and numeric text; anything else
+    (a bool, a list, a word) refused naming the row."""
+    values = series.astype(object)
+    present = values.notna().to_numpy()
+    wrong_type = (
+        present
+        & values.map(lambda v: isinstance(v, bool) or not isinstance(v, (str, int, float, np.number))).to_numpy()
+    )
+    if wrong_type.any():
+        row, value, _ = _first_bad(values, wrong_type)
+        raise ColumnTypeError(
+            f"column {column!r} is numeric in the signature; row {row} holds a {type(value).__name__} ({value!r})"
+        )
+    numbers = pd.to_numeric(values.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce").astype(
+        "float64"
+    )
+    text = present & numbers.isna().to_numpy()
+    if text.any():
+        raise _refuse(column, "expects numbers", values, text)
+    return numbers
+
+
+def _check_range(spec: FeatureSpec, series: pd.Series, array: np.ndarray, report: InputReport) -> None:
+    """Values far outside the training range are refused; those just outside it are counted."""
+    column = spec.name
     if spec.minimum is not None and spec.maximum is not None:
         width = max(spec.maximum - spec.minimum, abs(spec.minimum), abs(spec.maximum), 1.0)
         reach = OUT_OF_RANGE_FACTOR * width
@@ -368,10 +382,6 @@ def _numeric(spec: FeatureSpec, series: pd.Series, report: InputReport) -> pd.Se
             raise _refuse(column, f"is out of range (trained on {spec.minimum:g} .. {spec.maximum:g})", series, absurd)
         if outside:
             report.outside_training_range[column] = outside
-    nulls = int(np.isnan(array).sum())
-    if nulls:
-        report.nulls[column] = nulls
-    return pd.Series(array, index=series.index, name=column)
 
 
 def _categorical(spec: FeatureSpec, series: pd.Series, report: InputReport) -> pd.Series:

@@ -1248,6 +1248,26 @@ class PipelineSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
+        estimator = self._estimator()
+        self.model.params = self._validated_params(estimator, self.model.params, "model.params")
+        self._check_variants(estimator)
+        self._check_gate()
+        if self.decision is not None and self.task != "classification":
+            raise _FieldError("decision", "a decision threshold is for binary classification, the task is regression")
+        self._check_feature_list()
+        self._check_quality()
+        if self.feedback is not None and self.monitoring is None:
+            raise _FieldError(
+                "feedback", "needs `monitoring` (`monitoring: {}`): the outcomes are joined to served[day]"
+            )
+        if self.demo_data is not None:
+            wanted = "classification" if self.demo_data == "breast_cancer" else "regression"
+            if wanted != self.task:
+                raise _FieldError("demo_data", f"{self.demo_data} is {wanted} data, the task is {self.task}")
+        return self
+
+    def _estimator(self) -> Any:
+        """The estimator ``model.estimator`` names (an import path: its syntax checked only)."""
         estimator = estimator_of(self.task, self.model.estimator)
         if isinstance(estimator, ImportedEstimator):
             try:
@@ -1260,28 +1280,17 @@ class PipelineSpec(_Strict):
                 f"unknown estimator {self.model.estimator!r} for {self.task}; choose one of"
                 f" {', '.join(estimator_names(self.task))}, or give an import path (module:Class)",
             )
-        self.model.params = self._validated_params(estimator, self.model.params, "model.params")
-        self._check_variants(estimator)
-        self._check_gate()
-        if self.decision is not None and self.task != "classification":
-            raise _FieldError("decision", "a decision threshold is for binary classification, the task is regression")
-        if self.features.columns:
-            names = [f.name for f in self.features.columns]
-            if self.target in names:
-                raise _FieldError("features", f"lists the target column {self.target!r}")
-            duplicates = sorted({n for n in names if names.count(n) > 1})
-            if duplicates:
-                raise _FieldError("features", f"lists {', '.join(map(repr, duplicates))} more than once")
-        self._check_quality()
-        if self.feedback is not None and self.monitoring is None:
-            raise _FieldError(
-                "feedback", "needs `monitoring` (`monitoring: {}`): the outcomes are joined to served[day]"
-            )
-        if self.demo_data is not None:
-            wanted = "classification" if self.demo_data == "breast_cancer" else "regression"
-            if wanted != self.task:
-                raise _FieldError("demo_data", f"{self.demo_data} is {wanted} data, the task is {self.task}")
-        return self
+        return estimator
+
+    def _check_feature_list(self) -> None:
+        if not self.features.columns:
+            return
+        names = [f.name for f in self.features.columns]
+        if self.target in names:
+            raise _FieldError("features", f"lists the target column {self.target!r}")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise _FieldError("features", f"lists {', '.join(map(repr, duplicates))} more than once")
 
     def _check_gate(self) -> None:
         """Each threshold is one of the task's metrics; max_regression names gated metrics only."""

@@ -77,10 +77,21 @@ def _child_fit(conn: Any, fit: Callable[..., Any], args: tuple) -> None:
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
         try:
             conn.send(("error", exc, traceback.format_exc()))
-        except Exception:  # the exception itself does not pickle
+        except Exception:  # noqa: BLE001 - the exception itself does not pickle (any of several errors)
             conn.send(("error", None, traceback.format_exc()))
     finally:
         conn.close()
+
+
+def _progress_or_raise(message: tuple, report: Callable[[int, int], None]) -> None:
+    """A message of the child other than its result: progress is reported, an error raised."""
+    if message[0] == "progress":
+        report(message[1], message[2])
+        return
+    _, exc, text = message
+    if isinstance(exc, BaseException):
+        raise exc
+    raise MlPlatformError(f"the model fit failed in its process:\n{text}")
 
 
 def run_with_timeout(
@@ -113,15 +124,9 @@ def run_with_timeout(
             except EOFError:
                 process.join(5)
                 raise MlPlatformError(f"the model fit process died (exit code {process.exitcode})") from None
-            if message[0] == "progress":
-                report(message[1], message[2])
-            elif message[0] == "done":
+            if message[0] == "done":
                 return message[1]
-            else:
-                _, exc, text = message
-                if isinstance(exc, BaseException):
-                    raise exc
-                raise MlPlatformError(f"the model fit failed in its process:\n{text}")
+            _progress_or_raise(message, report)
     finally:
         if process.is_alive():
             process.terminate()

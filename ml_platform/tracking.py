@@ -195,7 +195,7 @@ class MlflowTracker:
                         pip_requirements=_requirements(fitted),
                     )
                 return info.model_uri
-            except Exception as exc:  # noqa: BLE001 - a model that does not save as the flavor
+            except Exception as exc:  # a model that does not save as the flavor
                 if _transient(exc) or _own_error(exc) is not None:
                     raise
                 return self._log_joblib(run_id, model)
@@ -252,7 +252,7 @@ class MlflowTracker:
                         result = call()
                     _down_until.pop(self.tracking_uri, None)
                     return result
-                except Exception as exc:  # noqa: BLE001 - tracking never fails the step
+                except Exception as exc:  # tracking never fails the step
                     if isinstance(exc, MlPlatformError):
                         raise
                     if (own := _own_error(exc)) is not None:

@@ -16,11 +16,11 @@ os.environ.setdefault("ML_PLATFORM_PIPELINES", str(Path(__file__).resolve().pare
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # the MLflow client of the tracking tests
 
-from ml_platform_tests.support.platform import demo_frame, instance, platform, seeded  # noqa: E402, F401
-from ml_platform_tests.support.postgres_server import postgres  # noqa: E402, F401
-from ml_platform_tests.support.redis_server import redis  # noqa: E402, F401
-from ml_platform_tests.support.s3_server import s3_server  # noqa: E402, F401
-from ml_platform_tests.support.servers import smtp, webhook  # noqa: E402, F401
+from ml_platform_tests.support.platform import demo_frame, instance, platform, seeded  # noqa: F401
+from ml_platform_tests.support.postgres_server import postgres  # noqa: F401
+from ml_platform_tests.support.redis_server import redis  # noqa: F401
+from ml_platform_tests.support.s3_server import s3_server  # noqa: F401
+from ml_platform_tests.support.servers import smtp, webhook  # noqa: F401
 
 
 def _ci() -> bool:

@@ -54,12 +54,7 @@ def column_kind(series: pd.Series) -> tuple[str, str | None]:
     if _is_boolean(series):
         return "boolean", None
     if pd.api.types.is_numeric_dtype(dtype):
-        if pd.api.types.is_float_dtype(dtype):
-            # scikit-learn refuses infinity without naming the column: say which one here.
-            infinite = int(np.isinf(series.to_numpy(dtype="float64", na_value=np.nan)).sum())
-            if infinite:
-                return "invalid", f"holds {infinite} infinite value(s); replace them or leave them empty"
-        return "numeric", None
+        return _numbers_kind(series)
     if isinstance(dtype, pd.CategoricalDtype):
         return "categorical", None
     if pd.api.types.is_datetime64_any_dtype(dtype):
@@ -68,22 +63,38 @@ def column_kind(series: pd.Series) -> tuple[str, str | None]:
         return "invalid", f"has type {dtype}; convert durations to numbers first"
     if not pd.api.types.is_string_dtype(dtype):
         return "invalid", f"has unsupported type {dtype}"
+    return _text_kind(series)
+
+
+def _numbers_kind(series: pd.Series) -> tuple[str, str | None]:
+    if pd.api.types.is_float_dtype(series.dtype):
+        # scikit-learn refuses infinity without naming the column: say which one here.
+        infinite = int(np.isinf(series.to_numpy(dtype="float64", na_value=np.nan)).sum())
+        if infinite:
+            return "invalid", f"holds {infinite} infinite value(s); replace them or leave them empty"
+    return "numeric", None
+
+
+def _text_kind(series: pd.Series) -> tuple[str, str | None]:
+    """The kind of an object column: text that is categories, dates, or numbers in disguise; or
+    values that are not text at all."""
     counts, distinct = _distinct(series)
-    if len(distinct) and not distinct.map(lambda v: isinstance(v, str)).all():
+    if not len(distinct):
+        return "categorical", None
+    if not distinct.map(lambda v: isinstance(v, str)).all():
         kinds = sorted({type(v).__name__ for v in distinct})
         if len(kinds) == 1:
             return "invalid", f"holds {kinds[0]} values, not numbers or text"
         return "invalid", f"mixes Python types ({', '.join(kinds)})"
-    if len(distinct):
-        numeric = pd.to_numeric(distinct, errors="coerce")
-        share = float(counts.to_numpy()[numeric.notna().to_numpy()].sum() / counts.sum())
-        if share >= constants.NUMERIC_LIKE_SHARE:
-            bad = distinct[numeric.isna()].tolist()[:3]
-            if bad:
-                return "invalid", (f"is {share:.0%} numbers with non-numeric values such as {bad}")
-            return "invalid", "holds numbers stored as text"
-        if _looks_like_dates(distinct):
-            return "datetime", None
+    numeric = pd.to_numeric(distinct, errors="coerce")
+    share = float(counts.to_numpy()[numeric.notna().to_numpy()].sum() / counts.sum())
+    if share >= constants.NUMERIC_LIKE_SHARE:
+        bad = distinct[numeric.isna()].tolist()[:3]
+        if bad:
+            return "invalid", (f"is {share:.0%} numbers with non-numeric values such as {bad}")
+        return "invalid", "holds numbers stored as text"
+    if _looks_like_dates(distinct):
+        return "datetime", None
     return "categorical", None
 
 

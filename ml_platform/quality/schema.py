@@ -67,6 +67,19 @@ def likely_renames(
     return pairs
 
 
+def _rekinded(frame: pd.DataFrame, schema: Schema) -> list[tuple[str, str, str]]:
+    """(column, the schema's kind, the day's kind) of each feature whose values changed kind."""
+    found = []
+    for column in schema.features:
+        want = schema.kinds.get(column)
+        if column in frame.columns and want and frame[column].notna().any():
+            got = value_kind(frame[column])
+            # A column of no valid kind (garbage in numbers, dates) is feature_columns_valid's to name.
+            if got in VALUE_KINDS and not kind_accepts(want, got):
+                found.append((column, want, got))
+    return found
+
+
 def schema_matches(frame: pd.DataFrame, target: str, schema: Schema | None) -> RuleResult:
     """The day's columns are the schema's: no feature missing, none of another kind, and (with
     ``extra_columns: fail``) no column outside it. Column order does not matter."""
@@ -77,14 +90,7 @@ def schema_matches(frame: pd.DataFrame, target: str, schema: Schema | None) -> R
     missing = [c for c in schema.features if c not in present]
     expected = set(schema.features)
     extra = [c for c in frame.columns if c != target and c not in expected]
-    rekinded = []
-    for column in schema.features:
-        want = schema.kinds.get(column)
-        if column in present and want and frame[column].notna().any():
-            got = value_kind(frame[column])
-            # A column of no valid kind (garbage in numbers, dates) is feature_columns_valid's to name.
-            if got in VALUE_KINDS and not kind_accepts(want, got):
-                rekinded.append((column, want, got))
+    rekinded = _rekinded(frame, schema)
     extra_kinds = {str(c): value_kind(frame[c]) for c in extra}
     extra = [str(c) for c in extra]
     renames = likely_renames(missing, extra, schema.kinds, extra_kinds)

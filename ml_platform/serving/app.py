@@ -308,7 +308,7 @@ class Service:
                     holder.forget_pointer()
             try:
                 await asyncio.to_thread(self.refresh_all)
-            except Exception:  # noqa: BLE001 - the poller must outlive a bad refresh
+            except Exception:  # the poller must outlive a bad refresh
                 logger.exception("refreshing the served models failed")
 
     @contextlib.asynccontextmanager
@@ -482,7 +482,7 @@ def _endpoint(service: Service, route: str, work: Callable[[Request], Awaitable[
             response = _error(422, str(exc))
         except PredictionError as exc:
             response = _error(400, str(exc))
-        except Exception as exc:  # noqa: BLE001 - never a traceback on the wire
+        except Exception as exc:  # never a traceback on the wire
             logger.exception(f"{request.method} {request.url.path} failed")
             response = _error(500, f"the server failed: {type(exc).__name__}: {exc}")
         finally:

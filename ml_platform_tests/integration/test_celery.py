@@ -95,7 +95,7 @@ def _stop_groups(procs: list[subprocess.Popen], grace_s: float = 15.0) -> None:
 
 
 @pytest.fixture
-def celery_cluster(redis: str, tmp_path: Path) -> Iterator[CeleryCluster]:  # noqa: F811
+def celery_cluster(redis: str, tmp_path: Path) -> Iterator[CeleryCluster]:
     """A project on temp folders whose runs use the Celery executor, and two workers on it."""
     env = project_env(tmp_path)
     env.update(

@@ -51,7 +51,7 @@ def materialize(env: dict[str, str], *args: str) -> None:
 def test_pipeline_runs_on_the_postgres_instance_of_deploy_dagster_yaml(
     postgres: PostgresServer,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ):
     db = postgres.create_database(f"pipeline_{uuid.uuid4().hex[:8]}")
     home = pg_home(tmp_path)
@@ -127,7 +127,7 @@ def test_pipeline_runs_on_the_postgres_instance_of_deploy_dagster_yaml(
 def test_the_password_comes_from_the_environment(
     postgres: PostgresServer,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ):
     text = DEPLOY_YAML.read_text()
     assert postgres.password not in text

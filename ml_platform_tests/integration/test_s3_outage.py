@@ -43,7 +43,7 @@ from ml_platform_tests.support.notifications import (
 )
 from ml_platform_tests.support.platform import project_env
 from ml_platform_tests.support.results import materialized, step_errors
-from ml_platform_tests.support.s3 import S3Platform, s3_platform_on  # noqa: F401
+from ml_platform_tests.support.s3 import S3Platform, s3_platform_on
 from ml_platform_tests.support.s3_server import (
     ACCESS_KEY,
     REGION,

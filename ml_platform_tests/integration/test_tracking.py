@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import joblib
-import mlflow  # noqa: E402,F401 - the client (mlflow-skinny) comes with the dev extra: a missing one fails
+import mlflow  # the client (mlflow-skinny) comes with the dev extra: a missing one fails
 import numpy as np
 import pandas as pd
 import pytest
@@ -46,7 +46,7 @@ def load_model(uri: str, tracking_uri: str, monkeypatch: pytest.MonkeyPatch):
 
 def test_a_run_is_recorded_and_its_model_loads_back(
     mlflow_server: str,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from mlflow.tracking import MlflowClient
@@ -111,7 +111,7 @@ def test_a_run_is_recorded_and_its_model_loads_back(
 
 
 def test_a_lightgbm_model_object_is_logged_with_its_requirements(
-    mlflow_server: str,  # noqa: F811
+    mlflow_server: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import lightgbm  # a dev dependency: installed with the project's tests, never skipped
@@ -138,7 +138,7 @@ def test_a_lightgbm_model_object_is_logged_with_its_requirements(
     assert loaded.predict(x.head(3)).tolist() == model.predict(x.head(3)).tolist()
 
 
-def test_a_refused_call_is_not_retried_and_does_not_stop_tracking(mlflow_server: str) -> None:  # noqa: F811
+def test_a_refused_call_is_not_retried_and_does_not_stop_tracking(mlflow_server: str) -> None:
     warnings: list[str] = []
     with counting_proxy(mlflow_server) as (url, requests):
         tracker = MlflowTracker(url, experiment_name(), warnings.append)
@@ -268,7 +268,7 @@ def _train_variants_and_deploy(platform, built):
 
 def test_each_variant_becomes_an_mlflow_run_and_the_challenger_carries_metrics_verdict_and_deploy(
     mlflow_server: str,
-    platform,  # noqa: F811
+    platform,
     tmp_path: Path,
 ) -> None:
     from mlflow.tracking import MlflowClient

@@ -209,7 +209,7 @@ def _screenshot_signature(page: Page) -> None:
     page.screenshot(path=ARTIFACTS / "deployed_model_signature.png")
 
 
-def test_ui_finds_the_graph_and_materializes_the_pipeline(chromium, dagster_dev):  # noqa: F811
+def test_ui_finds_the_graph_and_materializes_the_pipeline(chromium, dagster_dev):
     url, port, tmp_path, _, _ = dagster_dev
     # The earlier days of the training window first: raw_data for them as one single-run range.
     ingest_earlier_days(url, port, DAYS)

@@ -165,80 +165,17 @@ def postgres() -> Iterator[PostgresServer]:
     bindir = postgres_bindir()
     if bindir is None or not (bindir / "pg_ctl").exists():
         _unavailable("initdb/pg_ctl not found")
-    if os.geteuid() == 0:
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            _unavailable("running as root and there is no `postgres` user to run the server as")
-        if shutil.which("runuser") is None:
-            _unavailable("running as root and `runuser` is missing")
-
+    owner = _cluster_owner()
     # Under /tmp (not pytest's 0700 root-owned tmp folders), so that the `postgres` user can reach it.
     root = Path(tempfile.mkdtemp(prefix="ml-platform-pg-"))
     data_dir, socket_dir, log = root / "data", root / "sock", root / "server.log"
     socket_dir.mkdir()
-    if os.geteuid() == 0:
+    if owner is not None:
         for path in (root, socket_dir):
             os.chown(path, owner.pw_uid, owner.pw_gid)
-    started = False
     try:
-        init = _run(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(data_dir),
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "--no-sync",
-            ],
-            timeout=120,
-        )
-        if init.returncode != 0:
-            _unavailable(f"initdb failed:\n{init.stdout}\n{init.stderr}")
-
-        # A free port can be taken between choosing and binding it: then try another.
-        for _ in range(3):
-            port = free_port()
-            log_start = log.stat().st_size if log.exists() else 0
-            options = (
-                f"-c listen_addresses=127.0.0.1 -p {port} -k {socket_dir} "
-                # A throwaway cluster: durability is not needed, speed is.
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            )
-            start = _run(
-                [
-                    str(bindir / "pg_ctl"),
-                    "-D",
-                    str(data_dir),
-                    "-l",
-                    str(log),
-                    "-w",
-                    "-t",
-                    str(START_TIMEOUT_S),
-                    "-o",
-                    options,
-                    "start",
-                ],
-                timeout=START_TIMEOUT_S + 10,
-            )
-            if start.returncode == 0:
-                started = True
-                break
-            _stop(bindir, data_dir)
-            if not log.exists():
-                break
-            with open(log, "rb") as f:
-                f.seek(log_start)
-                if b"could not bind" not in f.read():
-                    break
-        if not started:
-            _unavailable(f"pg_ctl start failed:\n{start.stdout}\n{start.stderr}", log)
-
+        _initdb(bindir, data_dir)
+        port = _start(bindir, data_dir, socket_dir, log)
         user, password, db = "ml_platform", secrets.token_urlsafe(18), "dagster"
         admin = psycopg2.connect(host=str(socket_dir), port=port, user="postgres", dbname="postgres")
         try:
@@ -248,29 +185,85 @@ def postgres() -> Iterator[PostgresServer]:
                 cur.execute(f'CREATE DATABASE "{db}" OWNER "{user}"')
         finally:
             admin.close()
-
-        server = PostgresServer(
-            host="127.0.0.1",
-            port=port,
-            user=user,
-            password=password,
-            db=db,
-            socket_dir=socket_dir,
-            data_dir=data_dir,
-        )
-        # Ready when the login user gets in over TCP with its password.
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                server.connect().close()
-                break
-            except psycopg2.OperationalError as exc:
-                if time.monotonic() > deadline:
-                    _unavailable(f"no TCP login on 127.0.0.1:{port}: {exc}", log)
-                time.sleep(0.2)
-
+        server = PostgresServer("127.0.0.1", port, user, password, db, socket_dir, data_dir)
+        _wait_for_login(server, log)
         yield server
     finally:
         if data_dir.exists():
             _stop(bindir, data_dir)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _cluster_owner():
+    """The `postgres` user the server runs as when the tests run as root (None otherwise)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        owner = pwd.getpwnam("postgres")
+    except KeyError:
+        _unavailable("running as root and there is no `postgres` user to run the server as")
+    if shutil.which("runuser") is None:
+        _unavailable("running as root and `runuser` is missing")
+    return owner
+
+
+def _initdb(bindir: Path, data_dir: Path) -> None:
+    init = _run(
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(data_dir),
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--no-sync",
+        ],
+        timeout=120,
+    )
+    if init.returncode != 0:
+        _unavailable(f"initdb failed:\n{init.stdout}\n{init.stderr}")
+
+
+def _start(bindir: Path, data_dir: Path, socket_dir: Path, log: Path) -> int:
+    """Start the cluster on a free port of 127.0.0.1 and return it. A free port can be taken between
+    choosing and binding it: then try another."""
+    for _ in range(3):
+        port = free_port()
+        log_start = log.stat().st_size if log.exists() else 0
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {socket_dir} "
+            # A throwaway cluster: durability is not needed, speed is.
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        start = _run(
+            [str(bindir / "pg_ctl"), "-D", str(data_dir), "-l", str(log), "-w", "-t", str(START_TIMEOUT_S)]
+            + ["-o", options, "start"],
+            timeout=START_TIMEOUT_S + 10,
+        )
+        if start.returncode == 0:
+            return port
+        _stop(bindir, data_dir)
+        if not log.exists():
+            break
+        with open(log, "rb") as f:
+            f.seek(log_start)
+            if b"could not bind" not in f.read():
+                break
+    _unavailable(f"pg_ctl start failed:\n{start.stdout}\n{start.stderr}", log)
+
+
+def _wait_for_login(server: PostgresServer, log: Path) -> None:
+    """Ready when the login user gets in over TCP with its password."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            server.connect().close()
+            return
+        except psycopg2.OperationalError as exc:
+            if time.monotonic() > deadline:
+                _unavailable(f"no TCP login on 127.0.0.1:{server.port}: {exc}", log)
+            time.sleep(0.2)

@@ -272,7 +272,7 @@ def _wait_for_bucket(server: S3Server) -> None:
             if server.bucket in names:
                 return
             client.create_bucket(Bucket=server.bucket)
-        except Exception:  # noqa: BLE001 - the server is still starting
+        except Exception:  # the server is still starting
             if time.monotonic() > deadline:
                 raise
         time.sleep(0.3)

@@ -42,7 +42,7 @@ def webhook() -> Iterator[WebhookServer]:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length).decode("utf-8"))
             with lock:
@@ -55,7 +55,7 @@ def webhook() -> Iterator[WebhookServer]:
             self.end_headers()
             self.wfile.write(reply)
 
-        def log_message(self, format, *args) -> None:  # noqa: A002 - keep test output quiet
+        def log_message(self, format, *args) -> None:  # keep test output quiet
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -83,7 +83,7 @@ class _RecordingHandler:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd hook name)
+    async def handle_DATA(self, server, session, envelope) -> str:
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         self.messages.append(message)
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
@@ -131,9 +131,9 @@ def counting_proxy(target: str) -> Iterator[tuple[str, list[str]]]:
             self.end_headers()
             self.wfile.write(reply)
 
-        do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _forward  # noqa: N815 (http.server naming)
+        do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _forward
 
-        def log_message(self, format, *args) -> None:  # noqa: A002 - keep test output quiet
+        def log_message(self, format, *args) -> None:  # keep test output quiet
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
