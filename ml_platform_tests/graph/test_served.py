@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from ml_platform import clock
+from ml_platform.asset_records import LiveMetricsRecord, OutcomesRecord
 from ml_platform_tests.support.clock import SetClock, local_time
 from ml_platform_tests.support.constants import DAYS
 from ml_platform_tests.support.pipelines import built_from, ingest_and_train
@@ -274,6 +275,8 @@ def test_outcomes_arriving_over_three_days_fill_live_metrics_day_by_day(served_p
         assert check_results(ingested) == dict.fromkeys(
             ["outcome_ids_known", "outcome_ids_unique", "outcome_labels_match_target"], True
         )
+        # What the late-label sensor reads back: the day these outcomes are about.
+        assert OutcomesRecord.from_metadata(metadata_of(ingested)).days_labelled == (ORDINARY,)
         live = materialize_served(platform, ORDINARY, "live_metrics")
         assert live.success, step_errors(live)
         metadata = metadata_of(live)
@@ -284,6 +287,9 @@ def test_outcomes_arriving_over_three_days_fill_live_metrics_day_by_day(served_p
         assert metadata["Live accuracy"] == pytest.approx(accuracy)
         delays = np.repeat(np.arange(1, number + 1), [len(t) for t in thirds[:number]])
         assert metadata["Median label delay (days)"] == pytest.approx(float(np.median(delays)))
+        # What the decay sensor and ml-platform monitor read back, written by the asset itself.
+        read_back = LiveMetricsRecord.from_metadata(metadata)
+        assert (read_back.labelled_rows, read_back.score("accuracy")) == (len(so_far), pytest.approx(accuracy))
         (row,) = metadata["By version"].records
         assert row.data["Version"] == logged.version
         assert row.data["accuracy low"] <= accuracy <= row.data["accuracy high"]
