@@ -1,11 +1,12 @@
 """Storage that cannot be reached, turned into Dagster retries: one policy, one helper, everywhere.
 
-Every step that touches storage is retried by its stage's ``RetryPolicy`` (``retry_policy``:
-exponential backoff from ML_PLATFORM_RETRY_DELAY_S, with jitter). A step that catches a
-``StorageUnavailableError`` itself (an IO manager, a step reading the model store or its days)
-raises it as a ``dg.RetryRequested`` through ``retried_when_unavailable``, with the same backoff
-for its attempt: the IO managers, model_metrics and the raw_data checks used to wait a fixed delay
-each, or back off each their own way. Only that error is retried; bad data or bad config fail at once.
+The stages that touch storage throughout (ingest, deploy, score) have a ``RetryPolicy`` by default
+(``retry_policy``: exponential backoff from ML_PLATFORM_RETRY_DELAY_S, with jitter); train and
+evaluate have none unless ``stages.<stage>.retries`` says so, since a failed fit is not worth
+repeating. Their reads of storage (the IO managers' loads, the production version, a stored
+version or output to reuse) go through ``retried_when_unavailable``, which turns a
+``StorageUnavailableError`` into a ``dg.RetryRequested`` with the same backoff for its attempt, so
+an outage is retried in every stage. Only that error is retried; bad data or bad config fail at once.
 """
 
 from __future__ import annotations

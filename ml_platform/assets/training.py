@@ -49,6 +49,7 @@ from ml_platform.resources.model_store import (
     decode_drift_profile,
     decode_train_rows,
 )
+from ml_platform.retries import retried_when_unavailable
 from ml_platform.runtime import DATE_DIMENSION, VARIANT_DIMENSION, PipelineRuntime
 from ml_platform.signature import infer_signature
 from ml_platform.timeouts import run_with_timeout, stage_timeout
@@ -142,7 +143,8 @@ def build_training_data(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, model_store: ModelStore, raw_data: dict[str, pd.DataFrame]
     ) -> dg.Output[pd.DataFrame]:
         with stage_timeout(context, pipeline, "train"):
-            schema = pipeline.schema(pipeline.production(model_store, warn=context.log.warning))
+            with retried_when_unavailable(context, pipeline.settings):
+                schema = pipeline.schema(pipeline.production(model_store, warn=context.log.warning))
             return _training_data(context, pipeline, schema, raw_data)
 
     return training_data
@@ -504,9 +506,11 @@ def _train(step: Step, params: dict, train_split: pd.DataFrame) -> dg.Output[Tra
     unless the run config forces a refit, else fitted; recipe / reuse / fit / describe."""
     pipeline = step.pipeline
     x_train, y_train = features_and_target(train_split, pipeline.target)
-    model, recipe, kinds = _recipe(step, params, train_split, x_train)
-    identity = recipe.identity
-    reused, refit_note = _reused(step, identity)
+    # The train stage has no retry policy by default: its reads of the store retry on their own.
+    with retried_when_unavailable(step.context, pipeline.settings):
+        model, recipe, kinds = _recipe(step, params, train_split, x_train)
+        identity = recipe.identity
+        reused, refit_note = _reused(step, identity)
     if reused is not None:
         return reused
     model, variant_score, fit_seconds = _fit(step, model, params, x_train, y_train)

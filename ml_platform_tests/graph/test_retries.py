@@ -10,7 +10,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from ml_platform.backends.local import LocalLandingZone
+from ml_platform.backends.local import LocalLandingZone, LocalModelStore
+from ml_platform.constants import PRODUCTION_POINTER
+from ml_platform.errors import StorageUnavailableError
 from ml_platform.resources import LandingFile
 from ml_platform.settings import load_settings
 from ml_platform_tests.support.constants import DAYS
@@ -177,3 +179,44 @@ def test_bad_config_of_a_training_step_is_not_retried(seeded: Platform):
     assert "n_estimators" in step_errors(result)
     assert step_events(result, dg.DagsterEventType.STEP_UP_FOR_RETRY, "demo__trained_model") == []
     assert len(step_events(result, dg.DagsterEventType.STEP_FAILURE, "demo__trained_model")) == 1
+
+
+class FlakyModelStore(LocalModelStore):
+    """A local model store whose first `failures` reads of the production pointer fail as an
+    unreachable store does (the count kept on disk, across the step's retries)."""
+
+    state_file: str
+    failures: int
+
+    def reads(self) -> int:
+        path = Path(self.state_file)
+        return int(path.read_text()) if path.exists() else 0
+
+    def read_bytes(self, key: str) -> bytes:
+        if key.endswith(PRODUCTION_POINTER):
+            count = self.reads() + 1
+            Path(self.state_file).write_text(str(count))
+            if count <= self.failures:
+                raise StorageUnavailableError(f"{TRANSIENT}: {key}")
+        return super().read_bytes(key)
+
+
+def test_the_train_stage_retries_an_unreachable_store_though_it_has_no_retry_policy(seeded: Platform):
+    """train has no RetryPolicy by default (a failed fit is not worth repeating), yet its reads of
+    the model store (the production version that pins the columns' kinds) retry an outage."""
+    assert all(r.success for r in seeded.ingest())
+    first = seeded.train()  # a production version, so that the next model reads it
+    assert first.success, step_errors(first)
+    store = FlakyModelStore(root=str(seeded.store_dir), state_file=str(seeded.root / "store-reads.txt"), failures=1)
+    result = dg.materialize(
+        ALL_DEFS,
+        selection="key:demo/trained_model",
+        partition_key=DAY,
+        instance=seeded.instance,
+        resources={**seeded.resources, "model_store": store},
+        run_config={"ops": {"demo__trained_model": {"config": {"refit": True}}}},
+        raise_on_error=False,
+    )
+    assert result.success, step_errors(result)
+    assert len(step_events(result, dg.DagsterEventType.STEP_UP_FOR_RETRY, "demo__trained_model")) == 1
+    assert store.reads() >= 2
