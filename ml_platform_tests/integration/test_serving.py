@@ -663,7 +663,7 @@ def _parent(proc: Path) -> int | None:
 def test_the_kubernetes_deployment_runs_a_command_the_cli_takes_and_probes_real_routes():
     import yaml
 
-    from ml_platform.cli import build_parser
+    from ml_platform.cli.main import build_parser
 
     documents = list(yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "serving.yaml").read_text()))
     deployment = next(d for d in documents if d["kind"] == "Deployment")

@@ -1,4 +1,4 @@
-"""`ml-platform contract`, in-process (``ml_platform.cli.main``), on a year of stored raw_data days.
+"""`ml-platform contract`, in-process (``ml_platform.cli.main.main``), on a year of stored raw_data days.
 
 A window of days is one season: the block it prints must not make its values' ranges blocking rules
 (December's month is 12 all month; pasted as it was once suggested, the contract blocked every
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_platform import cli
+from ml_platform.cli import main as cli
 from ml_platform.quality.rules import Contract, blocking_failures, evaluate
 from ml_platform.settings import load_settings
 from ml_platform.spec import parse_pipelines

@@ -1,4 +1,4 @@
-"""`ml-platform monitor` when something is missing or wrong, in-process (``ml_platform.cli.main``).
+"""`ml-platform monitor` when something is missing or wrong, in-process (``ml_platform.cli.main.main``).
 
 What it cannot read beside the log (the instance of DAGSTER_HOME, the pipelines file) is one note
 on stderr, and the day's traffic is still printed (exit 0; `--json` stays JSON); no log for the
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_platform import cli
 from ml_platform.backends.local import LocalModelStore
+from ml_platform.cli import main as cli
 from ml_platform.serving.prediction_log import Entry, LogSettings, PredictionLog
 
 # With feedback, monitor reads each day's live metrics from the instance of DAGSTER_HOME.
