@@ -15,10 +15,10 @@ import gc
 import dagster as dg
 import joblib  # noqa: F401  (the plain script's imports, so that the floor includes them too)
 import pandas  # noqa: F401
-import sklearn.compose  # noqa: F401
-import sklearn.ensemble  # noqa: F401
-import sklearn.metrics  # noqa: F401
-import sklearn.model_selection  # noqa: F401
+import sklearn.compose
+import sklearn.ensemble
+import sklearn.metrics
+import sklearn.model_selection
 import sklearn.preprocessing  # noqa: F401
 
 days = dg.DailyPartitionsDefinition(start_date="2020-01-01", end_offset=1)

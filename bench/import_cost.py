@@ -21,12 +21,12 @@ t = time.perf_counter()
 import joblib  # noqa: E402, F401
 import pandas  # noqa: E402, F401
 import pyarrow.parquet  # noqa: E402, F401
-import sklearn.compose  # noqa: E402, F401
-import sklearn.ensemble  # noqa: E402, F401
-import sklearn.impute  # noqa: E402, F401
-import sklearn.metrics  # noqa: E402, F401
-import sklearn.model_selection  # noqa: E402, F401
-import sklearn.pipeline  # noqa: E402, F401
+import sklearn.compose  # noqa: E402
+import sklearn.ensemble  # noqa: E402
+import sklearn.impute  # noqa: E402
+import sklearn.metrics  # noqa: E402
+import sklearn.model_selection  # noqa: E402
+import sklearn.pipeline  # noqa: E402
 import sklearn.preprocessing  # noqa: E402, F401
 
 layers["pandas_pyarrow_sklearn"] = time.perf_counter() - t

@@ -24,21 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-sys.path.insert(0, str(BENCH))
-
-from run import DAGSTER, PYTHON, clean_env, run_measured  # noqa: E402
+from projects import DAGSTER, clean_env, materialize
+from scaffold import BENCH, PYTHON, ROOT, Row, logger, run_section
+from timing import run_measured
 
 TRAINED, SERVED, ARRIVED = "2026-01-07", "2026-01-08", "2026-01-09"
 PARTS = 100
@@ -61,8 +55,7 @@ STEPS = (
 )
 
 
-def log(message: str) -> None:
-    print(f"[bench monitoring {time.strftime('%H:%M:%S')}] {message}", flush=True)
+log = logger("bench monitoring", sys.stdout)
 
 
 def project(root: Path) -> dict[str, str]:
@@ -81,20 +74,6 @@ def project(root: Path) -> dict[str, str]:
     }
     subprocess.run([DAGSTER, "instance", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     return env
-
-
-def materialize(selection: str, partition: str) -> list[str]:
-    return [
-        DAGSTER,
-        "asset",
-        "materialize",
-        "-m",
-        "ml_platform.definitions",
-        "--select",
-        selection,
-        "--partition",
-        partition,
-    ]
 
 
 def write_log(env: dict[str, str], rows: int) -> tuple[int, pd.DataFrame]:
@@ -143,7 +122,7 @@ def bench_monitoring(workdir: Path, rows: int = 1_000_000) -> dict:
     (landing / "bench").mkdir(parents=True)
     synthetic_frame(20_000, 0, "target").to_parquet(landing / "bench" / f"{TRAINED}.parquet", index=False)
     log("training the production model (untimed)")
-    train = materialize("key:bench/raw_data+", TRAINED)
+    train = materialize("key:bench/raw_data+", "--partition", TRAINED)
     subprocess.run(train, env=env, cwd=ROOT, check=True, capture_output=True, timeout=1800)
     log(f"writing a day of {rows:,} logged requests ({PARTS} parts) and the outcomes of {LABELLED:.0%}")
     written, truth = write_log(env, rows)
@@ -152,7 +131,7 @@ def bench_monitoring(workdir: Path, rows: int = 1_000_000) -> dict:
     outcomes.to_parquet(landing / "bench_outcomes" / f"{ARRIVED}.parquet", index=False)
     results = {"rows": written, "outcomes": len(outcomes), "steps": {}}
     for name, selection, partition in STEPS:
-        measured = run_measured([materialize(selection, partition)], env, workdir / f"{name}.log")
+        measured = run_measured([materialize(selection, "--partition", partition)], env, workdir / f"{name}.log")
         results["steps"][name] = {"wall_s": measured["wall_s"], "max_rss_mb": measured["max_rss_mb"]}
         log(f"{name}[{partition}]: {measured['wall_s']:.1f} s, peak RSS {measured['max_rss_mb']:.0f} MB")
     plain = [PYTHON, str(BENCH / "monitoring_plain.py"), env["ML_PLATFORM_MODEL_STORE_DIR"], str(landing)]
@@ -163,7 +142,9 @@ def bench_monitoring(workdir: Path, rows: int = 1_000_000) -> dict:
     return results
 
 
-def table_rows(results: dict) -> list[tuple[str, str, str, str]]:
+def table_rows(results: dict | None) -> list[Row]:
+    if not results:
+        return [("monitoring: served, outcomes and live_metrics of a day of logged requests", "not run", "", "")]
     rows = []
     steps, plain = results["steps"], results["plain"]
     label = f"{results['rows']:,} logged requests, {results['outcomes']:,} outcomes"
@@ -189,26 +170,19 @@ def table_rows(results: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="logged requests of the day (default 1M)")
-    parser.add_argument("--keep", action="store_true", help="keep the project and logs")
-    args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="ml_platform_bench_monitoring-"))
-    try:
-        results = bench_monitoring(workdir, args.rows)
-        for row in table_rows(results):
-            print("  ".join(row))
-        out = BENCH / "results" / f"monitoring-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-        out.parent.mkdir(exist_ok=True)
-        out.write_text(json.dumps(results, indent=2))
-        print(f"raw: {out}")
-    finally:
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_section(
+        "monitoring",
+        __doc__.split("\n\n")[0],
+        add_flags,
+        lambda workdir, args: bench_monitoring(workdir, args.rows),
+        table_rows,
+        argv,
+    )
 
 
 if __name__ == "__main__":

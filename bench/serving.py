@@ -28,10 +28,8 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -39,10 +37,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scaffold import BENCH, BIN, Row, free_port, logger, run_section
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-BIN = Path(sys.executable).parent
 MLFLOW_VENV = BENCH / ".mlflow-venv"
 MLFLOW_REQUIREMENT = "mlflow>=3,<4"  # pip takes the newest that installs beside our scikit-learn
 BIG_ROWS = 1000
@@ -64,14 +60,7 @@ TARGETS = {
 LOG_FLUSH_S = 1.0  # ml-platform serve's --log-flush-s, given explicitly (its default)
 
 
-def log(message: str) -> None:
-    print(f"[bench serving {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+log = logger("bench serving", sys.stdout)
 
 
 # -- models ------------------------------------------------------------------------------------
@@ -383,7 +372,6 @@ def bodies(x: pd.DataFrame) -> dict[str, dict[str, bytes]]:
 
 def bench_serving(workdir: Path, seconds: float = 10.0) -> dict:
     from ml_platform.backends.local import LocalModelStore
-    from ml_platform.serving.holder import for_requests
 
     workdir.mkdir(parents=True, exist_ok=True)
     store_dir = workdir / "model_store"
@@ -405,66 +393,9 @@ def bench_serving(workdir: Path, seconds: float = 10.0) -> dict:
     )
     try:
         for name, info in models.items():
-            x = info["x"]
-            sklearn_model, version = store.load(name)
-            model = for_requests(sklearn_model)
-            body = bodies(x)
-            out = mlflow_model(
-                python, store_dir / name / version.version / "model.joblib", x.head(50), workdir / f"mlflow-{name}"
+            results["models"][name] = measure_model(
+                name, info["x"], store, store_dir, python, ours_port, workdir, seconds
             )
-            port = free_port()
-            mlflow_env = {
-                **os.environ,
-                "MLFLOW_TRACKING_URI": str(workdir / "mlruns"),
-                "PATH": f"{python.parent}:{os.environ['PATH']}",
-            }
-            log(f"{name}: starting mlflow models serve")
-            mlflow = Server(
-                [
-                    str(python.parent / "mlflow"),
-                    "models",
-                    "serve",
-                    "-m",
-                    str(out),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "--env-manager",
-                    "local",
-                ],
-                port,
-                mlflow_env,
-                workdir / f"mlflow-{name}.log",
-                "/invocations",
-                body["mlflow"]["one"],
-            )
-            measured: dict = {}
-            try:
-                for clients in (1, 16):
-                    log(f"{name}: single-row, {clients} client(s)")
-                    measured[f"limit_one_c{clients}"] = in_process(model, x, seconds, clients, 1)
-                    measured[f"ours_one_c{clients}"] = wrk(
-                        f"http://127.0.0.1:{ours_port}/v1/models/{name}/predict",
-                        body["ours"]["one"],
-                        clients,
-                        seconds,
-                        workdir,
-                    )
-                    measured[f"mlflow_one_c{clients}"] = wrk(
-                        f"http://127.0.0.1:{port}/invocations", body["mlflow"]["one"], clients, seconds, workdir
-                    )
-                log(f"{name}: {BIG_ROWS}-row requests, 16 clients")
-                measured["limit_big_c16"] = in_process(model, x, seconds, 16, BIG_ROWS)
-                measured["ours_big_c16"] = wrk(
-                    f"http://127.0.0.1:{ours_port}/v1/models/{name}/predict", body["ours"]["big"], 16, seconds, workdir
-                )
-                measured["mlflow_big_c16"] = wrk(
-                    f"http://127.0.0.1:{port}/invocations", body["mlflow"]["big"], 16, seconds, workdir
-                )
-            finally:
-                mlflow.stop()
-            results["models"][name] = measured
         for name in models:
             settle_log(ours_port, name)  # the bench's server idle meanwhile, its log written
         results["log"] = log_on_off(models, store_dir, env, workdir, seconds)
@@ -475,6 +406,52 @@ def bench_serving(workdir: Path, seconds: float = 10.0) -> dict:
         for value in measured.values():
             value.pop("raw", None)
     return results
+
+
+def measure_model(
+    name: str, x: pd.DataFrame, store, store_dir: Path, python: Path, ours_port: int, workdir: Path, seconds: float
+) -> dict:
+    """One model in-process, through `ml-platform serve` (up, at ``ours_port``) and through an
+    MLflow scoring server started for it: single rows from 1 and 16 clients, big requests from 16."""
+    from ml_platform.serving.holder import for_requests
+
+    sklearn_model, version = store.load(name)
+    model = for_requests(sklearn_model)
+    body = bodies(x)
+    out = mlflow_model(
+        python, store_dir / name / version.version / "model.joblib", x.head(50), workdir / f"mlflow-{name}"
+    )
+    mlflow = start_mlflow(python, out, workdir, name, body["mlflow"]["one"])
+    ours_url = f"http://127.0.0.1:{ours_port}/v1/models/{name}/predict"
+    mlflow_url = f"http://127.0.0.1:{mlflow.port}/invocations"
+    measured: dict = {}
+    try:
+        for clients in (1, 16):
+            log(f"{name}: single-row, {clients} client(s)")
+            measured[f"limit_one_c{clients}"] = in_process(model, x, seconds, clients, 1)
+            measured[f"ours_one_c{clients}"] = wrk(ours_url, body["ours"]["one"], clients, seconds, workdir)
+            measured[f"mlflow_one_c{clients}"] = wrk(mlflow_url, body["mlflow"]["one"], clients, seconds, workdir)
+        log(f"{name}: {BIG_ROWS}-row requests, 16 clients")
+        measured["limit_big_c16"] = in_process(model, x, seconds, 16, BIG_ROWS)
+        measured["ours_big_c16"] = wrk(ours_url, body["ours"]["big"], 16, seconds, workdir)
+        measured["mlflow_big_c16"] = wrk(mlflow_url, body["mlflow"]["big"], 16, seconds, workdir)
+    finally:
+        mlflow.stop()
+    return measured
+
+
+def start_mlflow(python: Path, model: Path, workdir: Path, name: str, ready_body: bytes) -> Server:
+    """`mlflow models serve` of ``model`` on a free port (MLflow's venv, its local env manager)."""
+    port = free_port()
+    mlflow_env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": str(workdir / "mlruns"),
+        "PATH": f"{python.parent}:{os.environ['PATH']}",
+    }
+    log(f"{name}: starting mlflow models serve")
+    command = [str(python.parent / "mlflow"), "models", "serve", "-m", str(model), "-h", "127.0.0.1"]
+    command += ["-p", str(port), "--env-manager", "local"]
+    return Server(command, port, mlflow_env, workdir / f"mlflow-{name}.log", "/invocations", ready_body)
 
 
 def log_on_off(models: dict, store_dir: Path, env: dict, workdir: Path, seconds: float) -> dict:
@@ -510,48 +487,60 @@ def log_on_off(models: dict, store_dir: Path, env: dict, workdir: Path, seconds:
     try:
         for name, info in models.items():
             body = bodies(info["x"])["ours"]["one"]
-            urls = {port: f"http://127.0.0.1:{port}/v1/models/{name}/predict" for port in (on_port, off_port)}
             measured: dict = {}
             for clients in (1, 16):
-                for port in (on_port, off_port):
-                    wrk(urls[port], body, clients, 1.0, workdir)  # warm-up, not kept
-                settle_log(on_port, name)
-                before, parts_before = log_counts(on_port, name), log_parts(store_dir, name, on.process.pid)
-                off_before = log_counts(off_port, name)
-                log(f"{name}: prediction log on / off, single-row, {clients} client(s)")
-                runs: dict[str, list[dict]] = {"on": [], "off": []}
-                drain = 0.0
-                for variant in ("on", "off", "off", "on"):
-                    port = on_port if variant == "on" else off_port
-                    run = wrk(urls[port], body, clients, max(1, round(seconds / 2)), workdir)
-                    run.pop("raw", None)
-                    runs[variant].append(run)
-                    drain = max(drain, settle_log(on_port, name))
-                after, parts_after = log_counts(on_port, name), log_parts(store_dir, name, on.process.pid)
-                off_after = log_counts(off_port, name)
-                for variant, done in runs.items():
-                    measured[f"{variant}_one_c{clients}"] = {
-                        "p50_ms": float(np.mean([r["p50_ms"] for r in done])),
-                        "p99_ms": float(np.mean([r["p99_ms"] for r in done])),
-                        "requests_per_s": float(np.mean([r["requests_per_s"] for r in done])),
-                        "requests": sum(r["requests"] for r in done),
-                        "errors": sum(r["non_2xx"] + r["socket_errors"] for r in done),
-                        "runs": done,
-                    }
-                measured[f"rows_c{clients}"] = {
-                    **{k: after[k] - before[k] for k in after},
-                    "parquet_rows": sum(v for k, v in parts_after.items() if k not in parts_before),
-                    "parquet_parts": len(set(parts_after) - set(parts_before)),
-                    "off_predicted": off_after["predicted"] - off_before["predicted"],
-                    "off_written": off_after["written"] - off_before["written"],
-                    "drain_s": drain,
-                }
+                measured.update(on_off(name, body, clients, on, off, store_dir, workdir, seconds))
             measured["since_start"] = log_counts(on_port, name)  # warm-ups included
             results[name] = measured
     finally:
         off.stop()
         on.stop()
     return results
+
+
+def on_off(
+    name: str, body: bytes, clients: int, on: Server, off: Server, store_dir: Path, workdir: Path, seconds: float
+) -> dict:
+    """One model and client count of ``log_on_off``: the warm-ups, the four runs alternated, the rows."""
+    urls = {server.port: f"http://127.0.0.1:{server.port}/v1/models/{name}/predict" for server in (on, off)}
+    for port in (on.port, off.port):
+        wrk(urls[port], body, clients, 1.0, workdir)  # warm-up, not kept
+    settle_log(on.port, name)
+    before, parts_before = log_counts(on.port, name), log_parts(store_dir, name, on.process.pid)
+    off_before = log_counts(off.port, name)
+    log(f"{name}: prediction log on / off, single-row, {clients} client(s)")
+    runs: dict[str, list[dict]] = {"on": [], "off": []}
+    drain = 0.0
+    for variant in ("on", "off", "off", "on"):
+        port = on.port if variant == "on" else off.port
+        run = wrk(urls[port], body, clients, max(1, round(seconds / 2)), workdir)
+        run.pop("raw", None)
+        runs[variant].append(run)
+        drain = max(drain, settle_log(on.port, name))
+    after, parts_after = log_counts(on.port, name), log_parts(store_dir, name, on.process.pid)
+    off_after = log_counts(off.port, name)
+    measured = {f"{variant}_one_c{clients}": mean_of_runs(done) for variant, done in runs.items()}
+    measured[f"rows_c{clients}"] = {
+        **{k: after[k] - before[k] for k in after},
+        "parquet_rows": sum(v for k, v in parts_after.items() if k not in parts_before),
+        "parquet_parts": len(set(parts_after) - set(parts_before)),
+        "off_predicted": off_after["predicted"] - off_before["predicted"],
+        "off_written": off_after["written"] - off_before["written"],
+        "drain_s": drain,
+    }
+    return measured
+
+
+def mean_of_runs(done: list[dict]) -> dict:
+    """A variant's figures over its runs: mean p50, p99 and requests/s; total requests and errors."""
+    return {
+        "p50_ms": float(np.mean([r["p50_ms"] for r in done])),
+        "p99_ms": float(np.mean([r["p99_ms"] for r in done])),
+        "requests_per_s": float(np.mean([r["requests_per_s"] for r in done])),
+        "requests": sum(r["requests"] for r in done),
+        "errors": sum(r["non_2xx"] + r["socket_errors"] for r in done),
+        "runs": done,
+    }
 
 
 def reload_under_load(store, versions: list[str], port: int, workdir: Path, seconds: float) -> dict:
@@ -585,92 +574,13 @@ def reload_under_load(store, versions: list[str], port: int, workdir: Path, seco
     return {"moves": len(moves), "reloads_loaded": loaded, **load, "errors": load["non_2xx"] + load["socket_errors"]}
 
 
-def table_rows(results: dict) -> list[tuple[str, str, str, str]]:
-    rows = []
-    for name, m in results.get("models", {}).items():
-        label = "demo model (100 trees, 30 features)" if name == "demo" else "100-tree forest, 20 features"
-        limit, ours, mlflow = m["limit_one_c1"], m["ours_one_c1"], m["mlflow_one_c1"]
-        bound = TARGETS["serve_p50_factor"] * limit["p50_ms"] + TARGETS["serve_p50_plus_ms"]
-        rows.append(
-            (
-                f"serving {label}: single row, 1 client, p50 / p99: in-process / ml-platform serve / MLflow",
-                f"{limit['p50_ms']:.2f}/{limit['p99_ms']:.2f} ms | {ours['p50_ms']:.2f}/{ours['p99_ms']:.2f} ms"
-                f" | {mlflow['p50_ms']:.2f}/{mlflow['p99_ms']:.2f} ms",
-                f"p50 <= 1.5x in-process + 1 ms = {bound:.2f} ms",
-                "yes" if ours["p50_ms"] <= bound else "NO",
-            )
-        )
-        limit, ours, mlflow = m["limit_one_c16"], m["ours_one_c16"], m["mlflow_one_c16"]
-        ratio = ours["requests_per_s"] / mlflow["requests_per_s"]
-        rows.append(
-            (
-                f"serving {label}: single row, 16 clients, p50 / p99 and requests/s:"
-                " in-process / ml-platform serve / MLflow",
-                f"{limit['p50_ms']:.1f}/{limit['p99_ms']:.1f} ms {limit['requests_per_s']:.0f}/s |"
-                f" {ours['p50_ms']:.1f}/{ours['p99_ms']:.1f} ms {ours['requests_per_s']:.0f}/s |"
-                f" {mlflow['p50_ms']:.1f}/{mlflow['p99_ms']:.1f} ms {mlflow['requests_per_s']:.0f}/s"
-                f" = {ratio:.2f}x MLflow",
-                ">= 2x MLflow",
-                "yes" if ratio >= 2 else "NO",
-            )
-        )
-        limit, ours, mlflow = m["limit_big_c16"], m["ours_big_c16"], m["mlflow_big_c16"]
-        ratio = ours["requests_per_s"] / mlflow["requests_per_s"]
-        rows.append(
-            (
-                f"serving {label}: {BIG_ROWS}-row requests, 16 clients, rows/s: in-process / ml-platform serve"
-                " / MLflow",
-                f"{limit['requests_per_s'] * BIG_ROWS:,.0f} | {ours['requests_per_s'] * BIG_ROWS:,.0f} |"
-                f" {mlflow['requests_per_s'] * BIG_ROWS:,.0f} = {ratio:.2f}x MLflow",
-                ">= 2x MLflow",
-                "yes" if ratio >= 2 else "NO",
-            )
-        )
+def table_rows(results: dict | None) -> list[Row]:
+    if not results:
+        return [("serving: ml-platform serve vs in-process, MLflow and --no-log", "not run", "", "")]
+    rows = [row for name, m in results.get("models", {}).items() for row in model_rows(name, m)]
     for name, m in results.get("log", {}).items():
-        if not isinstance(m, dict) or "on_one_c1" not in m:
-            continue
-        label = "demo model" if name == "demo" else "20-feature forest"
-        on, off = m["on_one_c1"], m["off_one_c1"]
-        ratio = on["p50_ms"] / off["p50_ms"]
-        target = TARGETS["serve_log_p50_ratio"]
-        rows.append(
-            (
-                f"serving {label}: prediction log on / --no-log, single row, 1 client, p50 (p99)",
-                f"{on['p50_ms']:.2f} ({on['p99_ms']:.2f}) / {off['p50_ms']:.2f} ({off['p99_ms']:.2f}) ms"
-                f" = {ratio:.2f}x",
-                f"p50 <= {target:.2f}x",
-                "yes" if ratio <= target else "NO",
-            )
-        )
-        on, off = m["on_one_c16"], m["off_one_c16"]
-        ratio = on["requests_per_s"] / off["requests_per_s"]
-        target = TARGETS["serve_log_throughput_ratio"]
-        rows.append(
-            (
-                f"serving {label}: prediction log on / --no-log, single row, 16 clients, requests/s",
-                f"{on['requests_per_s']:.0f} / {off['requests_per_s']:.0f}/s = {ratio:.2f}x",
-                f">= {target:.2f}x",
-                "yes" if ratio >= target else "NO",
-            )
-        )
-        rows_c = [m["rows_c1"], m["rows_c16"]]
-        predicted = sum(r["predicted"] for r in rows_c)
-        written = sum(r["written"] for r in rows_c)
-        dropped = sum(r["dropped"] for r in rows_c)
-        parquet = sum(r["parquet_rows"] for r in rows_c)
-        off_written = sum(r["off_written"] for r in rows_c)
-        rows.append(
-            (
-                f"serving {label}: prediction log during the on runs: rows predicted / written (metrics,"
-                " parquet parts) / dropped; --no-log server's rows written",
-                f"{predicted:,.0f} / {written:,.0f}, {parquet:,.0f} / {dropped:,.0f}; {off_written:,.0f}"
-                f" (log caught up {max(r['drain_s'] for r in rows_c):.1f} s after a run)",
-                "all written, 0 dropped; 0",
-                "yes"
-                if predicted > 0 and written == predicted == parquet and dropped == 0 and off_written == 0
-                else "NO",
-            )
-        )
+        if isinstance(m, dict) and "on_one_c1" in m:
+            rows += log_rows(name, m)
     reload = results.get("reload")
     if reload:
         rows.append(
@@ -685,26 +595,101 @@ def table_rows(results: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def model_rows(name: str, m: dict) -> list[Row]:
+    label = "demo model (100 trees, 30 features)" if name == "demo" else "100-tree forest, 20 features"
+    limit, ours, mlflow = m["limit_one_c1"], m["ours_one_c1"], m["mlflow_one_c1"]
+    bound = TARGETS["serve_p50_factor"] * limit["p50_ms"] + TARGETS["serve_p50_plus_ms"]
+    rows: list[Row] = [
+        (
+            f"serving {label}: single row, 1 client, p50 / p99: in-process / ml-platform serve / MLflow",
+            f"{limit['p50_ms']:.2f}/{limit['p99_ms']:.2f} ms | {ours['p50_ms']:.2f}/{ours['p99_ms']:.2f} ms"
+            f" | {mlflow['p50_ms']:.2f}/{mlflow['p99_ms']:.2f} ms",
+            f"p50 <= 1.5x in-process + 1 ms = {bound:.2f} ms",
+            "yes" if ours["p50_ms"] <= bound else "NO",
+        )
+    ]
+    limit, ours, mlflow = m["limit_one_c16"], m["ours_one_c16"], m["mlflow_one_c16"]
+    ratio = ours["requests_per_s"] / mlflow["requests_per_s"]
+    rows.append(
+        (
+            f"serving {label}: single row, 16 clients, p50 / p99 and requests/s:"
+            " in-process / ml-platform serve / MLflow",
+            f"{limit['p50_ms']:.1f}/{limit['p99_ms']:.1f} ms {limit['requests_per_s']:.0f}/s |"
+            f" {ours['p50_ms']:.1f}/{ours['p99_ms']:.1f} ms {ours['requests_per_s']:.0f}/s |"
+            f" {mlflow['p50_ms']:.1f}/{mlflow['p99_ms']:.1f} ms {mlflow['requests_per_s']:.0f}/s"
+            f" = {ratio:.2f}x MLflow",
+            ">= 2x MLflow",
+            "yes" if ratio >= 2 else "NO",
+        )
+    )
+    limit, ours, mlflow = m["limit_big_c16"], m["ours_big_c16"], m["mlflow_big_c16"]
+    ratio = ours["requests_per_s"] / mlflow["requests_per_s"]
+    rows.append(
+        (
+            f"serving {label}: {BIG_ROWS}-row requests, 16 clients, rows/s: in-process / ml-platform serve / MLflow",
+            f"{limit['requests_per_s'] * BIG_ROWS:,.0f} | {ours['requests_per_s'] * BIG_ROWS:,.0f} |"
+            f" {mlflow['requests_per_s'] * BIG_ROWS:,.0f} = {ratio:.2f}x MLflow",
+            ">= 2x MLflow",
+            "yes" if ratio >= 2 else "NO",
+        )
+    )
+    return rows
+
+
+def log_rows(name: str, m: dict) -> list[Row]:
+    label = "demo model" if name == "demo" else "20-feature forest"
+    on, off = m["on_one_c1"], m["off_one_c1"]
+    p50_ratio, p50_target = on["p50_ms"] / off["p50_ms"], TARGETS["serve_log_p50_ratio"]
+    on16, off16 = m["on_one_c16"], m["off_one_c16"]
+    rate_ratio, rate_target = on16["requests_per_s"] / off16["requests_per_s"], TARGETS["serve_log_throughput_ratio"]
+    return [
+        (
+            f"serving {label}: prediction log on / --no-log, single row, 1 client, p50 (p99)",
+            f"{on['p50_ms']:.2f} ({on['p99_ms']:.2f}) / {off['p50_ms']:.2f} ({off['p99_ms']:.2f}) ms"
+            f" = {p50_ratio:.2f}x",
+            f"p50 <= {p50_target:.2f}x",
+            "yes" if p50_ratio <= p50_target else "NO",
+        ),
+        (
+            f"serving {label}: prediction log on / --no-log, single row, 16 clients, requests/s",
+            f"{on16['requests_per_s']:.0f} / {off16['requests_per_s']:.0f}/s = {rate_ratio:.2f}x",
+            f">= {rate_target:.2f}x",
+            "yes" if rate_ratio >= rate_target else "NO",
+        ),
+        log_rows_row(label, [m["rows_c1"], m["rows_c16"]]),
+    ]
+
+
+def log_rows_row(label: str, rows_c: list[dict]) -> Row:
+    """The prediction log's rows during the on runs (1 and 16 clients together)."""
+    predicted = sum(r["predicted"] for r in rows_c)
+    written = sum(r["written"] for r in rows_c)
+    dropped = sum(r["dropped"] for r in rows_c)
+    parquet = sum(r["parquet_rows"] for r in rows_c)
+    off_written = sum(r["off_written"] for r in rows_c)
+    return (
+        f"serving {label}: prediction log during the on runs: rows predicted / written (metrics,"
+        " parquet parts) / dropped; --no-log server's rows written",
+        f"{predicted:,.0f} / {written:,.0f}, {parquet:,.0f} / {dropped:,.0f}; {off_written:,.0f}"
+        f" (log caught up {max(r['drain_s'] for r in rows_c):.1f} s after a run)",
+        "all written, 0 dropped; 0",
+        "yes" if predicted > 0 and written == predicted == parquet and dropped == 0 and off_written == 0 else "NO",
+    )
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each load measure (default 10)")
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (models, logs)")
-    args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="ml_platform_bench_serving-"))
-    try:
-        results = bench_serving(workdir, args.seconds)
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-    rows = table_rows(results)
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-    out = BENCH / "results" / f"serving-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({**results, "table": rows}, indent=2, default=str))
-    print(f"raw: {out}")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_section(
+        "serving",
+        __doc__.split("\n\n")[0],
+        add_flags,
+        lambda workdir, args: bench_serving(workdir, args.seconds),
+        table_rows,
+        argv,
+    )
 
 
 if __name__ == "__main__":
