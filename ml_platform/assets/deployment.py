@@ -7,7 +7,6 @@ import dagster as dg
 from ml_platform import constants
 from ml_platform.asset_records import DeployedRecord
 from ml_platform.assets.step import Step
-from ml_platform.assets.tracked import track_deploy
 from ml_platform.errors import PointerConflictError
 from ml_platform.metadata import signature_metadata
 from ml_platform.ml import TrainedModel
@@ -16,6 +15,7 @@ from ml_platform.recipe import platform_version
 from ml_platform.resources.model_store import ModelStore, ModelVersion, encode_drift_profile, encode_train_rows
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
+from ml_platform.tracked import track_deploy
 from ml_platform.version_record import VersionRecord
 
 

@@ -14,7 +14,6 @@ from ml_platform import constants
 from ml_platform.assets.evaluation_display import metrics_metadata
 from ml_platform.assets.step import Step
 from ml_platform.assets.stored_output import own_stored_output
-from ml_platform.assets.tracked import run_link, track_metrics
 from ml_platform.errors import DataValidationError, ModelStoreError
 from ml_platform.instance_queries import latest_data_version
 from ml_platform.intervals import LEVEL, RESAMPLES, Outputs, intervals, paired_differences
@@ -44,6 +43,7 @@ from ml_platform.slices import (
     worst_slices,
 )
 from ml_platform.timeouts import stage_timeout
+from ml_platform.tracked import run_link, track_metrics
 
 
 def baseline_scores(pipeline: PipelineRuntime, train_split: pd.DataFrame, test_split: pd.DataFrame) -> Baseline:

@@ -13,7 +13,6 @@ from ml_platform import constants
 from ml_platform import drift as feature_drift
 from ml_platform.assets.step import Step
 from ml_platform.assets.stored_output import own_stored_output
-from ml_platform.assets.tracked import run_link, track_challenger, track_training
 from ml_platform.decision import decision_of
 from ml_platform.decision import describe as describe_decision
 from ml_platform.encoding import inferred_kind
@@ -53,6 +52,7 @@ from ml_platform.retries import retried_when_unavailable
 from ml_platform.runtime import DATE_DIMENSION, VARIANT_DIMENSION, PipelineRuntime
 from ml_platform.signature import infer_signature
 from ml_platform.timeouts import run_with_timeout, stage_timeout
+from ml_platform.tracked import run_link, track_challenger, track_training
 from ml_platform.user_code import requirements_of
 
 

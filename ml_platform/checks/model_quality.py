@@ -5,13 +5,13 @@ columns."""
 import dagster as dg
 from pydantic import Field, create_model
 
-from ml_platform.assets.tracked import track_verdict
 from ml_platform.errors import yaml_boolean_hint
 from ml_platform.metrics import GATE_METRICS, METRIC, METRIC_LABELS
 from ml_platform.model_metrics import ModelMetrics, SignatureComparison, score_key
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.spec import GateThreshold
 from ml_platform.timeouts import stage_timeout
+from ml_platform.tracked import track_verdict
 
 
 class GateConfig(dg.Config):

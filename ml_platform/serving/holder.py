@@ -81,8 +81,7 @@ class ModelHolder:
                 sklearn_model, version = self.store.load(self.model_name, version=target)  # verifies the sha256
                 if pointer.sha256 and pointer.sha256 != version.sha256:
                     raise MlPlatformError(
-                        f"the pointer names sha256 {pointer.sha256[:12]}…, the version records"
-                        f" {version.sha256[:12]}…"
+                        f"the pointer names sha256 {pointer.sha256[:12]}…, the version records {version.sha256[:12]}…"
                     )
                 model = CheckedModel(for_requests(sklearn_model), version)
             except StorageUnavailableError as exc:

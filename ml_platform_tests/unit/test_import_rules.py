@@ -59,6 +59,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "timeouts",
             "metadata",
             "instance_queries",
+            "tracked",
             "checks",
             "assets",
             "jobs",
