@@ -1,5 +1,5 @@
 """Names and defaults shared across the platform. The estimators' parameter defaults live with their
-parameter models in ``ml_platform.estimators``, and each rule's own limits beside it (quality.py,
+parameter models in ``ml_platform.estimators``, and each rule's own limits beside it (quality/,
 drift.py, signature.py)."""
 
 # Owners shown in the UI; a team, as Dagster's owner strings allow.
