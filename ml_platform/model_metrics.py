@@ -290,7 +290,7 @@ class ModelMetrics:
             task=data["task"],
             scores=dict(data["scores"]),
             test_rows=int(data["test_rows"]),
-            details=details_of(data["task"], data.get("details")),
+            details=data.get("details"),  # __post_init__ makes it the task's record
             champion=ChampionComparison.from_dict(champion) if champion else None,
             signature=None
             if not signature

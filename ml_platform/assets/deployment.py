@@ -95,7 +95,7 @@ def _record(
     model_metrics: ModelMetrics,
 ) -> VersionRecord:
     """What the version records about the model, its provenance and its score (VersionRecord)."""
-    classification = pipeline.task == "classification"
+    details = model_metrics.classification  # None for a regression
     return VersionRecord(
         recipe=trained_model.recipe,
         fit=trained_model.fit,
@@ -103,11 +103,11 @@ def _record(
         metric_intervals={k: [low, high] for k, (low, high) in (model_metrics.intervals or {}).items()},
         gate_metric=pipeline.spec.gate_metric,
         platform_version=platform_version(),
-        decision_threshold=model_metrics.decision if classification else None,
+        decision_threshold=model_metrics.decision,
         mlflow_run_id=trained_model.mlflow_run_id,
         dagster_run_id=context.run.run_id,
-        confusion_matrix=model_metrics.details.confusion_matrix if classification else None,
-        labels=model_metrics.details.labels if classification else None,
+        confusion_matrix=(details.confusion_matrix or None) if details else None,
+        labels=(details.labels or None) if details else None,
     )
 
 
