@@ -48,6 +48,7 @@ class DeployedRecord(_Keyed):
     OUTCOME: ClassVar[str] = "Outcome"
     LOCATION: ClassVar[str] = "Location"
     GATE_METRIC: ClassVar[str] = "Gate metric"
+    CANDIDATE: ClassVar[str] = "Candidate"
 
     version: str
     promoted: bool
@@ -55,6 +56,7 @@ class DeployedRecord(_Keyed):
     location: str
     gate_metric: str
     gate_score: float | None = None
+    candidate: bool = False  # it became the rollout's candidate (production did not move)
 
     def to_metadata(self) -> dict[str, Any]:
         metadata = {
@@ -63,6 +65,7 @@ class DeployedRecord(_Keyed):
             self.OUTCOME: self.outcome,
             self.LOCATION: self.location,
             self.GATE_METRIC: self.gate_metric,
+            self.CANDIDATE: self.candidate,
         }
         if self.gate_score is not None:
             metadata[metric_key(self.gate_metric)] = float(self.gate_score)
@@ -80,6 +83,7 @@ class DeployedRecord(_Keyed):
             location=str(values.get(cls.LOCATION, "-")),
             gate_metric=metric,
             gate_score=float(score) if score is not None else None,
+            candidate=bool(values.get(cls.CANDIDATE, False)),
         )
 
 
@@ -138,3 +142,21 @@ class LiveMetricsRecord(_Keyed):
 
     def score(self, metric: str) -> float | None:
         return self.scores.get(metric)
+
+
+@dataclass(frozen=True)
+class RolloutRecord(_Keyed):
+    """What rollout[day] tells the rollout sensor and ``ml-platform rollout``: the day's evidence
+    (``rollout.DayEvidence``: per model and per pair of models on the same rows), as JSON."""
+
+    EVIDENCE: ClassVar[str] = "Evidence"
+
+    evidence: dict[str, Any]
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {self.EVIDENCE: self.evidence}  # a dict: Dagster keeps it as JSON metadata
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> RolloutRecord:
+        value = plain_values(metadata).get(cls.EVIDENCE)
+        return cls(value if isinstance(value, dict) else {})

@@ -49,10 +49,17 @@ PROMOTE_ATTEMPTS = 5
 MODEL_FILENAME = "model.joblib"
 METADATA_FILENAME = "metadata.json"
 PRODUCTION_POINTER = "production.json"
+# The rollout's second pointer (shadow, canary): the version that must earn production on live traffic.
+CANDIDATE_POINTER = "candidate.json"
+# The two pointers of a model, by role: the pointer's file and the folder of its moves.
+POINTER_FILES = {"production": PRODUCTION_POINTER, "candidate": CANDIDATE_POINTER}
+POINTER_HISTORIES = {"production": "history", "candidate": "candidate_history"}
 # Hashes of the rows a version was trained on: champion / challenger compares on rows it never saw.
 TRAIN_ROWS_FILENAME = "train_rows.npy"
 # The profile of the rows a version was trained on: what the drift checks compare new days with.
 DRIFT_PROFILE_FILENAME = "drift_profile.json"
+# A classifier's calibration on its test split (estimate.Calibration), for the label-free estimate.
+CALIBRATION_FILENAME = "calibration.json"
 MIN_FRESH_TEST_ROWS = 10
 
 # `ml-platform serve`: its defaults, the same for the command line and the app.

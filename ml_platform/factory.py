@@ -9,6 +9,7 @@ from ml_platform.assets.deployment import build_deployed_model
 from ml_platform.assets.evaluation import build_model_metrics
 from ml_platform.assets.ingest import build_raw_data
 from ml_platform.assets.monitoring import build_live_metrics, build_outcomes, build_served
+from ml_platform.assets.rollout import build_rollout
 from ml_platform.assets.scoring import build_predictions, build_scoring_checks, build_scoring_data
 from ml_platform.assets.training import (
     build_splits,
@@ -25,6 +26,7 @@ from ml_platform.sensors.landing import build_landing_sensor
 from ml_platform.sensors.monitoring import build_feedback_sensor, build_served_sensor
 from ml_platform.sensors.notifications import build_deploy_sensor, build_failure_sensor, build_finished_sensors
 from ml_platform.sensors.retraining import build_decay_sensor, build_drift_sensor
+from ml_platform.sensors.rollout import build_rollout_sensor
 from ml_platform.sensors.scoring import build_scoring_sensor
 from ml_platform.sensors.variants import build_variants_sensor
 
@@ -45,10 +47,7 @@ def build_pipeline_defs(pipeline: PipelineRuntime) -> dg.Definitions:
     if spec.scoring is not None:
         assets += [build_scoring_data(pipeline), build_predictions(pipeline)]
         checks.append(build_scoring_checks(pipeline))
-    if spec.monitoring is not None:
-        assets.append(build_served(pipeline))
-    if spec.feedback is not None:
-        assets += [build_outcomes(pipeline), build_live_metrics(pipeline)]
+    assets += _loop_back_assets(pipeline)
     jobs = build_jobs(pipeline)
     training_job = jobs[0]
     job_of = {job.name: job for job in jobs}
@@ -60,12 +59,7 @@ def build_pipeline_defs(pipeline: PipelineRuntime) -> dg.Definitions:
     if spec.scoring is not None:
         sensors.append(build_scoring_sensor(pipeline, job_of[scoring_job_name(pipeline)]))
     if spec.monitoring is not None:
-        sensors.append(build_served_sensor(pipeline, job_of[monitoring_job_name(pipeline)]))
-    if spec.feedback is not None:
-        sensors += [
-            build_feedback_sensor(pipeline, job_of[monitoring_job_name(pipeline)]),
-            build_decay_sensor(pipeline, training_job),
-        ]
+        sensors += _loop_back_sensors(pipeline, job_of[monitoring_job_name(pipeline)], training_job)
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
@@ -73,6 +67,28 @@ def build_pipeline_defs(pipeline: PipelineRuntime) -> dg.Definitions:
         schedules=[build_schedule(pipeline, training_job)],
         sensors=sensors,
     )
+
+
+def _loop_back_assets(pipeline: PipelineRuntime) -> list[dg.AssetsDefinition]:
+    """served (with `monitoring`), outcomes and live_metrics (with `feedback`), rollout (with a
+    rollout that live evidence decides)."""
+    spec = pipeline.spec
+    assets = [build_served(pipeline)] if spec.monitoring is not None else []
+    if spec.feedback is not None:
+        assets += [build_outcomes(pipeline), build_live_metrics(pipeline)]
+    if spec.rollout.watched:
+        assets.append(build_rollout(pipeline))
+    return assets
+
+
+def _loop_back_sensors(pipeline: PipelineRuntime, monitoring_job, training_job) -> list[dg.SensorDefinition]:
+    spec = pipeline.spec
+    sensors = [build_served_sensor(pipeline, monitoring_job)]
+    if spec.feedback is not None:
+        sensors += [build_feedback_sensor(pipeline, monitoring_job), build_decay_sensor(pipeline, training_job)]
+    if spec.rollout.watched:
+        sensors.append(build_rollout_sensor(pipeline))
+    return sensors
 
 
 def build_platform_defs(pipelines: list[PipelineRuntime], resources: dict, executor) -> dg.Definitions:

@@ -46,8 +46,9 @@ SCORING_ASSET_NAMES = ("scoring_data", "predictions")
 
 def monitoring_asset_names(pipeline: PipelineRuntime) -> tuple[str, ...]:
     """The loop back from production: served (with `monitoring`), outcomes and live_metrics (with
-    `feedback` too)."""
-    return ("served",) + (("outcomes", "live_metrics") if pipeline.spec.feedback is not None else ())
+    `feedback` too), rollout (with a rollout that live evidence decides)."""
+    names = ("served",) + (("outcomes", "live_metrics") if pipeline.spec.feedback is not None else ())
+    return names + (("rollout",) if pipeline.spec.rollout.watched else ())
 
 
 def job_names(pipeline: PipelineRuntime) -> list[str]:

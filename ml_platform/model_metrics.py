@@ -182,6 +182,9 @@ class ModelMetrics:
     # by the gate metric.
     slices: list[SliceScores] = field(default_factory=list)
     worst_slices: list[SliceScores] = field(default_factory=list)
+    # A classifier's calibration on the test split (``estimate.Calibration.to_dict()``), kept with the
+    # version for the rollout's label-free estimate of live accuracy; None without probabilities.
+    calibration: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "details", details_of(self.task, self.details))

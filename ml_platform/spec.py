@@ -225,6 +225,136 @@ class FeedbackSpec(_Strict):
     )
 
 
+class PromoteWhenSpec(_Strict):
+    """When the rollout sensor promotes the candidate: enough labelled rows and days, and the
+    candidate no worse than production on them, with the declared confidence (docs/rollout.md)."""
+
+    min_labelled: int = Field(
+        default=500, ge=1, description="Labelled rows the candidate's evidence needs (each model's, compared)."
+    )
+    min_days: int = Field(default=2, ge=1, le=60, description="Days of traffic the candidate needs, at least.")
+    confidence: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1,
+        description="How sure the comparison must be: the one-sided lower bound of candidate minus production on"
+        " the gate metric (for an error: production minus candidate), at this confidence, is above"
+        " -max_regression.",
+    )
+    max_regression: float = Field(
+        default=0.0,
+        ge=0,
+        description="How much worse than production the candidate may be on the gate metric and still be promoted"
+        " (0.0: no worse).",
+    )
+
+
+class AbortWhenSpec(_Strict):
+    """When the rollout sensor aborts the candidate on its labelled evidence."""
+
+    confidence: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1,
+        description="Abort once the candidate is worse than production on the gate metric with this confidence"
+        " (the one-sided upper bound of candidate minus production below 0).",
+    )
+    min_labelled: int = Field(
+        default=100,
+        ge=1,
+        description="Labelled rows the comparison needs before it may abort (fewer than promotion needs: a clearly"
+        " worse candidate goes early).",
+    )
+
+
+class GuardrailsSpec(_Strict):
+    """Operational limits the candidate must keep from its first request on: crossing one aborts at
+    once, without waiting for labels."""
+
+    max_error_rate: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="The share of the candidate's rows it refused or failed on (a signature it does not meet, an"
+        " exception), at most.",
+    )
+    max_p99_ratio: float = Field(
+        default=2.0,
+        gt=0,
+        description="The candidate's p99 latency over production's on the same days, at most.",
+    )
+    min_rows: int = Field(
+        default=100, ge=1, description="Rows of the candidate a guardrail needs before it may abort on them."
+    )
+
+
+class RollbackSpec(_Strict):
+    """Rollback after promotion: a promoted version whose live gate metric over its first days is
+    worse than the version it replaced (over the days before the swap) is rolled back."""
+
+    days: int = Field(default=3, ge=1, le=60, description="The promoted version's first days that are compared.")
+    max_live_regression: float = Field(
+        default=0.02,
+        ge=0,
+        description="How much worse the promoted version's live gate metric may be than the replaced version's.",
+    )
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1, description="How sure the regression beyond the margin must be."
+    )
+    min_labelled: int = Field(default=200, ge=1, description="Labelled rows each version needs for a comparison.")
+
+
+class RolloutSpec(_Strict):
+    """How a version that passed the offline gate reaches production (docs/rollout.md): at once
+    (`direct`), or as a candidate beside production that earns it on live traffic (`shadow`: it
+    predicts every request unseen; `canary`: it answers a stable share of requests)."""
+
+    strategy: Literal["direct", "shadow", "canary"] = Field(
+        default="direct",
+        description="`direct`: the gated version is promoted at once. `shadow`, `canary`: it becomes the candidate;"
+        " production moves only when the rollout sensor (or `ml-platform rollout promote`) promotes it.",
+    )
+    share: float = Field(
+        default=0.1, gt=0, lt=1, description="canary: the share of requests the candidate answers (0.1: one in ten)."
+    )
+    route_by: str | None = Field(
+        default=None,
+        description="canary: the request column whose value routes a request (a customer id: one entity always meets"
+        " the same model). Default: the request id.",
+    )
+    mirror: bool = Field(
+        default=False,
+        description="canary: the model that did not answer a request predicts it too, off the request path, so that"
+        " every labelled row compares both models on the same rows.",
+    )
+    promote_when: PromoteWhenSpec = Field(
+        default_factory=PromoteWhenSpec, description="When the candidate is promoted on its live evidence."
+    )
+    abort_when: AbortWhenSpec = Field(
+        default_factory=AbortWhenSpec, description="When the candidate is aborted on its live evidence."
+    )
+    guardrails: GuardrailsSpec = Field(
+        default_factory=GuardrailsSpec, description="Errors and latency that abort the candidate at once."
+    )
+    max_days: int = Field(
+        default=14, ge=1, le=366, description="Days a candidate may wait for its evidence; then it is aborted."
+    )
+    rollback: RollbackSpec | None = Field(
+        default=None,
+        description="Roll a promotion back when the promoted version's live metric turns worse than the version it"
+        " replaced (any strategy, `direct` too): `{days: 3, max_live_regression: 0.02}`. Default: no rollback.",
+    )
+
+    @property
+    def uses_candidate(self) -> bool:
+        return self.strategy != "direct"
+
+    @property
+    def watched(self) -> bool:
+        """Whether live evidence decides anything: a candidate's fate, or a rollback (rollout[day])."""
+        return self.uses_candidate or self.rollback is not None
+
+
 class ModelSpec(_Strict):
     estimator: str = Field(
         default="random_forest",
@@ -1062,6 +1192,21 @@ class NotificationsSpec(_Strict):
         description="Retraining started because the live metrics decayed (<name>_decay_sensor), with the numbers:"
         " channels or recipients. Default: every configured channel.",
     )
+    on_promote: RouteSpec | None = Field(
+        default=None,
+        description="The rollout promoted a candidate (by the rollout sensor, or `ml-platform rollout promote`), with"
+        " the evidence: channels or recipients. Default: every configured channel.",
+    )
+    on_abort: RouteSpec | None = Field(
+        default=None,
+        description="The rollout aborted a candidate (on its evidence, a guardrail, max_days, or by hand), or a newer"
+        " candidate replaced it: channels or recipients. Default: every configured channel.",
+    )
+    on_rollback: RouteSpec | None = Field(
+        default=None,
+        description="A promotion was rolled back on live evidence (`rollout.rollback`): channels or recipients."
+        " Default: every configured channel.",
+    )
     on_success: RouteSpec = Field(
         default_factory=lambda: RouteSpec(channels=[]),
         description="Finished runs of the pipeline's jobs, saying what came of the model:"
@@ -1074,7 +1219,8 @@ class NotificationsSpec(_Strict):
         return _addresses(value)
 
     def route(self, event: str) -> Route:
-        """Where the message of ``event`` (``on_failure``, ``on_deploy``, ``on_decay``, ``on_success``) goes."""
+        """Where the message of ``event`` (``on_failure``, ``on_deploy``, ``on_decay``, ``on_promote``,
+        ``on_abort``, ``on_rollback``, ``on_success``) goes."""
         chosen = getattr(self, event)
         webhook, email = self.webhook or WebhookSpec(), self.email
         if chosen is None:
@@ -1215,6 +1361,11 @@ class PipelineSpec(_Strict):
         " ingests each day's file and live_metrics[day] scores the day's predictions on them (needs"
         " `monitoring`).",
     )
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec,
+        description="How a gated version reaches production: `direct` (at once), `shadow` or `canary` (as a candidate"
+        " that earns it on live traffic), the rules that promote, abort and roll back (docs/rollout.md).",
+    )
     demo_data: Literal["breast_cancer", "diabetes"] | None = Field(
         default=None, description="What `ml-platform seed-demo` writes into this pipeline's landing."
     )
@@ -1260,11 +1411,32 @@ class PipelineSpec(_Strict):
             raise _FieldError(
                 "feedback", "needs `monitoring` (`monitoring: {}`): the outcomes are joined to served[day]"
             )
+        self._check_rollout()
         if self.demo_data is not None:
             wanted = "classification" if self.demo_data == "breast_cancer" else "regression"
             if wanted != self.task:
                 raise _FieldError("demo_data", f"{self.demo_data} is {wanted} data, the task is {self.task}")
         return self
+
+    def _check_rollout(self) -> None:
+        """A candidate earns production on the prediction log (served[day]): it needs `monitoring`; a
+        rollback compares live metrics: it needs `feedback`; a routing column is a feature column."""
+        rollout = self.rollout
+        if rollout.uses_candidate and self.monitoring is None:
+            raise _FieldError(
+                "rollout.strategy",
+                f"{rollout.strategy} needs `monitoring` (`monitoring: {{}}`): its evidence is the prediction log",
+            )
+        if rollout.rollback is not None and self.feedback is None:
+            raise _FieldError("rollout.rollback", "needs `feedback`: a rollback compares live metrics on outcomes")
+        if rollout.route_by is not None and rollout.strategy != "canary":
+            raise _FieldError("rollout.route_by", f"routes canary requests; the strategy is {rollout.strategy}")
+        if rollout.route_by is not None and self.features.columns:
+            names = [f.name for f in self.features.columns]
+            if rollout.route_by not in names:
+                raise _FieldError(
+                    "rollout.route_by", f"{rollout.route_by!r} is not a feature column ({', '.join(names)})"
+                )
 
     def _estimator(self) -> Any:
         """The estimator ``model.estimator`` names (an import path: its syntax checked only)."""

@@ -12,7 +12,13 @@ from ml_platform.metadata import signature_metadata
 from ml_platform.ml import TrainedModel
 from ml_platform.model_metrics import ModelMetrics
 from ml_platform.recipe import platform_version
-from ml_platform.resources.model_store import ModelStore, ModelVersion, encode_drift_profile, encode_train_rows
+from ml_platform.resources.model_store import (
+    ModelStore,
+    ModelVersion,
+    encode_calibration,
+    encode_drift_profile,
+    encode_train_rows,
+)
 from ml_platform.runtime import PipelineRuntime
 from ml_platform.timeouts import stage_timeout
 from ml_platform.tracked import track_deploy
@@ -59,15 +65,16 @@ class Swap:
     """What came of the pointer: promoted or not, the version it replaced, what happened."""
 
     promoted: bool
-    replaced: str | None
+    replaced: str | None  # production's version it replaced; a candidate: the candidate it replaced
     note: str
+    candidate: bool = False  # the version became (or already was) the rollout's candidate
 
 
 def _deploy(step: Step, trained_model: TrainedModel, model_metrics: ModelMetrics) -> dg.Output[dict]:
     """Store the model (once per recipe), then decide and swap the production pointer, then say what
     happened: record / decide / swap / describe."""
     context, pipeline = step.context, step.pipeline
-    version = _store(step, trained_model, _record(context, pipeline, trained_model, model_metrics))
+    version = _store(step, trained_model, model_metrics, _record(context, pipeline, trained_model, model_metrics))
     gated = ", ".join(t.name for t in pipeline.spec.gate_thresholds)
     reason = f"gate passed ({gated}) for data as of {trained_model.fit.data_as_of}"
     swap = _swap(step, version, trained_model.fit.data_as_of, reason)
@@ -111,9 +118,9 @@ def _record(
     )
 
 
-def _store(step: Step, trained_model: TrainedModel, record: VersionRecord) -> ModelVersion:
+def _store(step: Step, trained_model: TrainedModel, model_metrics: ModelMetrics, record: VersionRecord) -> ModelVersion:
     """The version of this recipe in the store: written now with the files beside the model (its
-    training rows' hashes, its drift profile), or found (re-running a deploy stores nothing twice)."""
+    training rows' hashes, its drift profile, its calibration), or found (re-running a deploy stores nothing twice)."""
     extras = {}
     hashes = trained_model.train_row_hashes
     if hashes is not None:
@@ -121,6 +128,8 @@ def _store(step: Step, trained_model: TrainedModel, record: VersionRecord) -> Mo
     profile = trained_model.drift_profile
     if profile is not None:
         extras[constants.DRIFT_PROFILE_FILENAME] = encode_drift_profile(profile)
+    if model_metrics.calibration is not None:
+        extras[constants.CALIBRATION_FILENAME] = encode_calibration(model_metrics.calibration)
     name = step.pipeline.model_name
     version = step.model_store.save_version(
         name, trained_model.model, record, identity=trained_model.identity, extras=extras
@@ -146,8 +155,10 @@ def _decide(version: ModelVersion, current: ModelVersion | None, data_as_of: str
 
 def _swap(step: Step, version: ModelVersion, data_as_of: str | None, reason: str) -> Swap:
     """Decide and promote by compare-and-swap: if another deploy moves the pointer in between, decide
-    again against what it did."""
+    again against what it did. With a rollout of a candidate (shadow, canary), the version becomes
+    the candidate beside production instead; production does not move."""
     context, model_store, name = step.context, step.model_store, step.pipeline.model_name
+    rollout = step.pipeline.spec.rollout
     for _ in range(constants.PROMOTE_ATTEMPTS):
         pointer, token = model_store.pointer_state(name)
         current = model_store.get_version(name, pointer.version) if pointer else None
@@ -156,14 +167,11 @@ def _swap(step: Step, version: ModelVersion, data_as_of: str | None, reason: str
             if current is not None and current.version == version.version:
                 model_store.record_history(name, pointer)  # a kill before the history record: completed
             return Swap(False, None, decision.note)
+        actor = f"dagster run {context.run.run_id}"
         try:
-            model_store.promote(
-                name,
-                version.version,
-                reason=reason,
-                actor=f"dagster run {context.run.run_id}",
-                expected=token,
-            )
+            if rollout.uses_candidate and current is not None:
+                return _propose(step, version, reason, actor)
+            model_store.promote(name, version.version, reason=reason, actor=actor, expected=token)
         except PointerConflictError as exc:
             context.log.warning(f"{exc}; deciding again")
             continue
@@ -173,6 +181,33 @@ def _swap(step: Step, version: ModelVersion, data_as_of: str | None, reason: str
         )
     raise PointerConflictError(
         f"the production pointer of {name} kept moving; gave up after {constants.PROMOTE_ATTEMPTS} attempts"
+    )
+
+
+def _propose(step: Step, version: ModelVersion, reason: str, actor: str) -> Swap:
+    """The version becomes the rollout's candidate (its own pointer, compare-and-swap), replacing an
+    older open candidate (said in the candidate's history and the deploy's outcome). The first
+    version of a model has no production to earn its place against: it is promoted directly."""
+    model_store, name, strategy = step.model_store, step.pipeline.model_name, step.pipeline.spec.rollout.strategy
+    open_candidate = model_store.candidate(name)
+    if open_candidate is not None and open_candidate.version == version.version:
+        return Swap(False, None, f"already the {strategy} candidate", candidate=True)
+    _, token = model_store.pointer_state(name, "candidate")
+    replacing = f", replacing candidate {open_candidate.version}" if open_candidate else ""
+    model_store.promote(
+        name,
+        version.version,
+        reason=f"{reason}; {strategy} candidate{replacing}",
+        actor=actor,
+        expected=token,
+        role="candidate",
+    )
+    step.log.info(f"{name} {version.version} is the {strategy} candidate{replacing}; production did not move")
+    return Swap(
+        False,
+        open_candidate.version if open_candidate else None,
+        f"became the {strategy} candidate{replacing}",
+        candidate=True,
     )
 
 
@@ -192,9 +227,12 @@ def _describe(
         "promoted": promoted,
         "replaced": replaced,
         "production_version": production.version if production else None,
+        "candidate": swap.candidate,
     }
     # What the notifications read back (asset_records); the rest is for people.
-    record = DeployedRecord(version.version, promoted, note, version.location, metric, model_metrics.score(metric))
+    record = DeployedRecord(
+        version.version, promoted, note, version.location, metric, model_metrics.score(metric), swap.candidate
+    )
     return dg.Output(
         value,
         metadata={

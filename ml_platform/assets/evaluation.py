@@ -14,7 +14,8 @@ from ml_platform import constants
 from ml_platform.assets.evaluation_display import metrics_metadata
 from ml_platform.assets.step import Step
 from ml_platform.assets.stored_output import own_stored_output
-from ml_platform.errors import DataValidationError, ModelStoreError
+from ml_platform.errors import DataValidationError, MlPlatformError, ModelStoreError
+from ml_platform.estimate import fit_calibration
 from ml_platform.instance_queries import latest_data_version
 from ml_platform.intervals import LEVEL, RESAMPLES, Outputs, intervals, paired_differences
 from ml_platform.metrics import GATE_METRICS
@@ -288,10 +289,24 @@ def _score(
     context.log.info(
         ", ".join(f"{name} {metrics.shown(name)}" for name in shown) + f" on {metrics.test_rows} test rows"
     )
+    metrics = metrics.with_(calibration=_calibration(context, outputs))
     scored = ScoredTestSplit(
         test_split, trained_model.model, outputs, _slice_labels(pipeline, trained_model, test_split)
     )
     return _with_slices(context, pipeline, trained_model, metrics, scored), scored
+
+
+def _calibration(context: dg.AssetExecutionContext, outputs: Outputs) -> dict | None:
+    """The calibration of a classifier's probabilities on the test split (``ml_platform.estimate``):
+    what the rollout's label-free estimate of live accuracy reads; None without probabilities."""
+    if outputs.proba is None:
+        return None
+    probabilities = pd.DataFrame(outputs.proba, columns=[str(c) for c in outputs.labels])
+    try:
+        return fit_calibration(probabilities, outputs.predicted, outputs.y).to_dict()
+    except MlPlatformError as exc:
+        context.log.warning(f"no calibration for the label-free estimate: {exc}")
+        return None
 
 
 def _kinds(trained_model: TrainedModel) -> dict[str, str]:

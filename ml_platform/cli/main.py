@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ml_platform.cli import contract, demo, monitor, serve, store
+from ml_platform.cli import contract, demo, monitor, rollout, serve, store
 from ml_platform.errors import MlPlatformError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-platform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (demo, contract, serve, monitor, store):
+    for group in (demo, contract, serve, monitor, rollout, store):
         group.add_commands(sub)
     return parser
 

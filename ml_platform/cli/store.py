@@ -49,7 +49,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         if index:
             print()
         _print_model(name, task, metrics, rows, args.compare)
-    print("(* = production" + (", best first by the gate's metric)" if args.compare else ")"))
+    order = ", best first by the gate's metric" if args.compare else ""
+    print(f"(* = production, c = the rollout's candidate{order})")
     return 0
 
 
@@ -58,7 +59,7 @@ def _model_listing(store, name: str, versions: list, compare: bool) -> tuple[str
     history, best first by the gate's metric (errors such as RMSE: lowest first)."""
     from ml_platform.metrics import GATE_METRICS
 
-    pointer = store.pointer(name)
+    pointer, candidate = store.pointer(name), store.candidate(name)
     current = pointer.version if pointer else None
     task = (versions[-1].record.recipe.task if versions else None) or "classification"
     metrics = _metric_names(task)
@@ -74,6 +75,7 @@ def _model_listing(store, name: str, versions: list, compare: bool) -> tuple[str
             "model": name,
             "task": v.record.recipe.task or task,
             "production": v.version == current,
+            "candidate": candidate is not None and v.version == candidate.version,
             "version": v.version,
             **{m: v.record.metrics.get(m) for m in metrics},
             # The gate metric's bootstrap 95 % interval (versions stored before intervals: none).
@@ -103,7 +105,7 @@ def _print_model(name: str, task: str, metrics: list[str], rows: list[dict], com
         header += f" {'rows':>7}  {'data':<14}  params"
     print(header.rstrip())
     for row in rows:
-        line = f"{'* ' if row['production'] else '  '}{row['version']:<36}"
+        line = f"{'* ' if row['production'] else 'c ' if row['candidate'] else '  '}{row['version']:<36}"
         line += "".join(f" {_num(row[m]):>8}" for m in metrics)
         interval = row["gate_interval"]
         shown = f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "-"

@@ -1,4 +1,5 @@
-"""The model store: versioned model artifacts plus an atomically switched ``production`` pointer.
+"""The model store: versioned model artifacts plus atomically switched pointers: ``production``, and
+a rollout's ``candidate`` beside it.
 
 Layout under the store root (the same keys on every backend)::
 
@@ -6,6 +7,8 @@ Layout under the store root (the same keys on every backend)::
     <model_name>/<version>/metadata.json    metrics, params, data fingerprint, sha256, created_at
     <model_name>/production.json            the pointer: which version serves, since when, why
     <model_name>/history/<time>-<version>.json   one record per pointer move
+    <model_name>/candidate.json             a rollout's candidate (shadow, canary): beside production
+    <model_name>/candidate_history/<time>-<version>[-promoted|-aborted].json   its moves
     <model_name>/recipes/<sha256>.json      the recipe index: the newest version of one recipe identity
 
 A version is complete only once its ``metadata.json`` exists; it is written after the artifact, and
@@ -89,8 +92,29 @@ def decode_drift_profile(data: bytes) -> dict[str, Any]:
     return json.loads(data)
 
 
+def encode_calibration(calibration: dict[str, Any]) -> bytes:
+    """A classifier's calibration (``estimate.Calibration.to_dict()``) as JSON."""
+    return json.dumps(calibration, sort_keys=True).encode()
+
+
+def decode_calibration(data: bytes) -> dict[str, Any]:
+    return json.loads(data)
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _pointer_file(role: str) -> str:
+    try:
+        return constants.POINTER_FILES[role]
+    except KeyError:
+        raise ModelStoreError(f"a model has a production and a candidate pointer, not {role!r}") from None
+
+
+def _history_folder(role: str) -> str:
+    _pointer_file(role)
+    return constants.POINTER_HISTORIES[role]
 
 
 def check_segment(value: str, what: str) -> str:
@@ -282,18 +306,27 @@ class ModelStore(dg.ConfigurableResource, ABC):
         pointer = self.pointer(model_name)
         return self.get_version(model_name, pointer.version) if pointer is not None else None
 
-    def pointer(self, model_name: str) -> Pointer | None:
-        """The production pointer (version, sha256, promoted_at, previous, reason, actor)."""
-        return self.pointer_state(model_name)[0]
+    def pointer(self, model_name: str, role: str = "production") -> Pointer | None:
+        """The pointer of ``role`` ("production" or "candidate"), as stored (a candidate's may be closed)."""
+        return self.pointer_state(model_name, role)[0]
 
-    def pointer_state(self, model_name: str) -> tuple[Pointer | None, str | None]:
-        """The production pointer and a token of its exact state, for ``promote(expected=...)``."""
+    def pointer_state(self, model_name: str, role: str = "production") -> tuple[Pointer | None, str | None]:
+        """The pointer of ``role`` and a token of its exact state, for ``promote(expected=...)``."""
         check_segment(model_name, "model name")
         try:
-            data = self.read_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}")
+            data = self.read_bytes(f"{model_name}/{_pointer_file(role)}")
         except FileNotFoundError:
             return None, None
         return Pointer.from_bytes(data), hashlib.sha256(data).hexdigest()
+
+    def candidate(self, model_name: str) -> Pointer | None:
+        """The open candidate of a rollout: the candidate pointer unless it is closed or names the
+        version production serves (a promotion a crash left unclosed)."""
+        pointer = self.pointer(model_name, "candidate")
+        if pointer is None or pointer.closed is not None:
+            return None
+        production = self.pointer(model_name)
+        return None if production is not None and production.version == pointer.version else pointer
 
     @abstractmethod
     def swap_bytes(self, key: str, data: bytes, expected: str | None) -> None:
@@ -307,8 +340,10 @@ class ModelStore(dg.ConfigurableResource, ABC):
         reason: str,
         actor: str | None = None,
         expected: str | None | object = ...,
+        role: str = "production",
     ) -> Pointer:
-        """Point production at a complete version, atomically, and record who, when and why.
+        """Point ``role``'s pointer (production, or the rollout's candidate) at a complete version,
+        atomically, and record who, when and why.
 
         The pointer moves by compare-and-swap: ``expected`` is the ``pointer_state`` token the
         caller decided on (default: the state read here). If another process moved the pointer in
@@ -316,42 +351,73 @@ class ModelStore(dg.ConfigurableResource, ABC):
         can never overwrite each other unseen.
         """
         target = self.get_version(model_name, version)  # refuses incomplete versions
-        current, token = self.pointer_state(model_name)
-        if expected is not ... and expected != token:
-            raise PointerConflictError(
-                f"the production pointer of {model_name!r} moved to {current.version if current else None} meanwhile"
-            )
+        current, token = self._expected_state(model_name, role, expected)
         record = Pointer(
             version=target.version,
             sha256=target.sha256,
             promoted_at=_utcnow().isoformat(),
-            previous=current.version if current else None,
+            previous=current.version if current and current.closed is None else None,
             reason=reason,
             actor=actor or "ml_platform",
         )
+        return self._move(model_name, role, current, token, record)
+
+    def close_candidate(
+        self, model_name: str, closed: str, reason: str, actor: str | None = None, expected: str | None | object = ...
+    ) -> Pointer:
+        """End the open candidate: "promoted" (after production moved to it) or "aborted" (production
+        never moved). The candidate pointer keeps its version, marked closed, by compare-and-swap;
+        the move is in the candidate's history."""
+        if closed not in ("promoted", "aborted"):
+            raise ModelStoreError(f"a candidate is closed as promoted or aborted, not {closed!r}")
+        current, token = self._expected_state(model_name, "candidate", expected)
+        if current is None or current.closed is not None:
+            raise ModelStoreError(f"model {model_name!r} has no open candidate to close")
+        record = Pointer(
+            version=current.version,
+            sha256=current.sha256,
+            promoted_at=_utcnow().isoformat(),
+            previous=current.version,
+            reason=reason,
+            actor=actor or "ml_platform",
+            closed=closed,
+        )
+        return self._move(model_name, "candidate", current, token, record)
+
+    def _expected_state(self, model_name: str, role: str, expected: str | None | object):
+        current, token = self.pointer_state(model_name, role)
+        if expected is not ... and expected != token:
+            raise PointerConflictError(
+                f"the {role} pointer of {model_name!r} moved to {current.version if current else None} meanwhile"
+            )
+        return current, token
+
+    def _move(self, model_name: str, role: str, current: Pointer | None, token: str | None, record: Pointer) -> Pointer:
         if current is not None:
-            self.record_history(model_name, current)  # a move a crash left unrecorded
-        self.swap_bytes(f"{model_name}/{constants.PRODUCTION_POINTER}", record.to_bytes(), token)
-        self.record_history(model_name, record)
+            self.record_history(model_name, current, role)  # a move a crash left unrecorded
+        self.swap_bytes(f"{model_name}/{_pointer_file(role)}", record.to_bytes(), token)
+        self.record_history(model_name, record, role)
         return record
 
-    def record_history(self, model_name: str, pointer: Pointer) -> None:
-        """Record a pointer move (a ``production.json`` record) in the history, once.
+    def record_history(self, model_name: str, pointer: Pointer, role: str = "production") -> None:
+        """Record a pointer move (a ``production.json`` or ``candidate.json`` record) in its history, once.
 
         The pointer moves first and its history record is written after it, so a process killed
         in between leaves one move unrecorded; the next deploy (or promote) records it. The key
         follows from the record itself, so recording it again is a no-op.
         """
-        key = f"{model_name}/history/{pointer.promoted_time:%Y%m%dT%H%M%S%f}Z-{pointer.version}.json"
+        stamp = f"{pointer.promoted_time:%Y%m%dT%H%M%S%f}Z-{pointer.version}"
+        key = f"{model_name}/{_history_folder(role)}/{stamp}{'-' + pointer.closed if pointer.closed else ''}.json"
         if not self.exists(key):
             self.write_bytes(key, pointer.to_bytes())
 
-    def history(self, model_name: str) -> list[Pointer]:
-        """Every pointer move, oldest first."""
+    def history(self, model_name: str, role: str = "production") -> list[Pointer]:
+        """Every move of ``role``'s pointer, oldest first."""
         check_segment(model_name, "model name")
+        folder = f"{model_name}/{_history_folder(role)}"
         return [
-            Pointer.from_bytes(self.read_bytes(f"{model_name}/history/{name}"))
-            for name in self.list_children(f"{model_name}/history")
+            Pointer.from_bytes(self.read_bytes(f"{folder}/{name}"))
+            for name in self.list_children(folder)
             if name.endswith(".json")
         ]
 

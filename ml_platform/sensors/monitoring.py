@@ -39,8 +39,11 @@ def build_served_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefini
     when a part of the day arrives later (run_key = day + the fingerprint of its parts)."""
     grace = dt.timedelta(minutes=pipeline.spec.monitoring.grace_minutes)
     model = pipeline.model_name
-    # With feedback, the day's live metrics too (on the outcomes that have arrived so far).
-    selection = [pipeline.key(n) for n in ("served", "live_metrics") if n in monitoring_asset_names(pipeline)]
+    # With feedback, the day's live metrics too (on the outcomes that have arrived so far); with a
+    # watched rollout, the day's rollout evidence.
+    selection = [
+        pipeline.key(n) for n in ("served", "live_metrics", "rollout") if n in monitoring_asset_names(pipeline)
+    ]
 
     @pipeline_sensor(
         pipeline,
@@ -75,7 +78,9 @@ def build_feedback_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefi
     after each outcomes materialization, re-materializes live_metrics of the days its labels
     belong to (late labels reach the days they are about)."""
     location = pipeline.spec.feedback.landing
-    outcomes_key, live_key = pipeline.key("outcomes"), pipeline.key("live_metrics")
+    outcomes_key = pipeline.key("outcomes")
+    # The late labels reach the days' live metrics, and their rollout evidence.
+    rescored = [pipeline.key(n) for n in ("live_metrics", "rollout") if n in monitoring_asset_names(pipeline)]
 
     @pipeline_sensor(
         pipeline,
@@ -95,7 +100,7 @@ def build_feedback_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefi
             cursor.after = record.storage_id
             for day in OutcomesRecord.from_metadata(record.asset_materialization.metadata).days_labelled:
                 run_key = f"live:{day}:{record.storage_id}"
-                requests.append(run_request(pipeline, run_key, day, "late labels", [live_key]))
+                requests.append(run_request(pipeline, run_key, day, "late labels", rescored))
         cursor.files = of_present(cursor.files, files)
         return tick_result(requests, cursor.dump(), f"no new outcome file in {location}")
 

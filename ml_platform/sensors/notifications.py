@@ -82,8 +82,8 @@ def run_outcome(pipeline: PipelineRuntime, evaluations: list, materializations: 
     deployed = materializations.get(pipeline.key("deployed_model"))
     if deployed is not None:
         record = DeployedRecord.from_metadata(deployed.metadata)
-        kind = "deployed" if record.promoted else "kept"
-        verb = "deployed" if kind == "deployed" else "not promoted"
+        kind = "deployed" if record.promoted else "candidate" if record.candidate else "kept"
+        verb = {"deployed": "deployed", "candidate": "candidate", "kept": "not promoted"}[kind]
         return kind, f"{verb}: {pipeline.model_name} {record.version} ({record.outcome})"
     failed = [e for e in evaluations if e.asset_key == pipeline.key("model_metrics") and not e.passed]
     gates = gate_check_names(pipeline)
@@ -184,8 +184,9 @@ def build_deploy_sensor(pipeline: PipelineRuntime) -> dg.SensorDefinition:
                 "Location": deployed.location,
                 "Outcome": deployed.outcome,
             }
+            title = "candidate beside production" if deployed.candidate else "model deployed"
             channels = notifier.send(
-                f"ml_platform model deployed: {pipeline.model_name}",
+                f"ml_platform {title}: {pipeline.model_name}",
                 [],
                 fields,
                 route=pipeline.spec.notifications.route("on_deploy"),

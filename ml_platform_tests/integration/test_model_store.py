@@ -33,6 +33,7 @@ from ml_platform.errors import (
     ModelStoreError,
     ModelVersionNotFoundError,
     NoProductionModelError,
+    PointerConflictError,
 )
 from ml_platform.resources import ModelStore, ModelVersion
 from ml_platform.signature import Signature, infer_signature
@@ -259,6 +260,46 @@ def test_promote_moves_the_pointer_and_records_history(store):
     assert moves[-1] == json.loads(store.read_bytes(f"{MODEL}/{POINTER}"))
     # A history record is not mistaken for a version.
     assert [v.version for v in store.list_versions(MODEL)] == [first.version, second.version]
+
+
+def test_a_candidate_pointer_moves_beside_production_with_its_own_history(store):
+    """A rollout's candidate: its own pointer and history; production never moves with it; a newer
+    candidate names the one it replaced; a closed candidate is no candidate; a stale token conflicts."""
+    first, second, third = save(store, identity="a"), save(store, identity="b"), save(store, identity="c")
+    store.promote(MODEL, first.version, reason="first model")
+    assert store.candidate(MODEL) is None
+
+    proposed = store.promote(MODEL, second.version, reason="gate passed", role="candidate")
+    assert (proposed.version, proposed.previous, proposed.closed) == (second.version, None, None)
+    assert store.candidate(MODEL).version == second.version
+    assert store.production(MODEL).version == first.version  # production did not move
+    assert json.loads(store.read_bytes(f"{MODEL}/candidate.json")) == proposed.to_dict()
+
+    _, token = store.pointer_state(MODEL, "candidate")
+    replaced = store.promote(MODEL, third.version, reason="newer", role="candidate", expected=token)
+    assert replaced.previous == second.version
+    with pytest.raises(PointerConflictError):  # decided on the state before the replacement
+        store.close_candidate(MODEL, "aborted", "late", expected=token)
+
+    closed = store.close_candidate(MODEL, "aborted", "worse on live outcomes", actor="rollout sensor")
+    assert (closed.version, closed.closed, closed.actor) == (third.version, "aborted", "rollout sensor")
+    assert store.candidate(MODEL) is None and store.pointer(MODEL, "candidate").closed == "aborted"
+    with pytest.raises(ModelStoreError, match="no open candidate"):
+        store.close_candidate(MODEL, "promoted", "twice")
+
+    moves = store.history(MODEL, "candidate")
+    assert [(m.version, m.previous, m.closed) for m in moves] == [
+        (second.version, None, None),
+        (third.version, second.version, None),
+        (third.version, third.version, "aborted"),
+    ]
+    assert [m.version for m in store.history(MODEL)] == [first.version]  # production's history alone
+    # A candidate that production already serves (a promotion a crash left unclosed) is no candidate.
+    store.promote(MODEL, second.version, reason="again", role="candidate")
+    store.promote(MODEL, second.version, reason="promoted on live evidence")
+    assert store.candidate(MODEL) is None
+    with pytest.raises(ModelStoreError, match="not 'staging'"):
+        store.pointer(MODEL, "staging")
 
 
 @pytest.mark.parametrize("missing", ["incomplete", "nonexistent"])

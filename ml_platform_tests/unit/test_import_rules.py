@@ -46,6 +46,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "model_metrics",
             "traffic",
             "outcomes",
+            "estimate",
+            "rollout",
             "asset_records",
         ),
     ),
