@@ -1,12 +1,16 @@
 """Batch scoring: scoring_data[day] (unlabelled rows from the pipeline's scoring landing) and
-predictions[day] (each row with the production model's prediction), with their checks."""
+predictions[day] (each row with the production model's prediction and, during a rollout, the open
+candidate's beside it), with their checks."""
+
+from dataclasses import dataclass
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from ml_platform import constants
 from ml_platform.assets.ingest import _ingest
-from ml_platform.checked_model import CheckedModel
+from ml_platform.checked_model import CheckedModel, PredictionResult
 from ml_platform.checks.data_quality import DRIFT_CHECK, drift_result
 from ml_platform.errors import (
     MlPlatformError,
@@ -163,7 +167,7 @@ def build_predictions(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
         config_schema={},
         description=f"Each scoring row of the day with the prediction of production {pipeline.model_name}"
         + (" and its class probabilities" if classification else "")
-        + "; the version and sha256 that made them.",
+        + "; the version and sha256 that made them; during a rollout, the open candidate's beside them.",
     )
     def predictions(context: dg.AssetExecutionContext, model_store: ModelStore, scoring_data: pd.DataFrame):
         with stage_timeout(context, pipeline, "evaluate"):
@@ -184,9 +188,89 @@ def build_predictions(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
             context.log.info(f"scored {len(out)} rows with {pipeline.model_name} {result.version}")
             for line in result.report.lines():
                 context.log.warning(line)
-            return dg.Output(out, metadata=_prediction_metadata(out, result, classification))
+            candidate = _candidate_score(pipeline, model_store, scoring_data, classification)
+            beside = {} if candidate is None else _with_candidate(context, pipeline, out, candidate, result)
+            return dg.Output(out, metadata={**_prediction_metadata(out, result, classification), **beside})
 
     return predictions
+
+
+@dataclass
+class CandidateScore:
+    """The open candidate's answer on the day's rows: its version, its predictions (None when it could
+    not score them), and why not."""
+
+    version: str
+    result: PredictionResult | None = None
+    problem: str | None = None
+
+
+def _candidate_score(
+    pipeline: PipelineRuntime, model_store: ModelStore, rows: pd.DataFrame, classification: bool
+) -> CandidateScore | None:
+    """The open candidate of a rollout (``ModelStore.candidate``) on the rows, or None without one.
+
+    Whatever keeps the candidate from scoring (its pointer unreadable, a version that does not load
+    or verify, rows its signature refuses, its predict failing) comes back as ``problem``: production
+    answers the day regardless. The signature check refuses a whole frame, so the candidate scores
+    all of the rows or none of them."""
+    try:
+        pointer = model_store.candidate(pipeline.model_name)
+    except Exception as exc:  # noqa: BLE001 - the candidate never fails the day: the reason is reported
+        return CandidateScore("unknown", problem=f"its pointer cannot be read ({type(exc).__name__}: {exc})")
+    if pointer is None:
+        return None
+    try:
+        sklearn_model, version = model_store.load(pipeline.model_name, version=pointer.version)
+        model = CheckedModel(sklearn_model, version)
+        result = model.predict_with_report(rows, proba=classification and model.is_classifier)
+    except Exception as exc:  # noqa: BLE001 - the candidate never fails the day: the reason is reported
+        return CandidateScore(pointer.version, problem=f"{type(exc).__name__}: {exc}")
+    return CandidateScore(pointer.version, result)
+
+
+def _with_candidate(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineRuntime,
+    out: pd.DataFrame,
+    candidate: CandidateScore,
+    production: PredictionResult,
+) -> dict:
+    """Add the candidate's columns to ``out`` (``candidate_version``, ``candidate_prediction`` and,
+    for a classifier, ``candidate_proba_<class>``; empty where it did not score) and return its
+    metadata: the version, the rows it scored and, when it scored, how often it disagrees."""
+    result = candidate.result
+    metadata = {
+        "Candidate version": candidate.version,
+        "Candidate rows scored": float(0 if result is None else len(out)),
+    }
+    if result is None:
+        context.log.warning(
+            f"candidate {pipeline.model_name} {candidate.version} did not score the day's {len(out)} rows"
+            f" ({candidate.problem}): its columns are empty, production's answers stand"
+        )
+        metadata["Candidate problem"] = candidate.problem
+        out["candidate_version"] = None
+        out["candidate_prediction"] = None
+        labels = [] if production.probabilities is None else production.probabilities.columns
+        for label in labels:
+            out[f"candidate_proba_{label}"] = np.nan
+        return metadata
+    out["candidate_version"] = result.version
+    out["candidate_prediction"] = result.predictions
+    if result.probabilities is not None:
+        for label in result.probabilities.columns:
+            out[f"candidate_proba_{label}"] = result.probabilities[label].to_numpy()
+    differ = np.asarray(out["prediction"] != out["candidate_prediction"])
+    metadata["Disagreement with the candidate"] = float(differ.mean()) if len(out) else 0.0
+    if pipeline.task != "classification" and len(out):
+        gap = np.abs(out["prediction"].astype(float) - out["candidate_prediction"].astype(float))
+        metadata["Mean absolute difference from the candidate"] = float(gap.mean())
+    context.log.info(
+        f"candidate {pipeline.model_name} {result.version} scored the {len(out)} rows too;"
+        f" it disagrees with production on {int(differ.sum())}"
+    )
+    return metadata
 
 
 def row_ids(pipeline: PipelineRuntime, rows: pd.DataFrame, day: str) -> list[str]:

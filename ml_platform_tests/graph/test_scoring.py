@@ -1,9 +1,12 @@
 """Batch scoring: scoring_data[day] and predictions[day] of a pipeline that declares `scoring`,
 through `dg.materialize`, through `dagster asset materialize`, and through the scoring sensor; the
-rows_match_signature check; predictions equal to the model's own on the same rows."""
+rows_match_signature check; predictions equal to the model's own on the same rows; during a rollout,
+the open candidate's predictions beside production's, and a candidate that cannot score never
+failing the day."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import textwrap
@@ -12,10 +15,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from sklearn.tree import DecisionTreeClassifier
 
 from ml_platform.errors import ConfigError
 from ml_platform.serving import load_production_model
 from ml_platform.settings import load_settings
+from ml_platform.signature import FeatureSpec
 from ml_platform.spec import parse_pipelines
 from ml_platform_tests.support.constants import (
     BIN,
@@ -105,6 +110,106 @@ def test_predictions_are_the_production_models_on_the_same_rows(trained):
     metadata = result.asset_materializations_for_node("demo__predictions")[0].metadata
     assert metadata["Model version"].value == version.version and metadata["sha256"].value == version.sha256
     assert {r.data["Class"] for r in metadata["Predicted classes"].value.records} <= {"0", "1"}
+
+
+PRODUCTION_COLUMNS = ["request_id", "version", "prediction", "proba_0", "proba_1"]
+CANDIDATE_COLUMNS = ["candidate_version", "candidate_prediction", "candidate_proba_0", "candidate_proba_1"]
+
+
+def read_predictions(platform: Platform) -> pd.DataFrame:
+    return pd.read_parquet(platform.assets_dir / "demo" / "predictions" / f"{SCORING_DAY}.parquet")
+
+
+def predictions_metadata(result) -> dict:
+    return result.asset_materializations_for_node("demo__predictions")[0].metadata
+
+
+def save_candidate(platform: Platform, extra_column: str | None = None) -> str:
+    """Another model of the same columns (a depth-2 tree, not production's forest) stored as a new
+    version with production's record and made the open candidate; ``extra_column``: its signature
+    also asks for that column."""
+    store = platform.store
+    production = store.production(MODEL_NAME)
+    record = production.record
+    signature = record.fit.signature
+    frame = pd.read_parquet(platform.landing / f"{DAYS[1]}.parquet")
+    model = DecisionTreeClassifier(max_depth=2, random_state=0).fit(frame[signature.columns], frame[TARGET])
+    if extra_column:
+        wider = dataclasses.replace(signature, features=(*signature.features, FeatureSpec(extra_column, "numeric")))
+        record = dataclasses.replace(record, fit=dataclasses.replace(record.fit, signature=wider))
+    version = store.save_version(MODEL_NAME, model, record).version
+    store.promote(MODEL_NAME, version, reason="test: a rollout", actor="test", role="candidate")
+    return version
+
+
+def test_an_open_candidate_scores_beside_production(trained):
+    rows = scoring_rows(trained)
+    write_scoring(trained, SCORING_DAY, rows)
+    alone = run(trained, "key:demo/scoring_data+", SCORING_DAY)
+    assert alone.success, step_errors(alone)
+    without = read_predictions(trained)
+    assert not [c for c in without.columns if c.startswith("candidate_")]
+
+    candidate = save_candidate(trained)
+    result = run(trained, "key:demo/scoring_data+", SCORING_DAY)
+    assert result.success, step_errors(result)
+    predictions = read_predictions(trained)
+    # Production's answers are exactly those of the run without a candidate; the candidate's are beside them.
+    assert predictions.drop(columns=CANDIDATE_COLUMNS).equals(without)
+    assert list(predictions.columns[-len(CANDIDATE_COLUMNS) :]) == CANDIDATE_COLUMNS
+    assert set(predictions["candidate_version"]) == {candidate}
+    model, _ = load_production_model(MODEL_NAME, store_dir=str(trained.store_dir), version=candidate)
+    assert (
+        predictions["candidate_prediction"].tolist()
+        == model.sklearn_model.predict(rows[model.signature.columns]).tolist()
+    )
+    expected_proba = model.sklearn_model.predict_proba(rows[model.signature.columns])
+    assert predictions[["candidate_proba_0", "candidate_proba_1"]].to_numpy().tolist() == expected_proba.tolist()
+    metadata = predictions_metadata(result)
+    assert metadata["Model version"].value == without["version"].iloc[0]
+    assert metadata["Candidate version"].value == candidate
+    assert metadata["Candidate rows scored"].value == float(len(rows))
+    disagreement = float((predictions["prediction"] != predictions["candidate_prediction"]).mean())
+    assert metadata["Disagreement with the candidate"].value == pytest.approx(disagreement)
+
+
+@pytest.mark.parametrize("damage", ["needs_a_column", "corrupted"])
+def test_a_candidate_that_cannot_score_leaves_production_answering(trained, damage):
+    rows = scoring_rows(trained)
+    write_scoring(trained, SCORING_DAY, rows)
+    candidate = save_candidate(trained, extra_column="loyalty_years" if damage == "needs_a_column" else None)
+    if damage == "corrupted":
+        key = f"{MODEL_NAME}/{candidate}/model.joblib"
+        trained.store.write_bytes(key, trained.store.read_bytes(key) + b"\0")
+    result = run(trained, "key:demo/scoring_data+", SCORING_DAY)
+    assert result.success, step_errors(result)
+    assert materialized(result) == {"scoring_data", "predictions"}
+
+    predictions = read_predictions(trained)
+    model, version = load_production_model(MODEL_NAME, store_dir=str(trained.store_dir))
+    assert predictions["prediction"].tolist() == model.sklearn_model.predict(rows).tolist()
+    assert set(predictions["version"]) == {version.version}
+    assert predictions[PRODUCTION_COLUMNS[2:]].notna().all().all()
+    assert predictions[CANDIDATE_COLUMNS].isna().all().all()
+    why = "missing feature column(s) 'loyalty_years'" if damage == "needs_a_column" else "sha256"
+    metadata = predictions_metadata(result)
+    assert metadata["Candidate version"].value == candidate
+    assert metadata["Candidate rows scored"].value == 0.0
+    assert why in metadata["Candidate problem"].value
+    assert "Disagreement with the candidate" not in metadata
+    logs = [e.user_message for e in trained.instance.all_logs(result.run_id)]
+    assert any(candidate in line and why in line and "did not score" in line for line in logs), logs
+
+
+def test_a_closed_candidate_adds_no_columns(trained):
+    rows = scoring_rows(trained)
+    write_scoring(trained, SCORING_DAY, rows)
+    save_candidate(trained)
+    trained.store.close_candidate(MODEL_NAME, "aborted", "test")
+    result = run(trained, "key:demo/scoring_data+", SCORING_DAY)
+    assert result.success, step_errors(result)
+    assert list(read_predictions(trained).columns) == ["request_id", *rows.columns, *PRODUCTION_COLUMNS[1:]]
+    assert not [k for k in predictions_metadata(result) if k.startswith("Candidate")]
 
 
 def test_rows_that_break_the_signature_are_refused_before_prediction(trained):
