@@ -90,6 +90,18 @@ RECIPES_FOLDER = "recipes"
 RECIPES_INDEXED = "INDEXED"
 
 # The prediction log of `ml-platform serve`: <model>/prediction_log/<day>/<part>.parquet, with its
-# own columns (a feature of one of these names is kept as "<name> (feature)").
+# own columns (a feature of one of these names is kept as "<name> (feature)"). ``role``: "production" or
+# "candidate" (a rollout's); ``answered``: this model's prediction (or refusal) was the request's answer.
 PREDICTION_LOG_FOLDER = "prediction_log"
-PREDICTION_LOG_COLUMNS = ("request_id", "row", "logged_at", "model", "version", "latency_ms", "prediction", "refused")
+PREDICTION_LOG_COLUMNS = (
+    "request_id",
+    "row",
+    "logged_at",
+    "model",
+    "version",
+    "role",
+    "answered",
+    "latency_ms",
+    "prediction",
+    "refused",
+)

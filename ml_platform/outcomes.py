@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from ml_platform.errors import FeedbackError
 from ml_platform.intervals import Outputs, intervals
 from ml_platform.ml import scores_of
-from ml_platform.traffic import PROBABILITY_PREFIX, parts_of_day
+from ml_platform.traffic import PROBABILITY_PREFIX, answered, parts_of_day
 
 IDS_KNOWN = "outcome_ids_known"
 IDS_UNIQUE = "outcome_ids_unique"
@@ -43,16 +43,19 @@ def logged_ids(
     read_bytes: Callable[[str], bytes], list_children: Callable[[str], list[str]], model: str, days: list[str]
 ) -> pd.DataFrame:
     """The (request_id, row) of every answered row of ``model`` on ``days``, with its day: only the
-    id columns of the log are read."""
+    id columns of the log are read. A rollout's rows predicted off the request path (``answered``
+    False: a shadow candidate, a canary's mirror) repeat an answered id: they are left out."""
     frames = []
     for day in days:
         for key in parts_of_day(list_children, model, day):
             data = io.BytesIO(read_bytes(key))
             names = set(pq.read_schema(data).names)
             data.seek(0)
-            part = pq.read_table(data, columns=[c for c in ("request_id", "row", "refused") if c in names]).to_pandas()
+            wanted = [c for c in ("request_id", "row", "refused", "answered") if c in names]
+            part = answered(pq.read_table(data, columns=wanted).to_pandas())
             if "refused" in part.columns:
-                part = part[part["refused"].isna()].drop(columns="refused")
+                part = part[part["refused"].isna()]
+            part = part.drop(columns=[c for c in ("refused", "answered") if c in part.columns])
             frames.append(part.assign(prediction_day=day))
     if not frames:
         return pd.DataFrame({"request_id": [], "row": pd.Series(dtype="int64"), "prediction_day": []})
@@ -154,8 +157,9 @@ def live_scores(
     """One row per version that answered on ``day`` and one for all of them: rows, labelled rows
     and share, the label delay, the task's headline scores on the labelled rows and the gate
     metric's 95 % interval."""
-    answered = served[served["refused"].isna()] if "refused" in served.columns else served
-    joined = answered.merge(outcomes[["request_id", "row", "label", "arrived"]], on=["request_id", "row"], how="left")
+    rows = answered(served)  # a rollout's rows predicted off the request path are not what was answered
+    rows = rows[rows["refused"].isna()] if "refused" in rows.columns else rows
+    joined = rows.merge(outcomes[["request_id", "row", "label", "arrived"]], on=["request_id", "row"], how="left")
     groups = [(str(v), g) for v, g in joined.groupby("version", sort=True)]
     if len(groups) != 1:  # several versions answered (or none): their sum first
         groups.insert(0, (ALL_VERSIONS, joined))

@@ -3,6 +3,11 @@ back and summarised. Free of Dagster: served[day] and ``ml-platform monitor`` bo
 
 The log is kept in one folder per day of the pipeline's time zone
 (``<model>/prediction_log/<YYYY-MM-DD>/``), so a folder is one daily partition.
+
+During a rollout the log also holds rows a model predicted without answering (a shadow candidate, a
+canary's mirror): ``answered`` keeps the rows that were the requests' answers, which is what the
+summary, the skew and the live metrics read. Parts written before rollouts are all production's
+answers.
 """
 
 from __future__ import annotations
@@ -59,14 +64,34 @@ def read_day(
     frame = pd.concat(frames, ignore_index=True)
     if "refused" not in frame.columns:  # parts written before refusals were logged
         frame["refused"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+    # Parts written before rollouts: every row was production's answer (a part of both kinds leaves
+    # the older rows empty in the concatenation).
+    frame["role"] = frame["role"].fillna("production") if "role" in frame.columns else "production"
+    frame["answered"] = _answered_mask(frame) if "answered" in frame.columns else True
     return frame.sort_values(["logged_at", "request_id", "row"], kind="stable", ignore_index=True)
+
+
+def answered(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows that were their requests' answers (answered or refused to the client), without the
+    rows a model predicted off the request path (a shadow candidate, a canary's mirror). A frame
+    without the ``answered`` column (parts written before rollouts) is all answers."""
+    if "answered" not in frame.columns:
+        return frame
+    kept = _answered_mask(frame)
+    return frame if kept.all() else frame[kept]
+
+
+def _answered_mask(frame: pd.DataFrame) -> np.ndarray:
+    """``answered`` as booleans, a row without it (an older part's) True."""
+    return frame["answered"].astype("boolean").fillna(True).to_numpy(dtype=bool)
 
 
 def features(frame: pd.DataFrame) -> pd.DataFrame:
     """The answered rows as the model saw them: the feature columns, named as the model names them."""
-    answered = frame[frame["refused"].isna()] if "refused" in frame.columns else frame
-    columns = [c for c in answered.columns if c not in COLUMNS and not c.startswith(PROBABILITY_PREFIX)]
-    return answered[columns].rename(columns=lambda c: c.removesuffix(FEATURE_SUFFIX))
+    frame = answered(frame)
+    rows = frame[frame["refused"].isna()] if "refused" in frame.columns else frame
+    columns = [c for c in rows.columns if c not in COLUMNS and not c.startswith(PROBABILITY_PREFIX)]
+    return rows[columns].rename(columns=lambda c: c.removesuffix(FEATURE_SUFFIX))
 
 
 @dataclass
@@ -100,7 +125,8 @@ class DaySummary:
 
 
 def summarize(frame: pd.DataFrame) -> DaySummary:
-    """The numbers of a day of the log (``read_day``)."""
+    """The numbers of a day of the log (``read_day``): the requests' answers (``answered``)."""
+    frame = answered(frame)
     if frame.empty:
         return DaySummary()
     refused = frame["refused"].notna().to_numpy()
@@ -134,10 +160,11 @@ def summarize(frame: pd.DataFrame) -> DaySummary:
 
 def main_version(frame: pd.DataFrame) -> str | None:
     """The version that answered the most rows of the day (None without answered rows)."""
-    answered = frame[frame["refused"].isna()]
-    if answered.empty:
+    rows = answered(frame)
+    rows = rows[rows["refused"].isna()]
+    if rows.empty:
         return None
-    return str(answered["version"].value_counts().idxmax())
+    return str(rows["version"].value_counts().idxmax())
 
 
 def skew(profile: dict, frame: pd.DataFrame, method: str, threshold: float) -> list[dict]:

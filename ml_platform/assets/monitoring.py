@@ -57,7 +57,12 @@ def build_served(pipeline: PipelineRuntime) -> dg.AssetsDefinition:
             frame = traffic.read_day(model_store.read_bytes, model_store.list_children, pipeline.model_name, day)
             context.log.info(f"served {day}: {len(frame)} logged row(s) of {pipeline.model_name}")
             summary = traffic.summarize(frame)
-            yield dg.Output(frame, metadata=served_metadata(summary))
+            metadata = served_metadata(summary)
+            # The value holds every logged row: the answers, and a rollout candidate's predictions.
+            metadata["dagster/row_count"] = len(frame)
+            if len(frame) > summary.rows:
+                metadata["Candidate rows"] = float(len(frame) - summary.rows)
+            yield dg.Output(frame, metadata=metadata)
             yield signature_result(pipeline, summary)
             if pipeline.spec.drift.enabled:
                 yield served_drift_result(context, pipeline, model_store, day, frame)

@@ -1,4 +1,4 @@
-"""`serve`: the production models over HTTP."""
+"""`serve`: the production models over HTTP (and a rollout's candidate beside them)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ from ml_platform.errors import MlPlatformError
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the production models over HTTP until stopped (SIGINT/SIGTERM)."""
     from ml_platform.resources.model_store import check_segment
-    from ml_platform.serving.app import ServeConfig
     from ml_platform.serving.server import serve
 
     settings = platform_settings()
     specs = (
         platform_pipelines(settings)
         if not args.model
-        else pipelines_if_readable(settings, "every served model's requests are logged whole, days in UTC")
+        else pipelines_if_readable(
+            settings, "every served model's requests are logged whole, days in UTC, production answers all"
+        )
     )
     models = args.model or [spec.model_name for spec in specs]
     for name in models:
@@ -34,7 +35,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise MlPlatformError("--log-flush-s must be > 0 seconds")
     if not 0 < args.port < 65536:
         raise MlPlatformError(f"--port {args.port} is not a TCP port")
-    config = ServeConfig(
+    config = _config(args, models, specs)
+    rollouts = [f"{name} {r['strategy']}" for name, r in config.rollout.items() if r["strategy"] != "direct"]
+    print(
+        f"serving {', '.join(config.models)} on http://{args.host}:{args.port}"
+        f" ({args.workers} worker{'s' if args.workers > 1 else ''}; pointers followed every"
+        f" {args.reload_interval:g} s and on SIGHUP)" + (f"; rollout: {', '.join(rollouts)}" if rollouts else ""),
+        flush=True,
+    )
+    serve(config, args.host, args.port, args.workers, log_level=args.log_level, access_log=args.access_log)
+    return 0
+
+
+def _config(args: argparse.Namespace, models: list[str], specs: list):
+    """The server's config: the models, each pipeline's serving.log and rollout."""
+    from ml_platform.serving.app import ServeConfig
+
+    return ServeConfig(
         models=list(dict.fromkeys(models)),
         store_dir=args.store_dir,
         reload_interval_s=args.reload_interval,
@@ -45,15 +62,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.no_log
         else {spec.model_name: {**spec.serving.log.model_dump(), "timezone": spec.schedule.timezone} for spec in specs},
         log_flush_s=args.log_flush_s,
+        # Each pipeline's rollout (shadow and canary follow the candidate too); a model without a pipeline: direct.
+        rollout={
+            spec.model_name: spec.rollout.model_dump(include={"strategy", "share", "route_by", "mirror"})
+            for spec in specs
+            if spec.model_name in models
+        },
     )
-    print(
-        f"serving {', '.join(config.models)} on http://{args.host}:{args.port}"
-        f" ({args.workers} worker{'s' if args.workers > 1 else ''}; pointers followed every"
-        f" {args.reload_interval:g} s and on SIGHUP)",
-        flush=True,
-    )
-    serve(config, args.host, args.port, args.workers, log_level=args.log_level, access_log=args.access_log)
-    return 0
 
 
 def add_commands(sub) -> None:

@@ -1,9 +1,15 @@
-"""The served version of one model, following the store's production pointer (hot reload).
+"""The served version of one model, following one of its pointers (hot reload): ``production``, or a
+rollout's ``candidate`` (shadow, canary).
 
 A new version is loaded and its sha256 verified *beside* the one serving, then swapped in with one
 reference assignment: a request keeps the model object it started with, so requests in flight
 finish on their version. A version that cannot be loaded or does not verify is refused: the old
-one keeps serving, and ``problem`` says why (``/readyz``, the log).
+production version keeps serving, and ``problem`` says why (``/readyz``, the log).
+
+The candidate holder follows the open candidate (``ModelStore.candidate``: a candidate pointer that
+is not closed and does not name production's version). Without one it is empty, which is no
+problem. A candidate that cannot be loaded is refused and the holder emptied (an older candidate is
+no candidate any more); production never depends on it.
 """
 
 from __future__ import annotations
@@ -42,12 +48,18 @@ def for_requests(sklearn_model: Any) -> Any:
     return sklearn_model
 
 
+ROLES = ("production", "candidate")
+
+
 class ModelHolder:
-    def __init__(self, model_name: str, store: Any):
+    def __init__(self, model_name: str, store: Any, role: str = "production"):
+        if role not in ROLES:
+            raise ValueError(f"a holder follows the production or the candidate pointer, not {role!r}")
         self.model_name = model_name
         self.store = store
+        self.role = role
         self.current: CheckedModel | None = None
-        self.problem: str | None = "not loaded yet"
+        self.problem: str | None = "not loaded yet" if role == "production" else None
         self.promoted_at: str | None = None
         self.loaded_at: str | None = None
         self._token: str | None = None  # the pointer state last acted on
@@ -58,32 +70,43 @@ class ModelHolder:
         a version refused for a missing or changed file is tried again."""
         self._token = None
 
+    @property
+    def label(self) -> str:
+        """How the log names this holder: the model, and ``(candidate)`` for a candidate."""
+        return self.model_name if self.role == "production" else f"{self.model_name} (candidate)"
+
+    def _pointer_state(self) -> tuple[Any, str | None]:
+        """The pointer this holder follows and a token of its state. A candidate's state is its pointer's
+        and production's (production moving onto the candidate's version ends the candidate)."""
+        if self.role == "production":
+            return self.store.pointer_state(self.model_name)
+        candidate, candidate_token = self.store.pointer_state(self.model_name, "candidate")
+        production, production_token = self.store.pointer_state(self.model_name)
+        token = None if candidate_token is None else f"{candidate_token}/{production_token}"
+        if candidate is None or candidate.closed is not None:
+            return None, token
+        if production is not None and production.version == candidate.version:
+            return None, token  # ModelStore.candidate: a promotion a crash left unclosed
+        return candidate, token
+
     def refresh(self) -> Swap:
-        """Follow the production pointer: load, verify and swap in a new version; keep the old
-        one if the new one is refused. Runs off the event loop (it reads the store)."""
+        """Follow the pointer: load, verify and swap in a new version; keep the old production
+        version if the new one is refused. Runs off the event loop (it reads the store)."""
         with self._lock:
             try:
-                pointer, token = self.store.pointer_state(self.model_name)
+                pointer, token = self._pointer_state()
             except (MlPlatformError, OSError, ValueError) as exc:
-                return self._refuse(None, f"the production pointer cannot be read: {exc}", None)
+                return self._refuse(None, f"the {self.role} pointer cannot be read: {exc}", None)
             if token is not None and token == self._token:
                 return Swap(self.model_name, "unchanged", self.version)
             if pointer is None:
-                self._token = token
-                if self.current is None:
-                    self.problem = f"model {self.model_name!r} has no production version yet"
-                return Swap(self.model_name, "missing")
+                return self._missing(token)
             target = pointer.version
             if self.current is not None and self.current.version.version == target:
                 self._token, self.promoted_at = token, pointer.promoted_at
                 return Swap(self.model_name, "unchanged", target)
             try:
-                sklearn_model, version = self.store.load(self.model_name, version=target)  # verifies the sha256
-                if pointer.sha256 and pointer.sha256 != version.sha256:
-                    raise MlPlatformError(
-                        f"the pointer names sha256 {pointer.sha256[:12]}…, the version records {version.sha256[:12]}…"
-                    )
-                model = CheckedModel(for_requests(sklearn_model), version)
+                model = self._load(pointer)
             except StorageUnavailableError as exc:
                 # Not the version's fault: try again at the next poll.
                 return self._refuse(target, str(exc), None)
@@ -94,17 +117,44 @@ class ModelHolder:
             self._token, self.problem = token, None
             self.promoted_at = pointer.promoted_at
             self.loaded_at = dt.datetime.now(dt.UTC).isoformat()
-            logger.info(f"{self.model_name}: serving {target}" + (f" (was {previous})" if previous else ""))
+            logger.info(f"{self.label}: serving {target}" + (f" (was {previous})" if previous else ""))
             return Swap(self.model_name, "loaded", target, previous)
+
+    def _load(self, pointer: Any) -> CheckedModel:
+        sklearn_model, version = self.store.load(self.model_name, version=pointer.version)  # verifies the sha256
+        if pointer.sha256 and pointer.sha256 != version.sha256:
+            raise MlPlatformError(
+                f"the pointer names sha256 {pointer.sha256[:12]}…, the version records {version.sha256[:12]}…"
+            )
+        return CheckedModel(for_requests(sklearn_model), version)
+
+    def _missing(self, token: str | None) -> Swap:
+        """No version to follow: production keeps what it serves (not ready before its first
+        version); a candidate holder empties (no open candidate is no problem)."""
+        self._token = token
+        if self.role == "production":
+            if self.current is None:
+                self.problem = f"model {self.model_name!r} has no production version yet"
+            return Swap(self.model_name, "missing")
+        previous = self.version
+        self.current, self.problem, self.promoted_at = None, None, None
+        if previous is not None:
+            logger.info(f"{self.label}: {previous} is no candidate any more")
+            return Swap(self.model_name, "unloaded", None, previous)
+        return Swap(self.model_name, "missing")
 
     def _refuse(self, version: str | None, reason: str, token: str | None) -> Swap:
         # The token is kept so that a refused state is not retried at every poll (SIGHUP retries it).
         if token is not None:
             self._token = token
+        previous = self.version
+        if self.role == "candidate" and version is not None:
+            # The pointer names another candidate: the one loaded is no candidate any more.
+            self.current = None
         serving = f"; still serving {self.version}" if self.current else ""
         self.problem = f"refused {version or 'the new version'}: {reason}{serving}"
-        logger.error(f"{self.model_name}: {self.problem}")
-        return Swap(self.model_name, "refused", version, self.version, reason)
+        logger.error(f"{self.label}: {self.problem}")
+        return Swap(self.model_name, "refused", version, previous, reason)
 
     @property
     def version(self) -> str | None:
@@ -114,10 +164,11 @@ class ModelHolder:
         """What GET /v1/models/{name} answers."""
         model = self.current
         if model is None:
-            return {"name": self.model_name, "ready": False, "problem": self.problem}
+            return {"name": self.model_name, "role": self.role, "ready": False, "problem": self.problem}
         record = model.version.record
         return {
             "name": self.model_name,
+            "role": self.role,
             "ready": True,
             "version": model.version.version,
             "sha256": model.version.sha256,

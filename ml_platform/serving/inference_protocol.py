@@ -95,8 +95,11 @@ def infer_answer(
     wanted: list[str],
     predictions: np.ndarray,
     probabilities: pd.DataFrame | None,
+    role: str = "production",
 ) -> dict[str, Any]:
-    """The answer of an infer request: ``predict`` and, asked for, ``predict_proba``."""
+    """The answer of an infer request: ``predict`` and, asked for, ``predict_proba``; ``model_version``
+    names the version that answered, and ``parameters.role`` its role (production, or a rollout's
+    candidate)."""
     outputs = []
     for name in wanted:
         if name == "predict":
@@ -114,7 +117,12 @@ def infer_answer(
                     "parameters": {"classes": [str(c) for c in probabilities.columns]},
                 }
             )
-    answer: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
+    answer: dict[str, Any] = {
+        "model_name": model,
+        "model_version": version,
+        "outputs": outputs,
+        "parameters": {"role": role},
+    }
     if request_id is not None:
         answer["id"] = request_id
     return answer

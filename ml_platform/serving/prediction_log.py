@@ -7,6 +7,11 @@ and the request's latency. A request refused by the signature check is logged to
 row it sent, with the refusal in ``refused`` and no prediction (its rows are not kept: they did not
 meet the contract), so the share of traffic that met the signature is known.
 
+During a rollout (shadow, canary) both versions of a model may predict one request: each row says
+its model's ``role`` ("production" or "candidate") and whether its prediction ``answered`` the
+request (False: it predicted the request off the request path, as a shadow or a canary's mirror).
+A request's rows of both roles are kept or left out of the sample together (``draw``).
+
 The request path only puts them on a bounded queue (a full queue drops the request's rows and
 counts them); one background thread writes them, in batches, as parquet parts per model and day in
 the model store the server reads (a local folder, or S3):
@@ -93,7 +98,8 @@ class LogSettings:
 @dataclass
 class Entry:
     """One answered request, as the log keeps it; or, with ``refused``, a request of ``count`` rows
-    the signature check refused (no rows, no predictions)."""
+    the signature check refused, or a rollout's candidate failed on (no rows, no predictions).
+    ``role`` and ``answered``: which of a rollout's models predicted it, and whether that was the answer."""
 
     model: str
     version: str
@@ -104,6 +110,8 @@ class Entry:
     predictions: np.ndarray
     probabilities: pd.DataFrame | None = field(default=None, repr=False)
     refused: str | None = None
+    role: str = "production"  # "production" | "candidate"
+    answered: bool = True  # its prediction (or refusal) was the request's answer
 
     @classmethod
     def refusal(
@@ -115,10 +123,12 @@ class Entry:
         latency_ms: float,
         count: int,
         reason: str,
+        role: str = "production",
+        answered: bool = True,
     ) -> Entry:
         empty = pd.DataFrame(index=range(count))
         predictions = np.full(count, None, dtype=object)
-        return cls(model, version, request_id, logged_at, latency_ms, empty, predictions, None, reason)
+        return cls(model, version, request_id, logged_at, latency_ms, empty, predictions, None, reason, role, answered)
 
 
 class PredictionLog:
@@ -152,11 +162,18 @@ class PredictionLog:
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def record(self, entry: Entry) -> None:
-        """Queue an answered request (never blocks: a full queue drops it, counted)."""
-        chosen = self.settings.get(entry.model, LogSettings())
-        if not chosen.enabled or (chosen.sample < 1.0 and self._rng.random() >= chosen.sample):
+    def draw(self, model: str) -> bool:
+        """Whether a request of ``model`` is kept (its log enabled, and the sample's draw): drawn once
+        per request, so that the rows of both models of a rollout are kept or left out together."""
+        chosen = self.settings.get(model, LogSettings())
+        return chosen.enabled and (chosen.sample >= 1.0 or self._rng.random() < chosen.sample)
+
+    def record(self, entry: Entry, kept: bool | None = None) -> None:
+        """Queue an answered request (never blocks: a full queue drops it, counted). ``kept``: the
+        request's ``draw``; None draws for this entry."""
+        if not (self.draw(entry.model) if kept is None else kept):
             return
+        chosen = self.settings.get(entry.model, LogSettings())
         if chosen.exclude:
             entry.rows = entry.rows.drop(columns=[c for c in chosen.exclude if c in entry.rows.columns])
         try:
@@ -256,6 +273,8 @@ def part_frame(entries: list[Entry]) -> pd.DataFrame:
             ),
             "model": np.repeat(np.array([e.model for e in entries], dtype=object), counts),
             "version": np.repeat(np.array([e.version for e in entries], dtype=object), counts),
+            "role": np.repeat(np.array([e.role for e in entries], dtype=object), counts),
+            "answered": np.repeat(np.array([e.answered for e in entries], dtype=bool), counts),
             "latency_ms": np.repeat(np.array([e.latency_ms for e in entries], dtype="float64"), counts),
             "prediction": _joined([np.asarray(e.predictions) for e in entries]),
             "refused": pd.Series(

@@ -173,12 +173,12 @@ def test_a_day_of_traffic_and_a_day_shifted(served_platform: Platform, logged: L
     assert check_results(result) == {"served_rows_match_signature": True, "no_feature_drift": True}
     assert set(day["request_id"]) == {s.request_id for s in ordinary}
     assert day["distance"].isna().mean() > 0.2  # the burst of missing values, as the model saw it
-    answered = pd.DataFrame(
+    received = pd.DataFrame(
         [(s.request_id, row, p) for s in ordinary for row, p in enumerate(s.predictions)],
-        columns=["request_id", "row", "answered"],
+        columns=["request_id", "row", "received"],
     )
-    both = day.merge(answered, on=["request_id", "row"])
-    assert len(both) == 600 and (both["prediction"] == both["answered"]).all()  # what the clients got
+    both = day.merge(received, on=["request_id", "row"])
+    assert len(both) == 600 and (both["prediction"] == both["received"]).all()  # what the clients got
 
     result = materialize_served(platform, SHIFTED)
     assert result.success, step_errors(result)

@@ -246,7 +246,7 @@ def test_livez_readyz_and_metrics(server):
     assert 'ml_platform_http_requests_total{route="/v1/models/{name}/predict",status="200"}' in text
     assert 'ml_platform_http_requests_total{route="/v1/models/{name}",status="404"}' in text
     assert "ml_platform_http_request_duration_seconds_bucket" in text
-    assert f'ml_platform_served_version{{model="{MODEL_NAME}",sha256="' in text
+    assert f'ml_platform_served_version{{model="{MODEL_NAME}",role="production",sha256="' in text
     assert f'ml_platform_model_ready{{model="{MODEL_NAME}"}} 1.0' in text
 
 

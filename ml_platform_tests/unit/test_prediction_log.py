@@ -1,17 +1,20 @@
 """The prediction log's writer on a real local model store: parts per model and day with every
 answered row, excluded columns never written, sampling (seeded), retention on a set clock, and a
-store that cannot be written: rows dropped and counted, never an exception on the request path."""
+store that cannot be written: rows dropped and counted, never an exception on the request path; a
+rollout's two models in one log (role, answered), and parts written before them."""
 
 import datetime as dt
+import io
 import queue
 import random
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ml_platform.backends.local import LocalModelStore
-from ml_platform.serving.prediction_log import Entry, LogSettings, PredictionLog, read_log
+from ml_platform.serving.prediction_log import COLUMNS, Entry, LogSettings, PredictionLog, part_frame, read_log
 from ml_platform_tests.support.clock import SetClock, local_time
 
 
@@ -169,3 +172,93 @@ def test_retention_runs_again_once_the_clock_moved_an_hour(tmp_path: Path):
     log.close()
     assert store.list_children("churn/prediction_log") == days[-2:]
     assert store.list_children("other/prediction_log") == days
+
+
+# -- a rollout's two models in one log -----------------------------------------------------------------
+
+
+def rollout_day(store: LocalModelStore) -> None:
+    """One day of a shadow rollout, as the server logs it: r1 and r2 answered by production (r2 of 2
+    rows), the candidate's rows of both (not answered), a request production refused (422) and one
+    the candidate failed on after production answered it; then, in a part written before rollouts
+    (no role, no answered), r0."""
+    log = PredictionLog(store.write_bytes, {}, lambda *a: None, flush_s=600)
+    for request_id, rows in (("r1", 1), ("r2", 2), ("r3", 1)):
+        answered = entry("churn", request_id, rows)
+        log.record(answered)
+        if request_id != "r3":
+            shadow = entry("churn", request_id, rows)
+            shadow.version, shadow.role, shadow.answered = "v2", "candidate", False
+            shadow.predictions = np.array(["yes"] * rows)
+            log.record(shadow)
+    at = dt.datetime.fromisoformat("2026-12-03T12:00:00+00:00")
+    log.record(Entry.refusal("churn", "v1", "bad", at, 1.0, 3, "missing feature column(s) 'age'"))
+    log.record(Entry.refusal("churn", "v2", "r3", at, 2.0, 1, "RuntimeError: boom", "candidate", False))
+    log.close()
+    old = entry("churn", "r0", 1)
+    old_part = part_frame([old]).drop(columns=["role", "answered"])
+    buffer = io.BytesIO()
+    old_part.to_parquet(buffer, index=False)
+    store.write_bytes("churn/prediction_log/2026-12-03/20261203T000000000000Z-1-000001.parquet", buffer.getvalue())
+
+
+def test_every_row_says_its_models_role_and_whether_it_answered(tmp_path: Path):
+    """Both models' rows of a request are in the log, each with its role and whether it answered; a
+    part written before rollouts reads as production's answers; the readers of "what was answered"
+    keep the answers only (the summary, the answered rows, the ids outcomes are matched to)."""
+    from ml_platform import traffic
+    from ml_platform.outcomes import live_scores, logged_ids
+
+    store = LocalModelStore(root=str(tmp_path / "store"))
+    rollout_day(store)
+    day = traffic.read_day(store.read_bytes, store.list_children, "churn", "2026-12-03")
+    assert {"role", "answered"} <= set(COLUMNS)
+    assert day["answered"].dtype == bool and set(day["role"]) == {"production", "candidate"}
+    roles = day.groupby(["request_id", "role", "answered"]).size().to_dict()
+    assert roles == {
+        ("bad", "production", True): 3,
+        ("r0", "production", True): 1,  # the old part: production's answer
+        ("r1", "candidate", False): 1,
+        ("r1", "production", True): 1,
+        ("r2", "candidate", False): 2,
+        ("r2", "production", True): 2,
+        ("r3", "candidate", False): 1,
+        ("r3", "production", True): 1,
+    }
+    shadow = day[day["role"] == "candidate"]
+    assert shadow["prediction"].tolist()[:3] == ["yes"] * 3 and shadow["proba_yes"].notna().sum() == 3
+    assert shadow[shadow["request_id"] == "r3"]["refused"].tolist() == ["RuntimeError: boom"]
+
+    answered = traffic.answered(day)
+    assert len(answered) == 8 and answered["answered"].all()
+    summary = traffic.summarize(day)
+    assert (summary.requests, summary.rows, summary.refused_requests, summary.refused_rows) == (5, 8, 1, 3)
+    assert [v["Version"] for v in summary.versions] == ["v1"] and traffic.main_version(day) == "v1"
+    assert len(traffic.features(day)) == 5  # the answered rows that met the signature
+
+    ids = logged_ids(store.read_bytes, store.list_children, "churn", ["2026-12-03"])
+    assert sorted(zip(ids["request_id"], ids["row"])) == [("r0", 0), ("r1", 0), ("r2", 0), ("r2", 1), ("r3", 0)]
+    outcomes = pd.DataFrame(
+        {"request_id": ["r1", "r2", "r2"], "row": [0, 0, 1], "label": ["no", "no", "yes"], "arrived": "2026-12-05"}
+    )
+    scores = live_scores(day, outcomes, "2026-12-03", "classification", ["no", "yes"], "accuracy")
+    assert scores["Version"].tolist() == ["v1"] and scores["Rows"].tolist() == [5]
+    assert scores["Labelled"].tolist() == [3] and scores["accuracy"].tolist() == [pytest.approx(2 / 3)]
+
+
+def test_a_requests_draw_keeps_both_models_rows_or_neither(tmp_path: Path):
+    """With a sample, a request is drawn once: its production and candidate rows are kept together."""
+    store = LocalModelStore(root=str(tmp_path / "store"))
+    log = PredictionLog(
+        store.write_bytes, {"churn": LogSettings(sample=0.5)}, lambda *a: None, flush_s=600, rng=random.Random(3)
+    )
+    for i in range(200):
+        kept = log.draw("churn")
+        log.record(entry("churn", f"r{i}", 1), kept)
+        shadow = entry("churn", f"r{i}", 1)
+        shadow.role, shadow.answered = "candidate", False
+        log.record(shadow, kept)
+    log.close()
+    logged = read_log(store.read_bytes, store.list_children, "churn")
+    per_request = logged.groupby("request_id")["role"].apply(frozenset)
+    assert set(per_request) == {frozenset({"production", "candidate"})} and 70 < len(per_request) < 130
