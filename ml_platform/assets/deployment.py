@@ -192,6 +192,12 @@ def _propose(step: Step, version: ModelVersion, reason: str, actor: str) -> Swap
     open_candidate = model_store.candidate(name)
     if open_candidate is not None and open_candidate.version == version.version:
         return Swap(False, None, f"already the {strategy} candidate", candidate=True)
+    aborted = next(
+        (p for p in model_store.history(name, "candidate") if p.version == version.version and p.closed == "aborted"),
+        None,
+    )
+    if aborted is not None:  # the same recipe again: live evidence turned it down once
+        return Swap(False, None, f"kept production: {version.version} was aborted as the candidate ({aborted.reason})")
     _, token = model_store.pointer_state(name, "candidate")
     replacing = f", replacing candidate {open_candidate.version}" if open_candidate else ""
     model_store.promote(

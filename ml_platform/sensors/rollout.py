@@ -78,8 +78,14 @@ def rollout_state(
     spec, name = pipeline.spec.rollout, pipeline.model_name
     production, candidate = store.pointer(name), store.candidate(name)
     state = RolloutState(spec.strategy, production, candidate)
-    if candidate is not None and production is not None:
-        since = day_of(pipeline, candidate.promoted_time)
+    if candidate is not None and not spec.uses_candidate:  # left by an earlier shadow or canary
+        said = f"strategy direct: candidate {candidate.version} is not served nor judged (ml-platform rollout abort)"
+        state = RolloutState(spec.strategy, production, candidate, verdict=rules.Verdict("wait", said))
+    elif candidate is not None and production is not None:
+        # Its days: from the first one it predicted on (the log's days follow the platform's clock;
+        # the pointer's time is the wall clock's), or the day it became the candidate.
+        seen = [d for d, e in days.items() if e.of(candidate.version, rules.CANDIDATE)]
+        since = min(seen, default=day_of(pipeline, candidate.promoted_time))
         evidence = rules.gather({d: e for d, e in days.items() if d >= since}, candidate.version, production.version)
         days_open = (dt.date.fromisoformat(day_of(pipeline, now)) - dt.date.fromisoformat(since)).days
         verdict = rules.decide(spec, evidence, higher_is_better(pipeline), days_open)
@@ -92,25 +98,28 @@ def rollout_state(
 def _rollback(
     days: dict[str, rules.DayEvidence], pipeline: PipelineRuntime, production: Pointer, now: dt.datetime
 ) -> rules.Verdict | None:
-    """What ``rollout.rollback`` says of the newest promotion: None when there is nothing to watch
-    (no earlier version, a rollback itself, or a promotion older than its days and the labels' delay)."""
+    """What ``rollout.rollback`` says of the newest promotion: the promoted version's first days as
+    production against the replaced version's last days before them. None when there is nothing to
+    watch (no earlier version, a rollback itself, or a promotion older than its days and the labels'
+    delay). The swap's day is read off the traffic: the first day the promoted version answered."""
     rollback = pipeline.spec.rollout.rollback
-    if not production.previous or (production.reason or "").startswith(rules.ROLLED_BACK):
+    version, previous = production.version, production.previous
+    if not previous or (production.reason or "").startswith(rules.ROLLED_BACK):
         return None
-    start = dt.date.fromisoformat(day_of(pipeline, production.promoted_time))
+    answered = sorted(d for d, e in days.items() if e.of(version, rules.PRODUCTION))
+    if not answered:
+        return rules.Verdict("wait", f"{version} has answered no day of traffic yet")
+    start = answered[0]
     watched = rollback.days + pipeline.spec.feedback.max_delay_days
-    if (dt.date.fromisoformat(day_of(pipeline, now)) - start).days > watched:
+    if (dt.date.fromisoformat(day_of(pipeline, now)) - dt.date.fromisoformat(start)).days > watched:
         return None
-    after = {(start + dt.timedelta(days=i)).isoformat() for i in range(rollback.days)}
-    before = {(start - dt.timedelta(days=i)).isoformat() for i in range(rollback.days + 1)}
-    new = _pooled(days, after, production.version)
-    old = _pooled(days, before, production.previous)
-    return rules.rollback_verdict(
-        rollback, new, old, higher_is_better(pipeline), (production.version, production.previous)
-    )
+    before = sorted(d for d, e in days.items() if d <= start and e.of(previous, rules.PRODUCTION))
+    new = _pooled(days, answered[: rollback.days], version)
+    old = _pooled(days, before[-rollback.days :], previous)
+    return rules.rollback_verdict(rollback, new, old, higher_is_better(pipeline), (version, previous))
 
 
-def _pooled(days: dict[str, rules.DayEvidence], chosen: set[str], version: str) -> rules.Pooled:
+def _pooled(days: dict[str, rules.DayEvidence], chosen: list[str], version: str) -> rules.Pooled:
     found = [e.of(version, rules.PRODUCTION) for day, e in days.items() if day in chosen]
     return rules.Pooled.of([(v.labelled, v.score, v.score_se) for v in found if v is not None])
 
