@@ -60,7 +60,7 @@ def _by_hand(args: argparse.Namespace, pipeline, store, state) -> int:
     the rollout sensor's, with the person as the actor."""
     from ml_platform import rollout as rules
     from ml_platform.resources.notifier import NotificationError, notifier_from_env
-    from ml_platform.sensors.rollout import announce
+    from ml_platform.sensors.rollout import DONE, announce
 
     name = pipeline.model_name
     if state.candidate is None:
@@ -71,7 +71,7 @@ def _by_hand(args: argparse.Namespace, pipeline, store, state) -> int:
         reason += f" (the rules said: {state.verdict.action}, {state.verdict.reason})"
     act = rules.promote_candidate if args.action == "promote" else rules.abort_candidate
     act(store, name, reason, actor)
-    print(f"{name}: {args.action}d candidate {state.candidate.version} ({reason})")
+    print(f"{name}: {DONE[args.action]} candidate {state.candidate.version} ({reason})")
     try:
         announce(notifier_from_env(os.environ), pipeline, args.action, state.candidate.version, reason, state)
     except NotificationError as exc:

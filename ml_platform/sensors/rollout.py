@@ -135,7 +135,7 @@ def carry_out(
             rules.promote_candidate(store, name, verdict.reason, actor)
         else:
             rules.abort_candidate(store, name, verdict.reason, actor)
-        done.append(f"{verdict.action}d candidate {candidate.version}: {verdict.reason}")
+        done.append(f"{DONE[verdict.action]} candidate {candidate.version}: {verdict.reason}")
         announce(notifier, pipeline, verdict.action, candidate.version, verdict.reason, state)
     elif state.rollback is not None and state.rollback.action == "rollback":
         restored = state.production.previous
@@ -145,6 +145,7 @@ def carry_out(
     return done
 
 
+DONE = {"promote": "promoted", "abort": "aborted"}
 EVENTS = {"promote": "on_promote", "abort": "on_abort", "rollback": "on_rollback"}
 TITLES = {"promote": "candidate promoted", "abort": "candidate aborted", "rollback": "promotion rolled back"}
 

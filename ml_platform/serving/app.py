@@ -247,17 +247,20 @@ class Batcher:
             self._draining = False
 
     async def _failed(self, batch: list[_Pending], error: Exception) -> None:
-        """A predict call that raised: a lone request gets the error; a batch is scored again request
-        by request, so that one request's rows never fail the others."""
+        """A predict call that raised: a lone request gets the error; a batch is scored again in
+        halves (and their halves), so that one request's rows never fail the others and a few bad
+        requests among many cost a few calls, not one per request."""
         if len(batch) == 1:
             _settle(batch[0], error=error)
             return
-        for pending in batch:
+        middle = len(batch) // 2
+        for half in (batch[:middle], batch[middle:]):
             try:
-                (result,) = await asyncio.to_thread(_score, [pending])
-            except Exception as exc:  # noqa: BLE001 - the request's own error
-                _settle(pending, error=exc)
-            else:
+                results = await asyncio.to_thread(_score, half)
+            except Exception as exc:  # noqa: BLE001 - this half's own error
+                await self._failed(half, exc)
+                continue
+            for pending, result in zip(half, results):
                 _settle(pending, result)
 
 
@@ -336,7 +339,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-SHUTDOWN_WAIT_S = 10.0  # a stopping worker's wait for the predictions still running off the request path
+SHUTDOWN_WAIT_S = 20.0  # a stopping worker's wait for the predictions still running off the request path
 
 
 @dataclass

@@ -28,16 +28,20 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from ml_platform.backends.local import LocalModelStore
 from ml_platform.resources.notifier import Notifier
-from ml_platform_tests.support.constants import DAYS
+from ml_platform.version_record import VersionRecord
+from ml_platform_tests.support.constants import DAYS, ROOT
 from ml_platform_tests.support.dagster_dev import dagster_dev_on, start_sensors, wait_for_runs
 from ml_platform_tests.support.materialize_cli import materialize
 from ml_platform_tests.support.pipelines import built_from, ingest_and_train
 from ml_platform_tests.support.platform import Platform, cli_json, project_env, project_vars
 from ml_platform_tests.support.realistic import FEATURES, TARGET, shop_day, write_days
 from ml_platform_tests.support.results import step_errors
+from ml_platform_tests.support.rollout_models import BROKEN_PRODUCTS, broken_on_some_products
 from ml_platform_tests.support.serve_process import TOKEN, start_server
 from ml_platform_tests.support.servers import webhook  # noqa: F401 - a fixture
 
@@ -143,11 +147,24 @@ def arrange(store: LocalModelStore, production: str, candidate: str | None) -> N
         store.close_candidate(MODEL, "aborted", "arranged by the test")
 
 
+def store_faulty(store: LocalModelStore, version: str) -> str:
+    """``version`` behind a feature step that raises on two products' rows (about 5 % of orders), as
+    a candidate with a new bug would: stored as a version of its own with the same record."""
+    model, stored = store.load(MODEL, version)
+    faulty = Pipeline([("bug", FunctionTransformer(broken_on_some_products, validate=False)), ("model", model)])
+    return store.save_version(MODEL, faulty, VersionRecord.from_dict(stored.metadata)).version
+
+
 def serve_orders(root: Path, env: dict[str, str], day: str, seed: int) -> pd.DataFrame:
     """A real `ml-platform serve` on ``day`` (ML_PLATFORM_CLOCK) answers one request per order (the
     order id as X-Request-ID); stopped by SIGTERM, it has written its log. The orders, as sent."""
     orders = shop_day(day, ORDERS, seed, index=len(DAYS) + 1, burst=0.15)
-    serve_env = {**env, "ML_PLATFORM_SERVE_TOKEN": TOKEN, "ML_PLATFORM_CLOCK": f"{day}T12:00:00+00:00"}
+    serve_env = {
+        **env,
+        "ML_PLATFORM_SERVE_TOKEN": TOKEN,
+        "ML_PLATFORM_CLOCK": f"{day}T12:00:00+00:00",
+        "PYTHONPATH": str(ROOT),  # a faulty candidate's feature step lives in ml_platform_tests
+    }
     server = start_server(serve_env, root / f"serve-{day}.log")
     try:
         rows = json.loads(orders[FEATURES].to_json(orient="records"))
@@ -298,3 +315,30 @@ def test_the_label_free_estimate_is_within_its_error_of_the_accuracy_the_outcome
     assert state["evidence"]["candidate_estimate"] is not None
     assert state["decision"]["action"] in ("wait", "promote", "abort")
     assert state["evidence"]["difference"]["labelled"] == late["pairs"][0]["labelled"], state
+
+
+def test_a_candidate_that_fails_on_five_percent_of_rows_is_aborted_before_any_label(
+    trained: Trained, tmp_path: Path, webhook, monkeypatch
+):
+    """Candidate GOOD behind a feature step that raises on two products (about 5 % of orders): every
+    answer is production's, the candidate's failures are logged as refused, and on the day's
+    evidence alone, with no outcome yet, the guardrail (max_error_rate 1 %) aborts it."""
+    root, env, store = trained.copy(tmp_path)
+    faulty = store_faulty(store, trained.versions["GOOD"])
+    arrange(store, production=trained.versions["GOOD"], candidate=faulty)
+    orders = serve_orders(root, env, SERVED, seed=16)
+    broken = int(orders["product"].isin(BROKEN_PRODUCTS).sum())
+    assert 0.03 * ORDERS < broken < 0.08 * ORDERS
+    evidence_of(env, SERVED)  # no outcome has arrived
+
+    said = sensor_tick(env, "shadow", Notifier(webhook_url=webhook.url), monkeypatch)
+    assert said.startswith(f"aborted candidate {faulty}: guardrail"), said
+    assert f"refused or failed on {broken} of {ORDERS} rows" in said and "above max_error_rate 1.00%" in said
+    # (every failure is logged: the server waits for the candidate's predictions before it stops)
+    assert store.candidate(MODEL) is None and store.production(MODEL).version == trained.versions["GOOD"]
+    candidate = next(
+        v for v in instance_metadata(env, "rollout", SERVED)["Evidence"]["versions"] if v["version"] == faulty
+    )
+    assert candidate["labelled"] == 0 and candidate["refused"] == broken
+    (message,) = webhook.bodies
+    assert "candidate aborted" in message["text"] and "max_error_rate" in message["text"]

@@ -45,6 +45,17 @@ def strict_quantities(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=["coupon"], errors="ignore")
 
 
+BROKEN_PRODUCTS = ("sku-0002", "sku-0006")  # about 5 % of the shop's orders (5.1 % and 2.5 % of the base)
+
+
+def broken_on_some_products(frame: pd.DataFrame) -> pd.DataFrame:
+    """A feature step with a bug on purpose: it cannot read two products' rows (about 5 % of orders)."""
+    broken = frame["product"].astype(str).isin(BROKEN_PRODUCTS)
+    if broken.any():
+        raise ValueError(f"cannot encode product {frame['product'][broken].iloc[0]}")
+    return frame
+
+
 def shop_rows(start: str, days: int, rows: int, seed: int) -> pd.DataFrame:
     """Some consecutive shop days as one frame (order_id and the label included)."""
     frames = [shop_day(day, rows, seed + index, index) for index, day in enumerate(days_of(start, days))]
