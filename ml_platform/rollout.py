@@ -105,6 +105,9 @@ class DayEvidence:
     metric: str
     versions: list[VersionEvidence] = field(default_factory=list)
     pairs: list[PairEvidence] = field(default_factory=list)
+    # Per slice of evaluation.slices: each model's gate metric on its labelled rows of the slice
+    # ({"Slice", "Role", "Version", "Labelled", metric}); for people, not for the rules.
+    slices: list[dict[str, Any]] = field(default_factory=list)
 
     def of(self, version: str, role: str | None = None) -> VersionEvidence | None:
         found = [v for v in self.versions if v.version == version and (role is None or v.role == role)]
@@ -118,6 +121,7 @@ class DayEvidence:
             "metric": self.metric,
             "versions": [v.to_dict() for v in self.versions],
             "pairs": [p.to_dict() for p in self.pairs],
+            "slices": self.slices,
         }
 
     @classmethod
@@ -126,6 +130,7 @@ class DayEvidence:
             str(data.get("metric", "")),
             [VersionEvidence.from_dict(v) for v in data.get("versions", [])],
             [PairEvidence.from_dict(p) for p in data.get("pairs", [])],
+            list(data.get("slices", [])),
         )
 
 
@@ -139,6 +144,8 @@ class Scoring:
     metric: str
     classes_of: Callable[[str], list | None]
     calibration_of: Callable[[str], Any] = lambda version: None
+    slices: tuple[str, ...] = ()  # evaluation.slices: the columns the evidence is also shown by
+    bins: int = 4  # evaluation.bins: quantile bins of a numeric slice column
 
 
 def day_evidence(log: pd.DataFrame, labels: pd.DataFrame, scoring: Scoring) -> DayEvidence:
@@ -155,7 +162,39 @@ def day_evidence(log: pd.DataFrame, labels: pd.DataFrame, scoring: Scoring) -> D
     candidates = {v.version for v in versions if v.role == CANDIDATE}
     productions = {v.version for v in versions if v.role == PRODUCTION}
     pairs = [_pair_evidence(joined, c, p, scoring) for c in sorted(candidates) for p in sorted(productions)]
-    return DayEvidence(scoring.metric, versions, [p for p in pairs if p is not None])
+    return DayEvidence(scoring.metric, versions, [p for p in pairs if p is not None], _by_slice(joined, scoring))
+
+
+SLICE_VALUES = 10  # the largest slices of a column shown per model
+
+
+def _by_slice(joined: pd.DataFrame, scoring: Scoring) -> list[dict[str, Any]]:
+    """Each model's gate metric on its labelled rows of each slice of ``scoring.slices`` (the
+    ``SLICE_VALUES`` largest of a column), as the model metrics' slices are cut."""
+    from ml_platform.slices import scores_of_slices, slice_labels
+
+    ok = joined["refused"].isna() if "refused" in joined.columns else pd.Series(True, index=joined.index)
+    labelled = joined[ok & joined["label"].notna()]
+    rows = []
+    for column in scoring.slices:
+        name = column if column in labelled.columns else f"{column} (feature)"
+        if name not in labelled.columns or labelled.empty:
+            continue
+        labels = slice_labels(labelled[name], scoring.bins)
+        for (role, version), group in labelled.groupby(["role", "version"], sort=True):
+            outputs = outputs_of(group, scoring.task, scoring.classes_of(str(version)))
+            found = scores_of_slices(outputs, column, labels.loc[group.index], [scoring.metric], most=SLICE_VALUES)
+            rows += [
+                {
+                    "Slice": s.name,
+                    "Role": str(role),
+                    "Version": str(version),
+                    "Labelled": s.rows,
+                    scoring.metric: s.scores.get(scoring.metric),
+                }
+                for s in found
+            ]
+    return rows
 
 
 def with_roles(log: pd.DataFrame) -> pd.DataFrame:

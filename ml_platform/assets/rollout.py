@@ -68,6 +68,8 @@ def _rollout(context, pipeline: PipelineRuntime, model_store: ModelStore, served
             pipeline.spec.gate_metric,
             functools.cache(lambda version: _classes(pipeline, model_store, version)),
             functools.cache(lambda version: _calibration(context, pipeline, model_store, version)),
+            tuple(pipeline.spec.evaluation.slices),
+            pipeline.spec.evaluation.bins,
         )
         evidence = evidence_rules.day_evidence(served, labels, scoring)
         table = evidence_table(evidence)
@@ -133,29 +135,37 @@ def rollout_metadata(evidence: evidence_rules.DayEvidence, metric: str) -> dict[
     """The evidence for the sensor (RolloutRecord), the day's numbers of the main candidate and of
     production as floats (the UI plots them day by day, side by side), and the tables."""
     metadata: dict[str, Any] = {**RolloutRecord(evidence.to_dict()).to_metadata()}
-    label = metric_key(metric)
+    label = metric_key(metric).lower()
     for role in (evidence_rules.PRODUCTION, evidence_rules.CANDIDATE):
         main = max((v for v in evidence.versions if v.role == role), key=lambda v: v.rows, default=None)
-        if main is None:
-            continue
-        name = role.capitalize()
-        metadata[f"{name} version"] = main.version
-        metadata[f"{name} rows"] = float(main.rows)
-        metadata[f"{name} labelled rows"] = float(main.labelled)
-        metadata[f"{name} error rate"] = float(main.error_rate or 0.0)
-        if main.p99_ms is not None:
-            metadata[f"{name} p99 ms"] = float(main.p99_ms)
-        if main.score is not None:
-            metadata[f"{name} {label.lower()}"] = float(main.score)
-        if main.estimate is not None:
-            metadata[f"{name} estimated accuracy"] = float(main.estimate)
+        if main is not None:
+            metadata.update(_numbers(role.capitalize(), main, label))
     if evidence.pairs:
         main_pair = max(evidence.pairs, key=lambda p: p.rows)
         if main_pair.disagreement is not None:
             metadata["Disagreement"] = float(main_pair.disagreement)
         if main_pair.difference is not None:
-            metadata[f"Candidate minus production ({label.lower()})"] = float(main_pair.difference)
+            metadata[f"Candidate minus production ({label})"] = float(main_pair.difference)
     metadata["By model"] = frame_table(evidence_table(evidence))
     if evidence.pairs:
         metadata["Pairs"] = frame_table(pd.DataFrame([p.to_dict() for p in evidence.pairs]))
+    if evidence.slices:
+        metadata["By slice"] = frame_table(pd.DataFrame(evidence.slices))
     return metadata
+
+
+def _numbers(name: str, main: evidence_rules.VersionEvidence, label: str) -> dict[str, Any]:
+    """One model's day as floats: ``Candidate accuracy``, ``Production p99 ms`` ..."""
+    numbers: dict[str, Any] = {
+        f"{name} version": main.version,
+        f"{name} rows": float(main.rows),
+        f"{name} labelled rows": float(main.labelled),
+        f"{name} error rate": float(main.error_rate or 0.0),
+    }
+    optional = {
+        f"{name} p99 ms": main.p99_ms,
+        f"{name} {label}": main.score,
+        f"{name} estimated accuracy": main.estimate,
+    }
+    numbers.update({key: float(value) for key, value in optional.items() if value is not None})
+    return numbers

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from sklearn.preprocessing import FunctionTransformer
 from ml_platform.backends.local import LocalModelStore
 from ml_platform.resources.notifier import Notifier
 from ml_platform.version_record import VersionRecord
-from ml_platform_tests.support.constants import DAYS, ROOT
+from ml_platform_tests.support.constants import BIN, DAYS, ROOT
 from ml_platform_tests.support.dagster_dev import dagster_dev_on, start_sensors, wait_for_runs
 from ml_platform_tests.support.materialize_cli import materialize
 from ml_platform_tests.support.pipelines import built_from, ingest_and_train
@@ -315,6 +316,32 @@ def test_the_label_free_estimate_is_within_its_error_of_the_accuracy_the_outcome
     assert state["evidence"]["candidate_estimate"] is not None
     assert state["decision"]["action"] in ("wait", "promote", "abort")
     assert state["evidence"]["difference"]["labelled"] == late["pairs"][0]["labelled"], state
+    by_hand(env, store, trained.versions["OTHER"])
+
+
+def by_hand(env: dict[str, str], store: LocalModelStore, candidate: str) -> None:
+    """`ml-platform models` marks the candidate; `ml-platform rollout abort` closes it as the sensor
+    would, with the person as the actor and what the rules said in the reason; a second abort is
+    one clear error."""
+    listing = run_cli(env, "models", "--model", MODEL)
+    assert any(line.startswith(f"c {candidate}") for line in listing.stdout.splitlines()), listing.stdout
+    shown = run_cli(env, "rollout", "--model", MODEL)
+    assert f"candidate   {candidate}" in shown.stdout and "today" in shown.stdout
+    aborted = run_cli(env, "rollout", "abort", "--model", MODEL, "--reason", "upstream bug found")
+    assert f"aborted candidate {candidate}" in aborted.stdout
+    closed = store.pointer(MODEL, "candidate")
+    assert closed.closed == "aborted" and closed.actor.startswith("ml-platform rollout by ")
+    assert closed.reason.startswith("by hand: upstream bug found (the rules said: ")
+    history = rollout_json(env)["history"]
+    assert history[-1]["role"] == "candidate" and history[-1]["closed"] == "aborted"
+    again = run_cli(env, "rollout", "abort", "--model", MODEL, expect=2)
+    assert again.stderr.strip() == f"ml-platform: error: model '{MODEL}' has no open candidate to abort"
+
+
+def run_cli(env: dict[str, str], *args: str, expect: int = 0) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(BIN / "ml-platform"), *args], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == expect, (done.stdout, done.stderr)
+    return done
 
 
 def test_a_candidate_that_fails_on_five_percent_of_rows_is_aborted_before_any_label(

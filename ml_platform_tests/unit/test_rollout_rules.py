@@ -197,3 +197,23 @@ def test_rollback_needs_the_regression_beyond_the_margin_with_confidence():
         spec.rollback, rules.Pooled(12.0, 0.5, 800, 2), rules.Pooled(9.0, 0.5, 800, 3), False, names
     )
     assert rmse.action == "rollback"
+
+
+def test_the_evidence_is_shown_per_slice_where_the_candidate_fails_one_region():
+    """evaluation.slices: each model's gate metric per slice of its labelled rows; a candidate wrong on
+    one region only shows it there (the rules still read the whole day)."""
+    log, outcomes = shadow_day(1200, production_right=0.9, candidate_right=0.9, seed=4)
+    region = np.where(np.arange(len(log)) % 1200 < 400, "north", "south")
+    log["region"] = region
+    north = (log["role"] == "candidate") & (log["region"] == "north")
+    label_of = outcomes.set_index("request_id")["label"]
+    flipped = log.loc[north, "request_id"].map(label_of).map({"yes": "no", "no": "yes"})
+    log.loc[north, "prediction"] = flipped.to_numpy()
+    scoring = rules.Scoring("classification", "accuracy", lambda version: CLASSES, slices=("region", "absent"))
+    evidence = rules.day_evidence(log, outcomes, scoring)
+    by = {(s["Slice"], s["Role"]): s for s in evidence.slices}
+    assert set(by) == {(f"region={r}", role) for r in ("north", "south") for role in ("production", "candidate")}
+    assert by[("region=north", "candidate")]["accuracy"] == 0.0
+    assert by[("region=south", "candidate")]["accuracy"] == pytest.approx(0.9, abs=0.04)
+    assert by[("region=north", "production")]["Labelled"] == 400
+    assert rules.DayEvidence.from_dict(evidence.to_dict()).slices == evidence.slices
