@@ -135,17 +135,17 @@ def rollout_metadata(evidence: evidence_rules.DayEvidence, metric: str) -> dict[
     """The evidence for the sensor (RolloutRecord), the day's numbers of the main candidate and of
     production as floats (the UI plots them day by day, side by side), and the tables."""
     metadata: dict[str, Any] = {**RolloutRecord(evidence.to_dict()).to_metadata()}
-    label = metric_key(metric).lower()
+    label = metric_key(metric)
     for role in (evidence_rules.PRODUCTION, evidence_rules.CANDIDATE):
         main = max((v for v in evidence.versions if v.role == role), key=lambda v: v.rows, default=None)
         if main is not None:
-            metadata.update(_numbers(role.capitalize(), main, label))
+            metadata.update(_numbers(role, main, label))
     if evidence.pairs:
         main_pair = max(evidence.pairs, key=lambda p: p.rows)
         if main_pair.disagreement is not None:
             metadata["Disagreement"] = float(main_pair.disagreement)
         if main_pair.difference is not None:
-            metadata[f"Candidate minus production ({label})"] = float(main_pair.difference)
+            metadata[f"{label}: candidate minus production"] = float(main_pair.difference)
     metadata["By model"] = frame_table(evidence_table(evidence))
     if evidence.pairs:
         metadata["Pairs"] = frame_table(pd.DataFrame([p.to_dict() for p in evidence.pairs]))
@@ -154,18 +154,19 @@ def rollout_metadata(evidence: evidence_rules.DayEvidence, metric: str) -> dict[
     return metadata
 
 
-def _numbers(name: str, main: evidence_rules.VersionEvidence, label: str) -> dict[str, Any]:
-    """One model's day as floats: ``Candidate accuracy``, ``Production p99 ms`` ..."""
+def _numbers(role: str, main: evidence_rules.VersionEvidence, label: str) -> dict[str, Any]:
+    """One model's day as floats, named ``Accuracy (candidate)``, ``Accuracy (production)`` …: the
+    UI lists the plots by name, so each candidate's plot sits beside production's."""
     numbers: dict[str, Any] = {
-        f"{name} version": main.version,
-        f"{name} rows": float(main.rows),
-        f"{name} labelled rows": float(main.labelled),
-        f"{name} error rate": float(main.error_rate or 0.0),
+        f"Version ({role})": main.version,
+        f"Rows ({role})": float(main.rows),
+        f"Labelled rows ({role})": float(main.labelled),
+        f"Error rate ({role})": float(main.error_rate or 0.0),
     }
     optional = {
-        f"{name} p99 ms": main.p99_ms,
-        f"{name} {label}": main.score,
-        f"{name} estimated accuracy": main.estimate,
+        f"p99 ms ({role})": main.p99_ms,
+        f"{label} ({role})": main.score,
+        f"Estimated accuracy ({role})": main.estimate,
     }
     numbers.update({key: float(value) for key, value in optional.items() if value is not None})
     return numbers
