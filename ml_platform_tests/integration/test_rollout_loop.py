@@ -23,6 +23,7 @@ import json
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,8 @@ OTHER_MODEL = "{estimator: random_forest, params: {n_estimators: 80, max_depth: 
 DAY_BEFORE, SERVED, ARRIVED = "2026-01-08", "2026-01-09", "2026-01-10"
 # The platform's time while the evidence is judged: the day the outcomes arrived (ML_PLATFORM_CLOCK).
 JUDGED = f"{ARRIVED}T12:00:00+00:00"
-ORDERS = 400
+ORDERS = 300
+ROLLBACK_ORDERS = 700
 
 
 def pipelines(strategy: str, model: str = GOOD_MODEL) -> str:
@@ -74,7 +76,7 @@ pipelines:
       strategy: {strategy}
       promote_when: {{min_labelled: 200, min_days: 1}}
       abort_when: {{min_labelled: 100}}
-      rollback: {{days: 1, min_labelled: 100, max_live_regression: 0.0}}
+      rollback: {{days: 1, min_labelled: 100, max_live_regression: 0.0, confidence: 0.9}}
 """
 
 
@@ -156,10 +158,11 @@ def store_faulty(store: LocalModelStore, version: str) -> str:
     return store.save_version(MODEL, faulty, VersionRecord.from_dict(stored.metadata)).version
 
 
-def serve_orders(root: Path, env: dict[str, str], day: str, seed: int) -> pd.DataFrame:
-    """A real `ml-platform serve` on ``day`` (ML_PLATFORM_CLOCK) answers one request per order (the
-    order id as X-Request-ID); stopped by SIGTERM, it has written its log. The orders, as sent."""
-    orders = shop_day(day, ORDERS, seed, index=len(DAYS) + 1, burst=0.15)
+def serve_orders(root: Path, env: dict[str, str], day: str, seed: int, count: int = ORDERS) -> pd.DataFrame:
+    """A real `ml-platform serve` on ``day`` (ML_PLATFORM_CLOCK) answers one request per order from
+    four clients at once (the order id as X-Request-ID); stopped by SIGTERM, it has written its log.
+    The orders, as sent."""
+    orders = shop_day(day, count, seed, index=len(DAYS) + 1, burst=0.15)
     serve_env = {
         **env,
         "ML_PLATFORM_SERVE_TOKEN": TOKEN,
@@ -167,11 +170,16 @@ def serve_orders(root: Path, env: dict[str, str], day: str, seed: int) -> pd.Dat
         "PYTHONPATH": str(ROOT),  # a faulty candidate's feature step lives in ml_platform_tests
     }
     server = start_server(serve_env, root / f"serve-{day}.log")
+
+    def send(order: tuple[str, dict]) -> int:
+        status, answer, _ = server.predict([order[1]], model=MODEL, headers={"X-Request-ID": order[0]})
+        assert status == 200, answer
+        return status
+
     try:
         rows = json.loads(orders[FEATURES].to_json(orient="records"))
-        for order_id, row in zip(orders["order_id"], rows, strict=True):
-            status, answer, _ = server.predict([row], model=MODEL, headers={"X-Request-ID": order_id})
-            assert status == 200, answer
+        with ThreadPoolExecutor(4) as clients:
+            assert len(list(clients.map(send, zip(orders["order_id"], rows, strict=True)))) == count
     finally:
         server.stop()
     return orders
@@ -276,9 +284,10 @@ def test_a_promotion_whose_live_outcomes_turn_worse_is_rolled_back(
     SERVED; on both days' outcomes BUGGED is worse and the sensor rolls production back to GOOD."""
     root, env, store = trained.copy(tmp_path, strategy="direct")
     arrange(store, production=trained.versions["GOOD"], candidate=None)
-    before = serve_orders(root, env, DAY_BEFORE, seed=13)
+    # Two groups of rows, not the same rows twice: a comparison of two samples needs more of them.
+    before = serve_orders(root, env, DAY_BEFORE, seed=13, count=ROLLBACK_ORDERS)
     store.promote(MODEL, trained.versions["BUGGED"], reason="gate passed (direct)")
-    after = serve_orders(root, env, SERVED, seed=14)
+    after = serve_orders(root, env, SERVED, seed=14, count=ROLLBACK_ORDERS)
     outcomes_arrive(root, env, before, DAY_BEFORE)
     outcomes_arrive(root, env, after, SERVED)
 
@@ -310,7 +319,7 @@ def test_the_label_free_estimate_is_within_its_error_of_the_accuracy_the_outcome
         estimated = next(v for v in early["versions"] if v["version"] == version)
         scored = next(v for v in late["versions"] if v["version"] == version)
         assert estimated["labelled"] == 0 and estimated["estimate"] is not None, estimated
-        assert scored["labelled"] > 250
+        assert scored["labelled"] > 200
         assert abs(estimated["estimate"] - scored["score"]) <= estimated["estimate_error"], (estimated, scored)
     state = rollout_json(env)
     assert state["evidence"]["candidate_estimate"] is not None
