@@ -17,6 +17,8 @@ from sklearn.metrics import accuracy_score
 def main(store: str, landing: str, out: str) -> None:
     parts = sorted((Path(store) / "bench_model" / "prediction_log" / "2026-01-08").glob("*.parquet"))
     log = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    if "answered" in log.columns:  # a shadow candidate's rows are not answers
+        log = log[log["answered"]]
     summary = {
         "requests": int(log["request_id"].nunique()),
         "latency_ms": log["latency_ms"].quantile([0.5, 0.95, 0.99]).tolist(),

@@ -16,8 +16,15 @@ started for it, one as above (log on) and one with `--no-log` (same store, model
 otherwise), the two alternated on, off, off, on, with the rows the log wrote meanwhile counted (its /metrics counter and
 the parquet parts) to show the log was on and dropped nothing.
 
-Run alone: `.venv/bin/python bench/serving.py [--seconds 10] [--keep]`; `make bench` runs it as the
-section "serving".
+A rollout's shadow candidate (issue 34): each model gets a second version (the same forest fitted
+with another seed on the same data) as its candidate pointer, and two servers are started from the
+store with a pipelines file naming both models (`monitoring: {}`): one with `rollout: {strategy:
+shadow}` (production answers, the candidate predicts every request off the request path, both are
+logged) and one without a rollout (production alone, the candidate pointer ignored); single-row
+requests from 1 and 16 clients alternated shadow, off, off, shadow, as for the log.
+
+Run alone: `.venv/bin/python bench/serving.py [--seconds 10] [--only shadow] [--keep]`; `make bench` runs it
+as the section "serving" (every part).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +64,10 @@ TARGETS = {
     # least 0.90x
     "serve_log_p50_ratio": 1.10,
     "serve_log_throughput_ratio": 0.90,
+    # a rollout's shadow candidate (every request predicted again off the request path, both logged)
+    # against the same server without a candidate: the same two bounds
+    "serve_shadow_p50_ratio": 1.10,
+    "serve_shadow_throughput_ratio": 0.90,
 }
 LOG_FLUSH_S = 1.0  # ml-platform serve's --log-flush-s, given explicitly (its default)
 
@@ -370,7 +382,9 @@ def bodies(x: pd.DataFrame) -> dict[str, dict[str, bytes]]:
     }
 
 
-def bench_serving(workdir: Path, seconds: float = 10.0) -> dict:
+def bench_serving(workdir: Path, seconds: float = 10.0, only: str | None = None) -> dict:
+    """Every part of the section (``only="shadow"``: the shadow candidate's measure alone, without
+    MLflow and the measures before it)."""
     from ml_platform.backends.local import LocalModelStore
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -378,10 +392,20 @@ def bench_serving(workdir: Path, seconds: float = 10.0) -> dict:
     log("building the models")
     models = build_models(store_dir)
     store = LocalModelStore(root=str(store_dir))
-    python = mlflow_python()
     env = {**os.environ, "ML_PLATFORM_MODEL_STORE_DIR": str(store_dir)}
     env.pop("ML_PLATFORM_SERVE_TOKEN", None)
-    results: dict = {"seconds_per_measure": seconds, "models": {}, "mlflow": mlflow_version(python)}
+    results: dict = {"seconds_per_measure": seconds, "models": {}}
+    if only != "shadow":
+        results.update(against_mlflow(models, store, store_dir, env, workdir, seconds))
+    # Last: MLflow and the servers above stopped.
+    results["shadow"] = shadow_on_off(models, store, store_dir, env, workdir, seconds)
+    return results
+
+
+def against_mlflow(models: dict, store, store_dir: Path, env: dict, workdir: Path, seconds: float) -> dict:
+    """In-process, `ml-platform serve` and MLflow per model; the log on / off; reloads under load."""
+    python = mlflow_python()
+    results: dict = {"models": {}, "mlflow": mlflow_version(python)}
     ours_port = free_port()
     # The prediction log on, as by default (--log-flush-s given: its default, as in log_on_off's servers).
     ours = Server(
@@ -509,14 +533,8 @@ def on_off(
     before, parts_before = log_counts(on.port, name), log_parts(store_dir, name, on.process.pid)
     off_before = log_counts(off.port, name)
     log(f"{name}: prediction log on / off, single-row, {clients} client(s)")
-    runs: dict[str, list[dict]] = {"on": [], "off": []}
-    drain = 0.0
-    for variant in ("on", "off", "off", "on"):
-        port = on.port if variant == "on" else off.port
-        run = wrk(urls[port], body, clients, max(1, round(seconds / 2)), workdir)
-        run.pop("raw", None)
-        runs[variant].append(run)
-        drain = max(drain, settle_log(on.port, name))
+    variants = {"on": urls[on.port], "off": urls[off.port]}
+    runs, drain = alternate(variants, body, clients, workdir, seconds, lambda: settle_log(on.port, name))
     after, parts_after = log_counts(on.port, name), log_parts(store_dir, name, on.process.pid)
     off_after = log_counts(off.port, name)
     measured = {f"{variant}_one_c{clients}": mean_of_runs(done) for variant, done in runs.items()}
@@ -529,6 +547,23 @@ def on_off(
         "drain_s": drain,
     }
     return measured
+
+
+def alternate(
+    urls: dict[str, str], body: bytes, clients: int, workdir: Path, seconds: float, settle: Callable[[], float]
+) -> tuple[dict[str, list[dict]], float]:
+    """Four wrk runs of ``seconds / 2`` (whole seconds, at least 1) on the two variants of ``urls``
+    in the order first, second, second, first (a drift of the machine weighs on both alike), each
+    followed by ``settle()`` (what the servers still had to do; its longest wait is returned)."""
+    first, second = urls
+    runs: dict[str, list[dict]] = {first: [], second: []}
+    drain = 0.0
+    for variant in (first, second, second, first):
+        run = wrk(urls[variant], body, clients, max(1, round(seconds / 2)), workdir)
+        run.pop("raw", None)
+        runs[variant].append(run)
+        drain = max(drain, settle())
+    return runs, drain
 
 
 def mean_of_runs(done: list[dict]) -> dict:
@@ -574,13 +609,154 @@ def reload_under_load(store, versions: list[str], port: int, workdir: Path, seco
     return {"moves": len(moves), "reloads_loaded": loaded, **load, "errors": load["non_2xx"] + load["socket_errors"]}
 
 
+# -- a rollout's shadow candidate ----------------------------------------------------------------
+SHADOW_PIPELINE = """  - name: bench_{model}
+    landing: bench_{model}
+    model_name: {model}
+    monitoring: {{}}
+{rollout}"""
+
+
+def shadow_pipelines(workdir: Path, models: list[str], shadow: bool) -> Path:
+    """A pipelines file with a pipeline per bench model (its ``model_name``, ``monitoring: {}``), with
+    ``rollout: {strategy: shadow}`` or no rollout (direct: the candidate pointer is not followed)."""
+    rollout = "    rollout: {strategy: shadow}\n" if shadow else ""
+    path = workdir / f"pipelines-{'shadow' if shadow else 'direct'}.yaml"
+    path.write_text("pipelines:\n" + "".join(SHADOW_PIPELINE.format(model=m, rollout=rollout) for m in models))
+    return path
+
+
+def shadow_on_off(models: dict, store, store_dir: Path, env: dict, workdir: Path, seconds: float) -> dict:
+    """A shadow candidate's cost: each model's second version (same forest, seed 7) made its candidate
+    (``store.promote(..., role="candidate")``), and two servers started from the store, the same
+    command and flags (``serve_command``, the prediction log on), one given a pipelines file with
+    ``rollout: {strategy: shadow}`` and one with no rollout (production alone: the same server
+    without a candidate). Per model, single-row requests from 1 and 16 clients: a 1-second warm-up of
+    each, then four runs alternated shadow, off, off, shadow (``alternate``); after each run the bench
+    waits until the shadow server's candidate has predicted every request production answered and
+    both logs have written every row (``drain_s``: the longest wait). The candidate is closed
+    (aborted) at the end."""
+    proposed: list[str] = []
+    servers: dict[str, Server] = {}
+    try:
+        for name, info in models.items():
+            first, second = info["versions"]
+            if store.pointer(name).version != first:  # the reloads moved it: production is the first again
+                store.promote(name, first, reason="bench: production for the shadow measure")
+            store.promote(name, second, reason="bench: shadow candidate", role="candidate")
+            proposed.append(name)
+        for variant in ("shadow", "off"):
+            port, pipelines = free_port(), shadow_pipelines(workdir, list(models), variant == "shadow")
+            log(f"starting ml-platform serve ({'rollout: shadow' if variant == 'shadow' else 'no rollout'})")
+            servers[variant] = Server(
+                serve_command(store_dir, port, "--log-flush-s", f"{LOG_FLUSH_S:g}"),
+                port,
+                {**env, "ML_PLATFORM_PIPELINES": str(pipelines)},
+                workdir / f"serve-{variant}.log",
+                "/readyz",
+            )
+        results: dict = {"flush_s": LOG_FLUSH_S}
+        for name, info in models.items():
+            results[name] = {"candidate": wait_candidate(servers["shadow"].port, name, info["versions"][1])}
+            for clients in (1, 16):
+                results[name].update(
+                    shadow_runs(name, bodies(info["x"])["ours"]["one"], clients, servers, workdir, seconds)
+                )
+    finally:
+        for server in servers.values():
+            server.stop()
+        for name in proposed:
+            store.close_candidate(name, "aborted", "bench: shadow measured")
+    return results
+
+
+def wait_candidate(port: int, model: str, version: str, timeout_s: float = 60.0) -> str:
+    """Wait until the server at ``port`` serves ``version`` as ``model``'s candidate (it is never
+    needed for /readyz, so it may load after)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/{model}", timeout=10) as response:
+            described = json.loads(response.read())
+        candidate = described.get("candidate") or {}
+        if candidate.get("version") == version:
+            return version
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{model}'s candidate {version} not served within {timeout_s:g} s: {described}")
+        time.sleep(0.2)
+
+
+def shadow_counts(port: int, model: str) -> dict[str, float]:
+    """What the server at ``port`` predicted for ``model`` by role, the requests its candidate failed
+    on, and the rows its prediction log wrote and dropped (one scrape of each metric)."""
+    predicted = scrape(port, "ml_platform_predicted_rows_total")
+    logged = scrape(port, "ml_platform_prediction_log_rows_total")
+    failed = scrape(port, "ml_platform_candidate_failures_total")
+
+    def total(series: dict, **labels: str) -> float:
+        return sum(v for k, v in series.items() if set({"model": model, **labels}.items()) <= set(k))
+
+    return {
+        "production": total(predicted, role="production"),
+        "candidate": total(predicted, role="candidate"),
+        "candidate_failed": total(failed),
+        "written": total(logged, outcome="written"),
+        "dropped": total(logged, outcome="dropped"),
+    }
+
+
+def settle_shadow(port: int, model: str, timeout_s: float = 120.0) -> float:
+    """Wait until the candidate of the server at ``port`` has predicted (or failed on) every row
+    production predicted for ``model`` and the log has written (or dropped) the rows of both; the
+    seconds it took."""
+    started = time.monotonic()
+    while True:
+        c = shadow_counts(port, model)
+        shadowed = c["candidate"] + c["candidate_failed"] >= c["production"]
+        if shadowed and c["written"] + c["dropped"] >= c["production"] + c["candidate"]:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout_s:
+            raise RuntimeError(f"the shadow of {model} did not catch up within {timeout_s:g} s: {c}")
+        time.sleep(0.1)
+
+
+def shadow_runs(
+    name: str, body: bytes, clients: int, servers: dict[str, Server], workdir: Path, seconds: float
+) -> dict:
+    """One model and client count of ``shadow_on_off``: the warm-ups, the four runs, the rows."""
+    shadow, off = servers["shadow"], servers["off"]
+    urls = {v: f"http://127.0.0.1:{server.port}/v1/models/{name}/predict" for v, server in servers.items()}
+    for url in urls.values():
+        wrk(url, body, clients, 1.0, workdir)  # warm-up, not kept
+
+    def settle() -> float:
+        return settle_shadow(shadow.port, name) + settle_log(off.port, name)
+
+    settle()
+    before, off_before = shadow_counts(shadow.port, name), shadow_counts(off.port, name)
+    log(f"{name}: shadow candidate on / off, single-row, {clients} client(s)")
+    runs, drain = alternate(urls, body, clients, workdir, seconds, settle)
+    after, off_after = shadow_counts(shadow.port, name), shadow_counts(off.port, name)
+    measured = {f"{variant}_one_c{clients}": mean_of_runs(done) for variant, done in runs.items()}
+    measured[f"rows_c{clients}"] = {
+        **{k: after[k] - before[k] for k in after},
+        "off_candidate": off_after["candidate"] - off_before["candidate"],
+        "drain_s": drain,
+    }
+    return measured
+
+
 def table_rows(results: dict | None) -> list[Row]:
     if not results:
-        return [("serving: ml-platform serve vs in-process, MLflow and --no-log", "not run", "", "")]
+        return [
+            ("serving: ml-platform serve vs in-process, MLflow, --no-log and a shadow candidate", "not run", "", "")
+        ]
     rows = [row for name, m in results.get("models", {}).items() for row in model_rows(name, m)]
     for name, m in results.get("log", {}).items():
         if isinstance(m, dict) and "on_one_c1" in m:
             rows += log_rows(name, m)
+    for name, m in results.get("shadow", {}).items():
+        if isinstance(m, dict) and "shadow_one_c1" in m:
+            rows += shadow_rows(name, m)
     reload = results.get("reload")
     if reload:
         rows.append(
@@ -677,8 +853,53 @@ def log_rows_row(label: str, rows_c: list[dict]) -> Row:
     )
 
 
+def shadow_rows(name: str, m: dict) -> list[Row]:
+    label = "demo model" if name == "demo" else "20-feature forest"
+    on, off = m["shadow_one_c1"], m["off_one_c1"]
+    p50_ratio, p50_target = on["p50_ms"] / off["p50_ms"], TARGETS["serve_shadow_p50_ratio"]
+    on16, off16 = m["shadow_one_c16"], m["off_one_c16"]
+    rate_ratio = on16["requests_per_s"] / off16["requests_per_s"]
+    rate_target = TARGETS["serve_shadow_throughput_ratio"]
+    rows_c = [m["rows_c1"], m["rows_c16"]]
+    production, candidate = sum(r["production"] for r in rows_c), sum(r["candidate"] for r in rows_c)
+    failed, dropped = sum(r["candidate_failed"] for r in rows_c), sum(r["dropped"] for r in rows_c)
+    written, off_candidate = sum(r["written"] for r in rows_c), sum(r["off_candidate"] for r in rows_c)
+    return [
+        (
+            f"serving {label}: shadow candidate / none (rollout: shadow vs direct), single row, 1 client, p50 (p99)",
+            f"{on['p50_ms']:.2f} ({on['p99_ms']:.2f}) / {off['p50_ms']:.2f} ({off['p99_ms']:.2f}) ms"
+            f" = {p50_ratio:.2f}x",
+            f"p50 <= {p50_target:.2f}x",
+            "yes" if p50_ratio <= p50_target else "NO",
+        ),
+        (
+            f"serving {label}: shadow candidate / none, single row, 16 clients, requests/s",
+            f"{on16['requests_per_s']:.0f} / {off16['requests_per_s']:.0f}/s = {rate_ratio:.2f}x",
+            f">= {rate_target:.2f}x",
+            "yes" if rate_ratio >= rate_target else "NO",
+        ),
+        (
+            f"serving {label}: shadow runs: rows production / the candidate predicted, candidate failures,"
+            " log rows written / dropped; the server without rollout's candidate rows",
+            f"{production:,.0f} / {candidate:,.0f}, {failed:,.0f}, {written:,.0f} / {dropped:,.0f};"
+            f" {off_candidate:,.0f}"
+            f" (caught up {max(r['drain_s'] for r in rows_c):.1f} s after a run)",
+            "all shadowed and written, 0; 0",
+            "yes"
+            if production > 0
+            and candidate == production
+            and failed == dropped == off_candidate == 0
+            and written == production + candidate
+            else "NO",
+        ),
+    ]
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each load measure (default 10)")
+    parser.add_argument(
+        "--only", choices=["shadow"], help="only this part (shadow: the shadow candidate on / off, no MLflow)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -686,7 +907,7 @@ def main(argv: list[str] | None = None) -> int:
         "serving",
         __doc__.split("\n\n")[0],
         add_flags,
-        lambda workdir, args: bench_serving(workdir, args.seconds),
+        lambda workdir, args: bench_serving(workdir, args.seconds, args.only),
         table_rows,
         argv,
     )
