@@ -153,7 +153,8 @@ def _text(value) -> str:
 
 
 def _texts(values) -> np.ndarray:
-    return np.array([_text(value) for value in values], dtype=object)
+    codes, uniques = pd.factorize(np.asarray(values), use_na_sentinel=False)  # each distinct value once
+    return np.array([_text(value) for value in uniques], dtype=object)[codes]
 
 
 def _codes(values: np.ndarray, classes: tuple, what: str) -> np.ndarray:

@@ -37,10 +37,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml_platform.intervals import LEVEL, Outputs, paired_differences, resampled_scores
-from ml_platform.ml import scores_of
+from ml_platform.intervals import LEVEL, Outputs, paired_differences, resampled_scores, weighted_scores
+from ml_platform.traffic import PROBABILITY_PREFIX
 
 MIN_SCORED_ROWS = 2  # fewer labelled rows than this: no score
+# The log's columns a day's evidence reads (besides the probabilities and the slice columns).
+EVIDENCE_COLUMNS = ("request_id", "row", "role", "answered", "version", "refused", "latency_ms", "prediction")
 PRODUCTION, CANDIDATE = "production", "candidate"
 
 
@@ -153,6 +155,9 @@ def day_evidence(log: pd.DataFrame, labels: pd.DataFrame, scoring: Scoring) -> D
     the latest outcomes of its predictions (``outcomes.latest_outcomes``)."""
     if log.empty:
         return DayEvidence(scoring.metric)
+    # Only what the evidence reads (a day of 1M requests holds every feature twice).
+    slices = {name for column in scoring.slices for name in (column, f"{column} (feature)")}
+    log = log[[c for c in log.columns if c in EVIDENCE_COLUMNS or c in slices or c.startswith(PROBABILITY_PREFIX)]]
     log = with_roles(log)
     joined = log.merge(labels[["request_id", "row", "label"]], on=["request_id", "row"], how="left")
     versions = [
@@ -229,7 +234,7 @@ def _with_score(evidence: VersionEvidence, labelled: pd.DataFrame, scoring: Scor
     if len(labelled) < MIN_SCORED_ROWS:
         return _replace(evidence, labelled=len(labelled))
     outputs = outputs_of(labelled, scoring.task, scoring.classes_of(evidence.version))
-    value = scores_of(outputs).get(scoring.metric)
+    value = gate_value(outputs, scoring.metric)
     if not isinstance(value, float) or not math.isfinite(value):
         return _replace(evidence, labelled=len(labelled))
     resampled = resampled_scores(outputs, [scoring.metric]).get(scoring.metric, np.array([]))
@@ -272,7 +277,8 @@ def _pair_evidence(joined: pd.DataFrame, candidate: str, production: str, scorin
     keys = ["request_id", "row"]
     mine = joined[ok & (joined["role"] == CANDIDATE) & (joined["version"] == candidate)]
     theirs = joined[ok & (joined["role"] == PRODUCTION) & (joined["version"] == production)]
-    both = mine.merge(theirs.drop(columns=["label"]), on=keys, suffixes=("", "_production"))
+    kept = [c for c in theirs.columns if c in (*keys, "prediction") or c.startswith(PROBABILITY_PREFIX)]
+    both = mine.merge(theirs[kept], on=keys, suffixes=("", "_production"))
     if both.empty:
         return None
     disagree = both["prediction"].astype(str) != both["prediction_production"].astype(str)
@@ -285,13 +291,20 @@ def _pair_evidence(joined: pd.DataFrame, candidate: str, production: str, scorin
     theirs_rows = labelled[["label", *own]].rename(columns=lambda c: c.removesuffix("_production"))
     mine_out = outputs_of(labelled, scoring.task, classes)
     theirs_out = outputs_of(theirs_rows, scoring.task, classes)
-    point = scores_of(mine_out).get(scoring.metric), scores_of(theirs_out).get(scoring.metric)
+    point = gate_value(mine_out, scoring.metric), gate_value(theirs_out, scoring.metric)
     if not all(isinstance(v, float) and math.isfinite(v) for v in point):
         return _replace(pair, labelled=len(labelled))
     differences = paired_differences(mine_out, theirs_out, [scoring.metric]).get(scoring.metric, np.array([]))
     finite = differences[np.isfinite(differences)]
     se = float(np.std(finite, ddof=1)) if len(finite) > 1 else None
     return _replace(pair, labelled=len(labelled), difference=point[0] - point[1], difference_se=se)
+
+
+def gate_value(outputs: Outputs, metric: str) -> float | None:
+    """The gate metric alone on all the rows (``intervals.weighted_scores`` with every weight 1: what
+    scikit-learn's function gives), not every score of the task."""
+    values = weighted_scores(outputs, [metric], np.ones((1, outputs.rows))).get(metric)
+    return float(values[0]) if values is not None else None
 
 
 def outputs_of(labelled: pd.DataFrame, task: str, classes: list | None) -> Outputs:

@@ -195,6 +195,7 @@ class _Pending:
     frame: pd.DataFrame
     proba: bool
     future: asyncio.Future = field(repr=False)
+    call_ms: float = 0.0  # how long the predict call that scored it took
 
 
 class Batcher:
@@ -202,21 +203,29 @@ class Batcher:
     call runs wait for the next, which scores them all at once (and the answers are split again):
     a lone request is scored at once, many requests share the fixed cost of a predict call."""
 
-    def __init__(self, model_name: str, max_rows: int, metrics: Metrics, role: str = "production"):
+    def __init__(
+        self, model_name: str, max_rows: int, metrics: Metrics, role: str = "production", linger_s: float = 0.0
+    ):
         self.model_name = model_name
         self.role = role  # whose predict calls: production's, or a rollout's candidate's
         self.max_rows = max_rows
         self.metrics = metrics
+        # Off the request path only: wait this long before each call, so that it scores many requests.
+        self.linger_s = linger_s
         self._queue: list[_Pending] = []
         self._draining = False
 
     async def predict(self, model: CheckedModel, frame: pd.DataFrame, proba: bool):
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(model, frame, proba, future))
+        return (await self.predict_timed(model, frame, proba))[0]
+
+    async def predict_timed(self, model: CheckedModel, frame: pd.DataFrame, proba: bool):
+        """The outputs, and how long the predict call that made them took (ms)."""
+        pending = _Pending(model, frame, proba, asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
         if not self._draining:
             self._draining = True
             asyncio.get_running_loop().create_task(self._drain())
-        return await future
+        return await pending.future, pending.call_ms
 
     def _take(self) -> list[_Pending]:
         """The next batch: queued requests for the same model object (a swap may sit between
@@ -234,9 +243,11 @@ class Batcher:
     async def _drain(self) -> None:
         try:
             while self._queue:
+                if self.linger_s:
+                    await asyncio.sleep(self.linger_s)
                 batch = self._take()
                 try:
-                    results = await asyncio.to_thread(_score, batch)
+                    results = await _timed_score(batch)
                 except Exception as exc:  # noqa: BLE001 - the requests get the error, each its own
                     await self._failed(batch, exc)
                     continue
@@ -256,12 +267,22 @@ class Batcher:
         middle = len(batch) // 2
         for half in (batch[:middle], batch[middle:]):
             try:
-                results = await asyncio.to_thread(_score, half)
+                results = await _timed_score(half)
             except Exception as exc:  # noqa: BLE001 - this half's own error
                 await self._failed(half, exc)
                 continue
             for pending, result in zip(half, results):
                 _settle(pending, result)
+
+
+async def _timed_score(batch: list[_Pending]) -> list[tuple[np.ndarray, pd.DataFrame | None]]:
+    """``_score`` off the event loop, each request told how long the call took."""
+    started = time.perf_counter()
+    results = await asyncio.to_thread(_score, batch)
+    call_ms = (time.perf_counter() - started) * 1000
+    for pending in batch:
+        pending.call_ms = call_ms
+    return results
 
 
 def _settle(pending: _Pending, result: Any = None, error: Exception | None = None) -> None:
@@ -339,6 +360,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+# Off the request path, each predict call waits this long for the requests that arrive meanwhile. A
+# forest's call costs nearly the same for 1 row as for 200 and holds the GIL: a shadow that predicts
+# each request again doubled production's single-row p50 and halved its 16-client throughput
+# (docs/performance.md); calls made rare and large cost production little.
+OFF_PATH_LINGER_S = 0.5
 SHUTDOWN_WAIT_S = 20.0  # a stopping worker's wait for the predictions still running off the request path
 
 
@@ -399,7 +425,13 @@ class Service:
         rows = config.max_batch_rows
         self.batchers = {name: Batcher(name, rows, self.metrics) for name in config.models}
         self.candidate_batchers = {name: Batcher(name, rows, self.metrics, "candidate") for name in self.candidates}
-        self.mirror_batchers = {name: Batcher(name, rows, self.metrics) for name in self.candidates}
+        # Off the request path (a shadow, a canary's mirror) predict calls are made rare and large:
+        # see OFF_PATH_LINGER_S.
+        linger = OFF_PATH_LINGER_S
+        self.shadow_batchers = {
+            name: Batcher(name, rows, self.metrics, "candidate", linger) for name in self.candidates
+        }
+        self.mirror_batchers = {name: Batcher(name, rows, self.metrics, linger_s=linger) for name in self.candidates}
         self.background: set[asyncio.Task] = set()  # predictions off the request path, until they end
         self.token = os.environ.get(TOKEN_ENV, "").strip() or None
         self.wake = asyncio.Event()  # SIGHUP: look at the pointers now
@@ -485,14 +517,24 @@ class Service:
 
     # -- the prediction log -----------------------------------------------------------------------
     def log_predicted(
-        self, asked: Asked, model: CheckedModel, role: str, answered: bool, started: float, frame, outputs
+        self,
+        asked: Asked,
+        model: CheckedModel,
+        role: str,
+        answered: bool,
+        started: float,
+        frame,
+        outputs,
+        latency_ms: float | None = None,
     ) -> None:
         """Put a model's predictions of a request on the prediction log (``outputs``: predictions,
-        probabilities); ``answered``: they were the request's answer."""
+        probabilities); ``answered``: they were the request's answer. ``latency_ms``: since
+        ``started``, unless given."""
         if self.log is None:
             return
         predictions, probabilities = outputs
-        latency_ms = (time.perf_counter() - started) * 1000
+        if latency_ms is None:
+            latency_ms = (time.perf_counter() - started) * 1000
         version, now = model.version.version, self.clock()
         entry = Entry(asked.name, version, asked.request_id, now, latency_ms, frame, predictions, probabilities)
         entry.role, entry.answered = role, answered
@@ -567,7 +609,8 @@ class Service:
                 candidate = None  # it failed on this request: production answers, and nothing is mirrored
         answer = await self.production_answer(asked, model, frame, report)
         if candidate is not None and (rollout.strategy == "shadow" or rollout.mirror):
-            self.off_path(asked, candidate, "candidate")
+            # The same signature: production's checked rows are the candidate's (no second check).
+            self.off_path(asked, candidate, "candidate", frame if candidate.signature == model.signature else None)
         return answer
 
     async def production_answer(self, asked: Asked, model: CheckedModel, frame: pd.DataFrame, report) -> Answer:
@@ -597,19 +640,22 @@ class Service:
         task.add_done_callback(self.background.discard)
 
     async def _predict_off_path(self, asked: Asked, model: CheckedModel, role: str, frame: pd.DataFrame | None):
-        """The rows as ``model``'s own check sees them (production's ``frame`` when already checked),
-        predicted in its own batcher, logged as not answered; a failure is logged as refused."""
+        """The rows as ``model``'s own check sees them (production's ``frame`` when the signatures
+        are the same), predicted in its own lingering batcher, logged as not answered with its own
+        latency (its check and its predict call: what answering would have cost, without the wait
+        that batches it); a failure is logged as refused."""
         started = time.perf_counter()
-        batcher = self.candidate_batchers[asked.name] if role == "candidate" else self.mirror_batchers[asked.name]
+        batcher = self.shadow_batchers[asked.name] if role == "candidate" else self.mirror_batchers[asked.name]
         try:
             if frame is None:
                 frame, _ = model.check(asked.rows)
-            outputs = await batcher.predict(model, frame, model.is_classifier)
+            checked_ms = (time.perf_counter() - started) * 1000
+            outputs, call_ms = await batcher.predict_timed(model, frame, model.is_classifier)
         except Exception as exc:  # noqa: BLE001 - off the request path a failure is logged, never raised
             self.failed(asked, model, role, started, exc)
             return
         self.metrics.rows.labels(asked.name, model.version.version, role).inc(len(frame))
-        self.log_predicted(asked, model, role, False, started, frame, outputs)
+        self.log_predicted(asked, model, role, False, started, frame, outputs, latency_ms=checked_ms + call_ms)
 
     async def predict(self, name: str, proba_flag: str | None, kind: str, read_body, request_id: str) -> dict[str, Any]:
         """POST /v1/models/{name}/predict: the rows of the body, checked against the signature of the
