@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,7 @@ from ml_platform_tests.support.rollout_models import (
     shop_rows,
     shop_versions,
 )
-from ml_platform_tests.support.serve_process import TOKEN, Server, start_server
+from ml_platform_tests.support.serve_process import TOKEN, Server, start_server, until
 
 pytestmark = pytest.mark.cli
 
@@ -130,16 +129,6 @@ def metric_value(server: Server, name: str, **labels: str) -> float:
         for line in text.splitlines()
         if line.startswith(f"{name}{{") and all(part in line for part in wanted)
     )
-
-
-def until(condition, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def logged(store_dir: Path) -> pd.DataFrame:

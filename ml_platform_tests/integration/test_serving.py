@@ -34,7 +34,7 @@ from ml_platform_tests.support.constants import (
 from ml_platform_tests.support.pipelines import DIABETES, ingest_and_train, seed
 from ml_platform_tests.support.platform import Platform, cli_json
 from ml_platform_tests.support.results import step_errors
-from ml_platform_tests.support.serve_process import TOKEN, Server, start_server
+from ml_platform_tests.support.serve_process import TOKEN, Server, start_server, until
 from ml_platform_tests.support.sockets import (
     listening_addresses,
     only_loopback,
@@ -464,18 +464,6 @@ class Traffic:
 
 
 RELOAD_S = 1.0
-
-
-def until(condition, what: str, timeout: float = 30):
-    """Poll ``condition`` until it returns something true (its value), failing after ``timeout``
-    seconds: a liveness bound, not a performance target (reload times are measured by make bench)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def tamper_a_copy(store, name: str, version: str) -> str:

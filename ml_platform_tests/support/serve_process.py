@@ -106,3 +106,15 @@ def serving_in_process(store_dir: Path, log: dict[str, dict[str, Any]], clock) -
     config = ServeConfig(models=list(log), store_dir=str(store_dir), log=log, log_flush_s=600)
     with TestClient(create_app(config, clock)) as client:
         yield client
+
+
+def until(condition, what: str, timeout: float = 30):
+    """Poll ``condition`` until it returns something true (its value), failing after ``timeout``
+    seconds: a liveness bound, not a performance target (reload times are measured by make bench)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout} s")
