@@ -1574,6 +1574,13 @@ class PipelineSpec(_Strict):
         overall = [t.metric for t in thresholds if t.of_class is None]
         return overall[0] if overall else f"{thresholds[0].metric}_macro"
 
+    @property
+    def gate_higher_is_better(self) -> bool:
+        """Whether a higher value of ``gate_metric`` is better (a score) or worse (an error)."""
+        metric = self.gate_metric
+        gate = next((t for t in self.gate_thresholds if t.metric == metric and t.of_class is None), None)
+        return gate.higher_is_better if gate else GATE_METRICS[self.task].get(metric, True)
+
     def stage(self, name: str) -> StageSpec:
         return getattr(self.stages, name)
 

@@ -51,3 +51,27 @@ def pipelines_if_readable(settings, without: str) -> list:
     except MlPlatformError as exc:
         print(f"note: the pipelines file was not read ({exc}): {without}", file=sys.stderr, flush=True)
         return []
+
+
+def from_instance(read, without: str, say_unset: bool = True):
+    """``read(instance)`` on the Dagster instance of DAGSTER_HOME, or None, saying on stderr why not
+    and what that means (``without``): no DAGSTER_HOME (said when ``say_unset``), or an instance
+    that cannot be read (its first line only: Dagster's config errors run over many lines)."""
+    import os
+
+    import dagster as dg
+
+    if not os.environ.get("DAGSTER_HOME"):
+        if say_unset:
+            print(f"note: DAGSTER_HOME is not set: {without}", file=sys.stderr)
+        return None
+    try:
+        with dg.DagsterInstance.get() as instance:
+            return read(instance)
+    except Exception as exc:  # noqa: BLE001 - the command goes on without it, and the note says why
+        said = (str(exc).strip().splitlines() or [""])[0]
+        print(
+            f"note: {without}: the instance of DAGSTER_HOME cannot be read ({type(exc).__name__}: {said})",
+            file=sys.stderr,
+        )
+        return None

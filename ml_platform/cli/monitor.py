@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 
-from ml_platform.cli.common import add_store_dir, pipelines_if_readable, platform_settings, store_of
+from ml_platform.cli.common import add_store_dir, from_instance, pipelines_if_readable, platform_settings, store_of
 from ml_platform.errors import MlPlatformError
 
 
@@ -56,18 +54,11 @@ def _live_metrics(spec) -> dict[str, dict]:
     from ml_platform.asset_records import LiveMetricsRecord
     from ml_platform.instance_queries import latest_materialization_per_partition
 
-    if not os.environ.get("DAGSTER_HOME"):
-        return {}
-    try:
-        with dg.DagsterInstance.get() as instance:
-            latest = latest_materialization_per_partition(instance, dg.AssetKey([spec.name, "live_metrics"]))
-    except Exception as exc:  # noqa: BLE001 - the traffic is shown without them, and the note says why
-        # One line: Dagster's config and YAML errors run over many lines (the config's whole schema).
-        said = (str(exc).strip().splitlines() or [""])[0]
-        print(
-            f"note: no live metrics: the instance of DAGSTER_HOME cannot be read ({type(exc).__name__}: {said})",
-            file=sys.stderr,
-        )
+    key = dg.AssetKey([spec.name, "live_metrics"])
+    latest = from_instance(
+        lambda instance: latest_materialization_per_partition(instance, key), "no live metrics", say_unset=False
+    )
+    if latest is None:
         return {}
     live = {}
     for day, record in latest.items():

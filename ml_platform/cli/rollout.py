@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from ml_platform.cli.common import add_store_dir, platform_pipelines, platform_settings, store_of
+from ml_platform.cli.common import add_store_dir, from_instance, platform_pipelines, platform_settings, store_of
 from ml_platform.errors import MlPlatformError
 
 
@@ -39,20 +39,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
 def _evidence_days(pipeline) -> dict:
     """The days' evidence from the Dagster instance of DAGSTER_HOME (none without one, said)."""
-    import dagster as dg
-
     from ml_platform.sensors.rollout import evidence_days
 
-    if not os.environ.get("DAGSTER_HOME"):
-        print("note: DAGSTER_HOME is not set: no rollout evidence is read", file=sys.stderr)
-        return {}
-    try:
-        with dg.DagsterInstance.get() as instance:
-            return evidence_days(instance, pipeline)
-    except Exception as exc:  # noqa: BLE001 - the pointers are shown without it, and the note says why
-        said = (str(exc).strip().splitlines() or [""])[0]
-        print(f"note: no rollout evidence: the instance cannot be read ({type(exc).__name__}: {said})", file=sys.stderr)
-        return {}
+    return from_instance(lambda instance: evidence_days(instance, pipeline), "no rollout evidence") or {}
 
 
 def _by_hand(args: argparse.Namespace, pipeline, store, state) -> int:

@@ -18,7 +18,6 @@ from ml_platform.instance_queries import (
     newest_materialized_partition,
 )
 from ml_platform.jobs import retrain_keys
-from ml_platform.metrics import GATE_METRICS
 from ml_platform.resources.model_store import ModelStore
 from ml_platform.resources.notifier import NotificationError, Notifier
 from ml_platform.runtime import PipelineRuntime
@@ -83,7 +82,7 @@ def build_decay_sensor(pipeline: PipelineRuntime, job: UnresolvedAssetJobDefinit
         scores = _live_scores(context.instance, pipeline, metric)
         production = pipeline.production(model_store, warn=context.log.warning)
         bounds = _decay_bounds(pipeline, gate, production)
-        higher = gate.higher_is_better if gate else GATE_METRICS[pipeline.task].get(metric, True)
+        higher = pipeline.spec.gate_higher_is_better
         found, said = outcomes.decay_of(scores, bounds, higher, monitoring.sustained_days, monitoring.min_outcomes)
         if found is None:
             return dg.SkipReason(said)
@@ -142,7 +141,7 @@ def _decay_bounds(pipeline: PipelineRuntime, gate, production) -> dict[str, floa
     bounds = {f"the gate's {gate.key}": gate.value} if gate else {}
     tested = production.record.metrics.get(metric) if production else None
     if max_drop is not None and tested is not None:
-        higher = gate.higher_is_better if gate else GATE_METRICS[pipeline.task].get(metric, True)
+        higher = pipeline.spec.gate_higher_is_better
         bound = tested - max_drop if higher else tested + max_drop
         bounds[f"{production.version}'s test {metric} {tested:.4f} {'-' if higher else '+'} {max_drop:g}"] = bound
     return bounds

@@ -18,7 +18,6 @@ from ml_platform import rollout as rules
 from ml_platform.asset_records import RolloutRecord
 from ml_platform.errors import MlPlatformError
 from ml_platform.instance_queries import latest_materialization_per_partition
-from ml_platform.metrics import GATE_METRICS
 from ml_platform.pointer import Pointer
 from ml_platform.resources.model_store import ModelStore
 from ml_platform.resources.notifier import NotificationError, Notifier
@@ -65,12 +64,6 @@ def evidence_days(instance: dg.DagsterInstance, pipeline: PipelineRuntime) -> di
     }
 
 
-def higher_is_better(pipeline: PipelineRuntime) -> bool:
-    metric = pipeline.spec.gate_metric
-    gate = next((t for t in pipeline.spec.gate_thresholds if t.metric == metric and t.of_class is None), None)
-    return gate.higher_is_better if gate else GATE_METRICS[pipeline.task].get(metric, True)
-
-
 def rollout_state(
     days: dict[str, rules.DayEvidence], pipeline: PipelineRuntime, store: ModelStore, now: dt.datetime
 ) -> RolloutState:
@@ -88,7 +81,7 @@ def rollout_state(
         since = min(seen, default=day_of(pipeline, candidate.promoted_time))
         evidence = rules.gather({d: e for d, e in days.items() if d >= since}, candidate.version, production.version)
         days_open = (dt.date.fromisoformat(day_of(pipeline, now)) - dt.date.fromisoformat(since)).days
-        verdict = rules.decide(spec, evidence, higher_is_better(pipeline), days_open)
+        verdict = rules.decide(spec, evidence, pipeline.spec.gate_higher_is_better, days_open)
         state = RolloutState(spec.strategy, production, candidate, evidence, verdict)
     if spec.rollback is not None and production is not None:
         state = RolloutState(**{**state.__dict__, "rollback": _rollback(days, pipeline, production, now)})
@@ -116,7 +109,7 @@ def _rollback(
     before = sorted(d for d, e in days.items() if d <= start and e.of(previous, rules.PRODUCTION))
     new = _pooled(days, answered[: rollback.days], version)
     old = _pooled(days, before[-rollback.days :], previous)
-    return rules.rollback_verdict(rollback, new, old, higher_is_better(pipeline), (version, previous))
+    return rules.rollback_verdict(rollback, new, old, pipeline.spec.gate_higher_is_better, (version, previous))
 
 
 def _pooled(days: dict[str, rules.DayEvidence], chosen: list[str], version: str) -> rules.Pooled:
