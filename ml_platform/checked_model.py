@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 
 from ml_platform.backends.environment import model_store_of
+from ml_platform.compiled import Parity, compiled_or_reason
 from ml_platform.errors import PredictionError
 from ml_platform.resources.model_store import ModelVersion
+from ml_platform.row_plan import PlannedRows, Unplanned
 from ml_platform.settings import load_settings
 from ml_platform.signature import InputReport, check_rows
 
@@ -33,6 +35,11 @@ class CheckedModel:
 
     ``predict`` and ``predict_proba`` answer like scikit-learn's; ``predict_with_report`` also says
     which version answered and what the check reported. ``sklearn_model`` is the fitted scikit-learn object itself.
+
+    A version whose compiled form answered its test split as scikit-learn did (``ml_platform.compiled``,
+    its ``Parity`` recorded with the version) also has ``compiled``: ``checked`` then plans the rows it can
+    (``PlannedRows``) and ``predict_planned`` answers them without pandas; ``compiled_problem`` says why
+    a version has none.
     """
 
     def __init__(self, sklearn_model: Any, version: ModelVersion):
@@ -42,6 +49,15 @@ class CheckedModel:
         if signature is None:
             raise PredictionError(f"{version.model_name} {version.version} records no feature columns")
         self.signature = signature
+        self.parity = Parity.from_dict(version.record.parity)
+        self.compiled, self.compiled_problem = compiled_or_reason(sklearn_model, signature, self.parity)
+
+    def serving_path(self) -> dict[str, Any]:
+        """How this model answers: through its compiled form or scikit-learn, the parity's evidence, and why."""
+        recorded = self.parity.to_dict() if self.parity is not None else {}
+        if self.compiled is not None:
+            return {**recorded, "path": "compiled", "form": self.compiled.description, "reason": None}
+        return {**recorded, "path": "scikit-learn", "reason": self.compiled_problem}
 
     @property
     def is_classifier(self) -> bool:
@@ -56,6 +72,24 @@ class CheckedModel:
     def check(self, rows: Any) -> tuple[pd.DataFrame, InputReport]:
         """The rows as the model takes them, and the report; raises a SignatureError."""
         return check_rows(rows, self.signature)
+
+    def checked(self, rows: Any) -> tuple[PlannedRows | pd.DataFrame, InputReport]:
+        """The rows planned by the compiled form when it can take them, else checked as ``check`` does."""
+        if self.compiled is not None:
+            try:
+                planned = self.compiled.plan.rows(rows)
+            except Unplanned:
+                pass
+            else:
+                return planned, planned.report
+        return self.check(rows)
+
+    def predict_planned(self, matrix: np.ndarray, proba: bool) -> tuple[np.ndarray, pd.DataFrame | None]:
+        """Predictions (and probabilities) of planned rows' matrix, by the compiled form."""
+        predictions, probabilities = self.compiled.form.outputs(matrix, proba)
+        if probabilities is None:
+            return predictions, None
+        return predictions, pd.DataFrame(probabilities, columns=[str(c) for c in self.sklearn_model.classes_])
 
     def predict(self, rows: Any) -> np.ndarray:
         return self.predict_with_report(rows).predictions

@@ -185,6 +185,9 @@ class ModelMetrics:
     # A classifier's calibration on the test split (``estimate.Calibration.to_dict()``), kept with the
     # version for the rollout's label-free estimate of live accuracy; None without probabilities.
     calibration: dict[str, Any] | None = None
+    # The compiled form's answers on the test split against scikit-learn's (``compiled.Parity.to_dict()``):
+    # recorded with the version, it says whether the server may serve through the compiled form.
+    parity: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "details", details_of(self.task, self.details))

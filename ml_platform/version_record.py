@@ -34,6 +34,9 @@ class VersionRecord:
     confusion_matrix: list[list[int]] | None = None
     labels: list[Any] | None = None
     platform_version: str | None = None
+    # Whether it serves through its compiled form, with the parity check's evidence, or why not
+    # (``compiled.Parity.to_dict()``); None: stored before compiled forms (served by scikit-learn).
+    parity: dict[str, Any] | None = None
     mlflow_run_id: str | None = None
     dagster_run_id: str | None = None
     # What the model store adds when it stores the version.
@@ -57,7 +60,7 @@ class VersionRecord:
         """A record from metadata.json, of this version of the platform or an older one."""
         own = {f.name for f in fields(cls)} - _NESTED
         values = {k: v for k, v in data.items() if k in own and v is not None}
-        for name in ("metrics", "metric_intervals", "decision_threshold"):
+        for name in ("metrics", "metric_intervals", "decision_threshold", "parity"):
             if name in values and not isinstance(values[name], dict):
                 values.pop(name)
         values["extras"] = list(values.get("extras") or [])

@@ -7,6 +7,7 @@ import dagster as dg
 from ml_platform import constants
 from ml_platform.asset_records import DeployedRecord
 from ml_platform.assets.step import Step
+from ml_platform.compiled import Parity
 from ml_platform.errors import PointerConflictError
 from ml_platform.metadata import signature_metadata
 from ml_platform.ml import TrainedModel
@@ -79,9 +80,22 @@ def _deploy(step: Step, trained_model: TrainedModel, model_metrics: ModelMetrics
     reason = f"gate passed ({gated}) for data as of {trained_model.fit.data_as_of}"
     swap = _swap(step, version, trained_model.fit.data_as_of, reason)
     context.log.info(f"{pipeline.model_name} {version.version}: {swap.note}")
+    _say_serving_path(context, version)
     gate_text = _gate_text(pipeline, model_metrics)
     track_deploy(context, pipeline, model_metrics, version.version, swap.promoted, gate_text)
     return _describe(step, version, trained_model, model_metrics, swap)
+
+
+def _say_serving_path(context: dg.AssetExecutionContext, version: ModelVersion) -> None:
+    """How the server will answer with the version: its compiled form, or scikit-learn (a warning, with why)."""
+    parity = Parity.from_dict(version.record.parity)
+    if parity is None:
+        return
+    said = f"{version.model_name} {version.version} serves through {parity.describe()}"
+    if parity.path == "compiled":
+        context.log.info(said)
+    else:
+        context.log.warning(said)
 
 
 def _gate_text(pipeline: PipelineRuntime, model_metrics: ModelMetrics) -> str:
@@ -111,6 +125,7 @@ def _record(
         gate_metric=pipeline.spec.gate_metric,
         platform_version=platform_version(),
         decision_threshold=model_metrics.decision,
+        parity=model_metrics.parity,
         mlflow_run_id=trained_model.mlflow_run_id,
         dagster_run_id=context.run.run_id,
         confusion_matrix=(details.confusion_matrix or None) if details else None,
@@ -217,6 +232,11 @@ def _propose(step: Step, version: ModelVersion, reason: str, actor: str) -> Swap
     )
 
 
+def _serving_path(version: ModelVersion) -> str:
+    parity = Parity.from_dict(version.record.parity)
+    return parity.describe() if parity is not None else "scikit-learn (stored before compiled forms)"
+
+
 def _describe(
     step: Step, version: ModelVersion, trained_model: TrainedModel, model_metrics: ModelMetrics, swap: Swap
 ) -> dg.Output[dict]:
@@ -248,6 +268,7 @@ def _describe(
             "Replaced": replaced or "-",
             "Production version": value["production_version"] or "-",
             "Gate": _gate_text(pipeline, model_metrics),
+            "Serving path": _serving_path(version),
             **(signature_metadata(trained_model.fit.signature) if trained_model.fit.signature else {}),
         },
     )

@@ -14,6 +14,7 @@ from ml_platform import constants
 from ml_platform.assets.evaluation_display import metrics_metadata
 from ml_platform.assets.step import Step
 from ml_platform.assets.stored_output import own_stored_output
+from ml_platform.compiled import Parity, parity_of
 from ml_platform.errors import DataValidationError, MlPlatformError, ModelStoreError
 from ml_platform.estimate import fit_calibration
 from ml_platform.instance_queries import latest_data_version
@@ -289,7 +290,9 @@ def _score(
     context.log.info(
         ", ".join(f"{name} {metrics.shown(name)}" for name in shown) + f" on {metrics.test_rows} test rows"
     )
-    metrics = metrics.with_(calibration=_calibration(context, outputs))
+    metrics = metrics.with_(
+        calibration=_calibration(context, outputs), parity=_parity(context, trained_model, test_split, outputs)
+    )
     scored = ScoredTestSplit(
         test_split, trained_model.model, outputs, _slice_labels(pipeline, trained_model, test_split)
     )
@@ -307,6 +310,26 @@ def _calibration(context: dg.AssetExecutionContext, outputs: Outputs) -> dict | 
     except MlPlatformError as exc:
         context.log.warning(f"no calibration for the label-free estimate: {exc}")
         return None
+
+
+def _parity(
+    context: dg.AssetExecutionContext, trained_model: TrainedModel, test_split: pd.DataFrame, outputs: Outputs
+) -> dict[str, Any]:
+    """Whether the model's compiled form answers the test split as scikit-learn does
+    (``ml_platform.compiled``): recorded with the version, it decides how the server answers."""
+    started = time.perf_counter()
+    x = test_split.drop(columns=[trained_model.recipe.target])
+    try:
+        found = parity_of(trained_model.model, trained_model.fit.signature, x, outputs.proba is not None)
+    except Exception as exc:  # noqa: BLE001 - a form that fails is a form not served: scikit-learn answers
+        failed = f"its compiled form failed on the test split: {type(exc).__name__}: {exc}"
+        found = Parity("scikit-learn", reason=failed)
+    said = f"serving path: {found.describe()} ({time.perf_counter() - started:.1f} s)"
+    if found.path == "compiled":
+        context.log.info(said)
+    else:
+        context.log.warning(said)
+    return found.to_dict()
 
 
 def _kinds(trained_model: TrainedModel) -> dict[str, str]:

@@ -87,6 +87,8 @@ def _model_listing(store, name: str, versions: list, compare: bool) -> tuple[str
             "params": v.record.recipe.params,
             "data_fingerprint": v.record.recipe.data_fingerprint,
             "signature": _signature_text(v.record.fit.signature),
+            # How ml-platform serve answers with it: its compiled form, or scikit-learn (and why).
+            "serving": _serving(v.record),
             "created_at": v.record.created_at,
         }
         for v in versions
@@ -100,7 +102,7 @@ def _print_model(name: str, task: str, metrics: list[str], rows: list[dict], com
     print(f"{name} ({task})")
     header = f"{'':2}{'version':<36}" + "".join(f" {METRIC_LABELS[m]:>8}" for m in metrics)
     gate = rows[0]["gate_metric"] if rows else metrics[0]
-    header += f"  {METRIC_LABELS[gate] + ' 95 %':<18} {'as of':>10}  {'signature':<22}"
+    header += f"  {METRIC_LABELS[gate] + ' 95 %':<18} {'as of':>10}  {'signature':<22} {'served by':<12}"
     if compare:
         header += f" {'rows':>7}  {'data':<14}  params"
     print(header.rstrip())
@@ -109,11 +111,24 @@ def _print_model(name: str, task: str, metrics: list[str], rows: list[dict], com
         line += "".join(f" {_num(row[m]):>8}" for m in metrics)
         interval = row["gate_interval"]
         shown = f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "-"
-        line += f"  {shown:<18} {row['data_as_of'] or '-':>10}  {row['signature']:<22}"
+        line += f"  {shown:<18} {row['data_as_of'] or '-':>10}  {row['signature']:<22} {row['serving']['path']:<12}"
         if compare:
             fingerprint = (row["data_fingerprint"] or "-").removeprefix("sha256:")[:12]
             line += f" {row['training_rows'] or '-':>7}  {fingerprint:<14}  {_param_text(row['params'])}"
         print(line.rstrip())
+    for row in rows:
+        if row["serving"]["path"] != "compiled":
+            print(f"  {row['version']} is served by scikit-learn: {row['serving']['reason']}")
+
+
+def _serving(record) -> dict:
+    """How the server answers with a version (``compiled.Parity``): path, form, rows compared, reason."""
+    from ml_platform.compiled import Parity
+
+    parity = Parity.from_dict(record.parity)
+    if parity is None:
+        return {"path": "scikit-learn", "reason": "stored before compiled forms (deploy it again to check one)"}
+    return {**parity.to_dict(), "described": parity.describe()}
 
 
 def _num(value) -> str:
@@ -249,6 +264,7 @@ def cmd_production(args: argparse.Namespace) -> int:
         "requirements": record.recipe.requirements,
         # As recorded: a version stored before signatures has none (its column names only).
         "signature": record.fit.signature.to_dict() if record.fit.signature and record.fit.signature.kinds else None,
+        "serving": _serving(record),
     }
     print(json.dumps(info, indent=2) if args.json else _human(info, record.fit.signature))
     return 0
@@ -269,6 +285,8 @@ def _human(info: dict, signature) -> str:
         from ml_platform.decision import describe
 
         lines.append(f"Decision         : {describe(info['decision_threshold'])}")
+    serving = info["serving"]
+    lines.append(f"Served by        : {serving.get('described') or 'scikit-learn: ' + serving['reason']}")
     if info.get("feature_transform"):
         lines.append(f"Feature transform: {info['feature_transform']}")
     if info.get("pipeline_version"):

@@ -49,6 +49,7 @@ from ml_platform.checked_model import CheckedModel
 from ml_platform.clock import Clock
 from ml_platform.clock import now as platform_time
 from ml_platform.errors import PredictionError, SignatureError
+from ml_platform.row_plan import PlannedRows
 from ml_platform.serving.holder import ModelHolder
 from ml_platform.serving.inference_protocol import infer_answer, infer_request, model_metadata
 from ml_platform.serving.parsing import REQUEST_ID_HEADER, RequestError, content_type, flag, parse_rows, request_id_of
@@ -192,7 +193,7 @@ class Metrics:
 @dataclass
 class _Pending:
     model: CheckedModel
-    frame: pd.DataFrame
+    frame: pd.DataFrame | PlannedRows
     proba: bool
     future: asyncio.Future = field(repr=False)
     call_ms: float = 0.0  # how long the predict call that scored it took
@@ -232,8 +233,13 @@ class Batcher:
         them), up to ``max_rows`` rows (at least one request)."""
         first = self._queue[0]
         batch, rows = [], 0
+        planned = isinstance(first.frame, PlannedRows)
         for pending in self._queue:
-            if pending.model is not first.model or (batch and rows + len(pending.frame) > self.max_rows):
+            if (
+                pending.model is not first.model
+                or isinstance(pending.frame, PlannedRows) is not planned
+                or (batch and rows + len(pending.frame) > self.max_rows)
+            ):
                 break
             batch.append(pending)
             rows += len(pending.frame)
@@ -275,10 +281,18 @@ class Batcher:
                 _settle(pending, result)
 
 
+# Planned rows up to this many in one call are answered on the event loop: the compiled form takes a
+# fraction of a millisecond for them, less than handing them to a thread costs.
+INLINE_ROWS = 16
+
+
 async def _timed_score(batch: list[_Pending]) -> list[tuple[np.ndarray, pd.DataFrame | None]]:
-    """``_score`` off the event loop, each request told how long the call took."""
+    """``_score`` off the event loop (a few planned rows on it), each request told how long the call took."""
     started = time.perf_counter()
-    results = await asyncio.to_thread(_score, batch)
+    if isinstance(batch[0].frame, PlannedRows) and sum(len(p.frame) for p in batch) <= INLINE_ROWS:
+        results = _score(batch)
+    else:
+        results = await asyncio.to_thread(_score, batch)
     call_ms = (time.perf_counter() - started) * 1000
     for pending in batch:
         pending.call_ms = call_ms
@@ -297,10 +311,16 @@ def _settle(pending: _Pending, result: Any = None, error: Exception | None = Non
 def _score(batch: list[_Pending]) -> list[tuple[np.ndarray, pd.DataFrame | None]]:
     model = batch[0].model
     proba = any(p.proba for p in batch)
-    if len(batch) == 1:
+    if isinstance(batch[0].frame, PlannedRows):
+        matrix = np.vstack([p.frame.matrix for p in batch]) if len(batch) > 1 else batch[0].frame.matrix
+        predictions, probabilities = model.predict_planned(matrix, proba)
+        if len(batch) == 1:
+            return [(predictions, probabilities if batch[0].proba else None)]
+    elif len(batch) == 1:
         return [_predicted(model, batch[0].frame, batch[0].proba)]
-    frame = pd.concat([p.frame for p in batch], ignore_index=True)
-    predictions, probabilities = _predicted(model, frame, proba)
+    else:
+        frame = pd.concat([p.frame for p in batch], ignore_index=True)
+        predictions, probabilities = _predicted(model, frame, proba)
     results, start = [], 0
     for pending in batch:
         end = start + len(pending.frame)
@@ -593,7 +613,7 @@ class Service:
         name = holder.model_name
         asked = Asked(name, rows, request_id, started, self.log.draw(name) if self.log is not None else False)
         try:
-            frame, report = model.check(rows)
+            frame, report = model.checked(rows)
         except SignatureError as exc:
             self.log_refused(asked, model, "production", True, started, str(exc))
             raise
@@ -609,8 +629,10 @@ class Service:
                 candidate = None  # it failed on this request: production answers, and nothing is mirrored
         answer = await self.production_answer(asked, model, frame, report)
         if candidate is not None and (rollout.strategy == "shadow" or rollout.mirror):
-            # The same signature: production's checked rows are the candidate's (no second check).
-            self.off_path(asked, candidate, "candidate", frame if candidate.signature == model.signature else None)
+            # The same signature: production's checked rows are the candidate's (no second check); planned
+            # rows are encoded for production's encoder: the candidate plans its own.
+            same = isinstance(frame, pd.DataFrame) and candidate.signature == model.signature
+            self.off_path(asked, candidate, "candidate", frame if same else None)
         return answer
 
     async def production_answer(self, asked: Asked, model: CheckedModel, frame: pd.DataFrame, report) -> Answer:
@@ -624,7 +646,7 @@ class Service:
     async def candidate_answer(self, asked: Asked, candidate: CheckedModel) -> Answer | None:
         """The candidate's answer to a canary request, or None when it refuses or fails (logged)."""
         try:
-            frame, report = candidate.check(asked.rows)
+            frame, report = candidate.checked(asked.rows)
             outputs = await self.candidate_batchers[asked.name].predict(candidate, frame, candidate.is_classifier)
         except Exception as exc:  # noqa: BLE001 - the candidate's fault is never the client's: production answers
             self.failed(asked, candidate, "candidate", asked.started, exc)
@@ -648,7 +670,7 @@ class Service:
         batcher = self.shadow_batchers[asked.name] if role == "candidate" else self.mirror_batchers[asked.name]
         try:
             if frame is None:
-                frame, _ = model.check(asked.rows)
+                frame, _ = model.checked(asked.rows)
             checked_ms = (time.perf_counter() - started) * 1000
             outputs, call_ms = await batcher.predict_timed(model, frame, model.is_classifier)
         except Exception as exc:  # noqa: BLE001 - off the request path a failure is logged, never raised

@@ -117,7 +117,9 @@ class ModelHolder:
             self._token, self.problem = token, None
             self.promoted_at = pointer.promoted_at
             self.loaded_at = dt.datetime.now(dt.UTC).isoformat()
-            logger.info(f"{self.label}: serving {target}" + (f" (was {previous})" if previous else ""))
+            path = "its compiled form" if model.compiled is not None else f"scikit-learn ({model.compiled_problem})"
+            was = f" (was {previous})" if previous else ""
+            logger.info(f"{self.label}: serving {target}{was} through {path}")
             return Swap(self.model_name, "loaded", target, previous)
 
     def _load(self, pointer: Any) -> CheckedModel:
@@ -180,5 +182,7 @@ class ModelHolder:
             "decision_threshold": record.decision_threshold,
             "data_as_of": record.fit.data_as_of,
             "signature": model.signature.to_dict(),
+            # Through its compiled form or scikit-learn, with the parity's evidence (ml_platform.compiled).
+            "serving": model.serving_path(),
             "problem": self.problem,
         }

@@ -49,6 +49,7 @@ from pyarrow.lib import ArrowException
 from ml_platform import constants
 from ml_platform.clock import Clock
 from ml_platform.clock import now as platform_time
+from ml_platform.row_plan import PlannedRows
 
 logger = logging.getLogger("ml_platform.serving")
 
@@ -106,7 +107,7 @@ class Entry:
     request_id: str
     logged_at: dt.datetime
     latency_ms: float
-    rows: pd.DataFrame
+    rows: pd.DataFrame | PlannedRows  # the checked rows (planned ones become a frame in the writer thread)
     predictions: np.ndarray
     probabilities: pd.DataFrame | None = field(default=None, repr=False)
     refused: str | None = None
@@ -175,7 +176,8 @@ class PredictionLog:
             return
         chosen = self.settings.get(entry.model, LogSettings())
         if chosen.exclude:
-            entry.rows = entry.rows.drop(columns=[c for c in chosen.exclude if c in entry.rows.columns])
+            rows = _frame_of(entry.rows)
+            entry.rows = rows.drop(columns=[c for c in chosen.exclude if c in rows.columns])
         try:
             self._queue.put_nowait(entry)
         except queue.Full:
@@ -284,7 +286,7 @@ def part_frame(entries: list[Entry]) -> pd.DataFrame:
     )
     parts = [own]
     if any(len(e.rows.columns) for e in entries):  # a refusal's rows have no columns: empty there
-        rows = pd.concat([e.rows for e in entries], ignore_index=True)
+        rows = _feature_rows(entries)
         parts.append(rows.rename(columns={c: f"{c} (feature)" for c in rows.columns if c in COLUMNS}))
     probabilities = [e.probabilities for e in entries]
     if any(p is not None for p in probabilities):
@@ -294,6 +296,21 @@ def part_frame(entries: list[Entry]) -> pd.DataFrame:
         proba = pd.concat(blanks, ignore_index=True)
         parts.append(proba.set_axis([f"proba_{c}" for c in proba.columns], axis=1))
     return pd.concat(parts, axis=1)
+
+
+def _frame_of(rows: pd.DataFrame | PlannedRows) -> pd.DataFrame:
+    return rows.frame() if isinstance(rows, PlannedRows) else rows
+
+
+def _feature_rows(entries: list[Entry]) -> pd.DataFrame:
+    """Every entry's checked rows, one below the other: column by column when all were planned
+    (``row_plan``: a few arrays per request), else as frames."""
+    first = entries[0].rows
+    if isinstance(first, PlannedRows) and all(
+        isinstance(e.rows, PlannedRows) and e.rows.columns.keys() == first.columns.keys() for e in entries
+    ):
+        return pd.DataFrame({c: np.concatenate([e.rows.columns[c] for e in entries]) for c in first.columns})
+    return pd.concat([_frame_of(e.rows) for e in entries], ignore_index=True)
 
 
 def _joined(arrays: list[np.ndarray]) -> np.ndarray:

@@ -30,6 +30,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "quality",
             "encoding",
             "signature",
+            "row_plan",
+            "compiled",
             "drift",
             "user_code",
             "metrics",
