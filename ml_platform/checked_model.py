@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +90,12 @@ class CheckedModel:
         predictions, probabilities = self.compiled.form.outputs(matrix, proba)
         if probabilities is None:
             return predictions, None
-        return predictions, pd.DataFrame(probabilities, columns=[str(c) for c in self.sklearn_model.classes_])
+        return predictions, pd.DataFrame(probabilities, columns=self.class_columns, copy=False)
+
+    @functools.cached_property
+    def class_columns(self) -> pd.Index:
+        """The probabilities' columns: each class as text (one Index, shared by every answer)."""
+        return pd.Index([str(c) for c in self.sklearn_model.classes_])
 
     def predict(self, rows: Any) -> np.ndarray:
         return self.predict_with_report(rows).predictions
@@ -125,8 +131,11 @@ class CheckedModel:
     def predict_with_report(self, rows: Any, proba: bool = False) -> PredictionResult:
         if proba:
             self.refuse_proba()
-        frame, report = self.check(rows)
-        predictions, probabilities = self.predict_checked(frame, proba)
+        frame, report = self.checked(rows)
+        if isinstance(frame, PlannedRows):
+            predictions, probabilities = self.predict_planned(frame.matrix, proba)
+        else:
+            predictions, probabilities = self.predict_checked(frame, proba)
         return PredictionResult(predictions, probabilities, self.version.version, self.version.sha256, report)
 
 

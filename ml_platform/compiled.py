@@ -410,8 +410,9 @@ def parity_of(model: Any, signature: Signature | None, x: pd.DataFrame, classifi
     records = x.to_dict("records")
     frame, _ = check_rows(x, signature)
     expected = np.asarray(model.predict(frame))
-    expected_proba = model.predict_proba(frame) if classifier else None
-    compared = _Comparison(compiled, expected, expected_proba)
+    # Labels are compared as labels for every classifier; probabilities where it has them.
+    expected_proba = model.predict_proba(frame) if classifier and hasattr(model, "predict_proba") else None
+    compared = _Comparison(compiled, expected, expected_proba, classifier or hasattr(model, "classes_"))
     walked = min(len(records), WALKED_PARITY_ROWS)
     step = max(1, WALK_LIMIT // max(getattr(compiled.form, "trees", 1), 1))
     for start in range(0, walked, step):
@@ -424,16 +425,19 @@ def parity_of(model: Any, signature: Signature | None, x: pd.DataFrame, classifi
 class _Comparison:
     """The compiled form's answers, chunk by chunk, against scikit-learn's on the same rows."""
 
-    def __init__(self, compiled: CompiledModel, expected: np.ndarray, expected_proba: np.ndarray | None):
+    def __init__(
+        self, compiled: CompiledModel, expected: np.ndarray, expected_proba: np.ndarray | None, classifier: bool
+    ):
         self.compiled, self.expected, self.expected_proba = compiled, expected, expected_proba
-        self.classifier = expected_proba is not None
+        self.classifier = classifier
+        self.proba = expected_proba is not None
         self.rows = self.unplanned = self.disagree = 0
         self.largest = 0.0
         self.first: str | None = None
 
     def add(self, records: list[dict], start: int, end: int) -> None:
         try:
-            predictions, probabilities, _ = self.compiled.outputs(records[start:end], self.classifier)
+            predictions, probabilities, _ = self.compiled.outputs(records[start:end], self.proba)
         except Unplanned:
             if end - start > 1:
                 for row in range(start, end):
@@ -443,7 +447,7 @@ class _Comparison:
             return
         self.rows += end - start
         self._compare(predictions, self.expected[start:end])
-        if probabilities is not None:
+        if self.proba:
             self._close(probabilities, self.expected_proba[start:end], "probabilities")
 
     def _compare(self, got: np.ndarray, expected: np.ndarray) -> None:
@@ -458,12 +462,19 @@ class _Comparison:
     def _close(self, got: np.ndarray, expected: np.ndarray, what: str) -> None:
         difference = np.abs(got - expected)
         bound = TOLERANCE * np.maximum(np.abs(expected), 1.0)
-        self.largest = max(self.largest, float(np.nanmax(difference)) if difference.size else 0.0)
-        wrong = difference > bound
+        # NaN on one side only (an answer scikit-learn did not give) is a disagreement, not a pass.
+        wrong = ~((difference <= bound) | (np.isnan(got) & np.isnan(expected)))
+        measured = difference[~np.isnan(difference)]
+        if measured.size:
+            self.largest = max(self.largest, float(measured.max()))
         if wrong.any():
             rows = wrong.any(axis=1) if wrong.ndim > 1 else wrong
             self.disagree += int(rows.sum())
-            self.first = self.first or f"{what} differ by up to {float(difference.max()):.3g}"
+            if np.isnan(difference[wrong]).any():
+                said = f"{what} are NaN where scikit-learn's are numbers"
+            else:
+                said = f"{what} differ by up to {float(measured.max()):.3g}"
+            self.first = self.first or said
 
     def parity(self, form: str) -> Parity:
         if self.disagree:

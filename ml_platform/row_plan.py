@@ -101,6 +101,8 @@ class RowPlan:
         self.names = signature.columns
         self.wanted = frozenset(self.names)
         self.n_numbers = len(numbers)
+        self.numeric = _NumericBlock([c for c in self.columns if c.kind == "numeric"])
+        self.others = [c for c in self.columns if c.kind != "numeric"]
         self.encoding = _NativeCodes(encoder) if self.native else _OneHot(encoder, self.n_numbers)
 
     @property
@@ -116,17 +118,18 @@ class RowPlan:
             raise Unplanned  # no rows, or a column missing: the pandas path says which
         report = InputReport(rows=count, dropped_columns=[c for c in given if c not in self.wanted])
         numbers = np.empty((count, self.n_numbers))
+        block = self.numeric.check(values, count, report)
+        numbers[:, self.numeric.positions] = block
+        checked = {name: block[:, j] for j, name in enumerate(self.numeric.names)}
         codes: list[np.ndarray] = []
-        checked: dict[str, np.ndarray] = {}
-        for column in self.columns:
+        for column in self.others:
             found = values[column.spec.name]
             if column.kind == "categorical":
                 checked[column.spec.name], text = _categorical(column, found, report)
                 codes.append(self.encoding.codes(column.category, text))
-            elif column.kind == "boolean":
-                checked[column.spec.name], numbers[:, column.number] = _boolean(column, found, report)
             else:
-                checked[column.spec.name] = numbers[:, column.number] = _numeric(column, found, report)
+                checked[column.spec.name], numbers[:, column.number] = _boolean(column, found, report)
+        checked = {name: checked[name] for name in self.names}
         return PlannedRows(checked, self.encoding.matrix(numbers, codes), report)
 
 
@@ -153,6 +156,8 @@ def _columns_of(rows: Any) -> tuple[list[str], dict[str, list]]:
         names, data = list(rows["columns"]), rows["data"]
         if len(set(names)) != len(names) or not all(isinstance(n, str) for n in names):
             raise Unplanned
+        if not isinstance(data, list) or any(type(row) is not list or len(row) != len(names) for row in data):
+            raise Unplanned  # a row of another width (pandas pads or refuses it), or not a list
         return names, {name: [row[j] for row in data] for j, name in enumerate(names)}
     if isinstance(rows, list) and rows and all(type(r) is dict for r in rows):
         if len(rows) == 1:
@@ -164,27 +169,40 @@ def _columns_of(rows: Any) -> tuple[list[str], dict[str, list]]:
 
 
 # -- the checks, one kind each (the same outcome as signature.check_rows, or Unplanned) -----------------
-def _numeric(column: _Column, values: list, report: InputReport) -> np.ndarray:
-    types = set(map(type, values))
-    if not types <= _NUMBER_TYPES:
-        raise Unplanned  # text, booleans: the pandas path converts or refuses them
-    if int in types and any(type(v) is int and abs(v) > _EXACT_INT for v in values):
-        raise Unplanned
-    array = np.array(values, dtype=np.float64)
-    if np.isinf(array).any():
-        raise Unplanned
-    bounds, name = column.bounds, column.spec.name
-    if bounds is not None:
+class _NumericBlock:
+    """The numeric columns, checked together as one float matrix (as ``check_rows`` checks numbers
+    that arrive as numbers): numbers and missing values only, finite, none absurdly far outside the
+    training range; nulls and values just outside it counted per column."""
+
+    def __init__(self, columns: list[_Column]):
+        self.names = [c.spec.name for c in columns]
+        self.positions = [c.number for c in columns]
+        known = [c.bounds for c in columns]
+        self.low = np.array([b.low if b else -np.inf for b in known])
+        self.high = np.array([b.high if b else np.inf for b in known])
+        self.reach = np.array([b.reach if b else 0.0 for b in known])
+
+    def check(self, values: dict[str, list], count: int, report: InputReport) -> np.ndarray:
+        columns = [values[name] for name in self.names]
+        flat = [column[0] for column in columns] if count == 1 else [v for column in columns for v in column]
+        types = set(map(type, flat))
+        if not types <= _NUMBER_TYPES:
+            raise Unplanned  # text, booleans: the pandas path converts or refuses them
+        if int in types and any(type(v) is int and abs(v) > _EXACT_INT for v in flat):
+            raise Unplanned
+        array = np.array(columns, dtype=np.float64).T.reshape(count, len(columns))
+        if np.isinf(array).any():
+            raise Unplanned
         with np.errstate(invalid="ignore"):
-            if ((array < bounds.low - bounds.reach) | (array > bounds.high + bounds.reach)).any():
+            if ((array < self.low - self.reach) | (array > self.high + self.reach)).any():
                 raise Unplanned
-            outside = int(((array < bounds.low) | (array > bounds.high)).sum())
-        if outside:
-            report.outside_training_range[name] = outside
-    nulls = int(np.isnan(array).sum())
-    if nulls:
-        report.nulls[name] = nulls
-    return array
+            outside = ((array < self.low) | (array > self.high)).sum(axis=0)
+        for name, nulls, out in zip(self.names, np.isnan(array).sum(axis=0), outside):
+            if nulls:
+                report.nulls[name] = int(nulls)
+            if out:
+                report.outside_training_range[name] = int(out)
+        return array
 
 
 def _boolean(column: _Column, values: list, report: InputReport) -> tuple[np.ndarray, np.ndarray]:

@@ -276,7 +276,14 @@ class InputReport:
     outside_training_range: dict[str, int] = field(default_factory=dict)  # column -> rows
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # By hand, not dataclasses.asdict: it runs for every answered request.
+        return {
+            "rows": self.rows,
+            "dropped_columns": list(self.dropped_columns),
+            "nulls": dict(self.nulls),
+            "unseen_categories": dict(self.unseen_categories),
+            "outside_training_range": dict(self.outside_training_range),
+        }
 
     def lines(self) -> list[str]:
         """What a person should know, one line each (nothing when the rows were plain)."""

@@ -320,7 +320,7 @@ def _parity(
     started = time.perf_counter()
     x = test_split.drop(columns=[trained_model.recipe.target])
     try:
-        found = parity_of(trained_model.model, trained_model.fit.signature, x, outputs.proba is not None)
+        found = parity_of(trained_model.model, trained_model.fit.signature, x, outputs.task == "classification")
     except Exception as exc:  # noqa: BLE001 - a form that fails is a form not served: scikit-learn answers
         failed = f"its compiled form failed on the test split: {type(exc).__name__}: {exc}"
         found = Parity("scikit-learn", reason=failed)

@@ -344,8 +344,7 @@ def _predicted(model: CheckedModel, frame: pd.DataFrame, proba: bool) -> tuple[n
     try:
         features = model.sklearn_model[:-1].transform(frame)
         predictions = np.asarray(final.predict(features))
-        classes = [str(c) for c in final.classes_]
-        probabilities = pd.DataFrame(final.predict_proba(features), index=frame.index, columns=classes)
+        probabilities = pd.DataFrame(final.predict_proba(features), index=frame.index, columns=model.class_columns)
     except (ValueError, TypeError) as exc:
         # As predict_checked: only a version stored before signatures gets here with bad rows.
         what = f"{model.version.model_name} {model.version.version}"

@@ -28,7 +28,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ml_platform.backends.local import JoblibIOManager, LocalLandingZone, LocalModelStore, ParquetIOManager
+from ml_platform.compiled import Parity, parity_of
 from ml_platform.resources.model_store import ModelVersion
+from ml_platform.row_plan import PlannedRows
 from ml_platform.serving import CheckedModel
 from ml_platform.serving.holder import for_requests
 from ml_platform.serving.parsing import parse_rows
@@ -337,3 +339,67 @@ def test_an_undeclared_datetime_column_is_refused_at_ingest_in_one_sentence(plat
         "column 'seen_at' holds dates and times (str): declare it `{seen_at: datetime}` under features (its hour,"
         " weekday and month become inputs) or leave it out of the data"
     )
+
+
+# -- the compiled form of each cell (ml_platform.compiled) ------------------------------------------------
+PLANNED_ONE_BY_ONE = 30  # the first raw rows, one a request
+
+
+def served_compiled(trained, cell: int, parity: Parity) -> CheckedModel:
+    """As ``served``, with the parity deploy records beside the signature in metadata.json
+    (``parity.to_dict()``): the version serves through its compiled form when the parity allows it."""
+    metadata = json.loads(
+        json.dumps({"signature": trained.fit.signature.to_dict(), "sha256": "0" * 64, "parity": parity.to_dict()})
+    )
+    version = ModelVersion(f"cell_{cell}", "v1", f"/store/cell_{cell}/v1", metadata)
+    return CheckedModel(for_requests(trained.model), version)
+
+
+def predict_planned(model: CheckedModel, rows: pd.DataFrame):
+    """As the HTTP app answers a request its model's plan takes: the rows as a JSON body of records,
+    parsed, planned (``CheckedModel.checked``: PlannedRows, no pandas) and answered by the compiled
+    form (``predict_planned``). Returns the predictions and the report."""
+    body = json.dumps(rows.astype(object).where(rows.notna(), None).to_dict("records")).encode()
+    planned, report = model.checked(parse_rows(body, "application/json", model.signature))
+    assert isinstance(planned, PlannedRows), "the plan left these rows to the pandas path"
+    predictions, _ = model.predict_planned(planned.matrix, model.is_classifier)
+    assert len(predictions) == len(rows)
+    return predictions, report
+
+
+def assert_same_predictions(task: str, got: np.ndarray, expected: np.ndarray) -> None:
+    if task == "classification":
+        np.testing.assert_array_equal(got, expected)
+    else:
+        np.testing.assert_allclose(np.asarray(got, dtype=float), expected.astype(float), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", range(len(CELLS)), ids=[f"{t[:5]}-{e.rsplit(':', 1)[-1]}-{s}" for t, e, s in CELLS])
+def test_each_cell_answers_its_raw_rows_through_its_compiled_form_as_through_scikit_learn(matrix, cell):
+    """Each cell's parity (``parity_of`` on its raw rows, as evaluation records it on the test split)
+    puts it on the compiled path, but the cell with a declared datetime column (pandas reads its dates);
+    served with that parity, the compiled path answers the raw rows, one a request and all in one,
+    as the pandas path (``predict``) does, with the same report."""
+    result, trained, rows_by_cell, _ = matrix
+    task, _, shape = CELLS[cell]
+    assert result.success, step_errors(result)
+    raw = rows_by_cell[cell]
+    sklearn_model, signature = trained[cell].model, trained[cell].fit.signature
+    parity = parity_of(sklearn_model, signature, raw.drop(columns=["target"]), task == "classification")
+    model = served_compiled(trained[cell], cell, parity)
+    if shape == "datetime":
+        assert parity.path == "scikit-learn" and "datetime" in parity.reason, parity
+        assert model.compiled is None and model.serving_path()["path"] == "scikit-learn"
+        return
+    assert parity.path == "compiled", parity.reason
+    assert parity.rows == len(raw) and parity.left_to_pandas == 0 and parity.max_difference <= 1e-9, parity
+    assert model.compiled is not None, model.compiled_problem
+    assert model.serving_path()["path"] == "compiled"
+
+    expected = predict(model, raw)  # the pandas path: checked, then scikit-learn
+    for row in range(PLANNED_ONE_BY_ONE):
+        got, _ = predict_planned(model, raw.iloc[row : row + 1])
+        assert_same_predictions(task, got, expected[row : row + 1])
+    got, report = predict_planned(model, raw)
+    assert_same_predictions(task, got, expected)
+    assert report.to_dict() == model.check(raw)[1].to_dict()

@@ -233,6 +233,11 @@ def test_models_routes_show_version_sha256_promotion_metrics_and_signature(serve
     assert one["promoted_at"] == pointer["promoted_at"] and one["metrics"]["accuracy"] >= 0.8
     assert [f["name"] for f in one["signature"]["features"]] == list(ROWS.columns)
     assert one["ready"] is True and one["problem"] is None
+    # Deployed by the pipeline: model_metrics checked its compiled form on the test split, the server serves it.
+    for listed in listing["models"]:
+        serving = listed["serving"]
+        assert serving["path"] == "compiled" and serving["reason"] is None, serving
+        assert serving["rows"] > 0 and serving["max_difference"] <= 1e-9, serving
 
 
 def test_livez_readyz_and_metrics(server):
@@ -618,15 +623,29 @@ def test_sighup_reloads_at_once_and_a_model_without_production_is_not_ready(depl
         server.stop()
 
 
-def test_several_workers_share_the_port_and_their_metrics(deployed_store, tmp_path):
-    env = dict(os.environ)
-    server = start_server(
-        env, tmp_path / "serve.log", "--store-dir", str(deployed_store), "--model", MODEL_NAME, "--workers", "2"
-    )
-    try:
-        for _ in range(30):
-            status, answer, _ = server.predict(records(ROWS.head(2)), token=None)
+def test_several_workers_share_the_port_their_metrics_and_the_log(deployed_store, tmp_path):
+    """Two workers on one port: the answers, /metrics summed over both, and every answered request
+    in the prediction log once (each worker writes its own parts, named by its process id)."""
+    store_dir = tmp_path / "store"
+    shutil.copytree(deployed_store, store_dir)
+    shutil.rmtree(store_dir / MODEL_NAME / "prediction_log", ignore_errors=True)  # other servers' logs
+    args = ("--store-dir", str(store_dir), "--model", MODEL_NAME, "--workers", "2", "--log-flush-s", "600")
+    server = start_server(dict(os.environ), tmp_path / "serve.log", *args)
+    sent: list[str] = []
+
+    def client(worker: int) -> None:
+        for i in range(10):
+            request_id = f"worker-test-{worker}-{i}"
+            status, answer, _ = server.predict(records(ROWS.head(2)), token=None, headers={"X-Request-ID": request_id})
             assert status == 200, answer
+            sent.append(request_id)
+
+    try:
+        threads = [threading.Thread(target=client, args=(w,)) for w in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         status, text, _ = server.request("GET", "/metrics", token=None)
         line = next(
             x
@@ -639,6 +658,12 @@ def test_several_workers_share_the_port_and_their_metrics(deployed_store, tmp_pa
     finally:
         server.stop()
     assert server.process.returncode is not None
+    logged = logged_rows(store_dir)
+    assert sorted(logged["request_id"].unique()) == sorted(sent)  # every answer, through SIGTERM's flush
+    assert (logged.groupby("request_id").size() == 2).all()  # each request's 2 rows, once
+    parts = list((store_dir / MODEL_NAME / "prediction_log").rglob("*.parquet"))
+    writers = {p.name.split("-")[1] for p in parts}
+    assert writers <= {w.name for w in workers}, (writers, workers)  # each part written by one of the workers
 
 
 def _parent(proc: Path) -> int | None:
