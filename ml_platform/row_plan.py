@@ -158,7 +158,7 @@ def _columns_of(rows: Any) -> tuple[list[str], dict[str, list]]:
             raise Unplanned
         if not isinstance(data, list) or any(type(row) is not list or len(row) != len(names) for row in data):
             raise Unplanned  # a row of another width (pandas pads or refuses it), or not a list
-        return names, {name: [row[j] for row in data] for j, name in enumerate(names)}
+        return names, dict(zip(names, zip(*data))) if data else {name: [] for name in names}
     if isinstance(rows, list) and rows and all(type(r) is dict for r in rows):
         if len(rows) == 1:
             only = rows[0]
