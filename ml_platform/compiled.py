@@ -43,6 +43,8 @@ COMPILED_FORMAT = 1
 WALK_LIMIT = 4096
 # Probabilities and regression values may differ from scikit-learn's by this much, relatively.
 TOLERANCE = 1e-9
+# Why a version without a recorded parity is served by scikit-learn.
+NO_PARITY = "no parity recorded (stored before compiled forms, or not deployed by a pipeline): deploy it again"
 # The test rows the walk is compared on one request's worth at a time (the rest in large batches).
 WALKED_PARITY_ROWS = 2000
 
@@ -398,7 +400,7 @@ class Parity:
 def compiled_or_reason(model: Any, signature: Signature | None, parity: Parity | None) -> tuple[Any, str | None]:
     """The compiled form a loader may serve the version with (None, and why not)."""
     if parity is None:
-        return None, "no parity recorded (stored before compiled forms, or not a deployed version)"
+        return None, NO_PARITY
     reason = parity.trusted_here()
     if reason is not None:
         return None, reason

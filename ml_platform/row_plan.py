@@ -43,15 +43,25 @@ class NoPlan(Exception):
 
 @dataclass
 class PlannedRows:
-    """Rows the plan let through: each column's checked values (as ``check_rows`` gives them), the
-    encoded matrix the estimator reads, and the report."""
+    """Rows the plan let through: the checked values (as ``check_rows`` gives them: the numeric
+    columns as one block, the others one array each), the encoded matrix the estimator reads, and
+    the report."""
 
-    columns: dict[str, np.ndarray]
+    names: list[str]  # the signature's columns, in order
+    numbers: np.ndarray  # the numeric columns' checked values, (rows, len(number_names))
+    number_names: list[str]
+    others: dict[str, np.ndarray]  # every other column's checked values
     matrix: np.ndarray
     report: InputReport
 
     def __len__(self) -> int:
         return self.report.rows
+
+    @property
+    def columns(self) -> dict[str, np.ndarray]:
+        """Each column's checked values, in the signature's order."""
+        found = {**{n: self.numbers[:, j] for j, n in enumerate(self.number_names)}, **self.others}
+        return {name: found[name] for name in self.names}
 
     def frame(self) -> pd.DataFrame:
         """The checked rows as ``check_rows`` returns them (for the prediction log)."""
@@ -120,7 +130,7 @@ class RowPlan:
         numbers = np.empty((count, self.n_numbers))
         block = self.numeric.check(values, count, report)
         numbers[:, self.numeric.positions] = block
-        checked = {name: block[:, j] for j, name in enumerate(self.numeric.names)}
+        checked: dict[str, np.ndarray] = {}
         codes: list[np.ndarray] = []
         for column in self.others:
             found = values[column.spec.name]
@@ -129,8 +139,8 @@ class RowPlan:
                 codes.append(self.encoding.codes(column.category, text))
             else:
                 checked[column.spec.name], numbers[:, column.number] = _boolean(column, found, report)
-        checked = {name: checked[name] for name in self.names}
-        return PlannedRows(checked, self.encoding.matrix(numbers, codes), report)
+        matrix = self.encoding.matrix(numbers, codes)
+        return PlannedRows(self.names, block, self.numeric.names, checked, matrix, report)
 
 
 def _column(spec: FeatureSpec, kind: str, numbers: list[str], categories: list[str]) -> _Column:

@@ -100,7 +100,9 @@ def _print_model(name: str, task: str, metrics: list[str], rows: list[dict], com
     from ml_platform.metrics import METRIC_LABELS
 
     print(f"{name} ({task})")
-    header = f"{'':2}{'version':<36}" + "".join(f" {METRIC_LABELS[m]:>8}" for m in metrics)
+    # Each metric's column as wide as its label (Precision has 9 letters): the rows stay under the header.
+    widths = {m: max(8, len(METRIC_LABELS[m])) for m in metrics}
+    header = f"{'':2}{'version':<36}" + "".join(f" {METRIC_LABELS[m]:>{widths[m]}}" for m in metrics)
     gate = rows[0]["gate_metric"] if rows else metrics[0]
     header += f"  {METRIC_LABELS[gate] + ' 95 %':<18} {'as of':>10}  {'signature':<22} {'served by':<12}"
     if compare:
@@ -108,7 +110,7 @@ def _print_model(name: str, task: str, metrics: list[str], rows: list[dict], com
     print(header.rstrip())
     for row in rows:
         line = f"{'* ' if row['production'] else 'c ' if row['candidate'] else '  '}{row['version']:<36}"
-        line += "".join(f" {_num(row[m]):>8}" for m in metrics)
+        line += "".join(f" {_num(row[m]):>{widths[m]}}" for m in metrics)
         interval = row["gate_interval"]
         shown = f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "-"
         line += f"  {shown:<18} {row['data_as_of'] or '-':>10}  {row['signature']:<22} {row['serving']['path']:<12}"
@@ -123,11 +125,17 @@ def _print_model(name: str, task: str, metrics: list[str], rows: list[dict], com
 
 def _serving(record) -> dict:
     """How the server answers with a version (``compiled.Parity``): path, form, rows compared, reason."""
-    from ml_platform.compiled import Parity
+    from ml_platform.compiled import NO_PARITY, Parity
 
     parity = Parity.from_dict(record.parity)
     if parity is None:
-        return {"path": "scikit-learn", "reason": "stored before compiled forms (deploy it again to check one)"}
+        return {"path": "scikit-learn", "reason": NO_PARITY}
+    untrusted = parity.trusted_here()
+    if parity.path == "compiled" and untrusted is not None:
+        # As the server decides (compiled.compiled_or_reason): a parity checked by another compiled format or
+        # another scikit-learn is not trusted here, and scikit-learn serves the version.
+        said = f"scikit-learn: {untrusted}"
+        return {**parity.to_dict(), "path": "scikit-learn", "reason": untrusted, "described": said}
     return {**parity.to_dict(), "described": parity.describe()}
 
 

@@ -46,7 +46,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ml_platform import constants
-from ml_platform.checked_model import CheckedModel
+from ml_platform.checked_model import CheckedModel, Probabilities
 from ml_platform.clock import Clock
 from ml_platform.clock import now as platform_time
 from ml_platform.errors import PredictionError, SignatureError
@@ -314,7 +314,8 @@ def _score(batch: list[_Pending]) -> list[tuple[np.ndarray, pd.DataFrame | None]
     proba = any(p.proba for p in batch)
     if isinstance(batch[0].frame, PlannedRows):
         matrix = np.vstack([p.frame.matrix for p in batch]) if len(batch) > 1 else batch[0].frame.matrix
-        predictions, probabilities = model.predict_planned(matrix, proba)
+        predictions, values = model.compiled.form.outputs(matrix, proba)
+        probabilities = Probabilities(values, model.class_columns) if values is not None else None
         if len(batch) == 1:
             return [(predictions, probabilities if batch[0].proba else None)]
     elif len(batch) == 1:
@@ -325,7 +326,13 @@ def _score(batch: list[_Pending]) -> list[tuple[np.ndarray, pd.DataFrame | None]
     results, start = [], 0
     for pending in batch:
         end = start + len(pending.frame)
-        part = probabilities.iloc[start:end] if (pending.proba and probabilities is not None) else None
+        part = None
+        if pending.proba and probabilities is not None:
+            part = (
+                Probabilities(probabilities.values[start:end], probabilities.columns)
+                if isinstance(probabilities, Probabilities)
+                else probabilities.iloc[start:end]
+            )
         results.append((predictions[start:end], part))
         start = end
     return results
@@ -420,7 +427,7 @@ class Answer:
     model: CheckedModel
     role: str
     predictions: np.ndarray
-    probabilities: pd.DataFrame | None
+    probabilities: pd.DataFrame | Probabilities | None
     report: Any
 
 

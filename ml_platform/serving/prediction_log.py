@@ -109,7 +109,8 @@ class Entry:
     latency_ms: float
     rows: pd.DataFrame | PlannedRows  # the checked rows (planned ones become a frame in the writer thread)
     predictions: np.ndarray
-    probabilities: pd.DataFrame | None = field(default=None, repr=False)
+    # A DataFrame, or checked_model.Probabilities (an array and the classes), one column per class.
+    probabilities: Any = field(default=None, repr=False)
     refused: str | None = None
     role: str = "production"  # "production" | "candidate"
     answered: bool = True  # its prediction (or refusal) was the request's answer
@@ -295,7 +296,7 @@ def part_frame(entries: list[Entry]) -> pd.DataFrame:
     return pd.concat(parts, axis=1)
 
 
-def _stacked(probabilities: list[pd.DataFrame | None], entries: list[Entry]) -> pd.DataFrame:
+def _stacked(probabilities: list[Any], entries: list[Entry]) -> pd.DataFrame:
     """Every entry's probabilities, one below the other: as one array when all have the same classes
     (the common case: a concat of hundreds of one-row frames costs the writer thread tens of ms)."""
     first = probabilities[0]
@@ -304,7 +305,10 @@ def _stacked(probabilities: list[pd.DataFrame | None], entries: list[Entry]) -> 
     )
     if same:
         return pd.DataFrame(np.vstack([p.to_numpy() for p in probabilities]), columns=first.columns)
-    blanks = [p if p is not None else pd.DataFrame(index=range(len(e.rows))) for p, e in zip(probabilities, entries)]
+    blanks = [
+        (p if isinstance(p, pd.DataFrame) else p.frame()) if p is not None else pd.DataFrame(index=range(len(e.rows)))
+        for p, e in zip(probabilities, entries)
+    ]
     return pd.concat(blanks, ignore_index=True)
 
 
@@ -317,9 +321,16 @@ def _feature_rows(entries: list[Entry]) -> pd.DataFrame:
     (``row_plan``: a few arrays per request), else as frames."""
     first = entries[0].rows
     if isinstance(first, PlannedRows) and all(
-        isinstance(e.rows, PlannedRows) and e.rows.columns.keys() == first.columns.keys() for e in entries
+        isinstance(e.rows, PlannedRows)
+        and (e.rows.names is first.names or e.rows.names == first.names)
+        and e.rows.number_names == first.number_names
+        for e in entries
     ):
-        return pd.DataFrame({c: np.concatenate([e.rows.columns[c] for e in entries]) for c in first.columns})
+        # Plans of the same columns and kinds: the numeric blocks stacked at once, the others one by one.
+        numbers = np.vstack([e.rows.numbers for e in entries])
+        found = {n: numbers[:, j] for j, n in enumerate(first.number_names)}
+        found.update({c: np.concatenate([e.rows.others[c] for e in entries]) for c in first.others})
+        return pd.DataFrame({name: found[name] for name in first.names})
     return pd.concat([_frame_of(e.rows) for e in entries], ignore_index=True)
 
 
