@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ml_platform.encoding import MISSING, OTHER, TableEncoder
-from ml_platform.signature import OUT_OF_RANGE_FACTOR, FeatureSpec, InputReport, Signature
+from ml_platform.signature import OUT_OF_RANGE_FACTOR, FeatureSpec, InputReport, Signature, of_numbers
 
 # Integers beyond this lose digits as float64, which pandas turns them into beside a missing value.
 _EXACT_INT = 2**53
@@ -70,6 +70,8 @@ class PlannedRows:
 
 @dataclass(frozen=True)
 class _Range:
+    """A numeric column's training range, and how far beyond it a value is absurd (refused)."""
+
     low: float
     high: float
     reach: float
@@ -146,18 +148,12 @@ class RowPlan:
 def _column(spec: FeatureSpec, kind: str, numbers: list[str], categories: list[str]) -> _Column:
     if kind == "categorical":
         known = frozenset(spec.categories) if spec.categories is not None else None
-        return _Column(spec, kind, category=categories.index(spec.name), known=known, of_numbers=_of_numbers(spec))
+        return _Column(spec, kind, category=categories.index(spec.name), known=known, of_numbers=of_numbers(spec.dtype))
     bounds = None
     if kind == "numeric" and spec.minimum is not None and spec.maximum is not None:
         width = max(spec.maximum - spec.minimum, abs(spec.minimum), abs(spec.maximum), 1.0)
         bounds = _Range(spec.minimum, spec.maximum, OUT_OF_RANGE_FACTOR * width)
     return _Column(spec, kind, number=numbers.index(spec.name), bounds=bounds)
-
-
-def _of_numbers(spec: FeatureSpec) -> bool:
-    from ml_platform.signature import _of_numbers as of_numbers
-
-    return of_numbers(spec.dtype)
 
 
 def _columns_of(rows: Any) -> tuple[list[str], dict[str, list]]:
@@ -334,11 +330,6 @@ class _OneHot:
             hot = code >= 0
             out[rows[hot], code[hot]] = 1.0
         return out
-
-
-def _output_sizes(onehot: Any) -> list[int]:
-    """How many output columns each input column of a fitted OneHotEncoder has."""
-    return [len(onehot._compute_transformed_categories(j)) for j in range(len(onehot.categories_))]
 
 
 class _NativeCodes:

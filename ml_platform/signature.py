@@ -400,7 +400,7 @@ def _categorical(spec: FeatureSpec, series: pd.Series, report: InputReport) -> p
     if not present.any():
         values = pd.Series(np.nan, index=series.index, dtype=object)
     else:
-        numbers = _of_numbers(spec.dtype)
+        numbers = of_numbers(spec.dtype)
         accepted = values.map(_category_like) if numbers else values.map(lambda v: isinstance(v, str))
         not_category = present & ~accepted.to_numpy()
         if not_category.any():
@@ -422,7 +422,7 @@ def _categorical(spec: FeatureSpec, series: pd.Series, report: InputReport) -> p
     return values.rename(column)
 
 
-def _of_numbers(dtype: str | None) -> bool:
+def of_numbers(dtype: str | None) -> bool:
     """Whether a training dtype (as the signature recorded it) held numbers or booleans."""
     try:
         return dtype is not None and (
