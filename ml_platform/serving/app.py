@@ -309,15 +309,11 @@ def _settle(pending: _Pending, result: Any = None, error: Exception | None = Non
         pending.future.set_result(result)
 
 
-def _score(batch: list[_Pending]) -> list[tuple[np.ndarray, pd.DataFrame | None]]:
+def _score(batch: list[_Pending]) -> list[tuple[np.ndarray, pd.DataFrame | Probabilities | None]]:
     model = batch[0].model
     proba = any(p.proba for p in batch)
     if isinstance(batch[0].frame, PlannedRows):
-        matrix = np.vstack([p.frame.matrix for p in batch]) if len(batch) > 1 else batch[0].frame.matrix
-        predictions, values = model.compiled.form.outputs(matrix, proba)
-        probabilities = Probabilities(values, model.class_columns) if values is not None else None
-        if len(batch) == 1:
-            return [(predictions, probabilities if batch[0].proba else None)]
+        predictions, probabilities = _planned(model, batch, proba)
     elif len(batch) == 1:
         return [_predicted(model, batch[0].frame, batch[0].proba)]
     else:
@@ -336,6 +332,19 @@ def _score(batch: list[_Pending]) -> list[tuple[np.ndarray, pd.DataFrame | None]
         results.append((predictions[start:end], part))
         start = end
     return results
+
+
+def _planned(model: CheckedModel, batch: list[_Pending], proba: bool) -> tuple[np.ndarray, Any]:
+    """Planned rows answered by the compiled form. Should it fail (it answered the test split as
+    scikit-learn did, so it should not), scikit-learn answers the same checked rows, and the log says so."""
+    matrix = np.vstack([p.frame.matrix for p in batch]) if len(batch) > 1 else batch[0].frame.matrix
+    try:
+        predictions, values = model.compiled.form.outputs(matrix, proba)
+    except Exception as exc:  # noqa: BLE001 - the compiled form's fault is never the client's
+        what = f"{model.version.model_name} {model.version.version}"
+        logger.error(f"{what}: its compiled form failed ({type(exc).__name__}: {exc}); scikit-learn answered")
+        return _predicted(model, pd.concat([p.frame.frame() for p in batch], ignore_index=True), proba)
+    return predictions, (Probabilities(values, model.class_columns) if values is not None else None)
 
 
 def _predicted(model: CheckedModel, frame: pd.DataFrame, proba: bool) -> tuple[np.ndarray, pd.DataFrame | None]:

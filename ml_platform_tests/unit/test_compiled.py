@@ -359,3 +359,36 @@ def test_a_version_without_a_signature_has_no_compiled_form(fitted, table):
     found = fitted("logistic-regression")
     parity = parity_of(found.model, None, table[2], True)
     assert parity.path == "scikit-learn" and parity.reason == "the version records no signature"
+
+
+def test_a_compiled_form_that_fails_in_the_server_leaves_the_answer_to_scikit_learn(
+    fitted, table, tmp_path, monkeypatch
+):
+    """The server's own app (in this process): a version stored with its parity answers through its
+    compiled form; should the form raise at request time, scikit-learn answers the same rows (the
+    same labels and probabilities) and the request is logged as any other, never a 500."""
+    from ml_platform.backends.local import LocalModelStore
+    from ml_platform.clock import now
+    from ml_platform_tests.support.serve_process import serving_in_process
+
+    found = fitted("forest-classifier")
+    parity = parity_of(found.model, found.signature, table[2], True)
+    store = LocalModelStore(root=str(tmp_path))
+    metadata = {"task": "classification", "target": "churned", "signature": found.signature.to_dict()}
+    version = store.save_version("orders", found.model, {**metadata, "parity": parity.to_dict()}).version
+    store.promote("orders", version, reason="test")
+    rows = found.records[:3]
+    found.compiled.plan.rows(rows)  # planned (not left to pandas): the compiled form is asked
+
+    def broken(self, x, proba):
+        raise RuntimeError("a walk that breaks")
+
+    with serving_in_process(tmp_path, {"orders": {}}, now) as client:
+        described = client.get("/v1/models/orders").json()
+        assert described["serving"]["path"] == "compiled", described["serving"]
+        monkeypatch.setattr(compiled._ForestForm, "outputs", broken)
+        answered = client.post("/v1/models/orders/predict?proba=true", json=rows)
+    assert answered.status_code == 200, answered.text
+    body = answered.json()
+    assert body["predictions"] == found.expected[:3].tolist()
+    np.testing.assert_allclose(body["probabilities"], found.expected_proba[:3], rtol=RTOL, atol=ATOL)
