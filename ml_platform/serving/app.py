@@ -198,6 +198,7 @@ class _Pending:
     proba: bool
     future: asyncio.Future = field(repr=False)
     call_ms: float = 0.0  # how long the predict call that scored it took
+    batch_rows: int = 0  # the rows that call scored (its own and the other requests')
 
 
 class Batcher:
@@ -227,7 +228,7 @@ class Batcher:
         if not self._draining:
             self._draining = True
             asyncio.get_running_loop().create_task(self._drain())
-        return await pending.future, pending.call_ms
+        return await pending.future, pending.call_ms, pending.batch_rows
 
     def _take(self) -> list[_Pending]:
         """The next batch: queued requests for the same model object (a swap may sit between
@@ -295,8 +296,9 @@ async def _timed_score(batch: list[_Pending]) -> list[tuple[np.ndarray, pd.DataF
     else:
         results = await asyncio.to_thread(_score, batch)
     call_ms = (time.perf_counter() - started) * 1000
+    rows = sum(len(p.frame) for p in batch)
     for pending in batch:
-        pending.call_ms = call_ms
+        pending.call_ms, pending.batch_rows = call_ms, rows
     return results
 
 
@@ -691,18 +693,22 @@ class Service:
     async def _predict_off_path(self, asked: Asked, model: CheckedModel, role: str, frame: pd.DataFrame | None):
         """The rows as ``model``'s own check sees them (production's ``frame`` when the signatures
         are the same), predicted in its own lingering batcher, logged as not answered with its own
-        latency (its check and its predict call: what answering would have cost, without the wait
-        that batches it); a failure is logged as refused."""
+        latency: what answering would have cost, without the wait that batches it (its check, and
+        its predict call; for a compiled form, its rows' share of the call, which costs in
+        proportion to its rows where scikit-learn's costs nearly the same for one row as for
+        hundreds); a failure is logged as refused."""
         started = time.perf_counter()
         batcher = self.shadow_batchers[asked.name] if role == "candidate" else self.mirror_batchers[asked.name]
         try:
             if frame is None:
                 frame, _ = model.checked(asked.rows)
             checked_ms = (time.perf_counter() - started) * 1000
-            outputs, call_ms = await batcher.predict_timed(model, frame, model.is_classifier)
+            outputs, call_ms, batch_rows = await batcher.predict_timed(model, frame, model.is_classifier)
         except Exception as exc:  # noqa: BLE001 - off the request path a failure is logged, never raised
             self.failed(asked, model, role, started, exc)
             return
+        if isinstance(frame, PlannedRows) and batch_rows:
+            call_ms *= len(frame) / batch_rows
         self.metrics.rows.labels(asked.name, model.version.version, role).inc(len(frame))
         self.log_predicted(asked, model, role, False, started, frame, outputs, latency_ms=checked_ms + call_ms)
 
