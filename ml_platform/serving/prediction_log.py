@@ -292,7 +292,8 @@ def part_frame(entries: list[Entry]) -> pd.DataFrame:
         }
     )
     parts = [own]
-    if any(len(e.rows.columns) for e in entries):  # a refusal's rows have no columns: empty there
+    # A refusal's rows have no columns: empty there. (A planned request's names, not its columns: those are built.)
+    if any(len(e.rows.names if isinstance(e.rows, PlannedRows) else e.rows.columns) for e in entries):
         rows = _feature_rows(entries)
         parts.append(rows.rename(columns={c: f"{c} (feature)" for c in rows.columns if c in COLUMNS}))
     probabilities = [e.probabilities for e in entries]
