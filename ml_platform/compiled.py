@@ -44,7 +44,10 @@ WALK_LIMIT = 4096
 # Probabilities and regression values may differ from scikit-learn's by this much, relatively.
 TOLERANCE = 1e-9
 # Why a version without a recorded parity is served by scikit-learn.
-NO_PARITY = "no parity recorded (stored before compiled forms, or not deployed by a pipeline): deploy it again"
+NO_PARITY = (
+    "no parity recorded (stored before compiled forms, or not by a pipeline):"
+    " the next version a pipeline trains gets one"
+)
 # The test rows the walk is compared on one request's worth at a time (the rest in large batches).
 WALKED_PARITY_ROWS = 2000
 
