@@ -180,13 +180,13 @@ class _ForestForm:
 class _HistForm:
     """A histogram gradient boosting model (classifier or regressor) walked in NumPy."""
 
-    def __init__(self, model: Any, native_width: int, n_numbers: int):
+    def __init__(self, model: Any, encoder: Any, plan: RowPlan):
         self.model = model
         predictors = [p for iteration in model._predictors for p in iteration]
         self.per_iteration = len(model._predictors[0])
         self.nodes = _hist_nodes(model, predictors)
         self.values = np.concatenate([p.nodes["value"] for p in predictors])
-        self.order, self.ordinal = _hist_columns(model, native_width, n_numbers)
+        self.order, self.ordinal = _hist_columns(model, encoder, plan)
         self.trees = len(predictors)
         self.description = f"{self.trees} trees walked in NumPy"
 
@@ -259,17 +259,24 @@ def _hist_nodes(model: Any, predictors: list[Any]) -> _Nodes:
     return found
 
 
-def _hist_columns(model: Any, width: int, n_numbers: int) -> tuple[np.ndarray | None, list[np.ndarray]]:
+def _hist_columns(model: Any, encoder: Any, plan: RowPlan) -> tuple[np.ndarray | None, list[np.ndarray]]:
     """Where each of the model's preprocessed columns comes from in the plan's matrix (numbers, then
-    categorical columns), and, per categorical column, each kept category's ordinal code."""
+    categorical columns), and, per categorical column, each kept category's ordinal code, read off
+    the model's own ordinal encoder."""
     preprocessor = model._preprocessor
     if preprocessor is None:
         return None, []
     categorical = np.asarray(model.is_categorical_, dtype=bool)
-    if len(categorical) != width or categorical[:n_numbers].any() or not categorical[n_numbers:].all():
+    numbers = plan.n_numbers
+    if len(categorical) != plan.width or categorical[:numbers].any() or not categorical[numbers:].all():
         raise NoPlan("its categorical columns are not the encoder's")
     order = np.r_[np.flatnonzero(categorical), np.flatnonzero(~categorical)]
-    return order, []
+    ordinal = preprocessor.named_transformers_["encoder"]
+    tables = []
+    for column, seen in zip(encoder.categorical_, ordinal.categories_):
+        position = {str(v): float(i) for i, v in enumerate(seen) if isinstance(v, str)}
+        tables.append(np.array([position.get(k, np.nan) for k in encoder.categories_[column]]))
+    return order, tables
 
 
 # -- the model -------------------------------------------------------------------------------------------
@@ -284,7 +291,6 @@ class CompiledModel:
         self.model = model
         self.plan = RowPlan(signature, steps["preprocess"])
         self.form = _form_of(steps["model"], steps["preprocess"], self.plan)
-        self.classes = getattr(model, "classes_", None)
         self.description = f"rows planned without pandas; {self.form.description}"
 
     def outputs(self, rows: Any, proba: bool) -> tuple[np.ndarray, np.ndarray | None, PlannedRows]:
@@ -309,26 +315,13 @@ def _form_of(estimator: Any, encoder: Any, plan: RowPlan) -> Any:
     if isinstance(estimator, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)):
         if not plan.native:
             raise NoPlan("a gradient boosting model that reads one-hot columns")
-        return _with_ordinal(_HistForm(estimator, plan.width, plan.n_numbers), estimator, encoder)
+        return _HistForm(estimator, encoder, plan)
     if plan.native:
         raise NoPlan(f"{type(estimator).__name__} reads pandas categoricals")
     forests = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
     if isinstance(estimator, forests):
         return _ForestForm(estimator)
     return _OwnMethods(estimator, bool(getattr(encoder, "sparse_output_", False)))
-
-
-def _with_ordinal(form: _HistForm, model: Any, encoder: Any) -> _HistForm:
-    """The ordinal codes of each kept category, read off the model's own ordinal encoder."""
-    if form.order is None:
-        return form
-    ordinal = model._preprocessor.named_transformers_["encoder"]
-    tables = []
-    for column, seen in zip(encoder.categorical_, ordinal.categories_):
-        position = {str(v): float(i) for i, v in enumerate(seen) if isinstance(v, str)}
-        tables.append(np.array([position.get(k, np.nan) for k in encoder.categories_[column]]))
-    form.ordinal = tables
-    return form
 
 
 class _ThresholdForm:
