@@ -1128,25 +1128,41 @@ def workers_row(label: str, m: dict, measure: str, key: str, rows_per_request: i
 
 def log_rows(name: str, m: dict) -> list[Row]:
     label = LABELS.get(name, (name, name))[1]
-    on, off = m["on_one_c1"], m["off_one_c1"]
-    p50_ratio, p50_target = on["p50_ms"] / off["p50_ms"], TARGETS["serve_log_p50_ratio"]
-    on16, off16 = m["on_one_c16"], m["off_one_c16"]
-    rate_ratio, rate_target = on16["requests_per_s"] / off16["requests_per_s"], TARGETS["serve_log_throughput_ratio"]
+    return [
+        *ratio_rows(
+            m,
+            "on",
+            (f"serving {label}: prediction log on / --no-log", ""),
+            "serve_log_p50_ratio",
+            "serve_log_throughput_ratio",
+        ),
+        log_rows_row(label, [m["rows_c1"], m["rows_c16"]]),
+    ]
+
+
+def ratio_rows(m: dict, variant: str, said: tuple[str, str], p50_key: str, rate_key: str) -> list[Row]:
+    """The two rows of a variant against the same server without it (``off``): the single-row p50 at 1
+    client and the requests/s at 16, as ratios beside their bounds. ``said``: how the first row and
+    the second name the comparison."""
+    on, off = m[f"{variant}_one_c1"], m["off_one_c1"]
+    p50_ratio, p50_target = on["p50_ms"] / off["p50_ms"], TARGETS[p50_key]
+    on16, off16 = m[f"{variant}_one_c16"], m["off_one_c16"]
+    rate_ratio, rate_target = on16["requests_per_s"] / off16["requests_per_s"], TARGETS[rate_key]
+    first, detail = said
     return [
         (
-            f"serving {label}: prediction log on / --no-log, single row, 1 client, p50 (p99)",
+            f"{first}{detail}, single row, 1 client, p50 (p99)",
             f"{on['p50_ms']:.2f} ({on['p99_ms']:.2f}) / {off['p50_ms']:.2f} ({off['p99_ms']:.2f}) ms"
             f" = {p50_ratio:.2f}x",
             f"p50 <= {p50_target:.2f}x",
             "yes" if p50_ratio <= p50_target else "NO",
         ),
         (
-            f"serving {label}: prediction log on / --no-log, single row, 16 clients, requests/s",
+            f"{first}, single row, 16 clients, requests/s",
             f"{on16['requests_per_s']:.0f} / {off16['requests_per_s']:.0f}/s = {rate_ratio:.2f}x",
             f">= {rate_target:.2f}x",
             "yes" if rate_ratio >= rate_target else "NO",
         ),
-        log_rows_row(label, [m["rows_c1"], m["rows_c16"]]),
     ]
 
 
@@ -1169,28 +1185,17 @@ def log_rows_row(label: str, rows_c: list[dict]) -> Row:
 
 def shadow_rows(name: str, m: dict) -> list[Row]:
     label = LABELS.get(name, (name, name))[1]
-    on, off = m["shadow_one_c1"], m["off_one_c1"]
-    p50_ratio, p50_target = on["p50_ms"] / off["p50_ms"], TARGETS["serve_shadow_p50_ratio"]
-    on16, off16 = m["shadow_one_c16"], m["off_one_c16"]
-    rate_ratio = on16["requests_per_s"] / off16["requests_per_s"]
-    rate_target = TARGETS["serve_shadow_throughput_ratio"]
     rows_c = [m["rows_c1"], m["rows_c16"]]
     production, candidate = sum(r["production"] for r in rows_c), sum(r["candidate"] for r in rows_c)
     failed, dropped = sum(r["candidate_failed"] for r in rows_c), sum(r["dropped"] for r in rows_c)
     written, off_candidate = sum(r["written"] for r in rows_c), sum(r["off_candidate"] for r in rows_c)
     return [
-        (
-            f"serving {label}: shadow candidate / none (rollout: shadow vs direct), single row, 1 client, p50 (p99)",
-            f"{on['p50_ms']:.2f} ({on['p99_ms']:.2f}) / {off['p50_ms']:.2f} ({off['p99_ms']:.2f}) ms"
-            f" = {p50_ratio:.2f}x",
-            f"p50 <= {p50_target:.2f}x",
-            "yes" if p50_ratio <= p50_target else "NO",
-        ),
-        (
-            f"serving {label}: shadow candidate / none, single row, 16 clients, requests/s",
-            f"{on16['requests_per_s']:.0f} / {off16['requests_per_s']:.0f}/s = {rate_ratio:.2f}x",
-            f">= {rate_target:.2f}x",
-            "yes" if rate_ratio >= rate_target else "NO",
+        *ratio_rows(
+            m,
+            "shadow",
+            (f"serving {label}: shadow candidate / none", " (rollout: shadow vs direct)"),
+            "serve_shadow_p50_ratio",
+            "serve_shadow_throughput_ratio",
         ),
         (
             f"serving {label}: shadow runs: rows production / the candidate predicted, candidate failures,"
