@@ -25,7 +25,7 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def running_dagster_dev(tmp_path: Path, extra_env: dict[str, str] | None = None):
-    """`dagster dev` (webserver + daemon) on a free port of 127.0.0.1, stopped by process group, on a
+    """`dagster dev` (webserver + daemon) on a free port of 127.0.0.1, stopped by process group (Ctrl-C), on a
     new project under ``tmp_path`` with the demo's landing files."""
     # The sensors look every 5 s instead of every minute.
     env = {**project_env(tmp_path), "ML_PLATFORM_SENSOR_INTERVAL_S": "5", **(extra_env or {})}
@@ -67,9 +67,11 @@ def dagster_dev_on(env: dict[str, str], log_dir: Path):
             time.sleep(0.5)
         yield url, port, proc.pid
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        # Ctrl-C, as a user stops it: `dagster dev` stops its webserver, daemon and code server at once
+        # (SIGTERM left the daemon finishing its ticks for up to 30 s).
+        os.killpg(proc.pid, signal.SIGINT)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
