@@ -38,7 +38,7 @@ from ml_platform.row_plan import NoPlan, PlannedRows, RowPlan, Unplanned
 from ml_platform.signature import Signature, check_rows
 
 # The forms' code: a parity recorded under another is not trusted (the version is checked again on deploy).
-COMPILED_FORMAT = 1
+COMPILED_FORMAT = 2
 # Rows x trees walked in NumPy at once; beyond it, scikit-learn's own trees on the plan's matrix.
 WALK_LIMIT = 4096
 # Probabilities and regression values may differ from scikit-learn's by this much, relatively.
@@ -48,7 +48,9 @@ NO_PARITY = (
     "no parity recorded (stored before compiled forms, or not by a pipeline):"
     " the next version a pipeline trains gets one"
 )
-# The test rows the walk is compared on one request's worth at a time (the rest in large batches).
+# The test rows compared one a request (the one-row walk), then the walk's largest requests up to
+# ``WALKED_PARITY_ROWS``; the rest in large batches (scikit-learn's trees on the plan's matrix).
+SINGLE_PARITY_ROWS = 500
 WALKED_PARITY_ROWS = 2000
 
 
@@ -98,6 +100,52 @@ class _Nodes:
         known = ((self.known_bits[self.feature_bits[feature], word] >> bit) & 1).astype(bool)
         missing = missing | (split & ((value < 0) | (~in_left & ~known)))
         return np.where(split, in_left, go_left), missing
+
+
+class _OneRowWalk:
+    """One row through every tree in plain Python, on the nodes as lists: for one row of a model of
+    shallow trees (gradient boosting's), a NumPy call per level of the deepest tree costs more than
+    the row's own steps. The same comparisons as ``_Nodes.walk``, so the same leaves."""
+
+    def __init__(self, nodes: _Nodes):
+        self.roots = nodes.roots.tolist()
+        self.feature, self.threshold = nodes.feature.tolist(), nodes.threshold.tolist()
+        self.left, self.right = nodes.left.tolist(), nodes.right.tolist()
+        self.missing_left = nodes.missing_left.tolist()
+        self.categorical = nodes.categorical.tolist() if nodes.categorical is not None else None
+        if self.categorical is not None:
+            self.bitset, self.left_bits = nodes.bitset.tolist(), nodes.left_bits.tolist()
+            self.known_bits, self.feature_bits = nodes.known_bits.tolist(), nodes.feature_bits.tolist()
+
+    def leaves(self, row: list[float]) -> list[int]:
+        """The row's leaf in each tree."""
+        feature, threshold, left, right = self.feature, self.threshold, self.left, self.right
+        missing_left, categorical = self.missing_left, self.categorical
+        found = []
+        for node in self.roots:
+            while left[node] != node:  # a leaf points at itself
+                value = row[feature[node]]
+                if value != value:  # missing
+                    go_left = missing_left[node]
+                elif categorical is not None and categorical[node]:
+                    go_left = self._category_left(node, value)
+                else:
+                    go_left = value <= threshold[node]
+                node = left[node] if go_left else right[node]
+            found.append(node)
+        return found
+
+    def _category_left(self, node: int, value: float) -> bool:
+        """A category in the node's bitset goes left, another known one right, a negative or unknown
+        one as a missing value (``_Nodes._categories``)."""
+        if value < 0:
+            return self.missing_left[node]
+        code = int(min(value, 255))
+        word, bit = code >> 5, code & 31
+        if (self.left_bits[self.bitset[node]][word] >> bit) & 1:
+            return True
+        known = (self.known_bits[self.feature_bits[self.feature[node]]][word] >> bit) & 1
+        return False if known else self.missing_left[node]
 
 
 def _forest_nodes(trees: list[Any]) -> _Nodes:
@@ -188,7 +236,9 @@ class _HistForm:
         self.values = np.concatenate([p.nodes["value"] for p in predictors])
         self.order, self.ordinal = _hist_columns(model, encoder, plan)
         self.trees = len(predictors)
-        self.description = f"{self.trees} trees walked in NumPy"
+        self.one_row = _OneRowWalk(self.nodes)
+        self.value_list = self.values.tolist()
+        self.description = f"{self.trees} trees walked in NumPy (one row in Python)"
 
     def preprocessed(self, x: np.ndarray) -> np.ndarray:
         """The plan's matrix as the model's own preprocessing gives it: categorical columns first,
@@ -205,6 +255,8 @@ class _HistForm:
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         model, count = self.model, len(x)
+        if count == 1:
+            return self._raw_one(x[0].tolist())
         if count * self.trees > WALK_LIMIT:
             raw = np.zeros((count, self.per_iteration), dtype=model._baseline_prediction.dtype, order="F")
             raw += model._baseline_prediction
@@ -214,6 +266,15 @@ class _HistForm:
         start = np.broadcast_to(model._baseline_prediction, (count, 1, self.per_iteration))
         # From the baseline, iteration by iteration, as the model adds each predictor's value.
         return np.cumsum(np.concatenate([start, values], axis=1), axis=1)[:, -1]
+
+    def _raw_one(self, row: list[float]) -> np.ndarray:
+        """One row's raw values: from the baseline, leaf by leaf in the predictors' order (iteration
+        by iteration, each iteration's trees one per class), as ``raw`` sums them."""
+        baseline = self.model._baseline_prediction
+        totals, values, per_iteration = baseline.ravel().tolist(), self.value_list, self.per_iteration
+        for i, leaf in enumerate(self.one_row.leaves(row)):
+            totals[i % per_iteration] += values[leaf]
+        return np.array([totals], dtype=baseline.dtype)
 
     def outputs(self, x: np.ndarray, proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
         model = self.model
@@ -421,9 +482,11 @@ def parity_of(model: Any, signature: Signature | None, x: pd.DataFrame, classifi
     # Labels are compared as labels for every classifier; probabilities where it has them.
     expected_proba = model.predict_proba(frame) if classifier and hasattr(model, "predict_proba") else None
     compared = _Comparison(compiled, expected, expected_proba, classifier or hasattr(model, "classes_"))
-    walked = min(len(records), WALKED_PARITY_ROWS)
-    step = max(1, WALK_LIMIT // max(getattr(compiled.form, "trees", 1), 1))
-    for start in range(0, walked, step):
+    single, walked = min(len(records), SINGLE_PARITY_ROWS), min(len(records), WALKED_PARITY_ROWS)
+    for start in range(single):
+        compared.add(records, start, start + 1)
+    step = max(2, WALK_LIMIT // max(getattr(compiled.form, "trees", 1), 1))
+    for start in range(single, walked, step):
         compared.add(records, start, min(start + step, walked))
     for start in range(walked, len(records), 5000):
         compared.add(records, start, min(start + 5000, len(records)))

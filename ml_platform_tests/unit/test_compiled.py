@@ -3,8 +3,8 @@ scikit-learn model answers, for every built-in estimator (forests, histogram gra
 binary and 3-class, logistic regression, ridge), a decision threshold (fixed and tuned), extra trees
 and a team's own estimator, on requests that look real (test_row_plan's table: unseen categories,
 missing values, extra columns, as JSON gives them): labels equal, probabilities and values within
-1e-9. One row a request takes the NumPy walk; 500 rows take scikit-learn's own trees on the plan's
-matrix (``WALK_LIMIT``); both must answer alike.
+1e-9. One row a request is walked (in plain Python for gradient boosting), a few rows in NumPy; 500
+rows take scikit-learn's own trees on the plan's matrix (``WALK_LIMIT``); each must answer alike.
 
 A compiled form serves only on the evidence of its ``Parity``: one that disagrees with scikit-learn
 (forced here) leaves the version on scikit-learn's path with the reason, as does a parity recorded
@@ -43,7 +43,8 @@ from ml_platform_tests.unit.test_row_plan import KINDS, churned, fresh_frame, or
 TRAIN_ROWS = 2500
 TEST_ROWS = 500  # the test split parity_of compares on
 BATCH_ROWS = 500  # fresh rows in one request: past WALK_LIMIT for every tree model here
-SINGLE_ROWS = 60  # fresh rows one a request: the NumPy walk
+SINGLE_ROWS = 60  # fresh rows one a request: walked in NumPy, or in Python (gradient boosting)
+FEW_ROWS = 6  # fresh rows a request: walked in NumPy
 RTOL, ATOL = 1e-9, 1e-12
 TREES = {"n_estimators": 20, "max_depth": 10, "random_state": 0}
 BOOSTING = {"max_iter": 20, "random_state": 0}
@@ -168,10 +169,20 @@ def trees_of(form: Any) -> int | None:
 def test_one_row_a_request_is_answered_as_scikit_learn_answers_it(fitted, name):
     found = fitted(name)
     trees = trees_of(found.compiled.form)
-    assert trees is None or trees <= WALK_LIMIT  # one row: the NumPy walk
+    assert trees is None or trees <= WALK_LIMIT  # one row: walked (in Python for gradient boosting)
     for row in range(SINGLE_ROWS):
         got = found.compiled.outputs([found.records[row]], found.classifier)
         assert_answers(found, got, slice(row, row + 1))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_few_rows_a_request_are_answered_as_scikit_learn_answers_them(fitted, name):
+    found = fitted(name)
+    trees = trees_of(found.compiled.form)
+    assert trees is None or FEW_ROWS * trees <= WALK_LIMIT  # the NumPy walk
+    for start in range(0, SINGLE_ROWS, FEW_ROWS):
+        got = found.compiled.outputs(found.records[start : start + FEW_ROWS], found.classifier)
+        assert_answers(found, got, slice(start, start + FEW_ROWS))
 
 
 @pytest.mark.parametrize("name", CASES)
