@@ -114,6 +114,7 @@ class RowPlan:
         self.wanted = frozenset(self.names)
         self.n_numbers = len(numbers)
         self.numeric = _NumericBlock([c for c in self.columns if c.kind == "numeric"])
+        self.numbers_are_block = self.numeric.positions == list(range(self.n_numbers))  # no booleans among them
         self.others = [c for c in self.columns if c.kind != "numeric"]
         self.encoding = _NativeCodes(encoder) if self.native else _OneHot(encoder, self.n_numbers)
 
@@ -129,9 +130,12 @@ class RowPlan:
         if count == 0 or any(name not in values for name in self.names):
             raise Unplanned  # no rows, or a column missing: the pandas path says which
         report = InputReport(rows=count, dropped_columns=[c for c in given if c not in self.wanted])
-        numbers = np.empty((count, self.n_numbers))
         block = self.numeric.check(values, count, report)
-        numbers[:, self.numeric.positions] = block
+        if self.numbers_are_block:
+            numbers = block.copy()  # the encoding imputes and scales in place; the log keeps the block
+        else:
+            numbers = np.empty((count, self.n_numbers))
+            numbers[:, self.numeric.positions] = block
         checked: dict[str, np.ndarray] = {}
         codes: list[np.ndarray] = []
         for column in self.others:
@@ -186,7 +190,10 @@ class _NumericBlock:
         known = [c.bounds for c in columns]
         self.low = np.array([b.low if b else -np.inf for b in known])
         self.high = np.array([b.high if b else np.inf for b in known])
-        self.reach = np.array([b.reach if b else 0.0 for b in known])
+        # Beyond these, a value is absurd (or infinite): the pandas path refuses it.
+        largest = np.finfo(np.float64).max
+        self.floor = np.array([b.low - b.reach if b else -largest for b in known])
+        self.ceiling = np.array([b.high + b.reach if b else largest for b in known])
 
     def check(self, values: dict[str, list], count: int, report: InputReport) -> np.ndarray:
         columns = [values[name] for name in self.names]
@@ -196,18 +203,19 @@ class _NumericBlock:
             raise Unplanned  # text, booleans: the pandas path converts or refuses them
         if int in types and any(type(v) is int and abs(v) > _EXACT_INT for v in flat):
             raise Unplanned
-        array = np.array(columns, dtype=np.float64).T.reshape(count, len(columns))
-        if np.isinf(array).any():
-            raise Unplanned
+        if count == 1:
+            array = np.array(flat, dtype=np.float64).reshape(1, len(columns))
+        else:
+            array = np.array(columns, dtype=np.float64).T.reshape(count, len(columns))
         with np.errstate(invalid="ignore"):
-            if ((array < self.low - self.reach) | (array > self.high + self.reach)).any():
+            if ((array < self.floor) | (array > self.ceiling)).any():
                 raise Unplanned
             outside = ((array < self.low) | (array > self.high)).sum(axis=0)
-        for name, nulls, out in zip(self.names, np.isnan(array).sum(axis=0), outside):
-            if nulls:
-                report.nulls[name] = int(nulls)
-            if out:
-                report.outside_training_range[name] = int(out)
+        nulls = np.isnan(array).sum(axis=0)
+        for j in np.flatnonzero(nulls).tolist():
+            report.nulls[self.names[j]] = int(nulls[j])
+        for j in np.flatnonzero(outside).tolist():
+            report.outside_training_range[self.names[j]] = int(outside[j])
         return array
 
 
@@ -317,13 +325,17 @@ class _OneHot:
 
     def matrix(self, numbers: np.ndarray, codes: list[np.ndarray]) -> np.ndarray:
         count = len(numbers)
-        out = np.zeros((count, self.width))
+        block = None
         if self.n_numbers:
             block = np.where(np.isnan(numbers), self.fill, numbers)
             if self.mean is not None:
                 block -= self.mean
             if self.scale is not None:
                 block /= self.scale
+            if self.width == self.n_numbers:
+                return block  # numbers only
+        out = np.zeros((count, self.width))
+        if block is not None:
             out[:, : self.n_numbers] = block
         rows = np.arange(count)
         for code in codes:
