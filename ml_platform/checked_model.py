@@ -79,7 +79,7 @@ class CheckedModel:
             return {**recorded, "path": "compiled", "form": self.compiled.description, "reason": None}
         return {**recorded, "path": "scikit-learn", "reason": self.compiled_problem}
 
-    @property
+    @functools.cached_property
     def is_classifier(self) -> bool:
         return hasattr(self.sklearn_model, "predict_proba") and hasattr(self.sklearn_model, "classes_")
 
@@ -103,6 +103,13 @@ class CheckedModel:
             else:
                 return planned, planned.report
         return self.check(rows)
+
+    def rows_of(self, planned: PlannedRows, rows: Any) -> PlannedRows | pd.DataFrame:
+        """Rows another model of the same signature planned (``planned``, from the request's ``rows``),
+        as this model takes them: encoded by its own plan, or checked again without one."""
+        if self.compiled is None:
+            return self.check(rows)[0]
+        return self.compiled.plan.encoded(planned)
 
     def predict_planned(self, matrix: np.ndarray, proba: bool) -> tuple[np.ndarray, pd.DataFrame | None]:
         """Predictions (and probabilities) of planned rows' matrix, by the compiled form."""

@@ -238,7 +238,7 @@ class _HistForm:
         self.trees = len(predictors)
         self.one_row = _OneRowWalk(self.nodes)
         self.value_list = self.values.tolist()
-        self.description = f"{self.trees} trees walked in NumPy (one row in Python)"
+        self.description = f"{self.trees} trees walked, one row in Python, more in NumPy"
 
     def preprocessed(self, x: np.ndarray) -> np.ndarray:
         """The plan's matrix as the model's own preprocessing gives it: categorical columns first,

@@ -148,6 +148,24 @@ class RowPlan:
         matrix = self.encoding.matrix(numbers, codes)
         return PlannedRows(self.names, block, self.numeric.names, checked, matrix, report)
 
+    def encoded(self, planned: PlannedRows) -> PlannedRows:
+        """Rows another plan of the same signature checked, encoded by this plan's encoder: a rollout's
+        candidate predicts production's checked rows without checking them again."""
+        if self.numbers_are_block:
+            numbers = planned.numbers.copy()
+        else:
+            numbers = np.empty((len(planned), self.n_numbers))
+            numbers[:, self.numeric.positions] = planned.numbers
+        codes: list[np.ndarray] = []
+        for column in self.others:
+            found = planned.others[column.spec.name]
+            if column.kind == "categorical":
+                codes.append(self.encoding.codes(column.category, [t if type(t) is str else None for t in found]))
+            else:
+                numbers[:, column.number] = np.array([math.nan if v != v else float(v) for v in found.tolist()])
+        matrix = self.encoding.matrix(numbers, codes)
+        return PlannedRows(self.names, planned.numbers, self.numeric.names, planned.others, matrix, planned.report)
+
 
 def _column(spec: FeatureSpec, kind: str, numbers: list[str], categories: list[str]) -> _Column:
     if kind == "categorical":

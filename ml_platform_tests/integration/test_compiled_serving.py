@@ -366,7 +366,9 @@ def test_the_cli_says_how_every_version_is_served(deployed):
         said = f"  {version} is served by scikit-learn: {deployed.models[name].parity.reason}"
         assert (said in listing.splitlines()) == (expected == "scikit-learn"), (name, listing)
     production = cli(deployed, "production", "--model", "classification_hist_gradient_boosting")
-    compiled = r"compiled \(30 trees walked in NumPy\): answered 1,000 test rows as scikit-learn did"
+    compiled = (
+        r"compiled \(30 trees walked, one row in Python, more in NumPy\): answered 1,000 test rows as scikit-learn did"
+    )
     assert re.search(rf"^Served by\s*: {compiled} \(largest difference [0-9.e+-]+\)$", production, re.M), production
 
 

@@ -201,6 +201,21 @@ def test_hundreds_of_records_are_planned_as_pandas_checks_and_encodes_them(fitte
 
 
 @pytest.mark.parametrize("name", ENCODINGS)
+def test_rows_another_plan_of_the_same_signature_checked_are_encoded_as_this_plan_encodes_them(fitted, fresh, name):
+    """A rollout's candidate re-encodes production's planned rows (the one-hot and the native plan
+    here share one signature): the same matrix, checked values and report as planning them itself."""
+    plan, _, signature = plan_of(fitted, name)
+    other, _, other_signature = plan_of(fitted, next(n for n in ENCODINGS if n != name))
+    assert other_signature == signature
+    for rows in ([records_of(fresh.head(1))[0]], records_of(fresh)):
+        mine, given = plan.rows(rows), other.rows(rows)
+        got = plan.encoded(given)
+        np.testing.assert_array_equal(got.matrix, mine.matrix)  # NaN where NaN
+        assert got.report.to_dict() == mine.report.to_dict()
+        pd.testing.assert_frame_equal(got.frame(), mine.frame())
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
 def test_columns_and_data_in_another_order_are_planned_as_pandas_checks_and_encodes_them(fitted, fresh, name):
     plan, encoder, signature = plan_of(fitted, name)
     columns = ["region", "order_id", "member", "store", "qty", "promo", "distance", "product"]
