@@ -68,8 +68,13 @@ dev: instance
 services:
 	scripts/install_services.sh
 
-# Test files run side by side, one per worker at a time (pytest-xdist): one worker per core.
-TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+# Test files run side by side, one per worker at a time (pytest-xdist). The whole suite waits much of
+# its time on servers, daemons' ticks and runs' subprocesses: one worker more than the cores keeps them
+# busy (on 2 cores, 3 workers took the suite from 31.9 to 27.4 min). The unit layer only computes: one
+# worker per core.
+CORES := $(shell nproc 2>/dev/null || echo 2)
+TEST_WORKERS ?= $(shell echo $$(( $(CORES) + 1 )))
+FAST_WORKERS ?= $(CORES)
 
 # The linter (ruff's rules and its formatter, configured in pyproject.toml), the import rules (no
 # cycle; the rules and the ML free of Dagster) and the code's shape (no function over 60 lines
@@ -86,7 +91,7 @@ test: lint services mlflow-server
 
 # The linter, then the unit layer alone (no servers, no runs: about a minute on 2 cores), while you work.
 test-fast: lint
-	$(BIN)/python -m pytest ml_platform_tests/unit -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest ml_platform_tests/unit -q -n $(FAST_WORKERS) $(PYTEST_ARGS)
 
 # Benchmarks (never part of `make test`): BENCH_ARGS='--quick' for a 10k smoke run,
 # BENCH_ARGS='--sizes 10000,100000,1000000' to add 1M rows. Results: bench/results/*.json.
