@@ -262,3 +262,26 @@ def test_a_requests_draw_keeps_both_models_rows_or_neither(tmp_path: Path):
     logged = read_log(store.read_bytes, store.list_children, "churn")
     per_request = logged.groupby("request_id")["role"].apply(frozenset)
     assert set(per_request) == {frozenset({"production", "candidate"})} and 70 < len(per_request) < 130
+
+
+def test_probabilities_of_two_models_classes_and_a_refusal_land_on_their_own_rows():
+    """The writer stacks probabilities at once when every entry has the same classes (two models'
+    equal columns, as a rollout's production and candidate give them) and row by row otherwise."""
+    from ml_platform.checked_model import Probabilities
+
+    def answered(request_id: str, columns: pd.Index, values: list[list[float]]) -> Entry:
+        first = entry("m", request_id, len(values))
+        first.probabilities = Probabilities(np.array(values), columns)
+        return first
+
+    production, candidate = pd.Index(["no", "yes"]), pd.Index(["no", "yes"])
+    same = [answered("a", production, [[0.9, 0.1]]), answered("a", candidate, [[0.6, 0.4], [0.3, 0.7]])]
+    frame = part_frame(same)
+    assert frame[["proba_no", "proba_yes"]].to_numpy().tolist() == [[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]]
+
+    other = answered("b", pd.Index(["low", "high"]), [[0.2, 0.8]])
+    refused = Entry.refusal("m", "v1", "c", dt.datetime(2026, 12, 3, tzinfo=dt.UTC), 1.0, 1, "bad row")
+    frame = part_frame([*same, other, refused])
+    assert frame["proba_yes"].tolist()[:3] == [0.1, 0.4, 0.7] and frame["proba_yes"].isna().tolist()[3:] == [True] * 2
+    assert frame["proba_high"].isna().tolist() == [True, True, True, False, True]
+    assert frame["proba_high"].tolist()[3] == 0.8
