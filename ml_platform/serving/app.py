@@ -486,7 +486,7 @@ class Service:
         self.wake = asyncio.Event()  # SIGHUP: look at the pointers now
         self.log: PredictionLog | None = None  # started with the worker (lifespan)
         self._warned_at: dict[str, float] = {}
-        self._same_signatures: dict[tuple[CheckedModel, CheckedModel], bool] = {}
+        self._same_signatures: dict[str, tuple[CheckedModel, CheckedModel, bool]] = {}
 
     # -- following the pointers -------------------------------------------------------------------
     def followed(self) -> list[ModelHolder]:
@@ -661,18 +661,17 @@ class Service:
         if candidate is not None and (rollout.strategy == "shadow" or rollout.mirror):
             # The same signature: production's checked rows are the candidate's (no second check; planned
             # rows are encoded again by the candidate's own encoder).
-            self.off_path(asked, candidate, "candidate", frame if self.same_signature(model, candidate) else None)
+            same = self.same_signature(name, model, candidate)
+            self.off_path(asked, candidate, "candidate", frame if same else None)
         return answer
 
-    def same_signature(self, model: CheckedModel, other: CheckedModel) -> bool:
-        """Whether two loaded models take the same rows (compared once per pair: 11 us a request otherwise)."""
-        key = (model, other)
-        found = self._same_signatures.get(key)
-        if found is None:
-            if len(self._same_signatures) > 16:  # old pairs a reload left behind
-                self._same_signatures.clear()
-            found = self._same_signatures[key] = model.signature == other.signature
-        return found
+    def same_signature(self, name: str, model: CheckedModel, other: CheckedModel) -> bool:
+        """Whether a model's production and candidate take the same rows: compared once per pair loaded
+        (11 us a request otherwise); only the current pair is kept, so a reload frees the old models."""
+        kept = self._same_signatures.get(name)
+        if kept is None or kept[0] is not model or kept[1] is not other:
+            kept = self._same_signatures[name] = (model, other, model.signature == other.signature)
+        return kept[2]
 
     async def production_answer(self, asked: Asked, model: CheckedModel, frame: pd.DataFrame, report) -> Answer:
         """Production's answer: the checked rows predicted in a batch with the requests that arrive
