@@ -131,11 +131,7 @@ class RowPlan:
             raise Unplanned  # no rows, or a column missing: the pandas path says which
         report = InputReport(rows=count, dropped_columns=[c for c in given if c not in self.wanted])
         block = self.numeric.check(values, count, report)
-        if self.numbers_are_block:
-            numbers = block.copy()  # the encoding imputes and scales in place; the log keeps the block
-        else:
-            numbers = np.empty((count, self.n_numbers))
-            numbers[:, self.numeric.positions] = block
+        numbers = self._numbers_of(block)
         checked: dict[str, np.ndarray] = {}
         codes: list[np.ndarray] = []
         for column in self.others:
@@ -148,14 +144,19 @@ class RowPlan:
         matrix = self.encoding.matrix(numbers, codes)
         return PlannedRows(self.names, block, self.numeric.names, checked, matrix, report)
 
+    def _numbers_of(self, block: np.ndarray) -> np.ndarray:
+        """The encoder's number columns with the numeric block in place (the booleans' filled after):
+        a copy, as the encoding imputes and scales in place and the log keeps the block."""
+        if self.numbers_are_block:
+            return block.copy()
+        numbers = np.empty((len(block), self.n_numbers))
+        numbers[:, self.numeric.positions] = block
+        return numbers
+
     def encoded(self, planned: PlannedRows) -> PlannedRows:
         """Rows another plan of the same signature checked, encoded by this plan's encoder: a rollout's
         candidate predicts production's checked rows without checking them again."""
-        if self.numbers_are_block:
-            numbers = planned.numbers.copy()
-        else:
-            numbers = np.empty((len(planned), self.n_numbers))
-            numbers[:, self.numeric.positions] = planned.numbers
+        numbers = self._numbers_of(planned.numbers)
         codes: list[np.ndarray] = []
         for column in self.others:
             found = planned.others[column.spec.name]
